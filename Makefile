@@ -1,0 +1,48 @@
+# beambridge — the two commands: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_WORKERS ?= 4
+
+.PHONY: demo test test-quick lint format system-deps bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "beambridge needs Python >= 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+## demo: start a server on the embedded default (SQLite under ./.demo) and walk a DAG of jobs through it
+demo: $(STAMP)
+	BEAMBRIDGE_HOME=$(CURDIR)/.demo $(BIN)/beambridge demo
+
+## system-deps: install (with apt, as root) the real components the tests need when they are missing
+system-deps:
+	@bash scripts/system-deps.sh
+
+## lint: ruff and mypy, as CI runs them
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+## test: everything, on SQLite and PostgreSQL, in parallel
+test: $(STAMP) system-deps lint
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
+## test-quick: the server suite on SQLite only, for iterating
+test-quick: $(STAMP)
+	$(BIN)/pytest -n 2 -q -m "not postgres and not slow" tests/server
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+## bench: the API benchmark (starts its own servers)
+bench: $(STAMP)
+	$(BIN)/python benchmarks/api_throughput.py
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,101 @@
+"""Apps: the metadata of an application a site can run (never its code)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field, JsonValue
+
+from beambridge.schemas.common import InputModel, Name, OutputModel, UtcDatetime
+
+
+class ParameterType(StrEnum):
+    """The JSON type a job parameter must have."""
+
+    ANY = "any"
+    STR = "str"
+    INT = "int"
+    FLOAT = "float"
+    BOOL = "bool"
+    LIST = "list"
+    DICT = "dict"
+
+
+class AppParameter(InputModel):
+    """One parameter of an app."""
+
+    required: bool = True
+    default: JsonValue = None
+    type: ParameterType = ParameterType.ANY
+    help: str = Field(default="", max_length=2000)
+
+
+class TransferDirection(StrEnum):
+    """Whether a transfer slot brings data in before the run or takes results out after it."""
+
+    IN = "in"
+    OUT = "out"
+
+
+class TransferSlot(InputModel):
+    """A named place in a job's workdir that a transfer fills (in) or empties (out)."""
+
+    direction: TransferDirection
+    local_path: str = Field(min_length=1, max_length=1024, description="Path inside the job's workdir")
+    required: bool = True
+    recursive: bool = Field(default=False, description="A directory rather than a file")
+    description: str = Field(default="", max_length=2000)
+
+
+class AppHook(StrEnum):
+    """Hooks an app may override; for the others the service applies the default at once."""
+
+    PREPROCESS = "preprocess"
+    POSTPROCESS = "postprocess"
+    HANDLE_ERROR = "handle_error"
+    HANDLE_TIMEOUT = "handle_timeout"
+
+
+class AppCreate(InputModel):
+    """Register an app on a site."""
+
+    site_id: int = Field(ge=1)
+    name: Name
+    description: str = Field(default="", max_length=10_000)
+    parameters: dict[str, AppParameter] = Field(default_factory=dict, max_length=200)
+    transfer_slots: dict[str, TransferSlot] = Field(default_factory=dict, max_length=100)
+    hooks: list[AppHook] = Field(
+        default_factory=list,
+        description=(
+            "Hooks the app overrides. Without preprocess a STAGED_IN job becomes PREPROCESSED at once; "
+            "without postprocess RUN_DONE becomes POSTPROCESSED; without handle_error RUN_ERROR becomes "
+            "FAILED; without handle_timeout RUN_TIMEOUT becomes RESTART_READY until the retry limit."
+        ),
+    )
+
+
+class AppUpdate(InputModel):
+    """Change an app's metadata (the site re-registers its apps on start)."""
+
+    description: str | None = Field(default=None, max_length=10_000)
+    parameters: dict[str, AppParameter] | None = Field(default=None, max_length=200)
+    transfer_slots: dict[str, TransferSlot] | None = Field(default=None, max_length=100)
+    hooks: list[AppHook] | None = None
+
+
+class App(OutputModel):
+    """An app as the service sees it."""
+
+    id: int
+    site_id: int
+    name: str
+    description: str
+    parameters: dict[str, AppParameter]
+    transfer_slots: dict[str, TransferSlot]
+    hooks: list[AppHook]
+    created_at: UtcDatetime
+
+    def summary(self) -> dict[str, Any]:
+        """A one-line description for tables."""
+        return {"id": self.id, "site_id": self.site_id, "name": self.name, "description": self.description}

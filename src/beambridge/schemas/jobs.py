@@ -1,0 +1,135 @@
+"""Jobs: one run of an app with its parameters, resources, parents and transfers."""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, JsonValue, model_validator
+
+from beambridge.schemas.common import InputModel, OutputModel, PositiveId, Tags, UtcDatetime
+from beambridge.states import JobState
+
+
+def _check_workdir(value: str) -> str:
+    if value.startswith("/") or "\\" in value or "\x00" in value:
+        raise ValueError("must be a relative POSIX path inside the site's data directory")
+    normal = posixpath.normpath(value)
+    if normal == "." or normal.startswith(".."):
+        raise ValueError("must name a directory below the site's data directory (no '..')")
+    return normal
+
+
+Workdir = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_check_workdir)]
+
+
+def _check_transfer(value: str) -> str:
+    alias, sep, path = value.partition(":")
+    if not sep or not alias or not path:
+        raise ValueError(f"{value!r} must look like 'location:/path/on/location'")
+    return value
+
+
+TransferRef = Annotated[str, Field(max_length=2048), AfterValidator(_check_transfer)]
+
+
+class JobResources(InputModel):
+    """What one job needs from the allocation."""
+
+    num_nodes: int = Field(default=1, ge=1, le=100_000)
+    ranks_per_node: int = Field(default=1, ge=1, le=4096)
+    threads_per_rank: int = Field(default=1, ge=1, le=4096)
+    gpus_per_rank: float = Field(default=0, ge=0, le=64)
+    node_packing_count: int = Field(
+        default=1, ge=1, le=1024, description="How many such single-node jobs may share one node"
+    )
+    wall_time_min: float = Field(default=0, ge=0, le=60 * 24 * 30, description="0 means no limit")
+
+
+class JobCreate(JobResources):
+    """A new job."""
+
+    app_id: PositiveId
+    workdir: Workdir
+    parameters: dict[str, JsonValue] = Field(default_factory=dict)
+    tags: Tags = Field(default_factory=dict)
+    data: dict[str, JsonValue] = Field(default_factory=dict, description="Free-form user data")
+    launch_params: dict[str, str] = Field(default_factory=dict, description="Extra launcher options")
+    parent_ids: list[PositiveId] = Field(default_factory=list, max_length=10_000)
+    transfers: dict[str, TransferRef] = Field(
+        default_factory=dict, description="Transfer slot name → 'location:/path'"
+    )
+    retry_limit: int = Field(default=3, ge=0, le=1000)
+    priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _unique_parents(self) -> JobCreate:
+        if len(set(self.parent_ids)) != len(self.parent_ids):
+            raise ValueError("parent_ids lists a job twice")
+        return self
+
+
+class JobUpdate(InputModel):
+    """Changes to one job. Setting ``state`` asks for a validated transition."""
+
+    state: JobState | None = None
+    state_data: dict[str, JsonValue] = Field(
+        default_factory=dict, description="Stored with the transition's event (a reason, a message…)"
+    )
+    tags: Tags | None = None
+    data: dict[str, JsonValue] | None = None
+    priority: int | None = Field(default=None, ge=-1_000_000, le=1_000_000)
+    retry_limit: int | None = Field(default=None, ge=0, le=1000)
+    result: JsonValue = None
+    error: str | None = Field(default=None, max_length=100_000)
+
+
+class JobBulkUpdate(JobUpdate):
+    """Changes to one job inside a bulk update."""
+
+    id: PositiveId
+
+
+class JobIds(InputModel):
+    """A set of jobs to act on."""
+
+    ids: list[PositiveId] = Field(min_length=1, max_length=50_000)
+
+
+class Job(OutputModel):
+    """A job as the service sees it."""
+
+    id: int
+    app_id: int
+    site_id: int
+    workdir: str
+    state: JobState
+    parameters: dict[str, JsonValue]
+    tags: dict[str, str]
+    data: dict[str, JsonValue]
+    launch_params: dict[str, str]
+    num_nodes: int
+    ranks_per_node: int
+    threads_per_rank: int
+    gpus_per_rank: float
+    node_packing_count: int
+    wall_time_min: float
+    parent_ids: list[int]
+    transfers: dict[str, str]
+    retry_count: int
+    retry_limit: int
+    priority: int
+    session_id: int | None
+    batch_job_id: int | None
+    return_code: int | None
+    result: JsonValue
+    error: str | None
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+
+
+class BulkResult(OutputModel):
+    """How many objects a bulk operation touched."""
+
+    count: int
+    ids: list[int]

@@ -1,0 +1,81 @@
+"""Launcher sessions: how a pilot acquires jobs and reports on them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field, JsonValue, field_validator
+
+from beambridge.schemas.common import InputModel, OutputModel, PositiveId, Tags, UtcDatetime
+from beambridge.states import SESSION_REPORTED_STATES, JobState
+
+
+class SessionCreate(InputModel):
+    """Open a session for a launcher on a site."""
+
+    site_id: int = Field(ge=1)
+    batch_job_id: int | None = Field(default=None, ge=1)
+
+
+class Session(OutputModel):
+    """A launcher session."""
+
+    id: int
+    site_id: int
+    batch_job_id: int | None
+    created_at: UtcDatetime
+    heartbeat_at: UtcDatetime
+    expired_at: UtcDatetime | None
+
+
+class Heartbeat(OutputModel):
+    """The answer to a heartbeat: the session's jobs that were cancelled meanwhile, to be killed."""
+
+    session_id: int
+    killed_job_ids: list[int]
+
+
+class AcquireRequest(InputModel):
+    """A launcher's free resources; the answer holds runnable jobs that fit them, best priority first."""
+
+    max_jobs: int = Field(default=100, ge=1, le=10_000)
+    free_nodes: list[float] | None = Field(
+        default=None,
+        max_length=100_000,
+        description=(
+            "Free fraction (0-1) of each node. A multi-node job needs that many wholly free nodes; a "
+            "single-node job needs 1/node_packing_count of one node. Null: do not match resources."
+        ),
+    )
+    max_wall_time_min: float | None = Field(
+        default=None, ge=0, description="Skip jobs whose wall-time limit exceeds this (the allocation's rest)"
+    )
+    serial_only: bool = Field(default=False, description="Only single-node, single-rank jobs")
+    filter_tags: Tags = Field(default_factory=dict)
+    wait_s: float = Field(default=0, ge=0, le=60, description="Long-poll: wait this long for work")
+
+
+class JobReport(InputModel):
+    """One state change a launcher observed."""
+
+    id: PositiveId
+    state: JobState
+    at: datetime | None = Field(default=None, description="When the launcher saw it (UTC)")
+    return_code: int | None = None
+    result: JsonValue = None
+    error: str | None = Field(default=None, max_length=100_000)
+    state_data: dict[str, JsonValue] = Field(default_factory=dict)
+
+    @field_validator("state")
+    @classmethod
+    def _launcher_state(cls, state: JobState) -> JobState:
+        if state not in SESSION_REPORTED_STATES:
+            allowed = ", ".join(sorted(SESSION_REPORTED_STATES))
+            raise ValueError(f"a launcher may report only {allowed}, not {state}")
+        return state
+
+
+class SessionReport(InputModel):
+    """A batch of state changes from one launcher session."""
+
+    reports: list[JobReport] = Field(min_length=1, max_length=50_000)

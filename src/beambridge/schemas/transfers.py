@@ -1,0 +1,49 @@
+"""Transfer items: one file or directory to move in or out for a job."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field
+
+from beambridge.schemas.apps import TransferDirection
+from beambridge.schemas.common import InputModel, OutputModel, PositiveId, UtcDatetime
+
+
+class TransferState(StrEnum):
+    """Where a transfer item is."""
+
+    AWAITING_JOB = "awaiting_job"
+    PENDING = "pending"
+    ACTIVE = "active"
+    DONE = "done"
+    ERROR = "error"
+
+
+class TransferItem(OutputModel):
+    """A transfer item as the service sees it."""
+
+    id: int
+    job_id: int
+    site_id: int
+    direction: TransferDirection
+    slot: str
+    location: str
+    remote_path: str
+    local_path: str
+    recursive: bool
+    state: TransferState
+    task_id: str | None
+    info: dict[str, Any]
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+
+
+class TransferItemUpdate(InputModel):
+    """What the site's transfer service reports about an item."""
+
+    id: PositiveId
+    state: TransferState | None = None
+    task_id: str | None = Field(default=None, max_length=255)
+    info: dict[str, Any] | None = None

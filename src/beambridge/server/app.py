@@ -1,0 +1,98 @@
+"""The application factory: ``create_app()`` builds the FastAPI service on a database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from beambridge import __version__
+from beambridge.server.auth.tokens import AccessTokens
+from beambridge.server.body_limit import BodyLimitMiddleware
+from beambridge.server.context import ServerContext, utcnow
+from beambridge.server.db import migrate
+from beambridge.server.db.engine import Database
+from beambridge.server.dispatch.sessions import expire_silent_sessions
+from beambridge.server.errors import install_error_handlers
+from beambridge.server.routes import apps, auth, batch_jobs, events, health, jobs, sessions, sites, transfers
+from beambridge.server.settings import ServerSettings
+from beambridge.server.wakeups import WakeupHub
+
+log = logging.getLogger("beambridge.server")
+
+
+class SchemaOutOfDate(RuntimeError):
+    """The database is not at the schema revision this code expects."""
+
+
+def open_database(settings: ServerSettings, *, upgrade: bool) -> Database:
+    """The configured database, migrated to the newest schema when ``upgrade``; else checked to be there."""
+    db = Database(settings.resolved_database_url(), pool_size=settings.db_pool_size)
+    if upgrade:
+        migrate.upgrade(db.engine)
+    else:
+        current, head = migrate.current_revision(db.engine), migrate.head_revision(db.engine)
+        if current != head:
+            raise SchemaOutOfDate(
+                f"database schema is at revision {current or 'none'}, this server needs {head}: "
+                "run 'beambridge server migrate'"
+            )
+    return db
+
+
+def create_app(
+    settings: ServerSettings | None = None, *, db: Database | None = None, upgrade: bool = True
+) -> FastAPI:
+    """Build the service. Without ``db`` it opens (and by default migrates) the configured database."""
+    settings = settings or ServerSettings()
+    db = db or open_database(settings, upgrade=upgrade)
+    ctx = ServerContext(
+        settings=settings,
+        db=db,
+        tokens=AccessTokens(settings.resolved_secret_key(), settings.access_token_ttl_s),
+        wakeups=WakeupHub(),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        ctx.wakeups.bind(asyncio.get_running_loop())
+        sweeper = asyncio.create_task(_sweep_sessions(ctx), name="session-sweeper")
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+
+    app = FastAPI(
+        title="beambridge",
+        version=__version__,
+        description="Near-real-time analysis of light-source data at whichever HPC facility finishes first.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    for module in (health, auth, sites, apps, jobs, batch_jobs, sessions, transfers, events):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    return app
+
+
+async def _sweep_sessions(ctx: ServerContext) -> None:
+    """Expire silent launcher sessions, forever, every ``session_sweep_interval_s``."""
+    while True:
+        await asyncio.sleep(ctx.settings.session_sweep_interval_s)
+        try:
+            outcome = await run_in_threadpool(_expire_once, ctx)
+            ctx.wakeups.notify(outcome.wake_keys)
+        except Exception:  # a database hiccup must not end the sweeper
+            log.exception("session sweep failed")
+
+
+def _expire_once(ctx: ServerContext):  # type: ignore[no-untyped-def]
+    with ctx.db.write() as conn:
+        return expire_silent_sessions(conn, ctx.settings.session_timeout_s, utcnow())

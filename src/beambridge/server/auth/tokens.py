@@ -1,0 +1,61 @@
+"""Tokens: short-lived signed access tokens, revocable refresh tokens, revocable site tokens.
+
+* Access token: a JWT (HS256) naming the user, and for site tokens' sessions nothing else; checked
+  without touching the database, so every request stays cheap.
+* Refresh token and site token: random secrets, stored only as SHA-256 hashes, looked up on use, and
+  revocable by deleting or marking the row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+
+import jwt
+
+SITE_TOKEN_PREFIX = "bbs_"
+REFRESH_TOKEN_PREFIX = "bbr_"
+_ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a user, or a site agent acting for its owner on one site only."""
+
+    user_id: int
+    site_id: int | None = None
+
+    @property
+    def is_site(self) -> bool:
+        """Whether the caller holds a site token."""
+        return self.site_id is not None
+
+
+def new_secret(prefix: str) -> str:
+    """A fresh random token with a recognisable prefix."""
+    return prefix + secrets.token_urlsafe(32)
+
+
+def hash_secret(secret: str) -> str:
+    """The stored form of a refresh or site token."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class AccessTokens:
+    """Signs and checks access tokens."""
+
+    def __init__(self, secret_key: str, ttl_s: int) -> None:
+        self._key = secret_key
+        self.ttl_s = ttl_s
+
+    def issue(self, user_id: int) -> str:
+        """A token valid for ``ttl_s`` seconds."""
+        now = int(time.time())
+        return jwt.encode({"sub": str(user_id), "iat": now, "exp": now + self.ttl_s}, self._key, _ALGORITHM)
+
+    def verify(self, token: str) -> int:
+        """The user id in a valid token; raises ``jwt.InvalidTokenError`` (or a subclass) otherwise."""
+        claims = jwt.decode(token, self._key, algorithms=[_ALGORITHM], options={"require": ["exp", "sub"]})
+        return int(claims["sub"])

@@ -1,0 +1,26 @@
+"""What every request handler needs: settings, database, token signer, wake-ups, the clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from beambridge.server.auth.tokens import AccessTokens
+from beambridge.server.db.engine import Database
+from beambridge.server.settings import ServerSettings
+from beambridge.server.wakeups import WakeupHub
+
+
+@dataclass
+class ServerContext:
+    """The service's shared state, one per app instance."""
+
+    settings: ServerSettings
+    db: Database
+    tokens: AccessTokens
+    wakeups: WakeupHub
+
+
+def utcnow() -> datetime:
+    """The current time in UTC."""
+    return datetime.now(UTC)

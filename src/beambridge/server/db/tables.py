@@ -1,0 +1,224 @@
+"""The database schema as SQLAlchemy Core tables (the migrations in ``migrations/`` create it)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+JSON = sa.JSON().with_variant(JSONB(), "postgresql")
+Time = sa.DateTime(timezone=True)
+
+
+def _id() -> sa.Column[int]:
+    return sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True)
+
+
+def _fk(name: str, target: str, *, nullable: bool = False, ondelete: str = "CASCADE") -> sa.Column[int]:
+    return sa.Column(
+        name,
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        sa.ForeignKey(target, ondelete=ondelete),
+        nullable=nullable,
+    )
+
+
+users = sa.Table(
+    "users",
+    metadata,
+    _id(),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+refresh_tokens = sa.Table(
+    "refresh_tokens",
+    metadata,
+    _id(),
+    _fk("user_id", "users.id"),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("expires_at", Time, nullable=False),
+    sa.Column("revoked_at", Time),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+sites = sa.Table(
+    "sites",
+    metadata,
+    _id(),
+    _fk("owner_id", "users.id"),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("hostname", sa.String(255), nullable=False, server_default=""),
+    sa.Column("path", sa.String(1024), nullable=False, server_default=""),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("status", JSON, nullable=False),
+    sa.Column("last_heartbeat", Time),
+    sa.Column("created_at", Time, nullable=False),
+    sa.UniqueConstraint("owner_id", "name"),
+)
+
+site_tokens = sa.Table(
+    "site_tokens",
+    metadata,
+    _id(),
+    _fk("site_id", "sites.id"),
+    _fk("owner_id", "users.id"),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("revoked_at", Time),
+)
+
+apps = sa.Table(
+    "apps",
+    metadata,
+    _id(),
+    _fk("owner_id", "users.id"),
+    _fk("site_id", "sites.id"),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("parameters", JSON, nullable=False),
+    sa.Column("transfer_slots", JSON, nullable=False),
+    sa.Column("hooks", JSON, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.UniqueConstraint("site_id", "name"),
+)
+
+batch_jobs = sa.Table(
+    "batch_jobs",
+    metadata,
+    _id(),
+    _fk("owner_id", "users.id"),
+    _fk("site_id", "sites.id"),
+    sa.Column("scheduler_id", sa.String(255)),
+    sa.Column("project", sa.String(255), nullable=False, server_default=""),
+    sa.Column("queue", sa.String(255), nullable=False, server_default=""),
+    sa.Column("num_nodes", sa.Integer, nullable=False),
+    sa.Column("wall_time_min", sa.Integer, nullable=False),
+    sa.Column("job_mode", sa.String(16), nullable=False),
+    sa.Column("filter_tags", JSON, nullable=False),
+    sa.Column("optional_params", JSON, nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("status_info", JSON, nullable=False),
+    sa.Column("start_time", Time),
+    sa.Column("end_time", Time),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Index(None, "site_id", "state"),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    _id(),
+    _fk("owner_id", "users.id"),
+    _fk("site_id", "sites.id"),
+    _fk("batch_job_id", "batch_jobs.id", nullable=True, ondelete="SET NULL"),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("heartbeat_at", Time, nullable=False),
+    sa.Column("expired_at", Time),
+    sa.Index(None, "expired_at", "heartbeat_at"),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    _id(),
+    _fk("owner_id", "users.id"),
+    _fk("site_id", "sites.id"),
+    _fk("app_id", "apps.id"),
+    sa.Column("workdir", sa.String(512), nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("parameters", JSON, nullable=False),
+    sa.Column("tags", JSON, nullable=False),
+    sa.Column("data", JSON, nullable=False),
+    sa.Column("launch_params", JSON, nullable=False),
+    sa.Column("num_nodes", sa.Integer, nullable=False),
+    sa.Column("ranks_per_node", sa.Integer, nullable=False),
+    sa.Column("threads_per_rank", sa.Integer, nullable=False),
+    sa.Column("gpus_per_rank", sa.Float, nullable=False),
+    sa.Column("node_packing_count", sa.Integer, nullable=False),
+    sa.Column("wall_time_min", sa.Float, nullable=False),
+    sa.Column("parent_ids", JSON, nullable=False),
+    sa.Column("transfers", JSON, nullable=False),
+    sa.Column("has_stage_ins", sa.Boolean, nullable=False),
+    sa.Column("has_stage_outs", sa.Boolean, nullable=False),
+    sa.Column("retry_count", sa.Integer, nullable=False),
+    sa.Column("retry_limit", sa.Integer, nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    _fk("session_id", "sessions.id", nullable=True, ondelete="SET NULL"),
+    _fk("batch_job_id", "batch_jobs.id", nullable=True, ondelete="SET NULL"),
+    sa.Column("return_code", sa.Integer),
+    sa.Column("result", JSON),
+    sa.Column("error", sa.Text),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    # Acquire: runnable jobs of one site, best priority first.
+    sa.Index("ix_jobs_acquire", "site_id", "state", "priority", "id"),
+    sa.Index(None, "owner_id", "state"),
+    sa.Index(None, "session_id"),
+    sa.Index(None, "app_id"),
+    sa.Index(None, "created_at"),
+    sa.Index(None, "updated_at"),
+    sa.Index(
+        "ix_jobs_tags_gin",
+        "tags",
+        postgresql_using="gin",
+        postgresql_ops={"tags": "jsonb_path_ops"},
+    ).ddl_if(dialect="postgresql"),
+)
+
+job_parents = sa.Table(
+    "job_parents",
+    metadata,
+    _fk("child_id", "jobs.id"),
+    _fk("parent_id", "jobs.id"),
+    sa.PrimaryKeyConstraint("child_id", "parent_id"),
+    sa.Index(None, "parent_id"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    _id(),
+    _fk("job_id", "jobs.id"),
+    _fk("owner_id", "users.id"),
+    sa.Column("site_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("from_state", sa.String(32), nullable=False),
+    sa.Column("to_state", sa.String(32), nullable=False),
+    sa.Column("timestamp", Time, nullable=False),
+    sa.Column("data", JSON, nullable=False),
+    sa.Index(None, "job_id", "timestamp"),
+    sa.Index(None, "owner_id", "id"),
+)
+
+transfer_items = sa.Table(
+    "transfer_items",
+    metadata,
+    _id(),
+    _fk("job_id", "jobs.id"),
+    _fk("owner_id", "users.id"),
+    sa.Column("site_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("direction", sa.String(8), nullable=False),
+    sa.Column("slot", sa.String(100), nullable=False),
+    sa.Column("location", sa.String(255), nullable=False),
+    sa.Column("remote_path", sa.String(2048), nullable=False),
+    sa.Column("local_path", sa.String(1024), nullable=False),
+    sa.Column("recursive", sa.Boolean, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("task_id", sa.String(255)),
+    sa.Column("info", JSON, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Index(None, "job_id"),
+    sa.Index(None, "site_id", "state"),
+)

@@ -1,0 +1,1 @@
+"""Dispatch: launcher sessions, acquiring work (with long-poll), reports, and session expiry."""

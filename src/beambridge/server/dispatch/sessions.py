@@ -1,0 +1,193 @@
+"""Launcher sessions: open, heartbeat, acquire, report, close, and expire after silence."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from beambridge.schemas.batch_jobs import BatchJobState
+from beambridge.schemas.sessions import AcquireRequest, JobReport
+from beambridge.server.auth.tokens import Principal
+from beambridge.server.db.chunks import chunked
+from beambridge.server.db.tables import batch_jobs, jobs, sessions
+from beambridge.server.dispatch.fit import fit_jobs
+from beambridge.server.errors import ConflictError, NotFoundError
+from beambridge.server.jobs.lifecycle import Outcome, TransitionRequest, apply_transitions, lock_jobs
+from beambridge.server.jobs.queries import JOB_COLUMNS, tags_contain
+from beambridge.server.wakeups import WakeKey
+from beambridge.states import RUNNABLE_STATES, JobState
+
+S = JobState
+_RUNNABLE = [s.value for s in RUNNABLE_STATES]
+
+
+def load_session(conn: Connection, principal: Principal, session_id: int, *, lock: bool = False) -> Row[Any]:
+    """A session the caller owns; 404 otherwise, 409 if it has expired."""
+    query = sa.select(sessions).where(sessions.c.id == session_id, sessions.c.owner_id == principal.user_id)
+    if principal.site_id is not None:
+        query = query.where(sessions.c.site_id == principal.site_id)
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    if row is None:
+        raise NotFoundError(f"session {session_id} not found")
+    if row.expired_at is not None:
+        raise ConflictError(
+            f"session {session_id} expired at {row.expired_at:%Y-%m-%d %H:%M:%S} UTC; open a new session",
+            expired=True,
+        )
+    return row
+
+
+def touch(conn: Connection, session_id: int, now: datetime) -> None:
+    """Record a sign of life."""
+    conn.execute(sessions.update().where(sessions.c.id == session_id).values(heartbeat_at=now))
+
+
+def killed_jobs(conn: Connection, session_id: int) -> list[int]:
+    """Jobs this session held that were cancelled: the launcher must stop them."""
+    query = sa.select(jobs.c.id).where(jobs.c.session_id == session_id, jobs.c.state == S.KILLED.value)
+    return list(conn.execute(query).scalars())
+
+
+def acquire(
+    conn: Connection, principal: Principal, session_id: int, request: AcquireRequest, now: datetime
+) -> tuple[list[dict[str, Any]], int]:
+    """Lock runnable jobs that fit the launcher's free resources to the session, best priority first.
+
+    PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so concurrent launchers skip each other's candidates.
+    SQLite: the caller's write transaction (``BEGIN IMMEDIATE``) already excludes other writers.
+    Returns the jobs and the session's site (whose wake-ups a long-polling caller waits for).
+    """
+    session = load_session(conn, principal, session_id, lock=True)
+    touch(conn, session_id, now)
+    query = sa.select(*JOB_COLUMNS).where(
+        jobs.c.site_id == session.site_id, jobs.c.state.in_(_RUNNABLE), jobs.c.session_id.is_(None)
+    )
+    if request.filter_tags:
+        query = query.where(tags_contain(request.filter_tags, conn.dialect.name))
+    if request.serial_only:
+        query = query.where(jobs.c.num_nodes == 1, jobs.c.ranks_per_node == 1)
+    if request.max_wall_time_min is not None:
+        query = query.where(jobs.c.wall_time_min <= request.max_wall_time_min)
+    if request.free_nodes is not None:
+        query = query.where(jobs.c.num_nodes <= len(request.free_nodes))
+    scan = request.max_jobs if request.free_nodes is None else request.max_jobs + 256
+    query = query.order_by(jobs.c.priority.desc(), jobs.c.id).limit(scan)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(of=jobs, skip_locked=True)
+    rows = [dict(row._mapping) for row in conn.execute(query)]
+    chosen = fit_jobs(
+        (_Fit(row) for row in rows), request.free_nodes, request.max_jobs
+    )
+    ids = [fit.row["id"] for fit in chosen]
+    for chunk in chunked(ids):
+        conn.execute(
+            jobs.update()
+            .where(jobs.c.id.in_(chunk))
+            .values(session_id=session_id, batch_job_id=session.batch_job_id, updated_at=now)
+        )
+    out = []
+    for fit in chosen:
+        fit.row.update(session_id=session_id, batch_job_id=session.batch_job_id, updated_at=now)
+        out.append(fit.row)
+    return out, int(session.site_id)
+
+
+class _Fit:
+    __slots__ = ("row",)
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self.row = row
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.row["num_nodes"])
+
+    @property
+    def node_packing_count(self) -> int:
+        return int(self.row["node_packing_count"])
+
+
+def report(
+    conn: Connection, principal: Principal, session_id: int, reports: list[JobReport], now: datetime
+) -> Outcome:
+    """Apply a launcher's state changes; all refused if any job is not held by this session."""
+    load_session(conn, principal, session_id)
+    touch(conn, session_id, now)
+    rows = lock_jobs(conn, [r.id for r in reports], owner_id=principal.user_id, site_id=principal.site_id)
+    refused = []
+    for item in reports:
+        row = rows.get(item.id)
+        if row is None:
+            refused.append({"id": item.id, "reason": "no such job"})
+        elif row.session_id != session_id:
+            state = row.state
+            holder = f"session {row.session_id}" if row.session_id else "no session"
+            refused.append({"id": item.id, "reason": f"job is held by {holder} (state {state})"})
+        elif row.state == S.KILLED.value:
+            refused.append({"id": item.id, "reason": "job was killed"})
+    if refused:
+        first = refused[0]
+        raise ConflictError(
+            f"{len(refused)} report(s) refused, nothing changed; job {first['id']}: {first['reason']}",
+            refused=refused[:1000],
+        )
+    requests = []
+    for item in reports:
+        fields: dict[str, Any] = {}
+        if item.return_code is not None:
+            fields["return_code"] = item.return_code
+        if item.result is not None:
+            fields["result"] = item.result
+        if item.error is not None:
+            fields["error"] = item.error
+        at = item.at.replace(tzinfo=now.tzinfo) if item.at is not None and item.at.tzinfo is None else item.at
+        requests.append(TransitionRequest(item.id, item.state, dict(item.state_data), at, fields))
+    return apply_transitions(conn, requests, now=now, owner_id=principal.user_id, locked=rows)
+
+
+def end_sessions(conn: Connection, session_ids: list[int], reason: str, now: datetime) -> Outcome:
+    """Expire sessions: unstarted jobs they held go back to the pool, running ones time out."""
+    outcome = Outcome()
+    if not session_ids:
+        return outcome
+    wake: set[WakeKey] = set()
+    conn.execute(sessions.update().where(sessions.c.id.in_(session_ids)).values(expired_at=now))
+    held = conn.execute(
+        sa.select(jobs.c.id, jobs.c.site_id, jobs.c.state).where(jobs.c.session_id.in_(session_ids))
+    ).all()
+    release = [row.id for row in held if row.state in _RUNNABLE]
+    for chunk in chunked(release):
+        conn.execute(jobs.update().where(jobs.c.id.in_(chunk)).values(session_id=None, updated_at=now))
+    wake |= {("site", row.site_id) for row in held if row.state in _RUNNABLE}
+    running = [row.id for row in held if row.state == S.RUNNING.value]
+    requests = [TransitionRequest(job_id, S.RUN_TIMEOUT, {"reason": reason}) for job_id in running]
+    outcome.merge(apply_transitions(conn, requests, now=now, owner_id=None))
+    outcome.wake_keys |= wake
+    return outcome
+
+
+def expire_silent_sessions(conn: Connection, timeout_s: float, now: datetime) -> Outcome:
+    """End every session silent for longer than ``timeout_s``, or whose batch job has finished."""
+    cutoff = now - timedelta(seconds=timeout_s)
+    silent = sa.select(sessions.c.id).where(sessions.c.expired_at.is_(None), sessions.c.heartbeat_at < cutoff)
+    finished = (
+        sa.select(sessions.c.id)
+        .join(batch_jobs, batch_jobs.c.id == sessions.c.batch_job_id)
+        .where(sessions.c.expired_at.is_(None), batch_jobs.c.state == BatchJobState.FINISHED.value)
+    )
+    if conn.dialect.name == "postgresql":
+        silent = silent.with_for_update(skip_locked=True)
+        finished = finished.with_for_update(of=sessions, skip_locked=True)
+    outcome = end_sessions(
+        conn,
+        list(conn.execute(silent).scalars()),
+        f"launcher session expired: no heartbeat for {timeout_s:g} s",
+        now,
+    )
+    outcome.merge(end_sessions(conn, list(conn.execute(finished).scalars()), "batch job finished", now))
+    return outcome

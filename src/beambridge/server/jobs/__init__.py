@@ -1,0 +1,1 @@
+"""Job logic, independent of HTTP: creation, transitions (the state machine applied), queries."""

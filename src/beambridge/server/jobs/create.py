@@ -1,0 +1,208 @@
+"""Bulk job creation: validate once, insert jobs, parents, events and transfer items in one transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import TypeAdapter
+from sqlalchemy.engine import Connection
+
+from beambridge.schemas.apps import AppHook, AppParameter, TransferDirection, TransferSlot
+from beambridge.schemas.jobs import JobCreate
+from beambridge.schemas.transfers import TransferState
+from beambridge.server.auth.tokens import Principal
+from beambridge.server.db.chunks import chunked
+from beambridge.server.db.tables import apps, events, job_parents, jobs, transfer_items
+from beambridge.server.errors import ConflictError, InvalidRequestError
+from beambridge.server.jobs.parameters import check_transfers, resolve_parameters
+from beambridge.server.wakeups import WakeKey
+from beambridge.states import RUNNABLE_STATES, JobState, initial_state
+
+S = JobState
+_PARAMS = TypeAdapter(dict[str, AppParameter])
+_SLOTS = TypeAdapter(dict[str, TransferSlot])
+
+
+@dataclass(frozen=True)
+class _AppInfo:
+    id: int
+    name: str
+    site_id: int
+    parameters: dict[str, AppParameter]
+    slots: dict[str, TransferSlot]
+    hooks: frozenset[str]
+
+
+def _load_apps(conn: Connection, principal: Principal, app_ids: set[int]) -> dict[int, _AppInfo]:
+    query = sa.select(apps).where(apps.c.id.in_(sorted(app_ids)), apps.c.owner_id == principal.user_id)
+    if principal.site_id is not None:
+        query = query.where(apps.c.site_id == principal.site_id)
+    return {
+        row.id: _AppInfo(
+            row.id,
+            row.name,
+            row.site_id,
+            _PARAMS.validate_python(row.parameters),
+            _SLOTS.validate_python(row.transfer_slots),
+            frozenset(row.hooks),
+        )
+        for row in conn.execute(query)
+    }
+
+
+def _load_parent_states(conn: Connection, owner_id: int, parent_ids: set[int]) -> dict[int, str]:
+    states: dict[int, str] = {}
+    for chunk in chunked(sorted(parent_ids)):
+        query = sa.select(jobs.c.id, jobs.c.state).where(jobs.c.id.in_(chunk), jobs.c.owner_id == owner_id)
+        states.update((row.id, row.state) for row in conn.execute(query))
+    return states
+
+
+def create_jobs(
+    conn: Connection, principal: Principal, specs: list[JobCreate], now: datetime
+) -> tuple[list[dict[str, Any]], set[WakeKey]]:
+    """Insert ``specs`` as new jobs; returns their rows (as dicts) and the wake-ups to send after commit."""
+    app_info = _load_apps(conn, principal, {spec.app_id for spec in specs})
+    parent_states = _load_parent_states(
+        conn, principal.user_id, {pid for spec in specs for pid in spec.parent_ids}
+    )
+    problems: list[str] = []
+    rows: list[dict[str, Any]] = []
+    paths: list[list[tuple[JobState, JobState, str]]] = []
+    for index, spec in enumerate(specs):
+        app = app_info.get(spec.app_id)
+        if app is None:
+            problems.append(f"[{index}].app_id: app {spec.app_id} does not exist")
+            continue
+        parameters, bad = resolve_parameters(app.name, app.parameters, spec.parameters)
+        has_in, has_out, bad_transfers = check_transfers(app.name, app.slots, spec.transfers)
+        problems += [f"[{index}]: {text}" for text in bad + bad_transfers]
+        unfinished = False
+        for pid in spec.parent_ids:
+            state = parent_states.get(pid)
+            if state is None:
+                problems.append(f"[{index}].parent_ids: job {pid} does not exist")
+            elif state in (S.FAILED, S.KILLED):
+                raise ConflictError(f"[{index}]: parent job {pid} is {state}; a child of it could never run")
+            elif state != S.JOB_FINISHED:
+                unfinished = True
+        path = _creation_path(
+            initial_state(has_unfinished_parents=unfinished, has_stage_ins=has_in), app.hooks
+        )
+        paths.append(path)
+        rows.append(
+            {
+                "owner_id": principal.user_id,
+                "site_id": app.site_id,
+                "app_id": app.id,
+                "workdir": spec.workdir,
+                "state": path[-1][1].value,
+                "parameters": parameters,
+                "tags": spec.tags,
+                "data": spec.data,
+                "launch_params": spec.launch_params,
+                "num_nodes": spec.num_nodes,
+                "ranks_per_node": spec.ranks_per_node,
+                "threads_per_rank": spec.threads_per_rank,
+                "gpus_per_rank": spec.gpus_per_rank,
+                "node_packing_count": spec.node_packing_count,
+                "wall_time_min": spec.wall_time_min,
+                "parent_ids": spec.parent_ids,
+                "transfers": spec.transfers,
+                "has_stage_ins": has_in,
+                "has_stage_outs": has_out,
+                "retry_count": 0,
+                "retry_limit": spec.retry_limit,
+                "priority": spec.priority,
+                "session_id": None,
+                "batch_job_id": None,
+                "return_code": None,
+                "result": None,
+                "error": None,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    if problems:
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        raise InvalidRequestError("; ".join(problems[:10]) + more, errors=problems[:1000])
+
+    ids = _insert_jobs(conn, rows)
+    wake: set[WakeKey] = set()
+    event_rows: list[dict[str, Any]] = []
+    parent_rows: list[dict[str, Any]] = []
+    transfer_rows: list[dict[str, Any]] = []
+    for job_id, row, path, spec in zip(ids, rows, paths, specs, strict=True):
+        row["id"] = job_id
+        for from_state, to_state, reason in path:
+            event_rows.append(
+                {
+                    "job_id": job_id,
+                    "owner_id": row["owner_id"],
+                    "site_id": row["site_id"],
+                    "from_state": from_state.value,
+                    "to_state": to_state.value,
+                    "timestamp": now,
+                    "data": {"auto": reason},
+                }
+            )
+        parent_rows += [{"child_id": job_id, "parent_id": pid} for pid in spec.parent_ids]
+        transfer_rows += _transfer_rows(job_id, row, app_info[spec.app_id].slots, spec.transfers, now)
+        if path[-1][1] in RUNNABLE_STATES:
+            wake.add(("site", row["site_id"]))
+    if event_rows:
+        conn.execute(events.insert(), event_rows)
+    if parent_rows:
+        conn.execute(job_parents.insert(), parent_rows)
+    if transfer_rows:
+        conn.execute(transfer_items.insert(), transfer_rows)
+    wake.add(("owner", principal.user_id))
+    return rows, wake
+
+
+def _creation_path(first: JobState, hooks: frozenset[str]) -> list[tuple[JobState, JobState, str]]:
+    path = [(S.CREATED, first, "created")]
+    if first is S.STAGED_IN and AppHook.PREPROCESS not in hooks:
+        path.append((S.STAGED_IN, S.PREPROCESSED, "app has no preprocess hook"))
+    return path
+
+
+def _insert_jobs(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
+    if not rows:
+        return []
+    # One multi-row INSERT … RETURNING per batch, ids in the order of the rows.
+    statement = jobs.insert().returning(jobs.c.id, sort_by_parameter_order=True)
+    return list(conn.execute(statement, rows).scalars())
+
+
+def _transfer_rows(
+    job_id: int, row: dict[str, Any], slots: dict[str, TransferSlot], given: dict[str, str], now: datetime
+) -> list[dict[str, Any]]:
+    out = []
+    for name, ref in given.items():
+        slot = slots[name]
+        location, _, remote_path = ref.partition(":")
+        out.append(
+            {
+                "job_id": job_id,
+                "owner_id": row["owner_id"],
+                "site_id": row["site_id"],
+                "direction": slot.direction.value,
+                "slot": name,
+                "location": location,
+                "remote_path": remote_path,
+                "local_path": slot.local_path,
+                "recursive": slot.recursive,
+                "state": (
+                    TransferState.PENDING if slot.direction is TransferDirection.IN else TransferState.AWAITING_JOB
+                ).value,
+                "task_id": None,
+                "info": {},
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    return out

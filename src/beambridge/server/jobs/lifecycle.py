@@ -1,0 +1,306 @@
+"""Applying state changes to jobs: validation, automatic steps, events, and the DAG.
+
+Every state change in the service goes through :func:`apply_transitions`, in the caller's transaction:
+
+1. the jobs are read (row-locked on PostgreSQL) and each requested transition is checked against
+   :mod:`beambridge.states` — one illegal transition refuses the whole request (409);
+2. steps the site would only rubber-stamp happen at once: a hook the app does not override gets its
+   default (no preprocess → ``PREPROCESSED``; no postprocess → ``POSTPROCESSED``; no stage-outs →
+   ``JOB_FINISHED``; no ``handle_error`` → ``FAILED``; no ``handle_timeout`` → ``RESTART_READY`` while
+   retries remain);
+3. rows are updated and one event per transition is inserted, in bulk;
+4. children whose last parent finished are released, and children of a failed or killed parent fail.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from beambridge.schemas.apps import AppHook
+from beambridge.server.db.chunks import chunked
+from beambridge.server.db.tables import apps, events, job_parents, jobs
+from beambridge.server.errors import ConflictError, NotFoundError
+from beambridge.server.wakeups import WakeKey
+from beambridge.states import RUNNABLE_STATES, IllegalTransition, JobState, check_transition, released_state
+
+S = JobState
+UNSET: Any = object()
+"""Marks a field a transition leaves alone."""
+
+_LOCK_COLUMNS = (
+    jobs.c.id,
+    jobs.c.state,
+    jobs.c.owner_id,
+    jobs.c.site_id,
+    jobs.c.app_id,
+    jobs.c.session_id,
+    jobs.c.retry_count,
+    jobs.c.retry_limit,
+    jobs.c.has_stage_ins,
+    jobs.c.has_stage_outs,
+)
+
+
+@dataclass
+class TransitionRequest:
+    """Move one job to ``state`` (if given) and set the given fields."""
+
+    job_id: int
+    state: JobState | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    at: datetime | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    """What a batch of transitions changed."""
+
+    job_ids: list[int] = field(default_factory=list)
+    wake_keys: set[WakeKey] = field(default_factory=set)
+
+    def merge(self, other: Outcome) -> None:
+        """Fold in the outcome of a cascaded step."""
+        self.job_ids.extend(other.job_ids)
+        self.wake_keys |= other.wake_keys
+
+
+@dataclass
+class _Work:
+    row: Row[Any]
+    state: JobState
+    retry_count: int
+    session_id: int | None
+    fields: dict[str, Any] = field(default_factory=dict)
+    steps: list[tuple[JobState, JobState, dict[str, Any], datetime]] = field(default_factory=list)
+
+
+def lock_jobs(conn: Connection, ids: list[int], *, owner_id: int | None, site_id: int | None) -> dict[int, Row[Any]]:
+    """Read jobs for changing them (row-locked, in id order, on PostgreSQL); others' jobs are absent."""
+    found: dict[int, Row[Any]] = {}
+    unique = sorted(set(ids))
+    for chunk in chunked(unique):
+        query = sa.select(*_LOCK_COLUMNS).where(jobs.c.id.in_(chunk)).order_by(jobs.c.id)
+        if owner_id is not None:
+            query = query.where(jobs.c.owner_id == owner_id)
+        if site_id is not None:
+            query = query.where(jobs.c.site_id == site_id)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        found.update((row.id, row) for row in conn.execute(query))
+    return found
+
+
+def app_hooks(conn: Connection, app_ids: set[int]) -> dict[int, frozenset[str]]:
+    """The hooks each app overrides."""
+    result: dict[int, frozenset[str]] = {}
+    for chunk in chunked(sorted(app_ids)):
+        for row in conn.execute(sa.select(apps.c.id, apps.c.hooks).where(apps.c.id.in_(chunk))):
+            result[row.id] = frozenset(row.hooks or ())
+    return result
+
+
+def automatic_next(
+    state: JobState, *, hooks: frozenset[str], has_stage_ins: bool, has_stage_outs: bool, retries_left: bool
+) -> tuple[JobState, str] | None:
+    """The step the service takes by itself from ``state``, with its reason, or None."""
+    if state is S.READY and not has_stage_ins:
+        return S.STAGED_IN, "no stage-ins"
+    if state is S.STAGED_IN and AppHook.PREPROCESS not in hooks:
+        return S.PREPROCESSED, "app has no preprocess hook"
+    if state is S.RUN_DONE and AppHook.POSTPROCESS not in hooks:
+        return S.POSTPROCESSED, "app has no postprocess hook"
+    if state is S.POSTPROCESSED and not has_stage_outs:
+        return S.JOB_FINISHED, "no stage-outs"
+    if state is S.RUN_ERROR and AppHook.HANDLE_ERROR not in hooks:
+        return S.FAILED, "run failed; app has no handle_error hook"
+    if state is S.RUN_TIMEOUT and AppHook.HANDLE_TIMEOUT not in hooks:
+        if retries_left:
+            return S.RESTART_READY, "timed out; retrying (default handle_timeout)"
+        return S.FAILED, "timed out; retry limit reached"
+    return None
+
+
+def apply_transitions(
+    conn: Connection,
+    requests: list[TransitionRequest],
+    *,
+    now: datetime,
+    owner_id: int | None,
+    site_id: int | None = None,
+    locked: dict[int, Row[Any]] | None = None,
+) -> Outcome:
+    """Validate and apply ``requests`` (in order; a job may appear more than once), then cascade.
+
+    ``owner_id``/``site_id`` restrict which jobs may be touched (others count as missing, which the caller
+    must have checked); ``locked`` passes rows the caller already read with :func:`lock_jobs`.
+    """
+    if not requests:
+        return Outcome()
+    rows = locked if locked is not None else lock_jobs(
+        conn, [r.job_id for r in requests], owner_id=owner_id, site_id=site_id
+    )
+    missing = sorted({r.job_id for r in requests} - rows.keys())
+    if missing:
+        raise NotFoundError(f"job {missing[0]} not found" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""), ids=missing[:100])
+    hooks = app_hooks(conn, {row.app_id for row in rows.values()})
+    work: dict[int, _Work] = {}
+    refused: list[dict[str, Any]] = []
+    for request in requests:
+        row = rows[request.job_id]
+        item = work.get(request.job_id)
+        if item is None:
+            item = work[request.job_id] = _Work(row, S(row.state), row.retry_count, row.session_id)
+        item.fields.update(request.fields)
+        if request.state is None:
+            continue
+        try:
+            check_transition(item.state, request.state)
+        except IllegalTransition as exc:
+            refused.append(
+                {"id": request.job_id, "state": exc.current, "requested": exc.requested, "allowed": exc.allowed}
+            )
+            continue
+        at = min(request.at, now) if request.at is not None else now
+        _step(item, request.state, request.data, at)
+        _run_automatic(item, hooks.get(row.app_id, frozenset()), now)
+    if refused:
+        first = refused[0]
+        raise ConflictError(
+            f"{len(refused)} illegal transition(s), nothing changed; job {first['id']} cannot move from "
+            f"{first['state']} to {first['requested']} (allowed next states: "
+            f"{', '.join(first['allowed']) or 'none, it is terminal'})",
+            errors=refused[:100],
+        )
+    return _write(conn, work, now)
+
+
+def _step(item: _Work, to_state: JobState, data: dict[str, Any], at: datetime) -> None:
+    item.steps.append((item.state, to_state, data, at))
+    if to_state is S.RESTART_READY:
+        item.retry_count += 1
+    item.state = to_state
+
+
+def _run_automatic(item: _Work, hooks: frozenset[str], now: datetime) -> None:
+    while True:
+        nxt = automatic_next(
+            item.state,
+            hooks=hooks,
+            has_stage_ins=item.row.has_stage_ins,
+            has_stage_outs=item.row.has_stage_outs,
+            retries_left=item.retry_count < item.row.retry_limit,
+        )
+        if nxt is None:
+            return
+        _step(item, nxt[0], {"auto": nxt[1]}, now)
+
+
+def _write(conn: Connection, work: dict[int, _Work], now: datetime) -> Outcome:
+    outcome = Outcome()
+    updates: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    event_rows: list[dict[str, Any]] = []
+    finished: list[int] = []
+    failed: dict[int, JobState] = {}
+    for job_id, item in work.items():
+        row = item.row
+        params: dict[str, Any] = {"b_id": job_id, "updated_at": now, **item.fields}
+        if item.steps:
+            params["state"] = item.state.value
+            params["retry_count"] = item.retry_count
+            # A job leaving RUNNING is no longer held by its session; KILLED stays linked so the
+            # session's heartbeat can tell the launcher to stop it.
+            params["session_id"] = item.session_id if item.state in (S.RUNNING, S.KILLED) else None
+            for from_state, to_state, data, at in item.steps:
+                event_rows.append(
+                    {
+                        "job_id": job_id,
+                        "owner_id": row.owner_id,
+                        "site_id": row.site_id,
+                        "from_state": from_state.value,
+                        "to_state": to_state.value,
+                        "timestamp": at,
+                        "data": data,
+                    }
+                )
+            outcome.wake_keys.add(("owner", row.owner_id))
+            if item.state in RUNNABLE_STATES:
+                outcome.wake_keys.add(("site", row.site_id))
+            elif item.state is S.JOB_FINISHED:
+                finished.append(job_id)
+            elif item.state in (S.FAILED, S.KILLED):
+                failed[job_id] = item.state
+        updates[tuple(sorted(params))].append(params)
+        outcome.job_ids.append(job_id)
+    for keys, batch in updates.items():
+        values = {key: sa.bindparam(key) for key in keys if key != "b_id"}
+        conn.execute(jobs.update().where(jobs.c.id == sa.bindparam("b_id")).values(values), batch)
+    if event_rows:
+        conn.execute(events.insert(), event_rows)
+    if finished:
+        outcome.merge(_release_children(conn, finished, now))
+    if failed:
+        outcome.merge(_fail_children(conn, failed, now))
+    return outcome
+
+
+def _waiting_children(conn: Connection, parent_ids: list[int]) -> dict[int, Row[Any]]:
+    children: dict[int, Row[Any]] = {}
+    for chunk in chunked(parent_ids):
+        query = (
+            sa.select(*_LOCK_COLUMNS, job_parents.c.parent_id)
+            .join(job_parents, job_parents.c.child_id == jobs.c.id)
+            .where(job_parents.c.parent_id.in_(chunk), jobs.c.state == S.AWAITING_PARENTS.value)
+            .order_by(jobs.c.id)
+        )
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(of=jobs)
+        for row in conn.execute(query):
+            children.setdefault(row.id, row)
+    return children
+
+
+def _release_children(conn: Connection, finished: list[int], now: datetime) -> Outcome:
+    children = _waiting_children(conn, finished)
+    if not children:
+        return Outcome()
+    ready: list[int] = []
+    for chunk in chunked(sorted(children)):
+        parent = jobs.alias("parent")
+        unfinished = sa.func.sum(sa.case((parent.c.state != S.JOB_FINISHED.value, 1), else_=0))
+        query = (
+            sa.select(job_parents.c.child_id)
+            .join(parent, parent.c.id == job_parents.c.parent_id)
+            .where(job_parents.c.child_id.in_(chunk))
+            .group_by(job_parents.c.child_id)
+            .having(unfinished == 0)
+        )
+        ready.extend(conn.execute(query).scalars())
+    requests = [
+        TransitionRequest(
+            job_id,
+            released_state(has_stage_ins=children[job_id].has_stage_ins),
+            {"reason": "all parents finished"},
+        )
+        for job_id in sorted(ready)
+    ]
+    return apply_transitions(conn, requests, now=now, owner_id=None, locked=children)
+
+
+def _fail_children(conn: Connection, failed: dict[int, JobState], now: datetime) -> Outcome:
+    children = _waiting_children(conn, sorted(failed))
+    requests = [
+        TransitionRequest(
+            child.id,
+            S.FAILED,
+            {"reason": f"parent job {child.parent_id} is {failed[child.parent_id]}"},
+        )
+        for child in children.values()
+    ]
+    return apply_transitions(conn, requests, now=now, owner_id=None, locked=children)

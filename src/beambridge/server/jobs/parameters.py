@@ -1,0 +1,60 @@
+"""Checking a job's parameters and transfers against its app's declarations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from beambridge.schemas.apps import AppParameter, ParameterType, TransferDirection, TransferSlot
+
+_PYTHON_TYPES: dict[ParameterType, tuple[type, ...]] = {
+    ParameterType.STR: (str,),
+    ParameterType.INT: (int,),
+    ParameterType.FLOAT: (int, float),
+    ParameterType.BOOL: (bool,),
+    ParameterType.LIST: (list,),
+    ParameterType.DICT: (dict,),
+}
+
+
+def resolve_parameters(
+    app_name: str, declared: dict[str, AppParameter], given: dict[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """The job's parameters with defaults filled in, and the problems found (empty when valid)."""
+    problems = [
+        f"unknown parameter {name!r} for app {app_name!r} (it takes: {', '.join(sorted(declared)) or 'none'})"
+        for name in given
+        if name not in declared
+    ]
+    resolved = dict(given)
+    for name, spec in declared.items():
+        if name not in given:
+            if spec.required:
+                problems.append(f"app {app_name!r} requires parameter {name!r}")
+            else:
+                resolved[name] = spec.default
+            continue
+        value = given[name]
+        allowed = _PYTHON_TYPES.get(spec.type)
+        bad_bool = isinstance(value, bool) and spec.type in (ParameterType.INT, ParameterType.FLOAT)
+        if allowed is not None and (not isinstance(value, allowed) or bad_bool):
+            problems.append(f"parameter {name!r} must be {spec.type.value}, got {type(value).__name__}")
+    return resolved, problems
+
+
+def check_transfers(
+    app_name: str, slots: dict[str, TransferSlot], given: dict[str, str]
+) -> tuple[bool, bool, list[str]]:
+    """Whether the job stages data in / out, and the problems found with its transfers."""
+    problems = [
+        f"unknown transfer slot {name!r} for app {app_name!r} (it has: {', '.join(sorted(slots)) or 'none'})"
+        for name in given
+        if name not in slots
+    ]
+    problems += [
+        f"app {app_name!r} requires transfer slot {name!r}"
+        for name, slot in slots.items()
+        if slot.required and name not in given
+    ]
+    has_in = any(slots[name].direction is TransferDirection.IN for name in given if name in slots)
+    has_out = any(slots[name].direction is TransferDirection.OUT for name in given if name in slots)
+    return has_in, has_out, problems

@@ -1,0 +1,113 @@
+"""Finding jobs: the filters of ``GET /jobs``, shared by listing, counting and bulk actions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from beambridge.server.auth.tokens import Principal
+from beambridge.server.db.chunks import chunked
+from beambridge.server.db.tables import job_parents, jobs
+from beambridge.states import JobState
+
+JOB_COLUMNS = [c for c in jobs.c if c.name not in ("owner_id", "has_stage_ins", "has_stage_outs")]
+
+
+@dataclass
+class JobFilter:
+    """Conditions a job must meet; empty lists mean "any"."""
+
+    ids: list[int] = field(default_factory=list)
+    states: list[JobState] = field(default_factory=list)
+    site_ids: list[int] = field(default_factory=list)
+    app_ids: list[int] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    parent_id: int | None = None
+    session_id: int | None = None
+    workdir_prefix: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    updated_after: datetime | None = None
+    updated_before: datetime | None = None
+
+    def conditions(self, principal: Principal, dialect: str) -> list[sa.ColumnElement[bool]]:
+        """SQL conditions, always including the caller's ownership (and site scope)."""
+        where: list[sa.ColumnElement[bool]] = [jobs.c.owner_id == principal.user_id]
+        if principal.site_id is not None:
+            where.append(jobs.c.site_id == principal.site_id)
+        if self.ids:
+            where.append(jobs.c.id.in_(self.ids))
+        if self.states:
+            where.append(jobs.c.state.in_([s.value for s in self.states]))
+        if self.site_ids:
+            where.append(jobs.c.site_id.in_(self.site_ids))
+        if self.app_ids:
+            where.append(jobs.c.app_id.in_(self.app_ids))
+        if self.tags:
+            where.append(tags_contain(self.tags, dialect))
+        if self.parent_id is not None:
+            children = sa.select(job_parents.c.child_id).where(job_parents.c.parent_id == self.parent_id)
+            where.append(jobs.c.id.in_(children))
+        if self.session_id is not None:
+            where.append(jobs.c.session_id == self.session_id)
+        if self.workdir_prefix:
+            where.append(jobs.c.workdir.startswith(self.workdir_prefix, autoescape=True))
+        for column, bound, op in (
+            (jobs.c.created_at, self.created_after, "gt"),
+            (jobs.c.created_at, self.created_before, "lt"),
+            (jobs.c.updated_at, self.updated_after, "gt"),
+            (jobs.c.updated_at, self.updated_before, "lt"),
+        ):
+            if bound is not None:
+                where.append(column >= bound if op == "gt" else column < bound)
+        return where
+
+
+def tags_contain(tags: dict[str, str], dialect: str) -> sa.ColumnElement[bool]:
+    """``jobs.tags`` contains every key/value of ``tags`` (JSONB ``@>`` on PostgreSQL, GIN-indexed)."""
+    if dialect == "postgresql":
+        return jobs.c.tags.contains(tags)  # type: ignore[no-any-return]
+    # Keys are validated ([A-Za-z0-9_.-]), so quoting them in the JSON path is safe.
+    return sa.and_(*(sa.func.json_extract(jobs.c.tags, f'$."{key}"') == value for key, value in tags.items()))
+
+
+def list_jobs(
+    conn: Connection, principal: Principal, flt: JobFilter, *, after: int | None, limit: int
+) -> list[dict[str, Any]]:
+    """One page of jobs in ascending id order, starting after the id ``after``."""
+    query = sa.select(*JOB_COLUMNS).where(*flt.conditions(principal, conn.dialect.name))
+    if after is not None:
+        query = query.where(jobs.c.id > after)
+    query = query.order_by(jobs.c.id).limit(limit)
+    return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def count_jobs(conn: Connection, principal: Principal, flt: JobFilter) -> int:
+    """How many jobs match."""
+    query = sa.select(sa.func.count()).select_from(jobs).where(*flt.conditions(principal, conn.dialect.name))
+    return int(conn.execute(query).scalar_one())
+
+
+def matching_ids(conn: Connection, principal: Principal, flt: JobFilter) -> list[int]:
+    """Ids of every job that matches, ascending."""
+    query = sa.select(jobs.c.id).where(*flt.conditions(principal, conn.dialect.name)).order_by(jobs.c.id)
+    return list(conn.execute(query).scalars())
+
+
+def get_job(conn: Connection, principal: Principal, job_id: int) -> dict[str, Any] | None:
+    """One job, if the caller may see it."""
+    rows = list_jobs(conn, principal, JobFilter(ids=[job_id]), after=None, limit=1)
+    return rows[0] if rows else None
+
+
+def fetch_jobs(conn: Connection, ids: list[int]) -> list[dict[str, Any]]:
+    """Jobs by id (no ownership check: for rows the caller just wrote), ascending."""
+    out: list[dict[str, Any]] = []
+    for chunk in chunked(sorted(ids)):
+        query = sa.select(*JOB_COLUMNS).where(jobs.c.id.in_(chunk)).order_by(jobs.c.id)
+        out += [dict(row._mapping) for row in conn.execute(query)]
+    return out

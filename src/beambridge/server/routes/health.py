@@ -1,0 +1,21 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter
+
+from beambridge import __version__
+from beambridge.server.deps import Ctx
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+def health(ctx: Ctx) -> dict[str, Any]:
+    """The service is up and its database answers."""
+    with ctx.db.read() as conn:
+        conn.execute(sa.text("SELECT 1"))
+    return {"status": "ok", "version": __version__, "database": ctx.db.url.get_backend_name()}

@@ -1,0 +1,174 @@
+"""Jobs: bulk create, filter, update, cancel, delete, and each job's history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Body, Depends, Query
+from pydantic import TypeAdapter
+
+from beambridge.schemas.common import MAX_BULK_SIZE, Page, PositiveId, Tags
+from beambridge.schemas.events import Event
+from beambridge.schemas.jobs import BulkResult, Job, JobBulkUpdate, JobCreate, JobIds, JobUpdate
+from beambridge.server.auth.tokens import Principal
+from beambridge.server.context import ServerContext, utcnow
+from beambridge.server.db.tables import events
+from beambridge.server.deps import Caller, Ctx
+from beambridge.server.errors import InvalidRequestError, NotFoundError
+from beambridge.server.jobs.create import create_jobs
+from beambridge.server.jobs.lifecycle import TransitionRequest, apply_transitions
+from beambridge.server.jobs.queries import JobFilter, count_jobs, get_job, list_jobs
+from beambridge.server.jobs.removal import cancel_jobs, delete_jobs
+from beambridge.server.routes.paging import After, Limit, page
+from beambridge.states import SESSION_REPORTED_STATES, JobState
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+_TAGS: TypeAdapter[dict[str, str]] = TypeAdapter(Tags)
+
+
+def job_filter(
+    id: Annotated[list[PositiveId], Query(max_length=5000, description="Job ids")] = [],  # noqa: B006
+    state: Annotated[list[JobState], Query()] = [],  # noqa: B006
+    site_id: Annotated[list[PositiveId], Query()] = [],  # noqa: B006
+    app_id: Annotated[list[PositiveId], Query()] = [],  # noqa: B006
+    tag: Annotated[list[str], Query(description="'key:value'; every one must match", max_length=64)] = [],  # noqa: B006
+    parent_id: Annotated[PositiveId | None, Query(description="Children of this job")] = None,
+    session_id: Annotated[PositiveId | None, Query()] = None,
+    workdir_prefix: Annotated[str | None, Query(max_length=512)] = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    updated_after: datetime | None = None,
+    updated_before: datetime | None = None,
+) -> JobFilter:
+    """Filters from the query string."""
+    tags: dict[str, str] = {}
+    for item in tag:
+        key, sep, value = item.partition(":")
+        if not sep or not key:
+            raise InvalidRequestError(f"tag filter {item!r} must look like 'key:value'")
+        tags[key] = value
+    _TAGS.validate_python(tags)
+    return JobFilter(
+        ids=list(id),
+        states=list(state),
+        site_ids=list(site_id),
+        app_ids=list(app_id),
+        tags=tags,
+        parent_id=parent_id,
+        session_id=session_id,
+        workdir_prefix=workdir_prefix,
+        created_after=created_after,
+        created_before=created_before,
+        updated_after=updated_after,
+        updated_before=updated_before,
+    )
+
+
+Filter = Annotated[JobFilter, Depends(job_filter)]
+
+
+@router.get("", response_model=Page[Job])
+def list_jobs_route(ctx: Ctx, caller: Caller, flt: Filter, after: After = None, limit: Limit = 100) -> dict[str, Any]:
+    """Jobs matching every given filter, in id order, one page at a time."""
+    with ctx.db.read() as conn:
+        return page(list_jobs(conn, caller, flt, after=after, limit=limit), limit)
+
+
+@router.get("/count")
+def count_jobs_route(ctx: Ctx, caller: Caller, flt: Filter) -> dict[str, int]:
+    """How many jobs match the filters."""
+    with ctx.db.read() as conn:
+        return {"count": count_jobs(conn, caller, flt)}
+
+
+@router.post("", response_model=list[Job], status_code=201)
+def create_jobs_route(
+    ctx: Ctx, caller: Caller, body: Annotated[list[JobCreate], Body(min_length=1, max_length=MAX_BULK_SIZE)]
+) -> list[dict[str, Any]]:
+    """Create jobs in bulk (up to 50,000 per call), all or none."""
+    with ctx.db.write() as conn:
+        rows, wake = create_jobs(conn, caller, body, utcnow())
+    ctx.wakeups.notify(wake)
+    return rows
+
+
+@router.patch("", response_model=BulkResult)
+def update_jobs_route(
+    ctx: Ctx, caller: Caller, body: Annotated[list[JobBulkUpdate], Body(min_length=1, max_length=MAX_BULK_SIZE)]
+) -> dict[str, Any]:
+    """Update jobs in bulk, all or none; state changes are validated and recorded as events."""
+    return _apply_updates(ctx, caller, [(item.id, item) for item in body])
+
+
+def _apply_updates(ctx: ServerContext, caller: Principal, items: list[tuple[int, JobUpdate]]) -> dict[str, Any]:
+    requests = []
+    for job_id, item in items:
+        if item.state in SESSION_REPORTED_STATES:
+            raise InvalidRequestError(
+                f"job {job_id}: {item.state} is reported by the launcher session holding the job "
+                "(POST /sessions/{id}/report), not set by an update"
+            )
+        fields = item.model_dump(exclude_unset=True, exclude={"id", "state", "state_data"})
+        requests.append(TransitionRequest(job_id, item.state, dict(item.state_data), None, fields))
+    with ctx.db.write() as conn:
+        outcome = apply_transitions(
+            conn, requests, now=utcnow(), owner_id=caller.user_id, site_id=caller.site_id
+        )
+    ctx.wakeups.notify(outcome.wake_keys)
+    ids = sorted(set(outcome.job_ids))
+    return {"count": len(ids), "ids": ids}
+
+
+@router.post("/cancel", response_model=BulkResult)
+def cancel_jobs_route(ctx: Ctx, caller: Caller, body: JobIds) -> dict[str, Any]:
+    """Cancel jobs (→ KILLED); jobs that already ended are left alone and not counted."""
+    with ctx.db.write() as conn:
+        outcome = cancel_jobs(conn, caller, body.ids, utcnow())
+    ctx.wakeups.notify(outcome.wake_keys)
+    killed = sorted(set(outcome.job_ids) & set(body.ids))
+    return {"count": len(killed), "ids": killed}
+
+
+@router.post("/delete", response_model=BulkResult)
+def delete_jobs_route(ctx: Ctx, caller: Caller, body: JobIds) -> dict[str, Any]:
+    """Delete jobs with their history, all or none."""
+    with ctx.db.write() as conn:
+        count = delete_jobs(conn, caller, body.ids)
+    return {"count": count, "ids": sorted(set(body.ids))}
+
+
+@router.get("/{job_id}", response_model=Job)
+def get_job_route(ctx: Ctx, caller: Caller, job_id: PositiveId) -> dict[str, Any]:
+    """One job."""
+    with ctx.db.read() as conn:
+        job = get_job(conn, caller, job_id)
+    if job is None:
+        raise NotFoundError(f"job {job_id} not found")
+    return job
+
+
+@router.patch("/{job_id}", response_model=Job)
+def update_job_route(ctx: Ctx, caller: Caller, job_id: PositiveId, body: JobUpdate) -> dict[str, Any]:
+    """Update one job."""
+    _apply_updates(ctx, caller, [(job_id, body)])
+    return get_job_route(ctx, caller, job_id)
+
+
+@router.delete("/{job_id}", status_code=204)
+def delete_job_route(ctx: Ctx, caller: Caller, job_id: PositiveId) -> None:
+    """Delete one job with its history."""
+    with ctx.db.write() as conn:
+        delete_jobs(conn, caller, [job_id])
+
+
+@router.get("/{job_id}/events", response_model=list[Event])
+def job_events(ctx: Ctx, caller: Caller, job_id: PositiveId) -> list[dict[str, Any]]:
+    """Every state change of one job, oldest first."""
+    with ctx.db.read() as conn:
+        if get_job(conn, caller, job_id) is None:
+            raise NotFoundError(f"job {job_id} not found")
+        rows = conn.execute(sa.select(events).where(events.c.job_id == job_id).order_by(events.c.id))
+        return [dict(r._mapping) for r in rows]
+

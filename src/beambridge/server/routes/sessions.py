@@ -1,0 +1,120 @@
+"""Launcher sessions: open, heartbeat, acquire (long-poll), report, close."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
+
+from beambridge.schemas.common import Page
+from beambridge.schemas.jobs import BulkResult, Job
+from beambridge.schemas.sessions import AcquireRequest, Heartbeat, Session, SessionCreate, SessionReport
+from beambridge.server.context import utcnow
+from beambridge.server.db.tables import batch_jobs, sessions, sites
+from beambridge.server.deps import Caller, Ctx
+from beambridge.server.dispatch import sessions as dispatch
+from beambridge.server.errors import InvalidRequestError
+from beambridge.server.ownership import get_owned, list_owned
+from beambridge.server.routes.paging import After, Limit, page
+
+router = APIRouter(prefix="/sessions", tags=["sessions"])
+
+
+@router.get("", response_model=Page[Session])
+def list_sessions(
+    ctx: Ctx,
+    caller: Caller,
+    after: After = None,
+    limit: Limit = 100,
+    site_id: Annotated[int | None, Query(ge=1)] = None,
+    active: bool | None = None,
+) -> dict[str, Any]:
+    """The caller's sessions."""
+    where = []
+    if site_id is not None:
+        where.append(sessions.c.site_id == site_id)
+    if active is not None:
+        where.append(sessions.c.expired_at.is_(None) if active else sessions.c.expired_at.is_not(None))
+    with ctx.db.read() as conn:
+        return page(list_owned(conn, sessions, caller, where, after=after, limit=limit), limit)
+
+
+@router.post("", response_model=Session, status_code=201)
+def open_session(ctx: Ctx, caller: Caller, body: SessionCreate) -> dict[str, Any]:
+    """Open a session for a launcher."""
+    now = utcnow()
+    with ctx.db.write() as conn:
+        get_owned(conn, sites, caller, body.site_id, "site")
+        if body.batch_job_id is not None:
+            batch = get_owned(conn, batch_jobs, caller, body.batch_job_id, "batch job")
+            if batch["site_id"] != body.site_id:
+                raise InvalidRequestError(
+                    f"batch job {body.batch_job_id} belongs to site {batch['site_id']}, not {body.site_id}"
+                )
+        values = {**body.model_dump(), "owner_id": caller.user_id, "created_at": now, "heartbeat_at": now}
+        new_id = conn.execute(sessions.insert().values(values).returning(sessions.c.id)).scalar_one()
+        return get_owned(conn, sessions, caller, new_id, "session")
+
+
+@router.get("/{session_id}", response_model=Session)
+def get_session(ctx: Ctx, caller: Caller, session_id: int) -> dict[str, Any]:
+    """One session."""
+    with ctx.db.read() as conn:
+        return get_owned(conn, sessions, caller, session_id, "session")
+
+
+@router.post("/{session_id}/heartbeat", response_model=Heartbeat)
+def heartbeat(ctx: Ctx, caller: Caller, session_id: int) -> dict[str, Any]:
+    """Keep the session alive; the answer lists its jobs cancelled meanwhile."""
+    with ctx.db.write() as conn:
+        dispatch.load_session(conn, caller, session_id)
+        dispatch.touch(conn, session_id, utcnow())
+        return {"session_id": session_id, "killed_job_ids": dispatch.killed_jobs(conn, session_id)}
+
+
+@router.post("/{session_id}/acquire", response_model=list[Job])
+async def acquire(ctx: Ctx, caller: Caller, session_id: int, body: AcquireRequest) -> list[dict[str, Any]]:
+    """Runnable jobs that fit the given resources, locked to this session.
+
+    With ``wait_s`` > 0 and nothing to hand out, waits until a job of the site becomes runnable (woken
+    by the change itself, not by polling) or the time is up, and then answers.
+    """
+    deadline = time.monotonic() + body.wait_s
+    site_id: int | None = None
+    while True:
+        armed = ctx.wakeups.arm(("site", site_id)) if site_id is not None else None
+        jobs, site_id = await run_in_threadpool(_acquire_once, ctx, caller, session_id, body)
+        remaining = deadline - time.monotonic()
+        if jobs or remaining <= 0:
+            return jobs
+        if armed is None:  # first pass: now we know the site; arm and look once more
+            continue
+        await ctx.wakeups.wait(armed, remaining)
+
+
+def _acquire_once(
+    ctx: Ctx, caller: Caller, session_id: int, body: AcquireRequest
+) -> tuple[list[dict[str, Any]], int]:
+    with ctx.db.write() as conn:
+        return dispatch.acquire(conn, caller, session_id, body, utcnow())
+
+
+@router.post("/{session_id}/report", response_model=BulkResult)
+def report(ctx: Ctx, caller: Caller, session_id: int, body: SessionReport) -> dict[str, Any]:
+    """Apply the launcher's observed state changes, all or none."""
+    with ctx.db.write() as conn:
+        outcome = dispatch.report(conn, caller, session_id, body.reports, utcnow())
+    ctx.wakeups.notify(outcome.wake_keys)
+    ids = sorted({r.id for r in body.reports})
+    return {"count": len(ids), "ids": ids}
+
+
+@router.delete("/{session_id}", status_code=204)
+def close_session(ctx: Ctx, caller: Caller, session_id: int) -> None:
+    """End the session: jobs it held but had not started return to the pool; running ones time out."""
+    with ctx.db.write() as conn:
+        dispatch.load_session(conn, caller, session_id, lock=True)
+        outcome = dispatch.end_sessions(conn, [session_id], f"session {session_id} closed", utcnow())
+    ctx.wakeups.notify(outcome.wake_keys)

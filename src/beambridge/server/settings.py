@@ -1,0 +1,56 @@
+"""Server settings: environment variables ``BEAMBRIDGE_*`` over embedded defaults."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_home() -> Path:
+    """``BEAMBRIDGE_HOME``, or ``~/.beambridge``."""
+    return Path(os.environ.get("BEAMBRIDGE_HOME") or Path.home() / ".beambridge").expanduser()
+
+
+class ServerSettings(BaseSettings):
+    """Everything the service can be told; every field has a default that works on one machine."""
+
+    model_config = SettingsConfigDict(env_prefix="BEAMBRIDGE_", extra="ignore")
+
+    home: Path = Field(default_factory=default_home)
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: SQLite in WAL mode under BEAMBRIDGE_HOME"
+    )
+    secret_key: str | None = Field(default=None, description="Signs access tokens; default: a file in home")
+    access_token_ttl_s: int = 3600
+    refresh_token_ttl_s: int = 30 * 24 * 3600
+    session_timeout_s: float = Field(default=300, description="Silence after which a launcher session expires")
+    max_body_bytes: int = 64 * 1024 * 1024
+    db_pool_size: int = 20
+
+    def resolved_database_url(self) -> str:
+        """The database to use: the configured URL or the embedded SQLite file."""
+        if self.database_url:
+            return self.database_url
+        self.home.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.home / 'beambridge.db'}"
+
+    def resolved_secret_key(self) -> str:
+        """The token-signing secret, created once (mode 0600) under ``home`` when not given."""
+        if self.secret_key:
+            return self.secret_key
+        self.home.mkdir(parents=True, exist_ok=True)
+        path = self.home / "server-secret"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+        return path.read_text().strip()
+
+    @property
+    def session_sweep_interval_s(self) -> float:
+        """How often expired sessions are looked for."""
+        return max(0.2, min(self.session_timeout_s / 4, 15.0))

@@ -1,0 +1,42 @@
+"""Managing users from the server machine (``beambridge user add``)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from beambridge.schemas.common import _check_name
+from beambridge.server.auth.passwords import hash_password
+from beambridge.server.context import utcnow
+from beambridge.server.db.engine import Database
+from beambridge.server.db.tables import users
+from beambridge.server.errors import ConflictError, InvalidRequestError
+
+
+def add_user(db: Database, name: str, password: str) -> int:
+    """Create a user; returns its id."""
+    try:
+        _check_name(name)
+    except ValueError as exc:
+        raise InvalidRequestError(f"user name {name!r} {exc}") from None
+    if len(password) < 8:
+        raise InvalidRequestError("password must be at least 8 characters")
+    with db.write() as conn:
+        if conn.execute(sa.select(users.c.id).where(users.c.name == name)).first():
+            raise ConflictError(f"user {name!r} already exists")
+        return int(
+            conn.execute(
+                users.insert()
+                .values(name=name, password_hash=hash_password(password), created_at=utcnow())
+                .returning(users.c.id)
+            ).scalar_one()
+        )
+
+
+def set_password(db: Database, name: str, password: str) -> None:
+    """Change a user's password."""
+    if len(password) < 8:
+        raise InvalidRequestError("password must be at least 8 characters")
+    with db.write() as conn:
+        done = conn.execute(users.update().where(users.c.name == name).values(password_hash=hash_password(password)))
+        if done.rowcount == 0:
+            raise InvalidRequestError(f"no user named {name!r}")

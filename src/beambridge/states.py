@@ -1,0 +1,118 @@
+"""The job state machine: the single source of truth for which transition is legal.
+
+::
+
+    CREATED ─┬─▶ AWAITING_PARENTS ─┬─▶ READY ─▶ STAGED_IN ─▶ PREPROCESSED ─▶ RUNNING ─┬─▶ RUN_DONE ─▶ POSTPROCESSED
+             ├─────────────────────┘            ▲                          ▲           ├─▶ RUN_ERROR ──┐      │
+             └──────────────────────────────────┘ (no stage-ins)           │           └─▶ RUN_TIMEOUT ┤      ▼
+                                                               RESTART_READY ◀────────────────────────┘  STAGED_OUT
+                                                                                                            │
+                          any non-terminal state ─▶ KILLED (user cancel)                     JOB_FINISHED ◀─┘
+
+Jobs with no parents skip ``AWAITING_PARENTS``; jobs with no stage-ins go straight to ``STAGED_IN``;
+jobs with no stage-outs go from ``POSTPROCESSED`` to ``JOB_FINISHED``. ``RUN_ERROR`` and ``RUN_TIMEOUT``
+each go to ``RESTART_READY`` or ``FAILED`` as the app's ``handle_error`` / ``handle_timeout`` decides.
+Nothing leaves a terminal state.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobState(StrEnum):
+    """A job's place in its lifecycle (Balsam's names, so its users recognise them)."""
+
+    CREATED = "CREATED"
+    AWAITING_PARENTS = "AWAITING_PARENTS"
+    READY = "READY"
+    STAGED_IN = "STAGED_IN"
+    PREPROCESSED = "PREPROCESSED"
+    RUNNING = "RUNNING"
+    RUN_DONE = "RUN_DONE"
+    RUN_ERROR = "RUN_ERROR"
+    RUN_TIMEOUT = "RUN_TIMEOUT"
+    RESTART_READY = "RESTART_READY"
+    POSTPROCESSED = "POSTPROCESSED"
+    STAGED_OUT = "STAGED_OUT"
+    JOB_FINISHED = "JOB_FINISHED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+
+
+S = JobState
+
+TERMINAL_STATES: frozenset[JobState] = frozenset({S.JOB_FINISHED, S.FAILED, S.KILLED})
+"""States nothing leaves."""
+
+RUNNABLE_STATES: frozenset[JobState] = frozenset({S.PREPROCESSED, S.RESTART_READY})
+"""States a launcher may acquire a job in."""
+
+SESSION_REPORTED_STATES: frozenset[JobState] = frozenset({S.RUNNING, S.RUN_DONE, S.RUN_ERROR, S.RUN_TIMEOUT})
+"""States only the launcher session holding the job may report (the server itself may also time a job out)."""
+
+_ALIVE_EXITS = {S.FAILED, S.KILLED}
+
+ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    S.CREATED: frozenset({S.AWAITING_PARENTS, S.READY, S.STAGED_IN, *_ALIVE_EXITS}),
+    S.AWAITING_PARENTS: frozenset({S.READY, S.STAGED_IN, *_ALIVE_EXITS}),
+    S.READY: frozenset({S.STAGED_IN, *_ALIVE_EXITS}),
+    S.STAGED_IN: frozenset({S.PREPROCESSED, *_ALIVE_EXITS}),
+    S.PREPROCESSED: frozenset({S.RUNNING, *_ALIVE_EXITS}),
+    S.RUNNING: frozenset({S.RUN_DONE, S.RUN_ERROR, S.RUN_TIMEOUT, S.KILLED}),
+    S.RUN_DONE: frozenset({S.POSTPROCESSED, S.RESTART_READY, *_ALIVE_EXITS}),
+    S.RUN_ERROR: frozenset({S.RESTART_READY, *_ALIVE_EXITS}),
+    S.RUN_TIMEOUT: frozenset({S.RESTART_READY, *_ALIVE_EXITS}),
+    S.RESTART_READY: frozenset({S.RUNNING, *_ALIVE_EXITS}),
+    S.POSTPROCESSED: frozenset({S.STAGED_OUT, S.JOB_FINISHED, *_ALIVE_EXITS}),
+    S.STAGED_OUT: frozenset({S.JOB_FINISHED, *_ALIVE_EXITS}),
+    S.JOB_FINISHED: frozenset(),
+    S.FAILED: frozenset(),
+    S.KILLED: frozenset(),
+}
+"""For each state, the states a job may move to next."""
+
+REVERSE_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    target: frozenset(src for src, targets in ALLOWED_TRANSITIONS.items() if target in targets)
+    for target in JobState
+}
+"""For each state, the states a job may come from (used by set-based ``UPDATE … WHERE state IN …``)."""
+
+
+class IllegalTransition(ValueError):
+    """A requested state change that the state machine forbids."""
+
+    def __init__(self, current: JobState, requested: JobState) -> None:
+        self.current = current
+        self.requested = requested
+        self.allowed = sorted(ALLOWED_TRANSITIONS[current])
+        allowed = ", ".join(self.allowed) if self.allowed else f"none ({current} is terminal)"
+        super().__init__(f"cannot move from {current} to {requested}; allowed next states: {allowed}")
+
+
+def is_terminal(state: JobState) -> bool:
+    """Whether ``state`` is final."""
+    return state in TERMINAL_STATES
+
+
+def can_transition(current: JobState, requested: JobState) -> bool:
+    """Whether a job in ``current`` may move to ``requested``."""
+    return requested in ALLOWED_TRANSITIONS[current]
+
+
+def check_transition(current: JobState, requested: JobState) -> None:
+    """Raise :class:`IllegalTransition` unless ``current → requested`` is legal."""
+    if requested not in ALLOWED_TRANSITIONS[current]:
+        raise IllegalTransition(current, requested)
+
+
+def initial_state(*, has_unfinished_parents: bool, has_stage_ins: bool) -> JobState:
+    """The state a new job enters from ``CREATED``, skipping the steps it does not need."""
+    if has_unfinished_parents:
+        return S.AWAITING_PARENTS
+    return S.READY if has_stage_ins else S.STAGED_IN
+
+
+def released_state(*, has_stage_ins: bool) -> JobState:
+    """The state a waiting child enters when its last parent finishes."""
+    return S.READY if has_stage_ins else S.STAGED_IN

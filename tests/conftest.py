@@ -1,0 +1,118 @@
+"""Fixtures shared by every test: real databases (SQLite and PostgreSQL) and real HTTP servers.
+
+The server suite runs once per database: fixtures that depend on ``database_url`` are parametrised over
+``sqlite`` and ``postgresql``. PostgreSQL is the machine's (127.0.0.1:5432, or ``BEAMBRIDGE_TEST_PG_URL``),
+else a throwaway cluster; with ``CI=true`` its absence fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from beambridge.server.app import create_app
+from beambridge.server.settings import ServerSettings
+from beambridge.server.users import add_user
+from tests.servers import IN_CI, LiveServer, postgres_admin_url, postgres_database
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str | None]:
+    with postgres_admin_url() as url:
+        yield url
+
+
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, pg_admin_url: str | None
+) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'beambridge.db'}"
+        return
+    if pg_admin_url is None:
+        assert not IN_CI, "PostgreSQL is required in CI"
+        pytest.skip("PostgreSQL is not available here (in CI this is an error)")
+    with postgres_database(pg_admin_url) as url:
+        yield url
+
+
+def make_settings(home: Path, database_url: str, **overrides: object) -> ServerSettings:
+    return ServerSettings(home=home, database_url=database_url, secret_key="test-secret-key-of-at-least-32-bytes!", **overrides)
+
+
+@pytest.fixture(scope="session")
+def server_app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
+    app = create_app(make_settings(tmp_path_factory.mktemp("home"), database_url))
+    yield app
+    app.state.ctx.db.dispose()
+
+
+@pytest.fixture(scope="session")
+def live_server(server_app: FastAPI) -> Iterator[LiveServer]:
+    with LiveServer(server_app) as server:
+        yield server
+
+
+class ApiUser:
+    """A logged-in user of the live server, with shortcuts for making the objects tests need."""
+
+    def __init__(self, base_url: str, name: str, token: str) -> None:
+        self.name = name
+        self.base_url = base_url
+        self.token = token
+        self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+    def ok(self, response: httpx.Response, status: int = 200) -> object:
+        assert response.status_code == status, f"{response.status_code}: {response.text}"
+        return response.json() if response.content else None
+
+    def site(self, name: str = "polaris") -> dict:
+        return self.ok(self.http.post("/sites", json={"name": name}), 201)  # type: ignore[return-value]
+
+    def app(self, site_id: int, name: str = "echo", **fields: object) -> dict:
+        body = {"site_id": site_id, "name": name, **fields}
+        return self.ok(self.http.post("/apps", json=body), 201)  # type: ignore[return-value]
+
+    def jobs(self, specs: list[dict]) -> list[dict]:
+        return self.ok(self.http.post("/jobs", json=specs), 201)  # type: ignore[return-value]
+
+    def session(self, site_id: int) -> dict:
+        return self.ok(self.http.post("/sessions", json={"site_id": site_id}), 201)  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self.http.close()
+
+
+@pytest.fixture
+def make_user(live_server: LiveServer, server_app: FastAPI) -> Iterator[Callable[[], ApiUser]]:
+    made: list[ApiUser] = []
+
+    def factory() -> ApiUser:
+        name = f"u{uuid.uuid4().hex[:10]}"
+        add_user(server_app.state.ctx.db, name, PASSWORD)
+        response = httpx.post(f"{live_server.url}/auth/login", json={"username": name, "password": PASSWORD})
+        response.raise_for_status()
+        user = ApiUser(live_server.url, name, response.json()["access_token"])
+        made.append(user)
+        return user
+
+    yield factory
+    for user in made:
+        user.close()
+
+
+@pytest.fixture
+def alice(make_user: Callable[[], ApiUser]) -> ApiUser:
+    return make_user()
+
+
+@pytest.fixture
+def bob(make_user: Callable[[], ApiUser]) -> ApiUser:
+    return make_user()
