@@ -16,6 +16,7 @@ import pytest
 from fastapi import FastAPI
 
 from beambridge.server.app import create_app
+from beambridge.server.auth.passwords import hash_password
 from beambridge.server.settings import ServerSettings
 from beambridge.server.users import add_user
 from tests.servers import IN_CI, LiveServer, postgres_admin_url, postgres_database
@@ -90,16 +91,21 @@ class ApiUser:
         self.http.close()
 
 
+@pytest.fixture(scope="session")
+def password_hash() -> str:
+    return hash_password(PASSWORD)  # Argon2 is slow on purpose: hash once per test session
+
+
 @pytest.fixture
-def make_user(live_server: LiveServer, server_app: FastAPI) -> Iterator[Callable[[], ApiUser]]:
+def make_user(live_server: LiveServer, server_app: FastAPI, password_hash: str) -> Iterator[Callable[[], ApiUser]]:
+    """Users with a password (PASSWORD) and an access token minted directly (login has its own tests)."""
     made: list[ApiUser] = []
 
     def factory() -> ApiUser:
         name = f"u{uuid.uuid4().hex[:10]}"
-        add_user(server_app.state.ctx.db, name, PASSWORD)
-        response = httpx.post(f"{live_server.url}/auth/login", json={"username": name, "password": PASSWORD})
-        response.raise_for_status()
-        user = ApiUser(live_server.url, name, response.json()["access_token"])
+        ctx = server_app.state.ctx
+        user_id = add_user(ctx.db, name, PASSWORD, password_hash=password_hash)
+        user = ApiUser(live_server.url, name, ctx.tokens.issue(user_id))
         made.append(user)
         return user
 

@@ -12,8 +12,8 @@ from beambridge.server.db.tables import users
 from beambridge.server.errors import ConflictError, InvalidRequestError
 
 
-def add_user(db: Database, name: str, password: str) -> int:
-    """Create a user; returns its id."""
+def add_user(db: Database, name: str, password: str, *, password_hash: str | None = None) -> int:
+    """Create a user; returns its id. ``password_hash`` skips hashing (an already-hashed password)."""
     try:
         _check_name(name)
     except ValueError as exc:
@@ -26,7 +26,7 @@ def add_user(db: Database, name: str, password: str) -> int:
         return int(
             conn.execute(
                 users.insert()
-                .values(name=name, password_hash=hash_password(password), created_at=utcnow())
+                .values(name=name, password_hash=password_hash or hash_password(password), created_at=utcnow())
                 .returning(users.c.id)
             ).scalar_one()
         )

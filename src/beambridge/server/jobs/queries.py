@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
 from beambridge.server.auth.tokens import Principal
@@ -70,7 +71,7 @@ class JobFilter:
 def tags_contain(tags: dict[str, str], dialect: str) -> sa.ColumnElement[bool]:
     """``jobs.tags`` contains every key/value of ``tags`` (JSONB ``@>`` on PostgreSQL, GIN-indexed)."""
     if dialect == "postgresql":
-        return jobs.c.tags.contains(tags)  # type: ignore[no-any-return]
+        return sa.type_coerce(jobs.c.tags, JSONB).contains(tags)
     # Keys are validated ([A-Za-z0-9_.-]), so quoting them in the JSON path is safe.
     return sa.and_(*(sa.func.json_extract(jobs.c.tags, f'$."{key}"') == value for key, value in tags.items()))
 

@@ -78,7 +78,7 @@ def update_batch_job(ctx: Ctx, caller: Caller, batch_job_id: int, body: BatchJob
                 values[key] = getattr(body, key)
         if values:
             conn.execute(
-                batch_jobs.update().where(batch_jobs.c.id == batch_job_id).values(values, updated_at=utcnow())
+                batch_jobs.update().where(batch_jobs.c.id == batch_job_id).values({**values, "updated_at": utcnow()})
             )
         return get_owned(conn, batch_jobs, caller, batch_job_id, "batch job")
 

@@ -79,6 +79,6 @@ def update_transfers(
         for item in body:
             values = item.model_dump(mode="json", exclude_unset=True, exclude={"id"})
             conn.execute(
-                transfer_items.update().where(transfer_items.c.id == item.id).values(values, updated_at=now)
+                transfer_items.update().where(transfer_items.c.id == item.id).values({**values, "updated_at": now})
             )
     return {"count": len(ids), "ids": ids}
