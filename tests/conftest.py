@@ -45,7 +45,9 @@ def database_url(
 
 
 def make_settings(home: Path, database_url: str, **overrides: object) -> ServerSettings:
-    return ServerSettings(home=home, database_url=database_url, secret_key="test-secret-key-of-at-least-32-bytes!", **overrides)
+    return ServerSettings(
+        home=home, database_url=database_url, secret_key="test-secret-key-of-at-least-32-bytes!", **overrides
+    )
 
 
 @pytest.fixture(scope="session")
@@ -97,7 +99,9 @@ def password_hash() -> str:
 
 
 @pytest.fixture
-def make_user(live_server: LiveServer, server_app: FastAPI, password_hash: str) -> Iterator[Callable[[], ApiUser]]:
+def make_user(
+    live_server: LiveServer, server_app: FastAPI, password_hash: str
+) -> Iterator[Callable[[], ApiUser]]:
     """Users with a password (PASSWORD) and an access token minted directly (login has its own tests)."""
     made: list[ApiUser] = []
 

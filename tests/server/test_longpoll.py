@@ -60,3 +60,12 @@ def test_events_long_poll(alice: ApiUser) -> None:
     items = got["page"]["items"]  # type: ignore[index]
     assert [(e["job_id"], e["to_state"]) for e in items] == [(job["id"], "PREPROCESSED")]
     assert got["at"] - created < 0.5  # type: ignore[operator]
+
+
+def test_latest_event_cursor(alice: ApiUser) -> None:
+    assert alice.ok(alice.http.get("/events/latest")) == {"id": 0}
+    site = alice.site()
+    app = alice.app(site["id"])
+    alice.jobs([{"app_id": app["id"], "workdir": "w"}])
+    newest = alice.ok(alice.http.get("/events?limit=100"))["items"][-1]["id"]
+    assert alice.ok(alice.http.get("/events/latest")) == {"id": newest}

@@ -47,7 +47,10 @@ def test_acquire_fits_free_nodes(alice: ApiUser) -> None:
     assert [j["id"] for j in got] == [j["id"] for j in packed[:6]]
     got = acquire(alice, session["id"], max_jobs=100, free_nodes=[1.0, 1.0, 1.0])
     assert got[0]["id"] == big[0]["id"] and len(got) == 1  # the big job takes all three nodes
-    assert acquire(alice, session["id"], max_jobs=5, serial_only=True, free_nodes=[0.25])[0]["id"] == packed[6]["id"]
+    assert (
+        acquire(alice, session["id"], max_jobs=5, serial_only=True, free_nodes=[0.25])[0]["id"]
+        == packed[6]["id"]
+    )
 
 
 def test_acquire_respects_wall_time_and_tags(alice: ApiUser) -> None:
@@ -118,7 +121,9 @@ def test_close_session_returns_unstarted_and_times_out_running(alice: ApiUser) -
 
 @pytest.fixture
 def fast_expiry_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    app: FastAPI = create_app(make_settings(tmp_path_factory.mktemp("fast"), database_url, session_timeout_s=1.0))
+    app: FastAPI = create_app(
+        make_settings(tmp_path_factory.mktemp("fast"), database_url, session_timeout_s=1.0)
+    )
     with LiveServer(app) as server:
         yield server
     app.state.ctx.db.dispose()
@@ -163,5 +168,18 @@ def test_batch_job_lifecycle(alice: ApiUser) -> None:
     assert response.status_code == 409
     listed = alice.ok(alice.http.get(f"/batch-jobs?site_id={site['id']}&state=finished"))["items"]
     assert [b["id"] for b in listed] == [batch["id"]]
-    session = alice.ok(alice.http.post("/sessions", json={"site_id": site["id"], "batch_job_id": batch["id"]}), 201)
+    session = alice.ok(
+        alice.http.post("/sessions", json={"site_id": site["id"], "batch_job_id": batch["id"]}), 201
+    )
     assert session["batch_job_id"] == batch["id"]
+
+
+def test_skewed_launcher_clock_never_reverses_history(alice: ApiUser) -> None:
+    site, [job] = make_jobs(alice)
+    session = alice.session(site["id"])
+    acquire(alice, session["id"], max_jobs=1)
+    report(alice, session["id"], [{"id": job, "state": "RUNNING", "at": "2001-01-01T00:00:00Z"}])
+    report(alice, session["id"], [{"id": job, "state": "RUN_DONE", "at": "2999-01-01T00:00:00Z"}])
+    times = [e["timestamp"] for e in alice.ok(alice.http.get(f"/jobs/{job}/events"))]
+    assert times == sorted(times)
+    assert not times[-1].startswith("2999")

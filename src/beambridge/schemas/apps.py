@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field, JsonValue
 
-from beambridge.schemas.common import InputModel, Name, OutputModel, UtcDatetime
+from beambridge.schemas.common import InputModel, Name, OutputModel, PositiveId, UtcDatetime
 
 
 class ParameterType(StrEnum):
@@ -60,7 +60,7 @@ class AppHook(StrEnum):
 class AppCreate(InputModel):
     """Register an app on a site."""
 
-    site_id: int = Field(ge=1)
+    site_id: PositiveId
     name: Name
     description: str = Field(default="", max_length=10_000)
     parameters: dict[str, AppParameter] = Field(default_factory=dict, max_length=200)

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from beambridge.schemas.common import InputModel, OutputModel, Tags, UtcDatetime
+from beambridge.schemas.common import InputModel, OutputModel, PositiveId, Tags, UtcDatetime
 
 
 class BatchJobState(StrEnum):
@@ -34,7 +34,7 @@ class JobMode(StrEnum):
 class BatchJobCreate(InputModel):
     """Ask a site to submit a pilot allocation."""
 
-    site_id: int = Field(ge=1)
+    site_id: PositiveId
     project: str = Field(default="", max_length=255)
     queue: str = Field(default="", max_length=255)
     num_nodes: int = Field(ge=1, le=100_000)

@@ -21,7 +21,7 @@ _TAG_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 class InputModel(BaseModel):
     """A request body: unknown fields are an error, not silently dropped."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class OutputModel(BaseModel):
@@ -69,6 +69,8 @@ Tags = Annotated[dict[str, str], AfterValidator(_check_tags)]
 """String labels on a job; filters match them by containment."""
 
 PositiveId = Annotated[int, Field(ge=1, le=2**62)]
+"""An object id (bounded so that every database can store it)."""
+Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
 
 T = TypeVar("T")
 

@@ -6,15 +6,15 @@ from datetime import datetime
 
 from pydantic import Field, JsonValue, field_validator
 
-from beambridge.schemas.common import InputModel, OutputModel, PositiveId, Tags, UtcDatetime
+from beambridge.schemas.common import InputModel, Int32, OutputModel, PositiveId, Tags, UtcDatetime
 from beambridge.states import SESSION_REPORTED_STATES, JobState
 
 
 class SessionCreate(InputModel):
     """Open a session for a launcher on a site."""
 
-    site_id: int = Field(ge=1)
-    batch_job_id: int | None = Field(default=None, ge=1)
+    site_id: PositiveId
+    batch_job_id: PositiveId | None = None
 
 
 class Session(OutputModel):
@@ -61,7 +61,7 @@ class JobReport(InputModel):
     id: PositiveId
     state: JobState
     at: datetime | None = Field(default=None, description="When the launcher saw it (UTC)")
-    return_code: int | None = None
+    return_code: Int32 | None = None
     result: JsonValue = None
     error: str | None = Field(default=None, max_length=100_000)
     state_data: dict[str, JsonValue] = Field(default_factory=dict)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
 import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class BodyLimitMiddleware:
@@ -41,13 +40,27 @@ class BodyLimitMiddleware:
                     raise _TooLarge
             return message
 
+        replaced = False
+
+        async def guarded_send(message: Message) -> None:
+            # The framework may turn the error raised while reading into its own answer; answer 413 instead.
+            nonlocal replaced
+            if not too_big:
+                await send(message)
+            elif not replaced:
+                replaced = True
+                await self._refuse(send, self._message(received), 413)
+
         try:
-            await self.app(scope, limited_receive, send)
+            await self.app(scope, limited_receive, guarded_send)
         except _TooLarge:
-            await self._refuse(send, self._message(received), 413)
+            if not replaced:
+                await self._refuse(send, self._message(received), 413)
 
     def _message(self, size: int) -> str:
-        return f"request body of {size} bytes is over the limit of {self.max_bytes} bytes; send smaller batches"
+        return (
+            f"request body of {size} bytes is over the limit of {self.max_bytes} bytes; send smaller batches"
+        )
 
     @staticmethod
     async def _refuse(send: Send, detail: str, status: int) -> None:
@@ -56,7 +69,10 @@ class BodyLimitMiddleware:
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
             }
         )
         await send({"type": "http.response.body", "body": body})

@@ -40,9 +40,13 @@ def get_principal(
     try:
         return Principal(user_id=ctx.tokens.verify(token))
     except jwt.ExpiredSignatureError:
-        raise AuthenticationError("access token expired: refresh it at /auth/refresh or log in again") from None
+        raise AuthenticationError(
+            "access token expired: refresh it at /auth/refresh or log in again"
+        ) from None
     except (jwt.InvalidTokenError, ValueError):
-        raise AuthenticationError("invalid access token: its signature or contents do not check out") from None
+        raise AuthenticationError(
+            "invalid access token: its signature or contents do not check out"
+        ) from None
 
 
 def _site_principal(ctx: ServerContext, token: str) -> Principal:

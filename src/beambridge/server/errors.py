@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("beambridge.server")
@@ -69,7 +70,9 @@ def _describe_validation(errors: list[Any]) -> str:
     parts = []
     for err in errors[:5]:
         if err.get("type") == "json_invalid":
-            parts.append(f"request body is not valid JSON ({err.get('msg', '')} near character {err['loc'][-1]})")
+            parts.append(
+                f"request body is not valid JSON ({err.get('msg', '')} near character {err['loc'][-1]})"
+            )
             continue
         loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
         parts.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
@@ -88,9 +91,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _jsonable_errors(exc.errors())
-        return JSONResponse(
-            _error_body(_describe_validation(errors), errors=errors), status_code=422
-        )
+        return JSONResponse(_error_body(_describe_validation(errors), errors=errors), status_code=422)
 
     @app.exception_handler(ValidationError)
     async def _model_invalid(_request: Request, exc: ValidationError) -> JSONResponse:
@@ -101,10 +102,32 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(_error_body(exc.detail), status_code=exc.status_code, headers=exc.headers)
 
+    # Safety nets: input validation should stop these first; if one slips through it is still the
+    # client's value (or a race with another client), not a server fault.
+    @app.exception_handler(sa_exc.DataError)
+    async def _data_error(_request: Request, exc: sa_exc.DataError) -> JSONResponse:
+        log.warning("database refused a value: %s", exc.orig)
+        return JSONResponse(_error_body(f"a value does not fit the database: {_first_line(exc.orig)}"), 422)
+
+    @app.exception_handler(sa_exc.IntegrityError)
+    async def _integrity_error(_request: Request, exc: sa_exc.IntegrityError) -> JSONResponse:
+        return JSONResponse(_error_body(f"conflicts with existing data: {_first_line(exc.orig)}"), 409)
+
+    @app.exception_handler(sa_exc.OperationalError)
+    async def _busy(_request: Request, exc: sa_exc.OperationalError) -> JSONResponse:
+        log.warning("database unavailable: %s", exc.orig)
+        return JSONResponse(
+            _error_body("database temporarily unavailable; retry shortly"), 503, headers={"Retry-After": "1"}
+        )
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse(_error_body(f"internal error: {type(exc).__name__}"), status_code=500)
+
+
+def _first_line(value: object) -> str:
+    return str(value).strip().splitlines()[0] if str(value).strip() else type(value).__name__
 
 
 def _jsonable_errors(errors: Any) -> list[dict[str, Any]]:

@@ -27,7 +27,9 @@ class ServerSettings(BaseSettings):
     secret_key: str | None = Field(default=None, description="Signs access tokens; default: a file in home")
     access_token_ttl_s: int = 3600
     refresh_token_ttl_s: int = 30 * 24 * 3600
-    session_timeout_s: float = Field(default=300, description="Silence after which a launcher session expires")
+    session_timeout_s: float = Field(
+        default=300, description="Silence after which a launcher session expires"
+    )
     max_body_bytes: int = 64 * 1024 * 1024
     db_pool_size: int = 20
 

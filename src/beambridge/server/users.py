@@ -26,7 +26,9 @@ def add_user(db: Database, name: str, password: str, *, password_hash: str | Non
         return int(
             conn.execute(
                 users.insert()
-                .values(name=name, password_hash=password_hash or hash_password(password), created_at=utcnow())
+                .values(
+                    name=name, password_hash=password_hash or hash_password(password), created_at=utcnow()
+                )
                 .returning(users.c.id)
             ).scalar_one()
         )
@@ -37,6 +39,8 @@ def set_password(db: Database, name: str, password: str) -> None:
     if len(password) < 8:
         raise InvalidRequestError("password must be at least 8 characters")
     with db.write() as conn:
-        done = conn.execute(users.update().where(users.c.name == name).values(password_hash=hash_password(password)))
+        done = conn.execute(
+            users.update().where(users.c.name == name).values(password_hash=hash_password(password))
+        )
         if done.rowcount == 0:
             raise InvalidRequestError(f"no user named {name!r}")

@@ -30,12 +30,10 @@ class Database:
 
     def _make_engine(self, pool_size: int, echo: bool) -> Engine:
         if self.is_sqlite:
+            in_memory = self.url.database in (None, "", ":memory:")
+            pool_args = {} if in_memory else {"pool_size": pool_size, "max_overflow": pool_size}
             engine = sa.create_engine(
-                self.url,
-                echo=echo,
-                connect_args={"check_same_thread": False, "timeout": 30},
-                pool_size=pool_size,
-                max_overflow=pool_size,
+                self.url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}, **pool_args
             )
             event.listen(engine, "connect", _sqlite_on_connect)
             event.listen(engine, "begin", _sqlite_on_begin)

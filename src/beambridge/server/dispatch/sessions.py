@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 
 from beambridge.schemas.batch_jobs import BatchJobState
 from beambridge.schemas.sessions import AcquireRequest, JobReport
@@ -24,7 +24,7 @@ S = JobState
 _RUNNABLE = [s.value for s in RUNNABLE_STATES]
 
 
-def load_session(conn: Connection, principal: Principal, session_id: int, *, lock: bool = False) -> Row[Any]:
+def load_session(conn: Connection, principal: Principal, session_id: int, *, lock: bool = False) -> Any:
     """A session the caller owns; 404 otherwise, 409 if it has expired."""
     query = sa.select(sessions).where(sessions.c.id == session_id, sessions.c.owner_id == principal.user_id)
     if principal.site_id is not None:
@@ -80,9 +80,7 @@ def acquire(
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(of=jobs, skip_locked=True)
     rows = [dict(row._mapping) for row in conn.execute(query)]
-    chosen = fit_jobs(
-        (_Fit(row) for row in rows), request.free_nodes, request.max_jobs
-    )
+    chosen = fit_jobs((_Fit(row) for row in rows), request.free_nodes, request.max_jobs)
     ids = [fit.row["id"] for fit in chosen]
     for chunk in chunked(ids):
         conn.execute(
@@ -145,8 +143,7 @@ def report(
             fields["result"] = item.result
         if item.error is not None:
             fields["error"] = item.error
-        at = item.at.replace(tzinfo=now.tzinfo) if item.at is not None and item.at.tzinfo is None else item.at
-        requests.append(TransitionRequest(item.id, item.state, dict(item.state_data), at, fields))
+        requests.append(TransitionRequest(item.id, item.state, dict(item.state_data), item.at, fields))
     return apply_transitions(conn, requests, now=now, owner_id=principal.user_id, locked=rows)
 
 

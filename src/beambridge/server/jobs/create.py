@@ -16,7 +16,7 @@ from beambridge.schemas.transfers import TransferState
 from beambridge.server.auth.tokens import Principal
 from beambridge.server.db.chunks import chunked
 from beambridge.server.db.tables import apps, events, job_parents, jobs, transfer_items
-from beambridge.server.errors import ConflictError, InvalidRequestError
+from beambridge.server.errors import ConflictError, InvalidRequestError, NotFoundError
 from beambridge.server.jobs.parameters import check_transfers, resolve_parameters
 from beambridge.server.wakeups import WakeKey
 from beambridge.states import RUNNABLE_STATES, JobState, initial_state
@@ -69,23 +69,24 @@ def create_jobs(
     parent_states = _load_parent_states(
         conn, principal.user_id, {pid for spec in specs for pid in spec.parent_ids}
     )
+    missing = sorted({spec.app_id for spec in specs} - app_info.keys())
+    if missing:
+        raise NotFoundError(f"app {missing[0]} not found", ids=missing[:1000])
+    unknown_parents = sorted({pid for spec in specs for pid in spec.parent_ids} - parent_states.keys())
+    if unknown_parents:
+        raise NotFoundError(f"parent job {unknown_parents[0]} not found", ids=unknown_parents[:1000])
     problems: list[str] = []
     rows: list[dict[str, Any]] = []
     paths: list[list[tuple[JobState, JobState, str]]] = []
     for index, spec in enumerate(specs):
-        app = app_info.get(spec.app_id)
-        if app is None:
-            problems.append(f"[{index}].app_id: app {spec.app_id} does not exist")
-            continue
+        app = app_info[spec.app_id]
         parameters, bad = resolve_parameters(app.name, app.parameters, spec.parameters)
         has_in, has_out, bad_transfers = check_transfers(app.name, app.slots, spec.transfers)
         problems += [f"[{index}]: {text}" for text in bad + bad_transfers]
         unfinished = False
         for pid in spec.parent_ids:
-            state = parent_states.get(pid)
-            if state is None:
-                problems.append(f"[{index}].parent_ids: job {pid} does not exist")
-            elif state in (S.FAILED, S.KILLED):
+            state = parent_states[pid]
+            if state in (S.FAILED, S.KILLED):
                 raise ConflictError(f"[{index}]: parent job {pid} is {state}; a child of it could never run")
             elif state != S.JOB_FINISHED:
                 unfinished = True
@@ -197,7 +198,9 @@ def _transfer_rows(
                 "local_path": slot.local_path,
                 "recursive": slot.recursive,
                 "state": (
-                    TransferState.PENDING if slot.direction is TransferDirection.IN else TransferState.AWAITING_JOB
+                    TransferState.PENDING
+                    if slot.direction is TransferDirection.IN
+                    else TransferState.AWAITING_JOB
                 ).value,
                 "task_id": None,
                 "info": {},

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 
 from beambridge.schemas.apps import AppHook
 from beambridge.server.db.chunks import chunked
@@ -29,9 +29,9 @@ from beambridge.server.errors import ConflictError, NotFoundError
 from beambridge.server.wakeups import WakeKey
 from beambridge.states import RUNNABLE_STATES, IllegalTransition, JobState, check_transition, released_state
 
+JobRow = Any
+"""A row of ``_LOCK_COLUMNS``, read by attribute (``row.state``)."""
 S = JobState
-UNSET: Any = object()
-"""Marks a field a transition leaves alone."""
 
 _LOCK_COLUMNS = (
     jobs.c.id,
@@ -44,6 +44,7 @@ _LOCK_COLUMNS = (
     jobs.c.retry_limit,
     jobs.c.has_stage_ins,
     jobs.c.has_stage_outs,
+    jobs.c.updated_at,
 )
 
 
@@ -73,7 +74,7 @@ class Outcome:
 
 @dataclass
 class _Work:
-    row: Row[Any]
+    row: JobRow
     state: JobState
     retry_count: int
     session_id: int | None
@@ -81,9 +82,11 @@ class _Work:
     steps: list[tuple[JobState, JobState, dict[str, Any], datetime]] = field(default_factory=list)
 
 
-def lock_jobs(conn: Connection, ids: list[int], *, owner_id: int | None, site_id: int | None) -> dict[int, Row[Any]]:
+def lock_jobs(
+    conn: Connection, ids: list[int], *, owner_id: int | None, site_id: int | None
+) -> dict[int, JobRow]:
     """Read jobs for changing them (row-locked, in id order, on PostgreSQL); others' jobs are absent."""
-    found: dict[int, Row[Any]] = {}
+    found: dict[int, JobRow] = {}
     unique = sorted(set(ids))
     for chunk in chunked(unique):
         query = sa.select(*_LOCK_COLUMNS).where(jobs.c.id.in_(chunk)).order_by(jobs.c.id)
@@ -134,7 +137,7 @@ def apply_transitions(
     now: datetime,
     owner_id: int | None,
     site_id: int | None = None,
-    locked: dict[int, Row[Any]] | None = None,
+    locked: dict[int, JobRow] | None = None,
 ) -> Outcome:
     """Validate and apply ``requests`` (in order; a job may appear more than once), then cascade.
 
@@ -143,12 +146,17 @@ def apply_transitions(
     """
     if not requests:
         return Outcome()
-    rows = locked if locked is not None else lock_jobs(
-        conn, [r.job_id for r in requests], owner_id=owner_id, site_id=site_id
+    rows = (
+        locked
+        if locked is not None
+        else lock_jobs(conn, [r.job_id for r in requests], owner_id=owner_id, site_id=site_id)
     )
     missing = sorted({r.job_id for r in requests} - rows.keys())
     if missing:
-        raise NotFoundError(f"job {missing[0]} not found" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""), ids=missing[:100])
+        raise NotFoundError(
+            f"job {missing[0]} not found" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+            ids=missing[:100],
+        )
     hooks = app_hooks(conn, {row.app_id for row in rows.values()})
     work: dict[int, _Work] = {}
     refused: list[dict[str, Any]] = []
@@ -164,10 +172,15 @@ def apply_transitions(
             check_transition(item.state, request.state)
         except IllegalTransition as exc:
             refused.append(
-                {"id": request.job_id, "state": exc.current, "requested": exc.requested, "allowed": exc.allowed}
+                {
+                    "id": request.job_id,
+                    "state": exc.current,
+                    "requested": exc.requested,
+                    "allowed": exc.allowed,
+                }
             )
             continue
-        at = min(request.at, now) if request.at is not None else now
+        at = _event_time(request.at, row.updated_at, now)
         _step(item, request.state, request.data, at)
         _run_automatic(item, hooks.get(row.app_id, frozenset()), now)
     if refused:
@@ -179,6 +192,18 @@ def apply_transitions(
             errors=refused[:100],
         )
     return _write(conn, work, now)
+
+
+def _event_time(reported: datetime | None, last_change: datetime, now: datetime) -> datetime:
+    """When a reported change happened: the reporter's clock, kept between the job's last change and now,
+    so a skewed launcher clock can never make a job's history run backwards."""
+    if reported is None:
+        return now
+    if last_change.tzinfo is None:  # SQLite returns naive UTC
+        last_change = last_change.replace(tzinfo=now.tzinfo)
+    if reported.tzinfo is None:
+        reported = reported.replace(tzinfo=now.tzinfo)
+    return min(max(reported, last_change), now)
 
 
 def _step(item: _Work, to_state: JobState, data: dict[str, Any], at: datetime) -> None:
@@ -239,7 +264,7 @@ def _write(conn: Connection, work: dict[int, _Work], now: datetime) -> Outcome:
         updates[tuple(sorted(params))].append(params)
         outcome.job_ids.append(job_id)
     for keys, batch in updates.items():
-        values = {key: sa.bindparam(key) for key in keys if key != "b_id"}
+        values: dict[str, Any] = {key: sa.bindparam(key) for key in keys if key != "b_id"}
         conn.execute(jobs.update().where(jobs.c.id == sa.bindparam("b_id")).values(values), batch)
     if event_rows:
         conn.execute(events.insert(), event_rows)
@@ -250,8 +275,8 @@ def _write(conn: Connection, work: dict[int, _Work], now: datetime) -> Outcome:
     return outcome
 
 
-def _waiting_children(conn: Connection, parent_ids: list[int]) -> dict[int, Row[Any]]:
-    children: dict[int, Row[Any]] = {}
+def _waiting_children(conn: Connection, parent_ids: list[int]) -> dict[int, JobRow]:
+    children: dict[int, JobRow] = {}
     for chunk in chunked(parent_ids):
         query = (
             sa.select(*_LOCK_COLUMNS, job_parents.c.parent_id)

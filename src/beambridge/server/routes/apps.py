@@ -14,7 +14,7 @@ from beambridge.server.db.tables import apps, sites
 from beambridge.server.deps import Caller, Ctx
 from beambridge.server.errors import ConflictError
 from beambridge.server.ownership import get_owned, list_owned
-from beambridge.server.routes.paging import After, Limit, page
+from beambridge.server.routes.paging import MAX_ID, After, IdPath, Limit, page
 
 router = APIRouter(prefix="/apps", tags=["apps"])
 
@@ -25,7 +25,7 @@ def list_apps(
     caller: Caller,
     after: After = None,
     limit: Limit = 100,
-    site_id: Annotated[int | None, Query(ge=1)] = None,
+    site_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     name: Annotated[Name | None, Query()] = None,
 ) -> dict[str, Any]:
     """The caller's apps, optionally of one site or with one name."""
@@ -54,14 +54,14 @@ def create_app(ctx: Ctx, caller: Caller, body: AppCreate) -> dict[str, Any]:
 
 
 @router.get("/{app_id}", response_model=App)
-def get_app(ctx: Ctx, caller: Caller, app_id: int) -> dict[str, Any]:
+def get_app(ctx: Ctx, caller: Caller, app_id: IdPath) -> dict[str, Any]:
     """One app."""
     with ctx.db.read() as conn:
         return get_owned(conn, apps, caller, app_id, "app")
 
 
 @router.patch("/{app_id}", response_model=App)
-def update_app(ctx: Ctx, caller: Caller, app_id: int, body: AppUpdate) -> dict[str, Any]:
+def update_app(ctx: Ctx, caller: Caller, app_id: IdPath, body: AppUpdate) -> dict[str, Any]:
     """Change an app's metadata (new jobs are checked against it; existing jobs keep theirs)."""
     with ctx.db.write() as conn:
         get_owned(conn, apps, caller, app_id, "app", lock=True)
@@ -72,7 +72,7 @@ def update_app(ctx: Ctx, caller: Caller, app_id: int, body: AppUpdate) -> dict[s
 
 
 @router.delete("/{app_id}", status_code=204)
-def delete_app(ctx: Ctx, caller: Caller, app_id: int) -> None:
+def delete_app(ctx: Ctx, caller: Caller, app_id: IdPath) -> None:
     """Delete an app and its jobs."""
     with ctx.db.write() as conn:
         get_owned(conn, apps, caller, app_id, "app", lock=True)

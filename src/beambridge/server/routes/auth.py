@@ -38,7 +38,9 @@ def _issue_pair(ctx: ServerContext, conn: sa.Connection, user_id: int) -> TokenP
 def login(ctx: Ctx, body: LoginRequest) -> TokenPair:
     """Exchange a username and password for an access token and a refresh token."""
     with ctx.db.read() as conn:
-        row = conn.execute(sa.select(users.c.id, users.c.password_hash).where(users.c.name == body.username)).first()
+        row = conn.execute(
+            sa.select(users.c.id, users.c.password_hash).where(users.c.name == body.username)
+        ).first()
     if not verify_password(row.password_hash if row else None, body.password) or row is None:
         raise AuthenticationError("wrong username or password")
     with ctx.db.write() as conn:
@@ -70,7 +72,10 @@ def logout(ctx: Ctx, body: RefreshRequest) -> None:
     with ctx.db.write() as conn:
         conn.execute(
             refresh_tokens.update()
-            .where(refresh_tokens.c.token_hash == hash_secret(body.refresh_token), refresh_tokens.c.revoked_at.is_(None))
+            .where(
+                refresh_tokens.c.token_hash == hash_secret(body.refresh_token),
+                refresh_tokens.c.revoked_at.is_(None),
+            )
             .values(revoked_at=utcnow())
         )
 

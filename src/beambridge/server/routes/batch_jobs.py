@@ -6,14 +6,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from beambridge.schemas.batch_jobs import BATCH_JOB_FINAL_STATES, BatchJob, BatchJobCreate, BatchJobState, BatchJobUpdate
+from beambridge.schemas.batch_jobs import (
+    BATCH_JOB_FINAL_STATES,
+    BatchJob,
+    BatchJobCreate,
+    BatchJobState,
+    BatchJobUpdate,
+)
 from beambridge.schemas.common import Page
 from beambridge.server.context import utcnow
 from beambridge.server.db.tables import batch_jobs, sites
 from beambridge.server.deps import Caller, Ctx
 from beambridge.server.errors import ConflictError
 from beambridge.server.ownership import get_owned, list_owned
-from beambridge.server.routes.paging import After, Limit, page
+from beambridge.server.routes.paging import MAX_ID, After, IdPath, Limit, page
 
 router = APIRouter(prefix="/batch-jobs", tags=["batch jobs"])
 
@@ -24,7 +30,7 @@ def list_batch_jobs(
     caller: Caller,
     after: After = None,
     limit: Limit = 100,
-    site_id: Annotated[int | None, Query(ge=1)] = None,
+    site_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     state: Annotated[list[BatchJobState], Query()] = [],  # noqa: B006
 ) -> dict[str, Any]:
     """The caller's batch jobs, optionally of one site and in some states."""
@@ -56,35 +62,37 @@ def create_batch_job(ctx: Ctx, caller: Caller, body: BatchJobCreate) -> dict[str
 
 
 @router.get("/{batch_job_id}", response_model=BatchJob)
-def get_batch_job(ctx: Ctx, caller: Caller, batch_job_id: int) -> dict[str, Any]:
+def get_batch_job(ctx: Ctx, caller: Caller, batch_job_id: IdPath) -> dict[str, Any]:
     """One batch job."""
     with ctx.db.read() as conn:
         return get_owned(conn, batch_jobs, caller, batch_job_id, "batch job")
 
 
 @router.patch("/{batch_job_id}", response_model=BatchJob)
-def update_batch_job(ctx: Ctx, caller: Caller, batch_job_id: int, body: BatchJobUpdate) -> dict[str, Any]:
+def update_batch_job(ctx: Ctx, caller: Caller, batch_job_id: IdPath, body: BatchJobUpdate) -> dict[str, Any]:
     """Record what the scheduler says, or ask for deletion (state ``pending_deletion``)."""
     with ctx.db.write() as conn:
         current = get_owned(conn, batch_jobs, caller, batch_job_id, "batch job", lock=True)
         values = body.model_dump(mode="json", exclude_unset=True, exclude_none=True)
-        if "state" in values and BatchJobState(current["state"]) in BATCH_JOB_FINAL_STATES:
-            if values["state"] != current["state"]:
-                raise ConflictError(
-                    f"batch job {batch_job_id} is {current['state']}; it cannot become {values['state']}"
-                )
+        final = BatchJobState(current["state"]) in BATCH_JOB_FINAL_STATES
+        if final and values.get("state", current["state"]) != current["state"]:
+            raise ConflictError(
+                f"batch job {batch_job_id} is {current['state']}; it cannot become {values['state']}"
+            )
         for key in ("start_time", "end_time"):
             if key in values:
                 values[key] = getattr(body, key)
         if values:
             conn.execute(
-                batch_jobs.update().where(batch_jobs.c.id == batch_job_id).values({**values, "updated_at": utcnow()})
+                batch_jobs.update()
+                .where(batch_jobs.c.id == batch_job_id)
+                .values({**values, "updated_at": utcnow()})
             )
         return get_owned(conn, batch_jobs, caller, batch_job_id, "batch job")
 
 
 @router.delete("/{batch_job_id}", status_code=204)
-def delete_batch_job(ctx: Ctx, caller: Caller, batch_job_id: int) -> None:
+def delete_batch_job(ctx: Ctx, caller: Caller, batch_job_id: IdPath) -> None:
     """Forget a batch job record (it does not cancel the allocation: set pending_deletion for that)."""
     with ctx.db.write() as conn:
         get_owned(conn, batch_jobs, caller, batch_job_id, "batch job", lock=True)

@@ -64,7 +64,17 @@ async def list_events(
         await ctx.wakeups.wait(armed, remaining)
 
 
+@router.get("/latest")
+def latest_event(ctx: Ctx, caller: Caller) -> dict[str, int]:
+    """The id of the caller's newest event (0 if none): a cursor to follow events "from now on"."""
+    where = [events.c.owner_id == caller.user_id]
+    if caller.site_id is not None:
+        where.append(events.c.site_id == caller.site_id)
+    with ctx.db.read() as conn:
+        newest = conn.execute(sa.select(sa.func.max(events.c.id)).where(*where)).scalar()
+    return {"id": int(newest or 0)}
+
+
 def _fetch(ctx: ServerContext, query: sa.Select[Any]) -> list[dict[str, Any]]:
     with ctx.db.read() as conn:
         return [dict(r._mapping) for r in conn.execute(query)]
-

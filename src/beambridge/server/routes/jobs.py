@@ -70,7 +70,9 @@ Filter = Annotated[JobFilter, Depends(job_filter)]
 
 
 @router.get("", response_model=Page[Job])
-def list_jobs_route(ctx: Ctx, caller: Caller, flt: Filter, after: After = None, limit: Limit = 100) -> dict[str, Any]:
+def list_jobs_route(
+    ctx: Ctx, caller: Caller, flt: Filter, after: After = None, limit: Limit = 100
+) -> dict[str, Any]:
     """Jobs matching every given filter, in id order, one page at a time."""
     with ctx.db.read() as conn:
         return page(list_jobs(conn, caller, flt, after=after, limit=limit), limit)
@@ -96,13 +98,17 @@ def create_jobs_route(
 
 @router.patch("", response_model=BulkResult)
 def update_jobs_route(
-    ctx: Ctx, caller: Caller, body: Annotated[list[JobBulkUpdate], Body(min_length=1, max_length=MAX_BULK_SIZE)]
+    ctx: Ctx,
+    caller: Caller,
+    body: Annotated[list[JobBulkUpdate], Body(min_length=1, max_length=MAX_BULK_SIZE)],
 ) -> dict[str, Any]:
     """Update jobs in bulk, all or none; state changes are validated and recorded as events."""
     return _apply_updates(ctx, caller, [(item.id, item) for item in body])
 
 
-def _apply_updates(ctx: ServerContext, caller: Principal, items: list[tuple[int, JobUpdate]]) -> dict[str, Any]:
+def _apply_updates(
+    ctx: ServerContext, caller: Principal, items: list[tuple[int, JobUpdate]]
+) -> dict[str, Any]:
     requests = []
     for job_id, item in items:
         if item.state in SESSION_REPORTED_STATES:
@@ -171,4 +177,3 @@ def job_events(ctx: Ctx, caller: Caller, job_id: PositiveId) -> list[dict[str, A
             raise NotFoundError(f"job {job_id} not found")
         rows = conn.execute(sa.select(events).where(events.c.job_id == job_id).order_by(events.c.id))
         return [dict(r._mapping) for r in rows]
-

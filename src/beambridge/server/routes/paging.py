@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Query
+from fastapi import Path, Query
 
 from beambridge.schemas.common import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
+MAX_ID = 2**62
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="An object id")]
 After = Annotated[
     int | None, Query(ge=0, le=2**62, description="Return objects with an id greater than this (the cursor)")
 ]

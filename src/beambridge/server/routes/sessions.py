@@ -17,7 +17,7 @@ from beambridge.server.deps import Caller, Ctx
 from beambridge.server.dispatch import sessions as dispatch
 from beambridge.server.errors import InvalidRequestError
 from beambridge.server.ownership import get_owned, list_owned
-from beambridge.server.routes.paging import After, Limit, page
+from beambridge.server.routes.paging import MAX_ID, After, IdPath, Limit, page
 
 router = APIRouter(prefix="/sessions", tags=["sessions"])
 
@@ -28,7 +28,7 @@ def list_sessions(
     caller: Caller,
     after: After = None,
     limit: Limit = 100,
-    site_id: Annotated[int | None, Query(ge=1)] = None,
+    site_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     active: bool | None = None,
 ) -> dict[str, Any]:
     """The caller's sessions."""
@@ -59,14 +59,14 @@ def open_session(ctx: Ctx, caller: Caller, body: SessionCreate) -> dict[str, Any
 
 
 @router.get("/{session_id}", response_model=Session)
-def get_session(ctx: Ctx, caller: Caller, session_id: int) -> dict[str, Any]:
+def get_session(ctx: Ctx, caller: Caller, session_id: IdPath) -> dict[str, Any]:
     """One session."""
     with ctx.db.read() as conn:
         return get_owned(conn, sessions, caller, session_id, "session")
 
 
 @router.post("/{session_id}/heartbeat", response_model=Heartbeat)
-def heartbeat(ctx: Ctx, caller: Caller, session_id: int) -> dict[str, Any]:
+def heartbeat(ctx: Ctx, caller: Caller, session_id: IdPath) -> dict[str, Any]:
     """Keep the session alive; the answer lists its jobs cancelled meanwhile."""
     with ctx.db.write() as conn:
         dispatch.load_session(conn, caller, session_id)
@@ -75,7 +75,7 @@ def heartbeat(ctx: Ctx, caller: Caller, session_id: int) -> dict[str, Any]:
 
 
 @router.post("/{session_id}/acquire", response_model=list[Job])
-async def acquire(ctx: Ctx, caller: Caller, session_id: int, body: AcquireRequest) -> list[dict[str, Any]]:
+async def acquire(ctx: Ctx, caller: Caller, session_id: IdPath, body: AcquireRequest) -> list[dict[str, Any]]:
     """Runnable jobs that fit the given resources, locked to this session.
 
     With ``wait_s`` > 0 and nothing to hand out, waits until a job of the site becomes runnable (woken
@@ -95,14 +95,14 @@ async def acquire(ctx: Ctx, caller: Caller, session_id: int, body: AcquireReques
 
 
 def _acquire_once(
-    ctx: Ctx, caller: Caller, session_id: int, body: AcquireRequest
+    ctx: Ctx, caller: Caller, session_id: IdPath, body: AcquireRequest
 ) -> tuple[list[dict[str, Any]], int]:
     with ctx.db.write() as conn:
         return dispatch.acquire(conn, caller, session_id, body, utcnow())
 
 
 @router.post("/{session_id}/report", response_model=BulkResult)
-def report(ctx: Ctx, caller: Caller, session_id: int, body: SessionReport) -> dict[str, Any]:
+def report(ctx: Ctx, caller: Caller, session_id: IdPath, body: SessionReport) -> dict[str, Any]:
     """Apply the launcher's observed state changes, all or none."""
     with ctx.db.write() as conn:
         outcome = dispatch.report(conn, caller, session_id, body.reports, utcnow())
@@ -112,7 +112,7 @@ def report(ctx: Ctx, caller: Caller, session_id: int, body: SessionReport) -> di
 
 
 @router.delete("/{session_id}", status_code=204)
-def close_session(ctx: Ctx, caller: Caller, session_id: int) -> None:
+def close_session(ctx: Ctx, caller: Caller, session_id: IdPath) -> None:
     """End the session: jobs it held but had not started return to the pool; running ones time out."""
     with ctx.db.write() as conn:
         dispatch.load_session(conn, caller, session_id, lock=True)

@@ -16,14 +16,18 @@ from beambridge.server.db.tables import site_tokens, sites
 from beambridge.server.deps import Caller, Ctx, UserCaller
 from beambridge.server.errors import ConflictError, NotFoundError
 from beambridge.server.ownership import get_owned, list_owned
-from beambridge.server.routes.paging import After, Limit, page
+from beambridge.server.routes.paging import After, IdPath, Limit, page
 
 router = APIRouter(prefix="/sites", tags=["sites"])
 
 
 @router.get("", response_model=Page[Site])
 def list_sites(
-    ctx: Ctx, caller: Caller, after: After = None, limit: Limit = 100, name: Annotated[Name | None, Query()] = None
+    ctx: Ctx,
+    caller: Caller,
+    after: After = None,
+    limit: Limit = 100,
+    name: Annotated[Name | None, Query()] = None,
 ) -> dict[str, Any]:
     """The caller's sites."""
     where = [sites.c.name == name] if name else []
@@ -47,14 +51,14 @@ def create_site(ctx: Ctx, caller: UserCaller, body: SiteCreate) -> dict[str, Any
 
 
 @router.get("/{site_id}", response_model=Site)
-def get_site(ctx: Ctx, caller: Caller, site_id: int) -> dict[str, Any]:
+def get_site(ctx: Ctx, caller: Caller, site_id: IdPath) -> dict[str, Any]:
     """One site."""
     with ctx.db.read() as conn:
         return get_owned(conn, sites, caller, site_id, "site")
 
 
 @router.patch("/{site_id}", response_model=Site)
-def update_site(ctx: Ctx, caller: Caller, site_id: int, body: SiteUpdate) -> dict[str, Any]:
+def update_site(ctx: Ctx, caller: Caller, site_id: IdPath, body: SiteUpdate) -> dict[str, Any]:
     """Change a site's description or status."""
     with ctx.db.write() as conn:
         get_owned(conn, sites, caller, site_id, "site", lock=True)
@@ -65,7 +69,7 @@ def update_site(ctx: Ctx, caller: Caller, site_id: int, body: SiteUpdate) -> dic
 
 
 @router.post("/{site_id}/heartbeat", response_model=Site)
-def heartbeat(ctx: Ctx, caller: Caller, site_id: int) -> dict[str, Any]:
+def heartbeat(ctx: Ctx, caller: Caller, site_id: IdPath) -> dict[str, Any]:
     """The site's agent is alive."""
     with ctx.db.write() as conn:
         get_owned(conn, sites, caller, site_id, "site", lock=True)
@@ -74,7 +78,7 @@ def heartbeat(ctx: Ctx, caller: Caller, site_id: int) -> dict[str, Any]:
 
 
 @router.delete("/{site_id}", status_code=204)
-def delete_site(ctx: Ctx, caller: UserCaller, site_id: int) -> None:
+def delete_site(ctx: Ctx, caller: UserCaller, site_id: IdPath) -> None:
     """Delete a site with its apps, jobs, batch jobs, sessions and tokens."""
     with ctx.db.write() as conn:
         get_owned(conn, sites, caller, site_id, "site", lock=True)
@@ -82,7 +86,7 @@ def delete_site(ctx: Ctx, caller: UserCaller, site_id: int) -> None:
 
 
 @router.post("/{site_id}/tokens", response_model=SiteTokenCreated, status_code=201)
-def create_site_token(ctx: Ctx, caller: UserCaller, site_id: int, body: SiteTokenCreate) -> dict[str, Any]:
+def create_site_token(ctx: Ctx, caller: UserCaller, site_id: IdPath, body: SiteTokenCreate) -> dict[str, Any]:
     """A long-lived token that acts for you on this site only (shown once; store it with the site)."""
     secret = new_secret(SITE_TOKEN_PREFIX)
     with ctx.db.write() as conn:
@@ -99,22 +103,28 @@ def create_site_token(ctx: Ctx, caller: UserCaller, site_id: int, body: SiteToke
 
 
 @router.get("/{site_id}/tokens", response_model=list[SiteToken])
-def list_site_tokens(ctx: Ctx, caller: UserCaller, site_id: int) -> list[dict[str, Any]]:
+def list_site_tokens(ctx: Ctx, caller: UserCaller, site_id: IdPath) -> list[dict[str, Any]]:
     """The site's tokens (without their secrets)."""
     with ctx.db.read() as conn:
         get_owned(conn, sites, caller, site_id, "site")
-        rows = conn.execute(sa.select(site_tokens).where(site_tokens.c.site_id == site_id).order_by(site_tokens.c.id))
+        rows = conn.execute(
+            sa.select(site_tokens).where(site_tokens.c.site_id == site_id).order_by(site_tokens.c.id)
+        )
         return [dict(r._mapping) for r in rows]
 
 
 @router.delete("/{site_id}/tokens/{token_id}", status_code=204)
-def revoke_site_token(ctx: Ctx, caller: UserCaller, site_id: int, token_id: int) -> None:
+def revoke_site_token(ctx: Ctx, caller: UserCaller, site_id: IdPath, token_id: IdPath) -> None:
     """Revoke a site token; it stops working at once."""
     with ctx.db.write() as conn:
         get_owned(conn, sites, caller, site_id, "site")
         done = conn.execute(
             site_tokens.update()
-            .where(site_tokens.c.id == token_id, site_tokens.c.site_id == site_id, site_tokens.c.revoked_at.is_(None))
+            .where(
+                site_tokens.c.id == token_id,
+                site_tokens.c.site_id == site_id,
+                site_tokens.c.revoked_at.is_(None),
+            )
             .values(revoked_at=utcnow())
         )
         if done.rowcount == 0:

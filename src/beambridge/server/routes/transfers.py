@@ -17,7 +17,7 @@ from beambridge.server.db.tables import transfer_items
 from beambridge.server.deps import Caller, Ctx
 from beambridge.server.errors import NotFoundError
 from beambridge.server.ownership import get_owned, list_owned, owned
-from beambridge.server.routes.paging import After, Limit, page
+from beambridge.server.routes.paging import After, IdPath, Limit, page
 
 router = APIRouter(prefix="/transfers", tags=["transfers"])
 
@@ -51,7 +51,7 @@ def list_transfers(
 
 
 @router.get("/{item_id}", response_model=TransferItem)
-def get_transfer(ctx: Ctx, caller: Caller, item_id: int) -> dict[str, Any]:
+def get_transfer(ctx: Ctx, caller: Caller, item_id: IdPath) -> dict[str, Any]:
     """One transfer item."""
     with ctx.db.read() as conn:
         return get_owned(conn, transfer_items, caller, item_id, "transfer item")
@@ -79,6 +79,8 @@ def update_transfers(
         for item in body:
             values = item.model_dump(mode="json", exclude_unset=True, exclude={"id"})
             conn.execute(
-                transfer_items.update().where(transfer_items.c.id == item.id).values({**values, "updated_at": now})
+                transfer_items.update()
+                .where(transfer_items.c.id == item.id)
+                .values({**values, "updated_at": now})
             )
     return {"count": len(ids), "ids": ids}

@@ -1,0 +1,103 @@
+"""``beambridge job``: create, list, show, cancel and delete jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from beambridge.cli.connection import open_client
+from beambridge.cli.output import JsonFlag, console, print_json, print_table, show
+from beambridge.cli.prompts import parse_pairs
+from beambridge.states import JobState
+
+app = typer.Typer(help="Jobs: runs of an app with parameters.", no_args_is_help=True)
+
+COLUMNS = ["id", "state", "app_id", "site_id", "workdir", "tags", "updated_at"]
+EVENT_COLUMNS = ["id", "timestamp", "from_state", "to_state", "data"]
+
+
+@app.command("create")
+def create(
+    app_id: Annotated[int, typer.Option("--app", help="The app id.")],
+    workdir: Annotated[str, typer.Option(help="Working directory, relative to the site's data directory.")],
+    param: Annotated[
+        list[str], typer.Option(help="key=value (value as JSON if it parses); repeatable.")
+    ] = [],  # noqa: B006
+    tag: Annotated[list[str], typer.Option(help="key=value tag; repeatable.")] = [],  # noqa: B006
+    parent: Annotated[list[int], typer.Option(help="A parent job id; repeatable.")] = [],  # noqa: B006
+    nodes: Annotated[int, typer.Option(min=1, help="Nodes.")] = 1,
+    wall_time: Annotated[float, typer.Option("--wall-time", min=0, help="Wall-time limit in minutes.")] = 0,
+    priority: Annotated[int, typer.Option(help="Higher runs first.")] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create one job."""
+    fields: dict[str, Any] = {
+        "parameters": parse_pairs(param, "--param", decode_json=True),
+        "tags": parse_pairs(tag, "--tag"),
+        "parent_ids": list(parent),
+        "num_nodes": nodes,
+        "wall_time_min": wall_time,
+        "priority": priority,
+    }
+    with open_client() as client:
+        job = client.jobs.create(app_id, workdir, **fields)
+    if as_json:
+        print_json(job)
+    else:
+        typer.echo(f"created job {job.id} ({job.state})")
+
+
+@app.command("ls")
+def list_jobs(
+    state: Annotated[list[JobState], typer.Option(help="Only jobs in this state; repeatable.")] = [],  # noqa: B006
+    site: Annotated[int | None, typer.Option("--site", help="Only jobs of this site id.")] = None,
+    app_id: Annotated[int | None, typer.Option("--app", help="Only jobs of this app id.")] = None,
+    tag: Annotated[list[str], typer.Option(help="key=value a job must carry; repeatable.")] = [],  # noqa: B006
+    limit: Annotated[int, typer.Option(min=1, help="At most this many jobs.")] = 100,
+    as_json: JsonFlag = False,
+) -> None:
+    """List jobs, lowest id first."""
+    with open_client() as client:
+        query = client.jobs.filter(
+            state=state or None, site_id=site, app_id=app_id, tags=parse_pairs(tag, "--tag")
+        )
+        jobs = list(query.limit(limit))
+        total = query.count() if len(jobs) == limit and not as_json else len(jobs)
+    show(jobs, COLUMNS, as_json=as_json, title="Jobs")
+    if total > len(jobs):
+        console.print(f"(showing {len(jobs)} of {total}; use --limit)")
+
+
+@app.command("show")
+def show_job(job_id: Annotated[int, typer.Argument(help="The job id.")], as_json: JsonFlag = False) -> None:
+    """Show one job and its history."""
+    with open_client() as client:
+        job = client.jobs.get(job_id)
+        events = client.jobs.events(job_id)
+    if as_json:
+        print_json({"job": job, "events": events})
+        return
+    fields = job.model_dump()
+    print_table(
+        fields.items(), [("field", lambda kv: kv[0]), ("value", lambda kv: kv[1])], title=f"Job {job.id}"
+    )
+    print_table(events, EVENT_COLUMNS, title="Events")
+
+
+@app.command("cancel")
+def cancel(job_ids: Annotated[list[int], typer.Argument(help="Job ids.")]) -> None:
+    """Cancel jobs (they become KILLED; jobs that already ended are left alone)."""
+    with open_client() as client:
+        result = client.jobs.cancel(job_ids)
+    typer.echo(
+        f"cancelled {result.count} job(s)" + (f": {', '.join(map(str, result.ids))}" if result.ids else "")
+    )
+
+
+@app.command("rm")
+def remove(job_ids: Annotated[list[int], typer.Argument(help="Job ids.")]) -> None:
+    """Delete jobs with their history."""
+    with open_client() as client:
+        result = client.jobs.delete(job_ids)
+    typer.echo(f"deleted {result.count} job(s)")

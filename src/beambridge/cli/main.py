@@ -1,0 +1,106 @@
+"""The ``beambridge`` command: one sub-command group per module, errors reported once, here.
+
+Every failure ends as exactly one line on stderr, ``error: <what went wrong>``, and exit status 1
+(2 for a usage mistake) — never a traceback. ``BEAMBRIDGE_DEBUG=1`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+import typer
+
+from beambridge.cli import apps, demo, events, jobs, login, server, sites, users
+
+app = typer.Typer(
+    name="beambridge",
+    help="Near-real-time analysis of light-source data at whichever HPC facility finishes first.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(server.app, name="server")
+app.add_typer(users.app, name="user")
+app.add_typer(sites.app, name="site")
+app.add_typer(apps.app, name="app")
+app.add_typer(jobs.app, name="job")
+app.command("login")(login.login)
+app.command("events")(events.events)
+app.command("demo")(demo.demo)
+
+
+def _mount_xpcs() -> None:
+    """Mount ``beambridge xpcs`` from its own module; if that cannot load, say so only when it is used."""
+    try:
+        from beambridge.cli.xpcs import app as xpcs_app
+    except Exception as exc:  # any failure in that module must not break the rest of the CLI
+        reason = f"{type(exc).__name__}: {exc}"
+
+        @app.command(
+            "xpcs",
+            help="XPCS analysis (unavailable here).",
+            context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+            add_help_option=False,
+        )
+        def xpcs_unavailable() -> None:
+            raise typer.TyperException(f"the xpcs commands could not be loaded ({reason})")
+
+        return
+    app.add_typer(xpcs_app, name="xpcs")
+
+
+_mount_xpcs()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split()) or "failed"
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Run the CLI on ``args`` (default: ``sys.argv[1:]``); returns the exit status."""
+    debug = os.environ.get("BEAMBRIDGE_DEBUG", "") not in ("", "0")
+    try:
+        result = app(
+            args=list(args) if args is not None else None, prog_name="beambridge", standalone_mode=False
+        )
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        return 1
+    except typer.TyperException as exc:  # typer's (vendored click's) usage and command errors
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help has been printed already
+            return 2
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None and exc.exit_code == 2 else ""
+        typer.echo(f"error: {_one_line(exc.format_message())}{hint}", err=True)
+        return int(exc.exit_code) or 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        typer.echo(f"error: {_describe(exc)}", err=True)
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+def _describe(exc: Exception) -> str:
+    """The fact a user needs: the service's detail for API errors, the message for the rest."""
+    from beambridge.client.errors import BeambridgeError
+
+    message = _one_line(str(exc)) if str(exc) else ""
+    if isinstance(exc, BeambridgeError | OSError | ValueError) or hasattr(exc, "detail"):
+        return message or type(exc).__name__
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def run() -> None:
+    """The console script's entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

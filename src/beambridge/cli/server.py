@@ -1,0 +1,68 @@
+"""``beambridge server``: run the service, or migrate its database, on this machine."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Run the service on this machine.", no_args_is_help=True)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db", help="Database URL (default: BEAMBRIDGE_DATABASE_URL, else SQLite under BEAMBRIDGE_HOME)."
+    ),
+]
+
+
+def _use_database(url: str | None) -> None:
+    # The environment, not an argument: uvicorn's factory (and each of its workers) builds the settings.
+    if url:
+        os.environ["BEAMBRIDGE_DATABASE_URL"] = url
+
+
+def _migrate() -> str:
+    """Bring the configured database to the newest schema; returns its URL without a password."""
+    import sqlalchemy as sa
+
+    from beambridge.server.app import open_database
+    from beambridge.server.settings import ServerSettings
+
+    settings = ServerSettings()
+    database = open_database(settings, upgrade=True)
+    database.dispose()
+    return sa.make_url(settings.resolved_database_url()).render_as_string(hide_password=True)
+
+
+@app.command("up")
+def up(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    db: DbOption = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Run the service (migrating its database first)."""
+    import uvicorn
+
+    _use_database(db)
+    url = _migrate()
+    typer.echo(f"beambridge service on http://{host}:{port} (database {url})", err=True)
+    uvicorn.run(
+        "beambridge.server.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        timeout_graceful_shutdown=5,
+    )
+
+
+@app.command("migrate")
+def migrate(db: DbOption = None) -> None:
+    """Bring the database's schema up to date."""
+    _use_database(db)
+    typer.echo(f"database {_migrate()} is up to date")

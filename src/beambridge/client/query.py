@@ -1,0 +1,194 @@
+"""Lazy, chainable, paginating queries: ``client.jobs.filter(state="RUNNING").filter(tags={"a": "b"})``.
+
+A :class:`Query` sends nothing until it is iterated (or counted). Iterating fetches one page at a time
+and follows the service's ``next_after`` cursor, so a million jobs stream in constant memory.
+
+Chained filters combine with AND, as in Django: ``filter(state=["READY", "RUNNING"]).filter(state="RUNNING")``
+matches RUNNING jobs; two different single values (``filter(site_id=1).filter(site_id=2)``) match nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum, StrEnum
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from beambridge.client.transport import Transport
+from beambridge.schemas.common import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class FilterKind(StrEnum):
+    """How a filter keyword is sent and how repeated use combines."""
+
+    MANY = "many"
+    """One value or a list (any of them matches); sent as a repeated query parameter."""
+    ONE = "one"
+    """A single value."""
+    TAGS = "tags"
+    """A dict of tags that must all be present; sent as repeated ``tag=key:value``."""
+
+
+@dataclass(frozen=True)
+class FilterField:
+    """A filter keyword of a resource: the query parameter it becomes and its kind."""
+
+    param: str
+    kind: FilterKind = FilterKind.ONE
+
+
+def _wire(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+class Query(Generic[M]):
+    """A lazy list of objects of one resource, matching filters; iterate it, or ask for a summary."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        path: str,
+        model: type[M],
+        fields: Mapping[str, FilterField],
+        *,
+        count_path: str | None = None,
+    ) -> None:
+        self._transport = transport
+        self._path = path
+        self._model = model
+        self._fields = fields
+        self._count_path = count_path
+        self._filters: dict[str, Any] = {}
+        self._limit: int | None = None
+        self._page_size = DEFAULT_PAGE_SIZE
+        self._empty = False
+
+    def _copy(self) -> Query[M]:
+        clone: Query[M] = Query(
+            self._transport, self._path, self._model, self._fields, count_path=self._count_path
+        )
+        clone._filters = dict(self._filters)
+        clone._limit, clone._page_size, clone._empty = self._limit, self._page_size, self._empty
+        return clone
+
+    def filter(self, **filters: Any) -> Query[M]:
+        """A new query that also matches ``filters`` (keywords as in the manager's ``filter``)."""
+        clone = self._copy()
+        for name, value in filters.items():
+            field = self._fields.get(name)
+            if field is None:
+                known = ", ".join(sorted(self._fields))
+                raise TypeError(f"cannot filter {self._path} by {name!r}; known filters: {known}")
+            if value is None:
+                continue
+            clone._add(name, field.kind, value)
+        return clone
+
+    def _add(self, name: str, kind: FilterKind, value: Any) -> None:
+        old = self._filters.get(name)
+        if kind is FilterKind.MANY:
+            values = [
+                _wire(v) for v in (value if isinstance(value, list | tuple | set | frozenset) else [value])
+            ]
+            if old is not None:
+                values = [v for v in values if v in old]
+            self._filters[name] = values
+            self._empty = self._empty or not values
+        elif kind is FilterKind.TAGS:
+            merged = dict(old or {})
+            for key, tag in dict(value).items():
+                if key in merged and merged[key] != tag:
+                    self._empty = True
+                merged[key] = str(tag)
+            self._filters[name] = merged
+        else:
+            value = _wire(value)
+            if old is not None and old != value:
+                self._empty = True
+            self._filters[name] = value
+
+    def limit(self, count: int) -> Query[M]:
+        """A new query yielding at most ``count`` objects."""
+        if count < 0:
+            raise ValueError("limit must be zero or more")
+        clone = self._copy()
+        clone._limit = count if clone._limit is None else min(count, clone._limit)
+        return clone
+
+    def page_size(self, size: int) -> Query[M]:
+        """A new query fetching ``size`` objects per request (1 to the service's maximum)."""
+        if not 1 <= size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page size must be between 1 and {MAX_PAGE_SIZE}")
+        clone = self._copy()
+        clone._page_size = size
+        return clone
+
+    def params(self) -> list[tuple[str, Any]]:
+        """The filters as query-string pairs."""
+        pairs: list[tuple[str, Any]] = []
+        for name, value in self._filters.items():
+            field = self._fields[name]
+            if field.kind is FilterKind.MANY:
+                pairs.extend((field.param, v) for v in value)
+            elif field.kind is FilterKind.TAGS:
+                pairs.extend((field.param, f"{key}:{tag}") for key, tag in value.items())
+            else:
+                pairs.append((field.param, value))
+        return pairs
+
+    def pages(self) -> Iterator[list[M]]:
+        """Yield the matching objects one page (one request) at a time."""
+        if self._empty or self._limit == 0:
+            return
+        remaining = self._limit
+        after: int | None = None
+        base = self.params()
+        while True:
+            size = self._page_size if remaining is None else min(self._page_size, remaining)
+            params = [*base, ("limit", size)] + ([("after", after)] if after is not None else [])
+            body = self._transport.request("GET", self._path, params=params)
+            items = [self._model.model_validate(item) for item in body["items"]]
+            if items:
+                yield items
+            if remaining is not None:
+                remaining -= len(items)
+                if remaining <= 0:
+                    return
+            after = body.get("next_after")
+            if after is None:
+                return
+
+    def __iter__(self) -> Iterator[M]:
+        for items in self.pages():
+            yield from items
+
+    def first(self) -> M | None:
+        """The matching object with the lowest id, or None."""
+        return next(iter(self.limit(1)), None)
+
+    def ids(self) -> list[int]:
+        """The ids of every matching object."""
+        return [int(item.id) for item in self]  # type: ignore[attr-defined]
+
+    def count(self) -> int:
+        """How many objects match (one request where the service can count, else by paging through)."""
+        if self._empty or self._limit == 0:
+            return 0
+        if self._count_path is not None:
+            total = int(self._transport.request("GET", self._count_path, params=self.params())["count"])
+            return total if self._limit is None else min(total, self._limit)
+        return sum(len(items) for items in self.page_size(MAX_PAGE_SIZE).pages())
+
+    def __repr__(self) -> str:
+        return f"<Query {self._path} {self._filters!r} limit={self._limit}>"

@@ -1,0 +1,76 @@
+"""Launcher sessions (``client.sessions``): open, heartbeat, acquire (long-poll), report, close."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
+
+from beambridge.client.query import FilterField, Query
+from beambridge.client.resources import Manager, as_body
+from beambridge.schemas.jobs import BulkResult, Job
+from beambridge.schemas.sessions import Heartbeat, JobReport, Session
+
+
+class SessionManager(Manager[Session]):
+    """How a pilot's launcher gets work and reports on it."""
+
+    path, model, noun = "/sessions", Session, "session"
+    fields: ClassVar[Mapping[str, FilterField]] = {
+        "site_id": FilterField("site_id"),
+        "active": FilterField("active"),
+    }
+
+    def filter(self, *, site_id: int | None = None, active: bool | None = None) -> Query[Session]:
+        """Your sessions, optionally of one site and only active (or only expired) ones."""
+        return self._query(site_id=site_id, active=active)
+
+    def open(self, site_id: int, batch_job_id: int | None = None) -> Session:
+        """Open a session for a launcher on ``site_id`` (tied to its batch job, if any)."""
+        return self._post(self.path, {"site_id": site_id, "batch_job_id": batch_job_id})
+
+    create = open
+
+    def heartbeat(self, session_id: int) -> Heartbeat:
+        """Keep the session alive; the answer lists its jobs cancelled meanwhile (kill them)."""
+        body = self._transport.request("POST", f"{self.path}/{int(session_id)}/heartbeat", retry=True)
+        return Heartbeat.model_validate(body)
+
+    def acquire(
+        self,
+        session_id: int,
+        max_jobs: int = 100,
+        free_nodes: Sequence[float] | None = None,
+        wait_s: float = 0,
+        *,
+        max_wall_time_min: float | None = None,
+        serial_only: bool = False,
+        filter_tags: Mapping[str, str] | None = None,
+    ) -> list[Job]:
+        """Runnable jobs that fit ``free_nodes`` (free fraction of each node), locked to this session.
+
+        With ``wait_s`` > 0 and nothing runnable, the service holds the request until a job becomes
+        runnable or the time is up (an empty list).
+        """
+        body: dict[str, Any] = {
+            "max_jobs": max_jobs,
+            "free_nodes": None if free_nodes is None else list(free_nodes),
+            "wait_s": wait_s,
+            "max_wall_time_min": max_wall_time_min,
+            "serial_only": serial_only,
+            "filter_tags": dict(filter_tags or {}),
+        }
+        answer = self._transport.request(
+            "POST", f"{self.path}/{int(session_id)}/acquire", json=body, timeout=wait_s + 60
+        )
+        return [Job.model_validate(item) for item in answer]
+
+    def report(self, session_id: int, reports: Iterable[JobReport | Mapping[str, Any]]) -> BulkResult:
+        """Report observed state changes (RUNNING, RUN_DONE, RUN_ERROR, RUN_TIMEOUT), all or none."""
+        body = {"reports": [as_body(item) for item in reports]}
+        return BulkResult.model_validate(
+            self._transport.request("POST", f"{self.path}/{int(session_id)}/report", json=body)
+        )
+
+    def close(self, session_id: int) -> None:
+        """End the session: unstarted jobs return to the pool; running ones time out."""
+        self._delete(session_id)

@@ -1,0 +1,98 @@
+"""The CLI against the live server: login, sites, apps, jobs, events; errors as one line."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+from tests.cli.conftest import RunCli
+from tests.conftest import PASSWORD, ApiUser
+from tests.servers import LiveServer
+
+
+def _login(cli: RunCli, server: LiveServer, user: ApiUser) -> None:
+    done = cli("login", server.url, "--user", user.name, "--password-stdin", stdin=PASSWORD + "\n")
+    assert done.code == 0, done.err
+    assert f"as {user.name}" in done.out
+
+
+def test_login_sites_apps_jobs_and_events(
+    cli: RunCli, home: Path, live_server: LiveServer, alice: ApiUser
+) -> None:
+    _login(cli, live_server, alice)
+    assert stat.S_IMODE((home / "client.json").stat().st_mode) == 0o600
+
+    site = json.loads(cli("site", "create", "polaris", "--json").out)
+    assert site["name"] == "polaris"
+    assert [s["name"] for s in json.loads(cli("site", "ls", "--json").out)] == ["polaris"]
+    assert "polaris" in cli("site", "ls").out
+
+    assert cli("app", "create", "--site", str(site["id"]), "echo").code == 0
+    [app] = json.loads(cli("app", "ls", "--site", str(site["id"]), "--json").out)
+    alice.ok(alice.http.patch(f"/apps/{app['id']}", json={"parameters": {"n": {}, "label": {}}}))
+
+    made = cli(
+        "job", "create", "--app", str(app["id"]), "--workdir", "w/1",
+        "--param", "n=3", "--param", "label=abc", "--tag", "run=7", "--priority", "4", "--json",
+    )  # fmt: skip
+    assert made.code == 0, made.err
+    job = json.loads(made.out)
+    assert (
+        job["parameters"] == {"n": 3, "label": "abc"} and job["tags"] == {"run": "7"} and job["priority"] == 4
+    )
+    child = cli("job", "create", "--app", str(app["id"]), "--workdir", "w/2", "--parent", str(job["id"]),
+                "--param", "n=1", "--param", "label=x")  # fmt: skip
+    assert child.code == 0 and "AWAITING_PARENTS" in child.out
+
+    listed = json.loads(cli("job", "ls", "--tag", "run=7", "--json").out)
+    assert [j["id"] for j in listed] == [job["id"]]
+    assert len(json.loads(cli("job", "ls", "--state", "AWAITING_PARENTS", "--json").out)) == 1
+    table = cli("job", "ls", "--limit", "1")
+    assert str(job["id"]) in table.out and "showing 1 of 2" in table.out
+
+    shown = json.loads(cli("job", "show", str(job["id"]), "--json").out)
+    assert shown["job"]["id"] == job["id"] and shown["events"][-1]["to_state"] == "PREPROCESSED"
+    assert "Events" in cli("job", "show", str(job["id"])).out
+
+    cancelled = cli("job", "cancel", str(job["id"]))
+    assert cancelled.code == 0 and "cancelled 1 job(s)" in cancelled.out
+    events = json.loads(cli("events", "--job", str(job["id"]), "--json").out)
+    assert events[-1]["to_state"] == "KILLED"
+    assert "→ KILLED" in cli("events").out
+
+    assert cli("job", "rm", str(job["id"])).out.strip() == "deleted 1 job(s)"
+    gone = cli("job", "show", str(job["id"]))
+    assert (gone.code, gone.out, gone.err) == (1, "", f"error: job {job['id']} not found\n")
+
+
+def test_errors_are_one_line_with_the_servers_detail(
+    cli: RunCli, live_server: LiveServer, alice: ApiUser
+) -> None:
+    not_logged_in = cli("site", "ls")
+    assert not_logged_in.code == 1
+    assert not_logged_in.err.startswith("error: not logged in") and not_logged_in.err.count("\n") == 1
+
+    wrong = cli("login", live_server.url, "--user", alice.name, "--password-stdin", stdin="nope\n")
+    assert (wrong.code, wrong.err) == (1, "error: wrong username or password\n")
+
+    _login(cli, live_server, alice)
+    assert cli("site", "create", "polaris").code == 0
+    taken = cli("site", "create", "polaris")
+    assert taken.code == 1 and taken.err.startswith("error: you already have a site named 'polaris'")
+    assert taken.err.count("\n") == 1 and "Traceback" not in taken.err
+
+    usage = cli("job", "create", "--app", "1", "--workdir", "w", "--param", "novalue")
+    assert usage.code == 2 and usage.err.count("\n") == 1 and "key=value" in usage.err
+    assert cli("job", "show", "abc").code == 2
+
+
+def test_user_add_and_server_migrate_act_on_the_local_database(cli: RunCli, home: Path) -> None:
+    assert cli("server", "migrate").code == 0
+    added = cli("user", "add", "carol", "--password-stdin", stdin="long enough password\n")
+    assert added.code == 0 and "user 'carol' added" in added.out
+    again = cli("user", "add", "carol", "--password-stdin", stdin="long enough password\n")
+    assert (again.code, again.err) == (1, "error: user 'carol' already exists\n")
+    short = cli("user", "add", "dave", "--password-stdin", stdin="short\n")
+    assert (short.code, short.err) == (1, "error: password must be at least 8 characters\n")
+    assert (home / "beambridge.db").exists()

@@ -1,0 +1,170 @@
+"""Tenancy: on every route, another user (or another site's token) sees nothing and changes nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from tests.conftest import ApiUser
+from tests.server.helpers import acquire, report
+
+# Routes with no owned object to trespass on.
+SELF_ROUTES = {
+    ("get", "/health"),
+    ("post", "/auth/login"),
+    ("post", "/auth/refresh"),
+    ("post", "/auth/logout"),
+    ("get", "/auth/me"),
+    ("post", "/sites"),  # creates the caller's own site
+}
+
+
+def alice_world(alice: ApiUser) -> dict[str, Any]:
+    site = alice.site()
+    app = alice.app(
+        site["id"], transfer_slots={"raw": {"direction": "in", "local_path": "raw.h5", "required": False}}
+    )
+    [job, other] = alice.jobs(
+        [
+            {"app_id": app["id"], "workdir": "w", "transfers": {"raw": "dtn:/raw.h5"}},
+            {"app_id": app["id"], "workdir": "v"},
+        ]
+    )
+    [running] = alice.jobs([{"app_id": app["id"], "workdir": "r", "priority": 10}])
+    session = alice.session(site["id"])
+    acquire(alice, session["id"], max_jobs=1)
+    report(alice, session["id"], [{"id": running["id"], "state": "RUNNING"}])
+    batch = alice.ok(
+        alice.http.post("/batch-jobs", json={"site_id": site["id"], "num_nodes": 1, "wall_time_min": 5}), 201
+    )
+    token = alice.ok(alice.http.post(f"/sites/{site['id']}/tokens", json={"name": "agent"}), 201)
+    [item] = alice.ok(alice.http.get(f"/transfers?job_id={job['id']}"))["items"]
+    return {
+        "site": site, "app": app, "job": job, "other": other, "running": running, "session": session,
+        "batch": batch, "token": token, "item": item,
+    }  # fmt: skip
+
+
+def attempts(w: dict[str, Any]) -> dict[tuple[str, str], tuple[str, Any]]:
+    """For each route: the concrete URL aimed at alice's objects, and a body that would be valid for her."""
+    site, app, job, session = w["site"]["id"], w["app"]["id"], w["job"]["id"], w["session"]["id"]
+    running, batch, token, item = w["running"]["id"], w["batch"]["id"], w["token"]["id"], w["item"]["id"]
+    return {
+        ("get", "/sites"): ("/sites", None),
+        ("get", "/sites/{site_id}"): (f"/sites/{site}", None),
+        ("patch", "/sites/{site_id}"): (f"/sites/{site}", {"description": "pwned"}),
+        ("delete", "/sites/{site_id}"): (f"/sites/{site}", None),
+        ("post", "/sites/{site_id}/heartbeat"): (f"/sites/{site}/heartbeat", None),
+        ("post", "/sites/{site_id}/tokens"): (f"/sites/{site}/tokens", {"name": "thief"}),
+        ("get", "/sites/{site_id}/tokens"): (f"/sites/{site}/tokens", None),
+        ("delete", "/sites/{site_id}/tokens/{token_id}"): (f"/sites/{site}/tokens/{token}", None),
+        ("get", "/apps"): ("/apps", None),
+        ("post", "/apps"): ("/apps", {"site_id": site, "name": "intruder"}),
+        ("get", "/apps/{app_id}"): (f"/apps/{app}", None),
+        ("patch", "/apps/{app_id}"): (f"/apps/{app}", {"description": "pwned"}),
+        ("delete", "/apps/{app_id}"): (f"/apps/{app}", None),
+        ("get", "/jobs"): (f"/jobs?id={job}", None),
+        ("post", "/jobs"): ("/jobs", [{"app_id": app, "workdir": "x"}]),
+        ("patch", "/jobs"): ("/jobs", [{"id": job, "state": "KILLED"}]),
+        ("get", "/jobs/count"): ("/jobs/count", None),
+        ("post", "/jobs/cancel"): ("/jobs/cancel", {"ids": [job]}),
+        ("post", "/jobs/delete"): ("/jobs/delete", {"ids": [job]}),
+        ("get", "/jobs/{job_id}"): (f"/jobs/{job}", None),
+        ("patch", "/jobs/{job_id}"): (f"/jobs/{job}", {"state": "KILLED"}),
+        ("delete", "/jobs/{job_id}"): (f"/jobs/{job}", None),
+        ("get", "/jobs/{job_id}/events"): (f"/jobs/{job}/events", None),
+        ("get", "/batch-jobs"): ("/batch-jobs", None),
+        ("post", "/batch-jobs"): ("/batch-jobs", {"site_id": site, "num_nodes": 1, "wall_time_min": 5}),
+        ("get", "/batch-jobs/{batch_job_id}"): (f"/batch-jobs/{batch}", None),
+        ("patch", "/batch-jobs/{batch_job_id}"): (f"/batch-jobs/{batch}", {"state": "pending_deletion"}),
+        ("delete", "/batch-jobs/{batch_job_id}"): (f"/batch-jobs/{batch}", None),
+        ("get", "/sessions"): ("/sessions", None),
+        ("post", "/sessions"): ("/sessions", {"site_id": site}),
+        ("get", "/sessions/{session_id}"): (f"/sessions/{session}", None),
+        ("delete", "/sessions/{session_id}"): (f"/sessions/{session}", None),
+        ("post", "/sessions/{session_id}/heartbeat"): (f"/sessions/{session}/heartbeat", None),
+        ("post", "/sessions/{session_id}/acquire"): (f"/sessions/{session}/acquire", {"max_jobs": 10}),
+        ("post", "/sessions/{session_id}/report"): (
+            f"/sessions/{session}/report",
+            {"reports": [{"id": running, "state": "RUN_DONE"}]},
+        ),
+        ("get", "/transfers"): ("/transfers", None),
+        ("patch", "/transfers"): ("/transfers", [{"id": item, "state": "done"}]),
+        ("get", "/transfers/{item_id}"): (f"/transfers/{item}", None),
+        ("get", "/events"): ("/events", None),
+        ("get", "/events/latest"): ("/events/latest", None),
+    }
+
+
+def snapshot(alice: ApiUser) -> dict[str, Any]:
+    """Everything alice can see, for before/after comparison."""
+    out = {}
+    for path in ("/sites", "/apps", "/jobs", "/batch-jobs", "/sessions", "/transfers", "/events"):
+        out[path] = alice.ok(alice.http.get(f"{path}?limit=1000"))["items"]
+    out["tokens"] = alice.ok(alice.http.get(f"/sites/{out['/sites'][0]['id']}/tokens"))
+    return out
+
+
+def _check_trespass(
+    intruder: httpx.Client, plan: dict[tuple[str, str], tuple[str, Any]], victim: dict[str, Any]
+) -> None:
+    for (method, _route), (url, body) in plan.items():
+        response = intruder.request(method.upper(), url, json=body)
+        if method == "get" and response.status_code == 200 and "items" in response.json():
+            theirs = {item["id"] for item in victim[url.split("?")[0]]}
+            seen = {item["id"] for item in response.json()["items"]}
+            assert not seen & theirs, f"{method} {url} leaked {response.text}"
+        elif method == "get" and url == "/jobs/count":
+            assert response.json() == {"count": 0}
+        elif method == "get" and url == "/events/latest":
+            assert response.json()["id"] not in {e["id"] for e in victim["/events"]}
+        else:
+            assert response.status_code in (403, 404), (
+                f"{method.upper()} {url}: {response.status_code} {response.text}"
+            )
+
+
+def test_every_route_is_covered(server_app: FastAPI) -> None:
+    routes = {(m, p) for p, ops in server_app.openapi()["paths"].items() for m in ops}
+    planned = set(
+        attempts(
+            {k: {"id": 1} for k in ("site", "app", "job", "session", "running", "batch", "token", "item")}
+        )
+    )
+    assert routes - SELF_ROUTES == planned, "a route has no tenancy check: add it to attempts()"
+
+
+def test_another_user_sees_and_changes_nothing(alice: ApiUser, bob: ApiUser) -> None:
+    world = alice_world(alice)
+    bob.site()  # bob has objects of his own: still sees none of alice's
+    before = snapshot(alice)
+    _check_trespass(bob.http, attempts(world), before)
+    assert snapshot(alice) == before
+
+
+def test_site_token_is_confined_to_its_site(alice: ApiUser, make_user: Any) -> None:
+    world = alice_world(alice)
+    other_site = alice.site("other-site")
+    token = alice.ok(alice.http.post(f"/sites/{other_site['id']}/tokens", json={"name": "agent"}), 201)[
+        "token"
+    ]
+    before = snapshot(alice)
+    with httpx.Client(base_url=alice.base_url, headers={"Authorization": f"Bearer {token}"}) as agent:
+        _check_trespass(agent, attempts(world), {**before, "/sites": [world["site"]]})
+        # …while it works on its own site
+        assert agent.get(f"/sites/{other_site['id']}").status_code == 200
+        assert agent.post(f"/sites/{other_site['id']}/heartbeat").status_code == 200
+    after = snapshot(alice)
+    for path in before:
+        if path != "/sites":
+            assert after[path] == before[path], path
+    assert [s["id"] for s in after["/sites"]] == [s["id"] for s in before["/sites"]]
+
+
+@pytest.mark.parametrize("route", ["/sites", "/apps", "/jobs", "/events"])
+def test_lists_are_empty_for_a_new_user(bob: ApiUser, alice: ApiUser, route: str) -> None:
+    alice_world(alice)
+    assert bob.ok(bob.http.get(route))["items"] == []
