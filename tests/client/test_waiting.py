@@ -37,6 +37,7 @@ def test_as_completed_yields_each_job_when_it_ends(client: Client, ws: Workspace
         assert job.id not in order
         order.append(job.id)
         assert len(launcher.finished) <= len(order)
+    launcher.join(timeout=20)  # its last report may still be on its way back to it
     assert sorted(order) == ids and order == launcher.finished
     with pytest.raises(StopIteration):
         next(completed)

@@ -22,14 +22,17 @@ def free_port() -> int:
 
 
 class LocalServer:
-    """``beambridge server up`` on a free 127.0.0.1 port, on the embedded SQLite database of ``home``.
+    """``beambridge server up`` on a free 127.0.0.1 port, on ``database_url`` or the SQLite database of ``home``.
 
     Use as a context manager: entering waits until ``/health`` answers; leaving sends SIGTERM and waits
     for the process to end (killing it if it will not), so nothing is left running.
     """
 
-    def __init__(self, home: Path, *, startup_timeout_s: float = 20.0) -> None:
+    def __init__(
+        self, home: Path, *, database_url: str | None = None, startup_timeout_s: float = 20.0
+    ) -> None:
         self.home = home
+        self.database_url = database_url
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = home / "demo-server.log"
@@ -39,7 +42,9 @@ class LocalServer:
     def start(self) -> None:
         """Start the process and wait for its ``/health`` to answer."""
         env = {**os.environ, "BEAMBRIDGE_HOME": str(self.home)}
-        env.pop("BEAMBRIDGE_DATABASE_URL", None)  # the demo runs on the embedded default
+        env.pop("BEAMBRIDGE_DATABASE_URL", None)  # the embedded default unless told otherwise
+        if self.database_url:
+            env["BEAMBRIDGE_DATABASE_URL"] = self.database_url
         command = [sys.executable, "-m", "beambridge.cli.main", "server", "up"]
         command += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
         self.home.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ import jwt
 import sqlalchemy as sa
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from beambridge.server.auth.tokens import SITE_TOKEN_PREFIX, Principal, hash_secret
 from beambridge.server.context import ServerContext
@@ -17,7 +18,11 @@ from beambridge.server.errors import AuthenticationError, ForbiddenError
 _bearer = HTTPBearer(auto_error=False, description="An access token from /auth/login, or a site token")
 
 
-def get_context(request: Request) -> ServerContext:
+# Dependencies are ``async def`` on purpose: a plain ``def`` dependency costs a hop through the thread pool
+# on every request, and under load each hop waits for the GIL.
+
+
+async def get_context(request: Request) -> ServerContext:
     """The app's shared state."""
     ctx: ServerContext = request.app.state.ctx
     return ctx
@@ -26,7 +31,7 @@ def get_context(request: Request) -> ServerContext:
 Ctx = Annotated[ServerContext, Depends(get_context)]
 
 
-def get_principal(
+async def get_principal(
     ctx: Ctx, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
     """Who is calling, from the ``Authorization: Bearer`` header."""
@@ -36,7 +41,7 @@ def get_principal(
         )
     token = credentials.credentials
     if token.startswith(SITE_TOKEN_PREFIX):
-        return _site_principal(ctx, token)
+        return await run_in_threadpool(_site_principal, ctx, token)  # a database lookup
     try:
         return Principal(user_id=ctx.tokens.verify(token))
     except jwt.ExpiredSignatureError:
@@ -66,7 +71,7 @@ def _site_principal(ctx: ServerContext, token: str) -> Principal:
 Caller = Annotated[Principal, Depends(get_principal)]
 
 
-def require_user(principal: Caller) -> Principal:
+async def require_user(principal: Caller) -> Principal:
     """Only a user's own token, not a site token, may do this."""
     if principal.is_site:
         raise ForbiddenError("a site token cannot do this; use a user's access token")

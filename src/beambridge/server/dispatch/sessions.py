@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from beambridge.schemas.batch_jobs import BatchJobState
 from beambridge.schemas.sessions import AcquireRequest, JobReport
 from beambridge.server.auth.tokens import Principal
-from beambridge.server.db.chunks import chunked
+from beambridge.server.db.chunks import chunked, id_in
 from beambridge.server.db.tables import batch_jobs, jobs, sessions
 from beambridge.server.dispatch.fit import fit_jobs
 from beambridge.server.errors import ConflictError, NotFoundError
@@ -85,7 +85,7 @@ def acquire(
     for chunk in chunked(ids):
         conn.execute(
             jobs.update()
-            .where(jobs.c.id.in_(chunk))
+            .where(id_in(jobs.c.id, chunk, conn.dialect.name))
             .values(session_id=session_id, batch_job_id=session.batch_job_id, updated_at=now)
         )
     out = []

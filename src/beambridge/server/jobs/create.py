@@ -14,7 +14,9 @@ from beambridge.schemas.apps import AppHook, AppParameter, TransferDirection, Tr
 from beambridge.schemas.jobs import JobCreate
 from beambridge.schemas.transfers import TransferState
 from beambridge.server.auth.tokens import Principal
+from beambridge.server.db.bulk import bulk_insert
 from beambridge.server.db.chunks import chunked
+from beambridge.server.db.ids import reserve_ids
 from beambridge.server.db.tables import apps, events, job_parents, jobs, transfer_items
 from beambridge.server.errors import ConflictError, InvalidRequestError, NotFoundError
 from beambridge.server.jobs.parameters import check_transfers, resolve_parameters
@@ -154,12 +156,9 @@ def create_jobs(
         transfer_rows += _transfer_rows(job_id, row, app_info[spec.app_id].slots, spec.transfers, now)
         if path[-1][1] in RUNNABLE_STATES:
             wake.add(("site", row["site_id"]))
-    if event_rows:
-        conn.execute(events.insert(), event_rows)
-    if parent_rows:
-        conn.execute(job_parents.insert(), parent_rows)
-    if transfer_rows:
-        conn.execute(transfer_items.insert(), transfer_rows)
+    bulk_insert(conn, events, event_rows)
+    bulk_insert(conn, job_parents, parent_rows)
+    bulk_insert(conn, transfer_items, transfer_rows)
     wake.add(("owner", principal.user_id))
     return rows, wake
 
@@ -172,11 +171,11 @@ def _creation_path(first: JobState, hooks: frozenset[str]) -> list[tuple[JobStat
 
 
 def _insert_jobs(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
-    if not rows:
-        return []
-    # One multi-row INSERT … RETURNING per batch, ids in the order of the rows.
-    statement = jobs.insert().returning(jobs.c.id, sort_by_parameter_order=True)
-    return list(conn.execute(statement, rows).scalars())
+    ids = reserve_ids(conn, jobs, len(rows))
+    for job_id, row in zip(ids, rows, strict=True):
+        row["id"] = job_id
+    bulk_insert(conn, jobs, rows)
+    return ids
 
 
 def _transfer_rows(

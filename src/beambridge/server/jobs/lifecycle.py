@@ -14,16 +14,17 @@ Every state change in the service goes through :func:`apply_transitions`, in the
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from beambridge.schemas.apps import AppHook
-from beambridge.server.db.chunks import chunked
+from beambridge.server.db.bulk import bulk_insert
+from beambridge.server.db.chunks import chunked, id_in
 from beambridge.server.db.tables import apps, events, job_parents, jobs
 from beambridge.server.errors import ConflictError, NotFoundError
 from beambridge.server.wakeups import WakeKey
@@ -89,7 +90,9 @@ def lock_jobs(
     found: dict[int, JobRow] = {}
     unique = sorted(set(ids))
     for chunk in chunked(unique):
-        query = sa.select(*_LOCK_COLUMNS).where(jobs.c.id.in_(chunk)).order_by(jobs.c.id)
+        query = (
+            sa.select(*_LOCK_COLUMNS).where(id_in(jobs.c.id, chunk, conn.dialect.name)).order_by(jobs.c.id)
+        )
         if owner_id is not None:
             query = query.where(jobs.c.owner_id == owner_id)
         if site_id is not None:
@@ -229,13 +232,14 @@ def _run_automatic(item: _Work, hooks: frozenset[str], now: datetime) -> None:
 
 def _write(conn: Connection, work: dict[int, _Work], now: datetime) -> Outcome:
     outcome = Outcome()
-    updates: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    # Rows that get the same new values (a whole batch moving to RUNNING, say) share one UPDATE … WHERE id IN.
+    updates: dict[bytes, tuple[dict[str, Any], list[int]]] = {}
     event_rows: list[dict[str, Any]] = []
     finished: list[int] = []
     failed: dict[int, JobState] = {}
     for job_id, item in work.items():
         row = item.row
-        params: dict[str, Any] = {"b_id": job_id, "updated_at": now, **item.fields}
+        params: dict[str, Any] = {"updated_at": now, **item.fields}
         if item.steps:
             params["state"] = item.state.value
             params["retry_count"] = item.retry_count
@@ -261,13 +265,13 @@ def _write(conn: Connection, work: dict[int, _Work], now: datetime) -> Outcome:
                 finished.append(job_id)
             elif item.state in (S.FAILED, S.KILLED):
                 failed[job_id] = item.state
-        updates[tuple(sorted(params))].append(params)
+        key = orjson.dumps(params, option=orjson.OPT_SORT_KEYS, default=str)
+        updates.setdefault(key, (params, []))[1].append(job_id)
         outcome.job_ids.append(job_id)
-    for keys, batch in updates.items():
-        values: dict[str, Any] = {key: sa.bindparam(key) for key in keys if key != "b_id"}
-        conn.execute(jobs.update().where(jobs.c.id == sa.bindparam("b_id")).values(values), batch)
-    if event_rows:
-        conn.execute(events.insert(), event_rows)
+    for values, ids in updates.values():
+        for chunk in chunked(ids):
+            conn.execute(jobs.update().where(id_in(jobs.c.id, chunk, conn.dialect.name)).values(values))
+    bulk_insert(conn, events, event_rows)
     if finished:
         outcome.merge(_release_children(conn, finished, now))
     if failed:
@@ -281,7 +285,10 @@ def _waiting_children(conn: Connection, parent_ids: list[int]) -> dict[int, JobR
         query = (
             sa.select(*_LOCK_COLUMNS, job_parents.c.parent_id)
             .join(job_parents, job_parents.c.child_id == jobs.c.id)
-            .where(job_parents.c.parent_id.in_(chunk), jobs.c.state == S.AWAITING_PARENTS.value)
+            .where(
+                id_in(job_parents.c.parent_id, chunk, conn.dialect.name),
+                jobs.c.state == S.AWAITING_PARENTS.value,
+            )
             .order_by(jobs.c.id)
         )
         if conn.dialect.name == "postgresql":

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
+from fastapi import Response
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
 from beambridge.server.auth.tokens import Principal
-from beambridge.server.db.chunks import chunked
+from beambridge.server.db.chunks import chunked, id_in
 from beambridge.server.db.tables import job_parents, jobs
 from beambridge.states import JobState
 
 JOB_COLUMNS = [c for c in jobs.c if c.name not in ("owner_id", "has_stage_ins", "has_stage_outs")]
+_JOB_FIELDS = [str(c.name) for c in JOB_COLUMNS]
 
 
 @dataclass
@@ -109,6 +112,34 @@ def fetch_jobs(conn: Connection, ids: list[int]) -> list[dict[str, Any]]:
     """Jobs by id (no ownership check: for rows the caller just wrote), ascending."""
     out: list[dict[str, Any]] = []
     for chunk in chunked(sorted(ids)):
-        query = sa.select(*JOB_COLUMNS).where(jobs.c.id.in_(chunk)).order_by(jobs.c.id)
+        query = sa.select(*JOB_COLUMNS).where(id_in(jobs.c.id, chunk, conn.dialect.name)).order_by(jobs.c.id)
         out += [dict(row._mapping) for row in conn.execute(query)]
     return out
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _job_json(row: dict[str, Any]) -> dict[str, Any]:
+    out = {name: row[name] for name in _JOB_FIELDS}
+    out["created_at"] = _utc(row["created_at"])
+    out["updated_at"] = _utc(row["updated_at"])
+    return out
+
+
+def jobs_response(rows: list[dict[str, Any]], status_code: int = 200) -> Response:
+    """A JSON list of jobs (the ``Job`` schema's fields) straight from rows, without re-validating them.
+
+    The rows come from validated input or from the database, so checking them again as ``Job`` models
+    would only cost time (more than the database work, for thousands of jobs).
+    """
+    body = orjson.dumps([_job_json(row) for row in rows])
+    return Response(body, status_code=status_code, media_type="application/json")
+
+
+def jobs_page_response(rows: list[dict[str, Any]], limit: int) -> Response:
+    """A ``Page[Job]`` body built like :func:`jobs_response`."""
+    next_after = rows[-1]["id"] if len(rows) == limit else None
+    body = orjson.dumps({"items": [_job_json(row) for row in rows], "next_after": next_after})
+    return Response(body, media_type="application/json")

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Body, Depends, Query, Response
 from pydantic import TypeAdapter
 
 from beambridge.schemas.common import MAX_BULK_SIZE, Page, PositiveId, Tags
@@ -19,7 +19,13 @@ from beambridge.server.deps import Caller, Ctx
 from beambridge.server.errors import InvalidRequestError, NotFoundError
 from beambridge.server.jobs.create import create_jobs
 from beambridge.server.jobs.lifecycle import TransitionRequest, apply_transitions
-from beambridge.server.jobs.queries import JobFilter, count_jobs, get_job, list_jobs
+from beambridge.server.jobs.queries import (
+    JobFilter,
+    count_jobs,
+    get_job,
+    jobs_response,
+    list_jobs,
+)
 from beambridge.server.jobs.removal import cancel_jobs, delete_jobs
 from beambridge.server.routes.paging import After, Limit, page
 from beambridge.states import SESSION_REPORTED_STATES, JobState
@@ -28,7 +34,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 _TAGS: TypeAdapter[dict[str, str]] = TypeAdapter(Tags)
 
 
-def job_filter(
+async def job_filter(
     id: Annotated[list[PositiveId], Query(max_length=5000, description="Job ids")] = [],  # noqa: B006
     state: Annotated[list[JobState], Query()] = [],  # noqa: B006
     site_id: Annotated[list[PositiveId], Query()] = [],  # noqa: B006
@@ -88,12 +94,14 @@ def count_jobs_route(ctx: Ctx, caller: Caller, flt: Filter) -> dict[str, int]:
 @router.post("", response_model=list[Job], status_code=201)
 def create_jobs_route(
     ctx: Ctx, caller: Caller, body: Annotated[list[JobCreate], Body(min_length=1, max_length=MAX_BULK_SIZE)]
-) -> list[dict[str, Any]]:
+) -> Response:
     """Create jobs in bulk (up to 50,000 per call), all or none."""
     with ctx.db.write() as conn:
         rows, wake = create_jobs(conn, caller, body, utcnow())
     ctx.wakeups.notify(wake)
-    return rows
+    # The rows were built from validated input, so they are serialised as they are: validating thousands
+    # of them again as `Job` would cost more than the insert.
+    return jobs_response(rows, status_code=201)
 
 
 @router.patch("", response_model=BulkResult)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from beambridge.schemas.common import Page
@@ -16,6 +16,7 @@ from beambridge.server.db.tables import batch_jobs, sessions, sites
 from beambridge.server.deps import Caller, Ctx
 from beambridge.server.dispatch import sessions as dispatch
 from beambridge.server.errors import InvalidRequestError
+from beambridge.server.jobs.queries import jobs_response
 from beambridge.server.ownership import get_owned, list_owned
 from beambridge.server.routes.paging import MAX_ID, After, IdPath, Limit, page
 
@@ -75,7 +76,7 @@ def heartbeat(ctx: Ctx, caller: Caller, session_id: IdPath) -> dict[str, Any]:
 
 
 @router.post("/{session_id}/acquire", response_model=list[Job])
-async def acquire(ctx: Ctx, caller: Caller, session_id: IdPath, body: AcquireRequest) -> list[dict[str, Any]]:
+async def acquire(ctx: Ctx, caller: Caller, session_id: IdPath, body: AcquireRequest) -> Response:
     """Runnable jobs that fit the given resources, locked to this session.
 
     With ``wait_s`` > 0 and nothing to hand out, waits until a job of the site becomes runnable (woken
@@ -88,7 +89,7 @@ async def acquire(ctx: Ctx, caller: Caller, session_id: IdPath, body: AcquireReq
         jobs, site_id = await run_in_threadpool(_acquire_once, ctx, caller, session_id, body)
         remaining = deadline - time.monotonic()
         if jobs or remaining <= 0:
-            return jobs
+            return jobs_response(jobs)
         if armed is None:  # first pass: now we know the site; arm and look once more
             continue
         await ctx.wakeups.wait(armed, remaining)
