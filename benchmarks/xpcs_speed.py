@@ -1,0 +1,176 @@
+"""Multi-tau correlator speed: beambridge.xpcs vs boost-corr (Python API, CPU), same data, same run.
+
+Each case runs in its own process (so peak memory is that case's alone): a Poisson stack is made in
+memory (uint16, fixed seed), then correlated ``--repeats`` times; we report the median frames/s and
+the process's peak RSS minus the stack itself. boost-corr runs from the separate virtualenv
+``.venv-peers`` (see docs/xpcs.md for how to install it); it is skipped with a note if absent.
+
+    python benchmarks/xpcs_speed.py [--repeats 3] [--frames 1000] [--frames-1m 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PEER_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
+INSTALL_HINT = (
+    "python3.11 -m venv .venv-peers && .venv-peers/bin/pip download --no-deps --ignore-requires-python "
+    "boost-corr==0.1.7 -d /tmp/bc && .venv-peers/bin/pip install --no-deps --ignore-requires-python "
+    "/tmp/bc/boost_corr-0.1.7-py3-none-any.whl && .venv-peers/bin/pip install numpy h5py hdf5plugin tqdm "
+    "psutil scipy torch==2.13.0"
+)
+
+
+def make_stack(size: int, frames: int, photons: float):  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    rng = np.random.default_rng(1234)
+    return rng.poisson(photons, (frames, size, size)).astype(np.uint16)
+
+
+def worker_ours(size: int, frames: int, photons: float, repeats: int) -> dict[str, object]:
+    import numba
+    import numpy as np
+
+    from beambridge.xpcs.multitau import MultiTauCorrelator
+
+    stack = make_stack(size, frames, photons)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    pixels = np.arange(size * size)
+    block = max(1, (64 << 20) // (size * size * 2))
+    times, mode, digest = [], "", ""
+    warm = MultiTauCorrelator(frames, pixels, size * size)
+    warm.add_frames(stack[: min(frames, 64)] if frames <= 64 else stack)
+    for _ in range(repeats):
+        corr = MultiTauCorrelator(frames, pixels, size * size)
+        t0 = time.perf_counter()
+        for a in range(0, frames, block):
+            corr.add_frames(stack[a : a + block])
+        sums = corr.result()
+        times.append(time.perf_counter() - t0)
+        mode = corr.mode
+        digest = str(hash(sums.G2.tobytes()))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "seconds": statistics.median(times),
+        "mode": mode,
+        "threads": numba.get_num_threads(),
+        "extra_mb": (peak - base) / 1024,
+        "digest": digest,
+    }
+
+
+PEER_CODE = r"""
+import json, resource, statistics, sys, time
+import numpy as np, torch
+from boost_corr.multitau import MultitauCorrelator
+size, frames, photons, repeats = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+torch.set_num_threads(2)
+stack = np.random.default_rng(1234).poisson(photons, (frames, size, size)).astype(np.uint16)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+x = torch.from_numpy(stack.reshape(frames, -1).astype(np.int16))
+times = []
+for _ in range(repeats):
+    mc = MultitauCorrelator(det_size=(size, size), frame_num=frames, device="cpu", max_count=256)
+    t0 = time.perf_counter()
+    for a in range(0, frames, 64):
+        mc.process(x[a:a + 64])
+    mc.post_process()
+    mc.get_results()
+    times.append(time.perf_counter() - t0)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"seconds": statistics.median(times), "extra_mb": (peak - base) / 1024}))
+"""
+
+
+def run_case(kind: str, size: int, frames: int, photons: float, repeats: int) -> dict[str, object] | str:
+    args = [str(size), str(frames), str(photons), str(repeats)]
+    if kind == "ours":
+        cmd = [sys.executable, __file__, "--worker", *args]
+    else:
+        if not PEER_PYTHON.exists():
+            return "not installed"
+        cmd = [str(PEER_PYTHON), "-c", PEER_CODE, *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        return "failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--frames", type=int, default=1000, help="frames for 256x256")
+    parser.add_argument("--frames-1m", type=int, default=200, help="frames for 1024x1024")
+    parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    ns = parser.parse_args()
+    if ns.worker:
+        size, frames, photons, repeats = ns.worker
+        print(json.dumps(worker_ours(int(size), int(frames), float(photons), int(repeats))))
+        return
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="multi-tau correlation, CPU (median of repeats)")
+    for col in (
+        "detector",
+        "photons/px/frame",
+        "frames",
+        "beambridge fps",
+        "mode",
+        "extra MB",
+        "boost-corr fps",
+        "boost extra MB",
+        "speed-up",
+    ):
+        table.add_column(col, justify="right")
+    headline = None
+    peer_missing = False
+    for size, photons in ((256, 0.5), (256, 0.02), (1024, 0.5), (1024, 0.02)):
+        frames = ns.frames if size == 256 else ns.frames_1m
+        ours = run_case("ours", size, frames, photons, ns.repeats)
+        peer = run_case("peer", size, frames, photons, ns.repeats)
+        if not isinstance(ours, dict):
+            table.add_row(f"{size}x{size}", str(photons), str(frames), str(ours), "", "", "", "", "")
+            continue
+        fps = frames / float(ours["seconds"])  # type: ignore[arg-type]
+        if isinstance(peer, dict):
+            pfps = frames / float(peer["seconds"])  # type: ignore[arg-type]
+            peer_cols = [f"{pfps:,.0f}", f"{float(peer['extra_mb']):,.0f}", f"{fps / pfps:.2f}x"]  # type: ignore[arg-type]
+        else:
+            peer_missing = peer == "not installed"
+            peer_cols = [f"boost-corr: {peer}", "", ""]
+        table.add_row(
+            f"{size}x{size}",
+            str(photons),
+            str(frames),
+            f"{fps:,.0f}",
+            str(ours["mode"]),
+            f"{float(ours['extra_mb']):,.0f}",
+            *peer_cols,
+        )  # type: ignore[arg-type]
+        if size == 256 and photons == 0.5:
+            headline = f"256x256 dense: beambridge {fps:,.0f} frames/s on {ours['threads']} threads"
+            if isinstance(peer, dict):
+                headline += f", boost-corr {frames / float(peer['seconds']):,.0f} frames/s"  # type: ignore[arg-type]
+    console = Console(width=170)
+    console.print(table)
+    if peer_missing:
+        console.print(f"boost-corr: not installed ({INSTALL_HINT})")
+    if headline:
+        console.print(headline)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Raw frames in HDF5 at ``/entry/data/data``, shape (frames, rows, cols), any chunking/compression.
+
+Blocks are read with ``read_direct`` into a buffer of the file's dtype, so memory is one block.
+Compressed datasets (bitshuffle/LZ4, …) are readable when ``hdf5plugin`` is installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import h5py
+import numpy as np
+import numpy.typing as npt
+
+from beambridge.xpcs.errors import InputFileError, MissingDatasetError, ShapeMismatchError
+from beambridge.xpcs.frames import Events
+
+DATASET = "/entry/data/data"
+
+with contextlib.suppress(ImportError):  # registers the HDF5 compression filters used at beamlines
+    import hdf5plugin  # noqa: F401
+
+
+class Hdf5Frames:
+    """Dense frames from ``/entry/data/data`` of an HDF5 file."""
+
+    is_sparse = False
+
+    def __init__(self, path: str | Path, dataset: str = DATASET) -> None:
+        self.path = str(path)
+        try:
+            self._file = h5py.File(path, "r")
+        except OSError as exc:
+            raise InputFileError(path, f"not a readable HDF5 file ({exc})") from None
+        if dataset not in self._file:
+            self._file.close()
+            raise MissingDatasetError(path, dataset)
+        ds = self._file[dataset]
+        if not isinstance(ds, h5py.Dataset) or ds.ndim != 3:
+            shape = getattr(ds, "shape", None)
+            self._file.close()
+            raise ShapeMismatchError(path, f"{dataset} must have shape (frames, rows, cols), got {shape}")
+        if ds.dtype.kind not in "uif":
+            self._file.close()
+            raise InputFileError(path, f"{dataset} has non-numeric dtype {ds.dtype}")
+        self._ds = ds
+        self.n_frames = int(ds.shape[0])
+        self.shape = (int(ds.shape[1]), int(ds.shape[2]))
+        self.dtype = ds.dtype
+
+    def read_dense(self, start: int, stop: int) -> npt.NDArray[np.generic]:
+        """Frames ``start … stop-1``, shape (stop-start, H, W), the file's dtype."""
+        out = np.empty((stop - start, *self.shape), dtype=self.dtype)
+        if stop > start:
+            try:
+                self._ds.read_direct(out, np.s_[start:stop])
+            except (OSError, ValueError) as exc:
+                raise InputFileError(self.path, f"cannot read frames {start}-{stop - 1} ({exc})") from None
+        return out
+
+    def read_events(self, start: int, stop: int) -> Events:
+        """Not available: HDF5 frames are dense."""
+        raise NotImplementedError("HDF5 frames are dense")
+
+    def close(self) -> None:
+        """Close the file."""
+        self._file.close()

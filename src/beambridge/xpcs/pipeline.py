@@ -1,0 +1,221 @@
+"""One call from raw frames + q partition to a pyXPCSViewer result file.
+
+:func:`run_multitau` and :func:`run_twotime` are what an orchestration app calls for one dataset; each
+returns a JSON-able summary. Both stream the stack once: memory is the correlator state plus one block.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from beambridge.xpcs.errors import EmptyBinError, OptionError
+from beambridge.xpcs.frames import open_frames
+from beambridge.xpcs.g2norm import BinLabels, normalize_g2
+from beambridge.xpcs.multitau import Mode, MultiTauCorrelator
+from beambridge.xpcs.preprocess import Corrections, FrameSelection, FrameStream
+from beambridge.xpcs.qmap import QMap, read_qmap
+from beambridge.xpcs.result_file import as_f32, atomic_h5, write_config, write_metadata, write_qmap
+from beambridge.xpcs.twotime import TwoTimeCollector
+
+Progress = Callable[[int, int], None]
+"""Called as ``progress(frames_done, frames_total)`` after every block."""
+
+BLOCK_BYTES = 64 << 20
+
+
+def _labels(qmap: QMap) -> tuple[np.ndarray, BinLabels]:
+    dq, sq = qmap.dqmap.ravel(), qmap.sqmap.ravel()
+    pixels = np.flatnonzero(dq > 0)
+    labels = BinLabels(
+        static=sq[pixels].astype(np.int64) - 1,
+        dynamic=dq[pixels].astype(np.int64) - 1,
+        n_static=qmap.n_static,
+        n_dynamic=qmap.n_dynamic,
+        static_to_dynamic=qmap.static_to_dynamic() - 1,
+    )
+    return pixels, labels
+
+
+def correlate(
+    raw: str | Path,
+    qmap: str | Path | QMap,
+    out: str | Path,
+    *,
+    multitau: bool = True,
+    twotime_bins: list[int] | None = None,
+    frames: str | None = None,
+    avg: int = 1,
+    dark: tuple[int, int] | None = None,
+    lld: float = 0.0,
+    sigma: float = 0.0,
+    flat: np.ndarray | None = None,
+    normalize_frames: bool = False,
+    delays_per_level: int = 4,
+    mode: Mode = "auto",
+    frame_time: float = 1.0,
+    count_time: float | None = None,
+    start_time: str | None = None,
+    rigaku_shape: tuple[int, int] | None = None,
+    twotime_segments: int = 5,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Correlate ``raw`` over the q partition ``qmap`` and write ``out``; return a summary.
+
+    Raises:
+        XpcsError subclasses, each naming the offending file: missing/truncated inputs, shape
+        mismatches, empty bins, bad options. ``out`` is never left half-written.
+    """
+    t_start = time.perf_counter()
+    qm = qmap if isinstance(qmap, QMap) else read_qmap(qmap)
+    reader = open_frames(raw, rigaku_shape)
+    try:
+        qm.check_frame_shape(reader.shape, reader.path)
+        stream = FrameStream(
+            reader,
+            FrameSelection.parse(frames, avg),
+            Corrections(dark=dark, lld=lld, sigma=sigma, flat=flat, normalize_frames=normalize_frames),
+        )
+        n = stream.n_frames
+        pixels, labels = _labels(qm)
+        n_det = reader.shape[0] * reader.shape[1]
+        corr = MultiTauCorrelator(n, pixels, n_det, delays_per_level, mode=mode) if multitau else None
+        collector = None
+        if twotime_bins:
+            bad = [b for b in twotime_bins if not 1 <= b <= qm.n_dynamic]
+            if bad:
+                raise EmptyBinError(
+                    qm.source or "q partition", f"two-time bin {bad[0]} does not exist (1 … {qm.n_dynamic})"
+                )
+            sel = {b: pixels[labels.dynamic == b - 1] for b in twotime_bins}
+            stat = {b: labels.static[labels.dynamic == b - 1] for b in twotime_bins}
+            collector = TwoTimeCollector(n, sel, stat)
+        frame_sum = np.zeros(n)
+        per_block = max(1, min(n, BLOCK_BYTES // max(1, n_det * 2)))
+        t_corr = time.perf_counter()
+        for j0, block in stream.blocks(per_block):
+            if isinstance(block, tuple):
+                ptr, pix, val = block
+                b = ptr.size - 1
+                if corr is not None:
+                    corr.add_events(ptr, pix, val)
+                else:
+                    np.add.at(frame_sum, np.repeat(np.arange(b), np.diff(ptr)) + j0, val)
+                if collector is not None:
+                    collector.add_events(j0, ptr, pix, val)
+            else:
+                b = block.shape[0]
+                if corr is not None:
+                    corr.add_frames(block)
+                else:
+                    frame_sum[j0 : j0 + b] = block.reshape(b, -1)[:, pixels].sum(axis=1)
+                if collector is not None:
+                    collector.add_dense(j0, block)
+            if progress is not None:
+                progress(j0 + b, n)
+        sums = corr.result() if corr is not None else None
+        t_done = time.perf_counter()
+        sel_ = stream.selection
+        with atomic_h5(out) as f:
+            write_metadata(
+                f,
+                energy=qm.energy,
+                frame_time=frame_time,
+                count_time=frame_time if count_time is None else count_time,
+                start_time=start_time or datetime.now(UTC).isoformat(timespec="seconds"),
+            )
+            write_qmap(f, qm)
+            f["/xpcs/rawdata_path"] = str(raw)
+            common = {
+                "stride_frame": sel_.stride,
+                "avg_frame": sel_.avg,
+                "begin_frame": stream.start,
+                "num_frames": n,
+            }
+            if sums is not None:
+                res = normalize_g2(sums, labels)
+                g = f.create_group("/xpcs/multitau")
+                g["delay_list"] = res.tau.astype(np.int64)
+                g["normalized_g2"] = as_f32(res.g2)
+                g["normalized_g2_err"] = as_f32(res.g2_err)
+                write_config(
+                    g.create_group("config"),
+                    {
+                        **common,
+                        "delays_per_level": delays_per_level,
+                        "correlator_mode": corr.mode if corr else "none",
+                        "dark_frames": dark,
+                        "lld": lld,
+                        "sigma": sigma,
+                        "flat_field": flat is not None,
+                        "normalize_frames": normalize_frames,
+                    },
+                )
+                img = np.zeros(n_det)
+                img[pixels] = sums.mean_intensity
+                f["/xpcs/temporal_mean/scattering_2d"] = as_f32(img.reshape(1, *reader.shape))
+                f["/xpcs/temporal_mean/scattering_1d"] = as_f32(res.scattering_1d[None, :])
+                f["/xpcs/temporal_mean/scattering_1d_segments"] = as_f32(res.scattering_1d_segments)
+                frame_sum = sums.frame_sum
+            f["/xpcs/spatial_mean/intensity_vs_time"] = as_f32(
+                np.stack([np.arange(n), frame_sum / max(pixels.size, 1)])
+            )
+            summary_tt: list[int] = []
+            if collector is not None:
+                g2s, segs = [], []
+                tt = f.create_group("/xpcs/twotime")
+                cmap = tt.create_group("correlation_map")
+                for k, item in enumerate(collector.results(twotime_segments), start=1):
+                    cmap.create_dataset(
+                        f"c2_{k:05d}", data=as_f32(np.triu(item.c2)), compression="gzip", compression_opts=1
+                    )
+                    g2s.append(item.g2)
+                    segs.append(item.g2_segments)
+                    summary_tt.append(item.bin)
+                tt["normalized_g2"] = as_f32(np.stack(g2s, axis=1))
+                tt["normalized_g2_segments"] = as_f32(np.stack(segs, axis=2))
+                tt["processed_bins"] = np.asarray(summary_tt, dtype=np.int64)
+                write_config(tt.create_group("config"), {**common, "smoothing": "static_bin_mean"})
+                if "/xpcs/temporal_mean/scattering_2d" not in f:
+                    img = np.zeros(n_det)
+                    f["/xpcs/temporal_mean/scattering_2d"] = as_f32(img.reshape(1, *reader.shape))
+                    f["/xpcs/temporal_mean/scattering_1d"] = as_f32(np.zeros((1, qm.n_static)))
+                    f["/xpcs/temporal_mean/scattering_1d_segments"] = as_f32(np.zeros((1, qm.n_static)))
+    finally:
+        reader.close()
+    elapsed = time.perf_counter() - t_start
+    summary: dict[str, Any] = {
+        "raw": str(raw),
+        "qmap": qm.source,
+        "output": str(out),
+        "frames": n,
+        "pixels": int(pixels.size),
+        "dynamic_bins": qm.n_dynamic,
+        "correlator_mode": corr.mode if corr is not None else None,
+        "correlation_seconds": round(t_done - t_corr, 4),
+        "total_seconds": round(elapsed, 4),
+        "frames_per_second": round(n / max(t_done - t_corr, 1e-9), 1),
+        "twotime_bins": summary_tt,
+    }
+    if sums is not None:
+        summary["n_tau"] = int(sums.schedule.n_tau)
+    return summary
+
+
+def run_multitau(raw: str | Path, qmap: str | Path, out: str | Path, **options: Any) -> dict[str, Any]:
+    """Multi-tau g2 of ``raw`` over ``qmap`` into ``out`` (options as :func:`correlate`)."""
+    return correlate(raw, qmap, out, multitau=True, **options)
+
+
+def run_twotime(
+    raw: str | Path, qmap: str | Path, out: str | Path, bins: list[int], **options: Any
+) -> dict[str, Any]:
+    """Two-time C(t1, t2) for dynamic ``bins`` (1-based) into ``out``, with multi-tau alongside."""
+    if not bins:
+        raise OptionError("two-time analysis needs at least one dynamic bin")
+    return correlate(raw, qmap, out, multitau=options.pop("multitau", True), twotime_bins=bins, **options)
