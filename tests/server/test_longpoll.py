@@ -5,8 +5,14 @@ from __future__ import annotations
 import threading
 import time
 
-from tests.conftest import ApiUser
+import httpx
+import pytest
+
+from beambridge.server.app import create_app
+from beambridge.server.users import add_user
+from tests.conftest import PASSWORD, ApiUser, make_settings
 from tests.server.helpers import acquire
+from tests.servers import IN_CI, LiveServer, postgres_database
 
 
 def test_job_created_while_launcher_waits_is_returned_at_once(alice: ApiUser) -> None:
@@ -69,3 +75,44 @@ def test_latest_event_cursor(alice: ApiUser) -> None:
     alice.jobs([{"app_id": app["id"], "workdir": "w"}])
     newest = alice.ok(alice.http.get("/events?limit=100"))["items"][-1]["id"]
     assert alice.ok(alice.http.get("/events/latest")) == {"id": newest}
+
+
+def test_wakeups_cross_server_processes(
+    pg_admin_url: str | None, tmp_path_factory: pytest.TempPathFactory, password_hash: str
+) -> None:
+    """Two server instances on one PostgreSQL database: a job created through one wakes a launcher
+    long-polling the other (LISTEN/NOTIFY), as with `server up --workers 2`."""
+    assert pg_admin_url is not None or not IN_CI, "PostgreSQL is required in CI"
+    if pg_admin_url is None:
+        pytest.skip("PostgreSQL is not available here (in CI this is an error)")
+    with postgres_database(pg_admin_url) as database_url:
+        apps = [
+            create_app(make_settings(tmp_path_factory.mktemp(f"w{i}"), database_url, wakeup_relay="postgres"))
+            for i in range(2)
+        ]
+        user_id = add_user(apps[0].state.ctx.db, "relay", PASSWORD, password_hash=password_hash)
+        headers = {"Authorization": f"Bearer {apps[0].state.ctx.tokens.issue(user_id)}"}
+        with LiveServer(apps[0]) as first, LiveServer(apps[1]) as second:
+            user = ApiUser(second.url, "relay", headers["Authorization"].split()[1])
+            site = user.site()
+            app = user.app(site["id"])
+            session = user.session(site["id"])
+            result: dict[str, object] = {}
+
+            def wait() -> None:
+                with httpx.Client(base_url=first.url, headers=headers, timeout=30) as http:
+                    body = {"max_jobs": 5, "wait_s": 20}
+                    result["jobs"] = http.post(f"/sessions/{session['id']}/acquire", json=body).json()
+                    result["at"] = time.monotonic()
+
+            waiter = threading.Thread(target=wait)
+            waiter.start()
+            time.sleep(0.5)
+            created = time.monotonic()
+            [job] = user.jobs([{"app_id": app["id"], "workdir": "w"}])
+            waiter.join(timeout=25)
+            user.close()
+            assert [j["id"] for j in result["jobs"]] == [job["id"]]  # type: ignore[union-attr]
+            assert result["at"] - created < 0.5  # type: ignore[operator]
+        for app_ in apps:
+            app_.state.ctx.db.dispose()

@@ -29,10 +29,16 @@ class LocalServer:
     """
 
     def __init__(
-        self, home: Path, *, database_url: str | None = None, startup_timeout_s: float = 20.0
+        self,
+        home: Path,
+        *,
+        database_url: str | None = None,
+        workers: int = 1,
+        startup_timeout_s: float = 20.0,
     ) -> None:
         self.home = home
         self.database_url = database_url
+        self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = home / "demo-server.log"
@@ -47,6 +53,7 @@ class LocalServer:
             env["BEAMBRIDGE_DATABASE_URL"] = self.database_url
         command = [sys.executable, "-m", "beambridge.cli.main", "server", "up"]
         command += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
+        command += ["--workers", str(self.workers)]
         self.home.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)

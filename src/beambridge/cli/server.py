@@ -49,6 +49,13 @@ def up(
 
     _use_database(db)
     url = _migrate()
+    if workers > 1:
+        if not url.startswith("postgresql"):
+            raise typer.BadParameter(
+                "several workers need PostgreSQL (SQLite has one writer)", param_hint="--workers"
+            )
+        # Long-polls in one worker must be woken by changes committed in another.
+        os.environ["BEAMBRIDGE_WAKEUP_RELAY"] = "postgres"
     typer.echo(f"beambridge service on http://{host}:{port} (database {url})", err=True)
     uvicorn.run(
         "beambridge.server.app:create_app",

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+from anyio import to_thread
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
@@ -15,9 +16,11 @@ from beambridge.server.auth.tokens import AccessTokens
 from beambridge.server.body_limit import BodyLimitMiddleware
 from beambridge.server.context import ServerContext, utcnow
 from beambridge.server.db import migrate
+from beambridge.server.db.async_reads import AsyncReader
 from beambridge.server.db.engine import Database
 from beambridge.server.dispatch.sessions import expire_silent_sessions
 from beambridge.server.errors import install_error_handlers
+from beambridge.server.pg_notify import PgWakeupRelay
 from beambridge.server.routes import apps, auth, batch_jobs, events, health, jobs, sessions, sites, transfers
 from beambridge.server.settings import ServerSettings
 from beambridge.server.wakeups import WakeupHub
@@ -55,11 +58,20 @@ def create_app(
         db=db,
         tokens=AccessTokens(settings.resolved_secret_key(), settings.access_token_ttl_s),
         wakeups=WakeupHub(),
+        reader=AsyncReader(db),
     )
+    relay = PgWakeupRelay(db, ctx.wakeups) if settings.wakeup_relay == "postgres" else None
+    if relay is not None:
+        ctx.wakeups.publish = relay.publish
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         ctx.wakeups.bind(asyncio.get_running_loop())
+        # Few worker threads: each runs Python under the GIL, and more of them only contend for it.
+        to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
+        await ctx.reader.open()
+        if relay is not None:
+            relay.start()
         sweeper = asyncio.create_task(_sweep_sessions(ctx), name="session-sweeper")
         try:
             yield
@@ -67,6 +79,9 @@ def create_app(
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            await ctx.reader.close()
+            if relay is not None:
+                await relay.stop()
 
     app = FastAPI(
         title="beambridge",

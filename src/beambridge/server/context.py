@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from beambridge.server.auth.tokens import AccessTokens
+from beambridge.server.db.async_reads import AsyncReader
 from beambridge.server.db.engine import Database
 from beambridge.server.settings import ServerSettings
 from beambridge.server.wakeups import WakeupHub
@@ -19,6 +20,7 @@ class ServerContext:
     db: Database
     tokens: AccessTokens
     wakeups: WakeupHub
+    reader: AsyncReader
 
 
 def utcnow() -> datetime:

@@ -8,7 +8,6 @@ import jwt
 import sqlalchemy as sa
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
 
 from beambridge.server.auth.tokens import SITE_TOKEN_PREFIX, Principal, hash_secret
 from beambridge.server.context import ServerContext
@@ -41,7 +40,7 @@ async def get_principal(
         )
     token = credentials.credentials
     if token.startswith(SITE_TOKEN_PREFIX):
-        return await run_in_threadpool(_site_principal, ctx, token)  # a database lookup
+        return await _site_principal(ctx, token)
     try:
         return Principal(user_id=ctx.tokens.verify(token))
     except jwt.ExpiredSignatureError:
@@ -54,18 +53,18 @@ async def get_principal(
         ) from None
 
 
-def _site_principal(ctx: ServerContext, token: str) -> Principal:
-    with ctx.db.read() as conn:
-        row = conn.execute(
-            sa.select(site_tokens.c.owner_id, site_tokens.c.site_id, site_tokens.c.revoked_at).where(
-                site_tokens.c.token_hash == hash_secret(token)
-            )
-        ).first()
+_SITE_TOKEN = sa.select(site_tokens.c.owner_id, site_tokens.c.site_id, site_tokens.c.revoked_at).where(
+    site_tokens.c.token_hash == sa.bindparam("token_hash")
+)
+
+
+async def _site_principal(ctx: ServerContext, token: str) -> Principal:
+    row = await ctx.reader.first(_SITE_TOKEN, {"token_hash": hash_secret(token)})
     if row is None:
         raise AuthenticationError("unknown site token")
-    if row.revoked_at is not None:
+    if row["revoked_at"] is not None:
         raise AuthenticationError("site token has been revoked")
-    return Principal(user_id=row.owner_id, site_id=row.site_id)
+    return Principal(user_id=row["owner_id"], site_id=row["site_id"])
 
 
 Caller = Annotated[Principal, Depends(get_principal)]

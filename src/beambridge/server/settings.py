@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +33,12 @@ class ServerSettings(BaseSettings):
     )
     max_body_bytes: int = 64 * 1024 * 1024
     db_pool_size: int = 20
+    wakeup_relay: Literal["local", "postgres"] = Field(
+        default="local",
+        description="How long-polls are woken: in this process only, or across processes via PostgreSQL "
+        "LISTEN/NOTIFY (needed with several server workers; `server up --workers N` sets it)",
+    )
+    worker_threads: int = Field(default=8, ge=1, le=200, description="Threads for blocking database work")
 
     def resolved_database_url(self) -> str:
         """The database to use: the configured URL or the embedded SQLite file."""

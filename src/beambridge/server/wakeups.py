@@ -12,7 +12,7 @@ PostgreSQL ``LISTEN/NOTIFY``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 WakeKey = tuple[str, int]
 
@@ -23,6 +23,8 @@ class WakeupHub:
     def __init__(self) -> None:
         self._events: dict[WakeKey, asyncio.Event] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.publish: Callable[[list[WakeKey]], None] | None = None
+        """Also send notifications to other server processes (see :mod:`beambridge.server.pg_notify`)."""
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Attach to the loop that runs the waiters (called at start-up)."""
@@ -46,7 +48,14 @@ class WakeupHub:
         return True
 
     def notify(self, keys: Iterable[WakeKey]) -> None:
-        """Wake everyone waiting on ``keys``; safe to call from any thread."""
+        """Wake everyone waiting on ``keys``, here and in other server processes; safe from any thread."""
+        keys = list(keys)
+        if keys and self.publish is not None:
+            self.publish(keys)
+        self.fire(keys)
+
+    def fire(self, keys: Iterable[WakeKey]) -> None:
+        """Wake the waiters on ``keys`` in this process; safe from any thread."""
         keys = list(keys)
         if not keys or self._loop is None or self._loop.is_closed():
             return

@@ -46,9 +46,13 @@ def hash_secret(secret: str) -> str:
 class AccessTokens:
     """Signs and checks access tokens."""
 
-    def __init__(self, secret_key: str, ttl_s: int) -> None:
+    def __init__(self, secret_key: str, ttl_s: int, cache_size: int = 4096) -> None:
         self._key = secret_key
         self.ttl_s = ttl_s
+        # Verified tokens → (user id, expiry). Checking a signature and parsing claims costs more than the
+        # rest of a small request; a token that verified once is good until it expires.
+        self._verified: dict[str, tuple[int, float]] = {}
+        self._cache_size = cache_size
 
     def issue(self, user_id: int) -> str:
         """A token valid for ``ttl_s`` seconds."""
@@ -57,5 +61,12 @@ class AccessTokens:
 
     def verify(self, token: str) -> int:
         """The user id in a valid token; raises ``jwt.InvalidTokenError`` (or a subclass) otherwise."""
+        cached = self._verified.get(token)
+        if cached is not None and cached[1] > time.time():
+            return cached[0]
         claims = jwt.decode(token, self._key, algorithms=[_ALGORITHM], options={"require": ["exp", "sub"]})
-        return int(claims["sub"])
+        user_id = int(claims["sub"])
+        if len(self._verified) >= self._cache_size:
+            self._verified.clear()
+        self._verified[token] = (user_id, float(claims["exp"]))
+        return user_id

@@ -79,15 +79,36 @@ def tags_contain(tags: dict[str, str], dialect: str) -> sa.ColumnElement[bool]:
     return sa.and_(*(sa.func.json_extract(jobs.c.tags, f'$."{key}"') == value for key, value in tags.items()))
 
 
+def list_jobs_query(
+    principal: Principal, flt: JobFilter, dialect: str, *, after: int | None, limit: int
+) -> sa.Select[Any]:
+    """The statement for one page of jobs in ascending id order, starting after the id ``after``."""
+    query = sa.select(*JOB_COLUMNS).where(*flt.conditions(principal, dialect))
+    if after is not None:
+        query = query.where(jobs.c.id > after)
+    return query.order_by(jobs.c.id).limit(limit)
+
+
 def list_jobs(
     conn: Connection, principal: Principal, flt: JobFilter, *, after: int | None, limit: int
 ) -> list[dict[str, Any]]:
     """One page of jobs in ascending id order, starting after the id ``after``."""
-    query = sa.select(*JOB_COLUMNS).where(*flt.conditions(principal, conn.dialect.name))
-    if after is not None:
-        query = query.where(jobs.c.id > after)
-    query = query.order_by(jobs.c.id).limit(limit)
+    query = list_jobs_query(principal, flt, conn.dialect.name, after=after, limit=limit)
     return [dict(row._mapping) for row in conn.execute(query)]
+
+
+_GET_JOB = sa.select(*JOB_COLUMNS).where(
+    jobs.c.id == sa.bindparam("job_id"), jobs.c.owner_id == sa.bindparam("owner_id")
+)
+_GET_SITE_JOB = _GET_JOB.where(jobs.c.site_id == sa.bindparam("site_id"))
+
+
+def get_job_statement(principal: Principal, job_id: int) -> tuple[sa.Select[Any], dict[str, Any]]:
+    """A constant statement reading one job the caller may see, and its parameters (for the async reader)."""
+    params = {"job_id": job_id, "owner_id": principal.user_id}
+    if principal.site_id is None:
+        return _GET_JOB, params
+    return _GET_SITE_JOB, {**params, "site_id": principal.site_id}
 
 
 def count_jobs(conn: Connection, principal: Principal, flt: JobFilter) -> int:
@@ -136,6 +157,11 @@ def jobs_response(rows: list[dict[str, Any]], status_code: int = 200) -> Respons
     """
     body = orjson.dumps([_job_json(row) for row in rows])
     return Response(body, status_code=status_code, media_type="application/json")
+
+
+def job_response(row: dict[str, Any]) -> Response:
+    """One job, built like :func:`jobs_response`."""
+    return Response(orjson.dumps(_job_json(row)), media_type="application/json")
 
 
 def jobs_page_response(rows: list[dict[str, Any]], limit: int) -> Response:

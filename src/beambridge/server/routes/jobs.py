@@ -23,6 +23,8 @@ from beambridge.server.jobs.queries import (
     JobFilter,
     count_jobs,
     get_job,
+    get_job_statement,
+    job_response,
     jobs_response,
     list_jobs,
 )
@@ -154,20 +156,23 @@ def delete_jobs_route(ctx: Ctx, caller: Caller, body: JobIds) -> dict[str, Any]:
 
 
 @router.get("/{job_id}", response_model=Job)
-def get_job_route(ctx: Ctx, caller: Caller, job_id: PositiveId) -> dict[str, Any]:
+async def get_job_route(ctx: Ctx, caller: Caller, job_id: PositiveId) -> Response:
     """One job."""
-    with ctx.db.read() as conn:
-        job = get_job(conn, caller, job_id)
+    job = await ctx.reader.first(*get_job_statement(caller, job_id))
     if job is None:
         raise NotFoundError(f"job {job_id} not found")
-    return job
+    return job_response(job)
 
 
 @router.patch("/{job_id}", response_model=Job)
-def update_job_route(ctx: Ctx, caller: Caller, job_id: PositiveId, body: JobUpdate) -> dict[str, Any]:
+def update_job_route(ctx: Ctx, caller: Caller, job_id: PositiveId, body: JobUpdate) -> Response:
     """Update one job."""
     _apply_updates(ctx, caller, [(job_id, body)])
-    return get_job_route(ctx, caller, job_id)
+    with ctx.db.read() as conn:
+        job = get_job(conn, caller, job_id)
+    if job is None:  # deleted meanwhile
+        raise NotFoundError(f"job {job_id} not found")
+    return job_response(job)
 
 
 @router.delete("/{job_id}", status_code=204)
