@@ -5,7 +5,7 @@ from __future__ import annotations
 import posixpath
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, JsonValue, model_validator
+from pydantic import AfterValidator, Field, JsonValue, field_validator
 
 from beambridge.schemas.common import InputModel, OutputModel, PositiveId, Tags, UtcDatetime
 from beambridge.states import JobState
@@ -62,11 +62,12 @@ class JobCreate(JobResources):
     retry_limit: int = Field(default=3, ge=0, le=1000)
     priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
 
-    @model_validator(mode="after")
-    def _unique_parents(self) -> JobCreate:
-        if len(set(self.parent_ids)) != len(self.parent_ids):
-            raise ValueError("parent_ids lists a job twice")
-        return self
+    @field_validator("parent_ids")
+    @classmethod
+    def _unique_parents(cls, parent_ids: list[int]) -> list[int]:
+        if len(set(parent_ids)) != len(parent_ids):
+            raise ValueError("lists a job twice")
+        return parent_ids
 
 
 class JobUpdate(InputModel):

@@ -130,9 +130,12 @@ def _first_line(value: object) -> str:
     return str(value).strip().splitlines()[0] if str(value).strip() else type(value).__name__
 
 
+MAX_REPORTED_ERRORS = 100
+
+
 def _jsonable_errors(errors: Any) -> list[dict[str, Any]]:
     out = []
-    for err in errors:
+    for err in list(errors)[:MAX_REPORTED_ERRORS]:
         item = {"loc": list(err.get("loc", ())), "msg": str(err.get("msg", "")), "type": err.get("type", "")}
         out.append(item)
     return out

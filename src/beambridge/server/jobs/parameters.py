@@ -45,6 +45,8 @@ def check_transfers(
     app_name: str, slots: dict[str, TransferSlot], given: dict[str, str]
 ) -> tuple[bool, bool, list[str]]:
     """Whether the job stages data in / out, and the problems found with its transfers."""
+    if not slots and not given:
+        return False, False, []
     problems = [
         f"unknown transfer slot {name!r} for app {app_name!r} (it has: {', '.join(sorted(slots)) or 'none'})"
         for name in given
