@@ -20,8 +20,14 @@ def chunked(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
 
 
 def id_in(column: sa.ColumnElement[Any], ids: Sequence[int], dialect: str) -> sa.ColumnElement[bool]:
-    """``column IN ids``; on PostgreSQL as ``column = ANY(:array)``, one parameter whatever the count, so the
-    statement text (and its parse) is the same for every call."""
+    """``column IN ids``.
+
+    On PostgreSQL as ``column IN (SELECT unnest(:array))``: one parameter whatever the count, so the
+    statement text (and its parse) is the same for every call, and a plan of primary-key lookups even on a
+    table that has just grown by thousands of rows and not yet been analysed (``= ANY(:array)`` then gets
+    a scan of every row of the owner).
+    """
     if dialect == "postgresql":
-        return column == sa.any_(sa.bindparam(None, list(ids), type_=ARRAY(sa.BigInteger)))
+        array = sa.bindparam(None, list(ids), type_=ARRAY(sa.BigInteger))
+        return column.in_(sa.select(sa.func.unnest(array)).scalar_subquery())
     return column.in_(list(ids))
