@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -116,3 +117,19 @@ def test_wakeups_cross_server_processes(
             assert result["at"] - created < 0.5  # type: ignore[operator]
         for app_ in apps:
             app_.state.ctx.db.dispose()
+
+
+def test_abandoned_long_poll_does_not_keep_the_job(alice: ApiUser) -> None:
+    """A launcher whose request gave up (a client time-out, a dropped connection) is not handed jobs."""
+    site = alice.site()
+    app = alice.app(site["id"])
+    session = alice.session(site["id"])
+    impatient = httpx.Client(base_url=alice.base_url, headers=alice.http.headers, timeout=0.5)
+    with impatient, contextlib.suppress(httpx.ReadTimeout):
+        impatient.post(f"/sessions/{session['id']}/acquire", json={"max_jobs": 5, "wait_s": 5})
+    time.sleep(0.2)
+    [job] = alice.jobs([{"app_id": app["id"], "workdir": "w"}])
+    time.sleep(0.5)  # the abandoned request has been woken and has looked at its connection
+    assert alice.ok(alice.http.get(f"/jobs/{job['id']}"))["session_id"] is None
+    other = alice.session(site["id"])
+    assert [j["id"] for j in acquire(alice, other["id"], max_jobs=5)] == [job["id"]]

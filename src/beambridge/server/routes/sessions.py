@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from beambridge.schemas.common import Page
@@ -76,7 +76,9 @@ def heartbeat(ctx: Ctx, caller: Caller, session_id: IdPath) -> dict[str, Any]:
 
 
 @router.post("/{session_id}/acquire", response_model=list[Job])
-async def acquire(ctx: Ctx, caller: Caller, session_id: IdPath, body: AcquireRequest) -> Response:
+async def acquire(
+    ctx: Ctx, caller: Caller, session_id: IdPath, body: AcquireRequest, request: Request
+) -> Response:
     """Runnable jobs that fit the given resources, locked to this session.
 
     With ``wait_s`` > 0 and nothing to hand out, waits until a job of the site becomes runnable (woken
@@ -93,6 +95,10 @@ async def acquire(ctx: Ctx, caller: Caller, session_id: IdPath, body: AcquireReq
         if armed is None:  # first pass: now we know the site; arm and look once more
             continue
         await ctx.wakeups.wait(armed, remaining)
+        if await request.is_disconnected():
+            # Nobody would receive the jobs: leave them for the next launcher instead of locking them to
+            # this session until it expires.
+            return jobs_response([])
 
 
 def _acquire_once(
