@@ -2,16 +2,28 @@
 
 Each case runs in its own process (so peak memory is that case's alone): a Poisson stack is made in
 memory (uint16, fixed seed), then correlated ``--repeats`` times; we report the median frames/s and
-the process's peak RSS minus the stack itself. boost-corr runs from the separate virtualenv
-``.venv-peers`` (see docs/xpcs.md for how to install it); it is skipped with a note if absent.
+the process's peak RSS minus the stack itself. Both sides use ``--threads`` threads (numba
+``NUMBA_NUM_THREADS`` / ``torch.set_num_threads``) and are warmed up first: our JIT compile time
+(from numba's on-disk cache when warm) and boost-corr's construction are reported or excluded, not
+timed. Our rows say which arithmetic ran ("int32"/"int64": exact integer sums of the uint16 counts,
+"float": float64 path for corrected data).
 
-    python benchmarks/xpcs_speed.py [--repeats 3] [--frames 1000] [--frames-1m 200]
+boost-corr is driven as its own command line drives it (``solve_multitau_base``): ``queue_size`` =
+its HDF5 batch size (8 frames per ``process`` call), ``auto_queue=True``, float32 everywhere via
+``max_count=256``; ``max_memory`` is capped to a third of this machine's RAM (its default, 36 GB,
+exceeds it). Each timed repeat uses a correlator built (and its buffers zeroed) outside the timing,
+and covers ``process`` of every frame, ``post_process`` and ``get_results``. boost-corr runs from
+the separate virtualenv ``.venv-peers`` (see docs/xpcs.md for how to install it); it is skipped
+with a note if absent.
+
+    python benchmarks/xpcs_speed.py [--repeats 3] [--frames 1000] [--frames-1m 200] [--threads 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -33,7 +45,10 @@ def make_stack(size: int, frames: int, photons: float):  # type: ignore[no-untyp
     import numpy as np
 
     rng = np.random.default_rng(1234)
-    return rng.poisson(photons, (frames, size, size)).astype(np.uint16)
+    out = np.empty((frames, size, size), dtype=np.uint16)
+    for a in range(0, frames, 16):  # in chunks: no large int64 temporary inflating the base RSS
+        out[a : a + 16] = rng.poisson(photons, out[a : a + 16].shape)
+    return out
 
 
 def worker_ours(size: int, frames: int, photons: float, repeats: int) -> dict[str, object]:
@@ -46,9 +61,14 @@ def worker_ours(size: int, frames: int, photons: float, repeats: int) -> dict[st
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     pixels = np.arange(size * size)
     block = max(1, (64 << 20) // (size * size * 2))
-    times, mode, digest = [], "", ""
-    warm = MultiTauCorrelator(frames, pixels, size * size)
-    warm.add_frames(stack[: min(frames, 64)] if frames <= 64 else stack)
+    times, mode, arithmetic, digest = [], "", "", ""
+    t0 = time.perf_counter()
+    warm = MultiTauCorrelator(frames, pixels, size * size)  # compiles (or loads) the kernels
+    for a in range(0, frames, block):
+        warm.add_frames(stack[a : a + block])
+    warm.result()
+    warm_seconds = time.perf_counter() - t0
+    del warm
     for _ in range(repeats):
         corr = MultiTauCorrelator(frames, pixels, size * size)
         t0 = time.perf_counter()
@@ -56,50 +76,72 @@ def worker_ours(size: int, frames: int, photons: float, repeats: int) -> dict[st
             corr.add_frames(stack[a : a + block])
         sums = corr.result()
         times.append(time.perf_counter() - t0)
-        mode = corr.mode
+        mode, arithmetic = corr.mode, corr.arithmetic
         digest = str(hash(sums.G2.tobytes()))
+        del sums, corr
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "seconds": statistics.median(times),
         "mode": mode,
+        "arithmetic": arithmetic,
         "threads": numba.get_num_threads(),
         "extra_mb": (peak - base) / 1024,
+        "warm_seconds": warm_seconds,
         "digest": digest,
     }
 
 
 PEER_CODE = r"""
-import json, resource, statistics, sys, time
+import json, os, resource, statistics, sys, time
 import numpy as np, torch
 from boost_corr.multitau import MultitauCorrelator
-size, frames, photons, repeats = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-torch.set_num_threads(2)
-stack = np.random.default_rng(1234).poisson(photons, (frames, size, size)).astype(np.uint16)
+size, frames, photons, repeats, threads = (int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]),
+                                           int(sys.argv[4]), int(sys.argv[5]))
+torch.set_num_threads(threads)
+batch = 8  # boost-corr's batch for HDF5 input (dataset/utils.py), also its minimal queue_size
+ram_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+max_memory = min(36.0, ram_gb / 3)
+rng = np.random.default_rng(1234)
+stack = np.empty((frames, size, size), dtype=np.uint16)
+for a in range(0, frames, 16):
+    stack[a:a + 16] = rng.poisson(photons, stack[a:a + 16].shape)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 x = torch.from_numpy(stack.reshape(frames, -1).astype(np.int16))
+def make():
+    return MultitauCorrelator(det_size=(size, size), frame_num=frames, device="cpu", max_count=256,
+                              queue_size=batch, auto_queue=True, max_memory=max_memory)
+def run(mc):
+    for a in range(0, frames, batch):
+        mc.process(x[a:a + batch])
+    mc.post_process()
+    return mc.get_results()
+run(make())  # warm-up (torch kernels, allocator)
 times = []
 for _ in range(repeats):
-    mc = MultitauCorrelator(det_size=(size, size), frame_num=frames, device="cpu", max_count=256)
+    mc = make()  # set-up (buffer allocation) is not timed
     t0 = time.perf_counter()
-    for a in range(0, frames, 64):
-        mc.process(x[a:a + 64])
-    mc.post_process()
-    mc.get_results()
+    run(mc)
     times.append(time.perf_counter() - t0)
+    del mc
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"seconds": statistics.median(times), "extra_mb": (peak - base) / 1024}))
+print(json.dumps({"seconds": statistics.median(times), "extra_mb": (peak - base) / 1024,
+                  "queue": list(make().queue_info)}))
 """
 
 
-def run_case(kind: str, size: int, frames: int, photons: float, repeats: int) -> dict[str, object] | str:
+def run_case(
+    kind: str, size: int, frames: int, photons: float, repeats: int, threads: int
+) -> dict[str, object] | str:
     args = [str(size), str(frames), str(photons), str(repeats)]
+    env = {**os.environ, "NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+    env.pop("OPENBLAS_CORETYPE", None)
     if kind == "ours":
         cmd = [sys.executable, __file__, "--worker", *args]
     else:
         if not PEER_PYTHON.exists():
             return "not installed"
-        cmd = [str(PEER_PYTHON), "-c", PEER_CODE, *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        cmd = [str(PEER_PYTHON), "-c", PEER_CODE, *args, str(threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     if proc.returncode != 0:
         return "failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -112,6 +154,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--frames", type=int, default=1000, help="frames for 256x256")
     parser.add_argument("--frames-1m", type=int, default=200, help="frames for 1024x1024")
+    parser.add_argument("--threads", type=int, default=2, help="threads for both correlators")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     ns = parser.parse_args()
     if ns.worker:
@@ -128,7 +171,7 @@ def main() -> None:
         "photons/px/frame",
         "frames",
         "beambridge fps",
-        "mode",
+        "path",
         "extra MB",
         "boost-corr fps",
         "boost extra MB",
@@ -137,10 +180,11 @@ def main() -> None:
         table.add_column(col, justify="right")
     headline = None
     peer_missing = False
+    warm_notes: list[str] = []
     for size, photons in ((256, 0.5), (256, 0.02), (1024, 0.5), (1024, 0.02)):
         frames = ns.frames if size == 256 else ns.frames_1m
-        ours = run_case("ours", size, frames, photons, ns.repeats)
-        peer = run_case("peer", size, frames, photons, ns.repeats)
+        ours = run_case("ours", size, frames, photons, ns.repeats, ns.threads)
+        peer = run_case("peer", size, frames, photons, ns.repeats, ns.threads)
         if not isinstance(ours, dict):
             table.add_row(f"{size}x{size}", str(photons), str(frames), str(ours), "", "", "", "", "")
             continue
@@ -156,10 +200,11 @@ def main() -> None:
             str(photons),
             str(frames),
             f"{fps:,.0f}",
-            str(ours["mode"]),
+            f"{ours['mode']}/{ours['arithmetic']}",
             f"{float(ours['extra_mb']):,.0f}",
             *peer_cols,
         )  # type: ignore[arg-type]
+        warm_notes.append(f"{size}x{size} {photons}: {float(ours['warm_seconds']):.1f} s")  # type: ignore[arg-type]
         if size == 256 and photons == 0.5:
             headline = f"256x256 dense: beambridge {fps:,.0f} frames/s on {ours['threads']} threads"
             if isinstance(peer, dict):
@@ -170,6 +215,7 @@ def main() -> None:
         console.print(f"boost-corr: not installed ({INSTALL_HINT})")
     if headline:
         console.print(headline)
+    console.print("beambridge first run incl. JIT compile/cache load (untimed): " + "; ".join(warm_notes))
 
 
 if __name__ == "__main__":

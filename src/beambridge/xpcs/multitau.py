@@ -8,9 +8,12 @@ elements, each the mean of 2**l consecutive frames, built by pair averages) and 
     IF_p(tau) = (1/n) Σ_{t=c}^{M_l-1} x_p(t)          (future)
 
 Frames are fed in blocks (dense arrays or sparse events) and never held: memory is the per-pixel
-state (about ``8·(n_tau + n_levels·(4·dpl + 2) + n_seg)`` bytes per analysed pixel), independent of
-the number of frames. All sums are float64 and each pixel is accumulated in time order, so results
-are bit-for-bit identical across thread counts, block sizes and the dense/sparse paths.
+state (dense: ``8·(n_tau + n_seg) + 4·2·n_levels·2·dpl`` bytes per analysed pixel, about 860 B for
+N = 1000), independent of the number of frames. Level elements are kept as pair **sums** (scaled by
+2^-l, 4^-l at the end). Integer counts are summed exactly in integers, so the result is the same for
+any order of the additions (threads, tiles, blocks); float input is summed in float64, each pixel in
+time order. Either way results are bit-for-bit identical across thread counts, block sizes and the
+dense/sparse paths.
 
 Usage::
 
@@ -23,7 +26,7 @@ Usage::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numba
 import numpy as np
@@ -31,7 +34,7 @@ import numpy.typing as npt
 
 from beambridge.xpcs.delays import DelaySchedule, multitau_schedule
 from beambridge.xpcs.errors import OptionError
-from beambridge.xpcs.multitau_dense import dense_tail_sums, dense_update
+from beambridge.xpcs.multitau_dense import STRIP, TILE, dense_update, finalize
 from beambridge.xpcs.multitau_sparse import (
     dense_to_pixel_events,
     frame_events_to_pixel_events,
@@ -40,11 +43,14 @@ from beambridge.xpcs.multitau_sparse import (
 )
 
 Mode = Literal["auto", "dense", "sparse"]
-RUN_LENGTH = 256
-"""Pixels per work item of the dense kernel (its state rows stay in L1/L2 while frames stream)."""
-SPARSE_DENSITY = 0.08
-"""In ``auto`` mode, blocks with fewer non-zero pixels than this fraction take the sparse path."""
-_KERNEL_DTYPES = (np.uint16, np.uint32, np.float64)
+Arithmetic = Literal["int32", "int64", "float"]
+SPARSE_DENSITY = 0.0
+"""In ``auto`` mode, dense blocks with fewer non-zero pixels than this fraction take the sparse path.
+
+0: the tiled dense kernel is faster even at 0.02 photons/pixel/frame (256x256: ~6,000 vs ~800
+frames/s), so dense input stays dense; event input (``add_events``) still takes the sparse path."""
+_U64_LIMIT = float(2**64)
+_U32_LIMIT = float(2**32)
 
 
 @dataclass
@@ -65,45 +71,51 @@ class PixelSums:
     frame_sum: npt.NDArray[np.float64]
 
 
-def _pixel_runs(pixels: npt.NDArray[np.int64], run_length: int) -> tuple[npt.NDArray[np.int64], ...]:
-    """Split sorted detector indices into runs of consecutive pixels no longer than ``run_length``."""
-    if pixels.size == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty
-    breaks = np.flatnonzero(np.diff(pixels) != 1) + 1
-    starts = np.concatenate(([0], breaks))
-    ends = np.concatenate((breaks, [pixels.size]))
-    frame_start, state_start, length = [], [], []
-    for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-        for a in range(s, e, run_length):
-            b = min(e, a + run_length)
-            frame_start.append(int(pixels[a]))
-            state_start.append(a)
-            length.append(b - a)
-    return (
-        np.asarray(frame_start, np.int64),
-        np.asarray(state_start, np.int64),
-        np.asarray(length, np.int64),
-    )
+def _tile_sources(pixels: npt.NDArray[np.int64], tile: int) -> npt.NDArray[np.int64]:
+    """Detector index of each tile's first pixel if the tile is full and consecutive, else -1."""
+    n_tiles = -(-pixels.size // tile)
+    src = np.full(n_tiles, -1, dtype=np.int64)
+    for r in range(n_tiles):
+        a, b = r * tile, min(pixels.size, (r + 1) * tile)
+        if b - a == tile and pixels[b - 1] - pixels[a] == tile - 1:
+            src[r] = pixels[a]
+    return src
 
 
-def _kernel_dtype(block: np.ndarray) -> np.ndarray:
-    """Return ``block`` in one of the three dtypes the kernels are compiled for (no copy if already)."""
-    if block.dtype in _KERNEL_DTYPES:
-        return block
-    if block.dtype.kind in "ub" and block.dtype.itemsize <= 2:
-        return block.astype(np.uint16)
-    if (
-        block.dtype.kind in "ui"
-        and block.dtype.itemsize <= 4
-        and (block.dtype.kind == "u" or block.min() >= 0)
-    ):
-        return block.astype(np.uint32)
-    return block.astype(np.float64)
+def _strip_sources(tile_src: npt.NDArray[np.int64], strip: int, tile: int) -> npt.NDArray[np.int64]:
+    """Detector index of each strip (``strip`` tiles) whose pixels are all consecutive, else -1."""
+    n_strips = -(-tile_src.size // strip)
+    src = np.full(n_strips, -1, dtype=np.int64)
+    for s in range(n_strips):
+        t = tile_src[s * strip : (s + 1) * strip]
+        if t.size == strip and t[0] >= 0 and np.all(t == t[0] + tile * np.arange(strip)):
+            src[s] = t[0]
+    return src
+
+
+def _value_bound(block: np.ndarray) -> tuple[bool, float]:
+    """(integer?, an upper bound of the values) of a block; signed or float data with negatives: float."""
+    kind, size = block.dtype.kind, block.dtype.itemsize
+    if kind == "b":
+        return True, 1.0
+    if kind == "u" and size <= 2:
+        return True, float(np.iinfo(block.dtype).max)
+    if kind in "ui":
+        if block.size == 0:
+            return True, 0.0
+        if kind == "i" and block.min() < 0:
+            return False, 0.0
+        return True, float(block.max())
+    return False, 0.0
 
 
 class MultiTauCorrelator:
     """Streaming multi-tau correlator over a fixed set of pixels.
+
+    Integer counts are accumulated exactly (level values ``uint32`` — ``uint64`` if they could
+    overflow — and ``uint64`` sums; see :mod:`beambridge.xpcs.multitau_dense`), float input in
+    float64. ``arithmetic`` tells which ("int32", "int64", "float"); it widens by itself if a later
+    block has larger values than the current one can hold exactly.
 
     Args:
         n_frames: N, the number of frames that will be fed (after stride/averaging).
@@ -133,43 +145,102 @@ class MultiTauCorrelator:
             raise OptionError(f"mode must be auto, dense or sparse, got {mode!r}")
         self.n_detector = int(n_detector)
         self.mode: Mode = mode
+        self.arithmetic: Arithmetic = "int32"
         self.n_segments = max(1, min(int(n_segments), n_frames))
         self.n_fed = 0
         sch = self.schedule
         self._n_levels = sch.n_levels
         self._level_len = np.asarray([n_frames >> lev for lev in range(self._n_levels)], dtype=np.int64)
         order = np.lexsort((sch.lag, sch.level))
+        assert np.array_equal(order, np.arange(sch.n_tau)), "delays must be in (level, lag) order"
         self._lag = sch.lag[order].astype(np.int64)
         self._tau_row = order.astype(np.int64)
         self._lag_ptr = np.searchsorted(sch.level[order], np.arange(self._n_levels + 1)).astype(np.int64)
         self._ring_size = 2 * delays_per_level + 1
-        self._head_size = 2 * delays_per_level
-        self._frame_sum = np.zeros(n_frames, dtype=np.float64)
+        self._hist = 2 * delays_per_level
+        self._max_value = 0.0
+        self._tmax: np.ndarray = np.zeros(0, dtype=np.uint32)
+        self._frame_sum: np.ndarray = np.zeros(n_frames, dtype=np.uint64)
         self._state_allocated = False
         self._finished = False
         self._n_threads = numba.get_num_threads()
 
+    # -- arithmetic ------------------------------------------------------------------------------
+    def _needed(self, integer: bool, bound: float) -> Arithmetic:
+        """Narrowest exact arithmetic for values up to ``bound`` (running maximum of all blocks)."""
+        if not integer:
+            return "float"
+        top = float(2 ** (self._n_levels - 1))
+        n = float(self.schedule.n_frames)
+        # Σ_t x_l(t)·x_l(t+c) <= M_l·(m·2^l)^2 = N·m²·2^l; frame sums <= P·m; totals <= N·m
+        if n * bound * bound * top >= _U64_LIMIT or self.pixels.size * bound >= _U64_LIMIT:
+            return "float"
+        return "int32" if bound * top < _U32_LIMIT else "int64"
+
+    @property
+    def _acc_dtype(self) -> np.dtype[Any]:
+        return np.dtype(np.float64 if self.arithmetic == "float" else np.uint64)
+
+    @property
+    def _val_dtype(self) -> np.dtype[Any]:
+        return np.dtype({"int32": np.uint32, "int64": np.uint64, "float": np.float64}[self.arithmetic])
+
+    def _widen(self, target: Arithmetic) -> None:
+        """Switch the state to a wider arithmetic (exact up to the float64 rounding of large sums)."""
+        rank = {"int32": 0, "int64": 1, "float": 2}
+        if rank[target] <= rank[self.arithmetic]:
+            return
+        self.arithmetic = target
+        self._frame_sum = self._frame_sum.astype(self._acc_dtype)
+        if not self._state_allocated:
+            return
+        names: tuple[str, ...] = ("_hist_v", "_head", "_acc", "_seg", "_tmax")
+        if self.mode == "sparse":
+            names = ("_ring", "_pend_val", "_total", "_head", "_acc", "_seg")
+        for name in names:
+            arr = getattr(self, name)
+            dt = (
+                self._val_dtype
+                if name in ("_hist_v", "_head", "_tmax") and self.mode == "dense"
+                else self._acc_dtype
+            )
+            setattr(self, name, arr.astype(dt))
+        if self.mode == "dense" and target == "float":
+            self._tmax = self._tmax[:0]
+
+    def _admit(self, integer: bool, bound: float) -> None:
+        self._max_value = max(self._max_value, bound)
+        if self.n_fed == 0 and not self._state_allocated:
+            self.arithmetic = self._needed(integer, self._max_value)
+            self._frame_sum = self._frame_sum.astype(self._acc_dtype)
+        else:
+            self._widen(self._needed(integer, self._max_value))
+
     # -- state -----------------------------------------------------------------------------------
     def _allocate(self, mode: Literal["dense", "sparse"]) -> None:
         self.mode = mode
-        nl, r, h, p = self._n_levels, self._ring_size, self._head_size, self.pixels.size
+        nl, r, h, p = self._n_levels, self._ring_size, self._hist, self.pixels.size
         n_tau = self.schedule.n_tau
+        acc_t, val_t = self._acc_dtype, self._val_dtype
         if mode == "dense":
-            self._ring = np.zeros((nl, r, p))
-            self._total = np.zeros((nl, p))
-            self._head = np.zeros((nl, h, p))
-            self._acc = np.zeros((n_tau, p))
-            self._seg = np.zeros((self.n_segments, p))
-            self._runs = _pixel_runs(self.pixels, RUN_LENGTH)
+            tile = TILE
+            n_tiles = -(-p // tile)
+            self._hist_v = np.zeros((n_tiles, nl, h, tile), dtype=val_t)
+            self._head = np.zeros((n_tiles, nl, h, tile), dtype=val_t)
+            self._acc = np.zeros((n_tiles, n_tau, tile), dtype=acc_t)
+            self._seg = np.zeros((n_tiles, self.n_segments, tile), dtype=acc_t)
+            self._tile_src = _tile_sources(self.pixels, tile)
+            self._strip_src = _strip_sources(self._tile_src, STRIP, tile)
+            self._tmax = np.zeros(n_tiles if self.arithmetic != "float" else 0, dtype=val_t)
         else:
-            self._ring = np.zeros((p, nl, r))
+            self._ring = np.zeros((p, nl, r), dtype=acc_t)
             self._ring_idx = np.full((p, nl, r), -1, dtype=np.int64)
-            self._pend_val = np.zeros((p, nl))
+            self._pend_val = np.zeros((p, nl), dtype=acc_t)
             self._pend_idx = np.full((p, nl), -1, dtype=np.int64)
-            self._total = np.zeros((p, nl))
-            self._head = np.zeros((p, nl, h))
-            self._acc = np.zeros((p, n_tau))
-            self._seg = np.zeros((p, self.n_segments))
+            self._total = np.zeros((p, nl), dtype=acc_t)
+            self._head = np.zeros((p, nl, h), dtype=acc_t)
+            self._acc = np.zeros((p, n_tau), dtype=acc_t)
+            self._seg = np.zeros((p, self.n_segments), dtype=acc_t)
             self._state_of_pixel = np.full(self.n_detector, -1, dtype=np.int64)
             self._state_of_pixel[self.pixels] = np.arange(p)
         self._state_allocated = True
@@ -184,6 +255,18 @@ class MultiTauCorrelator:
         if self.n_fed + count > self.schedule.n_frames:
             raise OptionError(f"more than the announced {self.schedule.n_frames} frames were fed")
 
+    def _frames_for_kernel(self, arr: np.ndarray) -> np.ndarray:
+        """``arr`` in a dtype the kernels are compiled for: uint16/uint32 counts, or float64."""
+        if self.arithmetic == "float":
+            return arr if arr.dtype == np.float64 else arr.astype(np.float64)
+        if arr.dtype in (np.uint16, np.uint32):
+            return arr
+        if arr.dtype.kind in "ub" and arr.dtype.itemsize <= 2:
+            return arr.astype(np.uint16)
+        if self._max_value < _U32_LIMIT:
+            return arr.astype(np.uint32)
+        return arr.astype(np.uint64)
+
     # -- feeding ---------------------------------------------------------------------------------
     def add_frames(self, block: npt.ArrayLike) -> None:
         """Feed dense frames, shape (b, H, W) or (b, H·W), in time order."""
@@ -195,7 +278,8 @@ class MultiTauCorrelator:
         if b == 0:
             return
         self._check_room(b)
-        arr = _kernel_dtype(np.ascontiguousarray(arr))
+        self._admit(*_value_bound(arr))
+        arr = self._frames_for_kernel(np.ascontiguousarray(arr))
         if not self._state_allocated:
             mode = self.mode
             if mode == "auto":
@@ -204,31 +288,30 @@ class MultiTauCorrelator:
                 mode = "sparse" if density < SPARSE_DENSITY else "dense"
             self._allocate(mode)
         seg = self._segments(self.n_fed, b)
+        one = np.ones(1, dtype=self._acc_dtype)
         if self.mode == "dense":
-            fs, ss, ln = self._runs
-            part = np.zeros((ln.size, b))
+            part = np.zeros((self._tile_src.size, b), dtype=self._acc_dtype)
             dense_update(
                 arr,
                 self.n_fed,
-                fs,
-                ss,
-                ln,
-                self._level_len,
+                self.pixels,
+                self._tile_src,
+                self._strip_src,
                 self._lag,
-                self._tau_row,
                 self._lag_ptr,
-                self._ring,
-                self._total,
+                self._hist_v,
                 self._head,
                 self._acc,
                 self._seg,
                 seg,
                 part,
+                self._tmax,
+                numba.get_num_threads(),
             )
         else:
             n_chunks = 4 * self._n_threads
             ptr, idx, val = dense_to_pixel_events(
-                arr, self.n_fed, self._state_of_pixel, self.pixels.size, n_chunks
+                arr, self.n_fed, self._state_of_pixel, self.pixels.size, n_chunks, one
             )
             part = self._sparse(ptr, idx, val, b, seg)
         self._frame_sum[self.n_fed : self.n_fed + b] = part.sum(axis=0)
@@ -248,17 +331,24 @@ class MultiTauCorrelator:
         self._check_room(b)
         if px.size and (px.min() < 0 or px.max() >= self.n_detector):
             raise OptionError(f"event pixel index outside the detector (0 … {self.n_detector - 1})")
-        if not self._state_allocated:
-            self._allocate("sparse" if self.mode in ("auto", "sparse") else "dense")
-        seg = self._segments(self.n_fed, b)
+        if not self._state_allocated and self.mode != "dense":
+            self.mode = "sparse"
         if self.mode == "dense":
-            dense = np.zeros((b, self.n_detector), dtype=np.float64)
+            dense = np.zeros((b, self.n_detector), dtype=vals.dtype if vals.size else np.uint16)
             rows = np.repeat(np.arange(b), np.diff(fp))
-            np.add.at(dense, (rows, px), vals.astype(np.float64))
+            np.add.at(dense, (rows, px), vals)
             self.add_frames(dense)
             return
+        integer, bound = _value_bound(vals)
+        if integer and vals.size and vals.dtype.kind in "ub":
+            bound = float(vals.max()) * float(np.bincount(px).max())  # duplicates are summed
+        self._admit(integer, bound)
+        if not self._state_allocated:
+            self._allocate("sparse")
+        seg = self._segments(self.n_fed, b)
+        one = np.ones(1, dtype=self._acc_dtype)
         ptr, idx, val = frame_events_to_pixel_events(
-            fp, px, vals.astype(np.float64), self.n_fed, self._state_of_pixel, self.pixels.size
+            fp, px, vals.astype(self._acc_dtype), self.n_fed, self._state_of_pixel, self.pixels.size, one
         )
         part = self._sparse(ptr, idx, val, b, seg)
         self._frame_sum[self.n_fed : self.n_fed + b] = part.sum(axis=0)
@@ -268,7 +358,7 @@ class MultiTauCorrelator:
         self, ptr: np.ndarray, idx: np.ndarray, val: np.ndarray, b: int, seg: np.ndarray
     ) -> np.ndarray:
         n_chunks = 4 * self._n_threads
-        part = np.zeros((n_chunks, b))
+        part = np.zeros((n_chunks, b), dtype=self._acc_dtype)
         sparse_update(
             ptr,
             idx,
@@ -293,62 +383,78 @@ class MultiTauCorrelator:
         return part
 
     # -- result ----------------------------------------------------------------------------------
+    def _final_state(self) -> tuple[np.ndarray, ...]:
+        """(acc, head, tail, seg) grouped (n_groups, ..., lanes) as :func:`finalize` takes them."""
+        if self.mode == "dense":
+            return self._acc, self._head, self._hist_v, self._seg
+        sparse_flush(
+            self._level_len,
+            self._lag,
+            self._tau_row,
+            self._lag_ptr,
+            self._pend_val,
+            self._pend_idx,
+            self._ring,
+            self._ring_idx,
+            self._total,
+            self._head,
+            self._acc,
+        )
+        nl, h, p = self._n_levels, self._hist, self.pixels.size
+        tail = np.zeros((p, nl, h), dtype=self._acc_dtype)
+        for lev in range(nl):
+            last = int(self._level_len[lev]) - 1
+            for r in range(h):
+                m = last - h + 1 + r
+                if m < 0:
+                    continue
+                slot = m % self._ring_size
+                hit = self._ring_idx[:, lev, slot] == m
+                tail[:, lev, r] = np.where(hit, self._ring[:, lev, slot], 0)
+        return self._acc[:, :, None], self._head[..., None], tail[..., None], self._seg[:, :, None]
+
     def result(self) -> PixelSums:
         """Finish and return the per-pixel averages (call after exactly ``n_frames`` frames)."""
         sch = self.schedule
         if self.n_fed != sch.n_frames:
             raise OptionError(f"{self.n_fed} frames were fed but {sch.n_frames} were announced")
+        if self._finished:
+            raise OptionError("the correlator has already produced its result")
         if not self._state_allocated:
             self._allocate("dense")
-        if self.mode == "sparse" and not self._finished:
-            sparse_flush(
-                self._level_len,
-                self._lag,
-                self._tau_row,
-                self._lag_ptr,
-                self._pend_val,
-                self._pend_idx,
-                self._ring,
-                self._ring_idx,
-                self._total,
-                self._head,
-                self._acc,
-            )
         self._finished = True
+        acc, head, tail, seg = self._final_state()
         p = self.pixels.size
         g2 = np.empty((sch.n_tau, p))
         ip = np.empty((sch.n_tau, p))
         if_ = np.empty((sch.n_tau, p))
-        tail = np.empty(p)
-        for j in range(sch.n_tau):
-            lev, c = int(sch.level[j]), int(sch.lag[j])
-            n = float(sch.n_pairs[j])
-            last = int(self._level_len[lev]) - 1
-            if self.mode == "dense":
-                acc, total, first = self._acc[j], self._total[lev], self._head[lev, :c]
-                dense_tail_sums(self._ring, lev, last, c, tail)
-            else:
-                acc, total, first = self._acc[:, j], self._total[:, lev], self._head[:, lev, :c].T
-                tail[:] = 0.0
-                for m in range(last - c + 1, last + 1):
-                    slot = m % self._ring_size
-                    hit = self._ring_idx[:, lev, slot] == m
-                    tail += np.where(hit, self._ring[:, lev, slot], 0.0)
-            head = np.zeros(p)
-            for row in first:  # in time order, the same in both layouts
-                head += row
-            g2[j] = acc / n
-            ip[j] = (total - tail) / n
-            if_[j] = (total - head) / n
-        total0 = self._total[0] if self.mode == "dense" else self._total[:, 0]
-        seg = self._seg if self.mode == "dense" else self._seg.T
+        mean = np.empty(p)
+        seg_mean = np.empty((self.n_segments, p))
         seg_len = np.bincount(self._segments(0, sch.n_frames), minlength=self.n_segments).astype(np.float64)
+        # integer sums are exact: one rounding to float64, then exact power-of-two scaling, then ÷ n
+        finalize(
+            acc,
+            head,
+            tail,
+            seg,
+            p,
+            sch.level,
+            sch.lag,
+            sch.n_pairs,
+            self._level_len,
+            seg_len,
+            g2,
+            ip,
+            if_,
+            mean,
+            seg_mean,
+        )
         return PixelSums(
             schedule=sch,
             G2=g2,
             IP=ip,
             IF=if_,
-            mean_intensity=total0 / sch.n_frames,
-            segment_mean=seg / seg_len[:, None],
-            frame_sum=self._frame_sum.copy(),
+            mean_intensity=mean,
+            segment_mean=seg_mean,
+            frame_sum=self._frame_sum.astype(np.float64),
         )

@@ -1,18 +1,32 @@
-"""Dense multi-tau kernel: every pixel, every frame (numba, parallel over pixel runs).
+"""Dense multi-tau kernel: every pixel, every frame (numba, parallel over strips of pixel tiles).
 
-State is laid out pixel-last so the inner loops run over contiguous pixels (SIMD):
+Level ``l`` holds **sums** of ``2**l`` frames (pair sums, not averages); the caller divides by the
+right power of two at the end. With integer input every value, product and sum is then an exact
+integer (``uint32`` level values, ``uint64`` sums), so the result does not depend on the order of
+the additions: pixels, frames and levels can be processed in any blocking, on any number of threads.
+Float input (dark-subtracted, flat-fielded, normalised) runs the same code with float64 values; each
+pixel lane is then summed in time order (no partial sums), which is also reproducible.
 
-    ring   (n_levels, R, P) float64   last R = 2·dpl + 1 elements of each level, slot = index mod R
-    total  (n_levels, P)    float64   Σ of all elements of each level
-    head   (n_levels, 2·dpl, P)       the first 2·dpl elements of each level (for IF)
-    acc    (n_tau, P)       float64   Σ_t x(t)·x(t+c) per delay
-    seg    (n_seg, P)       float64   Σ of level-0 elements per time segment (scattering_1d_segments)
+Work is split into tiles of ``TILE`` analysed pixels; each tile's state is one contiguous block
+(tile-major layout, no power-of-two strides between its rows):
 
-For element ``k`` of level ``l`` (value x_l(k)), every lag ``c <= k`` of that level adds
-``x_l(k)·x_l(k-c)`` to its delay; when ``k`` is odd, the pair ``(x_l(k-1) + x_l(k))/2`` becomes element
-``k//2`` of level ``l+1`` (XPCS-Eigen's pair average; a trailing odd element never gets a partner).
-Each pixel is processed in time order, alone, so the result does not depend on the number of threads
-or on how frames are batched: it is bit-for-bit reproducible.
+    hist   (n_tiles, L, H, TILE)      last H = 2·dpl elements of every level, oldest first
+    head   (n_tiles, L, H, TILE)      first H elements of every level (for IF)
+    acc    (n_tiles, n_tau, TILE)     Σ_k x_l(k)·x_l(k-c) per delay
+    seg    (n_tiles, n_seg, TILE)     Σ of the level-0 elements per time segment
+    tmax   (n_tiles,)                 running maximum value of the tile (integer input)
+
+The totals Σ_k x_l(k) are not accumulated: Σ seg gives level 0, and level l+1 is level l minus its
+last element when level l has an odd length (:func:`finalize`).
+
+A tile reads its frames in sub-blocks of ``SUB_BLOCK`` frames into a scratch buffer laid out as
+``[hist | new elements]`` (so delays never wrap), multiplies every new element by its delayed
+partners, then forms the next level's elements by pair sums into a second buffer, and so on up the
+levels; only the last H elements of each level are carried to the next sub-block. Elements before
+the start of a level are zeros in ``hist``, so their products add nothing. With integer input and
+small enough values (checked per tile and sub-block from ``tmax``), products and segment sums are
+first accumulated in uint32 (8 SIMD lanes instead of 4) and added to the uint64 sums once per
+sub-block.
 """
 
 from __future__ import annotations
@@ -20,120 +34,413 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-
-@njit(cache=True, fastmath=True, nogil=True, error_model="numpy", inline="always")
-def _sum_run(x: np.ndarray) -> float:
-    """Σ x (re-associated for SIMD; the order is fixed at compile time, so still deterministic)."""
-    s = 0.0
-    for i in range(x.shape[0]):
-        s += x[i]
-    return s
+TILE = 256
+"""Pixels per tile (SIMD lanes of the inner loops; a multiple of 8)."""
+SUB_BLOCK = 256
+"""Frames per sub-block (scratch = 2·(2·dpl + SUB_BLOCK + 1)·TILE values, stays in L2)."""
+STRIP = 4
+"""Tiles per parallel work item (a strip of STRIP·TILE pixels is read as one run per frame)."""
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _element_arrived(
-    level: int,
-    k: int,
-    s0: int,
-    w: int,
-    ring: np.ndarray,
-    total: np.ndarray,
+# Inner loops index 2-D arrays directly: taking row views (or passing arrays to a function) inside
+# them costs numba an atomic reference-count update each time, more than the lane arithmetic itself.
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def _level(
+    buf: np.ndarray,
+    n_new: int,
+    k_first: int,
+    lev: int,
+    hist: np.ndarray,
     head: np.ndarray,
-    acc: np.ndarray,
+    out: np.ndarray,
     lag: np.ndarray,
-    tau_row: np.ndarray,
     lag_ptr: np.ndarray,
 ) -> None:
-    """Account element ``k`` of ``level`` (already stored in its ring slot) for pixels s0 … s0+w-1."""
-    n_ring = ring.shape[1]
-    # 1-D views keep the inner loops contiguous, so LLVM vectorises them
-    cur = ring[level, k % n_ring, s0 : s0 + w]
-    tot = total[level, s0 : s0 + w]
-    for i in range(w):
-        tot[i] += cur[i]
-    if k < head.shape[1]:
-        first = head[level, k, s0 : s0 + w]
-        for i in range(w):
-            first[i] = cur[i]
-    for j in range(lag_ptr[level], lag_ptr[level + 1]):
-        c = lag[j]
-        if c > k:
+    """Account the ``n_new`` elements ``buf[H:H+n_new]`` (indices k_first …) of level ``lev``.
+
+    ``out[j] += buf[k] · buf[k - lag[j]]`` for the delay rows j = lag_ptr[lev] … lag_ptr[lev+1]-1
+    (delays are in (level, lag) order); ``out`` is the uint64 ``acc`` or the uint32 partial sums.
+    The usual lag sets (8 consecutive lags at level 0, 4 above: dpl = 4) are written out in one lane
+    loop, so the current element is loaded once. No arrays are passed to functions inside the
+    element loop: in numba each such call costs atomic reference-count updates.
+    """
+    n_hist = hist.shape[1]
+    j0 = lag_ptr[lev]
+    j1 = lag_ptr[lev + 1]
+    n = j1 - j0
+    l0 = lag[j0] if n > 0 else 0
+    if n == 8 and lag[j0 + 7] == l0 + 7:
+        for t in range(n_new):
+            rc = n_hist + t
+            r = rc - l0
+            for i in range(TILE):
+                x = buf[rc, i]
+                out[j0, i] += x * buf[r, i]
+                out[j0 + 1, i] += x * buf[r - 1, i]
+                out[j0 + 2, i] += x * buf[r - 2, i]
+                out[j0 + 3, i] += x * buf[r - 3, i]
+                out[j0 + 4, i] += x * buf[r - 4, i]
+                out[j0 + 5, i] += x * buf[r - 5, i]
+                out[j0 + 6, i] += x * buf[r - 6, i]
+                out[j0 + 7, i] += x * buf[r - 7, i]
+    elif n == 4 and lag[j0 + 3] == l0 + 3:
+        for t in range(n_new):
+            rc = n_hist + t
+            r = rc - l0
+            for i in range(TILE):
+                x = buf[rc, i]
+                out[j0, i] += x * buf[r, i]
+                out[j0 + 1, i] += x * buf[r - 1, i]
+                out[j0 + 2, i] += x * buf[r - 2, i]
+                out[j0 + 3, i] += x * buf[r - 3, i]
+    else:
+        for t in range(n_new):
+            rc = n_hist + t
+            for j in range(j0, j1):
+                rp = rc - lag[j]
+                for i in range(TILE):
+                    out[j, i] += buf[rc, i] * buf[rp, i]
+    for t in range(min(n_new, n_hist - k_first)):
+        for i in range(TILE):
+            head[lev, k_first + t, i] = buf[n_hist + t, i]
+    for h in range(n_hist):
+        for i in range(TILE):
+            hist[lev, h, i] = buf[n_new + h, i]
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def _pairs(buf: np.ndarray, n_new: int, k_first: int, out: np.ndarray, hist: np.ndarray, lev: int) -> int:
+    """Write the pair sums completed by the new elements of level ``lev`` into ``out[H:]``, after
+    the history of level ``lev + 1``; return how many."""
+    n_hist = hist.shape[1]
+    for h in range(n_hist):
+        for i in range(TILE):
+            out[h, i] = hist[lev + 1, h, i]
+    first_odd = k_first | 1
+    n_par = 0
+    for kk in range(first_odd, k_first + n_new, 2):
+        ra = n_hist + kk - k_first - 1
+        ro = n_hist + n_par
+        for i in range(TILE):
+            out[ro, i] = buf[ra, i] + buf[ra + 1, i]
+        n_par += 1
+    return n_par
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def _tile_sub_block(
+    src_rows: np.ndarray,
+    src_col: int,
+    frames: np.ndarray,
+    s0: int,
+    nb: int,
+    first_index: int,
+    pixels: np.ndarray,
+    p0: int,
+    w: int,
+    lag: np.ndarray,
+    lag_ptr: np.ndarray,
+    hist_r: np.ndarray,
+    head_r: np.ndarray,
+    acc_r: np.ndarray,
+    seg_r: np.ndarray,
+    seg_of_frame: np.ndarray,
+    fs_part: np.ndarray,
+    buf_a: np.ndarray,
+    buf_b: np.ndarray,
+    acc32: np.ndarray,
+    seg32: np.ndarray,
+    tmax: np.ndarray,
+    r: int,
+) -> None:
+    """Frames s0 … s0+nb-1 for one tile: rows from ``src_rows[t, src_col:+TILE]`` if src_col >= 0,
+    else gathered from ``frames`` at ``pixels[p0:p0+w]``. ``tmax[r]`` is the tile's running maximum
+    value (integer input), which decides whether uint32 partial sums are safe for this sub-block."""
+    n_levels, n_hist = hist_r.shape[0], hist_r.shape[1]
+    for h in range(n_hist):
+        for i in range(TILE):
+            buf_a[h, i] = hist_r[0, h, i]
+    # unsigned column offset: numba then emits no negative-index fix-up, and the lane loops vectorise
+    c0 = np.uint64(max(src_col, 0))
+    use32 = False
+    if acc32.shape[0] > 0:
+        mx = tmax[r]  # (builtin max() on mixed integer types is an out-of-line call per element)
+        for t in range(nb):
+            if src_col >= 0:
+                for i in range(TILE):
+                    v = src_rows[t, c0 + np.uint64(i)]
+                    mx = v if v > mx else mx
+            else:
+                for i in range(w):
+                    v = frames[s0 + t, pixels[p0 + i]]
+                    mx = v if v > mx else mx
+        tmax[r] = mx
+        m = mx
+        # level l: <= nb/2^l + 1 new products, each <= (m·2^l)^2  =>  sum <= m²·2^l·(nb + 2^l)
+        top = 1 << (n_levels - 1)
+        use32 = float(m) * float(m) * top * (nb + top) < 4294967296.0
+    sg_open = seg_of_frame[s0]
+    for t in range(nb):
+        rc = n_hist + t
+        if src_col >= 0:
+            for i in range(TILE):
+                buf_a[rc, i] = src_rows[t, c0 + np.uint64(i)]
+        else:
+            for i in range(w):
+                buf_a[rc, i] = frames[s0 + t, pixels[p0 + i]]
+            for i in range(w, TILE):  # lanes past the last pixel (scratch is reused across tiles)
+                buf_a[rc, i] = 0
+        sg = seg_of_frame[s0 + t]
+        if use32:
+            if sg != sg_open:
+                for i in range(TILE):
+                    seg_r[sg_open, i] += seg32[i]
+                    seg32[i] = 0
+                sg_open = sg
+            fs32 = np.uint32(0)
+            for i in range(TILE):
+                v = buf_a[rc, i]
+                seg32[i] += v
+                fs32 += v
+            fs_part[s0 + t] = fs32
+        else:
+            fs = fs_part[s0 + t] * 0
+            for i in range(TILE):
+                seg_r[sg, i] += buf_a[rc, i]
+                fs += buf_a[rc, i]
+            fs_part[s0 + t] = fs
+    if use32:
+        for i in range(TILE):
+            seg_r[sg_open, i] += seg32[i]
+            seg32[i] = 0
+    k = first_index + s0
+    n_new = nb
+    cur, nxt = buf_a, buf_b
+    for lev in range(n_levels):
+        if use32:
+            _level(cur, n_new, k, lev, hist_r, head_r, acc32, lag, lag_ptr)
+        else:
+            _level(cur, n_new, k, lev, hist_r, head_r, acc_r, lag, lag_ptr)
+        if lev + 1 >= n_levels:
             break
-        past = ring[level, (k - c) % n_ring, s0 : s0 + w]
-        a = acc[tau_row[j], s0 : s0 + w]
-        for i in range(w):
-            a[i] += cur[i] * past[i]
+        n_par = _pairs(cur, n_new, k, nxt, hist_r, lev)
+        if n_par == 0:
+            break
+        k = (k | 1) >> 1
+        n_new = n_par
+        cur, nxt = nxt, cur
+    if use32:
+        for j in range(acc32.shape[0]):
+            for i in range(TILE):
+                acc_r[j, i] += acc32[j, i]
+                acc32[j, i] = 0
 
 
-@njit(cache=True, parallel=True, nogil=True, error_model="numpy")
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy", boundscheck=False)
 def dense_update(
     frames: np.ndarray,
     first_index: int,
-    run_frame_start: np.ndarray,
-    run_state_start: np.ndarray,
-    run_length: np.ndarray,
-    level_len: np.ndarray,
+    pixels: np.ndarray,
+    tile_src: np.ndarray,
+    strip_src: np.ndarray,
     lag: np.ndarray,
-    tau_row: np.ndarray,
     lag_ptr: np.ndarray,
-    ring: np.ndarray,
-    total: np.ndarray,
+    hist: np.ndarray,
     head: np.ndarray,
     acc: np.ndarray,
     seg: np.ndarray,
     seg_of_frame: np.ndarray,
     frame_sum_part: np.ndarray,
+    tmax: np.ndarray,
+    n_workers: int,
 ) -> None:
     """Feed ``frames`` (B, n_detector_pixels), the level-0 elements ``first_index … first_index+B-1``.
 
-    Pixel runs ``r`` map detector pixels ``run_frame_start[r] + i`` to state columns
-    ``run_state_start[r] + i`` for ``i < run_length[r]``; ``frame_sum_part[r, t]`` receives the sum of
-    frame ``t`` over run ``r``; ``seg_of_frame[t]`` is frame t's time segment.
+    Tile r holds the analysed pixels ``pixels[r·TILE : (r+1)·TILE]``; ``tile_src[r]`` is the detector
+    index of its first pixel when they are consecutive (else -1: gather). Strips of ``STRIP`` tiles
+    are the parallel work items; ``strip_src[s]`` is the detector index of a strip whose pixels are
+    all consecutive (its frames are then staged once per sub-block, one contiguous run per frame, so
+    the hardware prefetcher sees long runs instead of 128-byte pieces a frame apart), else -1.
+    ``frame_sum_part[r, t]`` receives the sum of frame t over tile r; ``seg_of_frame[t]`` is frame
+    t's time segment. Products of uint32 values are uint64 (numba widens integer arithmetic).
+    ``tmax`` (n_tiles,) is each tile's running maximum (integer input; empty for float input).
+    ``n_workers`` parallel work items (the thread count) each own one scratch set.
     """
+    rows = hist.shape[2] + SUB_BLOCK + 1  # hist.shape[3] == TILE
+    # one scratch set per worker, allocated once per call (allocating ~1 MB per strip made the
+    # kernel page-fault bound at 1 Mpx with small blocks); rows are always written before read.
+    # Worker ch takes strips ch, ch + n_workers, …: static, so no thread id is needed.
+    n_workers = max(1, min(n_workers, strip_src.shape[0]))
+    all_a = np.empty((n_workers, rows, TILE), dtype=hist.dtype)
+    all_b = np.empty((n_workers, rows, TILE), dtype=hist.dtype)
+    all_acc32 = np.zeros((n_workers, acc.shape[1] if tmax.shape[0] > 0 else 0, TILE), dtype=np.uint32)
+    all_seg32 = np.zeros((n_workers, TILE), dtype=np.uint32)
+    all_stage = np.empty((n_workers, SUB_BLOCK, STRIP * TILE), dtype=frames.dtype)
+    for ch in prange(n_workers):
+        buf_a = all_a[ch]
+        buf_b = all_b[ch]
+        acc32 = all_acc32[ch]
+        seg32 = all_seg32[ch]
+        stage = all_stage[ch]
+        for st in range(ch, strip_src.shape[0], n_workers):
+            _strip(
+                st,
+                strip_src[st],
+                frames,
+                first_index,
+                pixels,
+                tile_src,
+                lag,
+                lag_ptr,
+                hist,
+                head,
+                acc,
+                seg,
+                seg_of_frame,
+                frame_sum_part,
+                tmax,
+                buf_a,
+                buf_b,
+                acc32,
+                seg32,
+                stage,
+            )
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def _strip(
+    st: int,
+    ssrc: int,
+    frames: np.ndarray,
+    first_index: int,
+    pixels: np.ndarray,
+    tile_src: np.ndarray,
+    lag: np.ndarray,
+    lag_ptr: np.ndarray,
+    hist: np.ndarray,
+    head: np.ndarray,
+    acc: np.ndarray,
+    seg: np.ndarray,
+    seg_of_frame: np.ndarray,
+    frame_sum_part: np.ndarray,
+    tmax: np.ndarray,
+    buf_a: np.ndarray,
+    buf_b: np.ndarray,
+    acc32: np.ndarray,
+    seg32: np.ndarray,
+    stage: np.ndarray,
+) -> None:
+    """All frames of the block for strip ``st`` (detector index ``ssrc`` if contiguous, else -1)."""
+    n_tiles = hist.shape[0]
     n_b = frames.shape[0]
-    n_levels = level_len.shape[0]
-    n_ring = ring.shape[1]
-    for r in prange(run_length.shape[0]):
-        f0 = run_frame_start[r]
-        s0 = run_state_start[r]
-        w = run_length[r]
-        for t in range(n_b):
-            k = first_index + t
-            slot = k % n_ring
-            sg = seg_of_frame[t]
-            cur = ring[0, slot, s0 : s0 + w]
-            fr = frames[t, f0 : f0 + w]
-            sgr = seg[sg, s0 : s0 + w]
-            for i in range(w):
-                cur[i] = np.float64(fr[i])
-            for i in range(w):
-                sgr[i] += cur[i]
-            frame_sum_part[r, t] = _sum_run(cur)
-            _element_arrived(0, k, s0, w, ring, total, head, acc, lag, tau_row, lag_ptr)
-            level = 0
-            while (k & 1) == 1 and level + 1 < n_levels:
-                parent = k >> 1
-                if parent >= level_len[level + 1]:
-                    break
-                a = (k - 1) % n_ring
-                b = k % n_ring
-                dst = parent % n_ring
-                xa = ring[level, a, s0 : s0 + w]
-                xb = ring[level, b, s0 : s0 + w]
-                xd = ring[level + 1, dst, s0 : s0 + w]
-                for i in range(w):
-                    xd[i] = (xa[i] + xb[i]) * 0.5
-                _element_arrived(level + 1, parent, s0, w, ring, total, head, acc, lag, tau_row, lag_ptr)
-                level += 1
-                k = parent
+    n_pix = pixels.shape[0]
+    r0 = st * STRIP
+    r1 = min(n_tiles, r0 + STRIP)
+    for s0 in range(0, n_b, SUB_BLOCK):
+        nb = min(SUB_BLOCK, n_b - s0)
+        if ssrc >= 0:
+            for t in range(nb):
+                for i in range(STRIP * TILE):
+                    stage[t, i] = frames[s0 + t, ssrc + i]
+        for r in range(r0, r1):
+            p0 = r * TILE
+            w = min(TILE, n_pix - p0)
+            if ssrc >= 0:
+                rows_src, col = stage, (r - r0) * TILE
+            else:
+                rows_src, col = frames[s0 : s0 + nb], tile_src[r]
+            _tile_sub_block(
+                rows_src,
+                col,
+                frames,
+                s0,
+                nb,
+                first_index,
+                pixels,
+                p0,
+                w,
+                lag,
+                lag_ptr,
+                hist[r],
+                head[r],
+                acc[r],
+                seg[r],
+                seg_of_frame,
+                frame_sum_part[r],
+                buf_a,
+                buf_b,
+                acc32,
+                seg32,
+                tmax,
+                r,
+            )
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def dense_tail_sums(ring: np.ndarray, level: int, last_index: int, c: int, out: np.ndarray) -> None:
-    """out[p] = Σ of the last ``c`` elements (indices last_index-c+1 … last_index) of ``level``."""
-    n_ring = ring.shape[1]
-    out[:] = 0.0
-    for m in range(last_index - c + 1, last_index + 1):
-        slot = m % n_ring
-        for p in range(out.shape[0]):
-            out[p] += ring[level, slot, p]
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy", boundscheck=False)
+def finalize(
+    acc: np.ndarray,
+    head: np.ndarray,
+    tail: np.ndarray,
+    seg: np.ndarray,
+    n_pix: int,
+    level: np.ndarray,
+    lag: np.ndarray,
+    n_pairs: np.ndarray,
+    level_len: np.ndarray,
+    seg_len: np.ndarray,
+    g2: np.ndarray,
+    ip: np.ndarray,
+    if_: np.ndarray,
+    mean: np.ndarray,
+    seg_mean: np.ndarray,
+) -> None:
+    """Per-pixel G2, IP, IF (n_tau, P), time mean (P,) and segment means (n_seg, P) from the sums.
+
+    Inputs are grouped (n_groups, ..., lanes), pixel p = group·lanes + lane: ``acc`` (·, n_tau, ·)
+    in delay order, ``head``/``tail`` (·, L, H, ·) the first/last H elements of every level (oldest
+    first), ``seg`` (·, n_seg, ·). Sums of level elements are exact for integers and in time order
+    for floats, so dense and sparse state give the same bits.
+    """
+    n_groups, n_tau, lanes = acc.shape
+    n_levels, n_hist = head.shape[1], head.shape[2]
+    n_seg = seg.shape[1]
+    for g in prange(n_groups):
+        base = g * lanes
+        tot = np.zeros((n_levels, lanes), dtype=acc.dtype)
+        for i in range(lanes):
+            if base + i >= n_pix:
+                break
+            s = tot[0, i]
+            for q in range(n_seg):
+                s += seg[g, q, i]
+            tot[0, i] = s
+            for lev in range(1, n_levels):
+                s = tot[lev - 1, i]
+                if level_len[lev - 1] & 1:
+                    s -= tail[g, lev - 1, n_hist - 1, i]
+                tot[lev, i] = s
+            mean[base + i] = np.float64(tot[0, i]) / np.float64(level_len[0])
+            for q in range(n_seg):
+                seg_mean[q, base + i] = np.float64(seg[g, q, i]) / seg_len[q]
+        # prefix sums of the first elements / suffix sums of the last ones, in time order
+        hp = np.zeros((n_levels, n_hist + 1, lanes), dtype=tot.dtype)
+        ts = np.zeros((n_levels, n_hist + 1, lanes), dtype=tot.dtype)
+        for lev in range(n_levels):
+            for q in range(n_hist):
+                for i in range(lanes):
+                    hp[lev, q + 1, i] = hp[lev, q, i] + head[g, lev, q, i]
+            for c in range(1, n_hist + 1):
+                for i in range(lanes):
+                    ts[lev, c, i] = ts[lev, c - 1, i] + tail[g, lev, n_hist - c, i]
+        for j in range(n_tau):
+            lev = level[j]
+            c = lag[j]
+            inv = 1.0 / np.float64(1 << lev)  # exact (power of two)
+            n = np.float64(n_pairs[j])
+            for i in range(min(lanes, n_pix - base)):
+                p = base + i
+                g2[j, p] = np.float64(acc[g, j, i]) * (inv * inv) / n
+                ip[j, p] = np.float64(tot[lev, i] - ts[lev, c, i]) * inv / n
+                if_[j, p] = np.float64(tot[lev, i] - hp[lev, c, i]) * inv / n

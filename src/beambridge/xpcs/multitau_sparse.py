@@ -4,15 +4,16 @@ Events ``(frame k, pixel p, value v)`` are regrouped by pixel (a stable counting
 order) and each pixel is processed alone, in time order, against its own state (pixel-first layout
 so one pixel's state is one contiguous block):
 
-    ring_val (P, n_levels, R) float64 / ring_idx (P, n_levels, R) int64   recent elements, -1 = none
+    ring_val (P, n_levels, R) uint64|float64 / ring_idx (P, n_levels, R) int64   recent elements, -1 = none
     pend_val, pend_idx (P, n_levels)   the element each level is still collecting (idx -1 = none)
     total (P, n_levels), head (P, n_levels, 2·dpl), acc (P, n_tau), seg (P, n_seg)
 
 A level-``l`` element is finalised when a later one arrives (or at :func:`sparse_flush`): it adds
 ``x_l(k)·x_l(k-c)`` for each stored partner and is added into its parent ``k//2`` of level ``l+1``,
-whose value is the pair sum times 1/2 — the same operations, in the same order, as the dense kernel
-performs on non-zero values, so both paths give bit-identical sums (adding exact zeros changes
-nothing).
+whose value is the pair **sum** (as in the dense kernel). State arrays are uint64 for integer counts
+(exact: any order gives the same sums) or float64 (each pixel in time order, the same operations
+as the dense kernel on non-zero values; adding exact zeros changes nothing), so both paths give
+bit-identical sums.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def _add(
         pend_val[p, level] = v
         if old_k < 0:
             return
-        fv = old_v if level == 0 else old_v * 0.5
+        fv = old_v
         _finalize(p, level, old_k, fv, ring_val, ring_idx, total, head, acc, lag, tau_row, lag_ptr)
         parent = old_k >> 1
         if level + 1 >= n_levels or parent >= level_len[level + 1]:
@@ -172,7 +173,7 @@ def sparse_flush(
                 continue
             v = pend_val[p, level]
             pend_idx[p, level] = -1
-            fv = v if level == 0 else v * 0.5
+            fv = v
             _finalize(p, level, k, fv, ring_val, ring_idx, total, head, acc, lag, tau_row, lag_ptr)
             parent = k >> 1
             if level + 1 < n_levels and parent < level_len[level + 1]:
@@ -197,12 +198,18 @@ def sparse_flush(
 
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def dense_to_pixel_events(
-    frames: np.ndarray, first_index: int, state_of_pixel: np.ndarray, n_state: int, n_chunks: int
+    frames: np.ndarray,
+    first_index: int,
+    state_of_pixel: np.ndarray,
+    n_state: int,
+    n_chunks: int,
+    like: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Regroup the non-zero values of dense ``frames`` (B, n_detector_pixels) by state pixel.
 
     ``state_of_pixel[d]`` is the state column of detector pixel d (-1 = not analysed). Returns
-    ``(pix_ptr (n_state+1,), ev_index, ev_value)`` with each pixel's events in frame order.
+    ``(pix_ptr (n_state+1,), ev_index, ev_value)`` with each pixel's events in frame order; values
+    have the dtype of ``like``.
     """
     n_b, n_det = frames.shape
     per = (n_det + n_chunks - 1) // n_chunks
@@ -216,7 +223,7 @@ def dense_to_pixel_events(
                         counts[s + 1] += 1
     pix_ptr = np.cumsum(counts)
     ev_index = np.empty(pix_ptr[-1], dtype=np.int64)
-    ev_value = np.empty(pix_ptr[-1], dtype=np.float64)
+    ev_value = np.empty(pix_ptr[-1], dtype=like.dtype)
     for ch in prange(n_chunks):
         fill = np.zeros(per, dtype=np.int64)
         for t in range(n_b):
@@ -227,7 +234,7 @@ def dense_to_pixel_events(
                     if s >= 0:
                         pos = pix_ptr[s] + fill[d - ch * per]
                         ev_index[pos] = first_index + t
-                        ev_value[pos] = np.float64(x)
+                        ev_value[pos] = x
                         fill[d - ch * per] += 1
     return pix_ptr, ev_index, ev_value
 
@@ -240,6 +247,7 @@ def frame_events_to_pixel_events(
     first_index: int,
     state_of_pixel: np.ndarray,
     n_state: int,
+    like: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Regroup frame-ordered events (frame t owns ``pixel/value[frame_ptr[t]:frame_ptr[t+1]]``) by pixel.
 
@@ -254,7 +262,7 @@ def frame_events_to_pixel_events(
             counts[s + 1] += 1
     pix_ptr = np.cumsum(counts)
     ev_index = np.empty(pix_ptr[-1], dtype=np.int64)
-    ev_value = np.empty(pix_ptr[-1], dtype=np.float64)
+    ev_value = np.empty(pix_ptr[-1], dtype=like.dtype)
     fill = np.zeros(n_state, dtype=np.int64)
     for t in range(frame_ptr.shape[0] - 1):
         for e in range(frame_ptr[t], frame_ptr[t + 1]):
@@ -262,10 +270,10 @@ def frame_events_to_pixel_events(
             if s >= 0 and value[e] != 0:
                 pos = pix_ptr[s] + fill[s]
                 if fill[s] > 0 and ev_index[pos - 1] == first_index + t:
-                    ev_value[pos - 1] += np.float64(value[e])
+                    ev_value[pos - 1] += value[e]
                     continue
                 ev_index[pos] = first_index + t
-                ev_value[pos] = np.float64(value[e])
+                ev_value[pos] = value[e]
                 fill[s] += 1
     # duplicates leave unused tail slots: compact each pixel's list
     out_ptr = np.zeros(n_state + 1, dtype=np.int64)
@@ -273,7 +281,7 @@ def frame_events_to_pixel_events(
         out_ptr[s + 1] = out_ptr[s] + fill[s]
     if out_ptr[-1] != pix_ptr[-1]:
         idx2 = np.empty(out_ptr[-1], dtype=np.int64)
-        val2 = np.empty(out_ptr[-1], dtype=np.float64)
+        val2 = np.empty(out_ptr[-1], dtype=like.dtype)
         for s in range(n_state):
             for i in range(fill[s]):
                 idx2[out_ptr[s] + i] = ev_index[pix_ptr[s] + i]
