@@ -243,3 +243,41 @@ def test_report_refused_for_job_not_held(alice: ApiUser) -> None:
     body = report(alice, other["id"], [{"id": job["id"], "state": "RUNNING"}], status=409)
     assert f"held by session {holder['id']}" in body["detail"]
     assert states(alice, [job["id"]])[job["id"]] == "PREPROCESSED"
+
+
+def test_deleting_jobs_apps_and_sites_removes_their_events(alice: ApiUser) -> None:
+    site, app = setup(alice)
+    other_app = alice.app(site["id"], "other")
+    spec = {"app_id": app["id"], "workdir": "w", "parameters": {"n": 1}}
+    [a, b] = alice.jobs([spec, spec])
+    [c] = alice.jobs([{"app_id": other_app["id"], "workdir": "w"}])
+
+    def events_of(job_id: int) -> list:
+        return alice.ok(alice.http.get(f"/events?job_id={job_id}"))["items"]  # type: ignore[index]
+
+    assert events_of(a["id"]) and events_of(b["id"]) and events_of(c["id"])
+    alice.ok(alice.http.delete(f"/jobs/{a['id']}"), 204)
+    assert events_of(a["id"]) == [] and events_of(b["id"])
+    alice.ok(alice.http.delete(f"/apps/{app['id']}"), 204)
+    assert events_of(b["id"]) == [] and events_of(c["id"])
+    alice.ok(alice.http.delete(f"/sites/{site['id']}"), 204)
+    assert events_of(c["id"]) == []
+    assert alice.ok(alice.http.get("/events"))["items"] == []
+
+
+def test_scalar_json_results_round_trip(alice: ApiUser) -> None:
+    """SQLite stores a JSON number in a JSON column as a number; it must still read back."""
+    site, app = setup(alice, hooks=["postprocess"])
+    ids = [j["id"] for j in alice.jobs([{"app_id": app["id"], "workdir": "w", "parameters": {"n": 1}}] * 4)]
+    session = alice.session(site["id"])
+    acquire(alice, session["id"], max_jobs=4)
+    report(alice, session["id"], [{"id": i, "state": "RUNNING"} for i in ids])
+    results = [0, 2.5, True, "text"]
+    report(
+        alice,
+        session["id"],
+        [{"id": i, "state": "RUN_DONE", "result": r} for i, r in zip(ids, results, strict=True)],
+    )
+    assert [alice.ok(alice.http.get(f"/jobs/{i}"))["result"] for i in ids] == results
+    alice.ok(alice.http.patch(f"/jobs/{ids[0]}", json={"result": 7}))
+    assert alice.ok(alice.http.get(f"/jobs/{ids[0]}"))["result"] == 7

@@ -8,8 +8,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from beambridge.server.auth.tokens import Principal
-from beambridge.server.db.chunks import chunked
-from beambridge.server.db.tables import job_parents, jobs
+from beambridge.server.db.chunks import chunked, id_in
+from beambridge.server.db.tables import events, job_parents, jobs
 from beambridge.server.errors import ConflictError, NotFoundError
 from beambridge.server.jobs.lifecycle import Outcome, TransitionRequest, apply_transitions, lock_jobs
 from beambridge.states import TERMINAL_STATES, JobState
@@ -60,5 +60,18 @@ def delete_jobs(conn: Connection, principal: Principal, ids: list[int]) -> int:
                 children=[o.id for o in orphans[:1000]],
             )
     for chunk in chunked(sorted(doomed)):
-        conn.execute(jobs.delete().where(jobs.c.id.in_(chunk)))
+        conn.execute(events.delete().where(id_in(events.c.job_id, chunk, conn.dialect.name)))
+        conn.execute(jobs.delete().where(id_in(jobs.c.id, chunk, conn.dialect.name)))
     return len(doomed)
+
+
+def delete_events_of_app(conn: Connection, app_id: int) -> None:
+    """The event log has no foreign keys: remove the events of an app's jobs before the app goes."""
+    conn.execute(
+        events.delete().where(events.c.job_id.in_(sa.select(jobs.c.id).where(jobs.c.app_id == app_id)))
+    )
+
+
+def delete_events_of_site(conn: Connection, site_id: int) -> None:
+    """The event log has no foreign keys: remove a site's events before the site goes."""
+    conn.execute(events.delete().where(events.c.site_id == site_id))

@@ -13,6 +13,7 @@ from beambridge.server.context import utcnow
 from beambridge.server.db.tables import apps, sites
 from beambridge.server.deps import Caller, Ctx
 from beambridge.server.errors import ConflictError
+from beambridge.server.jobs.removal import delete_events_of_app
 from beambridge.server.ownership import get_owned, list_owned
 from beambridge.server.routes.paging import MAX_ID, After, IdPath, Limit, page
 
@@ -76,4 +77,5 @@ def delete_app(ctx: Ctx, caller: Caller, app_id: IdPath) -> None:
     """Delete an app and its jobs."""
     with ctx.db.write() as conn:
         get_owned(conn, apps, caller, app_id, "app", lock=True)
+        delete_events_of_app(conn, app_id)
         conn.execute(apps.delete().where(apps.c.id == app_id))

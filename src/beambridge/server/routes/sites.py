@@ -15,6 +15,7 @@ from beambridge.server.context import utcnow
 from beambridge.server.db.tables import site_tokens, sites
 from beambridge.server.deps import Caller, Ctx, UserCaller
 from beambridge.server.errors import ConflictError, NotFoundError
+from beambridge.server.jobs.removal import delete_events_of_site
 from beambridge.server.ownership import get_owned, list_owned
 from beambridge.server.routes.paging import After, IdPath, Limit, page
 
@@ -82,6 +83,7 @@ def delete_site(ctx: Ctx, caller: UserCaller, site_id: IdPath) -> None:
     """Delete a site with its apps, jobs, batch jobs, sessions and tokens."""
     with ctx.db.write() as conn:
         get_owned(conn, sites, caller, site_id, "site", lock=True)
+        delete_events_of_site(conn, site_id)
         conn.execute(sites.delete().where(sites.c.id == site_id))
 
 
