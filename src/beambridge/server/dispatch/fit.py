@@ -3,19 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 _EPS = 1e-9
-
-
-class Sized(Protocol):
-    """What fitting needs to know of a job."""
-
-    @property
-    def num_nodes(self) -> int: ...
-
-    @property
-    def node_packing_count(self) -> int: ...
 
 
 def fit_jobs(candidates: Iterable[Any], free_nodes: Sequence[float] | None, max_jobs: int) -> list[Any]:

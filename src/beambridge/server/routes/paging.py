@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import Path, Query
 
-from beambridge.schemas.common import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from beambridge.schemas.common import MAX_PAGE_SIZE
 
 MAX_ID = 2**62
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="An object id")]
 After = Annotated[
-    int | None, Query(ge=0, le=2**62, description="Return objects with an id greater than this (the cursor)")
+    int | None, Query(ge=0, le=MAX_ID, description="Return objects with an id greater than this (the cursor)")
 ]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description=f"Page size, at most {MAX_PAGE_SIZE}")]
-T = TypeVar("T")
 
 
 def page(items: list[dict[str, Any]], limit: int) -> dict[str, Any]:
     """A page body: the items and, when the page is full, the cursor for the next one."""
     return {"items": items, "next_after": items[-1]["id"] if len(items) == limit else None}
-
-
-DEFAULT_LIMIT = DEFAULT_PAGE_SIZE
