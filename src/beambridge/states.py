@@ -76,7 +76,7 @@ REVERSE_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     target: frozenset(src for src, targets in ALLOWED_TRANSITIONS.items() if target in targets)
     for target in JobState
 }
-"""For each state, the states a job may come from (used by set-based ``UPDATE … WHERE state IN …``)."""
+"""For each state, the states a job may come from."""
 
 
 class IllegalTransition(ValueError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
 
 from pydantic import Field, JsonValue
 
@@ -95,7 +94,3 @@ class App(OutputModel):
     transfer_slots: dict[str, TransferSlot]
     hooks: list[AppHook]
     created_at: UtcDatetime
-
-    def summary(self) -> dict[str, Any]:
-        """A one-line description for tables."""
-        return {"id": self.id, "site_id": self.site_id, "name": self.name, "description": self.description}

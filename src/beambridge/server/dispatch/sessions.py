@@ -80,34 +80,19 @@ def acquire(
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(of=jobs, skip_locked=True)
     rows = [dict(row._mapping) for row in conn.execute(query)]
-    chosen = fit_jobs((_Fit(row) for row in rows), request.free_nodes, request.max_jobs)
-    ids = [fit.row["id"] for fit in chosen]
+    chosen = fit_jobs(rows, request.free_nodes, request.max_jobs)
+    ids = [row["id"] for row in chosen]
     for chunk in chunked(ids):
         conn.execute(
             jobs.update()
             .where(id_in(jobs.c.id, chunk, conn.dialect.name))
             .values(session_id=session_id, batch_job_id=session.batch_job_id, updated_at=now)
         )
-    out = []
-    for fit in chosen:
-        fit.row.update(session_id=session_id, batch_job_id=session.batch_job_id, updated_at=now)
-        out.append(fit.row)
+    out = [
+        {**row, "session_id": session_id, "batch_job_id": session.batch_job_id, "updated_at": now}
+        for row in chosen
+    ]
     return out, int(session.site_id)
-
-
-class _Fit:
-    __slots__ = ("row",)
-
-    def __init__(self, row: dict[str, Any]) -> None:
-        self.row = row
-
-    @property
-    def num_nodes(self) -> int:
-        return int(self.row["num_nodes"])
-
-    @property
-    def node_packing_count(self) -> int:
-        return int(self.row["node_packing_count"])
 
 
 def report(

@@ -78,7 +78,6 @@ class _Work:
     row: JobRow
     state: JobState
     retry_count: int
-    session_id: int | None
     fields: dict[str, Any] = field(default_factory=dict)
     steps: list[tuple[JobState, JobState, dict[str, Any], datetime]] = field(default_factory=list)
 
@@ -167,7 +166,7 @@ def apply_transitions(
         row = rows[request.job_id]
         item = work.get(request.job_id)
         if item is None:
-            item = work[request.job_id] = _Work(row, S(row.state), row.retry_count, row.session_id)
+            item = work[request.job_id] = _Work(row, S(row.state), row.retry_count)
         item.fields.update(request.fields)
         if request.state is None:
             continue
@@ -245,7 +244,7 @@ def _write(conn: Connection, work: dict[int, _Work], now: datetime) -> Outcome:
             params["retry_count"] = item.retry_count
             # A job leaving RUNNING is no longer held by its session; KILLED stays linked so the
             # session's heartbeat can tell the launcher to stop it.
-            params["session_id"] = item.session_id if item.state in (S.RUNNING, S.KILLED) else None
+            params["session_id"] = item.row.session_id if item.state in (S.RUNNING, S.KILLED) else None
             for from_state, to_state, data, at in item.steps:
                 event_rows.append(
                     {

@@ -13,7 +13,6 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
 from beambridge.server.auth.tokens import Principal
-from beambridge.server.db.chunks import chunked, id_in
 from beambridge.server.db.tables import job_parents, jobs
 from beambridge.states import JobState
 
@@ -117,25 +116,10 @@ def count_jobs(conn: Connection, principal: Principal, flt: JobFilter) -> int:
     return int(conn.execute(query).scalar_one())
 
 
-def matching_ids(conn: Connection, principal: Principal, flt: JobFilter) -> list[int]:
-    """Ids of every job that matches, ascending."""
-    query = sa.select(jobs.c.id).where(*flt.conditions(principal, conn.dialect.name)).order_by(jobs.c.id)
-    return list(conn.execute(query).scalars())
-
-
 def get_job(conn: Connection, principal: Principal, job_id: int) -> dict[str, Any] | None:
     """One job, if the caller may see it."""
     rows = list_jobs(conn, principal, JobFilter(ids=[job_id]), after=None, limit=1)
     return rows[0] if rows else None
-
-
-def fetch_jobs(conn: Connection, ids: list[int]) -> list[dict[str, Any]]:
-    """Jobs by id (no ownership check: for rows the caller just wrote), ascending."""
-    out: list[dict[str, Any]] = []
-    for chunk in chunked(sorted(ids)):
-        query = sa.select(*JOB_COLUMNS).where(id_in(jobs.c.id, chunk, conn.dialect.name)).order_by(jobs.c.id)
-        out += [dict(row._mapping) for row in conn.execute(query)]
-    return out
 
 
 def _utc(value: datetime) -> datetime:

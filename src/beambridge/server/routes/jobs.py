@@ -25,11 +25,12 @@ from beambridge.server.jobs.queries import (
     get_job,
     get_job_statement,
     job_response,
+    jobs_page_response,
     jobs_response,
     list_jobs,
 )
 from beambridge.server.jobs.removal import cancel_jobs, delete_jobs
-from beambridge.server.routes.paging import After, Limit, page
+from beambridge.server.routes.paging import After, Limit
 from beambridge.states import SESSION_REPORTED_STATES, JobState
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -80,10 +81,10 @@ Filter = Annotated[JobFilter, Depends(job_filter)]
 @router.get("", response_model=Page[Job])
 def list_jobs_route(
     ctx: Ctx, caller: Caller, flt: Filter, after: After = None, limit: Limit = 100
-) -> dict[str, Any]:
+) -> Response:
     """Jobs matching every given filter, in id order, one page at a time."""
     with ctx.db.read() as conn:
-        return page(list_jobs(conn, caller, flt, after=after, limit=limit), limit)
+        return jobs_page_response(list_jobs(conn, caller, flt, after=after, limit=limit), limit)
 
 
 @router.get("/count")
