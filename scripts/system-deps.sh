@@ -9,6 +9,10 @@ if ! pg_up && ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/i
   need+=(postgresql)
 fi
 
+# Slurm (controller, node daemon, munge) and Open MPI for the real-scheduler and MPI tests.
+command -v slurmctld >/dev/null || need+=(slurm-wlm munge libpmix-dev)
+command -v mpirun >/dev/null || need+=(openmpi-bin libopenmpi-dev)
+
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

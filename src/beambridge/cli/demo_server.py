@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -35,10 +36,12 @@ class LocalServer:
         database_url: str | None = None,
         workers: int = 1,
         startup_timeout_s: float = 20.0,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.home = home
         self.database_url = database_url
         self.workers = workers
+        self.env = dict(env or {})
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = home / "demo-server.log"
@@ -51,11 +54,12 @@ class LocalServer:
         env.pop("BEAMBRIDGE_DATABASE_URL", None)  # the embedded default unless told otherwise
         if self.database_url:
             env["BEAMBRIDGE_DATABASE_URL"] = self.database_url
+        env.update(self.env)
         command = [sys.executable, "-m", "beambridge.cli.main", "server", "up"]
         command += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
         command += ["--workers", str(self.workers)]
         self.home.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("wb") as log:
+        with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         self._wait_healthy()
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import typer
 
-from beambridge.cli import apps, demo, events, jobs, login, server, sites, users
+from beambridge.cli import apps, demo, events, jobs, launcher, login, server, site_agent, sites, users
 
 app = typer.Typer(
     name="beambridge",
@@ -29,6 +29,8 @@ app.add_typer(jobs.app, name="job")
 app.command("login")(login.login)
 app.command("events")(events.events)
 app.command("demo")(demo.demo)
+app.command("launcher")(launcher.launcher)
+site_agent.register(sites.app)
 
 
 def _mount_xpcs() -> None:

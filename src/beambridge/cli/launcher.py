@@ -1,0 +1,52 @@
+"""``beambridge launcher``: the pilot runtime, started by the pilot's batch script inside an allocation."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from beambridge.schemas.batch_jobs import JobMode
+
+
+def launcher(
+    site_dir: Annotated[Path, typer.Option("--site-dir", help="The site directory.")],
+    batch_job_id: Annotated[int | None, typer.Option(help="The pilot's batch job on the service.")] = None,
+    mode: Annotated[
+        JobMode, typer.Option(help="serial: pack single-node jobs; mpi: any job.")
+    ] = JobMode.SERIAL,
+    wall_time_min: Annotated[float | None, typer.Option(help="The allocation's wall time.")] = None,
+    idle_timeout_s: Annotated[float | None, typer.Option(help="Exit after this long idle.")] = None,
+    nodes: Annotated[
+        str | None, typer.Option(help="Comma-separated node names (default: from the scheduler).")
+    ] = None,
+) -> None:
+    """Run jobs of the site inside this allocation until idle, drained or signalled."""
+    from beambridge.launcher.launcher import Launcher, LauncherOptions, install_signal_handlers
+    from beambridge.platform.schedulers import scheduler_class
+    from beambridge.site.agent import site_client
+    from beambridge.site.config import SiteDir
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(threadName)s: %(message)s")
+    site = SiteDir(site_dir)
+    config = site.load()
+    node_list = nodes.split(",") if nodes else scheduler_class(config.scheduler).allocation_nodes(os.environ)
+    with site_client(site, config, retries=20) as client:
+        filter_tags = None
+        if batch_job_id is not None:
+            filter_tags = client.batch_jobs.get(batch_job_id).filter_tags or None
+        options = LauncherOptions(
+            site_dir=site.root,
+            batch_job_id=batch_job_id,
+            job_mode=mode,
+            wall_time_min=wall_time_min,
+            nodes=node_list or None,
+            idle_timeout_s=idle_timeout_s,
+            filter_tags=filter_tags,
+        )
+        runner = Launcher(options, client, config)
+        install_signal_handlers(runner)
+        raise typer.Exit(runner.run())

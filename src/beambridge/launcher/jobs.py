@@ -1,0 +1,102 @@
+"""One job inside the launcher: how it is started, watched and ended."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from beambridge.apps.base import ApplicationDefinition
+from beambridge.launcher.pool import Worker
+from beambridge.launcher.resources import Placement
+from beambridge.schemas.jobs import Job
+
+ERROR_TAIL_CHARS = 4000
+
+
+@dataclass
+class RunningJob:
+    """A started job and the handle to it (a process, or a Python worker)."""
+
+    job: Job
+    app: type[ApplicationDefinition]
+    placement: Placement
+    workdir: Path
+    started: float
+    deadline: float | None
+    process: subprocess.Popen[bytes] | None = None
+    pidfd: int | None = None
+    worker: Worker | None = None
+    task_file: Path | None = None
+    stop_reason: str | None = None
+    """Why the launcher is stopping it: ``timeout``, ``killed`` (cancelled by the user), ``drain``."""
+    stop_sent_at: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def signal_stop(self, reason: str) -> None:
+        """Ask the job's process group to end (SIGTERM); :meth:`force_stop` follows if it lingers."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self.stop_sent_at = time.monotonic()
+        if self.process is not None:
+            _kill_group(self.process.pid, signal.SIGTERM)
+
+    def force_stop(self) -> None:
+        """SIGKILL the job's process group."""
+        if self.process is not None:
+            _kill_group(self.process.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+
+
+def _kill_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        os.kill(pid, sig)
+
+
+def error_tail(workdir: Path, limit: int = ERROR_TAIL_CHARS) -> str:
+    """The end of a job's stderr (what a user needs to see first)."""
+    path = workdir / "job.err"
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - limit))
+            return handle.read().decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def python_command(python: str, task_file: Path) -> list[str]:
+    """The argv that runs a Python app task out of process (MPI jobs, jobs on other nodes)."""
+    return [python or sys.executable, "-m", "beambridge.apps.execute", str(task_file)]
+
+
+def write_task(workdir: Path, job_id: int, task: dict[str, Any]) -> Path:
+    """Store a task where ``beambridge.apps.execute`` reads it."""
+    path = workdir / f".beambridge-task-{job_id}.json"
+    path.write_bytes(orjson.dumps(task))
+    return path
+
+
+def read_result(task_file: Path) -> Any:
+    """The result rank 0 wrote, or None."""
+    out = task_file.with_suffix(".result.json")
+    try:
+        return orjson.loads(out.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None

@@ -1,0 +1,564 @@
+"""The pilot launcher: inside an allocation, acquire jobs from the service and run them on the nodes.
+
+Threads: the *main loop* starts jobs and waits (``selectors``) on process exits (pidfds) and Python
+worker answers; the *acquirer* long-polls the service for work whenever slots are free; the *heartbeat*
+keeps the session alive and learns of cancelled jobs; the *reporter* sends state changes in batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from beambridge.apps.base import ApplicationDefinition, ParameterError
+from beambridge.apps.loader import AppCatalog, load_apps
+from beambridge.client import Client
+from beambridge.client.errors import APIError, BeambridgeError, Conflict, NotFound
+from beambridge.launcher.jobs import RunningJob, error_tail, python_command, read_result, write_task
+from beambridge.launcher.pool import PythonWorkerPool, Worker
+from beambridge.launcher.reporter import Reporter
+from beambridge.launcher.resources import NodePool
+from beambridge.platform.mpi import LaunchSpec, get_mpi_launcher
+from beambridge.schemas.batch_jobs import JobMode
+from beambridge.schemas.jobs import Job
+from beambridge.site.config import SiteConfig, SiteDir
+from beambridge.states import JobState
+
+log = logging.getLogger(__name__)
+
+KILL_GRACE_S = 2.0
+
+
+@dataclass
+class LauncherOptions:
+    """What one launcher is asked to do."""
+
+    site_dir: Path
+    batch_job_id: int | None = None
+    job_mode: JobMode = JobMode.SERIAL
+    wall_time_min: float | None = None
+    """The allocation's wall time (None: no end)."""
+    nodes: list[str] | None = None
+    idle_timeout_s: float | None = None
+    filter_tags: dict[str, str] | None = None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _local_names() -> set[str]:
+    names = {"localhost", socket.gethostname(), socket.gethostname().split(".")[0]}
+    for variable in ("SLURMD_NODENAME", "BB_LOCAL_NODE"):
+        if os.environ.get(variable):
+            names.add(os.environ[variable])
+    return names
+
+
+class Launcher:
+    """Runs one pilot's share of the work until idle, drained or told to stop."""
+
+    def __init__(self, options: LauncherOptions, client: Client, config: SiteConfig | None = None) -> None:
+        self.options = options
+        self.site = SiteDir(options.site_dir)
+        self.config = config or self.site.load()
+        self.client = client
+        settings = self.config.launcher
+        self.settings = settings
+        self.nodes = NodePool(options.nodes or ["localhost"], settings.cores_per_node, settings.gpus_per_node)
+        self.local_nodes = _local_names() if self.config.scheduler != "local" else set(self.nodes.names)
+        self.mpi = get_mpi_launcher(settings.mpi_launcher, settings.mpi_executable, settings.mpi_args)
+        self.catalog: AppCatalog = load_apps(self.site.apps)
+        self.app_names: dict[int, str] = {}
+        self.serial = options.job_mode == JobMode.SERIAL
+        self.started_at = time.monotonic()
+        self.drain_at = (
+            self.started_at + options.wall_time_min * 60 - settings.drain_margin_s
+            if options.wall_time_min
+            else None
+        )
+        self.idle_timeout_s = options.idle_timeout_s or settings.idle_timeout_s
+        self.pool = PythonWorkerPool(size=max(1, len(self.nodes) * settings.cores_per_node))
+        self.reporter = Reporter(
+            client,
+            interval_s=settings.report_interval_s,
+            batch=settings.report_batch,
+            on_session_lost=self._session_lost,
+        )
+        self.lock = threading.Lock()
+        self.wakeup = threading.Condition(self.lock)
+        self.queued: deque[Job] = deque()
+        self.running: dict[int, RunningJob] = {}
+        self.killed_ids: set[int] = set()
+        self.session_id: int | None = None
+        self.lost_session: int | None = None
+        self.stopping = threading.Event()
+        self.draining = False
+        self.last_activity = time.monotonic()
+        self.acquiring = False
+        self.counts = {"started": 0, "done": 0, "error": 0, "timeout": 0, "killed": 0}
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+
+    # -- life cycle ----------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until idle for ``idle_timeout_s``, the allocation drains, or SIGTERM; the exit status."""
+        for path, problem in self.catalog.errors.items():
+            log.error("app file %s could not be loaded: %s", path, problem)
+        self._load_app_ids()
+        self.session_id = self.client.sessions.open(self.config.site_id, self.options.batch_job_id).id
+        log.info(
+            "session %s on %d node(s) %s, %s mode",
+            self.session_id,
+            len(self.nodes),
+            self.nodes.names,
+            self.options.job_mode,
+        )
+        self.reporter.start()
+        threads = [
+            threading.Thread(target=self._acquire_loop, name="acquirer", daemon=True),
+            threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True),
+        ]
+        for thread in threads:
+            thread.start()
+        if self.serial:
+            self.pool.warm_up(min(2, self.pool.size))
+        try:
+            self._main_loop()
+        finally:
+            self.stopping.set()
+            self._wake()
+            self._stop_all("drain")
+            self.reporter.stop()
+            for thread in threads:
+                thread.join(timeout=self.settings.long_poll_s + 5)
+            self._close_session()
+            self.pool.close()
+            self._selector.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+        log.info("launcher done: %s", self.counts)
+        return 0
+
+    def request_stop(self, *_: Any) -> None:
+        """Drain: stop taking work, end running jobs as timed out, exit (SIGTERM does this)."""
+        self.draining = True
+        self._wake()
+
+    def _close_session(self) -> None:
+        if self.session_id is None:
+            return
+        try:
+            self.client.sessions.close(self.session_id)
+        except BeambridgeError as exc:
+            log.warning("could not close session %s: %s", self.session_id, exc)
+
+    def _load_app_ids(self) -> None:
+        for app in self.client.apps.filter(site_id=self.config.site_id):
+            self.app_names[app.id] = app.name
+
+    # -- threads -------------------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_w, b"x")
+
+    def _acquire_request(self) -> dict[str, Any] | None:
+        """What to ask for now (None: nothing, wait)."""
+        if self.draining or self.stopping.is_set() or self.lost_session is not None:
+            return None
+        remaining_min = None
+        if self.drain_at is not None:
+            remaining_min = max(0.0, (self.drain_at - time.monotonic()) / 60)
+            if remaining_min <= 0:
+                return None
+        if self.serial:
+            has_room = any(free > 1e-9 for free in self.nodes.free_fractions())
+            want = self.settings.prefetch + len(self.nodes) - len(self.queued)
+            if not has_room or want <= 0:
+                return None
+            return {"max_jobs": want, "serial_only": True, "max_wall_time_min": remaining_min}
+        if self.queued:
+            return None
+        free = self.nodes.free_fractions()
+        if not any(f > 1e-9 for f in free):
+            return None
+        return {"max_jobs": 1000, "free_nodes": free, "max_wall_time_min": remaining_min}
+
+    def _acquire_loop(self) -> None:
+        backoff = 0.2
+        while not self.stopping.is_set():
+            with self.wakeup:
+                request = self._acquire_request()
+                if request is None or self.session_id is None:
+                    self.wakeup.wait(0.5)
+                    continue
+                session_id = self.session_id
+                self.acquiring = True
+            try:
+                jobs = self.client.sessions.acquire(
+                    session_id,
+                    wait_s=self.settings.long_poll_s,
+                    filter_tags=self.options.filter_tags,
+                    **request,
+                )
+                backoff = 0.2
+            except Conflict as exc:
+                if exc.body.get("expired"):
+                    self._session_lost(session_id)
+                else:
+                    log.warning("acquire refused: %s", exc.detail)
+                    time.sleep(backoff)
+                jobs = []
+            except NotFound:
+                self._session_lost(session_id)
+                jobs = []
+            except BeambridgeError as exc:
+                log.warning("acquire failed (%s); retrying in %.1f s", exc, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 10)
+                jobs = []
+            with self.wakeup:
+                self.acquiring = False
+                if jobs:
+                    self.queued.extend(jobs)
+                    self.last_activity = time.monotonic()
+            if jobs:
+                self._wake()
+
+    def _heartbeat_loop(self) -> None:
+        period = min(10.0, self.config.session_timeout_s / 3)
+        while not self.stopping.wait(period):
+            session_id = self.session_id
+            if session_id is None:
+                continue
+            try:
+                answer = self.client.sessions.heartbeat(session_id)
+            except (Conflict, NotFound):
+                self._session_lost(session_id)
+                continue
+            except BeambridgeError as exc:
+                log.warning("heartbeat failed: %s", exc)
+                continue
+            if answer.killed_job_ids:
+                with self.lock:
+                    self.killed_ids.update(answer.killed_job_ids)
+                self._wake()
+
+    def _session_lost(self, session_id: int) -> None:
+        with self.lock:
+            if self.session_id == session_id and self.lost_session is None:
+                log.warning("session %s expired on the service; its jobs run elsewhere now", session_id)
+                self.lost_session = session_id
+        self._wake()
+
+    # -- main loop -----------------------------------------------------------------------------------
+
+    def _main_loop(self) -> None:
+        while True:
+            timeout = self._next_timeout()
+            for key, _ in self._selector.select(timeout):
+                if key.data is None:
+                    try:
+                        while os.read(self._wake_r, 4096):
+                            pass
+                    except BlockingIOError:
+                        pass
+                else:
+                    self._finished(key.data)
+            now = time.monotonic()
+            self._handle_session_loss()
+            self._handle_kills()
+            self._enforce_deadlines(now)
+            if self.drain_at is not None and now >= self.drain_at and not self.draining:
+                log.info("allocation ends soon: draining")
+                self.draining = True
+            if self.draining:
+                self._stop_all("drain")
+                if not self.running:
+                    return
+                continue
+            self._start_queued()
+            with self.lock:
+                busy = self.running or self.queued
+                if busy:
+                    self.last_activity = now
+                elif now - self.last_activity > self.idle_timeout_s:
+                    log.info("idle for %.0f s: exiting", self.idle_timeout_s)
+                    return
+
+    def _next_timeout(self) -> float:
+        now = time.monotonic()
+        candidates = [0.5]
+        for run in self.running.values():
+            if run.deadline is not None:
+                candidates.append(run.deadline - now)
+            if run.stop_sent_at is not None:
+                candidates.append(run.stop_sent_at + KILL_GRACE_S - now)
+        if self.drain_at is not None:
+            candidates.append(self.drain_at - now)
+        return max(0.0, min(candidates))
+
+    def _handle_session_loss(self) -> None:
+        with self.lock:
+            lost = self.lost_session
+            if lost is None:
+                return
+            self.queued.clear()
+        for run in list(self.running.values()):
+            run.signal_stop("lost")
+        if self.stopping.is_set() or self.draining:
+            return
+        try:
+            session = self.client.sessions.open(self.config.site_id, self.options.batch_job_id)
+        except BeambridgeError as exc:
+            log.warning("cannot open a new session yet: %s", exc)
+            return
+        with self.wakeup:
+            self.session_id = session.id
+            self.lost_session = None
+            self.wakeup.notify_all()
+        log.info("new session %s", session.id)
+
+    def _handle_kills(self) -> None:
+        with self.lock:
+            killed, self.killed_ids = self.killed_ids, set()
+            if killed:
+                self.queued = deque(job for job in self.queued if job.id not in killed)
+        for job_id in killed:
+            run = self.running.get(job_id)
+            if run is not None:
+                log.info("job %s was cancelled: stopping it", job_id)
+                self._stop(run, "killed")
+
+    def _enforce_deadlines(self, now: float) -> None:
+        for run in list(self.running.values()):
+            if run.stop_sent_at is not None:
+                if now - run.stop_sent_at >= KILL_GRACE_S:
+                    run.force_stop()
+                continue
+            if run.deadline is not None and now >= run.deadline:
+                log.info("job %s overran its %.1f min wall time", run.job.id, run.job.wall_time_min)
+                self._stop(run, "timeout")
+
+    def _stop(self, run: RunningJob, reason: str) -> None:
+        if run.worker is not None:
+            run.stop_reason = reason
+            self._selector.unregister(run.worker.conn)
+            self.pool.kill(run.job.id)
+            self._complete(run, None, False, "")
+        else:
+            run.signal_stop(reason)
+
+    def _stop_all(self, reason: str) -> None:
+        for run in list(self.running.values()):
+            if run.stop_sent_at is None and run.stop_reason is None:
+                self._stop(run, reason)
+
+    # -- starting jobs -------------------------------------------------------------------------------
+
+    def _start_queued(self) -> None:
+        with self.lock:
+            pending = list(self.queued)
+            self.queued.clear()
+        left: list[Job] = []
+        for job in pending:
+            if not self._start(job):
+                left.append(job)
+        if left:
+            with self.lock:
+                self.queued.extendleft(reversed(left))
+
+    def _app_for(self, job: Job) -> type[ApplicationDefinition] | None:
+        name = self.app_names.get(job.app_id)
+        if name is None:
+            self._load_app_ids()
+            name = self.app_names.get(job.app_id)
+        if name is None or name not in self.catalog.apps:
+            return None
+        return self.catalog.apps[name]
+
+    def _start(self, job: Job) -> bool:
+        """Start ``job`` if it fits now; False to keep it queued."""
+        session_id = self.session_id
+        assert session_id is not None
+        app = self._app_for(job)
+        if app is None:
+            name = self.app_names.get(job.app_id, f"id {job.app_id}")
+            self._report(job.id, JobState.RUNNING)
+            self._report(
+                job.id,
+                JobState.RUN_ERROR,
+                return_code=-1,
+                error=f"app {name} is not in this site's apps folder",
+            )
+            return True
+        placement = self.nodes.place(job)
+        if placement is None:
+            return False
+        workdir = self.site.workdir(job.workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        node_names = [self.nodes.names[i] for i in placement.node_indexes]
+        environment = {
+            **self.config.environment,
+            **app.environment,
+            "BEAMBRIDGE_JOB_ID": str(job.id),
+            "BEAMBRIDGE_WORKDIR": str(workdir),
+            "BEAMBRIDGE_NODES": ",".join(node_names),
+            "OMP_NUM_THREADS": str(job.threads_per_rank),
+        }
+        if placement.cpu_ids:
+            environment["BEAMBRIDGE_CPU_IDS"] = ",".join(map(str, placement.cpu_ids))
+        if placement.gpu_ids:
+            environment[self.settings.gpu_variable] = ",".join(map(str, placement.gpu_ids))
+        now = time.monotonic()
+        deadline = now + job.wall_time_min * 60 if job.wall_time_min > 0 else None
+        run = RunningJob(job, app, placement, workdir, now, deadline)
+        local_serial = job.num_nodes == 1 and job.ranks_per_node == 1 and node_names[0] in self.local_nodes
+        try:
+            if app.is_python() and local_serial:
+                task = self._task(job, app, workdir, environment)
+                run.worker = self.pool.submit(job.id, task)
+                self._selector.register(run.worker.conn, selectors.EVENT_READ, run)
+            else:
+                argv = self._argv(job, app, workdir, environment, run)
+                if not local_serial:
+                    spec = LaunchSpec(
+                        argv,
+                        node_names,
+                        job.ranks_per_node,
+                        job.threads_per_rank,
+                        job.gpus_per_rank,
+                        environment,
+                    )
+                    argv = self.mpi.argv(spec)
+                run.process = self._spawn(argv, workdir, environment)
+                run.pidfd = os.pidfd_open(run.process.pid)
+                self._selector.register(run.pidfd, selectors.EVENT_READ, run)
+        except (ParameterError, OSError) as exc:
+            self.nodes.release(placement)
+            self._report(job.id, JobState.RUNNING)
+            self._report(job.id, JobState.RUN_ERROR, return_code=-1, error=f"could not start: {exc}")
+            return True
+        self.running[job.id] = run
+        self.counts["started"] += 1
+        self._report(job.id, JobState.RUNNING)
+        return True
+
+    def _task(
+        self, job: Job, app: type[ApplicationDefinition], workdir: Path, env: dict[str, str]
+    ) -> dict[str, Any]:
+        return {
+            "apps_folder": str(self.site.apps),
+            "app": app.name,
+            "job": job.model_dump(mode="json"),
+            "workdir": str(workdir),
+            "environment": env,
+        }
+
+    def _argv(
+        self, job: Job, app: type[ApplicationDefinition], workdir: Path, env: dict[str, str], run: RunningJob
+    ) -> list[str]:
+        if app.is_python():
+            run.task_file = write_task(workdir, job.id, self._task(job, app, workdir, env))
+            return python_command(self.settings.python, run.task_file)
+        command = app(job, workdir).render_command()
+        lines = [*self.config.setup_lines, *app.setup_lines, command]
+        return ["bash", "-c", "\n".join(lines)]
+
+    def _spawn(self, argv: list[str], workdir: Path, environment: dict[str, str]) -> subprocess.Popen[bytes]:
+        out = open(workdir / "job.out", "ab")  # noqa: SIM115 - handed to the child
+        err = open(workdir / "job.err", "ab")  # noqa: SIM115
+        try:
+            return subprocess.Popen(
+                argv,
+                cwd=workdir,
+                env={**os.environ, **environment},
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+                close_fds=True,
+            )
+        finally:
+            out.close()
+            err.close()
+
+    # -- finishing jobs ------------------------------------------------------------------------------
+
+    def _finished(self, run: RunningJob) -> None:
+        if run.worker is not None:
+            answer = self.pool.collect(run.worker)
+            self._selector.unregister(run.worker.conn)
+            if answer is None:
+                self._complete(run, 1, False, "the Python worker died")
+                return
+            _, ok, payload = answer
+            self._complete(run, 0 if ok else 1, ok, payload)
+            return
+        assert run.process is not None and run.pidfd is not None
+        self._selector.unregister(run.pidfd)
+        code = run.process.wait()
+        run.close()
+        if code == 0:
+            result = read_result(run.task_file) if run.task_file else None
+            self._complete(run, 0, True, result)
+        else:
+            self._complete(run, code, False, error_tail(run.workdir))
+
+    def _complete(self, run: RunningJob, code: int | None, ok: bool, payload: Any) -> None:
+        self.running.pop(run.job.id, None)
+        self.nodes.release(run.placement)
+        job_id = run.job.id
+        if run.stop_reason in ("killed", "lost"):
+            self.counts["killed"] += 1
+        elif run.stop_reason in ("timeout", "drain"):
+            self.counts["timeout"] += 1
+            why = "wall time exceeded" if run.stop_reason == "timeout" else "allocation ending"
+            self._report(job_id, JobState.RUN_TIMEOUT, state_data={"reason": why})
+        elif ok:
+            self.counts["done"] += 1
+            self._report(job_id, JobState.RUN_DONE, return_code=0, result=payload)
+        else:
+            self.counts["error"] += 1
+            self._report(
+                job_id,
+                JobState.RUN_ERROR,
+                return_code=code if code is not None else 1,
+                error=str(payload or f"exit code {code}"),
+            )
+        with self.wakeup:
+            self.last_activity = time.monotonic()
+            self.wakeup.notify_all()
+
+    def _report(self, job_id: int, state: JobState, **fields: Any) -> None:
+        if self.session_id is None:
+            return
+        report = {"id": job_id, "state": state.value, "at": _now()}
+        report.update({key: value for key, value in fields.items() if value is not None})
+        self.reporter.put(self.session_id, report)
+
+
+def install_signal_handlers(launcher: Launcher) -> None:
+    """SIGTERM / SIGINT drain the launcher (the scheduler's end-of-allocation signal)."""
+    signal.signal(signal.SIGTERM, launcher.request_stop)
+    signal.signal(signal.SIGINT, launcher.request_stop)
+
+
+__all__ = ["APIError", "Launcher", "LauncherOptions", "Worker", "install_signal_handlers"]

@@ -1,0 +1,127 @@
+"""A pool of long-lived worker processes that run Python apps without starting a process per job.
+
+Each worker imports the site's apps once and then runs task after task, in the task's workdir with its
+environment, stdout and stderr going to the workdir's ``job.out``/``job.err``. A worker running a job that
+must stop (wall time, cancellation) is killed and replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+_PRELOAD = ["beambridge.apps.execute", "beambridge.apps.builtin", "numpy", "orjson"]
+
+
+def _worker_main(conn: multiprocessing.connection.Connection) -> None:
+    from beambridge.apps.execute import AppFailed, run_task
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        try:
+            result = run_task(task)
+        except AppFailed as exc:
+            conn.send((task["job_id"], False, str(exc)))
+        except Exception as exc:  # loading the app failed: still the job's error, with the reason
+            conn.send((task["job_id"], False, f"{type(exc).__name__}: {exc}"))
+        else:
+            conn.send((task["job_id"], True, result))
+
+
+@dataclass
+class Worker:
+    """One worker process and its end of the pipe."""
+
+    process: BaseProcess
+    conn: multiprocessing.connection.Connection
+    job_id: int | None = None
+
+    def fileno(self) -> int:
+        return self.conn.fileno()
+
+
+class PythonWorkerPool:
+    """Up to ``size`` worker processes, started on demand and kept warm."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._ctx = multiprocessing.get_context("forkserver")
+        self._ctx.set_forkserver_preload(_PRELOAD)
+        self._idle: list[Worker] = []
+        self._busy: dict[int, Worker] = {}
+
+    def warm_up(self, count: int | None = None) -> None:
+        """Start workers ahead of need (the first start of the fork server takes a while)."""
+        while len(self._idle) + len(self._busy) < min(self.size, count or self.size):
+            self._idle.append(self._spawn())
+
+    def _spawn(self) -> Worker:
+        parent, child = self._ctx.Pipe()
+        process = self._ctx.Process(target=_worker_main, args=(child,), daemon=True)
+        process.start()
+        child.close()
+        return Worker(process, parent)
+
+    def submit(self, job_id: int, task: Mapping[str, Any]) -> Worker:
+        """Send a task to an idle worker (starting one if needed)."""
+        worker = self._idle.pop() if self._idle else self._spawn()
+        worker.job_id = job_id
+        worker.conn.send({**task, "job_id": job_id})
+        self._busy[job_id] = worker
+        return worker
+
+    def collect(self, worker: Worker) -> tuple[int, bool, Any] | None:
+        """The finished task of a worker whose pipe is readable; None if the worker died (it is replaced)."""
+        job_id = worker.job_id
+        try:
+            answer: tuple[int, bool, Any] = worker.conn.recv()
+        except (EOFError, OSError):
+            self._discard(worker)
+            return (job_id, False, "the Python worker died") if job_id is not None else None
+        self._busy.pop(answer[0], None)
+        worker.job_id = None
+        self._idle.append(worker)
+        return answer
+
+    def kill(self, job_id: int) -> None:
+        """Stop the worker running ``job_id`` at once."""
+        worker = self._busy.pop(job_id, None)
+        if worker is not None:
+            self._discard(worker)
+
+    def _discard(self, worker: Worker) -> None:
+        self._busy.pop(worker.job_id or -1, None)
+        if worker.process.pid is not None and worker.process.is_alive():
+            os.kill(worker.process.pid, signal.SIGKILL)
+        worker.process.join(timeout=5)
+        worker.conn.close()
+
+    def busy_workers(self) -> list[Worker]:
+        return list(self._busy.values())
+
+    def close(self) -> None:
+        """Stop every worker."""
+        for worker in [*self._idle, *self._busy.values()]:
+            with contextlib.suppress(OSError):
+                worker.conn.send(None)
+        for worker in [*self._idle, *self._busy.values()]:
+            worker.process.join(timeout=2)
+            if worker.process.is_alive() and worker.process.pid is not None:
+                os.kill(worker.process.pid, signal.SIGKILL)
+                worker.process.join(timeout=2)
+            worker.conn.close()
+        self._idle.clear()
+        self._busy.clear()

@@ -1,0 +1,180 @@
+"""The site agent: registers the site's apps, then runs its services until told to stop."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any, TextIO
+
+from beambridge.apps.loader import AppCatalog, load_apps
+from beambridge.client import Client
+from beambridge.platform.schedulers import Scheduler, get_scheduler
+from beambridge.site.config import SiteConfig, SiteDir
+from beambridge.site.services.base import Service
+from beambridge.site.services.elastic_queue import ElasticQueue
+from beambridge.site.services.heartbeat import Heartbeat
+from beambridge.site.services.processing import Processing
+from beambridge.site.services.scheduler_sync import SchedulerSync
+
+log = logging.getLogger(__name__)
+
+
+def site_client(site: SiteDir, config: SiteConfig, **options: Any) -> Client:
+    """A client acting with the site's token (retrying long: agents outlive server restarts)."""
+    options.setdefault("retries", 8)
+    options.setdefault("backoff_s", 0.5)
+    return Client(config.server, site_token=site.read_token(config), **options)
+
+
+def make_scheduler(site: SiteDir, config: SiteConfig) -> Scheduler:
+    """The site's scheduler adapter (the local one keeps its pilot records in the site directory)."""
+    if config.scheduler == "local":
+        from beambridge.platform.schedulers.local import LocalScheduler
+
+        return LocalScheduler(state_dir=site.root / "local-scheduler")
+    return get_scheduler(config.scheduler)
+
+
+def register_apps(client: Client, site_id: int, catalog: AppCatalog) -> dict[str, int]:
+    """Create or update the service's record of each app (metadata only); name → app id."""
+    existing = {app.name: app for app in client.apps.filter(site_id=site_id)}
+    ids: dict[str, int] = {}
+    for name, cls in catalog.apps.items():
+        meta = cls.registration(site_id)
+        current = existing.get(name)
+        if current is None:
+            created = client.apps.create(
+                site_id,
+                name,
+                description=meta.description,
+                parameters=meta.parameters,
+                transfer_slots=meta.transfer_slots,
+                hooks=meta.hooks,
+            )
+            ids[name] = created.id
+            log.info("registered app %s (id %s)", name, created.id)
+            continue
+        ids[name] = current.id
+        wanted = meta.model_dump(
+            mode="json", include={"description", "parameters", "transfer_slots", "hooks"}
+        )
+        have = current.model_dump(
+            mode="json", include={"description", "parameters", "transfer_slots", "hooks"}
+        )
+        if wanted != have:
+            client.apps.update(current.id, **wanted)
+            log.info("updated app %s (id %s)", name, current.id)
+    return ids
+
+
+class PidFile:
+    """``agent.pid``, locked for as long as the agent lives (so a stale file is never mistaken)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle: TextIO | None = None
+
+    def acquire(self) -> None:
+        handle = self.path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            other = handle.read().strip()
+            handle.close()
+            raise RuntimeError(f"the site agent is already running (pid {other or '?'})") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self.path.unlink(missing_ok=True)
+            self._handle.close()
+            self._handle = None
+
+
+def running_pid(path: Path) -> int | None:
+    """The pid of the agent holding ``path`` locked, or None when no agent runs."""
+    if not path.exists():
+        return None
+    with path.open("r") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = handle.read().strip()
+            return int(text) if text.isdigit() else -1
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
+class SiteAgent:
+    """The long-running process on a facility's login node."""
+
+    def __init__(self, root: Path, client: Client | None = None) -> None:
+        self.site = SiteDir(root)
+        self.config = self.site.load()
+        self.client = client or site_client(self.site, self.config)
+        self.scheduler = make_scheduler(self.site, self.config)
+        self.catalog = load_apps(self.site.apps)
+        self.stop_event = threading.Event()
+        self.services: list[Service] = []
+
+    def status(self) -> dict[str, Any]:
+        """What the heartbeat reports: services' health and apps that failed to load."""
+        return {
+            "scheduler": self.config.scheduler,
+            "services": {s.name: {"ticks": s.ticks, "last_error": s.last_error} for s in self.services},
+            "app_errors": {str(path.name): error[-500:] for path, error in self.catalog.errors.items()},
+        }
+
+    def build_services(self) -> list[Service]:
+        for path, problem in self.catalog.errors.items():
+            log.error("apps file %s not loaded: %s", path, problem)
+        app_ids = register_apps(self.client, self.config.site_id, self.catalog)
+        self.services = [
+            Heartbeat(self.client, self.config, self.status),
+            SchedulerSync(self.client, self.site, self.config, self.scheduler),
+            ElasticQueue(self.client, self.config),
+            Processing(self.client, self.site, self.config, self.catalog, app_ids),
+        ]
+        return self.services
+
+    def run(self) -> None:
+        """Run every service on its own thread until :meth:`stop` (or SIGTERM / SIGINT)."""
+        for folder in (self.site.data, self.site.pilots, self.site.log):
+            folder.mkdir(parents=True, exist_ok=True)
+        pid_file = PidFile(self.site.pid_file)
+        pid_file.acquire()
+        try:
+            self.build_services()
+            threads = [service.start(self.stop_event) for service in self.services]
+            log.info(
+                "site agent %s (site %s) running: %s",
+                self.config.name,
+                self.config.site_id,
+                ", ".join(s.name for s in self.services),
+            )
+            self.stop_event.wait()
+            for thread in threads:
+                thread.join(timeout=60)
+            for service in self.services:
+                if isinstance(service, Processing):
+                    service.close()
+        finally:
+            pid_file.release()
+            self.client.close()
+        log.info("site agent stopped")
+
+    def stop(self, *_: Any) -> None:
+        self.stop_event.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)

@@ -1,0 +1,188 @@
+"""A site's configuration: ``site.yml`` in the site directory, validated with pydantic.
+
+The site directory holds everything of one deployment::
+
+    site.yml      this configuration
+    token         the site token (mode 0600) the agent and its launchers authenticate with
+    apps/         the site's apps (Python files with ApplicationDefinition classes)
+    data/         job workdirs (``data/<job workdir>``)
+    pilots/       one folder per batch job: its script, scheduler output and launcher log
+    log/          the agent's log
+    agent.pid     the running agent's process id
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from beambridge.schemas.batch_jobs import JobMode
+
+SITE_FILE = "site.yml"
+
+
+class SiteConfigError(Exception):
+    """A site directory or ``site.yml`` that cannot be used (names the file and the problem)."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ElasticQueue(_Section):
+    """How the agent sizes pilot allocations to the runnable backlog."""
+
+    enabled: bool = True
+    project: str = ""
+    queue: str = ""
+    job_mode: JobMode = JobMode.SERIAL
+    min_nodes: int = Field(default=1, ge=1)
+    max_nodes: int = Field(default=1, ge=1, description="Largest pilot to ask for")
+    max_total_nodes: int = Field(default=4, ge=1, description="Nodes queued and running, all pilots together")
+    max_queued_jobs: int = Field(default=1, ge=1, description="Pilots waiting in the queue at once")
+    wall_time_min: int = Field(default=30, ge=1)
+    max_queue_wait_min: float | None = Field(
+        default=None, gt=0, description="Remove a pilot still queued after this long (and ask again)"
+    )
+    optional_params: dict[str, str] = Field(default_factory=dict)
+
+
+class LauncherSettings(_Section):
+    """How pilots run jobs."""
+
+    cores_per_node: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    gpus_per_node: int = Field(default=0, ge=0)
+    gpu_variable: str = Field(default="CUDA_VISIBLE_DEVICES", description="How a job is told its GPUs")
+    mpi_launcher: Literal["mpirun", "mpiexec", "srun"] = "mpirun"
+    mpi_executable: str | None = None
+    mpi_args: list[str] = Field(default_factory=list)
+    idle_timeout_s: float = Field(default=60, gt=0, description="Exit after this long with nothing to do")
+    prefetch: int = Field(default=16, ge=0, description="Jobs acquired beyond free slots (serial mode)")
+    long_poll_s: float = Field(default=10, gt=0, le=60)
+    report_interval_s: float = Field(default=0.05, gt=0)
+    report_batch: int = Field(default=500, ge=1)
+    drain_margin_s: float = Field(
+        default=60, ge=0, description="Stop work this long before the allocation ends"
+    )
+    python: str = Field(default="", description="Python on the compute nodes (default: the agent's)")
+
+
+class Periods(_Section):
+    """How often each agent service runs (seconds)."""
+
+    heartbeat: float = Field(default=10, gt=0)
+    scheduler_sync: float = Field(default=5, gt=0)
+    elastic_queue: float = Field(default=5, gt=0)
+    processing: float = Field(default=1, gt=0)
+
+
+class SiteConfig(_Section):
+    """``site.yml``."""
+
+    name: str
+    server: str
+    site_id: int
+    platform: str = "local"
+    scheduler: Literal["local", "slurm", "pbs", "lsf"] = "local"
+    token_file: str = "token"
+    environment: dict[str, str] = Field(default_factory=dict, description="Every job sees these")
+    setup_lines: list[str] = Field(default_factory=list, description="Shell lines before every pilot and job")
+    launcher: LauncherSettings = Field(default_factory=LauncherSettings)
+    elastic_queue: ElasticQueue = Field(default_factory=ElasticQueue)
+    periods: Periods = Field(default_factory=Periods)
+    session_timeout_s: float = Field(
+        default=60, gt=0, description="The server's session expiry (for heartbeats)"
+    )
+    processing_threads: int = Field(default=4, ge=1)
+
+
+class SiteDir:
+    """Paths of one site directory and its configuration."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / SITE_FILE
+
+    @property
+    def apps(self) -> Path:
+        return self.root / "apps"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def pilots(self) -> Path:
+        return self.root / "pilots"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "agent.pid"
+
+    def token_path(self, config: SiteConfig) -> Path:
+        return self.root / config.token_file
+
+    def pilot_dir(self, batch_job_id: int) -> Path:
+        return self.pilots / f"{batch_job_id:06d}"
+
+    def workdir(self, job_workdir: str) -> Path:
+        return self.data / job_workdir
+
+    def load(self) -> SiteConfig:
+        """The validated ``site.yml``; :class:`SiteConfigError` naming the file and field otherwise."""
+        path = self.config_file
+        if not path.is_file():
+            raise SiteConfigError(
+                f"{self.root} is not a site directory (no {SITE_FILE}); run `beambridge site init`"
+            )
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise SiteConfigError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise SiteConfigError(f"{path}: expected a mapping of settings")
+        try:
+            return SiteConfig.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()[:10]
+            )
+            raise SiteConfigError(f"{path}: {problems}") from None
+
+    def save(self, config: SiteConfig) -> None:
+        """Write ``site.yml`` (atomically)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.config_file.with_suffix(".yml.tmp")
+        tmp.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+        tmp.replace(self.config_file)
+
+    def read_token(self, config: SiteConfig) -> str:
+        """The site token; :class:`SiteConfigError` if the file is missing or empty."""
+        path = self.token_path(config)
+        try:
+            token = path.read_text().strip()
+        except OSError as exc:
+            raise SiteConfigError(f"cannot read the site token {path}: {exc.strerror}") from None
+        if not token:
+            raise SiteConfigError(f"the site token file {path} is empty")
+        return token
+
+    def write_token(self, config: SiteConfig, token: str) -> None:
+        """Store the site token readable by its owner only."""
+        path = self.token_path(config)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(token + "\n")
+        os.chmod(path, 0o600)

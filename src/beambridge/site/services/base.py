@@ -1,0 +1,52 @@
+"""A site-agent service: one job done on its own period, in its own thread, surviving its own failures."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    """Subclasses implement :meth:`tick`; an exception is logged and the tick retried with backoff."""
+
+    name = "service"
+
+    def __init__(self, period_s: float) -> None:
+        self.period_s = period_s
+        self.ticks = 0
+        self.failures = 0
+        self.last_error: str | None = None
+        self._thread: threading.Thread | None = None
+
+    def tick(self) -> None:
+        raise NotImplementedError
+
+    def run_once(self) -> bool:
+        """One tick, errors caught and logged; whether it succeeded."""
+        try:
+            self.tick()
+        except Exception as exc:
+            self.failures += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.exception("%s failed (%d in a row)", self.name, self.failures)
+            return False
+        self.ticks += 1
+        self.failures = 0
+        self.last_error = None
+        return True
+
+    def loop(self, stop: threading.Event) -> None:
+        """Tick every period until ``stop``; after failures wait longer (up to 10 periods or 5 min)."""
+        while not stop.is_set():
+            started = time.monotonic()
+            ok = self.run_once()
+            wait = self.period_s if ok else min(self.period_s * 2 ** min(self.failures, 4), 300.0)
+            stop.wait(max(0.0, wait - (time.monotonic() - started)))
+
+    def start(self, stop: threading.Event) -> threading.Thread:
+        self._thread = threading.Thread(target=self.loop, args=(stop,), name=self.name, daemon=True)
+        self._thread.start()
+        return self._thread

@@ -1,0 +1,113 @@
+"""Elastic queue: ask for pilots sized to the runnable backlog, within the site's limits; stop asking
+when the backlog empties, and withdraw queued pilots nobody needs any more."""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import UTC, datetime
+
+from beambridge.client import Client
+from beambridge.schemas.batch_jobs import BatchJob, BatchJobState
+from beambridge.site.config import SiteConfig
+from beambridge.site.services.base import Service
+from beambridge.states import JobState
+
+log = logging.getLogger(__name__)
+
+BACKLOG_STATES = [JobState.READY, JobState.STAGED_IN, JobState.PREPROCESSED, JobState.RESTART_READY]
+"""Jobs that will want a pilot (READY ones are being staged in)."""
+SAMPLE = 500
+ELASTIC_MARK = "elastic_queue"
+
+
+def node_demand(footprints: list[float], total: int) -> float:
+    """Nodes the backlog needs: the sampled jobs' mean footprint times the backlog size."""
+    if not footprints or total == 0:
+        return 0.0
+    return sum(footprints) / len(footprints) * total
+
+
+class ElasticQueue(Service):
+    """Sizes pilot requests to the backlog."""
+
+    name = "elastic-queue"
+
+    def __init__(self, client: Client, config: SiteConfig) -> None:
+        super().__init__(config.periods.elastic_queue)
+        self.client = client
+        self.config = config
+        self.settings = config.elastic_queue
+
+    def backlog(self) -> tuple[int, float]:
+        """How many jobs wait for a pilot, and how many nodes they need together."""
+        query = self.client.jobs.filter(site_id=self.config.site_id, state=BACKLOG_STATES)
+        total = query.count()
+        if total == 0:
+            return 0, 0.0
+        sample = list(query.limit(SAMPLE))
+        footprints = [
+            float(job.num_nodes) if job.num_nodes > 1 else 1.0 / job.node_packing_count for job in sample
+        ]
+        return total, node_demand(footprints, total)
+
+    def tick(self) -> None:
+        if not self.settings.enabled:
+            return
+        pilots = list(
+            self.client.batch_jobs.filter(
+                site_id=self.config.site_id,
+                state=[BatchJobState.PENDING_SUBMISSION, BatchJobState.QUEUED, BatchJobState.RUNNING],
+            )
+        )
+        jobs, demand = self.backlog()
+        waiting = [p for p in pilots if p.state in (BatchJobState.PENDING_SUBMISSION, BatchJobState.QUEUED)]
+        if jobs == 0:
+            for pilot in waiting:
+                if (
+                    pilot.status_info.get("created_by") == ELASTIC_MARK
+                    and pilot.state == BatchJobState.QUEUED
+                ):
+                    log.info("backlog empty: withdrawing queued pilot %s", pilot.id)
+                    self.client.batch_jobs.update(pilot.id, state=BatchJobState.PENDING_DELETION.value)
+            return
+        self.withdraw_stale(waiting)
+        used = sum(p.num_nodes for p in pilots)
+        uncovered = math.ceil(demand - 1e-9) - used
+        if uncovered <= 0 or len(waiting) >= self.settings.max_queued_jobs:
+            return
+        room = self.settings.max_total_nodes - used
+        nodes = min(uncovered, self.settings.max_nodes, room)
+        nodes = max(nodes, self.settings.min_nodes)
+        if nodes > room or nodes < 1:
+            return
+        pilot = self.client.batch_jobs.create(
+            self.config.site_id,
+            nodes,
+            self.settings.wall_time_min,
+            project=self.settings.project,
+            queue=self.settings.queue,
+            job_mode=self.settings.job_mode,
+            optional_params=self.settings.optional_params,
+        )
+        self.client.batch_jobs.update(
+            pilot.id, status_info={"created_by": ELASTIC_MARK, "backlog_jobs": jobs}
+        )
+        log.info(
+            "backlog of %d job(s) needs %.2f node(s): asked for a %d-node pilot (%s)",
+            jobs,
+            demand,
+            nodes,
+            pilot.id,
+        )
+
+    def withdraw_stale(self, waiting: list[BatchJob]) -> None:
+        """Remove pilots queued longer than ``max_queue_wait_min`` (a new request follows if still needed)."""
+        limit = self.settings.max_queue_wait_min
+        if limit is None:
+            return
+        now = datetime.now(UTC)
+        for pilot in waiting:
+            if pilot.state == BatchJobState.QUEUED and (now - pilot.created_at).total_seconds() > limit * 60:
+                log.info("pilot %s queued for more than %.0f min: withdrawing it", pilot.id, limit)
+                self.client.batch_jobs.update(pilot.id, state=BatchJobState.PENDING_DELETION.value)

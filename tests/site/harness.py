@@ -1,0 +1,150 @@
+"""A whole beambridge system for end-to-end tests: a real server process, a user, sites and agents."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from beambridge.cli.demo_server import LocalServer
+from beambridge.client import Client
+from beambridge.schemas.jobs import Job
+from beambridge.site.config import SiteConfig, SiteDir
+from beambridge.site.init import init_site
+from beambridge.states import TERMINAL_STATES
+
+PASSWORD = "correct horse battery"
+
+
+def add_user(home: Path, name: str) -> None:
+    from beambridge.server.app import open_database
+    from beambridge.server.settings import ServerSettings
+    from beambridge.server.users import add_user as add
+
+    database = open_database(ServerSettings(home=home, database_url=None), upgrade=True)
+    try:
+        add(database, name, PASSWORD)
+    finally:
+        database.dispose()
+
+
+class AgentProcess:
+    """``beambridge site run DIR`` as a real child process (so it can be killed with real signals)."""
+
+    def __init__(self, site: SiteDir) -> None:
+        self.site = site
+        self.log_path = site.root / "log" / "agent-test.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "beambridge", "site", "run", str(site.root)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=60)
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class System:
+    """Server + user + helpers. ``session_timeout_s`` is short so that kill tests are quick."""
+
+    def __init__(self, root: Path, *, session_timeout_s: float = 4.0) -> None:
+        self.root = root
+        self.home = root / "server-home"
+        self.home.mkdir(parents=True)
+        add_user(self.home, "scientist")
+        self.server = LocalServer(self.home, env={"BEAMBRIDGE_SESSION_TIMEOUT_S": str(session_timeout_s)})
+        self.server.start()
+        self.client = Client.login(self.server.url, "scientist", PASSWORD, retries=10, backoff_s=0.3)
+        self.agents: list[AgentProcess] = []
+
+    def make_site(self, name: str, platform: str = "local", **overrides: Any) -> tuple[SiteDir, SiteConfig]:
+        root = self.root / name
+        defaults: dict[str, Any] = {
+            "periods": {"heartbeat": 1, "scheduler_sync": 0.5, "elastic_queue": 0.5, "processing": 0.3},
+            "session_timeout_s": 4,
+        }
+        config = init_site(root, name, platform, self.client, overrides=_merge(defaults, overrides))
+        return SiteDir(root), config
+
+    def start_agent(self, site: SiteDir) -> AgentProcess:
+        agent = AgentProcess(site)
+        self.agents.append(agent)
+        return agent
+
+    def wait_all(self, ids: Iterable[int], timeout_s: float = 120, poll_s: float = 0.5) -> list[Job]:
+        """Wait until every job is terminal (by polling, to stay independent of the SDK's waiting)."""
+        wanted = sorted(set(ids))
+        deadline = time.monotonic() + timeout_s
+        while True:
+            jobs = list(self.client.jobs.filter(id=wanted))
+            if all(job.state in TERMINAL_STATES for job in jobs):
+                return jobs
+            if time.monotonic() > deadline:
+                states: dict[str, int] = {}
+                for job in jobs:
+                    states[job.state] = states.get(job.state, 0) + 1
+                raise AssertionError(f"jobs not finished after {timeout_s} s: {states}\n{self.logs()}")
+            time.sleep(poll_s)
+
+    def logs(self) -> str:
+        parts = []
+        for agent in self.agents:
+            parts.append(f"--- agent {agent.site.root.name} ---\n{agent.log()[-6000:]}")
+            for out in sorted(agent.site.pilots.rglob("*.out"))[-3:]:
+                parts.append(f"--- {out.name} ---\n{out.read_text(errors='replace')[-4000:]}")
+        return "\n".join(parts)
+
+    def close(self) -> None:
+        for agent in self.agents:
+            agent.stop()
+        self.client.close()
+        self.server.stop()
+
+
+def wait_for(condition: Callable[[], Any], timeout_s: float = 60, poll_s: float = 0.2, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what or condition}")
+        time.sleep(poll_s)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def pids_alive(pids: Iterable[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        alive.append(pid)
+    return alive
