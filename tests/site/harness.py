@@ -64,7 +64,7 @@ class AgentProcess:
 class System:
     """Server + user + helpers. ``session_timeout_s`` is short so that kill tests are quick."""
 
-    def __init__(self, root: Path, *, session_timeout_s: float = 4.0) -> None:
+    def __init__(self, root: Path, *, session_timeout_s: float = 6.0) -> None:
         self.root = root
         self.home = root / "server-home"
         self.home.mkdir(parents=True)
@@ -73,14 +73,16 @@ class System:
         self.server.start()
         self.client = Client.login(self.server.url, "scientist", PASSWORD, retries=10, backoff_s=0.3)
         self.agents: list[AgentProcess] = []
+        self.sites: list[SiteDir] = []
 
     def make_site(self, name: str, platform: str = "local", **overrides: Any) -> tuple[SiteDir, SiteConfig]:
         root = self.root / name
         defaults: dict[str, Any] = {
             "periods": {"heartbeat": 1, "scheduler_sync": 0.5, "elastic_queue": 0.5, "processing": 0.3},
-            "session_timeout_s": 4,
+            "session_timeout_s": 6,
         }
         config = init_site(root, name, platform, self.client, overrides=_merge(defaults, overrides))
+        self.sites.append(SiteDir(root))
         return SiteDir(root), config
 
     def start_agent(self, site: SiteDir) -> AgentProcess:
@@ -112,10 +114,26 @@ class System:
         return "\n".join(parts)
 
     def close(self) -> None:
+        """Stop the agents, cancel every pilot still alive (no process outlives the test), stop the server."""
         for agent in self.agents:
             agent.stop()
+        for site in self.sites:
+            cancel_local_pilots(site)
         self.client.close()
         self.server.stop()
+
+
+def cancel_local_pilots(site: SiteDir) -> None:
+    """Cancel the site's local-scheduler pilots that have not finished."""
+    from beambridge.platform.schedulers.local import LocalScheduler
+
+    state_dir = site.root / "local-scheduler"
+    if not state_dir.is_dir():
+        return
+    scheduler = LocalScheduler(state_dir=state_dir, grace_s=2)
+    for record in state_dir.iterdir():
+        if record.is_dir() and not (record / "result.json").exists():
+            scheduler.cancel(record.name)
 
 
 def wait_for(condition: Callable[[], Any], timeout_s: float = 60, poll_s: float = 0.2, what: str = "") -> Any:

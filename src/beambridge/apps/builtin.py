@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import JsonValue
 
 from beambridge.apps.base import ApplicationDefinition
-from beambridge.apps.xpcs import XpcsMultiTau, XpcsTwoTime
+from beambridge.apps.xpcs import XpcsMultiTau, XpcsSimulate, XpcsTwoTime
 
 
 class Noop(ApplicationDefinition):
@@ -40,6 +40,13 @@ class Sha256(ApplicationDefinition):
         return {"size_mb": size_mb, "seed": seed, "sha256": digest.hexdigest()}
 
 
-BUILTIN_APPS: tuple[type[ApplicationDefinition], ...] = (Noop, NoopShell, Sha256, XpcsMultiTau, XpcsTwoTime)
+BUILTIN_APPS: tuple[type[ApplicationDefinition], ...] = (
+    Noop,
+    NoopShell,
+    Sha256,
+    XpcsMultiTau,
+    XpcsSimulate,
+    XpcsTwoTime,
+)
 
-__all__ = ["BUILTIN_APPS", "Noop", "NoopShell", "Sha256", "XpcsMultiTau", "XpcsTwoTime"]
+__all__ = ["BUILTIN_APPS", "Noop", "NoopShell", "Sha256", "XpcsMultiTau", "XpcsSimulate", "XpcsTwoTime"]

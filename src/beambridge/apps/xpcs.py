@@ -11,13 +11,22 @@ from beambridge.schemas.apps import AppParameter, ParameterType, TransferDirecti
 
 _SLOTS = {
     "raw": TransferSlot(
-        direction=TransferDirection.IN, local_path="raw.h5", description="Raw frames (HDF5, IMM, Rigaku)"
+        direction=TransferDirection.IN,
+        local_path="raw.h5",
+        required=False,
+        description="Raw frames (HDF5, IMM, Rigaku); leave empty when the data is already at the facility",
     ),
     "qmap": TransferSlot(
-        direction=TransferDirection.IN, local_path="qmap.h5", description="q-partition (APS layout)"
+        direction=TransferDirection.IN,
+        local_path="qmap.h5",
+        required=False,
+        description="q-partition (APS layout)",
     ),
     "result": TransferSlot(
-        direction=TransferDirection.OUT, local_path="result.hdf", description="Result file pyXPCSViewer reads"
+        direction=TransferDirection.OUT,
+        local_path="result.hdf",
+        required=False,
+        description="Result file pyXPCSViewer reads, sent back to the beamline",
     ),
 }
 
@@ -34,6 +43,9 @@ _COMMON: dict[str, AppParameter] = {
     ),
     "avg": AppParameter(required=False, default=1, type=ParameterType.INT, help="Frames averaged into one"),
     "normalize_frames": AppParameter(required=False, default=False, type=ParameterType.BOOL),
+    "fit": AppParameter(
+        required=False, default=False, type=ParameterType.BOOL, help="Also fit g2 and add D to the result"
+    ),
 }
 
 
@@ -42,6 +54,23 @@ def _options(params: dict[str, Any]) -> dict[str, Any]:
         key: params[key] for key in ("frames", "delays_per_level", "frame_time", "avg", "normalize_frames")
     }
     return options
+
+
+def _with_fit(summary: dict[str, JsonValue], params: dict[str, Any]) -> dict[str, JsonValue]:
+    if not params.get("fit"):
+        return summary
+    from beambridge.xpcs.fitting import fit_result
+    from beambridge.xpcs.result_file import read_multitau
+
+    report = fit_result(read_multitau(params["output"]), delays_per_level=params["delays_per_level"])
+    exact = report.exact
+    summary["fit"] = {
+        "D": None if exact is None else exact.D,
+        "D_err": None if exact is None else exact.err,
+        "chi2_red": None if exact is None else exact.chi2_red,
+        "D_from_rates": None if report.from_rates is None else report.from_rates.D,
+    }
+    return summary
 
 
 class XpcsMultiTau(ApplicationDefinition):
@@ -56,7 +85,7 @@ class XpcsMultiTau(ApplicationDefinition):
         summary: dict[str, JsonValue] = run_multitau(
             params["raw"], params["qmap"], params["output"], **_options(params)
         )
-        return summary
+        return _with_fit(summary, params)
 
 
 class XpcsTwoTime(ApplicationDefinition):
@@ -74,4 +103,35 @@ class XpcsTwoTime(ApplicationDefinition):
         summary: dict[str, JsonValue] = run_twotime(
             params["raw"], params["qmap"], params["output"], list(params["bins"]), **_options(params)
         )
-        return summary
+        return _with_fit(summary, params)
+
+
+class XpcsSimulate(ApplicationDefinition):
+    """Simulated speckle with known dynamics (raw HDF5 + q-partition + truth), for demos and checks."""
+
+    def run(
+        self,
+        output: str = "raw.h5",
+        rows: int = 128,
+        cols: int = 128,
+        n_frames: int = 1000,
+        photons_per_pixel: float = 0.1,
+        diffusion: float = 2.0e6,
+        frame_time: float = 1.0e-3,
+        seed: int = 0,
+    ) -> JsonValue:
+        from beambridge.xpcs.simulate import SpeckleParameters, simulate_speckle
+
+        params = SpeckleParameters(
+            shape=(rows, cols),
+            n_frames=n_frames,
+            photons_per_pixel=photons_per_pixel,
+            diffusion=diffusion,
+            frame_time=frame_time,
+            beam_center=(rows / 2, cols / 2),
+            r_min=rows / 16,
+            r_max=rows * 7 / 16,
+            seed=seed,
+        )
+        paths: dict[str, JsonValue] = {**simulate_speckle(output, params)}
+        return paths

@@ -1,40 +1,40 @@
-"""``beambridge demo``: the whole system on this machine, start to finish, in a few seconds.
+"""``beambridge demo``: the whole system on this machine — server, site agent, local scheduler, pilot
+launcher — analysing simulated XPCS datasets, with a progress bar and a summary.
 
 ::
 
-    user (demo) ─▶ server subprocess (SQLite under BEAMBRIDGE_HOME)
-                     ▲           ▲
-        SDK client ──┘           └── FakeLauncher thread (site token): acquire → RUNNING → RUN_DONE
-        submits   simulate ─▶ correlate ×3 ─▶ summarize, then follows the event stream live
-
-The parts are separate on purpose: :class:`~beambridge.cli.demo_server.LocalServer`,
-:func:`submit_dag`, :class:`~beambridge.cli.demo_launcher.FakeLauncher`, :func:`follow_until_done`
-and :func:`print_summary`.
+    demo user ─▶ server subprocess (SQLite under BEAMBRIDGE_HOME)
+                     ▲                      ▲
+      SDK client ────┘   site agent ────────┘  (subprocess: elastic queue → local pilot → launcher)
+      submits, per dataset:  XpcsSimulate ─▶ XpcsMultiTau (+ fit of D), plus a batch of Sha256 jobs
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
 import time
-from collections import defaultdict
-from datetime import datetime
-from itertools import pairwise
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from beambridge.cli.demo_launcher import FakeLauncher
 from beambridge.cli.demo_server import LocalServer
-from beambridge.cli.events import event_line
 from beambridge.cli.output import console
 from beambridge.client import Client
-from beambridge.schemas.events import Event
 from beambridge.schemas.jobs import Job
+from beambridge.site.config import SiteDir
 from beambridge.states import TERMINAL_STATES, JobState
 
 DEMO_USER = "demo"
 DEMO_PASSWORD = "beambridge-demo"  # a local, throwaway account on the demo's own database
+DIFFUSION = [0.5e6, 1.0e6, 2.0e6, 4.0e6]
 
 
 def ensure_demo_user(home: Path) -> None:
@@ -54,110 +54,216 @@ def ensure_demo_user(home: Path) -> None:
         database.dispose()
 
 
-def submit_dag(client: Client, app_id: int, run: str) -> dict[int, str]:
-    """simulate → correlate ×3 → summarize; returns each job's id with its step name."""
-    tags = {"demo_run": run}
-    [simulate] = client.jobs.bulk_create(
-        [
-            {
-                "app_id": app_id,
-                "workdir": f"demo/{run}/simulate",
-                "parameters": {"step": "simulate"},
-                "tags": tags,
-            }
-        ]
+def prepare_site(client: Client, root: Path) -> SiteDir:
+    """A fresh local site directory (the previous demo's is replaced) registered on the server."""
+    from beambridge.site.init import init_site
+
+    if root.exists():
+        shutil.rmtree(root)
+    cores = os.cpu_count() or 2
+    init_site(
+        root,
+        "demo-site",
+        "local",
+        client,
+        overrides={
+            "launcher": {"cores_per_node": cores, "idle_timeout_s": 15, "prefetch": 32},
+            "periods": {"heartbeat": 2, "scheduler_sync": 0.5, "elastic_queue": 0.5, "processing": 0.5},
+            "session_timeout_s": 30,
+        },
     )
-    correlate = client.jobs.bulk_create(
-        {
-            "app_id": app_id,
-            "workdir": f"demo/{run}/correlate-{q}",
-            "parameters": {"step": "correlate", "q_bin": q},
-            "tags": tags,
-            "parent_ids": [simulate.id],
-        }
-        for q in range(3)
-    )
-    [summarize] = client.jobs.bulk_create(
-        [
-            {
-                "app_id": app_id,
-                "workdir": f"demo/{run}/summarize",
-                "parameters": {"step": "summarize"},
-                "tags": tags,
-                "parent_ids": [job.id for job in correlate],
-            }
-        ]
-    )
-    names = {simulate.id: "simulate", summarize.id: "summarize"}
-    names.update({job.id: f"correlate-{q}" for q, job in enumerate(correlate)})
-    return dict(sorted(names.items()))
+    return SiteDir(root)
 
 
-def follow_until_done(
-    client: Client, names: dict[int, str], *, timeout_s: float, launcher: FakeLauncher | None = None
-) -> list[Event]:
-    """Print each state change of the jobs as it happens; return them all once every job has ended."""
-    seen: list[Event] = []
-    state: dict[int, JobState] = {}
+class DemoAgent:
+    """The site agent as a subprocess; stopping it also cancels the pilots it left (nothing stays up)."""
+
+    def __init__(self, site: SiteDir) -> None:
+        self.site = site
+        site.log.mkdir(parents=True, exist_ok=True)
+        self.log_path = site.log / "agent.log"
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "beambridge", "site", "run", str(site.root)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        from beambridge.platform.schedulers.local import LocalScheduler
+
+        state_dir = self.site.root / "local-scheduler"
+        if state_dir.is_dir():
+            scheduler = LocalScheduler(state_dir=state_dir, grace_s=3)
+            for record in state_dir.iterdir():
+                if record.is_dir() and not (record / "result.json").exists():
+                    scheduler.cancel(record.name)
+
+
+def wait_for_apps(
+    client: Client, site_id: int, names: set[str], agent: DemoAgent, timeout_s: float = 60
+) -> dict[str, int]:
+    """The ids of the apps the agent registers when it starts."""
     deadline = time.monotonic() + timeout_s
-    for event in client.events.follow(job_id=list(names), wait_s=1):
-        seen.append(event)
-        state[event.job_id] = event.to_state
-        console.print(f"{event_line(event)}   [dim]{names[event.job_id]}[/dim]", soft_wrap=True)
-        if len(state) == len(names) and all(s in TERMINAL_STATES for s in state.values()):
-            return seen
-        if launcher is not None and launcher.error is not None:
-            raise launcher.error
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the demo jobs did not finish within {timeout_s:.0f} s")
-    return seen  # the stream never ends; for type checkers
+    while True:
+        apps = {app.name: app.id for app in client.apps.filter(site_id=site_id)}
+        if names <= set(apps):
+            return apps
+        if agent.process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the site agent did not register its apps; see {agent.log_path}")
+        time.sleep(0.2)
 
 
-def _time_in_states(events: list[Event]) -> dict[int, dict[JobState, float]]:
-    by_job: dict[int, list[Event]] = defaultdict(list)
-    for event in events:
-        by_job[event.job_id].append(event)
-    spent: dict[int, dict[JobState, float]] = {}
-    for job_id, history in by_job.items():
-        spent[job_id] = defaultdict(float)
-        for current, following in pairwise(history):
-            spent[job_id][current.to_state] += (following.timestamp - current.timestamp).total_seconds()
-    return spent
+def submit(client: Client, apps: dict[str, int], datasets: int, checksums: int, cores: int) -> dict[int, str]:
+    """Per dataset a simulation and its correlation (a DAG), plus independent checksum jobs."""
+    names: dict[int, str] = {}
+    sims = client.jobs.bulk_create(
+        {
+            "app_id": apps["XpcsSimulate"],
+            "workdir": f"xpcs/ds{k}/simulate",
+            "parameters": {"diffusion": DIFFUSION[k % len(DIFFUSION)], "seed": k},
+            "node_packing_count": cores,
+            "tags": {"demo": "xpcs", "dataset": str(k)},
+        }
+        for k in range(datasets)
+    )
+    corrs = client.jobs.bulk_create(
+        {
+            "app_id": apps["XpcsMultiTau"],
+            "workdir": f"xpcs/ds{k}/multitau",
+            "parameters": {
+                "raw": "../simulate/raw.h5",
+                "qmap": "../simulate/raw_qmap.h5",
+                "output": "result.hdf",
+                "frame_time": 1.0e-3,
+                "fit": True,
+            },
+            "parent_ids": [sim.id],
+            "node_packing_count": cores,
+            "tags": {"demo": "xpcs", "dataset": str(k)},
+        }
+        for k, sim in enumerate(sims)
+    )
+    sums = client.jobs.bulk_create(
+        {
+            "app_id": apps["Sha256"],
+            "workdir": f"checksum/{i}",
+            "parameters": {"size_mb": 4, "seed": i},
+            "node_packing_count": cores * 2,
+            "tags": {"demo": "checksum"},
+        }
+        for i in range(checksums)
+    )
+    names.update({job.id: f"simulate ds{k}" for k, job in enumerate(sims)})
+    names.update({job.id: f"multitau ds{k}" for k, job in enumerate(corrs)})
+    names.update({job.id: f"sha256 {i}" for i, job in enumerate(sums)})
+    return names
 
 
-def print_summary(jobs: list[Job], names: dict[int, str], events: list[Event], started: datetime) -> None:
-    """A table of the jobs with the time each spent waiting for parents, runnable, and running."""
-    spent = _time_in_states(events)
-    shown = {
-        JobState.AWAITING_PARENTS: "parents s",
-        JobState.PREPROCESSED: "queued s",
-        JobState.RUNNING: "run s",
+def follow(client: Client, ids: list[int], timeout_s: float, agent: DemoAgent) -> list[Job]:
+    """A progress bar until every job has ended; the jobs as they ended."""
+    columns = (
+        TextColumn("[bold]jobs"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[states]}"),
+        TimeElapsedColumn(),
+    )
+    deadline = time.monotonic() + timeout_s
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("jobs", total=len(ids), states="")
+        while True:
+            jobs = list(client.jobs.filter(id=ids))
+            counts: dict[str, int] = {}
+            for job in jobs:
+                counts[job.state.value] = counts.get(job.state.value, 0) + 1
+            done = sum(1 for job in jobs if job.state in TERMINAL_STATES)
+            progress.update(
+                task, completed=done, states=" ".join(f"{k}:{v}" for k, v in sorted(counts.items()))
+            )
+            if done == len(ids):
+                return jobs
+            if agent.process.poll() is not None:
+                raise RuntimeError(f"the site agent exited; see {agent.log_path}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"the demo jobs did not finish within {timeout_s:.0f} s; see {agent.log_path}"
+                )
+            time.sleep(0.5)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (nearest rank) of ``values``."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def summarize(
+    jobs: list[Job], names: dict[int, str], site: SiteDir, submitted: float, finished: float
+) -> dict[str, Any]:
+    """Print the summary tables; the figures as a dict (for tests)."""
+    latencies = [
+        (job.updated_at - job.created_at).total_seconds()
+        for job in jobs
+        if job.state == JobState.JOB_FINISHED
+    ]
+    ok = sum(job.state == JobState.JOB_FINISHED for job in jobs)
+    wall = finished - submitted
+    figures = {
+        "jobs": len(jobs),
+        "finished": ok,
+        "failed": len(jobs) - ok,
+        "wall_s": wall,
+        "throughput": len(jobs) / wall if wall > 0 else 0.0,
+        "latency_median_s": statistics.median(latencies) if latencies else float("nan"),
+        "latency_p95_s": percentile(latencies, 95) if latencies else float("nan"),
     }
-    table = Table(title="Demo jobs (seconds in each state)", header_style="bold")
-    for header in ["job", "step", "final state", *shown.values(), "total s"]:
-        table.add_column(header, justify="right" if header.endswith(" s") or header == "job" else "left")
-    for job in jobs:
-        times = spent.get(job.id, {})
-        total = (job.updated_at - job.created_at).total_seconds()
+    table = Table(title="XPCS datasets: diffusion coefficient recovered by the pipeline", header_style="bold")
+    for header in ("dataset", "true D (Å²/s)", "fitted D (Å²/s)", "error", "frames/s", "result file"):
+        table.add_column(header, justify="left" if header in ("dataset", "result file") else "right")
+    for job in sorted(jobs, key=lambda j: names[j.id]):
+        if not names[job.id].startswith("multitau"):
+            continue
+        k = int(names[job.id].split("ds")[1])
+        true_d = DIFFUSION[k % len(DIFFUSION)]
+        result = job.result if isinstance(job.result, dict) else {}
+        fit = result.get("fit") or {}
+        fitted = fit.get("D") if isinstance(fit, dict) else None
+        error = f"{(fitted - true_d) / true_d * 100:+.1f} %" if isinstance(fitted, float) else "-"
         table.add_row(
-            str(job.id),
-            names[job.id],
-            str(job.state),
-            *(f"{times.get(s, 0.0):.2f}" for s in shown),
-            f"{total:.2f}",
+            f"ds{k}",
+            f"{true_d:.3g}",
+            f"{fitted:.4g}" if isinstance(fitted, float) else str(job.state),
+            error,
+            str(result.get("frames_per_second", "-")),
+            f"{job.workdir}/result.hdf",
         )
     console.print(table)
-    finished = sum(job.state is JobState.JOB_FINISHED for job in jobs)
-    wall = (max(job.updated_at for job in jobs) - started).total_seconds()
-    console.print(f"{finished} of {len(jobs)} jobs JOB_FINISHED; wall time from submission {wall:.2f} s")
+    console.print(
+        f"[bold]{ok} of {len(jobs)} jobs JOB_FINISHED[/bold] in {wall:.1f} s: "
+        f"{figures['throughput']:.1f} jobs/s; latency submission → finished: median "
+        f"{figures['latency_median_s']:.2f} s, p95 {figures['latency_p95_s']:.2f} s"
+    )
+    console.print(f"result files (open them with pyXPCSViewer) are under {site.data}")
+    console.print(f"pilot logs under {site.pilots}; agent log {site.log / 'agent.log'}")
+    return figures
 
 
 def demo(
-    timeout: Annotated[
-        float, typer.Option(help="Give up if the jobs have not finished after this many seconds.")
-    ] = 20,
+    datasets: Annotated[int, typer.Option(help="Simulated XPCS datasets to analyse.")] = 4,
+    checksums: Annotated[int, typer.Option(help="Independent checksum jobs submitted alongside.")] = 100,
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 600,
 ) -> None:
-    """Run the service, a fake launcher and a small job DAG on this machine, printing each state change."""
+    """Run the whole system on this machine on simulated XPCS data, with a progress bar and a summary."""
     from beambridge.client.credentials import beambridge_home
 
     home = beambridge_home()
@@ -167,32 +273,23 @@ def demo(
     with LocalServer(home) as server:
         console.print(f"server up at {server.url} (log {server.log_path})")
         with Client.login(server.url, DEMO_USER, DEMO_PASSWORD) as client:
-            site = client.sites.filter(name="demo-site").first() or client.sites.create(
-                "demo-site", description="the demo's local site"
-            )
-            app = client.apps.filter(site_id=site.id, name="demo-analysis").first() or client.apps.create(
-                site.id,
-                "demo-analysis",
-                description="pretends to simulate, correlate and summarize",
-                parameters={
-                    "step": {"type": "str"},
-                    "q_bin": {"type": "int", "required": False, "default": 0},
-                },
-            )
-            token = client.sites.create_token(site.id, "demo-launcher").token
-            with Client(server.url, site_token=token) as site_client:
-                launcher = FakeLauncher(site_client, site.id)
-                launcher.start()
-                try:
-                    run = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-                    submitted = datetime.now().astimezone()
-                    names = submit_dag(client, app.id, run)
-                    console.print(
-                        f"submitted {len(names)} jobs: " + ", ".join(f"{i} {n}" for i, n in names.items())
-                    )
-                    events = follow_until_done(client, names, timeout_s=timeout, launcher=launcher)
-                finally:
-                    launcher.stop()
-            jobs = list(client.jobs.filter(id=list(names)))
-            print_summary(jobs, names, events, submitted)
-    console.print(f"server stopped; demo took {time.monotonic() - started_at:.1f} s")
+            site = prepare_site(client, home / "demo-site")
+            config = site.load()
+            agent = DemoAgent(site)
+            try:
+                console.print(f"site agent started (local scheduler, site directory {site.root})")
+                apps = wait_for_apps(
+                    client, config.site_id, {"XpcsSimulate", "XpcsMultiTau", "Sha256"}, agent
+                )
+                submitted = time.monotonic()
+                names = submit(client, apps, datasets, checksums, config.launcher.cores_per_node)
+                console.print(
+                    f"submitted {len(names)} jobs: {datasets} × (XpcsSimulate → XpcsMultiTau + fit), "
+                    f"{checksums} × Sha256"
+                )
+                jobs = follow(client, list(names), timeout, agent)
+                finished = time.monotonic()
+            finally:
+                agent.stop()
+            summarize(jobs, names, site, submitted, finished)
+    console.print(f"server and agent stopped; demo took {time.monotonic() - started_at:.1f} s")

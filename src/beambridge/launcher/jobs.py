@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -57,6 +58,22 @@ class RunningJob:
         if self.pidfd is not None:
             os.close(self.pidfd)
             self.pidfd = None
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux ``prctl``; elsewhere nothing).
+
+    Jobs and Python workers call this so that a launcher killed with ``kill -9`` leaves no job running
+    behind it: the service times the job out and runs it again elsewhere, so a survivor would run it twice.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _kill_group(pid: int, sig: int) -> None:

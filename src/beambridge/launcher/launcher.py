@@ -26,7 +26,14 @@ from beambridge.apps.base import ApplicationDefinition, ParameterError
 from beambridge.apps.loader import AppCatalog, load_apps
 from beambridge.client import Client
 from beambridge.client.errors import APIError, BeambridgeError, Conflict, NotFound
-from beambridge.launcher.jobs import RunningJob, error_tail, python_command, read_result, write_task
+from beambridge.launcher.jobs import (
+    RunningJob,
+    die_with_parent,
+    error_tail,
+    python_command,
+    read_result,
+    write_task,
+)
 from beambridge.launcher.pool import PythonWorkerPool, Worker
 from beambridge.launcher.reporter import Reporter
 from beambridge.launcher.resources import NodePool
@@ -243,7 +250,7 @@ class Launcher:
                 self._wake()
 
     def _heartbeat_loop(self) -> None:
-        period = min(10.0, self.config.session_timeout_s / 3)
+        period = min(10.0, self.config.session_timeout_s / 4)
         while not self.stopping.wait(period):
             session_id = self.session_id
             if session_id is None:
@@ -495,6 +502,7 @@ class Launcher:
                 stderr=err,
                 start_new_session=True,
                 close_fds=True,
+                preexec_fn=die_with_parent,
             )
         finally:
             out.close()

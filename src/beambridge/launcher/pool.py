@@ -22,7 +22,9 @@ _PRELOAD = ["beambridge.apps.execute", "beambridge.apps.builtin", "numpy", "orjs
 
 def _worker_main(conn: multiprocessing.connection.Connection) -> None:
     from beambridge.apps.execute import AppFailed, run_task
+    from beambridge.launcher.jobs import die_with_parent
 
+    die_with_parent()  # the fork server exits with the launcher; its workers follow
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         try:

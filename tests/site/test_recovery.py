@@ -1,0 +1,152 @@
+"""Recovery with real signals on the local scheduler: a launcher, the agent, or the server killed mid-work."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+from beambridge.platform.schedulers.local import LocalScheduler
+from beambridge.schemas.batch_jobs import BatchJobState
+from beambridge.site.services.scheduler_sync import SchedulerSync, pilot_name
+from beambridge.states import JobState
+from tests.site.harness import System, wait_for
+
+APPS = Path(__file__).with_name("apps_e2e.py")
+
+
+def _app_ids(system: System, site_id: int, wanted: int = 8) -> dict[str, int]:
+    def ready() -> dict[str, int] | None:
+        apps = {app.name: app.id for app in system.client.apps.filter(site_id=site_id)}
+        return apps if len(apps) >= wanted else None
+
+    return wait_for(ready, 60, what="apps registered")
+
+
+def _launcher_pids(site_root: Path) -> list[int]:
+    """Pids of the pilots' scripts (the launcher: pilot.sh execs it) that are still alive."""
+    pids = []
+    for record in (site_root / "local-scheduler").glob("*/workload.json"):
+        pid = json.loads(record.read_text())["pid"]
+        if not (record.parent / "result.json").exists():
+            pids.append(pid)
+    return pids
+
+
+def _finished_events(system: System, job_id: int) -> list[str]:
+    return [event.to_state for event in system.client.jobs.events(job_id)]
+
+
+def test_launcher_killed_mid_job_runs_it_again_elsewhere_exactly_once(system: System) -> None:
+    site, config = system.make_site("kill-launcher", launcher={"idle_timeout_s": 3})
+    shutil.copy(APPS, site.apps / "e2e.py")
+    system.start_agent(site)
+    apps = _app_ids(system, config.site_id)
+    [job] = system.client.jobs.bulk_create(
+        [{"app_id": apps["Sleep"], "workdir": "sleepy", "parameters": {"seconds": 4}, "retry_limit": 2}]
+    )
+    wait_for(lambda: system.client.jobs.get(job.id).state == JobState.RUNNING, 60, what="job running")
+    wait_for(lambda: (site.data / "sleepy/starts.txt").exists(), 10, what="job started")
+    [pid] = _launcher_pids(site.root)
+    os.kill(pid, signal.SIGKILL)
+
+    [final] = system.wait_all([job.id], timeout_s=120)
+    assert final.state == JobState.JOB_FINISHED, system.logs()
+    states = _finished_events(system, job.id)
+    assert states.count(JobState.RUN_TIMEOUT) == 1 and states.count(JobState.JOB_FINISHED) == 1, states
+    assert (site.data / "sleepy/starts.txt").read_text().count("start") == 2
+    time.sleep(5)  # long enough for an orphan of the killed launcher to have finished too
+    assert (site.data / "sleepy/done.txt").read_text().count("done") == 1  # the killed run did not go on
+
+    def all_pilots_finished() -> bool:
+        pilots = list(system.client.batch_jobs.filter(site_id=config.site_id))
+        return len(pilots) >= 2 and all(p.state == BatchJobState.FINISHED for p in pilots)
+
+    wait_for(all_pilots_finished, 30, what="both pilots finished (the second one idles out)")
+
+
+def test_agent_killed_and_restarted_reattaches_without_resubmitting(system: System) -> None:
+    site, config = system.make_site(
+        "kill-agent",
+        launcher={"idle_timeout_s": 3},
+        elastic_queue={"max_queued_jobs": 1, "max_total_nodes": 1},
+    )
+    shutil.copy(APPS, site.apps / "e2e.py")
+    agent = system.start_agent(site)
+    apps = _app_ids(system, config.site_id)
+    jobs = system.client.jobs.bulk_create(
+        [
+            {
+                "app_id": apps["Sleep"],
+                "workdir": f"s/{i}",
+                "parameters": {"seconds": 1},
+                "node_packing_count": 2,
+            }
+            for i in range(6)
+        ]
+    )
+    wait_for(
+        lambda: any(p.scheduler_id for p in system.client.batch_jobs.filter(site_id=config.site_id)),
+        60,
+        what="a pilot submitted",
+    )
+    agent.kill(signal.SIGKILL)
+    time.sleep(1)
+    system.start_agent(site)
+    done = system.wait_all([j.id for j in jobs], timeout_s=120)
+    assert all(j.state == JobState.JOB_FINISHED for j in done), system.logs()
+    for i, job in enumerate(jobs):
+        events = [(e.from_state, e.to_state, e.data) for e in system.client.jobs.events(job.id)]
+        assert (site.data / f"s/{i}/starts.txt").read_text().count("start") == 1, (events, system.logs())
+    pilots = list(system.client.batch_jobs.filter(site_id=config.site_id))
+    records = list((site.root / "local-scheduler").iterdir())
+    assert len(records) == len([p for p in pilots if p.scheduler_id]), "a pilot was submitted twice"
+    assert len({p.scheduler_id for p in pilots if p.scheduler_id}) == len(records)
+
+
+def test_crash_between_submit_and_record_is_found_by_name(system: System) -> None:
+    site, config = system.make_site("crash-submit", elastic_queue={"enabled": False})
+    pilot = system.client.batch_jobs.create(config.site_id, 1, 5)
+    scheduler = LocalScheduler(state_dir=site.root / "local-scheduler")
+    sync = SchedulerSync(system.client, site, config, scheduler)
+    folder = site.pilot_dir(pilot.id)
+    folder.mkdir(parents=True)
+    script = folder / "pilot.sh"
+    script.write_text("#!/bin/bash\nsleep 30\n")
+    from beambridge.platform.schedulers import PilotRequest
+
+    # the crash: the scheduler took the pilot, the agent died before writing down its id
+    (folder / "submitting").write_text("then")
+    first = scheduler.submit(PilotRequest(script, pilot_name(config, pilot.id), 1, 5, folder))
+    try:
+        sync.tick()
+        after = system.client.batch_jobs.get(pilot.id)
+        assert after.scheduler_id == first and after.state == BatchJobState.QUEUED
+        assert len(list((site.root / "local-scheduler").iterdir())) == 1
+        assert (folder / "scheduler_id").read_text().strip() == first
+    finally:
+        scheduler.cancel(first)
+
+
+def test_server_restart_agents_and_launchers_carry_on(system: System) -> None:
+    site, config = system.make_site("restart-server", launcher={"idle_timeout_s": 20})
+    shutil.copy(APPS, site.apps / "e2e.py")
+    system.start_agent(site)
+    apps = _app_ids(system, config.site_id)
+    first = system.client.jobs.bulk_create(
+        [{"app_id": apps["Sleep"], "workdir": "before", "parameters": {"seconds": 3}}]
+    )
+    wait_for(lambda: system.client.jobs.get(first[0].id).state == JobState.RUNNING, 60, what="job running")
+    system.server.stop()
+    time.sleep(2)
+    system.server.start()
+    later = system.client.jobs.bulk_create(
+        [{"app_id": apps["Add"], "workdir": f"after/{i}", "parameters": {"a": i, "b": 1}} for i in range(3)]
+    )
+    done = system.wait_all([j.id for j in first + later], timeout_s=120)
+    assert all(j.state == JobState.JOB_FINISHED for j in done), system.logs()
+    assert sorted(j.result for j in done if j.workdir.startswith("after")) == [1, 2, 3]
+    assert (site.data / "before/starts.txt").read_text().count("start") == 1
