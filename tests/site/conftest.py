@@ -17,3 +17,6 @@ def system(tmp_path: Path) -> Iterator[System]:
         yield made
     finally:
         made.close()
+
+
+from tests.platform.conftest import slurm_cluster  # noqa: E402,F401 - the real Slurm cluster fixture

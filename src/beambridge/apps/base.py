@@ -22,6 +22,7 @@ others the service applies the default at once (no round trip through the site).
 from __future__ import annotations
 
 import fnmatch
+import functools
 import inspect
 import logging
 import shlex
@@ -68,6 +69,12 @@ _TEMPLATES = jinja2.Environment(
     undefined=jinja2.StrictUndefined, finalize=_shell_finalize, autoescape=False, keep_trailing_newline=False
 )
 _TEMPLATES.filters["raw"] = lambda value: Raw(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(source: str) -> jinja2.Template:
+    return _TEMPLATES.from_string(source)
+
 
 _TYPE_CHECKS: dict[ParameterType, tuple[type, ...]] = {
     ParameterType.STR: (str,),
@@ -213,7 +220,7 @@ class ApplicationDefinition:
         if self.command_template is None:
             raise AppDefinitionError(f"app {self.name} has no command_template")
         values = self.validate_parameters(self.job.parameters)
-        template = _TEMPLATES.from_string(self.command_template)
+        template = _compiled(self.command_template)
         try:
             return template.render(**values, job=self.job, workdir=Raw(shlex.quote(str(self.workdir))))
         except jinja2.UndefinedError as exc:

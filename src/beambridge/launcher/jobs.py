@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -74,6 +77,34 @@ def die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
         pass
+
+
+@functools.cache
+def pdeathsig_prefix() -> tuple[str, ...]:
+    """An argv prefix that makes the job die with the launcher (util-linux ``setpriv --pdeathsig``).
+
+    Cheaper than a ``preexec_fn`` (which forces a full fork of the launcher: ~7 ms against ~1 ms here).
+    Empty where ``setpriv`` is missing or too old: jobs then outlive a launcher killed with ``kill -9``
+    until they end (the service has already timed them out; their reports are refused).
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return ()
+    probe = subprocess.run([setpriv, "--pdeathsig", "KILL", "--", "true"], capture_output=True, check=False)
+    return (setpriv, "--pdeathsig", "KILL", "--") if probe.returncode == 0 else ()
+
+
+_SHELL_SYNTAX = set("|&;<>()$`\\*?[]#~={}\n")
+"""Characters that need a shell; quotes alone do not (``shlex`` splits them as a POSIX shell would)."""
+
+
+def command_argv(command: str, setup_lines: list[str]) -> list[str]:
+    """The argv of a shell app's command: run directly when it is a plain command, else by ``bash -c``."""
+    if not setup_lines and not (_SHELL_SYNTAX & set(command)):
+        words = shlex.split(command)
+        if words:
+            return words
+    return ["bash", "-c", "\n".join([*setup_lines, command])]
 
 
 def _kill_group(pid: int, sig: int) -> None:

@@ -28,8 +28,10 @@ from beambridge.client import Client
 from beambridge.client.errors import APIError, BeambridgeError, Conflict, NotFound
 from beambridge.launcher.jobs import (
     RunningJob,
+    command_argv,
     die_with_parent,
     error_tail,
+    pdeathsig_prefix,
     python_command,
     read_result,
     write_task,
@@ -381,12 +383,22 @@ class Launcher:
     # -- starting jobs -------------------------------------------------------------------------------
 
     def _start_queued(self) -> None:
+        """Start the queued jobs that fit, in order; a footprint that did not fit is not tried again
+        in the same pass (the queue may hold hundreds of prefetched jobs)."""
         with self.lock:
+            if not self.queued:
+                return
             pending = list(self.queued)
             self.queued.clear()
         left: list[Job] = []
-        for job in pending:
-            if not self._start(job):
+        full: set[tuple[int, int, int, float]] = set()
+        for index, job in enumerate(pending):
+            if not self.nodes.has_room():
+                left.extend(pending[index:])
+                break
+            footprint = (job.num_nodes, job.node_packing_count, job.ranks_per_node, job.gpus_per_rank)
+            if footprint in full or not self._start(job):
+                full.add(footprint)
                 left.append(job)
         if left:
             with self.lock:
@@ -486,15 +498,14 @@ class Launcher:
             run.task_file = write_task(workdir, job.id, self._task(job, app, workdir, env))
             return python_command(self.settings.python, run.task_file)
         command = app(job, workdir).render_command()
-        lines = [*self.config.setup_lines, *app.setup_lines, command]
-        return ["bash", "-c", "\n".join(lines)]
+        return command_argv(command, [*self.config.setup_lines, *app.setup_lines])
 
     def _spawn(self, argv: list[str], workdir: Path, environment: dict[str, str]) -> subprocess.Popen[bytes]:
         out = open(workdir / "job.out", "ab")  # noqa: SIM115 - handed to the child
         err = open(workdir / "job.err", "ab")  # noqa: SIM115
         try:
             return subprocess.Popen(
-                argv,
+                [*pdeathsig_prefix(), *argv],
                 cwd=workdir,
                 env={**os.environ, **environment},
                 stdin=subprocess.DEVNULL,

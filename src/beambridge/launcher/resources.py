@@ -63,6 +63,10 @@ class NodePool:
         """The free fraction of each node (what acquire is told)."""
         return [round(node.free, 9) for node in self._nodes]
 
+    def has_room(self) -> bool:
+        """Whether any node has anything free."""
+        return any(node.free > _EPS for node in self._nodes)
+
     def idle(self) -> bool:
         """Whether nothing is placed anywhere."""
         return all(node.free >= 1.0 - _EPS for node in self._nodes)
