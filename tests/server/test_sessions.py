@@ -183,3 +183,24 @@ def test_skewed_launcher_clock_never_reverses_history(alice: ApiUser) -> None:
     times = [e["timestamp"] for e in alice.ok(alice.http.get(f"/jobs/{job}/events"))]
     assert times == sorted(times)
     assert not times[-1].startswith("2999")
+
+
+def test_silence_while_the_service_was_down_does_not_expire_sessions(
+    alice: ApiUser, server_app: FastAPI
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from beambridge.server.dispatch.sessions import expire_silent_sessions
+
+    site, [job] = make_jobs(alice)
+    session = alice.session(site["id"])
+    acquire(alice, session["id"], max_jobs=1)
+    report(alice, session["id"], [{"id": job, "state": "RUNNING"}])
+    later = datetime.now(UTC) + timedelta(seconds=120)  # two minutes of silence, timeout one minute
+    db = server_app.state.ctx.db
+    with db.write() as conn:  # the service came back 30 s ago: the launcher still has time to reconnect
+        outcome = expire_silent_sessions(conn, 60, later, up_since=later - timedelta(seconds=30))
+    assert not outcome.wake_keys and states(alice, [job])[job] == "RUNNING"
+    with db.write() as conn:  # up for longer than the timeout: now the silence counts
+        expire_silent_sessions(conn, 60, later, up_since=later - timedelta(seconds=90))
+    assert states(alice, [job])[job] == "RESTART_READY"

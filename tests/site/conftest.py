@@ -1,4 +1,4 @@
-"""End-to-end fixtures: a real server process and site agents as real processes."""
+"""End-to-end fixtures: a real server process and site agents as real processes; the real Slurm cluster."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.site.harness import System
+from tests.slurm_cluster import SlurmCluster, slurm_cluster_session
 
 
 @pytest.fixture
@@ -19,4 +20,7 @@ def system(tmp_path: Path) -> Iterator[System]:
         made.close()
 
 
-from tests.platform.conftest import slurm_cluster  # noqa: E402,F401 - the real Slurm cluster fixture
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
+    """The tests' own Slurm (fails in CI when it cannot be had). Users carry ``xdist_group("slurm")``."""
+    yield from slurm_cluster_session(tmp_path_factory)

@@ -39,6 +39,8 @@ class RunningJob:
     pidfd: int | None = None
     worker: Worker | None = None
     task_file: Path | None = None
+    shell: bool = False
+    """A shell command run by a pool worker (its answer is the exit code)."""
     stop_reason: str | None = None
     """Why the launcher is stopping it: ``timeout``, ``killed`` (cancelled by the user), ``drain``."""
     stop_sent_at: float | None = None

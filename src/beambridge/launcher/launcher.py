@@ -14,6 +14,7 @@ import selectors
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -146,6 +147,9 @@ class Launcher:
         ]
         for thread in threads:
             thread.start()
+        # Spawning and pipe reads hand the GIL away; with the default 5 ms switch interval a busy reporter
+        # or acquirer thread would make each of those waits milliseconds long.
+        sys.setswitchinterval(0.0005)
         if self.serial:
             self.pool.warm_up(min(2, self.pool.size))
         try:
@@ -331,7 +335,8 @@ class Launcher:
                 return
             self.queued.clear()
         for run in list(self.running.values()):
-            run.signal_stop("lost")
+            if run.stop_reason is None:
+                self._stop(run, "lost")
         if self.stopping.is_set() or self.draining:
             return
         try:
@@ -370,7 +375,7 @@ class Launcher:
         if run.worker is not None:
             run.stop_reason = reason
             self._selector.unregister(run.worker.conn)
-            self.pool.kill(run.job.id)
+            self.pool.kill(run.job.id, grace_s=KILL_GRACE_S if run.shell else 0)
             self._complete(run, None, False, "")
         else:
             run.signal_stop(reason)
@@ -455,6 +460,12 @@ class Launcher:
                 task = self._task(job, app, workdir, environment)
                 run.worker = self.pool.submit(job.id, task)
                 self._selector.register(run.worker.conn, selectors.EVENT_READ, run)
+            elif local_serial:  # a worker spawns it: the launcher's busy threads never delay a fork
+                argv = [*pdeathsig_prefix(), *self._argv(job, app, workdir, environment, run)]
+                task = {"argv": argv, "workdir": str(workdir), "environment": environment}
+                run.worker = self.pool.submit(job.id, task)
+                run.shell = True
+                self._selector.register(run.worker.conn, selectors.EVENT_READ, run)
             else:
                 argv = self._argv(job, app, workdir, environment, run)
                 if not local_serial:
@@ -529,6 +540,10 @@ class Launcher:
                 self._complete(run, 1, False, "the Python worker died")
                 return
             _, ok, payload = answer
+            if run.shell and ok:
+                code = int(payload["returncode"])
+                self._complete(run, code, code == 0, None if code == 0 else error_tail(run.workdir))
+                return
             self._complete(run, 0 if ok else 1, ok, payload)
             return
         assert run.process is not None and run.pidfd is not None

@@ -11,21 +11,88 @@ import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
+import select
 import signal
+import subprocess
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-_PRELOAD = ["beambridge.apps.execute", "beambridge.apps.builtin", "numpy", "orjson"]
+_PRELOAD = ["beambridge.apps.execute", "beambridge.apps.builtin", "beambridge.launcher.jobs", "orjson"]
 
 
-def _worker_main(conn: multiprocessing.connection.Connection) -> None:
+_CHILD: list[subprocess.Popen[bytes]] = []
+_GRACE_S = 2.0
+
+
+def _end_child_and_exit(*_: Any) -> None:
+    """SIGTERM to a worker running a command: end the command's process group (TERM, then KILL)."""
+    for child in _CHILD:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signal.SIGTERM)
+        try:
+            child.wait(timeout=_GRACE_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    os._exit(1)
+
+
+def run_command(task: Mapping[str, Any]) -> int:
+    """Run a shell app's argv in its workdir (own session, output to job.out/job.err); its exit code."""
+    workdir = task["workdir"]
+    with (
+        open(os.path.join(workdir, "job.out"), "ab") as out,
+        open(os.path.join(workdir, "job.err"), "ab") as err,
+    ):
+        child = subprocess.Popen(
+            task["argv"],
+            cwd=workdir,
+            env={**os.environ, **task["environment"]},
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+    _CHILD.append(child)
+    try:
+        return child.wait()
+    finally:
+        _CHILD.clear()
+
+
+def _watch_launcher(launcher_pid: int) -> None:
+    """End this worker (and the command it runs) as soon as the launcher is gone, even by ``kill -9``.
+
+    The fork server's workers are not the launcher's children and the fork server outlives it while a
+    worker is busy, so neither ``PR_SET_PDEATHSIG`` nor the fork server's own shutdown covers this.
+    """
+    try:
+        pidfd = os.pidfd_open(launcher_pid)
+    except (OSError, AttributeError):
+        pidfd = None
+    if pidfd is not None:
+        select.select([pidfd], [], [])
+    else:
+        while True:
+            try:
+                os.kill(launcher_pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.5)
+    _end_child_and_exit()
+
+
+def _worker_main(conn: multiprocessing.connection.Connection, launcher_pid: int) -> None:
     from beambridge.apps.execute import AppFailed, run_task
-    from beambridge.launcher.jobs import die_with_parent
 
-    die_with_parent()  # the fork server exits with the launcher; its workers follow
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _end_child_and_exit)
+    threading.Thread(target=_watch_launcher, args=(launcher_pid,), daemon=True).start()
     while True:
         try:
             task = conn.recv()
@@ -33,6 +100,14 @@ def _worker_main(conn: multiprocessing.connection.Connection) -> None:
             return
         if task is None:
             return
+        if "argv" in task:
+            try:
+                code = run_command(task)
+            except OSError as exc:
+                conn.send((task["job_id"], False, f"could not start {task['argv'][0]}: {exc}"))
+            else:
+                conn.send((task["job_id"], True, {"returncode": code}))
+            continue
         try:
             result = run_task(task)
         except AppFailed as exc:
@@ -72,7 +147,7 @@ class PythonWorkerPool:
 
     def _spawn(self) -> Worker:
         parent, child = self._ctx.Pipe()
-        process = self._ctx.Process(target=_worker_main, args=(child,), daemon=True)
+        process = self._ctx.Process(target=_worker_main, args=(child, os.getpid()), daemon=True)
         process.start()
         child.close()
         return Worker(process, parent)
@@ -98,16 +173,21 @@ class PythonWorkerPool:
         self._idle.append(worker)
         return answer
 
-    def kill(self, job_id: int) -> None:
-        """Stop the worker running ``job_id`` at once."""
+    def kill(self, job_id: int, grace_s: float = 0) -> None:
+        """Stop the worker running ``job_id``: with ``grace_s``, SIGTERM first (a worker running a command
+        ends the command's process group), SIGKILL after that long; else SIGKILL at once."""
         worker = self._busy.pop(job_id, None)
         if worker is not None:
-            self._discard(worker)
+            self._discard(worker, grace_s)
 
-    def _discard(self, worker: Worker) -> None:
+    def _discard(self, worker: Worker, grace_s: float = 0) -> None:
         self._busy.pop(worker.job_id or -1, None)
-        if worker.process.pid is not None and worker.process.is_alive():
-            os.kill(worker.process.pid, signal.SIGKILL)
+        pid = worker.process.pid
+        if pid is not None and worker.process.is_alive() and grace_s > 0:
+            os.kill(pid, signal.SIGTERM)
+            worker.process.join(timeout=grace_s + 3)
+        if pid is not None and worker.process.is_alive():
+            os.kill(pid, signal.SIGKILL)
         worker.process.join(timeout=5)
         worker.conn.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -99,15 +100,16 @@ def create_app(
 
 async def _sweep_sessions(ctx: ServerContext) -> None:
     """Expire silent launcher sessions, forever, every ``session_sweep_interval_s``."""
+    up_since = utcnow()
     while True:
         await asyncio.sleep(ctx.settings.session_sweep_interval_s)
         try:
-            outcome = await run_in_threadpool(_expire_once, ctx)
+            outcome = await run_in_threadpool(_expire_once, ctx, up_since)
             ctx.wakeups.notify(outcome.wake_keys)
         except Exception:  # a database hiccup must not end the sweeper
             log.exception("session sweep failed")
 
 
-def _expire_once(ctx: ServerContext):  # type: ignore[no-untyped-def]
+def _expire_once(ctx: ServerContext, up_since: datetime):  # type: ignore[no-untyped-def]
     with ctx.db.write() as conn:
-        return expire_silent_sessions(conn, ctx.settings.session_timeout_s, utcnow())
+        return expire_silent_sessions(conn, ctx.settings.session_timeout_s, utcnow(), up_since)

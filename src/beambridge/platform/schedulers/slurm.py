@@ -434,7 +434,10 @@ class SlurmScheduler(Scheduler):
     def submit(self, request: PilotRequest) -> str:
         """Submit the pilot with ``sbatch --parsable``; its job id."""
         argv = self.sbatch_argv(request)
-        request.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            request.workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SubmitRejected(f"cannot create the workdir of pilot {request.job_name!r}: {exc}") from exc
         env = {**os.environ, **request.environment}
         result = self._run(argv, env=env)
         if not result.ok:
@@ -462,6 +465,7 @@ class SlurmScheduler(Scheduler):
             request.job_name,
             "-N",
             str(request.num_nodes),
+            "--exclusive",  # a pilot owns its nodes: its launcher places jobs on every core
             "-t",
             str(request.wall_time_min),
             "-o",

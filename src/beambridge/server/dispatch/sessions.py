@@ -153,10 +153,18 @@ def end_sessions(conn: Connection, session_ids: list[int], reason: str, now: dat
     return outcome
 
 
-def expire_silent_sessions(conn: Connection, timeout_s: float, now: datetime) -> Outcome:
-    """End every session silent for longer than ``timeout_s``, or whose batch job has finished."""
+def expire_silent_sessions(
+    conn: Connection, timeout_s: float, now: datetime, up_since: datetime | None = None
+) -> Outcome:
+    """End every session silent for longer than ``timeout_s``, or whose batch job has finished.
+
+    Silence counts only while the service is up (``up_since``): after a restart, launchers that could not
+    reach it meanwhile get ``timeout_s`` to heartbeat again before their jobs are timed out.
+    """
     cutoff = now - timedelta(seconds=timeout_s)
     silent = sa.select(sessions.c.id).where(sessions.c.expired_at.is_(None), sessions.c.heartbeat_at < cutoff)
+    if up_since is not None and up_since > cutoff:
+        silent = silent.where(sa.false())
     finished = (
         sa.select(sessions.c.id)
         .join(batch_jobs, batch_jobs.c.id == sessions.c.batch_job_id)
