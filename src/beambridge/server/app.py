@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 from anyio import to_thread
 from fastapi import FastAPI
