@@ -216,7 +216,7 @@ def main() -> None:
     parser.add_argument("--latency-samples", type=int, default=50)
     parser.add_argument("--database-url", default=None, help="PostgreSQL URL (default: SQLite)")
     parser.add_argument("--no-parsl", action="store_true")
-    parser.add_argument("--plot", type=Path, default=ROOT / "benchmarks/out/launcher_throughput.png")
+    parser.add_argument("--plot", type=Path, default=ROOT / "benchmarks/results/launcher_throughput.png")
     args = parser.parse_args()
 
     results: dict[str, list[float]] = {"python": [], "shell": []}
