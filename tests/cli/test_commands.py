@@ -96,3 +96,42 @@ def test_user_add_and_server_migrate_act_on_the_local_database(cli: RunCli, home
     short = cli("user", "add", "dave", "--password-stdin", stdin="short\n")
     assert (short.code, short.err) == (1, "error: password must be at least 8 characters\n")
     assert (home / "beambridge.db").exists()
+
+
+def test_site_init_start_status_stop(
+    cli: RunCli, home: Path, tmp_path: Path, live_server: LiveServer, alice: ApiUser
+) -> None:
+    from beambridge.site.config import SiteDir
+    from tests.site.harness import cancel_local_pilots
+
+    _login(cli, live_server, alice)
+    polaris = tmp_path / "bb-polaris"
+    made = cli("site", "init", str(polaris), "--name", "polaris", "--platform", "polaris")
+    assert made.code == 0, made.err
+    config = SiteDir(polaris).load()
+    assert (config.scheduler, config.launcher.mpi_launcher, config.launcher.cores_per_node) == (
+        "pbs",
+        "mpiexec",
+        32,
+    )
+    assert config.elastic_queue.optional_params == {"filesystems": "home:eagle"}
+    again = cli("site", "init", str(polaris), "--name", "polaris")
+    assert again.code == 1 and "already a site directory" in again.err
+    unknown = cli("site", "init", str(tmp_path / "x"), "--name", "x", "--platform", "cray-xt5")
+    assert unknown.code == 1 and "unknown platform 'cray-xt5'" in unknown.err
+
+    laptop = tmp_path / "laptop"
+    assert cli("site", "init", str(laptop), "--name", "laptop").code == 0
+    try:
+        started = cli("site", "start", str(laptop))
+        assert started.code == 0 and "agent started" in started.out, started.err
+        twice = cli("site", "start", str(laptop))
+        assert twice.code != 0 and "already running" in twice.err
+        status = json.loads(cli("site", "status", str(laptop), "--json").out)
+        assert status["site"] == "laptop" and status["agent_pid"]
+        assert "agent running" in cli("site", "status", str(laptop)).out
+    finally:
+        stopped = cli("site", "stop", str(laptop))
+        cancel_local_pilots(SiteDir(laptop))
+    assert stopped.code == 0 and "agent stopped" in stopped.out
+    assert "agent not running" in cli("site", "status", str(laptop)).out

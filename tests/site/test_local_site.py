@@ -7,6 +7,7 @@ from pathlib import Path
 
 from beambridge.states import JobState
 from tests.site.harness import System
+from tests.site.test_recovery import _app_ids
 
 APPS = Path(__file__).with_name("apps_e2e.py")
 
@@ -16,15 +17,8 @@ def test_jobs_run_and_end_as_their_hooks_decide(system: System) -> None:
         "laptop", launcher={"cores_per_node": 4, "idle_timeout_s": 5}, elastic_queue={"wall_time_min": 10}
     )
     shutil.copy(APPS, site.apps / "e2e.py")
-    agent = system.start_agent(site)
-    apps = {}
-    import time
-
-    deadline = time.monotonic() + 30
-    while len(apps) < 8 and time.monotonic() < deadline:
-        apps = {app.name: app.id for app in system.client.apps.filter(site_id=config.site_id)}
-        time.sleep(0.2)
-    assert {"Hello", "Add", "Fail", "Sleep", "Retried", "Post", "WhereAmI"} <= set(apps), agent.log()
+    system.start_agent(site)
+    apps = _app_ids(system, config.site_id)
 
     specs = []
     specs += [

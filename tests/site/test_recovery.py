@@ -18,10 +18,13 @@ from tests.site.harness import System, wait_for
 APPS = Path(__file__).with_name("apps_e2e.py")
 
 
-def _app_ids(system: System, site_id: int, wanted: int = 8) -> dict[str, int]:
+E2E_APPS = {"Hello", "Add", "Fail", "Sleep", "MpiRanks", "Retried", "Post", "WhereAmI"}
+
+
+def _app_ids(system: System, site_id: int) -> dict[str, int]:
     def ready() -> dict[str, int] | None:
         apps = {app.name: app.id for app in system.client.apps.filter(site_id=site_id)}
-        return apps if len(apps) >= wanted else None
+        return apps if set(apps) >= E2E_APPS else None
 
     return wait_for(ready, 60, what="apps registered")
 

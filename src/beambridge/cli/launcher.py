@@ -30,6 +30,7 @@ def launcher(
     from beambridge.site.agent import site_client
     from beambridge.site.config import SiteDir
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the log
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(threadName)s: %(message)s")
     site = SiteDir(site_dir)
     config = site.load()

@@ -46,6 +46,7 @@ def run_agent(directory: SiteDirArg) -> None:
     """Run the agent in the foreground (``site start`` runs this in the background)."""
     from beambridge.site.agent import SiteAgent
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the log
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     agent = SiteAgent(directory)
     agent.install_signal_handlers()
