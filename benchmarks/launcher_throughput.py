@@ -240,22 +240,30 @@ def main() -> None:
                         progress.advance(task)
         finally:
             bench.close()
+    # Parsl at its best here: its DEBUG log off, and the better of 2 workers and ours
     peer: dict[str, list[dict[str, Any]]] = {"python": [], "shell": []}
+    peer_workers = sorted({2, args.workers})
     if not args.no_parsl:
+        by_workers: dict[tuple[str, int], list[dict[str, Any]]] = {}
         with Progress(console=console) as progress:
-            task = progress.add_task("Parsl HTEX", total=2 * args.repeats)
+            task = progress.add_task("Parsl HTEX", total=2 * args.repeats * len(peer_workers))
             for _ in range(args.repeats):
-                for kind in ("python", "shell"):
-                    run = parsl_run(kind, args.jobs, args.workers)
-                    if run:
-                        peer[kind].append(run)
-                    progress.advance(task)
+                for workers in peer_workers:
+                    for kind in ("python", "shell"):
+                        run = parsl_run(kind, args.jobs, workers)
+                        if run:
+                            by_workers.setdefault((kind, workers), []).append(run)
+                        progress.advance(task)
+        for kind in ("python", "shell"):
+            runs = [r for (k, _), r in by_workers.items() if k == kind]
+            if runs:
+                peer[kind] = max(runs, key=lambda rs: statistics.median(r["tasks_per_s"] for r in rs))
 
     db = "PostgreSQL" if args.database_url else "SQLite"
     table = Table(
         title=f"Launcher on one local node, {args.workers} concurrent jobs, server on {db} — {date.today()} (medians of {args.repeats})"
     )
-    for header in ("measure", "beambridge", "Parsl HTEX (nothing persisted)", "target"):
+    for header in ("measure", "beambridge", "Parsl HTEX, best of 2/4 workers (nothing persisted)", "target"):
         table.add_column(header, justify="left" if header == "measure" else "right")
     p50 = statistics.median(latencies)
     p95 = sorted(latencies)[int(0.95 * (len(latencies) - 1))]
@@ -273,7 +281,7 @@ def main() -> None:
         table.add_row(
             f"{args.jobs:,} no-op {kind} jobs, jobs/s",
             f"{ours:,.0f}",
-            f"{statistics.median(theirs):,.0f}" if theirs else "–",
+            f"{statistics.median(theirs):,.0f} ({peer[kind][0]['workers']} workers)" if theirs else "–",
             "≥ Parsl",
         )
     console.print(table)

@@ -158,10 +158,12 @@ class Launcher:
             self.stopping.set()
             self._wake()
             self._stop_all("drain")
+            log.info("stopping: sending the last reports")
             self.reporter.stop()
-            for thread in threads:
-                thread.join(timeout=self.settings.long_poll_s + 5)
+            for thread in threads:  # a long-poll in flight is abandoned: closing the session frees its jobs
+                thread.join(timeout=1)
             self._close_session()
+            log.info("session closed; stopping workers")
             self.pool.close()
             self._selector.close()
             os.close(self._wake_r)
@@ -214,6 +216,12 @@ class Launcher:
             return None
         return {"max_jobs": 1000, "free_nodes": free, "max_wall_time_min": remaining_min}
 
+    def _long_poll_s(self) -> float:
+        """How long an acquire may wait: the configured long-poll, but never past the drain time."""
+        if self.drain_at is None:
+            return self.settings.long_poll_s
+        return max(0.0, min(self.settings.long_poll_s, self.drain_at - time.monotonic()))
+
     def _acquire_loop(self) -> None:
         backoff = 0.2
         while not self.stopping.is_set():
@@ -227,7 +235,7 @@ class Launcher:
             try:
                 jobs = self.client.sessions.acquire(
                     session_id,
-                    wait_s=self.settings.long_poll_s,
+                    wait_s=self._long_poll_s(),
                     filter_tags=self.options.filter_tags,
                     **request,
                 )

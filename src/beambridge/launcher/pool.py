@@ -29,17 +29,26 @@ _GRACE_S = 2.0
 
 
 def _end_child_and_exit(*_: Any) -> None:
-    """SIGTERM to a worker running a command: end the command's process group (TERM, then KILL)."""
+    """SIGTERM to a worker (or its launcher gone): end the running command's process group — TERM, then
+    KILL after a grace period — and exit. Reaps with ``os.waitpid`` directly: this may run inside the
+    ``Popen.wait`` it interrupts, which holds the ``Popen`` lock."""
     for child in _CHILD:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(child.pid, signal.SIGTERM)
-        try:
-            child.wait(timeout=_GRACE_S)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
+        deadline = time.monotonic() + _GRACE_S
+        while time.monotonic() < deadline and not _reaped(child.pid):
+            time.sleep(0.02)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signal.SIGKILL)
     os._exit(1)
+
+
+def _reaped(pid: int) -> bool:
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return done == pid
 
 
 def run_command(task: Mapping[str, Any]) -> int:

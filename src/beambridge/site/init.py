@@ -17,13 +17,13 @@ EXAMPLE_APP = '''"""Apps of this site. Each ApplicationDefinition subclass here 
 from beambridge.apps.base import ApplicationDefinition
 
 
-class Hello(ApplicationDefinition):
+class Greeting(ApplicationDefinition):
     """Say hello (a shell app: parameters are shell-quoted)."""
 
     command_template = "echo hello, {{ name }}"
 
 
-class Add(ApplicationDefinition):
+class AddNumbers(ApplicationDefinition):
     """Add two numbers (a Python app: the return value is the job's result)."""
 
     def run(self, a: float, b: float) -> float:

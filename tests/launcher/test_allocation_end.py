@@ -1,0 +1,57 @@
+"""A launcher near the end of its allocation: it starts nothing that would not fit, then drains."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from beambridge.states import JobState
+from tests.site.harness import System, wait_for
+from tests.site.test_recovery import _app_ids
+
+APPS = Path(__file__).resolve().parents[1] / "site" / "apps_e2e.py"
+
+
+def test_launcher_skips_jobs_too_long_for_the_allocation_and_drains_at_its_end(system: System) -> None:
+    site, config = system.make_site(
+        "short-allocation",
+        launcher={"drain_margin_s": 50, "idle_timeout_s": 60, "cores_per_node": 2},
+        elastic_queue={"enabled": False},
+    )
+    shutil.copy(APPS, site.apps / "e2e.py")
+    agent = system.start_agent(site)  # registers the apps; no pilots (elastic queue off)
+    apps = _app_ids(system, config.site_id)
+    agent.stop()
+    too_long, sleeper = system.client.jobs.bulk_create(
+        [
+            {"app_id": apps["Hello"], "workdir": "long", "parameters": {"name": "x"}, "wall_time_min": 5},
+            {"app_id": apps["Sleep"], "workdir": "sleep", "parameters": {"seconds": 120}, "retry_limit": 1},
+        ]
+    )
+    # an allocation of 1 minute that must stop work 50 s before its end: 10 s of work
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "beambridge", "launcher", "--site-dir", str(site.root), "--nodes", "localhost",
+         "--wall-time-min", "1"],
+        stdout=(site.root / "launcher.log").open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_for(
+            lambda: system.client.jobs.get(sleeper.id).state == JobState.RUNNING, 30, what="sleeper running"
+        )
+        started = time.monotonic()
+        assert launcher.wait(timeout=40) == 0
+        assert 5 < time.monotonic() - started < 15
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    log = (site.root / "launcher.log").read_text()
+    assert "draining" in log, log
+    events = system.client.jobs.events(sleeper.id)
+    timeout = [e for e in events if e.to_state == JobState.RUN_TIMEOUT]
+    assert timeout and timeout[0].data.get("reason") == "allocation ending"
+    assert system.client.jobs.get(sleeper.id).state == JobState.RESTART_READY  # runs again in a later pilot
+    assert system.client.jobs.get(too_long.id).state == JobState.PREPROCESSED  # never handed to this pilot
+    assert not (site.data / "sleep/done.txt").exists()
