@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-## demo: start a server on the embedded default (SQLite under ./.demo) and walk a DAG of jobs through it
+## demo: the whole system on this machine (server on SQLite under ./.demo, a local site, pilots, XPCS jobs)
 demo: $(STAMP)
 	BEAMBRIDGE_HOME=$(CURDIR)/.demo $(BIN)/beambridge demo
 
@@ -40,9 +40,10 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
-## bench: the API benchmark (starts its own servers)
+## bench: the API and launcher benchmarks (start their own servers; Parsl from .venv-peers when present)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/api_throughput.py
+	$(BIN)/python benchmarks/launcher_throughput.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -155,19 +156,24 @@ def mpirun() -> str:
     return path
 
 
-PRINT_RANK = "import os; print('rank', os.environ['OMPI_COMM_WORLD_RANK'], os.environ['OMP_NUM_THREADS'], os.environ['BB_TEST'])"
+# each rank writes its own file: ranks printing to one shared stdout interleave their lines
+WRITE_RANK = (
+    "import os, pathlib; r = os.environ['OMPI_COMM_WORLD_RANK']; "
+    "pathlib.Path(f'rank{r}.txt').write_text(' '.join(['rank', r, os.environ['OMP_NUM_THREADS'], os.environ['BB_TEST']]))"
+)
 
 
 @pytest.mark.parametrize(("nodes", "ranks_per_node"), [(["localhost"], 2), (["localhost", "localhost"], 1)])
-def test_a_real_open_mpi_run(mpirun: str, nodes: list[str], ranks_per_node: int) -> None:
+def test_a_real_open_mpi_run(mpirun: str, nodes: list[str], ranks_per_node: int, tmp_path: Path) -> None:
     spec = LaunchSpec(
-        [sys.executable, "-c", PRINT_RANK],
+        [sys.executable, "-c", WRITE_RANK],
         nodes,
         ranks_per_node=ranks_per_node,
         threads_per_rank=3,
         environment={"BB_TEST": "seen"},
     )
     argv = OpenMpiLauncher(mpirun).argv(spec)
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert sorted(done.stdout.split("\n")[:-1]) == ["rank 0 3 seen", "rank 1 3 seen"]
+    written = sorted(path.read_text() for path in tmp_path.glob("rank*.txt"))
+    assert written == ["rank 0 3 seen", "rank 1 3 seen"]

@@ -69,7 +69,9 @@ class System:
         self.home = root / "server-home"
         self.home.mkdir(parents=True)
         add_user(self.home, "scientist")
-        self.server = LocalServer(self.home, env={"BEAMBRIDGE_SESSION_TIMEOUT_S": str(session_timeout_s)})
+        self.server = LocalServer(
+            self.home, env={"BEAMBRIDGE_SESSION_TIMEOUT_S": str(session_timeout_s)}, startup_timeout_s=90
+        )
         self.server.start()
         self.client = Client.login(self.server.url, "scientist", PASSWORD, retries=10, backoff_s=0.3)
         self.agents: list[AgentProcess] = []
