@@ -72,8 +72,12 @@ class System:
         self.server = LocalServer(
             self.home, env={"BEAMBRIDGE_SESSION_TIMEOUT_S": str(session_timeout_s)}, startup_timeout_s=90
         )
-        self.server.start()
-        self.client = Client.login(self.server.url, "scientist", PASSWORD, retries=10, backoff_s=0.3)
+        try:
+            self.server.start()
+            self.client = Client.login(self.server.url, "scientist", PASSWORD, retries=10, backoff_s=0.3)
+        except BaseException:
+            self.server.stop()  # a server that came up too slowly must not outlive the test
+            raise
         self.agents: list[AgentProcess] = []
         self.sites: list[SiteDir] = []
 

@@ -61,7 +61,11 @@ class LocalServer:
         self.home.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        self._wait_healthy()
+        try:
+            self._wait_healthy()
+        except BaseException:
+            self.stop()  # never leave a server behind that did not come up in time
+            raise
 
     def _wait_healthy(self) -> None:
         assert self.process is not None
