@@ -76,8 +76,12 @@ class ApiUser:
         assert response.status_code == status, f"{response.status_code}: {response.text}"
         return response.json() if response.content else None
 
-    def site(self, name: str = "polaris") -> dict:
-        return self.ok(self.http.post("/sites", json={"name": name}), 201)  # type: ignore[return-value]
+    def site(self, name: str = "polaris", locations: dict[str, str] | None = None) -> dict:
+        """A site, with transfer locations registered as its agent would (``aps_dtn``, ``dtn``, ``a``)."""
+        site: dict = self.ok(self.http.post("/sites", json={"name": name}), 201)  # type: ignore[assignment]
+        wanted = {"aps_dtn": "globus", "dtn": "rsync", "a": "local"} if locations is None else locations
+        body = {"locations": wanted}
+        return self.ok(self.http.patch(f"/sites/{site['id']}", json=body))  # type: ignore[return-value]
 
     def app(self, site_id: int, name: str = "echo", **fields: object) -> dict:
         body = {"site_id": site_id, "name": name, **fields}

@@ -60,6 +60,10 @@ def test_parameters_and_transfers_are_checked(alice: ApiUser) -> None:
         ({"parameters": {"n": "one"}, "transfers": {"raw": "a:/x"}}, "must be int"),
         ({"parameters": {"n": 1}}, "requires transfer slot 'raw'"),
         ({"parameters": {"n": 1}, "transfers": {"raw": "a:/x", "other": "a:/y"}}, "unknown transfer slot"),
+        (
+            {"parameters": {"n": 1}, "transfers": {"raw": "nersc_dtn:/x"}},
+            "site 'polaris' has no location 'nersc_dtn' (it has: a, aps_dtn, dtn)",
+        ),
     ]
     for fields, message in cases:
         response = alice.http.post("/jobs", json=[{"app_id": app["id"], "workdir": "w", **fields}])

@@ -105,10 +105,19 @@ class SiteManager(Manager[Site]):
         path: str | None = None,
         description: str | None = None,
         status: dict[str, Any] | None = None,
+        locations: Mapping[str, str] | None = None,
     ) -> Site:
-        """Change a site's descriptive fields or its self-reported status."""
+        """Change a site's descriptive fields, its self-reported status, or its transfer location
+        aliases (``{"aps_dtn": "globus"}``: what jobs may name in their transfers)."""
         return self._patch(
-            site_id, {"hostname": hostname, "path": path, "description": description, "status": status}
+            site_id,
+            {
+                "hostname": hostname,
+                "path": path,
+                "description": description,
+                "status": status,
+                "locations": dict(locations) if locations is not None else None,
+            },
         )
 
     def delete(self, site_id: int) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from beambridge.schemas.common import InputModel, Name, OutputModel, UtcDatetime
+
+LocationAlias = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
+LocationKind = Literal["local", "rsync", "globus"]
 
 
 class SiteCreate(InputModel):
@@ -25,6 +28,11 @@ class SiteUpdate(InputModel):
     path: str | None = Field(default=None, max_length=1024)
     description: str | None = Field(default=None, max_length=2000)
     status: dict[str, Any] | None = Field(default=None, description="What the agent reports about itself")
+    locations: dict[LocationAlias, LocationKind] | None = Field(
+        default=None,
+        max_length=200,
+        description="The site's transfer location aliases and their kinds (registered by the agent)",
+    )
 
 
 class Site(OutputModel):
@@ -36,5 +44,6 @@ class Site(OutputModel):
     path: str
     description: str
     status: dict[str, Any]
+    locations: dict[str, str] = Field(default_factory=dict)
     last_heartbeat: UtcDatetime | None
     created_at: UtcDatetime

@@ -61,6 +61,7 @@ sites = sa.Table(
     sa.Column("path", sa.String(1024), nullable=False, server_default=""),
     sa.Column("description", sa.Text, nullable=False, server_default=""),
     sa.Column("status", JSON, nullable=False),
+    sa.Column("locations", JSON, nullable=False, server_default=sa.text("'{}'")),
     sa.Column("last_heartbeat", Time),
     sa.Column("created_at", Time, nullable=False),
     sa.UniqueConstraint("owner_id", "name"),

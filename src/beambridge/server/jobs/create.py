@@ -17,9 +17,9 @@ from beambridge.server.auth.tokens import Principal
 from beambridge.server.db.bulk import bulk_insert
 from beambridge.server.db.chunks import chunked
 from beambridge.server.db.ids import reserve_ids
-from beambridge.server.db.tables import apps, events, job_parents, jobs, transfer_items
+from beambridge.server.db.tables import apps, events, job_parents, jobs, sites, transfer_items
 from beambridge.server.errors import ConflictError, InvalidRequestError, NotFoundError
-from beambridge.server.jobs.parameters import check_transfers, resolve_parameters
+from beambridge.server.jobs.parameters import check_locations, check_transfers, resolve_parameters
 from beambridge.server.wakeups import WakeKey
 from beambridge.states import RUNNABLE_STATES, JobState, initial_state
 
@@ -55,6 +55,14 @@ def _load_apps(conn: Connection, principal: Principal, app_ids: set[int]) -> dic
     }
 
 
+def _load_site_locations(conn: Connection, site_ids: set[int]) -> dict[int, tuple[str, dict[str, str]]]:
+    """Name and location aliases of the sites that jobs with transfers go to."""
+    if not site_ids:
+        return {}
+    query = sa.select(sites.c.id, sites.c.name, sites.c.locations).where(sites.c.id.in_(sorted(site_ids)))
+    return {row.id: (row.name, dict(row.locations or {})) for row in conn.execute(query)}
+
+
 def _load_parent_states(conn: Connection, owner_id: int, parent_ids: set[int]) -> dict[int, str]:
     states: dict[int, str] = {}
     for chunk in chunked(sorted(parent_ids)):
@@ -74,6 +82,9 @@ def create_jobs(
     missing = sorted({spec.app_id for spec in specs} - app_info.keys())
     if missing:
         raise NotFoundError(f"app {missing[0]} not found", ids=missing[:1000])
+    site_locations = _load_site_locations(
+        conn, {app_info[spec.app_id].site_id for spec in specs if spec.transfers}
+    )
     unknown_parents = sorted({pid for spec in specs for pid in spec.parent_ids} - parent_states.keys())
     if unknown_parents:
         raise NotFoundError(f"parent job {unknown_parents[0]} not found", ids=unknown_parents[:1000])
@@ -84,6 +95,8 @@ def create_jobs(
         app = app_info[spec.app_id]
         parameters, bad = resolve_parameters(app.name, app.parameters, spec.parameters)
         has_in, has_out, bad_transfers = check_transfers(app.name, app.slots, spec.transfers)
+        if spec.transfers:
+            bad_transfers += check_locations(site_locations[app.site_id], spec.transfers)
         problems += [f"[{index}]: {text}" for text in bad + bad_transfers]
         unfinished = False
         for pid in spec.parent_ids:

@@ -60,3 +60,14 @@ def check_transfers(
     has_in = any(slots[name].direction is TransferDirection.IN for name in given if name in slots)
     has_out = any(slots[name].direction is TransferDirection.OUT for name in given if name in slots)
     return has_in, has_out, problems
+
+
+def check_locations(site: tuple[str, dict[str, str]], given: dict[str, str]) -> list[str]:
+    """Problems with the location aliases a job's transfers name (the site registers its aliases)."""
+    name, locations = site
+    known = ", ".join(sorted(locations)) or "none registered yet: start its agent with locations in site.yml"
+    return [
+        f"transfer {slot!r}: site {name!r} has no location {ref.partition(':')[0]!r} (it has: {known})"
+        for slot, ref in given.items()
+        if ref.partition(":")[0] not in locations
+    ]
