@@ -12,6 +12,10 @@ fi
 # Slurm (controller, node daemon, munge) and Open MPI for the real-scheduler and MPI tests.
 command -v slurmctld >/dev/null || need+=(slurm-wlm munge libpmix-dev)
 command -v mpirun >/dev/null || need+=(openmpi-bin libopenmpi-dev)
+# ssh + rsync for the rsync transfer tests (a private sshd on 127.0.0.1); sshd lives in /usr/sbin
+{ command -v sshd >/dev/null || [ -x /usr/sbin/sshd ]; } || need+=(openssh-server)
+{ command -v ssh >/dev/null && command -v ssh-keygen >/dev/null; } || need+=(openssh-client)
+command -v rsync >/dev/null || need+=(rsync)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

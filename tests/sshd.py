@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port
+from tests.servers import IN_CI, free_port
 
 START_TIMEOUT_S = 10.0
 
@@ -52,7 +52,7 @@ def require_ssh_tools() -> None:
     if not missing:
         return
     message = f"{', '.join(missing)} not installed (apt-get install openssh-server rsync)"
-    if os.environ.get("CI") == "true":
+    if IN_CI:
         pytest.fail(message)
     pytest.skip(message)
 

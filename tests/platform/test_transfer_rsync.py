@@ -336,7 +336,7 @@ def test_kill_9_mid_transfer_then_redo(sshd: SshServer, tmp_path: Path) -> None:
         agent.kill()
         agent.wait(10)
 
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 10
     while processes_mentioning(str(remote)):
         assert time.monotonic() < deadline, (
             f"rsync/ssh outlived the agent: {processes_mentioning(str(remote))}"
@@ -351,6 +351,28 @@ def test_kill_9_mid_transfer_then_redo(sshd: SshServer, tmp_path: Path) -> None:
     assert status.state is TaskState.SUCCEEDED, status.error
     assert sha(dst) == sha(src)
     assert not staging.exists()
+
+
+def test_cancel_stops_rsync(sshd: SshServer, tmp_path: Path) -> None:
+    remote = tmp_path / "remote-cancel"
+    big_file(remote / "frames.bin", 8 << 20)
+    dst = tmp_path / "work/frames.bin"
+    backend = RsyncBackend(location(sshd, remote, rsync_options=["--bwlimit=1024"]))
+    handle = backend.start(TransferTask("c1", "in", "dtn", (TransferFile("frames.bin", dst),)))
+    deadline = time.monotonic() + TIMEOUT_S
+    while not processes_mentioning(f"{remote}/"):
+        assert time.monotonic() < deadline, "rsync never started"
+        time.sleep(0.05)
+
+    backend.cancel(handle)
+    status = backend.wait(handle, TIMEOUT_S)
+
+    assert status.failure is not None and status.failure.kind is FailureKind.CANCELLED
+    assert not dst.exists()
+    deadline = time.monotonic() + 10
+    while processes_mentioning(str(remote)):
+        assert time.monotonic() < deadline, "rsync/ssh outlived the cancel"
+        time.sleep(0.1)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -392,6 +414,16 @@ def test_the_ssh_command() -> None:
 def test_options_that_break_partial_safety_are_refused(option: str) -> None:
     with pytest.raises(ValueError, match="partial-file guarantee"):
         get_backend("rsync", {"host": "h", "user": "u", "path": "/p", "rsync_options": [option]})
+
+
+def test_home_relative_remote_paths() -> None:
+    assert RsyncLocation(host="h", user="u", path="~/xpcs/raw").path == "xpcs/raw"
+    assert RsyncLocation(host="h", user="u", path="~").path == "."
+    backend = RsyncBackend(RsyncLocation(host="h", user="u", path="~/out"))
+    assert backend.remote_base() == "u@h:out/"
+    assert "--rsync-path=mkdir -p out && rsync" in backend.rsync_argv(
+        TransferDirection.OUT, Path("s"), Path("l"), checksum=False
+    )
 
 
 def test_bad_ssh_options_are_refused() -> None:

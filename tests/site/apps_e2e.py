@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from beambridge.apps.base import ApplicationDefinition
+from beambridge.schemas.apps import TransferDirection, TransferSlot
 from beambridge.states import JobState
 
 
@@ -72,3 +73,13 @@ class WhereAmI(ApplicationDefinition):
     def run(self) -> dict[str, str]:
         keys = ("BEAMBRIDGE_JOB_ID", "BEAMBRIDGE_CPU_IDS", "OMP_NUM_THREADS", "BEAMBRIDGE_NODES")
         return {key: os.environ.get(key, "") for key in keys} | {"cwd": Path.cwd().name}
+
+
+class Count(ApplicationDefinition):
+    """Counts the bytes of its input into its output (both staged)."""
+
+    command_template = "wc -c < raw.dat > result.txt"
+    transfer_slots: ClassVar[dict[str, TransferSlot]] = {
+        "raw": TransferSlot(direction=TransferDirection.IN, local_path="raw.dat"),
+        "result": TransferSlot(direction=TransferDirection.OUT, local_path="result.txt"),
+    }

@@ -13,12 +13,14 @@ from typing import Any, TextIO
 from beambridge.apps.loader import AppCatalog, load_apps
 from beambridge.client import Client
 from beambridge.platform.schedulers import Scheduler, get_scheduler
+from beambridge.platform.transfer import TransferBackend
 from beambridge.site.config import SiteConfig, SiteDir
 from beambridge.site.services.base import Service
 from beambridge.site.services.elastic_queue import ElasticQueue
 from beambridge.site.services.heartbeat import Heartbeat
 from beambridge.site.services.processing import Processing
 from beambridge.site.services.scheduler_sync import SchedulerSync
+from beambridge.site.services.transfers import Transfers
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,28 @@ def register_apps(client: Client, site_id: int, catalog: AppCatalog) -> dict[str
             client.apps.update(current.id, **wanted)
             log.info("updated app %s (id %s)", name, current.id)
     return ids
+
+
+def make_backends(site: SiteDir, config: SiteConfig) -> dict[str, TransferBackend]:
+    """A transfer backend per location alias of ``site.yml``."""
+    from beambridge.platform.transfer import get_backend
+
+    return {
+        alias: get_backend(
+            str(location.get("kind", "")),
+            location,
+            staging_root=site.root / "staging",
+            globus=config.globus,
+        )
+        for alias, location in config.locations.items()
+    }
+
+
+def register_locations(client: Client, config: SiteConfig) -> None:
+    """Tell the service the site's location aliases and kinds (never addresses or credentials)."""
+    client.sites.update(
+        config.site_id, locations={alias: str(loc.get("kind", "")) for alias, loc in config.locations.items()}
+    )
 
 
 class PidFile:
@@ -138,11 +162,13 @@ class SiteAgent:
         for path, problem in self.catalog.errors.items():
             log.error("apps file %s not loaded: %s", path, problem)
         app_ids = register_apps(self.client, self.config.site_id, self.catalog)
+        register_locations(self.client, self.config)
         self.services = [
             Heartbeat(self.client, self.config, self.status),
             SchedulerSync(self.client, self.site, self.config, self.scheduler),
             ElasticQueue(self.client, self.config),
             Processing(self.client, self.site, self.config, self.catalog, app_ids),
+            Transfers(self.client, self.site, self.config, make_backends(self.site, self.config)),
         ]
         return self.services
 
@@ -165,7 +191,7 @@ class SiteAgent:
             for thread in threads:
                 thread.join(timeout=60)
             for service in self.services:
-                if isinstance(service, Processing):
+                if isinstance(service, Processing | Transfers):
                     service.close()
         finally:
             pid_file.release()

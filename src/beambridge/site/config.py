@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -78,6 +78,17 @@ class Periods(_Section):
     scheduler_sync: float = Field(default=5, gt=0)
     elastic_queue: float = Field(default=5, gt=0)
     processing: float = Field(default=1, gt=0)
+    transfers: float = Field(default=1, gt=0)
+
+
+class TransferSettings(_Section):
+    """How the site batches and retries transfers."""
+
+    max_files_per_task: int = Field(default=100, ge=1, description="Files (or directories) per task")
+    max_bytes_per_task: int = Field(default=100 * 2**30, ge=1, description="Bytes per task (outbound)")
+    max_concurrent_tasks: int = Field(default=4, ge=1)
+    retry_limit: int = Field(default=3, ge=1, description="Attempts of a failing task before its jobs fail")
+    retry_backoff_s: float = Field(default=10, ge=0, description="First retry delay (doubles each time)")
 
 
 class SiteConfig(_Section):
@@ -94,10 +105,27 @@ class SiteConfig(_Section):
     launcher: LauncherSettings = Field(default_factory=LauncherSettings)
     elastic_queue: ElasticQueue = Field(default_factory=ElasticQueue)
     periods: Periods = Field(default_factory=Periods)
+    locations: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Transfer location aliases: {kind: local, path} | {kind: rsync, host, user, path…} | "
+        "{kind: globus, endpoint_id, path}",
+    )
+    globus: dict[str, Any] | None = Field(
+        default=None, description="The site's Globus settings (token file…)"
+    )
+    transfers: TransferSettings = Field(default_factory=TransferSettings)
     session_timeout_s: float = Field(
         default=60, gt=0, description="The server's session expiry (for heartbeats)"
     )
     processing_threads: int = Field(default=4, ge=1)
+
+
+def check_locations(config: SiteConfig) -> None:
+    """Validate each location against its kind's model (``ValidationError`` naming the field)."""
+    from beambridge.platform.transfer import parse_location
+
+    for location in config.locations.values():
+        parse_location(location)
 
 
 class SiteDir:
@@ -153,7 +181,9 @@ class SiteDir:
         if not isinstance(raw, dict):
             raise SiteConfigError(f"{path}: expected a mapping of settings")
         try:
-            return SiteConfig.model_validate(raw)
+            config = SiteConfig.model_validate(raw)
+            check_locations(config)
+            return config
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()[:10]

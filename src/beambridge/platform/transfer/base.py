@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 _TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_CONFIG_ERRNOS = frozenset({errno.EROFS, errno.EISDIR, errno.ENOTDIR, errno.EEXIST})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -100,6 +101,14 @@ class RsyncLocation(InputModel):
     rsync_options: list[str] = Field(default_factory=list, description="Extra rsync options (--bwlimit=…)")
     connect_timeout_s: int = Field(default=30, ge=1)
     io_timeout_s: int = Field(default=300, ge=1, description="rsync --timeout: abort after this idle time")
+
+    @field_validator("path")
+    @classmethod
+    def _home_relative(cls, value: str) -> str:
+        """``~/x`` → ``x``: relative paths are under the remote $HOME already (and a quoted ``~`` is not)."""
+        if value == "~":
+            return "."
+        return value[2:] or "." if value.startswith("~/") else value
 
     @field_validator("ssh_options")
     @classmethod
@@ -238,7 +247,7 @@ def failure_from_oserror(exc: OSError, what: str = "") -> Failure:
     message = f"{prefix}{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
     if isinstance(exc, FileNotFoundError):
         return Failure(FailureKind.NOT_FOUND, message)
-    if isinstance(exc, PermissionError) or exc.errno in (errno.EROFS, errno.EISDIR, errno.ENOTDIR):
+    if isinstance(exc, PermissionError) or exc.errno in _CONFIG_ERRNOS:
         return Failure(FailureKind.CONFIG, message)
     return Failure(FailureKind.TRANSIENT, message)
 

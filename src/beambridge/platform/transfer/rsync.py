@@ -14,9 +14,11 @@ checksums, skip decisions use ``--checksum`` and a second, dry-run pass with ``-
 nothing left to transfer. Redo is idempotent: an up-to-date remote file is skipped, and for ``in`` the
 existing final files are linked into the staging directory first so that rsync skips them too.
 
-The rsync process dies with the thread (and so the process) that started it (``PR_SET_PDEATHSIG`` on
-Linux), so a killed agent leaves no rsync writing behind its back. Retrying is the service's job;
-:func:`classify_rsync_failure` says whether it can help.
+rsync gets SIGTERM when the thread that started it ends (``PR_SET_PDEATHSIG`` on Linux; the thread
+waits for rsync, so this happens only when the whole agent dies, e.g. ``kill -9``). On SIGTERM rsync
+stops its receiver child and ssh and keeps the partial data in ``--partial-dir``, which a redo of the
+same task resumes from; with SIGKILL the forked receiver would go on writing behind the agent's back.
+Retrying is the service's job; :func:`classify_rsync_failure` says whether it can help.
 """
 
 from __future__ import annotations
@@ -149,14 +151,14 @@ def parse_verify(stdout: str) -> list[str]:
 
 
 def _die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that makes the child get SIGKILL when its parent thread ends (Linux only)."""
+    """A ``preexec_fn`` that makes the child get SIGTERM when its parent thread ends (Linux only)."""
     if not sys.platform.startswith("linux"):
         return None
     prctl = ctypes.CDLL(None, use_errno=True).prctl
     pr_set_pdeathsig = 1
 
     def preexec() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGKILL)
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
 
     return preexec
 

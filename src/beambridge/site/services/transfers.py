@@ -1,0 +1,374 @@
+"""Transfers: stage jobs' inputs in and results out, in batched, verified, restart-safe tasks.
+
+Each tick: poll the running tasks; record finished ones on their items; move jobs whose inputs have all
+arrived ``READY → STAGED_IN`` and jobs whose outputs have all left ``POSTPROCESSED → STAGED_OUT →
+JOB_FINISHED`` (the figures of their tasks in the event); then start new tasks — pending items of jobs
+that are ready for them, batched by (direction, location) up to a count and a byte size, at most N at
+once. A task's items are marked ``active`` with the task id and the backend's state *before* it starts,
+so that an agent killed mid-transfer re-attaches to it (Globus) or redoes it idempotently (local,
+rsync) on restart, and never starts it twice. A failed task is retried with backoff; after the retry
+limit its jobs fail with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from beambridge.client import Client
+from beambridge.client.errors import Conflict, NotFound
+from beambridge.platform.transfer import TransferBackend, TransferFile, TransferHandle, TransferTask
+from beambridge.schemas.apps import TransferDirection
+from beambridge.schemas.jobs import Job
+from beambridge.schemas.transfers import TransferItem, TransferState
+from beambridge.site.config import SiteConfig, SiteDir
+from beambridge.site.services.base import Service
+from beambridge.states import JobState
+
+log = logging.getLogger(__name__)
+
+IN, OUT = TransferDirection.IN, TransferDirection.OUT
+_OPEN = [TransferState.PENDING, TransferState.AWAITING_JOB, TransferState.ACTIVE]
+_CHUNK = 500
+
+
+@dataclass
+class RunningTask:
+    """A started task and the items it carries."""
+
+    task: TransferTask
+    backend: TransferBackend
+    handle: TransferHandle
+    items: list[TransferItem]
+    attempt: int
+    started: float = field(default_factory=time.monotonic)
+
+
+def task_id_for(site_id: int, direction: TransferDirection, item_ids: Iterable[int], attempt: int) -> str:
+    """A stable id for a batch: the same items and attempt give the same id after a restart."""
+    digest = hashlib.sha1(",".join(map(str, sorted(item_ids))).encode()).hexdigest()[:12]
+    return f"bb{site_id}-{direction.value}-{digest}-a{attempt}"
+
+
+class Transfers(Service):
+    """The site's transfer service."""
+
+    name = "transfers"
+
+    def __init__(
+        self, client: Client, site: SiteDir, config: SiteConfig, backends: dict[str, TransferBackend]
+    ) -> None:
+        super().__init__(config.periods.transfers)
+        self.client = client
+        self.site = site
+        self.config = config
+        self.settings = config.transfers
+        self.backends = backends
+        self.running: dict[str, RunningTask] = {}
+        self.resumed = False
+
+    # -- the tick --------------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        items = list(self.client.transfers.filter(site_id=self.config.site_id, state=_OPEN))
+        jobs = self._jobs({item.job_id for item in items})
+        if not self.resumed:
+            self._resume(items, jobs)
+            self.resumed = True
+        self._poll()
+        items = list(self.client.transfers.filter(site_id=self.config.site_id, state=_OPEN))
+        jobs = self._jobs(
+            {item.job_id for item in items} | {i.job_id for r in self.running.values() for i in r.items}
+        )
+        self._advance_jobs(self._waiting_jobs())
+        self._start_new(items, jobs)
+
+    def _waiting_jobs(self) -> dict[int, Job]:
+        """The site's jobs that wait for their inputs or outputs (the ones to move on when all arrived)."""
+        states = [JobState.READY, JobState.POSTPROCESSED]
+        query = self.client.jobs.filter(site_id=self.config.site_id, state=states)
+        return {job.id: job for job in query.limit(2 * _CHUNK)}
+
+    def _jobs(self, job_ids: set[int]) -> dict[int, Job]:
+        ids = sorted(job_ids)
+        found: dict[int, Job] = {}
+        for start in range(0, len(ids), _CHUNK):
+            for job in self.client.jobs.filter(id=ids[start : start + _CHUNK]):
+                found[job.id] = job
+        return found
+
+    # -- starting --------------------------------------------------------------------------------------
+
+    def _ready(self, item: TransferItem, job: Job | None) -> bool:
+        if job is None or item.state == TransferState.ACTIVE:
+            return False
+        if float(item.info.get("retry_at", 0)) > time.time():
+            return False
+        wanted = JobState.READY if item.direction == IN else JobState.POSTPROCESSED
+        return job.state == wanted
+
+    def _start_new(self, items: list[TransferItem], jobs: dict[int, Job]) -> None:
+        busy = {i.id for r in self.running.values() for i in r.items}
+        groups: dict[tuple[TransferDirection, str], list[TransferItem]] = defaultdict(list)
+        for item in sorted(items, key=lambda i: i.id):
+            if item.id not in busy and self._ready(item, jobs.get(item.job_id)):
+                groups[(item.direction, item.location)].append(item)
+        for (direction, location), group in groups.items():
+            backend = self.backends.get(location)
+            if backend is None:
+                self._fail_items(group, jobs, f"the site has no transfer location {location!r} configured")
+                continue
+            for batch in self._batches(group, jobs):
+                if len(self.running) >= self.settings.max_concurrent_tasks:
+                    return
+                self._start(direction, location, backend, batch, jobs)
+
+    def _batches(self, group: list[TransferItem], jobs: dict[int, Job]) -> Iterable[list[TransferItem]]:
+        batch: list[TransferItem] = []
+        size = 0
+        for item in group:
+            if item.info.get("solo"):
+                yield [item]
+                continue
+            nbytes = _local_size(self._local_path(item, jobs[item.job_id])) if item.direction == OUT else 0
+            if batch and (
+                len(batch) >= self.settings.max_files_per_task
+                or size + nbytes > self.settings.max_bytes_per_task
+            ):
+                yield batch
+                batch, size = [], 0
+            batch.append(item)
+            size += nbytes
+        if batch:
+            yield batch
+
+    def _local_path(self, item: TransferItem, job: Job) -> Path:
+        return self.site.workdir(job.workdir) / item.local_path
+
+    def _task(
+        self,
+        direction: TransferDirection,
+        location: str,
+        items: list[TransferItem],
+        jobs: dict[int, Job],
+        attempt: int,
+    ) -> TransferTask:
+        files = tuple(
+            TransferFile(
+                item.remote_path, self._local_path(item, jobs[item.job_id]), recursive=item.recursive
+            )
+            for item in items
+        )
+        task_id = task_id_for(self.config.site_id, direction, [i.id for i in items], attempt)
+        return TransferTask(task_id, direction, location, files, verify_checksum=True)
+
+    def _start(
+        self,
+        direction: TransferDirection,
+        location: str,
+        backend: TransferBackend,
+        items: list[TransferItem],
+        jobs: dict[int, Job],
+    ) -> None:
+        attempt = max(int(item.info.get("attempts", 0)) for item in items) + 1
+        task = self._task(direction, location, items, jobs, attempt)
+        if direction == IN:
+            for file in task.files:
+                file.local_path.parent.mkdir(parents=True, exist_ok=True)
+        state = backend.prepare(task, None)
+        info = {"task_state": state, "attempts": attempt - 1, "started_at": time.time()}
+        # recorded before the task starts: a restart re-attaches to it instead of starting it again
+        self.client.transfers.update(
+            {
+                "id": item.id,
+                "state": TransferState.ACTIVE.value,
+                "task_id": task.task_id,
+                "info": {**item.info, **info},
+            }
+            for item in items
+        )
+        handle = backend.start(task, state)
+        self.running[task.task_id] = RunningTask(task, backend, handle, items, attempt)
+        log.info(
+            "transfer %s started: %s %d file(s) %s %s",
+            task.task_id,
+            direction.value,
+            len(items),
+            "from" if direction == IN else "to",
+            location,
+        )
+
+    def _resume(self, items: list[TransferItem], jobs: dict[int, Job]) -> None:
+        by_task: dict[str, list[TransferItem]] = defaultdict(list)
+        for item in items:
+            if item.state == TransferState.ACTIVE and item.task_id:
+                by_task[item.task_id].append(item)
+        for task_id, group in by_task.items():
+            first = group[0]
+            backend = self.backends.get(first.location)
+            if backend is None or any(item.job_id not in jobs for item in group):
+                continue
+            attempt = int(first.info.get("attempts", 0)) + 1
+            task = TransferTask(
+                task_id,
+                first.direction,
+                first.location,
+                tuple(
+                    TransferFile(i.remote_path, self._local_path(i, jobs[i.job_id]), recursive=i.recursive)
+                    for i in group
+                ),
+                verify_checksum=True,
+            )
+            handle = backend.resume(task, first.info.get("task_state") or {})
+            self.running[task_id] = RunningTask(task, backend, handle, group, attempt)
+            log.info("transfer %s re-attached after a restart (%d file(s))", task_id, len(group))
+
+    # -- finishing -------------------------------------------------------------------------------------
+
+    def _poll(self) -> None:
+        for task_id, run in list(self.running.items()):
+            status = run.backend.poll(run.handle)
+            if not status.done:
+                continue
+            del self.running[task_id]
+            figures = {
+                "task_id": task_id,
+                "bytes": status.bytes,
+                "files": status.files,
+                "files_skipped": status.files_skipped,
+                "seconds": round(status.duration_s, 3),
+                "rate_mb_s": round(status.rate / 1e6, 3),
+            }
+            if status.failure is None:
+                self.client.transfers.update(
+                    {
+                        "id": item.id,
+                        "state": TransferState.DONE.value,
+                        "info": {**item.info, "transfer": figures},
+                    }
+                    for item in run.items
+                )
+                continue
+            if not status.retryable and len(run.items) > 1:
+                # one bad file must not fail the batch's other jobs: retry each item in a task of its own
+                log.warning("transfer %s: retrying its %d items one by one", task_id, len(run.items))
+                self.client.transfers.update(
+                    {
+                        "id": item.id,
+                        "state": TransferState.PENDING.value,
+                        "info": {**item.info, "solo": True, "last_error": status.error},
+                    }
+                    for item in run.items
+                )
+                continue
+            retry = status.retryable and run.attempt < self.settings.retry_limit
+            log.warning(
+                "transfer %s failed (attempt %d): %s%s",
+                task_id,
+                run.attempt,
+                status.error,
+                "; retrying" if retry else "",
+            )
+            if retry:
+                delay = self.settings.retry_backoff_s * 2 ** (run.attempt - 1)
+                self.client.transfers.update(
+                    {
+                        "id": item.id,
+                        "state": TransferState.PENDING.value,
+                        "info": {
+                            **item.info,
+                            "attempts": run.attempt,
+                            "last_error": status.error,
+                            "retry_at": time.time() + delay,
+                        },
+                    }
+                    for item in run.items
+                )
+            else:
+                jobs = self._jobs({item.job_id for item in run.items})
+                self._fail_items(
+                    run.items, jobs, f"transfer failed after {run.attempt} attempt(s): {status.error}"
+                )
+
+    def _fail_items(self, items: list[TransferItem], jobs: dict[int, Job], reason: str) -> None:
+        self.client.transfers.update(
+            {"id": item.id, "state": TransferState.ERROR.value, "info": {**item.info, "error": reason}}
+            for item in items
+        )
+        self._update_jobs(
+            [
+                {
+                    "id": job_id,
+                    "state": JobState.FAILED.value,
+                    "state_data": {"reason": reason},
+                    "error": reason,
+                }
+                for job_id in sorted({item.job_id for item in items})
+                if job_id in jobs
+                and jobs[job_id].state not in (JobState.FAILED, JobState.KILLED, JobState.JOB_FINISHED)
+            ]
+        )
+
+    def _advance_jobs(self, jobs: dict[int, Job]) -> None:
+        """Jobs whose transfers in one direction are all done move on, with the tasks' figures."""
+        waiting = [job for job in jobs.values() if job.state in (JobState.READY, JobState.POSTPROCESSED)]
+        if not waiting:
+            return
+        items_by_job: dict[int, list[TransferItem]] = defaultdict(list)
+        ids = [job.id for job in waiting]
+        for start in range(0, len(ids), _CHUNK):
+            for item in self.client.transfers.filter(job_id=ids[start : start + _CHUNK]):
+                items_by_job[item.job_id].append(item)
+        staged_in, staged_out = [], []
+        for job in waiting:
+            direction = IN if job.state == JobState.READY else OUT
+            mine = [item for item in items_by_job[job.id] if item.direction == direction]
+            if mine and all(item.state == TransferState.DONE for item in mine):
+                tasks = {
+                    item.info["transfer"]["task_id"]: item.info["transfer"]
+                    for item in mine
+                    if "transfer" in item.info
+                }
+                update = {"id": job.id, "state_data": {"transfers": list(tasks.values())}}
+                if direction == IN:
+                    staged_in.append({**update, "state": JobState.STAGED_IN.value})
+                else:
+                    staged_out.append({**update, "state": JobState.STAGED_OUT.value})
+        self._update_jobs(staged_in)
+        self._update_jobs(staged_out)
+        self._update_jobs(
+            [{"id": update["id"], "state": JobState.JOB_FINISHED.value} for update in staged_out]
+        )
+
+    def _update_jobs(self, updates: list[dict[str, Any]]) -> None:
+        if not updates:
+            return
+        try:
+            self.client.jobs.bulk_update(updates)
+            return
+        except (Conflict, NotFound) as exc:
+            log.info("job updates refused together (%s); sending one by one", exc.detail)
+        for update in updates:
+            try:
+                self.client.jobs.bulk_update([update])
+            except (Conflict, NotFound) as exc:
+                log.info("job %s: %s", update["id"], exc.detail)
+
+    def close(self) -> None:
+        for backend in {id(b): b for b in self.backends.values()}.values():
+            backend.close()
+
+
+def _local_size(path: Path) -> int:
+    try:
+        if path.is_dir():
+            return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        return path.stat().st_size
+    except OSError:
+        return 0
