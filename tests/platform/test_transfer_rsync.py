@@ -227,6 +227,20 @@ def test_a_missing_local_file_is_not_found(sshd: SshServer, tmp_path: Path) -> N
 # Verification
 
 
+def test_without_recheck_no_second_pass_runs(
+    sshd: SshServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By default rsync's own whole-file check is the verification: no second read of everything."""
+    write(tmp_path / "remote/scan.h5", os.urandom(50_000))
+    monkeypatch.setattr(RsyncBackend, "_verify", lambda *_: pytest.fail("the recheck pass ran"))
+    backend = RsyncBackend(location(sshd, tmp_path / "remote"), staging_root=tmp_path / "staging")
+    status = run(
+        backend, TransferTask("t1", "in", "dtn", (TransferFile("scan.h5", tmp_path / "work/scan.h5"),))
+    )
+    assert status.state is TaskState.SUCCEEDED, status.error
+    assert (tmp_path / "work/scan.h5").read_bytes() == (tmp_path / "remote/scan.h5").read_bytes()
+
+
 def test_checksum_verification_catches_corruption_coming_in(
     sshd: SshServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -235,7 +249,7 @@ def test_checksum_verification_catches_corruption_coming_in(
     data = os.urandom(200_000)
     write(tmp_path / "remote/scan.h5", data)
     staging = tmp_path / "staging"
-    backend = RsyncBackend(location(sshd, tmp_path / "remote"), staging_root=staging)
+    backend = RsyncBackend(location(sshd, tmp_path / "remote", recheck=True), staging_root=staging)
     original = RsyncBackend._verify
 
     def corrupt_then_verify(self: RsyncBackend, task: TransferTask, *args: Any) -> None:
@@ -261,7 +275,7 @@ def test_checksum_verification_catches_corruption_going_out(
 ) -> None:
     data = os.urandom(200_000)
     src = write(tmp_path / "work/result.h5", data)
-    backend = RsyncBackend(location(sshd, tmp_path / "remote"))
+    backend = RsyncBackend(location(sshd, tmp_path / "remote", recheck=True))
     original = RsyncBackend._verify
 
     def corrupt_then_verify(self: RsyncBackend, task: TransferTask, *args: Any) -> None:

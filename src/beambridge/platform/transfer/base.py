@@ -101,6 +101,15 @@ class RsyncLocation(InputModel):
     rsync_options: list[str] = Field(default_factory=list, description="Extra rsync options (--bwlimit=…)")
     connect_timeout_s: int = Field(default=30, ge=1)
     io_timeout_s: int = Field(default=300, ge=1, description="rsync --timeout: abort after this idle time")
+    recheck: bool = Field(
+        default=False,
+        description=(
+            "After the transfer, a second `rsync --checksum --dry-run` pass must find nothing different. "
+            "rsync already checks every file it transfers against a whole-file checksum before renaming it "
+            "into place; the recheck also catches damage after that (a bad disk) at the price of reading "
+            "everything again (about 20 % on large files)."
+        ),
+    )
 
     @field_validator("path")
     @classmethod

@@ -10,8 +10,8 @@ task batches many jobs), so each task works through a staging directory laid out
 
 rsync itself writes to temporary names and renames (``--partial-dir`` keeps interrupted partials out of
 sight), and checks every transferred file against a whole-file checksum. When the task verifies
-checksums, skip decisions use ``--checksum`` and a second, dry-run pass with ``--checksum`` must find
-nothing left to transfer. Redo is idempotent: an up-to-date remote file is skipped, and for ``in`` the
+checksums, skip decisions use ``--checksum``; with the location's ``recheck`` a second, dry-run pass with
+``--checksum`` must then find nothing left to transfer. Redo is idempotent: an up-to-date remote file is skipped, and for ``in`` the
 existing final files are linked into the staging directory first so that rsync skips them too.
 
 rsync gets SIGTERM when the thread that started it ends (``PR_SET_PDEATHSIG`` on Linux; the thread
@@ -291,7 +291,7 @@ class RsyncBackend(TransferBackend):
                 files=stats.files_transferred,
                 skipped=max(0, stats.regular_files - stats.files_transferred),
             )
-            if task.verify_checksum:
+            if task.verify_checksum and self.location.recheck:
                 self._verify(task, argv, cancel)
             if task.direction is TransferDirection.IN:
                 self._install(task, staging, cancel)
