@@ -10,8 +10,9 @@ task batches many jobs), so each task works through a staging directory laid out
 
 rsync itself writes to temporary names and renames (``--partial-dir`` keeps interrupted partials out of
 sight), and checks every transferred file against a whole-file checksum. When the task verifies
-checksums, skip decisions use ``--checksum``; with the location's ``recheck`` a second, dry-run pass with
-``--checksum`` must then find nothing left to transfer. Redo is idempotent: an up-to-date remote file is skipped, and for ``in`` the
+checksums. With the location's ``recheck``, skip decisions also use ``--checksum`` (so a redo replaces a
+damaged copy whose size and time still match) and a second, dry-run ``--checksum`` pass must then find
+nothing left to transfer; both read every file again. Redo is idempotent: an up-to-date remote file is skipped, and for ``in`` the
 existing final files are linked into the staging directory first so that rsync skips them too.
 
 rsync gets SIGTERM when the thread that started it ends (``PR_SET_PDEATHSIG`` on Linux; the thread
@@ -284,7 +285,10 @@ class RsyncBackend(TransferBackend):
                 self._stage_out(task, staging)
             else:
                 self._seed_in(task, staging)
-            argv = self.rsync_argv(task.direction, staging, files_from, checksum=task.verify_checksum)
+            # with --checksum the sender reads and hashes every file before sending anything (a whole
+            # extra pass over fresh data); it belongs with the recheck, for redos onto damaged copies
+            recheck = task.verify_checksum and self.location.recheck
+            argv = self.rsync_argv(task.direction, staging, files_from, checksum=recheck)
             stats = self._transfer(argv, cancel)
             progress.add(
                 nbytes=stats.bytes_transferred,
