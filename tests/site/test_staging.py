@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 from beambridge.states import JobState
@@ -72,3 +73,99 @@ def test_jobs_with_inputs_and_outputs_stage_through_a_beamline_location(
     assert failed.state == JobState.FAILED
     assert "nope.dat" in (failed.error or "") and "not_found" in (failed.error or "")
     assert not list((beamline / "results").glob("nope*"))
+
+
+def test_agent_killed_mid_transfer_redoes_it_once_and_loses_nothing(system: System, tmp_path: Path) -> None:
+    import os
+    import signal
+
+    from tests.site.harness import pids_alive
+    from tests.sshd import private_sshd, require_ssh_tools
+
+    require_ssh_tools()
+    beamline = tmp_path / "beamline"
+    (beamline / "data").mkdir(parents=True)
+    payload = os.urandom(12 << 20)
+    (beamline / "data" / "big.dat").write_bytes(payload)
+    with private_sshd(tmp_path / "sshd") as server:
+        location = {
+            "kind": "rsync",
+            "host": server.host,
+            "user": server.user,
+            "path": str(beamline),
+            "port": server.port,
+            "key_file": str(server.key_file),
+            "ssh_options": server.ssh_options(),
+            "rsync_options": ["--bwlimit=2000"],  # KiB/s: about 6 s for the file, time to kill the agent
+        }
+        site, config = system.make_site(
+            "kill-staging", locations={"beam": location}, launcher={"idle_timeout_s": 3}
+        )
+        shutil.copy(APPS, site.apps / "e2e.py")
+        agent = system.start_agent(site)
+
+        def count_app() -> int | None:
+            return next(
+                (a.id for a in system.client.apps.filter(site_id=config.site_id) if a.name == "Count"), None
+            )
+
+        app_id = wait_for(count_app, 60, what="the Count app")
+        wait_for(lambda: "beam" in system.client.sites.get(config.site_id).locations, 30, what="locations")
+        job = system.client.jobs.create(
+            app_id, "big", transfers={"raw": "beam:/data/big.dat", "result": "beam:/results/big.txt"}
+        )
+
+        def active_item() -> str | None:
+            items = list(system.client.transfers.filter(job_id=job.id, direction="in"))
+            return items[0].task_id if items and items[0].state == "active" else None
+
+        task_id = wait_for(active_item, 60, poll_s=0.1, what="the inbound transfer running")
+        time.sleep(1)
+        rsyncs = _children_named(agent.process.pid, "rsync")
+        assert rsyncs, "no rsync running under the agent"
+        agent.kill(signal.SIGKILL)
+        time.sleep(1.5)
+        assert not pids_alive(rsyncs) or all(_is_zombie(pid) for pid in pids_alive(rsyncs)), (
+            "rsync outlived the agent"
+        )
+        assert not (site.data / "big/raw.dat").exists()  # nothing under the final name mid-transfer
+
+        system.start_agent(site)
+        [done] = system.wait_all([job.id], timeout_s=120)
+        assert done.state == JobState.JOB_FINISHED, system.logs()
+        assert (site.data / "big/raw.dat").read_bytes() == payload
+        assert (beamline / "results/big.txt").read_text().strip() == str(len(payload))
+        [item] = list(system.client.transfers.filter(job_id=job.id, direction="in"))
+        assert item.task_id == task_id and item.state == "done"  # the same task, redone once
+        states = [e.to_state for e in system.client.jobs.events(job.id)]
+        assert states.count(JobState.STAGED_IN) == 1 and states.count(JobState.RUNNING) == 1, states
+
+
+def _children_named(pid: int, name: str) -> list[int]:
+    """Pids of live descendants of ``pid`` whose command name is ``name`` (read from /proc)."""
+    parents: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(") ", 1)[1].split()
+                names[int(entry.name)] = (entry / "comm").read_text().strip()
+            except (OSError, IndexError):
+                continue
+            parents[int(entry.name)] = int(fields[1])
+
+    def descends(child: int) -> bool:
+        while child in parents and child > 1:
+            child = parents[child]
+            if child == pid:
+                return True
+        return False
+
+    return [p for p, comm in names.items() if comm == name and descends(p)]
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except OSError:
+        return True

@@ -161,8 +161,8 @@ class SiteAgent:
     def build_services(self) -> list[Service]:
         for path, problem in self.catalog.errors.items():
             log.error("apps file %s not loaded: %s", path, problem)
+        register_locations(self.client, self.config)  # first: jobs submitted once the apps show may name them
         app_ids = register_apps(self.client, self.config.site_id, self.catalog)
-        register_locations(self.client, self.config)
         self.services = [
             Heartbeat(self.client, self.config, self.status),
             SchedulerSync(self.client, self.site, self.config, self.scheduler),
