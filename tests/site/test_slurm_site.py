@@ -42,7 +42,7 @@ def _slurm_site(system: System, cluster: SlurmCluster, name: str, **elastic: obj
 def _apps(system: System, site_id: int) -> dict[str, int]:
     def ready() -> dict[str, int] | None:
         apps = {app.name: app.id for app in system.client.apps.filter(site_id=site_id)}
-        return apps if {"Hello", "MpiRanks", "Sleep"} <= set(apps) else None
+        return apps if {"Hello", "MpiRanks", "Sleep", "Count"} <= set(apps) else None
 
     return wait_for(ready, 60, what="apps registered")
 
@@ -216,3 +216,43 @@ def test_agent_killed_on_slurm_reattaches_to_its_pilots(system: System, slurm_cl
         if (d / "scheduler_id").exists()
     }
     assert recorded == {p.scheduler_id for p in pilots}, "a pilot was submitted twice or lost"
+
+
+def test_jobs_with_inputs_and_outputs_stage_through_a_slurm_site(
+    system: System, slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    beamline = tmp_path / "beamline"
+    (beamline / "data").mkdir(parents=True)
+    for i in range(4):
+        (beamline / "data" / f"A{i}.dat").write_bytes(b"y" * (500 + i))
+    site, config = system.make_site(
+        "slurm-staging",
+        "slurm",
+        locations={"aps_dtn": {"kind": "local", "path": str(beamline), "link": False}},
+        launcher={"cores_per_node": 8, "idle_timeout_s": 4, "mpi_launcher": "srun"},
+        elastic_queue={
+            "queue": slurm_cluster.partition,
+            "max_nodes": 1,
+            "max_total_nodes": 1,
+            "wall_time_min": 10,
+        },
+    )
+    shutil.copy(APPS, site.apps / "e2e.py")
+    system.start_agent(site)
+    apps = _apps(system, config.site_id)
+    wait_for(lambda: "aps_dtn" in system.client.sites.get(config.site_id).locations, 30, what="locations")
+    jobs = system.client.jobs.bulk_create(
+        {
+            "app_id": apps["Count"],
+            "workdir": f"count/{i}",
+            "transfers": {"raw": f"aps_dtn:/data/A{i}.dat", "result": f"aps_dtn:/results/A{i}.txt"},
+            "node_packing_count": 4,
+        }
+        for i in range(4)
+    )
+    done = system.wait_all([j.id for j in jobs], timeout_s=180)
+    assert all(job.state == JobState.JOB_FINISHED for job in done), system.logs()
+    for i in range(4):
+        assert (beamline / "results" / f"A{i}.txt").read_text().strip() == str(500 + i)
+    pilots = list(system.client.batch_jobs.filter(site_id=config.site_id))
+    assert pilots and all(p.scheduler_id for p in pilots)
