@@ -10,7 +10,6 @@ from pathlib import Path
 
 from beambridge.states import JobState
 from tests.site.harness import System, wait_for
-from tests.site.test_recovery import _app_ids
 
 APPS = Path(__file__).resolve().parents[1] / "site" / "apps_e2e.py"
 
@@ -23,7 +22,7 @@ def test_launcher_skips_jobs_too_long_for_the_allocation_and_drains_at_its_end(s
     )
     shutil.copy(APPS, site.apps / "e2e.py")
     agent = system.start_agent(site)  # registers the apps; no pilots (elastic queue off)
-    apps = _app_ids(system, config.site_id)
+    apps = system.app_ids(config.site_id)
     agent.stop()
     too_long, sleeper = system.client.jobs.bulk_create(
         [

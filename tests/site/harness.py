@@ -19,6 +19,8 @@ from beambridge.site.init import init_site
 from beambridge.states import TERMINAL_STATES
 
 PASSWORD = "correct horse battery"
+E2E_APPS = {"Hello", "Add", "Fail", "Sleep", "MpiRanks", "Retried", "Post", "WhereAmI", "Count"}
+"""The apps of ``apps_e2e.py``, which the end-to-end tests copy into their sites."""
 
 
 def add_user(home: Path, name: str) -> None:
@@ -110,6 +112,16 @@ class System:
                     states[job.state] = states.get(job.state, 0) + 1
                 raise AssertionError(f"jobs not finished after {timeout_s} s: {states}\n{self.logs()}")
             time.sleep(poll_s)
+
+    def app_ids(self, site_id: int, timeout_s: float = 60) -> dict[str, int]:
+        """Name → id of the site's apps, once the agent has registered all of ``apps_e2e.py``'s."""
+
+        def ready() -> dict[str, int] | None:
+            apps = {app.name: app.id for app in self.client.apps.filter(site_id=site_id)}
+            return apps if set(apps) >= E2E_APPS else None
+
+        found: dict[str, int] = wait_for(ready, timeout_s, what="the site's apps registered")
+        return found
 
     def logs(self) -> str:
         parts = []

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from beambridge.states import JobState
 from tests.site.harness import System
-from tests.site.test_recovery import _app_ids
 
 APPS = Path(__file__).with_name("apps_e2e.py")
 
@@ -18,7 +17,7 @@ def test_jobs_run_and_end_as_their_hooks_decide(system: System) -> None:
     )
     shutil.copy(APPS, site.apps / "e2e.py")
     system.start_agent(site)
-    apps = _app_ids(system, config.site_id)
+    apps = system.app_ids(config.site_id)
 
     specs = []
     specs += [

@@ -18,17 +18,6 @@ from tests.site.harness import System, wait_for
 APPS = Path(__file__).with_name("apps_e2e.py")
 
 
-E2E_APPS = {"Hello", "Add", "Fail", "Sleep", "MpiRanks", "Retried", "Post", "WhereAmI"}
-
-
-def _app_ids(system: System, site_id: int) -> dict[str, int]:
-    def ready() -> dict[str, int] | None:
-        apps = {app.name: app.id for app in system.client.apps.filter(site_id=site_id)}
-        return apps if set(apps) >= E2E_APPS else None
-
-    return wait_for(ready, 60, what="apps registered")
-
-
 def _launcher_pids(site_root: Path) -> list[int]:
     """Pids of the pilots' scripts (the launcher: pilot.sh execs it) that are still alive."""
     pids = []
@@ -47,7 +36,7 @@ def test_launcher_killed_mid_job_runs_it_again_elsewhere_exactly_once(system: Sy
     site, config = system.make_site("kill-launcher", launcher={"idle_timeout_s": 3})
     shutil.copy(APPS, site.apps / "e2e.py")
     system.start_agent(site)
-    apps = _app_ids(system, config.site_id)
+    apps = system.app_ids(config.site_id)
     [job] = system.client.jobs.bulk_create(
         [{"app_id": apps["Sleep"], "workdir": "sleepy", "parameters": {"seconds": 4}, "retry_limit": 2}]
     )
@@ -79,7 +68,7 @@ def test_agent_killed_and_restarted_reattaches_without_resubmitting(system: Syst
     )
     shutil.copy(APPS, site.apps / "e2e.py")
     agent = system.start_agent(site)
-    apps = _app_ids(system, config.site_id)
+    apps = system.app_ids(config.site_id)
     jobs = system.client.jobs.bulk_create(
         [
             {
@@ -138,7 +127,7 @@ def test_server_restart_agents_and_launchers_carry_on(system: System) -> None:
     site, config = system.make_site("restart-server", launcher={"idle_timeout_s": 20})
     shutil.copy(APPS, site.apps / "e2e.py")
     system.start_agent(site)
-    apps = _app_ids(system, config.site_id)
+    apps = system.app_ids(config.site_id)
     first = system.client.jobs.bulk_create(
         [{"app_id": apps["Sleep"], "workdir": "before", "parameters": {"seconds": 3}}]
     )

@@ -39,14 +39,6 @@ def _slurm_site(system: System, cluster: SlurmCluster, name: str, **elastic: obj
     return site, config
 
 
-def _apps(system: System, site_id: int) -> dict[str, int]:
-    def ready() -> dict[str, int] | None:
-        apps = {app.name: app.id for app in system.client.apps.filter(site_id=site_id)}
-        return apps if {"Hello", "MpiRanks", "Sleep", "Count"} <= set(apps) else None
-
-    return wait_for(ready, 60, what="apps registered")
-
-
 def _launcher_pids(batch_job_id: int) -> list[int]:
     """Pids of live ``beambridge launcher`` processes of one pilot (found through /proc)."""
     pids = []
@@ -71,7 +63,7 @@ def test_200_mixed_jobs_end_as_their_hooks_decide_and_the_queue_follows_the_back
 ) -> None:
     site, config = _slurm_site(system, slurm_cluster, "slurm-e2e")
     system.start_agent(site)
-    apps = _apps(system, config.site_id)
+    apps = system.app_ids(config.site_id)
     specs: list[dict[str, object]] = []
     specs += [
         {
@@ -161,7 +153,7 @@ def test_launcher_killed_on_slurm_job_runs_again_exactly_once(
         system, slurm_cluster, "slurm-kill", max_queued_jobs=1, max_total_nodes=1, max_nodes=1
     )
     system.start_agent(site)
-    apps = _apps(system, config.site_id)
+    apps = system.app_ids(config.site_id)
     [job] = system.client.jobs.bulk_create(
         [{"app_id": apps["Sleep"], "workdir": "sleepy", "parameters": {"seconds": 5}, "retry_limit": 2}]
     )
@@ -185,7 +177,7 @@ def test_agent_killed_on_slurm_reattaches_to_its_pilots(system: System, slurm_cl
         system, slurm_cluster, "slurm-agent", max_queued_jobs=1, max_total_nodes=1, max_nodes=1
     )
     agent = system.start_agent(site)
-    apps = _apps(system, config.site_id)
+    apps = system.app_ids(config.site_id)
     jobs = system.client.jobs.bulk_create(
         [
             {
@@ -239,7 +231,7 @@ def test_jobs_with_inputs_and_outputs_stage_through_a_slurm_site(
     )
     shutil.copy(APPS, site.apps / "e2e.py")
     system.start_agent(site)
-    apps = _apps(system, config.site_id)
+    apps = system.app_ids(config.site_id)
     wait_for(lambda: "aps_dtn" in system.client.sites.get(config.site_id).locations, 30, what="locations")
     jobs = system.client.jobs.bulk_create(
         {

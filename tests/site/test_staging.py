@@ -28,12 +28,7 @@ def test_jobs_with_inputs_and_outputs_stage_through_a_beamline_location(
     shutil.copy(APPS, site.apps / "e2e.py")
     system.start_agent(site)
 
-    def count_app() -> int | None:
-        return next(
-            (a.id for a in system.client.apps.filter(site_id=config.site_id) if a.name == "Count"), None
-        )
-
-    app_id = wait_for(count_app, 60, what="the Count app")
+    app_id = system.app_ids(config.site_id)["Count"]
     wait_for(
         lambda: system.client.sites.get(config.site_id).locations == {"aps_dtn": "local"},
         30,
@@ -104,12 +99,7 @@ def test_agent_killed_mid_transfer_redoes_it_once_and_loses_nothing(system: Syst
         shutil.copy(APPS, site.apps / "e2e.py")
         agent = system.start_agent(site)
 
-        def count_app() -> int | None:
-            return next(
-                (a.id for a in system.client.apps.filter(site_id=config.site_id) if a.name == "Count"), None
-            )
-
-        app_id = wait_for(count_app, 60, what="the Count app")
+        app_id = system.app_ids(config.site_id)["Count"]
         wait_for(lambda: "beam" in system.client.sites.get(config.site_id).locations, 30, what="locations")
         job = system.client.jobs.create(
             app_id, "big", transfers={"raw": "beam:/data/big.dat", "result": "beam:/results/big.txt"}

@@ -34,7 +34,7 @@ import jinja2
 import jinja2.meta
 from pydantic import JsonValue
 
-from beambridge.schemas.apps import AppCreate, AppHook, AppParameter, ParameterType, TransferSlot
+from beambridge.schemas.apps import AppCreate, AppHook, AppParameter, TransferSlot
 from beambridge.schemas.jobs import Job
 from beambridge.states import JobState
 
@@ -75,15 +75,6 @@ _TEMPLATES.filters["raw"] = lambda value: Raw(value)
 def _compiled(source: str) -> jinja2.Template:
     return _TEMPLATES.from_string(source)
 
-
-_TYPE_CHECKS: dict[ParameterType, tuple[type, ...]] = {
-    ParameterType.STR: (str,),
-    ParameterType.INT: (int,),
-    ParameterType.FLOAT: (int, float),
-    ParameterType.BOOL: (bool,),
-    ParameterType.LIST: (list,),
-    ParameterType.DICT: (dict,),
-}
 
 _HOOK_NAMES = {
     AppHook.PREPROCESS: "preprocess",
@@ -204,9 +195,7 @@ class ApplicationDefinition:
                 values[name] = spec.default
                 continue
             value = given[name]
-            expected = _TYPE_CHECKS.get(spec.type)
-            wrong_bool = isinstance(value, bool) and spec.type in (ParameterType.INT, ParameterType.FLOAT)
-            if expected is not None and (not isinstance(value, expected) or wrong_bool):
+            if not spec.type.accepts(value):
                 raise ParameterError(
                     f"app {cls.name}: parameter {name!r} must be {spec.type}, not {type(value).__name__}"
                 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import os
 import shlex
@@ -11,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,6 @@ class RunningJob:
     stop_reason: str | None = None
     """Why the launcher is stopping it: ``timeout``, ``killed`` (cancelled by the user), ``drain``."""
     stop_sent_at: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def signal_stop(self, reason: str) -> None:
         """Ask the job's process group to end (SIGTERM); :meth:`force_stop` follows if it lingers."""
@@ -63,22 +61,6 @@ class RunningJob:
         if self.pidfd is not None:
             os.close(self.pidfd)
             self.pidfd = None
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent() -> None:
-    """Ask the kernel to SIGKILL this process when its parent dies (Linux ``prctl``; elsewhere nothing).
-
-    Jobs and Python workers call this so that a launcher killed with ``kill -9`` leaves no job running
-    behind it: the service times the job out and runs it again elsewhere, so a survivor would run it twice.
-    """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
 
 
 @functools.cache

@@ -26,18 +26,17 @@ from typing import Any
 from beambridge.apps.base import ApplicationDefinition, ParameterError
 from beambridge.apps.loader import AppCatalog, load_apps
 from beambridge.client import Client
-from beambridge.client.errors import APIError, BeambridgeError, Conflict, NotFound
+from beambridge.client.errors import BeambridgeError, Conflict, NotFound
 from beambridge.launcher.jobs import (
     RunningJob,
     command_argv,
-    die_with_parent,
     error_tail,
     pdeathsig_prefix,
     python_command,
     read_result,
     write_task,
 )
-from beambridge.launcher.pool import PythonWorkerPool, Worker
+from beambridge.launcher.pool import PythonWorkerPool
 from beambridge.launcher.reporter import Reporter
 from beambridge.launcher.resources import NodePool
 from beambridge.platform.mpi import LaunchSpec, get_mpi_launcher
@@ -117,7 +116,6 @@ class Launcher:
         self.stopping = threading.Event()
         self.draining = False
         self.last_activity = time.monotonic()
-        self.acquiring = False
         self.counts = {"started": 0, "done": 0, "error": 0, "timeout": 0, "killed": 0}
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
@@ -231,7 +229,6 @@ class Launcher:
                     self.wakeup.wait(0.5)
                     continue
                 session_id = self.session_id
-                self.acquiring = True
             try:
                 jobs = self.client.sessions.acquire(
                     session_id,
@@ -256,7 +253,6 @@ class Launcher:
                 backoff = min(backoff * 2, 10)
                 jobs = []
             with self.wakeup:
-                self.acquiring = False
                 if jobs:
                     self.queued.extend(jobs)
                     self.last_activity = time.monotonic()
@@ -532,7 +528,6 @@ class Launcher:
                 stderr=err,
                 start_new_session=True,
                 close_fds=True,
-                preexec_fn=die_with_parent,
             )
         finally:
             out.close()
@@ -603,4 +598,4 @@ def install_signal_handlers(launcher: Launcher) -> None:
     signal.signal(signal.SIGINT, launcher.request_stop)
 
 
-__all__ = ["APIError", "Launcher", "LauncherOptions", "Worker", "install_signal_handlers"]
+__all__ = ["Launcher", "LauncherOptions", "install_signal_handlers"]

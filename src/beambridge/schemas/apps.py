@@ -20,6 +20,25 @@ class ParameterType(StrEnum):
     LIST = "list"
     DICT = "dict"
 
+    def accepts(self, value: object) -> bool:
+        """Whether a JSON value has this type (``true`` is not a number; an int is a float)."""
+        expected = _PYTHON_TYPES.get(self)
+        if expected is None:
+            return True
+        if isinstance(value, bool) and self in (ParameterType.INT, ParameterType.FLOAT):
+            return False
+        return isinstance(value, expected)
+
+
+_PYTHON_TYPES: dict[ParameterType, tuple[type, ...]] = {
+    ParameterType.STR: (str,),
+    ParameterType.INT: (int,),
+    ParameterType.FLOAT: (int, float),
+    ParameterType.BOOL: (bool,),
+    ParameterType.LIST: (list,),
+    ParameterType.DICT: (dict,),
+}
+
 
 class AppParameter(InputModel):
     """One parameter of an app."""

@@ -21,7 +21,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import ClassVar
 
-from beambridge.platform.commands import CommandRunner
+from beambridge.platform.commands import CommandResult, CommandRunner, CommandTimeout
+
+UNKNOWN_REASON = "unknown to the scheduler"
+"""The reason of a pilot the scheduler said, in words, it does not know (or no longer knows)."""
 
 
 class SchedulerError(Exception):
@@ -82,6 +85,15 @@ class Scheduler(abc.ABC):
 
     def __init__(self, runner: CommandRunner | None = None) -> None:
         self.runner = runner or CommandRunner()
+
+    def _run(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> CommandResult:
+        """Run a scheduler command; no answer at all (timeout, not installed) → :class:`SchedulerUnavailable`."""
+        try:
+            return self.runner.run(argv, env=env)
+        except CommandTimeout as exc:
+            raise SchedulerUnavailable(str(exc)) from exc
+        except OSError as exc:
+            raise SchedulerUnavailable(f"`{argv[0]}` could not be run: {exc}") from exc
 
     @abc.abstractmethod
     def submit(self, request: PilotRequest) -> str:

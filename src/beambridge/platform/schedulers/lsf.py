@@ -26,8 +26,9 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, ClassVar
 
-from beambridge.platform.commands import CommandResult, CommandRunner, CommandTimeout
+from beambridge.platform.commands import CommandResult, CommandRunner
 from beambridge.platform.schedulers.base import (
+    UNKNOWN_REASON,
     PilotRequest,
     PilotState,
     PilotStatus,
@@ -38,7 +39,6 @@ from beambridge.platform.schedulers.base import (
 
 log = logging.getLogger(__name__)
 
-UNKNOWN_REASON = "unknown to the scheduler"
 
 #: The ``-o`` field list of the status query (``job_name`` rather than its alias ``name``, so that the
 #: JSON key is the documented ``JOB_NAME``).
@@ -350,14 +350,6 @@ class LsfScheduler(Scheduler):
         """Time zone ``bjobs`` prints times in (None: this machine's)."""
         self.clock = clock or (lambda: datetime.now(UTC))
         """Now (aware), to place ``bjobs``' year-less times."""
-
-    def _run(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> CommandResult:
-        try:
-            return self.runner.run(argv, env=env)
-        except CommandTimeout as exc:
-            raise SchedulerUnavailable(str(exc)) from exc
-        except OSError as exc:
-            raise SchedulerUnavailable(f"`{argv[0]}` could not be run: {exc}") from exc
 
     def submit(self, request: PilotRequest) -> str:
         """``bsub`` the pilot; its LSF job id (``"3386667"``)."""

@@ -31,8 +31,9 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any, ClassVar
 
-from beambridge.platform.commands import CommandResult, CommandRunner, CommandTimeout
+from beambridge.platform.commands import CommandResult, CommandRunner
 from beambridge.platform.schedulers.base import (
+    UNKNOWN_REASON,
     PilotRequest,
     PilotState,
     PilotStatus,
@@ -43,7 +44,6 @@ from beambridge.platform.schedulers.base import (
 
 log = logging.getLogger(__name__)
 
-UNKNOWN_REASON = "unknown to the scheduler"
 
 #: ``job_state`` letters → pilot state. Q queued, H held, W waiting for its start time, T in transit,
 #: S suspended (not running); R running, E exiting (still on its nodes), B array begun; F finished,
@@ -351,14 +351,6 @@ class PbsScheduler(Scheduler):
         super().__init__(runner)
         self.timezone = timezone
         """Time zone ``qstat`` prints times in (None: this machine's)."""
-
-    def _run(self, argv: Sequence[str]) -> CommandResult:
-        try:
-            return self.runner.run(argv)
-        except CommandTimeout as exc:
-            raise SchedulerUnavailable(str(exc)) from exc
-        except OSError as exc:
-            raise SchedulerUnavailable(f"`{argv[0]}` could not be run: {exc}") from exc
 
     def submit(self, request: PilotRequest) -> str:
         """``qsub`` the pilot; its PBS id (``"1234.server"``)."""

@@ -19,8 +19,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from beambridge.platform.commands import CommandResult, CommandRunner, CommandTimeout
+from beambridge.platform.commands import CommandResult, CommandRunner
 from beambridge.platform.schedulers.base import (
+    UNKNOWN_REASON,
     PilotRequest,
     PilotState,
     PilotStatus,
@@ -31,7 +32,6 @@ from beambridge.platform.schedulers.base import (
 
 log = logging.getLogger(__name__)
 
-UNKNOWN_REASON = "unknown to the scheduler"
 """``PilotStatus.reason`` of a pilot the scheduler said, in words, it does not know."""
 
 SQUEUE_FORMAT = "%i|%T|%N|%S|%e|%r"
@@ -596,15 +596,6 @@ class SlurmScheduler(Scheduler):
         return expand_hostlist(hostlist)
 
     # -- helpers --------------------------------------------------------------------------------------
-
-    def _run(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> CommandResult:
-        """Run a Slurm command; no answer at all (timeout, not installed) → :class:`SchedulerUnavailable`."""
-        try:
-            return self.runner.run(argv, env=env)
-        except CommandTimeout as exc:
-            raise SchedulerUnavailable(str(exc)) from exc
-        except OSError as exc:
-            raise SchedulerUnavailable(f"cannot run {argv[0]}: {exc}") from exc
 
 
 def _sbatch_option(key: str, value: str) -> str:

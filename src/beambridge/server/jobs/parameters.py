@@ -4,16 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from beambridge.schemas.apps import AppParameter, ParameterType, TransferDirection, TransferSlot
-
-_PYTHON_TYPES: dict[ParameterType, tuple[type, ...]] = {
-    ParameterType.STR: (str,),
-    ParameterType.INT: (int,),
-    ParameterType.FLOAT: (int, float),
-    ParameterType.BOOL: (bool,),
-    ParameterType.LIST: (list,),
-    ParameterType.DICT: (dict,),
-}
+from beambridge.schemas.apps import AppParameter, TransferDirection, TransferSlot
 
 
 def resolve_parameters(
@@ -34,9 +25,7 @@ def resolve_parameters(
                 resolved[name] = spec.default
             continue
         value = given[name]
-        allowed = _PYTHON_TYPES.get(spec.type)
-        bad_bool = isinstance(value, bool) and spec.type in (ParameterType.INT, ParameterType.FLOAT)
-        if allowed is not None and (not isinstance(value, allowed) or bad_bool):
+        if not spec.type.accepts(value):
             problems.append(f"parameter {name!r} must be {spec.type.value}, got {type(value).__name__}")
     return resolved, problems
 

@@ -5,8 +5,29 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
+
+from beambridge.client import Client
+from beambridge.client.errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)
+
+
+def update_jobs(client: Client, what: str, updates: list[dict[str, Any]]) -> None:
+    """One bulk job update; if it is refused because a job changed meanwhile (cancelled…), the others
+    are sent one by one, so one job's conflict does not hold back the rest."""
+    if not updates:
+        return
+    try:
+        client.jobs.bulk_update(updates)
+        return
+    except (Conflict, NotFound) as exc:
+        log.info("%s refused together (%s); sending one by one", what, exc.detail)
+    for update in updates:
+        try:
+            client.jobs.bulk_update([update])
+        except (Conflict, NotFound) as exc:
+            log.info("job %s: %s not applied: %s", update["id"], what, exc.detail)
 
 
 class Service:

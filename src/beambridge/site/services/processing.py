@@ -14,11 +14,10 @@ from typing import Any
 from beambridge.apps.base import ApplicationDefinition
 from beambridge.apps.loader import AppCatalog
 from beambridge.client import Client
-from beambridge.client.errors import Conflict, NotFound
 from beambridge.schemas.apps import AppHook
 from beambridge.schemas.jobs import Job
 from beambridge.site.config import SiteConfig, SiteDir
-from beambridge.site.services.base import Service
+from beambridge.site.services.base import Service, update_jobs
 from beambridge.states import JobState
 
 log = logging.getLogger(__name__)
@@ -93,20 +92,7 @@ class Processing(Service):
         if not jobs:
             return
         updates = list(self.pool.map(lambda job: run_hook(by_id[job.app_id], job, self.site), jobs))
-        self.send(updates)
-
-    def send(self, updates: list[dict[str, Any]]) -> None:
-        """One bulk update; if a job changed meanwhile (cancelled…), send the others one by one."""
-        try:
-            self.client.jobs.bulk_update(updates)
-            return
-        except (Conflict, NotFound) as exc:
-            log.info("bulk hook update refused (%s); sending one by one", exc.detail)
-        for update in updates:
-            try:
-                self.client.jobs.bulk_update([update])
-            except (Conflict, NotFound) as exc:
-                log.info("job %s: hook outcome not applied: %s", update["id"], exc.detail)
+        update_jobs(self.client, "hook outcome", updates)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)

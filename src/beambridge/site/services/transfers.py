@@ -19,16 +19,14 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from beambridge.client import Client
-from beambridge.client.errors import Conflict, NotFound
 from beambridge.platform.transfer import TransferBackend, TransferFile, TransferHandle, TransferTask
 from beambridge.schemas.apps import TransferDirection
 from beambridge.schemas.jobs import Job
 from beambridge.schemas.transfers import TransferItem, TransferState
 from beambridge.site.config import SiteConfig, SiteDir
-from beambridge.site.services.base import Service
+from beambridge.site.services.base import Service, update_jobs
 from beambridge.states import JobState
 
 log = logging.getLogger(__name__)
@@ -76,10 +74,9 @@ class Transfers(Service):
     # -- the tick --------------------------------------------------------------------------------------
 
     def tick(self) -> None:
-        items = list(self.client.transfers.filter(site_id=self.config.site_id, state=_OPEN))
-        jobs = self._jobs({item.job_id for item in items})
-        if not self.resumed:
-            self._resume(items, jobs)
+        if not self.resumed:  # once, after a (re)start: re-attach to the tasks the items say are running
+            items = list(self.client.transfers.filter(site_id=self.config.site_id, state=_OPEN))
+            self._resume(items, self._jobs({item.job_id for item in items}))
             self.resumed = True
         self._poll()
         items = list(self.client.transfers.filter(site_id=self.config.site_id, state=_OPEN))
@@ -301,7 +298,9 @@ class Transfers(Service):
             {"id": item.id, "state": TransferState.ERROR.value, "info": {**item.info, "error": reason}}
             for item in items
         )
-        self._update_jobs(
+        update_jobs(
+            self.client,
+            "staging update",
             [
                 {
                     "id": job_id,
@@ -312,7 +311,7 @@ class Transfers(Service):
                 for job_id in sorted({item.job_id for item in items})
                 if job_id in jobs
                 and jobs[job_id].state not in (JobState.FAILED, JobState.KILLED, JobState.JOB_FINISHED)
-            ]
+            ],
         )
 
     def _advance_jobs(self, jobs: dict[int, Job]) -> None:
@@ -340,25 +339,13 @@ class Transfers(Service):
                     staged_in.append({**update, "state": JobState.STAGED_IN.value})
                 else:
                     staged_out.append({**update, "state": JobState.STAGED_OUT.value})
-        self._update_jobs(staged_in)
-        self._update_jobs(staged_out)
-        self._update_jobs(
-            [{"id": update["id"], "state": JobState.JOB_FINISHED.value} for update in staged_out]
+        update_jobs(self.client, "staging update", staged_in)
+        update_jobs(self.client, "staging update", staged_out)
+        update_jobs(
+            self.client,
+            "staging update",
+            [{"id": update["id"], "state": JobState.JOB_FINISHED.value} for update in staged_out],
         )
-
-    def _update_jobs(self, updates: list[dict[str, Any]]) -> None:
-        if not updates:
-            return
-        try:
-            self.client.jobs.bulk_update(updates)
-            return
-        except (Conflict, NotFound) as exc:
-            log.info("job updates refused together (%s); sending one by one", exc.detail)
-        for update in updates:
-            try:
-                self.client.jobs.bulk_update([update])
-            except (Conflict, NotFound) as exc:
-                log.info("job %s: %s", update["id"], exc.detail)
 
     def close(self) -> None:
         for backend in {id(b): b for b in self.backends.values()}.values():
