@@ -646,7 +646,9 @@ def test_real_cancel_of_a_running_job(slurm_cluster: SlurmCluster, tmp_path: Pat
     scheduler.cancel(job_id)
     status, _ = wait_for(scheduler, job_id, finished)
     assert status.reason == "CANCELLED"
-    assert status.exit_code == 128 + 15
+    # scancel sends SIGTERM and, KillWait seconds later, SIGKILL; a job cancelled while its batch
+    # step is still being set up is killed outright. Either way the exit code names the signal.
+    assert status.exit_code in (128 + 15, 128 + 9)
     scheduler.cancel(job_id)  # again: already finished is fine
     scheduler.cancel("999999")  # unknown is fine too
 

@@ -52,6 +52,42 @@ def test_stage_ins_start_ready_and_create_transfer_items(alice: ApiUser) -> None
     assert alice.ok(alice.http.get(f"/transfers/{first}"))["task_id"] == "t1"
 
 
+def test_an_input_may_declare_its_sha256(alice: ApiUser) -> None:
+    _site, app = setup(alice, transfer_slots=SLOTS)
+    digest = "ab" * 32
+    transfers = {"raw": {"ref": "aps_dtn:/data/A001.h5", "sha256": digest}, "result": "aps_dtn:/r/A001.hdf"}
+    [job] = alice.jobs(
+        [{"app_id": app["id"], "workdir": "a", "parameters": {"n": 1}, "transfers": transfers}]
+    )
+    assert job["transfers"] == transfers
+    items = alice.ok(alice.http.get(f"/transfers?job_id={job['id']}"))["items"]
+    assert {i["slot"]: i["sha256"] for i in items} == {"raw": digest, "result": None}
+    assert {i["slot"]: i["remote_path"] for i in items} == {"raw": "/data/A001.h5", "result": "/r/A001.hdf"}
+
+
+def test_a_declared_sha256_is_checked(alice: ApiUser) -> None:
+    _, app = setup(alice, transfer_slots=SLOTS)
+    good = {"raw": "aps_dtn:/x", "result": "aps_dtn:/y"}
+    cases = [
+        ({**good, "raw": {"ref": "aps_dtn:/x", "sha256": "AB" * 32}}, "String should match pattern"),
+        ({**good, "raw": {"ref": "aps_dtn:/x", "sha256": "ab"}}, "String should match pattern"),
+        ({**good, "raw": {"ref": "aps_dtn:/x", "md5": "ab"}}, "Extra inputs are not permitted"),
+        (
+            {**good, "result": {"ref": "aps_dtn:/y", "sha256": "ab" * 32}},
+            "transfer 'result': a sha256 is declared for inputs only",
+        ),
+        ({**good, "raw": {"ref": "nowhere:/x", "sha256": "ab" * 32}}, "has no location 'nowhere'"),
+    ]
+    for transfers, message in cases:
+        response = alice.http.post(
+            "/jobs",
+            json=[{"app_id": app["id"], "workdir": "w", "parameters": {"n": 1}, "transfers": transfers}],
+        )
+        assert response.status_code == 422, response.text
+        assert message in response.text, response.text
+    assert alice.ok(alice.http.get("/jobs/count"))["count"] == 0
+
+
 def test_parameters_and_transfers_are_checked(alice: ApiUser) -> None:
     _, app = setup(alice, transfer_slots=SLOTS)
     cases = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import time
 from pathlib import Path
@@ -68,6 +69,115 @@ def test_jobs_with_inputs_and_outputs_stage_through_a_beamline_location(
     assert failed.state == JobState.FAILED
     assert "nope.dat" in (failed.error or "") and "not_found" in (failed.error or "")
     assert not list((beamline / "results").glob("nope*"))
+
+
+def test_a_declared_sha256_fails_only_the_job_whose_input_does_not_match(
+    system: System, tmp_path: Path
+) -> None:
+    """The beamline recorded each file's SHA-256 when it wrote it; one file was damaged on its way to the
+    beamline's storage. That job fails naming the mismatch; the others, batched with it, finish."""
+    beamline = tmp_path / "beamline"
+    (beamline / "data").mkdir(parents=True)
+    digests = {}
+    for i in range(3):
+        content = bytes([i]) * 5000
+        digests[i] = hashlib.sha256(content).hexdigest()
+        (beamline / "data" / f"S{i}.dat").write_bytes(content)
+    damaged = bytearray((beamline / "data" / "S1.dat").read_bytes())
+    damaged[2500] ^= 0x10  # one flipped bit, same size
+    (beamline / "data" / "S1.dat").write_bytes(bytes(damaged))
+    site, config = system.make_site(
+        "declared",
+        locations={"aps_dtn": {"kind": "local", "path": str(beamline), "link": False}},
+        transfers={"retry_limit": 2, "retry_backoff_s": 0.2},
+        launcher={"idle_timeout_s": 3},
+    )
+    shutil.copy(APPS, site.apps / "e2e.py")
+    system.start_agent(site)
+    app_id = system.app_ids(config.site_id)["Count"]
+    wait_for(lambda: "aps_dtn" in system.client.sites.get(config.site_id).locations, 30, what="locations")
+
+    jobs = system.client.jobs.bulk_create(
+        {
+            "app_id": app_id,
+            "workdir": f"declared/{i}",
+            "transfers": {
+                "raw": {"ref": f"aps_dtn:/data/S{i}.dat", "sha256": digests[i]},
+                "result": f"aps_dtn:/results/S{i}.txt",
+            },
+        }
+        for i in range(3)
+    )
+    done = {job.workdir: job for job in system.wait_all([j.id for j in jobs], timeout_s=120)}
+    assert done["declared/0"].state == done["declared/2"].state == JobState.JOB_FINISHED, system.logs()
+    failed = done["declared/1"]
+    assert failed.state == JobState.FAILED
+    assert f"is not the expected {digests[1]}" in (failed.error or ""), failed.error
+    assert "checksum" in (failed.error or "")
+    assert not (site.data / "declared/1/raw.dat").exists()  # never under the final name
+    assert not list((site.data / "declared/1").glob(".raw.dat.bb-partial-*"))
+    assert (site.data / "declared/0/raw.dat").read_bytes() == bytes([0]) * 5000
+    assert not (beamline / "results" / "S1.txt").exists()
+
+
+def test_corruption_in_flight_is_caught_and_the_copy_redone(system: System, tmp_path: Path) -> None:
+    """Bytes already written to the partial copy change while the copy goes on (a flaky disk or
+    network file system): the read-back check catches it, the copy is redone, and the job runs on an
+    intact file."""
+    import os
+    import threading
+
+    beamline = tmp_path / "beamline"
+    (beamline / "data").mkdir(parents=True)
+    payload = os.urandom(1 << 20) * 192  # 192 MiB: the copy takes long enough to damage it mid-way
+    (beamline / "data" / "big.dat").write_bytes(payload)
+    site, config = system.make_site(
+        "in-flight",
+        locations={"aps_dtn": {"kind": "local", "path": str(beamline), "link": False}},
+        transfers={"retry_limit": 3, "retry_backoff_s": 0.2},
+        launcher={"idle_timeout_s": 3},
+    )
+    shutil.copy(APPS, site.apps / "e2e.py")
+    workdir = site.data / "flight"
+    damaged: list[Path] = []
+    stop = threading.Event()
+
+    def damage_first_partial() -> None:
+        while not stop.is_set() and not damaged:
+            for partial in workdir.glob(".raw.dat.bb-partial-*") if workdir.is_dir() else ():
+                try:
+                    if partial.stat().st_size < 1 << 20:
+                        continue
+                    with open(partial, "r+b") as fh:  # the copy's own writes go on past this byte
+                        first = fh.read(1)
+                        fh.seek(0)
+                        fh.write(bytes([first[0] ^ 0xFF]))
+                except FileNotFoundError:
+                    continue
+                damaged.append(partial)
+                return
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=damage_first_partial, daemon=True)
+    watcher.start()
+    try:
+        system.start_agent(site)
+        app_id = system.app_ids(config.site_id)["Count"]
+        wait_for(lambda: "aps_dtn" in system.client.sites.get(config.site_id).locations, 30, what="locations")
+        job = system.client.jobs.create(
+            app_id, "flight", transfers={"raw": "aps_dtn:/data/big.dat", "result": "aps_dtn:/results/big.txt"}
+        )
+        [done] = system.wait_all([job.id], timeout_s=180)
+    finally:
+        stop.set()
+        watcher.join(5)
+    assert damaged, "the copy was never seen in flight"
+    assert done.state == JobState.JOB_FINISHED, system.logs()
+    assert (workdir / "raw.dat").read_bytes() == payload
+    assert (beamline / "results/big.txt").read_text().strip() == str(len(payload))
+    [item] = list(system.client.transfers.filter(job_id=job.id, direction="in"))
+    assert item.state == "done" and item.info["attempts"] == 1, item.info  # one failed attempt, then good
+    assert "checksum" in item.info["last_error"], item.info
 
 
 def test_agent_killed_mid_transfer_redoes_it_once_and_loses_nothing(system: System, tmp_path: Path) -> None:

@@ -33,6 +33,30 @@ def _check_transfer(value: str) -> str:
 TransferRef = Annotated[str, Field(max_length=2048), AfterValidator(_check_transfer)]
 
 
+class VerifiedTransfer(InputModel):
+    """A stage-in whose content the submitter knows: the arrived file must hash to ``sha256``."""
+
+    ref: TransferRef = Field(description="'location:/path/on/location'")
+    sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the file, 64 lower-case hex digits"
+    )
+
+
+TransferValue = TransferRef | VerifiedTransfer
+"""A slot's transfer: ``'location:/path'``, or ``{"ref": 'location:/path', "sha256": '…'}`` for an input
+whose checksum the beamline recorded when it wrote the file."""
+
+
+def transfer_ref(value: TransferValue) -> str:
+    """The ``'location:/path'`` of a slot's transfer."""
+    return value if isinstance(value, str) else value.ref
+
+
+def transfer_sha256(value: TransferValue) -> str | None:
+    """The SHA-256 the submitter declared for a slot's transfer, if any."""
+    return None if isinstance(value, str) else value.sha256
+
+
 class JobResources(InputModel):
     """What one job needs from the allocation."""
 
@@ -56,8 +80,9 @@ class JobCreate(JobResources):
     data: dict[str, JsonValue] = Field(default_factory=dict, description="Free-form user data")
     launch_params: dict[str, str] = Field(default_factory=dict, description="Extra launcher options")
     parent_ids: list[PositiveId] = Field(default_factory=list, max_length=10_000)
-    transfers: dict[str, TransferRef] = Field(
-        default_factory=dict, description="Transfer slot name → 'location:/path'"
+    transfers: dict[str, TransferValue] = Field(
+        default_factory=dict,
+        description="Transfer slot name → 'location:/path' (or {ref, sha256} for a checked input)",
     )
     retry_limit: int = Field(default=3, ge=0, le=1000)
     priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
@@ -116,7 +141,7 @@ class Job(OutputModel):
     node_packing_count: int
     wall_time_min: float
     parent_ids: list[int]
-    transfers: dict[str, str]
+    transfers: dict[str, str | dict[str, str]]
     retry_count: int
     retry_limit: int
     priority: int

@@ -33,6 +33,8 @@ class TransferItem(OutputModel):
     remote_path: str
     local_path: str
     recursive: bool
+    sha256: str | None = None
+    """The SHA-256 the submitter declared for an input: the arrived file must match it."""
     state: TransferState
     task_id: str | None
     info: dict[str, Any]

@@ -218,6 +218,7 @@ transfer_items = sa.Table(
     sa.Column("remote_path", sa.String(2048), nullable=False),
     sa.Column("local_path", sa.String(1024), nullable=False),
     sa.Column("recursive", sa.Boolean, nullable=False),
+    sa.Column("sha256", sa.String(64)),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("task_id", sa.String(255)),
     sa.Column("info", JSON, nullable=False),

@@ -11,7 +11,7 @@ from pydantic import TypeAdapter
 from sqlalchemy.engine import Connection
 
 from beambridge.schemas.apps import AppHook, AppParameter, TransferDirection, TransferSlot
-from beambridge.schemas.jobs import JobCreate
+from beambridge.schemas.jobs import JobCreate, TransferValue, transfer_ref, transfer_sha256
 from beambridge.schemas.transfers import TransferState
 from beambridge.server.auth.tokens import Principal
 from beambridge.server.db.bulk import bulk_insert
@@ -127,7 +127,10 @@ def create_jobs(
                 "node_packing_count": spec.node_packing_count,
                 "wall_time_min": spec.wall_time_min,
                 "parent_ids": spec.parent_ids,
-                "transfers": spec.transfers,
+                "transfers": {
+                    slot: value if isinstance(value, str) else value.model_dump()
+                    for slot, value in spec.transfers.items()
+                },
                 "has_stage_ins": has_in,
                 "has_stage_outs": has_out,
                 "retry_count": 0,
@@ -192,12 +195,16 @@ def _insert_jobs(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
 
 
 def _transfer_rows(
-    job_id: int, row: dict[str, Any], slots: dict[str, TransferSlot], given: dict[str, str], now: datetime
+    job_id: int,
+    row: dict[str, Any],
+    slots: dict[str, TransferSlot],
+    given: dict[str, TransferValue],
+    now: datetime,
 ) -> list[dict[str, Any]]:
     out = []
-    for name, ref in given.items():
+    for name, value in given.items():
         slot = slots[name]
-        location, _, remote_path = ref.partition(":")
+        location, _, remote_path = transfer_ref(value).partition(":")
         out.append(
             {
                 "job_id": job_id,
@@ -209,6 +216,7 @@ def _transfer_rows(
                 "remote_path": remote_path,
                 "local_path": slot.local_path,
                 "recursive": slot.recursive,
+                "sha256": transfer_sha256(value),
                 "state": (
                     TransferState.PENDING
                     if slot.direction is TransferDirection.IN

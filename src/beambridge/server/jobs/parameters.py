@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from beambridge.schemas.apps import AppParameter, TransferDirection, TransferSlot
+from beambridge.schemas.jobs import TransferValue, transfer_ref, transfer_sha256
 
 
 def resolve_parameters(
@@ -31,7 +32,7 @@ def resolve_parameters(
 
 
 def check_transfers(
-    app_name: str, slots: dict[str, TransferSlot], given: dict[str, str]
+    app_name: str, slots: dict[str, TransferSlot], given: dict[str, TransferValue]
 ) -> tuple[bool, bool, list[str]]:
     """Whether the job stages data in / out, and the problems found with its transfers."""
     if not slots and not given:
@@ -46,17 +47,30 @@ def check_transfers(
         for name, slot in slots.items()
         if slot.required and name not in given
     ]
+    for name, value in given.items():
+        slot = slots.get(name)
+        if slot is None or transfer_sha256(value) is None:
+            continue
+        if slot.direction is TransferDirection.OUT:
+            problems.append(
+                f"transfer {name!r}: a sha256 is declared for inputs only ({name!r} is an output)"
+            )
+        elif slot.recursive:
+            problems.append(
+                f"transfer {name!r}: a sha256 is declared for files only ({name!r} is a directory)"
+            )
     has_in = any(slots[name].direction is TransferDirection.IN for name in given if name in slots)
     has_out = any(slots[name].direction is TransferDirection.OUT for name in given if name in slots)
     return has_in, has_out, problems
 
 
-def check_locations(site: tuple[str, dict[str, str]], given: dict[str, str]) -> list[str]:
+def check_locations(site: tuple[str, dict[str, str]], given: dict[str, TransferValue]) -> list[str]:
     """Problems with the location aliases a job's transfers name (the site registers its aliases)."""
     name, locations = site
     known = ", ".join(sorted(locations)) or "none registered yet: start its agent with locations in site.yml"
+    aliases = {slot: transfer_ref(value).partition(":")[0] for slot, value in given.items()}
     return [
-        f"transfer {slot!r}: site {name!r} has no location {ref.partition(':')[0]!r} (it has: {known})"
-        for slot, ref in given.items()
-        if ref.partition(":")[0] not in locations
+        f"transfer {slot!r}: site {name!r} has no location {alias!r} (it has: {known})"
+        for slot, alias in aliases.items()
+        if alias not in locations
     ]

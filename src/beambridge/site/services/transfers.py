@@ -148,6 +148,11 @@ class Transfers(Service):
     def _local_path(self, item: TransferItem, job: Job) -> Path:
         return self.site.workdir(job.workdir) / item.local_path
 
+    def _file(self, item: TransferItem, job: Job) -> TransferFile:
+        return TransferFile(
+            item.remote_path, self._local_path(item, job), recursive=item.recursive, sha256=item.sha256
+        )
+
     def _task(
         self,
         direction: TransferDirection,
@@ -156,12 +161,7 @@ class Transfers(Service):
         jobs: dict[int, Job],
         attempt: int,
     ) -> TransferTask:
-        files = tuple(
-            TransferFile(
-                item.remote_path, self._local_path(item, jobs[item.job_id]), recursive=item.recursive
-            )
-            for item in items
-        )
+        files = tuple(self._file(item, jobs[item.job_id]) for item in items)
         task_id = task_id_for(self.config.site_id, direction, [i.id for i in items], attempt)
         return TransferTask(task_id, direction, location, files, verify_checksum=True)
 
@@ -216,10 +216,7 @@ class Transfers(Service):
                 task_id,
                 first.direction,
                 first.location,
-                tuple(
-                    TransferFile(i.remote_path, self._local_path(i, jobs[i.job_id]), recursive=i.recursive)
-                    for i in group
-                ),
+                tuple(self._file(i, jobs[i.job_id]) for i in group),
                 verify_checksum=True,
             )
             handle = backend.resume(task, first.info.get("task_state") or {})
@@ -265,6 +262,24 @@ class Transfers(Service):
                 )
                 continue
             retry = status.retryable and run.attempt < self.settings.retry_limit
+            if status.retryable and not retry and len(run.items) > 1:
+                # out of retries as a batch: each item gets a last attempt on its own, so that one file
+                # that never verifies fails only its own job
+                log.warning("transfer %s: last attempt for its %d items one by one", task_id, len(run.items))
+                self.client.transfers.update(
+                    {
+                        "id": item.id,
+                        "state": TransferState.PENDING.value,
+                        "info": {
+                            **item.info,
+                            "solo": True,
+                            "attempts": self.settings.retry_limit - 1,
+                            "last_error": status.error,
+                        },
+                    }
+                    for item in run.items
+                )
+                continue
             log.warning(
                 "transfer %s failed (attempt %d): %s%s",
                 task_id,
