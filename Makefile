@@ -42,6 +42,7 @@ format: $(STAMP)
 
 ## bench: the API and launcher benchmarks (start their own servers; Parsl from .venv-peers when present)
 bench: $(STAMP)
+	@command -v wrk >/dev/null 2>&1 || { echo "bench: installing wrk (GET latency)"; apt-get install -y -q wrk >/dev/null; }
 	$(BIN)/python benchmarks/api_throughput.py
 	$(BIN)/python benchmarks/launcher_throughput.py
 

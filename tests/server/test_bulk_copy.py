@@ -45,3 +45,25 @@ def test_copy_text_format() -> None:
            "tags": {"a": "x\ty"}}  # fmt: skip
     line = copy_text(jobs, list(row), [row])
     assert line == ('1\ta\\tb\\\\c\\nd\tt\t\\N\t2026-01-02T03:04:05+00:00\t0.5\t{"a":"x\\\\ty"}\n')
+
+
+def test_recurring_and_distinct_values_each_encode_as_themselves() -> None:
+    shared = {"auto": "created"}
+    stamp = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    rows = [
+        {
+            "id": i,
+            "tags": shared if i % 2 else {"n": str(i)},
+            "result": None if i % 3 else [i],
+            "created_at": stamp,
+        }
+        for i in range(6)
+    ]
+    lines = copy_text(jobs, list(rows[0]), rows).splitlines()
+    expected = []
+    for i in range(6):
+        tags = '{"auto":"created"}' if i % 2 else '{"n":"' + str(i) + '"}'
+        result = "\\N" if i % 3 else f"[{i}]"
+        expected.append("\t".join([str(i), tags, result, "2026-01-02T03:04:05+00:00"]))
+    assert lines == expected
+    assert copy_text(jobs, ["workdir"], [{"workdir": "a"}, {"workdir": "b\tc"}]) == "a\nb\\tc\n"

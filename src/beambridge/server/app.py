@@ -23,6 +23,7 @@ from beambridge.server.dispatch.sessions import expire_silent_sessions
 from beambridge.server.errors import install_error_handlers
 from beambridge.server.pg_notify import PgWakeupRelay
 from beambridge.server.routes import apps, auth, batch_jobs, events, health, jobs, sessions, sites, transfers
+from beambridge.server.runtime import tune_garbage_collector
 from beambridge.server.settings import ServerSettings
 from beambridge.server.wakeups import WakeupHub
 
@@ -73,6 +74,8 @@ def create_app(
         await ctx.reader.open()
         if relay is not None:
             relay.start()
+        if settings.tune_gc:
+            tune_garbage_collector()
         sweeper = asyncio.create_task(_sweep_sessions(ctx), name="session-sweeper")
         try:
             yield

@@ -39,6 +39,11 @@ class ServerSettings(BaseSettings):
         "LISTEN/NOTIFY (needed with several server workers; `server up --workers N` sets it)",
     )
     worker_threads: int = Field(default=8, ge=1, le=200, description="Threads for blocking database work")
+    tune_gc: bool = Field(
+        default=False,
+        description="Tune the garbage collector for a process that runs only the service "
+        "(`server up` sets it; see beambridge.server.runtime)",
+    )
 
     def resolved_database_url(self) -> str:
         """The database to use: the configured URL or the embedded SQLite file."""

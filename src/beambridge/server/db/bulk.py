@@ -7,6 +7,8 @@ rows are encoded here, straight into COPY's text format, a few thousand at a tim
 
 from __future__ import annotations
 
+import operator
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -19,14 +21,18 @@ COPY_THRESHOLD = 50
 """Below this many rows an ordinary INSERT is as quick."""
 _ROWS_PER_WRITE = 2000
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_SPECIAL = re.compile(r"[\\\t\n\r]")
 
 
 def _text(value: Any) -> str:
-    return str(value).translate(_ESCAPES)
+    text = str(value)
+    return text.translate(_ESCAPES) if _SPECIAL.search(text) else text
 
 
 def _json(value: Any) -> str:
-    return orjson.dumps(value).decode().translate(_ESCAPES)
+    # orjson writes control characters as escapes, so only backslashes need COPY's escaping
+    text = orjson.dumps(value).decode()
+    return text.replace("\\", "\\\\") if "\\" in text else text
 
 
 def _number(value: Any) -> str:
@@ -54,14 +60,29 @@ def _encoder(column: sa.Column[Any]) -> Callable[[Any], str]:
     return _text
 
 
+def _encode_column(values: Sequence[Any], encode: Callable[[Any], str]) -> list[str]:
+    """One column's values as COPY text; a value object that recurs (the request's timestamp, a shared
+    event payload, an owner id) is encoded once. Keyed by identity, which is unique while ``values``
+    holds the objects."""
+    memo: dict[int, str] = {}
+    out = []
+    for value in values:
+        text = memo.get(id(value))
+        if text is None:
+            text = memo[id(value)] = "\\N" if value is None else encode(value)
+        out.append(text)
+    return out
+
+
 def copy_text(table: sa.Table, columns: list[str], rows: Sequence[dict[str, Any]]) -> str:
     """``rows`` in PostgreSQL's COPY text format (tab-separated, ``\\N`` for NULL, escaped)."""
-    encoders = [(name, _encoder(table.c[name])) for name in columns]
-    lines = [
-        "\t".join("\\N" if row[name] is None else encode(row[name]) for name, encode in encoders)
-        for row in rows
+    pick = operator.itemgetter(*columns)
+    by_column = zip(*map(pick, rows), strict=True) if len(columns) > 1 else [[pick(r) for r in rows]]
+    encoded = [
+        _encode_column(values, _encoder(table.c[name]))
+        for name, values in zip(columns, by_column, strict=True)
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(map("\t".join, zip(*encoded, strict=True))) + "\n"
 
 
 def bulk_insert(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:

@@ -154,6 +154,7 @@ def create_jobs(
     event_rows: list[dict[str, Any]] = []
     parent_rows: list[dict[str, Any]] = []
     transfer_rows: list[dict[str, Any]] = []
+    payloads: dict[str, dict[str, str]] = {}  # one payload object per reason: encoded once for COPY
     for job_id, row, path, spec in zip(ids, rows, paths, specs, strict=True):
         row["id"] = job_id
         for from_state, to_state, reason in path:
@@ -165,7 +166,7 @@ def create_jobs(
                     "from_state": from_state.value,
                     "to_state": to_state.value,
                     "timestamp": now,
-                    "data": {"auto": reason},
+                    "data": payloads.get(reason) or payloads.setdefault(reason, {"auto": reason}),
                 }
             )
         parent_rows += [{"child_id": job_id, "parent_id": pid} for pid in spec.parent_ids]
