@@ -56,7 +56,7 @@ def up(
             )
         # Long-polls in one worker must be woken by changes committed in another.
         os.environ["BEAMBRIDGE_WAKEUP_RELAY"] = "postgres"
-    os.environ["BEAMBRIDGE_TUNE_GC"] = "1"  # the worker processes run nothing but the service
+    os.environ.setdefault("BEAMBRIDGE_TUNE_GC", "1")  # the worker processes run nothing but the service
     typer.echo(f"beambridge service on http://{host}:{port} (database {url})", err=True)
     uvicorn.run(
         "beambridge.server.app:create_app",
