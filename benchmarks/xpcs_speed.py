@@ -56,11 +56,12 @@ def worker_ours(size: int, frames: int, photons: float, repeats: int) -> dict[st
     import numpy as np
 
     from beambridge.xpcs.multitau import MultiTauCorrelator
+    from beambridge.xpcs.pipeline import frames_per_block
 
     stack = make_stack(size, frames, photons)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     pixels = np.arange(size * size)
-    block = max(1, (64 << 20) // (size * size * 2))
+    block = frames_per_block(size * size, frames)  # as `beambridge xpcs corr` feeds it
     times, mode, arithmetic, digest = [], "", "", ""
     t0 = time.perf_counter()
     warm = MultiTauCorrelator(frames, pixels, size * size)  # compiles (or loads) the kernels

@@ -137,3 +137,13 @@ def test_memory_bounded_by_state_not_frames(n_frames: int) -> None:
     assert state < 1200 * n_pix  # about 0.9 kB per pixel at these N
     # per-call scratch only (~1.1 MB per thread: two level buffers and a staged strip), whatever N is
     assert peak < 4 * 1024 * 1024
+
+
+def test_frames_per_block_bounds_memory_and_amortises_state() -> None:
+    from beambridge.xpcs.pipeline import BLOCK_FRAMES, LARGE_BLOCK_BYTES, frames_per_block
+
+    assert frames_per_block(256 * 256, 1000) == 512  # small detector: 64 MB of frames
+    assert frames_per_block(256 * 256, 100) == 100  # never more than the stack
+    assert frames_per_block(1024 * 1024, 1000) == BLOCK_FRAMES  # 1 Mpx: 128 frames (256 MB)
+    assert frames_per_block(4096 * 4096, 1000) * 4096 * 4096 * 2 <= LARGE_BLOCK_BYTES  # 16 Mpx: 8 frames
+    assert frames_per_block(10**9, 10) == 1

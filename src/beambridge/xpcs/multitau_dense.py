@@ -72,7 +72,34 @@ def _level(
     n = j1 - j0
     l0 = lag[j0] if n > 0 else 0
     if n == 8 and lag[j0 + 7] == l0 + 7:
-        for t in range(n_new):
+        # two elements per pass: each accumulator is loaded and stored once for both (the additions
+        # stay in time order, so float sums keep their bits)
+        t = 0
+        while t + 1 < n_new:
+            rc = n_hist + t
+            r = rc - l0
+            for i in range(TILE):
+                x = buf[rc, i]
+                y = buf[rc + 1, i]
+                b0 = buf[r + 1, i]
+                b1 = buf[r, i]
+                b2 = buf[r - 1, i]
+                b3 = buf[r - 2, i]
+                b4 = buf[r - 3, i]
+                b5 = buf[r - 4, i]
+                b6 = buf[r - 5, i]
+                b7 = buf[r - 6, i]
+                b8 = buf[r - 7, i]
+                out[j0, i] = (out[j0, i] + x * b1) + y * b0
+                out[j0 + 1, i] = (out[j0 + 1, i] + x * b2) + y * b1
+                out[j0 + 2, i] = (out[j0 + 2, i] + x * b3) + y * b2
+                out[j0 + 3, i] = (out[j0 + 3, i] + x * b4) + y * b3
+                out[j0 + 4, i] = (out[j0 + 4, i] + x * b5) + y * b4
+                out[j0 + 5, i] = (out[j0 + 5, i] + x * b6) + y * b5
+                out[j0 + 6, i] = (out[j0 + 6, i] + x * b7) + y * b6
+                out[j0 + 7, i] = (out[j0 + 7, i] + x * b8) + y * b7
+            t += 2
+        if t < n_new:
             rc = n_hist + t
             r = rc - l0
             for i in range(TILE):
@@ -86,7 +113,24 @@ def _level(
                 out[j0 + 6, i] += x * buf[r - 6, i]
                 out[j0 + 7, i] += x * buf[r - 7, i]
     elif n == 4 and lag[j0 + 3] == l0 + 3:
-        for t in range(n_new):
+        t = 0
+        while t + 1 < n_new:
+            rc = n_hist + t
+            r = rc - l0
+            for i in range(TILE):
+                x = buf[rc, i]
+                y = buf[rc + 1, i]
+                b0 = buf[r + 1, i]
+                b1 = buf[r, i]
+                b2 = buf[r - 1, i]
+                b3 = buf[r - 2, i]
+                b4 = buf[r - 3, i]
+                out[j0, i] = (out[j0, i] + x * b1) + y * b0
+                out[j0 + 1, i] = (out[j0 + 1, i] + x * b2) + y * b1
+                out[j0 + 2, i] = (out[j0 + 2, i] + x * b3) + y * b2
+                out[j0 + 3, i] = (out[j0 + 3, i] + x * b4) + y * b3
+            t += 2
+        if t < n_new:
             rc = n_hist + t
             r = rc - l0
             for i in range(TILE):
