@@ -6,6 +6,7 @@ import pytest
 
 from beambridge.client import Client, Conflict, NotFound, ValidationError
 from beambridge.client.jobs import CREATE_CHUNK
+from beambridge.client.query import ID_CHUNK
 from beambridge.schemas import Job, JobCreate
 from beambridge.states import JobState
 from tests.client.conftest import RecordingTransport, Workspace
@@ -60,6 +61,25 @@ def test_filters_chain_lazily_and_paginate(
     assert len(recorder.requests) == sent
     with pytest.raises(TypeError, match="cannot filter /jobs by 'colour'"):
         client.jobs.all().filter(colour="red")
+
+
+def test_a_filter_by_thousands_of_ids_is_sent_in_parts_in_id_order(
+    client: Client, ws: Workspace, recorder: RecordingTransport
+) -> None:
+    jobs = client.jobs.bulk_create(
+        {"app_id": ws.app.id, "workdir": f"ids/{i}"} for i in range(2 * ID_CHUNK + 30)
+    )
+    ids = [job.id for job in jobs]
+    wanted = ids[::-1] + ids[:5]  # any order, repeats allowed
+    query = client.jobs.filter(id=wanted)
+    recorder.requests.clear()
+    assert [job.id for job in query] == ids  # every one once, ascending
+    assert len(recorder.calls("GET", "/jobs")) == 3
+    assert max(len(str(r.url)) for r in recorder.requests) < 10_000
+    assert query.count() == len(ids)
+    assert [job.id for job in query.limit(ID_CHUNK + 3)] == ids[: ID_CHUNK + 3]
+    assert query.filter(state="PREPROCESSED").count() == len(ids)
+    assert query.filter(id=ids[-2:]).ids() == ids[-2:]
 
 
 def test_update_cancel_delete(client: Client, ws: Workspace) -> None:

@@ -22,6 +22,9 @@ from beambridge.schemas.common import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 M = TypeVar("M", bound=BaseModel)
 
+ID_CHUNK = 500
+"""At most this many ids go in one request's URL; a query for more is sent in parts (in id order)."""
+
 
 class FilterKind(StrEnum):
     """How a filter keyword is sent and how repeated use combines."""
@@ -147,15 +150,38 @@ class Query(Generic[M]):
                 pairs.append((field.param, value))
         return pairs
 
+    def _parts(self) -> Iterator[tuple[list[tuple[str, Any]], int]]:
+        """The query-string pairs and page size of each request series: one, or one per slice of a long
+        id list (ascending, so the objects still come in id order; a slice fits in one page)."""
+        ids = self._filters.get("id")
+        if ids is None or len(ids) <= ID_CHUNK or self._fields["id"].kind is not FilterKind.MANY:
+            yield self.params(), self._page_size
+            return
+        ordered = sorted(set(ids))
+        for start in range(0, len(ordered), ID_CHUNK):
+            part = self._copy()
+            part._filters["id"] = ordered[start : start + ID_CHUNK]
+            yield part.params(), max(self._page_size, min(ID_CHUNK + 1, MAX_PAGE_SIZE))
+
     def pages(self) -> Iterator[list[M]]:
         """Yield the matching objects one page (one request) at a time."""
         if self._empty or self._limit == 0:
             return
         remaining = self._limit
+        for base, page_size in self._parts():
+            for items in self._pages_of(base, page_size, remaining):
+                yield items
+                if remaining is not None:
+                    remaining -= len(items)
+            if remaining is not None and remaining <= 0:
+                return
+
+    def _pages_of(
+        self, base: list[tuple[str, Any]], page_size: int, remaining: int | None
+    ) -> Iterator[list[M]]:
         after: int | None = None
-        base = self.params()
         while True:
-            size = self._page_size if remaining is None else min(self._page_size, remaining)
+            size = page_size if remaining is None else min(page_size, remaining)
             params = [*base, ("limit", size)] + ([("after", after)] if after is not None else [])
             body = self._transport.request("GET", self._path, params=params)
             items = [self._model.model_validate(item) for item in body["items"]]
@@ -186,7 +212,10 @@ class Query(Generic[M]):
         if self._empty or self._limit == 0:
             return 0
         if self._count_path is not None:
-            total = int(self._transport.request("GET", self._count_path, params=self.params())["count"])
+            total = sum(
+                int(self._transport.request("GET", self._count_path, params=base)["count"])
+                for base, _ in self._parts()
+            )
             return total if self._limit is None else min(total, self._limit)
         return sum(len(items) for items in self.page_size(MAX_PAGE_SIZE).pages())
 
