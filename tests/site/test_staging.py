@@ -6,11 +6,30 @@ import hashlib
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
+from beambridge.site.config import SiteConfig, SiteDir
 from beambridge.states import JobState
-from tests.site.harness import System, wait_for
+from tests.site.harness import AgentProcess, System, wait_for
 
 APPS = Path(__file__).with_name("apps_e2e.py")
+
+
+def staging_site(
+    system: System, name: str, locations: dict[str, dict[str, Any]], **settings: Any
+) -> tuple[SiteDir, SiteConfig, AgentProcess, int]:
+    """A site with these locations and the test apps, its agent running and its aliases registered;
+    the id of its ``Count`` app."""
+    site, config = system.make_site(name, locations=locations, launcher={"idle_timeout_s": 3}, **settings)
+    shutil.copy(APPS, site.apps / "e2e.py")
+    agent = system.start_agent(site)
+    app_id = system.app_ids(config.site_id)["Count"]
+    wait_for(
+        lambda: set(system.client.sites.get(config.site_id).locations) == set(locations),
+        30,
+        what="location aliases registered",
+    )
+    return site, config, agent, app_id
 
 
 def test_jobs_with_inputs_and_outputs_stage_through_a_beamline_location(
@@ -20,21 +39,13 @@ def test_jobs_with_inputs_and_outputs_stage_through_a_beamline_location(
     (beamline / "data").mkdir(parents=True)
     for i in range(6):
         (beamline / "data" / f"A{i:03d}.dat").write_bytes(b"x" * (1000 + i))
-    site, config = system.make_site(
+    _, config, _, app_id = staging_site(
+        system,
         "staging",
-        locations={"aps_dtn": {"kind": "local", "path": str(beamline)}},
+        {"aps_dtn": {"kind": "local", "path": str(beamline)}},
         transfers={"max_files_per_task": 4},
-        launcher={"idle_timeout_s": 3},
     )
-    shutil.copy(APPS, site.apps / "e2e.py")
-    system.start_agent(site)
-
-    app_id = system.app_ids(config.site_id)["Count"]
-    wait_for(
-        lambda: system.client.sites.get(config.site_id).locations == {"aps_dtn": "local"},
-        30,
-        what="locations",
-    )
+    assert system.client.sites.get(config.site_id).locations == {"aps_dtn": "local"}
     jobs = system.client.jobs.bulk_create(
         {
             "app_id": app_id,
@@ -86,16 +97,12 @@ def test_a_declared_sha256_fails_only_the_job_whose_input_does_not_match(
     damaged = bytearray((beamline / "data" / "S1.dat").read_bytes())
     damaged[2500] ^= 0x10  # one flipped bit, same size
     (beamline / "data" / "S1.dat").write_bytes(bytes(damaged))
-    site, config = system.make_site(
+    site, _, _, app_id = staging_site(
+        system,
         "declared",
-        locations={"aps_dtn": {"kind": "local", "path": str(beamline), "link": False}},
+        {"aps_dtn": {"kind": "local", "path": str(beamline), "link": False}},
         transfers={"retry_limit": 2, "retry_backoff_s": 0.2},
-        launcher={"idle_timeout_s": 3},
     )
-    shutil.copy(APPS, site.apps / "e2e.py")
-    system.start_agent(site)
-    app_id = system.app_ids(config.site_id)["Count"]
-    wait_for(lambda: "aps_dtn" in system.client.sites.get(config.site_id).locations, 30, what="locations")
 
     jobs = system.client.jobs.bulk_create(
         {
@@ -131,13 +138,12 @@ def test_corruption_in_flight_is_caught_and_the_copy_redone(system: System, tmp_
     (beamline / "data").mkdir(parents=True)
     payload = os.urandom(1 << 20) * 192  # 192 MiB: the copy takes long enough to damage it mid-way
     (beamline / "data" / "big.dat").write_bytes(payload)
-    site, config = system.make_site(
+    site, _, _, app_id = staging_site(
+        system,
         "in-flight",
-        locations={"aps_dtn": {"kind": "local", "path": str(beamline), "link": False}},
+        {"aps_dtn": {"kind": "local", "path": str(beamline), "link": False}},
         transfers={"retry_limit": 3, "retry_backoff_s": 0.2},
-        launcher={"idle_timeout_s": 3},
     )
-    shutil.copy(APPS, site.apps / "e2e.py")
     workdir = site.data / "flight"
     damaged: list[Path] = []
     stop = threading.Event()
@@ -159,11 +165,8 @@ def test_corruption_in_flight_is_caught_and_the_copy_redone(system: System, tmp_
             time.sleep(0.001)
 
     watcher = threading.Thread(target=damage_first_partial, daemon=True)
-    watcher.start()
+    watcher.start()  # before the job exists: nothing is copied until then
     try:
-        system.start_agent(site)
-        app_id = system.app_ids(config.site_id)["Count"]
-        wait_for(lambda: "aps_dtn" in system.client.sites.get(config.site_id).locations, 30, what="locations")
         job = system.client.jobs.create(
             app_id, "flight", transfers={"raw": "aps_dtn:/data/big.dat", "result": "aps_dtn:/results/big.txt"}
         )
@@ -203,14 +206,7 @@ def test_agent_killed_mid_transfer_redoes_it_once_and_loses_nothing(system: Syst
             "ssh_options": server.ssh_options(),
             "rsync_options": ["--bwlimit=2000"],  # KiB/s: about 6 s for the file, time to kill the agent
         }
-        site, config = system.make_site(
-            "kill-staging", locations={"beam": location}, launcher={"idle_timeout_s": 3}
-        )
-        shutil.copy(APPS, site.apps / "e2e.py")
-        agent = system.start_agent(site)
-
-        app_id = system.app_ids(config.site_id)["Count"]
-        wait_for(lambda: "beam" in system.client.sites.get(config.site_id).locations, 30, what="locations")
+        site, _, agent, app_id = staging_site(system, "kill-staging", {"beam": location})
         job = system.client.jobs.create(
             app_id, "big", transfers={"raw": "beam:/data/big.dat", "result": "beam:/results/big.txt"}
         )
