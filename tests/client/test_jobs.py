@@ -81,6 +81,15 @@ def test_a_filter_by_thousands_of_ids_is_sent_in_parts_in_id_order(
     assert query.filter(state="PREPROCESSED").count() == len(ids)
     assert query.filter(id=ids[-2:]).ids() == ids[-2:]
 
+    events = client.events.filter(job_id=wanted)  # parts by job id, merged back into event-id order
+    recorder.requests.clear()
+    seen = [event.id for event in events]
+    assert seen == sorted(seen) and len(seen) == len(set(seen))
+    assert {event.job_id for event in events} == set(ids)
+    assert len(seen) == events.count() == client.events.filter(site_id=ws.site.id).count()
+    assert max(len(str(r.url)) for r in recorder.requests) < 10_000
+    assert [e.id for e in events.limit(7)] == seen[:7]
+
 
 def test_update_cancel_delete(client: Client, ws: Workspace) -> None:
     jobs = client.jobs.bulk_create([{"app_id": ws.app.id, "workdir": f"u/{i}"} for i in range(3)])

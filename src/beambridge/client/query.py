@@ -9,6 +9,8 @@ matches RUNNING jobs; two different single values (``filter(site_id=1).filter(si
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,7 +25,8 @@ from beambridge.schemas.common import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 M = TypeVar("M", bound=BaseModel)
 
 ID_CHUNK = 500
-"""At most this many ids go in one request's URL; a query for more is sent in parts (in id order)."""
+"""At most this many values of one filter go in a request's URL; a query for more (thousands of job ids)
+is sent in parts whose results are merged back into id order."""
 
 
 class FilterKind(StrEnum):
@@ -150,31 +153,47 @@ class Query(Generic[M]):
                 pairs.append((field.param, value))
         return pairs
 
-    def _parts(self) -> Iterator[tuple[list[tuple[str, Any]], int]]:
-        """The query-string pairs and page size of each request series: one, or one per slice of a long
-        id list (ascending, so the objects still come in id order; a slice fits in one page)."""
-        ids = self._filters.get("id")
-        if ids is None or len(ids) <= ID_CHUNK or self._fields["id"].kind is not FilterKind.MANY:
-            yield self.params(), self._page_size
-            return
-        ordered = sorted(set(ids))
+    def _parts(self) -> list[tuple[list[tuple[str, Any]], int]]:
+        """The query-string pairs and page size of each request series: one, or — when a list filter
+        has more than ``ID_CHUNK`` values — one per slice of that list. An object matches one value of
+        such a filter, so the parts are disjoint; a slice of ids fits in one page."""
+        longest = max(
+            (name for name, field in self._fields.items() if field.kind is FilterKind.MANY),
+            key=lambda name: len(self._filters.get(name) or ()),
+            default=None,
+        )
+        values = self._filters.get(longest) if longest is not None else None
+        if longest is None or values is None or len(values) <= ID_CHUNK:
+            return [(self.params(), self._page_size)]
+        ordered = sorted(set(values))
+        # a slice of ids fits one page; other slices (say 500 jobs' events) get large pages
+        page_size = max(self._page_size, min(ID_CHUNK + 1 if longest == "id" else 1000, MAX_PAGE_SIZE))
+        parts = []
         for start in range(0, len(ordered), ID_CHUNK):
             part = self._copy()
-            part._filters["id"] = ordered[start : start + ID_CHUNK]
-            yield part.params(), max(self._page_size, min(ID_CHUNK + 1, MAX_PAGE_SIZE))
+            part._filters[longest] = ordered[start : start + ID_CHUNK]
+            parts.append((part.params(), page_size))
+        return parts
 
     def pages(self) -> Iterator[list[M]]:
-        """Yield the matching objects one page (one request) at a time."""
+        """Yield the matching objects one page at a time (a page is one request, except for a query
+        sent in parts, whose merged results come in pages of the query's page size)."""
         if self._empty or self._limit == 0:
             return
-        remaining = self._limit
-        for base, page_size in self._parts():
-            for items in self._pages_of(base, page_size, remaining):
-                yield items
-                if remaining is not None:
-                    remaining -= len(items)
-            if remaining is not None and remaining <= 0:
-                return
+        parts = self._parts()
+        if len(parts) == 1:
+            [(base, page_size)] = parts
+            yield from self._pages_of(base, page_size, self._limit)
+            return
+        streams = [
+            (item for page in self._pages_of(base, page_size, self._limit) for item in page)
+            for base, page_size in parts
+        ]
+        merged: Iterator[M] = heapq.merge(*streams, key=lambda item: int(item.id))  # type: ignore[attr-defined]
+        if self._limit is not None:
+            merged = itertools.islice(merged, self._limit)
+        while batch := list(itertools.islice(merged, self._page_size)):
+            yield batch
 
     def _pages_of(
         self, base: list[tuple[str, Any]], page_size: int, remaining: int | None
