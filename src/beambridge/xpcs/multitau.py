@@ -217,6 +217,20 @@ class MultiTauCorrelator:
             self._widen(self._needed(integer, self._max_value))
 
     # -- state -----------------------------------------------------------------------------------
+    def prepare(self, dtype: npt.DTypeLike) -> None:
+        """Allocate and touch the (dense) state now, for frames of ``dtype``, rather than on the first
+        block. At 1 Mpx the state is hundreds of megabytes whose first touch (page faults) otherwise
+        slows the first block by a third; call this while waiting for the detector. Optional: results
+        are the same either way. A float ``dtype`` chooses float64 arithmetic; integer counts start in
+        the narrowest exact arithmetic and widen by themselves as usual."""
+        if self._state_allocated or self.mode == "sparse" or self.n_fed:
+            return
+        self.arithmetic = "float" if np.dtype(dtype).kind == "f" else "int32"
+        self._frame_sum = self._frame_sum.astype(self._acc_dtype)
+        self._allocate("dense")
+        for state in (self._hist_v, self._head, self._acc, self._seg):
+            state.fill(0)  # np.zeros maps pages lazily: fault them in here
+
     def _allocate(self, mode: Literal["dense", "sparse"]) -> None:
         self.mode = mode
         nl, r, h, p = self._n_levels, self._ring_size, self._hist, self.pixels.size
