@@ -39,6 +39,8 @@ from beambridge.platform.transfer import TransferFile, TransferTask, get_backend
 from beambridge.schemas.apps import TransferDirection  # noqa: E402
 
 console = Console(width=140)
+Case = tuple[str, Callable[[Path], float]]
+"""A measured row: its label and a function that moves the files into a fresh directory (seconds)."""
 
 
 def make_files(folder: Path, count: int, size: int) -> list[str]:
@@ -126,54 +128,34 @@ def main() -> None:
         with private_sshd(tmp / "sshd") as server:
             local = lambda: get_backend("local", {"path": str(beamline), "link": False})  # noqa: E731
             remote = lambda: get_backend(  # noqa: E731
-                "rsync",
-                {
-                    "host": server.host,
-                    "user": server.user,
-                    "path": str(beamline),
-                    "port": server.port,
-                    "key_file": str(server.key_file),
-                    "ssh_options": server.ssh_options(),
-                },
-                staging_root=tmp / "staging",
+                "rsync", server.rsync_location(beamline), staging_root=tmp / "staging"
             )
-            plan: list[tuple[str, Callable[[Path], float]]] = [
-                (
-                    f"{args.small:,} small files, local, 1 task",
-                    lambda d: run_backend(local, small, "small", d, 1),
-                ),
-                (f"{args.small:,} small files, cp", lambda d: plain_cp(beamline / "small", d)),
-                (
-                    f"{args.small:,} small files, rsync backend, 1 task",
-                    lambda d: run_backend(remote, small, "small", d, 1),
-                ),
-                (
-                    f"{args.small:,} small files, plain rsync",
-                    lambda d: plain_rsync(server, beamline / "small", d),
-                ),
-                ("100 files, local, 1 task of 100", lambda d: run_backend(local, batch, "small", d, 1)),
-                ("100 files, local, 100 tasks of 1", lambda d: run_backend(local, batch, "small", d, 100)),
-                (
-                    "100 files, rsync backend, 1 task of 100",
-                    lambda d: run_backend(remote, batch, "small", d, 1),
-                ),
-                (
-                    "100 files, rsync backend, 100 tasks of 1",
-                    lambda d: run_backend(remote, batch, "small", d, 100),
-                ),
-                (
-                    f"{args.large} × {args.large_mb} MiB, local",
-                    lambda d: run_backend(local, large, "large", d, 1),
-                ),
-                (f"{args.large} × {args.large_mb} MiB, cp", lambda d: plain_cp(beamline / "large", d)),
-                (
-                    f"{args.large} × {args.large_mb} MiB, rsync backend",
-                    lambda d: run_backend(remote, large, "large", d, 1),
-                ),
-                (
-                    f"{args.large} × {args.large_mb} MiB, plain rsync",
-                    lambda d: plain_rsync(server, beamline / "large", d),
-                ),
+
+            def against_plain_tools(label: str, names: list[str], folder: str) -> list[Case]:
+                return [
+                    (f"{label}, local, 1 task", lambda d: run_backend(local, names, folder, d, 1)),
+                    (f"{label}, cp", lambda d: plain_cp(beamline / folder, d)),
+                    (f"{label}, rsync backend, 1 task", lambda d: run_backend(remote, names, folder, d, 1)),
+                    (f"{label}, plain rsync", lambda d: plain_rsync(server, beamline / folder, d)),
+                ]
+
+            def batch_sizes(backend: Callable[[], object], label: str) -> list[Case]:
+                return [
+                    (
+                        f"100 files, {label}, 1 task of 100",
+                        lambda d: run_backend(backend, batch, "small", d, 1),
+                    ),
+                    (
+                        f"100 files, {label}, 100 tasks of 1",
+                        lambda d: run_backend(backend, batch, "small", d, 100),
+                    ),
+                ]
+
+            plan = [
+                *against_plain_tools(f"{args.small:,} small files", small, "small"),
+                *batch_sizes(local, "local"),
+                *batch_sizes(remote, "rsync backend"),
+                *against_plain_tools(f"{args.large} × {args.large_mb} MiB", large, "large"),
             ]
             with Progress(console=console) as progress:
                 task = progress.add_task("staging", total=len(plan) * args.repeats)
@@ -208,7 +190,7 @@ def main() -> None:
             name, f"{seconds:.2f}", f"{nbytes / seconds / 1e6:,.0f}", f"{seconds / files * 1000:.2f}"
         )
     console.print(table)
-    ours = med[f"{args.large} × {args.large_mb} MiB, rsync backend"]
+    ours = med[f"{args.large} × {args.large_mb} MiB, rsync backend, 1 task"]
     plain = med[f"{args.large} × {args.large_mb} MiB, plain rsync"]
     small_ours = med[f"{args.small:,} small files, rsync backend, 1 task"] / args.small * 1000
     console.print(

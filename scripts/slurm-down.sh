@@ -15,37 +15,13 @@ for arg in "$@"; do
   esac
 done
 
-RUN_DIR=/run/beambridge-slurm
-CTLD_PID=/run/slurmctld.pid
 MUNGE_PID=/run/munge/munged.pid
+SCRIPT_NAME=slurm-down
+# shellcheck source=scripts/slurm-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/slurm-common.sh"
 
-log() { echo "[slurm-down $(date +%T)] $*"; }
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null; }
-
-[ "$(id -u)" -eq 0 ] || { echo "slurm-down: must run as root" >&2; exit 1; }
-mkdir -p "$RUN_DIR"
-exec 9>"$RUN_DIR/lock"
-flock -w 300 9 || { echo "slurm-down: another slurm-up/slurm-down is still running" >&2; exit 1; }
-
-stop_pid_files() {  # SIGTERM every live pid named in the given pid files at once, then wait for all
-  local f p pids=() _ running
-  for f in "$@"; do
-    [ -f "$f" ] || continue
-    p=$(cat "$f" 2>/dev/null || true)
-    if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
-      kill "$p" 2>/dev/null || true
-      pids+=("$p")
-    fi
-  done
-  for _ in $(seq 100); do  # up to 10 s, then SIGKILL
-    running=0
-    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && running=1; done
-    [ "$running" = 0 ] && break
-    sleep 0.1
-  done
-  for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && kill -9 "$p" 2>/dev/null; done
-  for f in "$@"; do rm -f "$f"; done
-}
+[ "$(id -u)" -eq 0 ] || die "must run as root"
+take_lock
 
 cancel_all_jobs() {
   local ids

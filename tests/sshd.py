@@ -19,10 +19,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import pytest
-
-from tests.servers import IN_CI, free_port
+from tests.servers import free_port, unavailable
 
 START_TIMEOUT_S = 10.0
 
@@ -51,10 +50,7 @@ def require_ssh_tools() -> None:
     missing = missing_ssh_tools()
     if not missing:
         return
-    message = f"{', '.join(missing)} not installed (apt-get install openssh-server rsync)"
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
+    unavailable(f"{', '.join(missing)} not installed (apt-get install openssh-server rsync)")
 
 
 def keygen(path: Path) -> Path:
@@ -84,6 +80,19 @@ class SshServer:
     def ssh_options(self) -> list[str]:
         """``-o`` options that keep the client away from the user's own known_hosts."""
         return [f"UserKnownHostsFile={self.known_hosts}", "GlobalKnownHostsFile=/dev/null"]
+
+    def rsync_location(self, path: Path | str, **extra: Any) -> dict[str, Any]:
+        """The fields of an ``rsync`` transfer location for ``path`` on this server (``extra`` wins)."""
+        return {
+            "kind": "rsync",
+            "host": self.host,
+            "user": self.user,
+            "path": str(path),
+            "port": self.port,
+            "key_file": str(self.key_file),
+            "ssh_options": self.ssh_options(),
+            **extra,
+        }
 
     def new_key(self, name: str) -> Path:
         """A fresh key pair the server does *not* accept."""

@@ -36,6 +36,7 @@ from beambridge.platform.schedulers.slurm import (
     parse_squeue,
     pilot_state,
 )
+from tests.servers import unavailable
 from tests.slurm_cluster import SlurmCluster
 
 pytestmark = pytest.mark.xdist_group("slurm")
@@ -655,7 +656,7 @@ def test_real_cancel_of_a_running_job(slurm_cluster: SlurmCluster, tmp_path: Pat
 
 def test_real_multi_node_job_spans_nodes(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
     if len(slurm_cluster.nodes) < 3:
-        pytest.skip(f"needs 3 nodes, the cluster has {len(slurm_cluster.nodes)}")
+        unavailable(f"a Slurm cluster of 3 nodes or more (this one has {len(slurm_cluster.nodes)})")
     scheduler = SlurmScheduler()
     job_id, request = submit(
         scheduler,

@@ -31,6 +31,7 @@ from beambridge.platform.transfer import (
     join_remote,
 )
 from beambridge.platform.transfer.local import PARTIAL_MARK, FilePlacer, LocalBackend
+from tests.servers import unavailable
 
 TIMEOUT_S = 30.0
 
@@ -131,10 +132,10 @@ def test_copy_when_the_link_is_refused(place: Place, monkeypatch: pytest.MonkeyP
 
 @pytest.fixture
 def other_file_system(tmp_path: Path) -> Iterator[Path]:
-    """A directory on another file system than ``tmp_path`` (/dev/shm), or skip."""
+    """A directory on another file system than ``tmp_path`` (/dev/shm); without one, fail in CI."""
     shm = Path("/dev/shm")
     if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
-        pytest.skip("no second file system here")
+        unavailable("a second file system (/dev/shm) beside the temporary directory")
     with tempfile.TemporaryDirectory(dir=shm, prefix="bb-transfer-") as directory:
         yield Path(directory)
 

@@ -49,16 +49,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
 
 
 def location(server: SshServer, base: Path, **overrides: Any) -> RsyncLocation:
-    fields: dict[str, Any] = {
-        "host": server.host,
-        "user": server.user,
-        "path": str(base),
-        "port": server.port,
-        "key_file": server.key_file,
-        "ssh_options": server.ssh_options(),
-        **overrides,
-    }
-    return RsyncLocation(**fields)
+    return RsyncLocation(**server.rsync_location(base, **overrides))
 
 
 def run(backend: RsyncBackend, task: TransferTask) -> TaskStatus:

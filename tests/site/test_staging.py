@@ -196,16 +196,8 @@ def test_agent_killed_mid_transfer_redoes_it_once_and_loses_nothing(system: Syst
     payload = os.urandom(12 << 20)
     (beamline / "data" / "big.dat").write_bytes(payload)
     with private_sshd(tmp_path / "sshd") as server:
-        location = {
-            "kind": "rsync",
-            "host": server.host,
-            "user": server.user,
-            "path": str(beamline),
-            "port": server.port,
-            "key_file": str(server.key_file),
-            "ssh_options": server.ssh_options(),
-            "rsync_options": ["--bwlimit=2000"],  # KiB/s: about 6 s for the file, time to kill the agent
-        }
+        # --bwlimit in KiB/s: about 6 s for the file, time to kill the agent
+        location = server.rsync_location(beamline, rsync_options=["--bwlimit=2000"])
         site, _, agent, app_id = staging_site(system, "kill-staging", {"beam": location})
         job = system.client.jobs.create(
             app_id, "big", transfers={"raw": "beam:/data/big.dat", "result": "beam:/results/big.txt"}

@@ -13,11 +13,13 @@ from beambridge.xpcs.delays import multitau_schedule
 from beambridge.xpcs.multitau import MultiTauCorrelator, PixelSums
 
 
-def reference_sums(frames: np.ndarray, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def reference_sums(
+    frames: np.ndarray, pixels: np.ndarray, dpl: int = 4
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """G2, IP, IF per pixel from the definitions (coarse series as means of 2**l frames)."""
     n = frames.shape[0]
     x = frames.reshape(n, -1)[:, pixels].astype(np.float64)
-    s = multitau_schedule(n, 4)
+    s = multitau_schedule(n, dpl)
     g2, ip, if_ = [], [], []
     for lev, c in zip(s.level.tolist(), s.lag.tolist(), strict=True):
         m = 2**lev
@@ -74,6 +76,20 @@ def test_integer_path_exact_and_thread_independent(counts: np.ndarray, subset: s
     np.testing.assert_allclose(one.IP, ip, rtol=1e-13, atol=0)
     np.testing.assert_allclose(one.IF, if_, rtol=1e-13, atol=0)
     assert np.array_equal(one.frame_sum, counts.reshape(300, -1)[:, pixels].sum(axis=1))
+
+
+@pytest.mark.parametrize("dpl", [2, 3, 8])
+def test_other_delays_per_level_take_the_general_loop(counts: np.ndarray, dpl: int) -> None:
+    """Lag sets other than APS's dpl = 4 (not written out in the kernel) are exact too, in odd blocks."""
+    pixels = np.arange(counts[0].size)
+    g2, ip, if_ = reference_sums(counts, pixels, dpl)
+    corr = MultiTauCorrelator(counts.shape[0], pixels, counts[0].size, delays_per_level=dpl, mode="dense")
+    for a in range(0, counts.shape[0], 37):
+        corr.add_frames(counts[a : a + 37])
+    sums = corr.result()
+    np.testing.assert_allclose(sums.G2, g2, rtol=1e-13, atol=0)
+    np.testing.assert_allclose(sums.IP, ip, rtol=1e-13, atol=0)
+    np.testing.assert_allclose(sums.IF, if_, rtol=1e-13, atol=0)
 
 
 def test_large_counts_widen(counts: np.ndarray) -> None:

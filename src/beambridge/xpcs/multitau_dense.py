@@ -71,12 +71,13 @@ def _level(
     j1 = lag_ptr[lev + 1]
     n = j1 - j0
     l0 = lag[j0] if n > 0 else 0
+    # Two elements per pass: each accumulator is loaded and stored once for both (the additions stay in
+    # time order, so float sums keep their bits). The usual lag sets are written out; other lag sets,
+    # and a last odd element, take the general loop below.
+    done = 0
     if n == 8 and lag[j0 + 7] == l0 + 7:
-        # two elements per pass: each accumulator is loaded and stored once for both (the additions
-        # stay in time order, so float sums keep their bits)
-        t = 0
-        while t + 1 < n_new:
-            rc = n_hist + t
+        while done + 1 < n_new:
+            rc = n_hist + done
             r = rc - l0
             for i in range(TILE):
                 x = buf[rc, i]
@@ -98,24 +99,10 @@ def _level(
                 out[j0 + 5, i] = (out[j0 + 5, i] + x * b6) + y * b5
                 out[j0 + 6, i] = (out[j0 + 6, i] + x * b7) + y * b6
                 out[j0 + 7, i] = (out[j0 + 7, i] + x * b8) + y * b7
-            t += 2
-        if t < n_new:
-            rc = n_hist + t
-            r = rc - l0
-            for i in range(TILE):
-                x = buf[rc, i]
-                out[j0, i] += x * buf[r, i]
-                out[j0 + 1, i] += x * buf[r - 1, i]
-                out[j0 + 2, i] += x * buf[r - 2, i]
-                out[j0 + 3, i] += x * buf[r - 3, i]
-                out[j0 + 4, i] += x * buf[r - 4, i]
-                out[j0 + 5, i] += x * buf[r - 5, i]
-                out[j0 + 6, i] += x * buf[r - 6, i]
-                out[j0 + 7, i] += x * buf[r - 7, i]
+            done += 2
     elif n == 4 and lag[j0 + 3] == l0 + 3:
-        t = 0
-        while t + 1 < n_new:
-            rc = n_hist + t
+        while done + 1 < n_new:
+            rc = n_hist + done
             r = rc - l0
             for i in range(TILE):
                 x = buf[rc, i]
@@ -129,23 +116,13 @@ def _level(
                 out[j0 + 1, i] = (out[j0 + 1, i] + x * b2) + y * b1
                 out[j0 + 2, i] = (out[j0 + 2, i] + x * b3) + y * b2
                 out[j0 + 3, i] = (out[j0 + 3, i] + x * b4) + y * b3
-            t += 2
-        if t < n_new:
-            rc = n_hist + t
-            r = rc - l0
+            done += 2
+    for t in range(done, n_new):
+        rc = n_hist + t
+        for j in range(j0, j1):
+            rp = rc - lag[j]
             for i in range(TILE):
-                x = buf[rc, i]
-                out[j0, i] += x * buf[r, i]
-                out[j0 + 1, i] += x * buf[r - 1, i]
-                out[j0 + 2, i] += x * buf[r - 2, i]
-                out[j0 + 3, i] += x * buf[r - 3, i]
-    else:
-        for t in range(n_new):
-            rc = n_hist + t
-            for j in range(j0, j1):
-                rp = rc - lag[j]
-                for i in range(TILE):
-                    out[j, i] += buf[rc, i] * buf[rp, i]
+                out[j, i] += buf[rc, i] * buf[rp, i]
     for t in range(min(n_new, n_hist - k_first)):
         for i in range(TILE):
             head[lev, k_first + t, i] = buf[n_hist + t, i]

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from uuid import UUID
@@ -437,6 +438,36 @@ class TransferBackend(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the backend holds (HTTP sessions…)."""
+
+
+class ThreadedBackend(TransferBackend):
+    """A backend whose tasks run in a thread of this process (:meth:`_run`), polled and cancelled
+    through their :class:`ThreadedHandle`."""
+
+    def describe(self, task: TransferTask) -> str:
+        """Where the task goes, for the log."""
+        return task.location
+
+    def start(self, task: TransferTask, state: Mapping[str, Any] | None = None) -> ThreadedHandle:
+        log.info(
+            "transfer %s: %s %d files with %s",
+            task.task_id,
+            task.direction,
+            len(task.files),
+            self.describe(task),
+        )
+        return ThreadedHandle(task, partial(self._run, task), state).begin()
+
+    def poll(self, handle: TransferHandle) -> TaskStatus:
+        return expect_handle(handle, ThreadedHandle).status()
+
+    def cancel(self, handle: TransferHandle) -> None:
+        expect_handle(handle, ThreadedHandle).cancel_event.set()
+
+    @abc.abstractmethod
+    def _run(self, task: TransferTask, progress: Progress, cancel: threading.Event) -> None:
+        """Do the task (in its thread), counting into ``progress``; stop soon once ``cancel`` is set.
+        Raise :class:`TransferError` (or ``OSError``) to fail it."""
 
 
 H = TypeVar("H", bound=TransferHandle)

@@ -22,24 +22,18 @@ import os
 import stat
 import threading
 import zlib
-from collections.abc import Mapping
 from enum import StrEnum
-from functools import partial
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from beambridge.platform.transfer.base import (
     FailureKind,
     LocalLocation,
     Progress,
-    TaskStatus,
-    ThreadedHandle,
-    TransferBackend,
+    ThreadedBackend,
     TransferError,
     TransferFile,
-    TransferHandle,
     TransferTask,
-    expect_handle,
     failure_from_oserror,
     join_remote,
 )
@@ -253,7 +247,7 @@ class FilePlacer:
             )
 
 
-class LocalBackend(TransferBackend):
+class LocalBackend(ThreadedBackend):
     """Transfers to and from a directory this machine mounts; one thread per task."""
 
     kind = "local"
@@ -278,18 +272,6 @@ class LocalBackend(TransferBackend):
             progress=progress,
             chunk_size=self.chunk_size,
         )
-
-    def start(self, task: TransferTask, state: Mapping[str, Any] | None = None) -> ThreadedHandle:
-        log.info(
-            "transfer %s: %s %d files with %s", task.task_id, task.direction, len(task.files), task.location
-        )
-        return ThreadedHandle(task, partial(self._run, task), state).begin()
-
-    def poll(self, handle: TransferHandle) -> TaskStatus:
-        return expect_handle(handle, ThreadedHandle).status()
-
-    def cancel(self, handle: TransferHandle) -> None:
-        expect_handle(handle, ThreadedHandle).cancel_event.set()
 
     def _run(self, task: TransferTask, progress: Progress, cancel: threading.Event) -> None:
         placer = self.placer(task, progress, cancel)

@@ -35,24 +35,18 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import Any
 
 from beambridge.platform.transfer.base import (
     Failure,
     FailureKind,
     Progress,
     RsyncLocation,
-    TaskStatus,
-    ThreadedHandle,
-    TransferBackend,
+    ThreadedBackend,
     TransferError,
-    TransferHandle,
     TransferTask,
-    expect_handle,
 )
 from beambridge.platform.transfer.local import FilePlacer, file_sha256, task_tag
 from beambridge.schemas.apps import TransferDirection
@@ -174,7 +168,7 @@ class _Run:
     stderr: str
 
 
-class RsyncBackend(TransferBackend):
+class RsyncBackend(ThreadedBackend):
     """Transfers to and from ``user@host:path`` with rsync over ssh; one thread + process per task."""
 
     kind = "rsync"
@@ -255,22 +249,8 @@ class RsyncBackend(TransferBackend):
 
     # -- backend API --------------------------------------------------------------------------------
 
-    def start(self, task: TransferTask, state: Mapping[str, Any] | None = None) -> ThreadedHandle:
-        log.info(
-            "transfer %s: %s %d files with %s (%s)",
-            task.task_id,
-            task.direction,
-            len(task.files),
-            task.location,
-            self.remote_base(),
-        )
-        return ThreadedHandle(task, partial(self._run, task), state).begin()
-
-    def poll(self, handle: TransferHandle) -> TaskStatus:
-        return expect_handle(handle, ThreadedHandle).status()
-
-    def cancel(self, handle: TransferHandle) -> None:
-        expect_handle(handle, ThreadedHandle).cancel_event.set()
+    def describe(self, task: TransferTask) -> str:
+        return f"{task.location} ({self.remote_base()})"
 
     # -- the work -----------------------------------------------------------------------------------
 
