@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 IN, OUT = TransferDirection.IN, TransferDirection.OUT
 _OPEN = [TransferState.PENDING, TransferState.AWAITING_JOB, TransferState.ACTIVE]
-_CHUNK = 500
+WAITING_PER_TICK = 1000
+"""Jobs waiting for their transfers that one tick looks at (the rest on the next ticks)."""
 
 
 @dataclass
@@ -80,25 +81,21 @@ class Transfers(Service):
             self.resumed = True
         self._poll()
         items = list(self.client.transfers.filter(site_id=self.config.site_id, state=_OPEN))
-        jobs = self._jobs(
-            {item.job_id for item in items} | {i.job_id for r in self.running.values() for i in r.items}
-        )
         self._advance_jobs(self._waiting_jobs())
-        self._start_new(items, jobs)
+        self._start_new(items, self._jobs({item.job_id for item in items}))
 
     def _waiting_jobs(self) -> dict[int, Job]:
         """The site's jobs that wait for their inputs or outputs (the ones to move on when all arrived)."""
         states = [JobState.READY, JobState.POSTPROCESSED]
         query = self.client.jobs.filter(site_id=self.config.site_id, state=states)
-        return {job.id: job for job in query.limit(2 * _CHUNK)}
+        return {job.id: job for job in query.limit(WAITING_PER_TICK)}
 
     def _jobs(self, job_ids: set[int]) -> dict[int, Job]:
-        ids = sorted(job_ids)
-        found: dict[int, Job] = {}
-        for start in range(0, len(ids), _CHUNK):
-            for job in self.client.jobs.filter(id=ids[start : start + _CHUNK]):
-                found[job.id] = job
-        return found
+        if not job_ids:
+            return {}
+        return {
+            job.id: job for job in self.client.jobs.filter(id=sorted(job_ids))
+        }  # the SDK splits long lists
 
     # -- starting --------------------------------------------------------------------------------------
 
@@ -335,10 +332,8 @@ class Transfers(Service):
         if not waiting:
             return
         items_by_job: dict[int, list[TransferItem]] = defaultdict(list)
-        ids = [job.id for job in waiting]
-        for start in range(0, len(ids), _CHUNK):
-            for item in self.client.transfers.filter(job_id=ids[start : start + _CHUNK]):
-                items_by_job[item.job_id].append(item)
+        for item in self.client.transfers.filter(job_id=[job.id for job in waiting]):
+            items_by_job[item.job_id].append(item)
         staged_in, staged_out = [], []
         for job in waiting:
             direction = IN if job.state == JobState.READY else OUT
