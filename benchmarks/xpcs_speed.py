@@ -9,7 +9,10 @@ timed. Our rows say which arithmetic ran ("int32"/"int64": exact integer sums of
 "float": float64 path for corrected data).
 
 Our correlator is constructed and ``prepare()``d (its state allocated and zeroed) outside the timing,
-as boost-corr's correlator and buffers are; the timing covers feeding every frame and ``result()``.
+as boost-corr's correlator and buffers are. Two timings: feeding every frame and then ``g2(labels)``,
+g2(q, τ) with error bars over 360 static / 36 dynamic rings (what a job produces: "to g2(q)"), and
+feeding every frame and then ``result()``, per-pixel G2/IP/IF ("to per-pixel", the same stage as
+boost-corr's timed output, which still lacks its q-binning).
 
 boost-corr is driven as its own command line drives it (``solve_multitau_base``): ``queue_size`` =
 its HDF5 batch size (8 frames per ``process`` call), ``auto_queue=True``, float32 everywhere via
@@ -54,6 +57,18 @@ def make_stack(size: int, frames: int, photons: float):  # type: ignore[no-untyp
     return out
 
 
+def ring_labels(size: int):  # type: ignore[no-untyped-def]
+    """360 static rings in 36 dynamic ones around the detector centre (an APS-like partition)."""
+    import numpy as np
+
+    from beambridge.xpcs.multitau_bins import BinLabels
+
+    yy, xx = np.indices((size, size))
+    r = np.hypot(yy - size / 2, xx - size / 2).ravel()
+    static = np.minimum((r / r.max() * 360).astype(np.int64), 359)
+    return BinLabels(static, static // 10, 360, 36, np.arange(360) // 10)
+
+
 def worker_ours(size: int, frames: int, photons: float, repeats: int) -> dict[str, object]:
     import numba
     import numpy as np
@@ -62,31 +77,37 @@ def worker_ours(size: int, frames: int, photons: float, repeats: int) -> dict[st
     from beambridge.xpcs.pipeline import frames_per_block
 
     stack = make_stack(size, frames, photons)
+    labels = ring_labels(size)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     pixels = np.arange(size * size)
     block = frames_per_block(size * size, frames)  # as `beambridge xpcs corr` feeds it
-    times, mode, arithmetic, digest = [], "", "", ""
     t0 = time.perf_counter()
-    warm = MultiTauCorrelator(frames, pixels, size * size)  # compiles (or loads) the kernels
-    for a in range(0, frames, block):
-        warm.add_frames(stack[a : a + block])
-    warm.result()
-    warm_seconds = time.perf_counter() - t0
-    del warm
-    for _ in range(repeats):
-        corr = MultiTauCorrelator(frames, pixels, size * size)
-        corr.prepare(stack.dtype)  # state allocated and zeroed outside the timing, as boost-corr's buffers
-        t0 = time.perf_counter()
+    for finish in ("g2", "pixels"):  # compiles (or loads) the kernels
+        warm = MultiTauCorrelator(frames, pixels, size * size)
         for a in range(0, frames, block):
-            corr.add_frames(stack[a : a + block])
-        sums = corr.result()
-        times.append(time.perf_counter() - t0)
-        mode, arithmetic = corr.mode, corr.arithmetic
-        digest = str(hash(sums.G2.tobytes()))
-        del sums, corr
+            warm.add_frames(stack[a : a + block])
+        warm.g2(labels) if finish == "g2" else warm.result()
+        del warm
+    warm_seconds = time.perf_counter() - t0
+    times: dict[str, list[float]] = {"g2": [], "pixels": []}
+    mode, arithmetic, digest = "", "", ""
+    for _ in range(repeats):
+        for finish, spent in times.items():
+            corr = MultiTauCorrelator(frames, pixels, size * size)
+            corr.prepare(stack.dtype)  # state allocated and zeroed outside the timing, as boost-corr's
+            t0 = time.perf_counter()
+            for a in range(0, frames, block):
+                corr.add_frames(stack[a : a + block])
+            out = corr.g2(labels) if finish == "g2" else corr.result()
+            spent.append(time.perf_counter() - t0)
+            mode, arithmetic = corr.mode, corr.arithmetic
+            if finish == "g2":
+                digest = str(hash(out.g2.tobytes()))  # type: ignore[union-attr]
+            del out, corr
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
-        "seconds": statistics.median(times),
+        "seconds": statistics.median(times["g2"]),
+        "seconds_pixels": statistics.median(times["pixels"]),
         "mode": mode,
         "arithmetic": arithmetic,
         "threads": numba.get_num_threads(),
@@ -175,7 +196,8 @@ def main() -> None:
         "detector",
         "photons/px/frame",
         "frames",
-        "beambridge fps",
+        "beambridge fps to g2(q)",
+        "beambridge fps to per-pixel",
         "path",
         "extra MB",
         "boost-corr fps",
@@ -191,7 +213,7 @@ def main() -> None:
         ours = run_case("ours", size, frames, photons, ns.repeats, ns.threads)
         peer = run_case("peer", size, frames, photons, ns.repeats, ns.threads)
         if not isinstance(ours, dict):
-            table.add_row(f"{size}x{size}", str(photons), str(frames), str(ours), "", "", "", "", "")
+            table.add_row(f"{size}x{size}", str(photons), str(frames), str(ours), "", "", "", "", "", "")
             continue
         fps = frames / float(ours["seconds"])  # type: ignore[arg-type]
         if isinstance(peer, dict):
@@ -205,15 +227,16 @@ def main() -> None:
             str(photons),
             str(frames),
             f"{fps:,.0f}",
+            f"{frames / float(ours['seconds_pixels']):,.0f}",  # type: ignore[arg-type]
             f"{ours['mode']}/{ours['arithmetic']}",
             f"{float(ours['extra_mb']):,.0f}",
             *peer_cols,
         )  # type: ignore[arg-type]
         warm_notes.append(f"{size}x{size} {photons}: {float(ours['warm_seconds']):.1f} s")  # type: ignore[arg-type]
         if size == 256 and photons == 0.5:
-            headline = f"256x256 dense: beambridge {fps:,.0f} frames/s on {ours['threads']} threads"
+            headline = f"256x256 dense: beambridge {fps:,.0f} frames/s to g2(q) on {ours['threads']} threads"
             if isinstance(peer, dict):
-                headline += f", boost-corr {frames / float(peer['seconds']):,.0f} frames/s"  # type: ignore[arg-type]
+                headline += f", boost-corr {frames / float(peer['seconds']):,.0f} frames/s to per-pixel"  # type: ignore[arg-type]
     console = Console(width=170)
     console.print(table)
     if peer_missing:

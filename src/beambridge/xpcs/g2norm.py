@@ -8,43 +8,21 @@ With ⟨·⟩_s the mean over the pixels of static bin s:
 
 where the standard deviation is the population one (÷n, XPCS-Eigen's Welford) over the n pixels of q
 whose ``IP_p · IF_p > 0``. Shapes: g2 and err are (n_tau, n_dynamic).
+
+:func:`normalize_g2` computes this from per-pixel :class:`PixelSums`, plainly, for callers that want
+those too; ``MultiTauCorrelator.g2`` (:mod:`beambridge.xpcs.multitau_bins`) computes the same straight
+from the correlator's state, which is what the pipeline uses. The two agree to rounding.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from beambridge.xpcs.multitau import PixelSums
+from beambridge.xpcs.multitau_bins import BinLabels, G2Result, dynamic_mean_of_static
 
-
-@dataclass
-class BinLabels:
-    """Bin of every analysed pixel (0-based) and the static→dynamic map.
-
-    Attributes:
-        static: (P,) static bin of each analysed pixel. dynamic: (P,) its dynamic bin.
-        n_static, n_dynamic: numbers of bins. static_to_dynamic: (n_static,) 0-based dynamic bin.
-    """
-
-    static: npt.NDArray[np.int64]
-    dynamic: npt.NDArray[np.int64]
-    n_static: int
-    n_dynamic: int
-    static_to_dynamic: npt.NDArray[np.int64]
-
-
-@dataclass
-class G2Result:
-    """Normalised multi-tau result: ``g2``, ``g2_err`` (n_tau, n_dynamic); ``tau`` (n_tau,) frames."""
-
-    tau: npt.NDArray[np.int64]
-    g2: npt.NDArray[np.float64]
-    g2_err: npt.NDArray[np.float64]
-    scattering_1d: npt.NDArray[np.float64]
-    scattering_1d_segments: npt.NDArray[np.float64]
+__all__ = ["BinLabels", "G2Result", "normalize_g2"]
 
 
 def _bin_mean(
@@ -58,18 +36,13 @@ def _bin_mean(
 def normalize_g2(sums: PixelSums, labels: BinLabels) -> G2Result:
     """Return g2, its error and the static-bin intensities for the per-pixel ``sums``."""
     n_tau = sums.schedule.n_tau
-    g2 = np.empty((n_tau, labels.n_dynamic))
+    g2s = np.empty((n_tau, labels.n_static))
     err = np.empty((n_tau, labels.n_dynamic))
-    s2d = labels.static_to_dynamic
     for j in range(n_tau):
-        g2s = _bin_mean(sums.G2[j], labels.static, labels.n_static) / (
-            _bin_mean(sums.IP[j], labels.static, labels.n_static)
-            * _bin_mean(sums.IF[j], labels.static, labels.n_static)
-        )
-        ok = np.isfinite(g2s)
         with np.errstate(invalid="ignore", divide="ignore"):
-            g2[j] = np.bincount(s2d[ok], weights=g2s[ok], minlength=labels.n_dynamic) / np.bincount(
-                s2d[ok], minlength=labels.n_dynamic
+            g2s[j] = _bin_mean(sums.G2[j], labels.static, labels.n_static) / (
+                _bin_mean(sums.IP[j], labels.static, labels.n_static)
+                * _bin_mean(sums.IF[j], labels.static, labels.n_static)
             )
         denom = sums.IP[j] * sums.IF[j]
         valid = denom > 0
@@ -84,10 +57,12 @@ def normalize_g2(sums: PixelSums, labels: BinLabels) -> G2Result:
             err[j] = np.sqrt(var) / np.sqrt(n)
     return G2Result(
         tau=sums.schedule.tau.copy(),
-        g2=g2,
+        g2=dynamic_mean_of_static(g2s, labels),
         g2_err=err,
         scattering_1d=_bin_mean(sums.mean_intensity, labels.static, labels.n_static),
         scattering_1d_segments=np.stack(
             [_bin_mean(seg, labels.static, labels.n_static) for seg in sums.segment_mean]
         ),
+        mean_intensity=sums.mean_intensity,
+        frame_sum=sums.frame_sum,
     )

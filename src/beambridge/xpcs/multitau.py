@@ -21,6 +21,9 @@ Usage::
     for block in blocks:                # (b, H, W) or (b, H*W), any numeric dtype
         corr.add_frames(block)
     sums = corr.result()                # PixelSums: G2, IP, IF of shape (n_tau, n_pixels)
+
+or ``corr.g2(BinLabels(...))`` for g2(q, τ) with error bars straight from the state, without the
+per-pixel arrays (:mod:`beambridge.xpcs.multitau_bins`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import numpy.typing as npt
 
 from beambridge.xpcs.delays import DelaySchedule, multitau_schedule
 from beambridge.xpcs.errors import OptionError
+from beambridge.xpcs.multitau_bins import BinLabels, BinPartials, G2Result, bin_sums
 from beambridge.xpcs.multitau_dense import STRIP, TILE, dense_update, finalize
 from beambridge.xpcs.multitau_sparse import (
     dense_to_pixel_events,
@@ -427,8 +431,11 @@ class MultiTauCorrelator:
                 tail[:, lev, r] = np.where(hit, self._ring[:, lev, slot], 0)
         return self._acc[:, :, None], self._head[..., None], tail[..., None], self._seg[:, :, None]
 
-    def result(self) -> PixelSums:
-        """Finish and return the per-pixel averages (call after exactly ``n_frames`` frames)."""
+    def finish(self) -> tuple[np.ndarray, ...]:
+        """End the feeding and return the final state ``(acc, head, tail, seg)``, grouped
+        (n_groups, ..., lanes) as :func:`~beambridge.xpcs.multitau_dense.finalize` and
+        :func:`~beambridge.xpcs.multitau_bins.bin_sums` take it. Call after exactly ``n_frames``
+        frames, once; :meth:`result` and :meth:`g2` call it."""
         sch = self.schedule
         if self.n_fed != sch.n_frames:
             raise OptionError(f"{self.n_fed} frames were fed but {sch.n_frames} were announced")
@@ -437,14 +444,52 @@ class MultiTauCorrelator:
         if not self._state_allocated:
             self._allocate("dense")
         self._finished = True
-        acc, head, tail, seg = self._final_state()
+        return self._final_state()
+
+    def g2(self, labels: BinLabels) -> G2Result:
+        """Finish and return g2(q, τ), its error bars and the bin intensities for the q bins ``labels``
+        of the analysed pixels (call after exactly ``n_frames`` frames). One pass over the state, no
+        per-pixel G2/IP/IF arrays; the same bits for any thread count, block sizes and path."""
+        partials = BinPartials(labels, self.pixels.size, self.schedule.n_tau, self.n_segments)
+        acc, head, tail, seg = self.finish()
+        sch = self.schedule
+        bin_sums(
+            acc, head, tail, seg, self.pixels.size, sch.level, sch.lag, sch.n_pairs, self._level_len,
+            self.segment_lengths, partials.static, partials.dynamic, partials.group_bounds(acc.shape[2]),
+            partials.pixel_mean, partials.static_sums, partials.static_intensity, partials.dynamic_sums,
+        )  # fmt: skip
+        return partials.reduce(sch.tau, self.frame_sum)
+
+    @property
+    def segment_lengths(self) -> npt.NDArray[np.float64]:
+        """Frames in each of the ``n_segments`` time segments."""
+        seg = self._segments(0, self.schedule.n_frames)
+        return np.bincount(seg, minlength=self.n_segments).astype(np.float64)
+
+    @property
+    def level_lengths(self) -> npt.NDArray[np.int64]:
+        """Elements of every level, M_l = floor(N / 2**l)."""
+        return self._level_len
+
+    @property
+    def frame_sum(self) -> npt.NDArray[np.float64]:
+        """Sum of every frame fed so far over the analysed pixels (N,)."""
+        return self._frame_sum.astype(np.float64)
+
+    def result(self) -> PixelSums:
+        """Finish and return the per-pixel averages (call after exactly ``n_frames`` frames).
+
+        At 1 Mpx these are hundreds of megabytes; when only per-bin g2 is wanted,
+        :meth:`g2` goes there without them."""
+        sch = self.schedule
+        acc, head, tail, seg = self.finish()
         p = self.pixels.size
         g2 = np.empty((sch.n_tau, p))
         ip = np.empty((sch.n_tau, p))
         if_ = np.empty((sch.n_tau, p))
         mean = np.empty(p)
         seg_mean = np.empty((self.n_segments, p))
-        seg_len = np.bincount(self._segments(0, sch.n_frames), minlength=self.n_segments).astype(np.float64)
+        seg_len = self.segment_lengths
         # integer sums are exact: one rounding to float64, then exact power-of-two scaling, then ÷ n
         finalize(
             acc,
@@ -470,5 +515,5 @@ class MultiTauCorrelator:
             IF=if_,
             mean_intensity=mean,
             segment_mean=seg_mean,
-            frame_sum=self._frame_sum.astype(np.float64),
+            frame_sum=self.frame_sum,
         )

@@ -16,8 +16,8 @@ import numpy as np
 
 from beambridge.xpcs.errors import EmptyBinError, OptionError
 from beambridge.xpcs.frames import open_frames
-from beambridge.xpcs.g2norm import BinLabels, normalize_g2
 from beambridge.xpcs.multitau import Mode, MultiTauCorrelator
+from beambridge.xpcs.multitau_bins import BinLabels
 from beambridge.xpcs.preprocess import Corrections, FrameSelection, FrameStream
 from beambridge.xpcs.qmap import QMap, read_qmap
 from beambridge.xpcs.result_file import as_f32, atomic_h5, write_config, write_metadata, write_qmap
@@ -133,7 +133,7 @@ def correlate(
                     collector.add_dense(j0, block)
             if progress is not None:
                 progress(j0 + b, n)
-        sums = corr.result() if corr is not None else None
+        res = corr.g2(labels) if corr is not None else None
         t_done = time.perf_counter()
         sel_ = stream.selection
         with atomic_h5(out) as f:
@@ -152,8 +152,7 @@ def correlate(
                 "begin_frame": stream.start,
                 "num_frames": n,
             }
-            if sums is not None:
-                res = normalize_g2(sums, labels)
+            if res is not None:
                 g = f.create_group("/xpcs/multitau")
                 g["delay_list"] = res.tau.astype(np.int64)
                 g["normalized_g2"] = as_f32(res.g2)
@@ -172,11 +171,11 @@ def correlate(
                     },
                 )
                 img = np.zeros(n_det)
-                img[pixels] = sums.mean_intensity
+                img[pixels] = res.mean_intensity
                 f["/xpcs/temporal_mean/scattering_2d"] = as_f32(img.reshape(1, *reader.shape))
                 f["/xpcs/temporal_mean/scattering_1d"] = as_f32(res.scattering_1d[None, :])
                 f["/xpcs/temporal_mean/scattering_1d_segments"] = as_f32(res.scattering_1d_segments)
-                frame_sum = sums.frame_sum
+                frame_sum = res.frame_sum
             f["/xpcs/spatial_mean/intensity_vs_time"] = as_f32(
                 np.stack([np.arange(n), frame_sum / max(pixels.size, 1)])
             )
@@ -217,8 +216,8 @@ def correlate(
         "frames_per_second": round(n / max(t_done - t_corr, 1e-9), 1),
         "twotime_bins": summary_tt,
     }
-    if sums is not None:
-        summary["n_tau"] = int(sums.schedule.n_tau)
+    if res is not None:
+        summary["n_tau"] = int(res.tau.size)
     return summary
 
 

@@ -1,0 +1,316 @@
+"""From the correlator's per-pixel sums straight to g2(q, τ), without per-pixel result arrays.
+
+:func:`~beambridge.xpcs.multitau_dense.finalize` writes G2, IP and IF for every pixel and delay (three
+float64 arrays of ``n_tau × P``: 670 MB at 1 Mpx and 200 frames), which the normalisation then reads
+back: at 1 Mpx that took longer than correlating the frames. Here each pixel's G2, IP and IF are
+computed with the same expressions as ``finalize`` (so the same bits) and added at once into the sums
+of the pixel's static and dynamic bins, in one pass over the finished state (:func:`bin_sums`,
+:func:`bin_group` per group of pixels). Doing it inside the dense kernel, tile by tile as the last block
+passed, was measured and dropped: no faster at 1 Mpx, 20 % slower at 256².
+
+With ⟨·⟩_s the mean over the pixels of static bin s (XPCS-Eigen ``Corr::normalizeG2s``):
+
+    g2_s(τ)  = ⟨G2⟩_s / (⟨IP⟩_s · ⟨IF⟩_s)
+    g2(q, τ) = unweighted mean of the finite g2_s over the static bins s of dynamic bin q
+    err(q, τ) = std_p(g_p) / √n,   g_p = G2_p / (IP_p · IF_p)  over the n pixels of q with IP_p·IF_p > 0
+
+(population standard deviation). The spread is accumulated in one pass as sums of g_p − K around a
+shift K that is a value of the data itself (each chunk's first g_p of the bin), and chunks are merged
+with Chan et al.'s formula: no second pass over the state, and no cancellation.
+
+Determinism: pixels are cut into a fixed number of chunks that depends only on the shapes (never on
+the thread count); each chunk adds its pixels in order into its own partial sums; chunks are merged in
+order. Dense and sparse state are cut at the same pixels. The result is the same bits for any number
+of threads, any block sizes, and either path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit, prange
+
+CHUNK_PIXELS = 1024
+"""Chunks are cut at multiples of this many pixels (a multiple of the dense kernel's 256-pixel tiles)."""
+CHUNKS = 16
+"""Pixel chunks (parallel work items, each with its own partial bin sums)."""
+PARTIAL_BYTES = 256 << 20
+"""Upper bound of all chunks' partial sums together; fewer chunks if the bins are very many."""
+
+
+@dataclass
+class BinLabels:
+    """Bin of every analysed pixel (0-based) and the static→dynamic map.
+
+    Attributes:
+        static: (P,) static bin of each analysed pixel. dynamic: (P,) its dynamic bin.
+        n_static, n_dynamic: numbers of bins. static_to_dynamic: (n_static,) 0-based dynamic bin.
+    """
+
+    static: npt.NDArray[np.int64]
+    dynamic: npt.NDArray[np.int64]
+    n_static: int
+    n_dynamic: int
+    static_to_dynamic: npt.NDArray[np.int64]
+
+
+@dataclass
+class G2Result:
+    """Normalised multi-tau result: ``g2``, ``g2_err`` (n_tau, n_dynamic); ``tau`` (n_tau,) frames;
+    ``scattering_1d`` (n_static,) and ``scattering_1d_segments`` (n_seg, n_static) mean intensities;
+    ``mean_intensity`` (P,) every analysed pixel's time mean; ``frame_sum`` (N,) every frame's sum."""
+
+    tau: npt.NDArray[np.int64]
+    g2: npt.NDArray[np.float64]
+    g2_err: npt.NDArray[np.float64]
+    scattering_1d: npt.NDArray[np.float64]
+    scattering_1d_segments: npt.NDArray[np.float64]
+    mean_intensity: npt.NDArray[np.float64]
+    frame_sum: npt.NDArray[np.float64]
+
+
+def chunk_pixels(n_pixels: int, n_tau: int, n_static: int, n_dynamic: int, n_seg: int) -> np.ndarray:
+    """First pixel of every chunk and the end, shape (n_chunks + 1,): a function of the shapes only."""
+    per_chunk = 8 * (n_tau * (3 * n_static + 4 * n_dynamic) + (1 + n_seg) * n_static)
+    n_units = max(1, -(-n_pixels // CHUNK_PIXELS))
+    n = max(1, min(CHUNKS, n_units, PARTIAL_BYTES // max(per_chunk, 1)))
+    units = np.linspace(0, n_units, n + 1).round().astype(np.int64)
+    return np.minimum(units * CHUNK_PIXELS, n_pixels)
+
+
+class BinPartials:
+    """Per-chunk partial sums (see :func:`bin_group`) and the labels they are for."""
+
+    def __init__(self, labels: BinLabels, n_pixels: int, n_tau: int, n_seg: int) -> None:
+        if labels.static.size != n_pixels or labels.dynamic.size != n_pixels:
+            raise ValueError(f"{labels.static.size} bin labels for {n_pixels} analysed pixels")
+        self.labels = labels
+        self.static = np.ascontiguousarray(labels.static, dtype=np.int64)
+        self.dynamic = np.ascontiguousarray(labels.dynamic, dtype=np.int64)
+        self.pixel_bounds = chunk_pixels(n_pixels, n_tau, labels.n_static, labels.n_dynamic, n_seg)
+        n_chunks = self.pixel_bounds.size - 1
+        self.static_sums = np.zeros((n_chunks, 3, n_tau, labels.n_static))
+        self.static_intensity = np.zeros((n_chunks, 1 + n_seg, labels.n_static))
+        self.dynamic_sums = np.zeros((n_chunks, 4, n_tau, labels.n_dynamic))
+        self.pixel_mean = np.empty(n_pixels)
+
+    def group_bounds(self, lanes: int) -> np.ndarray:
+        """Chunk boundaries in groups of ``lanes`` pixels."""
+        return -(-self.pixel_bounds // lanes)
+
+    def reduce(self, tau: np.ndarray, frame_sum: np.ndarray) -> G2Result:
+        """Merge the chunks (in order) into g2, its error and the static-bin intensities."""
+        lab = self.labels
+        st = self.static_sums.sum(axis=0)
+        intensity = self.static_intensity.sum(axis=0)
+        count = np.bincount(self.static, minlength=lab.n_static).astype(np.float64)
+        s1, n_c, s2, shift = (self.dynamic_sums[:, k] for k in range(4))
+        n = n_c.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            g2s = (st[0] / count) / ((st[1] / count) * (st[2] / count))
+            mean_c = np.where(n_c > 0, shift + s1 / n_c, 0.0)
+            mean = (n_c * mean_c).sum(axis=0) / n
+            within = np.where(n_c > 0, s2 - s1 * s1 / n_c, 0.0).sum(axis=0)
+            between = (n_c * (mean_c - mean) ** 2).sum(axis=0)
+            err = np.sqrt(np.maximum(within + between, 0.0) / n) / np.sqrt(n)
+            scattering = intensity / count
+        return G2Result(
+            tau=tau.copy(),
+            g2=dynamic_mean_of_static(g2s, lab),
+            g2_err=err,
+            scattering_1d=scattering[0],
+            scattering_1d_segments=scattering[1:],
+            mean_intensity=self.pixel_mean,
+            frame_sum=frame_sum,
+        )
+
+
+def dynamic_mean_of_static(g2s: npt.NDArray[np.float64], labels: BinLabels) -> npt.NDArray[np.float64]:
+    """Unweighted mean over the finite static-bin g2 of each dynamic bin, row by row (n_tau, n_dynamic)."""
+    out = np.empty((g2s.shape[0], labels.n_dynamic))
+    s2d = labels.static_to_dynamic
+    for j, row in enumerate(g2s):
+        ok = np.isfinite(row)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[j] = np.bincount(s2d[ok], weights=row[ok], minlength=labels.n_dynamic) / np.bincount(
+                s2d[ok], minlength=labels.n_dynamic
+            )
+    return out
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
+def bin_group(
+    acc: np.ndarray,
+    head: np.ndarray,
+    tail: np.ndarray,
+    seg: np.ndarray,
+    g: int,
+    base: int,
+    w: int,
+    level: np.ndarray,
+    lag: np.ndarray,
+    n_pairs: np.ndarray,
+    level_len: np.ndarray,
+    seg_len: np.ndarray,
+    static: np.ndarray,
+    dynamic: np.ndarray,
+    c: int,
+    pixel_mean: np.ndarray,
+    static_sums: np.ndarray,
+    static_intensity: np.ndarray,
+    dynamic_sums: np.ndarray,
+    tot: np.ndarray,
+    first: np.ndarray,
+    last: np.ndarray,
+    v: np.ndarray,
+) -> None:
+    """Add the ``w`` pixels ``base …`` of group ``g`` (state ``acc[g]`` (n_tau, lanes), ``head[g]``,
+    ``tail[g]`` (L, H, lanes), ``seg[g]`` (n_seg, lanes)) into chunk ``c``'s partial sums:
+
+        ``static_sums[c, 0|1|2, j, s]``   Σ G2_p | Σ IP_p | Σ IF_p over the pixels of static bin s
+        ``dynamic_sums[c, 0|1|2|3, j, d]`` Σ (g_p − K) | n | Σ (g_p − K)² | K, over the pixels of
+                                          dynamic bin d with IP_p·IF_p > 0 (K: the chunk's first g_p)
+        ``static_intensity[c, 0, s]``     Σ of the pixels' time means; ``[c, 1 + q, s]`` segment q's
+        ``pixel_mean[p]``                 the time mean of pixel p
+
+    ``tot`` (L, lanes), ``first``/``last`` (lanes,), ``v`` (4, lanes) are scratch.
+    """
+    n_tau = acc.shape[1]
+    n_levels, n_hist = tail.shape[1], tail.shape[2]
+    n_seg = seg.shape[1]
+    # level totals Σ_k x_l(k): level 0 from the segment sums (in segment order, as finalize adds
+    # them), level l+1 is level l minus its last element when level l has an odd length
+    for i in range(w):
+        tot[0, i] = 0
+    for q in range(n_seg):
+        for i in range(w):
+            tot[0, i] += seg[g, q, i]
+    for lev in range(1, n_levels):
+        odd = level_len[lev - 1] & 1
+        for i in range(w):
+            tot[lev, i] = tot[lev - 1, i] - tail[g, lev - 1, n_hist - 1, i] if odd else tot[lev - 1, i]
+    for i in range(w):
+        s = static[base + i]
+        m = np.float64(tot[0, i]) / np.float64(level_len[0])
+        pixel_mean[base + i] = m
+        static_intensity[c, 0, s] += m
+        for q in range(n_seg):
+            static_intensity[c, 1 + q, s] += np.float64(seg[g, q, i]) / seg_len[q]
+    run_level, run_lag = -1, 0
+    for j in range(n_tau):
+        lev = level[j]
+        lg = lag[j]
+        inv = 1.0 / np.float64(1 << lev)  # exact (power of two)
+        n = np.float64(n_pairs[j])
+        scale1 = inv / n  # exact scaling by 2^-l, then 1/n: a multiplication, not a division, per pixel
+        scale2 = inv * inv / n
+        # IP = total − last lg elements, IF = total − first lg elements; the lags of a level ascend, so
+        # both sums grow one element at a time (in the order finalize adds them)
+        if lev != run_level:
+            run_level, run_lag = lev, 0
+            for i in range(w):
+                first[i] = 0
+                last[i] = 0
+        while run_lag < lg:
+            run_lag += 1
+            for i in range(w):
+                last[i] += tail[g, lev, n_hist - run_lag, i]
+                first[i] += head[g, lev, run_lag - 1, i]
+        # vectorised loops (no branch, no store to shared sums)
+        for i in range(w):
+            v[0, i] = np.float64(acc[g, j, i]) * scale2
+        for i in range(w):
+            v[1, i] = np.float64(tot[lev, i] - last[i]) * scale1
+        for i in range(w):
+            v[2, i] = np.float64(tot[lev, i] - first[i]) * scale1
+        for i in range(w):
+            v[3, i] = v[0, i] / (v[1, i] * v[2, i])  # used only where IP_p·IF_p > 0
+        # neighbouring pixels mostly share their bins: a bin's sums stay in registers while its
+        # pixels follow one another (the same additions in the same order, without store and reload)
+        s = static[base]
+        s0, s1, s2 = static_sums[c, 0, j, s], static_sums[c, 1, j, s], static_sums[c, 2, j, s]
+        d = dynamic[base]
+        d0, d1, d2, dk = (
+            dynamic_sums[c, 0, j, d],
+            dynamic_sums[c, 1, j, d],
+            dynamic_sums[c, 2, j, d],
+            dynamic_sums[c, 3, j, d],
+        )
+        for i in range(w):
+            sn = static[base + i]
+            if sn != s:
+                static_sums[c, 0, j, s] = s0
+                static_sums[c, 1, j, s] = s1
+                static_sums[c, 2, j, s] = s2
+                s = sn
+                s0, s1, s2 = static_sums[c, 0, j, s], static_sums[c, 1, j, s], static_sums[c, 2, j, s]
+            dn = dynamic[base + i]
+            if dn != d:
+                dynamic_sums[c, 0, j, d] = d0
+                dynamic_sums[c, 1, j, d] = d1
+                dynamic_sums[c, 2, j, d] = d2
+                dynamic_sums[c, 3, j, d] = dk
+                d = dn
+                d0, d1, d2, dk = (
+                    dynamic_sums[c, 0, j, d],
+                    dynamic_sums[c, 1, j, d],
+                    dynamic_sums[c, 2, j, d],
+                    dynamic_sums[c, 3, j, d],
+                )
+            s0 += v[0, i]
+            s1 += v[1, i]
+            s2 += v[2, i]
+            if v[1, i] * v[2, i] > 0:
+                if d1 == 0:
+                    dk = v[3, i]
+                dev = v[3, i] - dk
+                d0 += dev
+                d1 += 1.0
+                d2 += dev * dev
+        static_sums[c, 0, j, s] = s0
+        static_sums[c, 1, j, s] = s1
+        static_sums[c, 2, j, s] = s2
+        dynamic_sums[c, 0, j, d] = d0
+        dynamic_sums[c, 1, j, d] = d1
+        dynamic_sums[c, 2, j, d] = d2
+        dynamic_sums[c, 3, j, d] = dk
+
+
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy", boundscheck=False)
+def bin_sums(
+    acc: np.ndarray,
+    head: np.ndarray,
+    tail: np.ndarray,
+    seg: np.ndarray,
+    n_pix: int,
+    level: np.ndarray,
+    lag: np.ndarray,
+    n_pairs: np.ndarray,
+    level_len: np.ndarray,
+    seg_len: np.ndarray,
+    static: np.ndarray,
+    dynamic: np.ndarray,
+    chunk_ptr: np.ndarray,
+    pixel_mean: np.ndarray,
+    static_sums: np.ndarray,
+    static_intensity: np.ndarray,
+    dynamic_sums: np.ndarray,
+) -> None:
+    """:func:`bin_group` over a finished state grouped (n_groups, ..., lanes); chunk ``c`` is groups
+    ``chunk_ptr[c] … chunk_ptr[c+1]-1``."""
+    lanes = acc.shape[2]
+    n_levels = tail.shape[1]
+    for c in prange(chunk_ptr.shape[0] - 1):
+        tot = np.zeros((n_levels, lanes), dtype=acc.dtype)
+        first = np.zeros(lanes, dtype=acc.dtype)
+        last = np.zeros(lanes, dtype=acc.dtype)
+        v = np.empty((4, lanes))
+        for g in range(chunk_ptr[c], chunk_ptr[c + 1]):
+            base = g * lanes
+            bin_group(
+                acc, head, tail, seg, g, base, min(lanes, n_pix - base), level, lag, n_pairs, level_len,
+                seg_len, static, dynamic, c, pixel_mean, static_sums, static_intensity, dynamic_sums,
+                tot, first, last, v,
+            )  # fmt: skip
