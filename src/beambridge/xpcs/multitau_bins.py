@@ -5,8 +5,9 @@ float64 arrays of ``n_tau × P``: 670 MB at 1 Mpx and 200 frames), which the nor
 back: at 1 Mpx that took longer than correlating the frames. Here each pixel's G2, IP and IF are
 computed with the same expressions as ``finalize`` (so the same bits) and added at once into the sums
 of the pixel's static and dynamic bins, in one pass over the finished state (:func:`bin_sums`,
-:func:`bin_group` per group of pixels). Doing it inside the dense kernel, tile by tile as the last block
-passed, was measured and dropped: no faster at 1 Mpx, 20 % slower at 256².
+:func:`bin_group` per group of pixels). Doing it inside the dense kernel as the last block passes, while
+the state is in cache, was measured and dropped: per strip no faster at 1 Mpx and 20 % slower at 256²,
+per tile 1 % faster at 1 Mpx.
 
 With ⟨·⟩_s the mean over the pixels of static bin s (XPCS-Eigen ``Corr::normalizeG2s``):
 
