@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from beambridge.xpcs.delays import multitau_schedule
-from beambridge.xpcs.multitau import MultiTauCorrelator, PixelSums
+from beambridge.xpcs.multitau import MultiTauCorrelator, PixelSums, _expand_events
 
 
 def reference_sums(
@@ -150,18 +150,33 @@ def test_prepared_state_gives_the_same_bits(counts: np.ndarray) -> None:
     assert sparse.mode == "sparse"
 
 
-def test_sparse_events_match_dense(counts: np.ndarray) -> None:
+@pytest.mark.parametrize(("mode", "kernel"), [("auto", "dense"), ("sparse", "sparse")])
+def test_events_match_dense_frames(counts: np.ndarray, mode: str, kernel: str) -> None:
+    """Events (as a Rigaku file gives them, values as uint64) correlate to the same bits as the
+    frames; in auto mode they are expanded for the dense kernel, with mode="sparse" they keep the
+    sparse per-pixel state."""
     pixels = np.arange(counts[0].size)
     dense, _ = correlate(counts, pixels, threads=2, block=100)
-    corr = MultiTauCorrelator(300, pixels, counts[0].size)
+    corr = MultiTauCorrelator(300, pixels, counts[0].size, mode=mode)  # type: ignore[arg-type]
     flat = counts.reshape(300, -1)
     for a in range(0, 300, 70):
         blk = flat[a : a + 70]
         rows, pix = np.nonzero(blk)
         ptr = np.searchsorted(rows, np.arange(blk.shape[0] + 1))
-        corr.add_events(ptr, pix, blk[rows, pix])
-    assert corr.mode == "sparse"
+        corr.add_events(ptr, pix, blk[rows, pix].astype(np.uint64))
+    assert corr.mode == kernel
     same_bits(dense, corr.result())
+
+
+def test_expanded_events_are_compact_and_sum_duplicates() -> None:
+    ptr = np.array([0, 3, 3, 5])
+    px = np.array([4, 4, 1, 0, 2])
+    vals = np.array([1, 2, 7, 3, 1], dtype=np.uint64)
+    dense = _expand_events(ptr, px, vals, 6)
+    assert dense.dtype == np.uint16  # counts need not travel as 8-byte values through the kernel
+    assert dense.tolist() == [[0, 7, 0, 0, 3, 0], [0] * 6, [3, 0, 1, 0, 0, 0]]
+    assert _expand_events(ptr, px, vals * 40_000, 6).dtype == np.uint32
+    assert _expand_events(ptr, px, vals * 0.5, 6).dtype == np.float64
 
 
 @pytest.mark.parametrize("n_frames", [512, 4096])

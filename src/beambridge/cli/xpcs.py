@@ -76,7 +76,10 @@ def corr(
     sigma: float = typer.Option(0.0, help="threshold in dark standard deviations"),
     normalize_frames: bool = typer.Option(False, help="divide each frame by its relative mean"),
     frame_time: float = typer.Option(1.0, help="s between frames"),
-    mode: str = typer.Option("auto", help="auto, dense or sparse correlator"),
+    mode: str = typer.Option(
+        "auto",
+        help="correlator: auto (= dense, the faster on frames and events alike), dense, or sparse (per-pixel event state)",
+    ),
     rigaku_shape: str = typer.Option("512x1024", help="detector shape of Rigaku .bin files"),
 ) -> None:
     """Correlate RAW over the q partition and write OUT (multi-tau, optional two-time)."""
