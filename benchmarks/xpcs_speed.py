@@ -22,7 +22,7 @@ and covers ``process`` of every frame, ``post_process`` and ``get_results``. boo
 the separate virtualenv ``.venv-peers`` (see docs/xpcs.md for how to install it); it is skipped
 with a note if absent.
 
-    python benchmarks/xpcs_speed.py [--repeats 3] [--frames 1000] [--frames-1m 200] [--threads 2]
+    python benchmarks/xpcs_speed.py [--repeats 3] [--frames 1000] [--frames-1m 200,1000] [--threads 2]
 """
 
 from __future__ import annotations
@@ -179,7 +179,11 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--frames", type=int, default=1000, help="frames for 256x256")
-    parser.add_argument("--frames-1m", type=int, default=200, help="frames for 1024x1024")
+    parser.add_argument(
+        "--frames-1m",
+        default="200,1000",
+        help="frame counts for 1024x1024, comma-separated (a short stack shows the fixed costs)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="threads for both correlators")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     ns = parser.parse_args()
@@ -208,8 +212,9 @@ def main() -> None:
     headline = None
     peer_missing = False
     warm_notes: list[str] = []
-    for size, photons in ((256, 0.5), (256, 0.02), (1024, 0.5), (1024, 0.02)):
-        frames = ns.frames if size == 256 else ns.frames_1m
+    cases = [(256, 0.5, ns.frames), (256, 0.02, ns.frames)]
+    cases += [(1024, ph, int(n)) for n in ns.frames_1m.split(",") for ph in (0.5, 0.02)]
+    for size, photons, frames in cases:
         ours = run_case("ours", size, frames, photons, ns.repeats, ns.threads)
         peer = run_case("peer", size, frames, photons, ns.repeats, ns.threads)
         if not isinstance(ours, dict):
@@ -232,7 +237,7 @@ def main() -> None:
             f"{float(ours['extra_mb']):,.0f}",
             *peer_cols,
         )  # type: ignore[arg-type]
-        warm_notes.append(f"{size}x{size} {photons}: {float(ours['warm_seconds']):.1f} s")  # type: ignore[arg-type]
+        warm_notes.append(f"{size}x{size} {photons} {frames}f: {float(ours['warm_seconds']):.1f} s")  # type: ignore[arg-type]
         if size == 256 and photons == 0.5:
             headline = f"256x256 dense: beambridge {fps:,.0f} frames/s to g2(q) on {ours['threads']} threads"
             if isinstance(peer, dict):
