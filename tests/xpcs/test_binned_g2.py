@@ -3,7 +3,6 @@ dense, sparse and float state, any thread count and block size."""
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import pytest
 
@@ -11,6 +10,7 @@ from beambridge.xpcs.errors import OptionError
 from beambridge.xpcs.g2norm import BinLabels, G2Result, normalize_g2
 from beambridge.xpcs.multitau import MultiTauCorrelator
 from beambridge.xpcs.multitau_bins import CHUNK_PIXELS, CHUNKS, chunk_pixels
+from tests.xpcs.feeding import fed, numba_threads
 
 N_FRAMES, H, W = 301, 60, 83  # 4,980 pixels: several tiles, strips and chunks
 
@@ -37,29 +37,9 @@ def data() -> tuple[np.ndarray, np.ndarray, BinLabels]:
     return frames, pixels, labels
 
 
-def fed(
-    frames: np.ndarray,
-    pixels: np.ndarray,
-    mode: str,
-    block: int,
-    threads: int = 2,
-) -> MultiTauCorrelator:
-    numba.set_num_threads(threads)
-    try:
-        corr = MultiTauCorrelator(frames.shape[0], pixels, frames[0].size, mode=mode)  # type: ignore[arg-type]
-        for a in range(0, frames.shape[0], block):
-            corr.add_frames(frames[a : a + block])
-        return corr
-    finally:
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-
-
 def binned(corr: MultiTauCorrelator, labels: BinLabels, threads: int) -> G2Result:
-    numba.set_num_threads(threads)
-    try:
+    with numba_threads(threads):
         return corr.g2(labels)
-    finally:
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
 
 
 FIELDS = ("g2", "g2_err", "scattering_1d", "scattering_1d_segments", "mean_intensity", "frame_sum")

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import tracemalloc
 
-import numba
 import numpy as np
 import pytest
 
 from beambridge.xpcs.delays import multitau_schedule
 from beambridge.xpcs.multitau import MultiTauCorrelator, PixelSums, _expand_events
+from tests.xpcs.feeding import fed, numba_threads
 
 
 def reference_sums(
@@ -39,16 +39,9 @@ def correlate(
     mode: str = "dense",
     prepare: bool = False,
 ) -> tuple:
-    numba.set_num_threads(threads)
-    try:
-        corr = MultiTauCorrelator(frames.shape[0], pixels, frames[0].size, mode=mode)  # type: ignore[arg-type]
-        if prepare:
-            corr.prepare(frames.dtype)
-        for a in range(0, frames.shape[0], block):
-            corr.add_frames(frames[a : a + block])
+    corr = fed(frames, pixels, mode, block, threads, prepare)
+    with numba_threads(threads):
         return corr.result(), corr.arithmetic
-    finally:
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
 
 
 def same_bits(a: PixelSums, b: PixelSums) -> None:

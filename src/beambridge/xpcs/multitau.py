@@ -96,17 +96,16 @@ def _strip_sources(tile_src: npt.NDArray[np.int64], strip: int, tile: int) -> np
 def _expand_events(fp: np.ndarray, px: np.ndarray, vals: np.ndarray, n_detector: int) -> np.ndarray:
     """Dense frames (b, n_detector) from events, in the narrowest dtype that holds any frame's sums
     exactly (uint16 for photon counts), whatever the dtype the events came in."""
-    b = fp.size - 1
-    dtype: np.dtype[Any] = np.dtype(np.uint16)
-    if vals.size and vals.dtype.kind == "f":
-        dtype = np.dtype(np.float64)
-    elif vals.size and vals.dtype.kind == "i" and vals.min() < 0:
-        dtype = np.dtype(np.int64)
+    dtype: npt.DTypeLike = np.uint16
+    if vals.dtype.kind == "f":
+        dtype = np.float64
+    elif vals.size and vals.min() < 0:
+        dtype = np.int64
     elif vals.size:
         # a pixel's sum within a frame is at most the largest value times the frame's event count
         bound = float(vals.max()) * float(np.diff(fp).max())
-        dtype = np.dtype(np.uint16 if bound < 2**16 else np.uint32 if bound < _U32_LIMIT else np.uint64)
-    dense = np.zeros((b, n_detector), dtype=dtype)
+        dtype = np.uint16 if bound < 2**16 else np.uint32 if bound < _U32_LIMIT else np.uint64
+    dense = np.zeros((fp.size - 1, n_detector), dtype=dtype)
     scatter_events(fp, px, vals.astype(dtype, copy=False), dense)
     return dense
 
@@ -473,11 +472,6 @@ class MultiTauCorrelator:
         """Frames in each of the ``n_segments`` time segments."""
         seg = self._segments(0, self.schedule.n_frames)
         return np.bincount(seg, minlength=self.n_segments).astype(np.float64)
-
-    @property
-    def level_lengths(self) -> npt.NDArray[np.int64]:
-        """Elements of every level, M_l = floor(N / 2**l)."""
-        return self._level_len
 
     @property
     def frame_sum(self) -> npt.NDArray[np.float64]:

@@ -33,6 +33,8 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit, prange
 
+from beambridge.xpcs.multitau_dense import level_totals
+
 CHUNK_PIXELS = 1024
 """Chunks are cut at multiples of this many pixels (a multiple of the dense kernel's 256-pixel tiles)."""
 CHUNKS = 16
@@ -179,19 +181,9 @@ def bin_group(
     ``tot`` (L, lanes), ``first``/``last`` (lanes,), ``v`` (4, lanes) are scratch.
     """
     n_tau = acc.shape[1]
-    n_levels, n_hist = tail.shape[1], tail.shape[2]
+    n_hist = tail.shape[2]
     n_seg = seg.shape[1]
-    # level totals Σ_k x_l(k): level 0 from the segment sums (in segment order, as finalize adds
-    # them), level l+1 is level l minus its last element when level l has an odd length
-    for i in range(w):
-        tot[0, i] = 0
-    for q in range(n_seg):
-        for i in range(w):
-            tot[0, i] += seg[g, q, i]
-    for lev in range(1, n_levels):
-        odd = level_len[lev - 1] & 1
-        for i in range(w):
-            tot[lev, i] = tot[lev - 1, i] - tail[g, lev - 1, n_hist - 1, i] if odd else tot[lev - 1, i]
+    level_totals(tail, seg, g, w, level_len, tot)
     for i in range(w):
         s = static[base + i]
         m = np.float64(tot[0, i]) / np.float64(level_len[0])

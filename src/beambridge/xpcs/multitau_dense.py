@@ -399,6 +399,26 @@ def _strip(
             )
 
 
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
+def level_totals(
+    tail: np.ndarray, seg: np.ndarray, g: int, w: int, level_len: np.ndarray, tot: np.ndarray
+) -> None:
+    """Σ_k x_l(k) of every level (L, lanes) for group ``g``'s first ``w`` lanes: level 0 from the
+    segment sums (added in segment order), level l+1 is level l minus its last element when level l
+    has an odd length (that element has no pair). Shared by :func:`finalize` and
+    :func:`beambridge.xpcs.multitau_bins.bin_group`, which therefore give the same bits."""
+    n_levels, n_hist = tail.shape[1], tail.shape[2]
+    for i in range(w):
+        tot[0, i] = 0
+    for q in range(seg.shape[1]):
+        for i in range(w):
+            tot[0, i] += seg[g, q, i]
+    for lev in range(1, n_levels):
+        odd = level_len[lev - 1] & 1
+        for i in range(w):
+            tot[lev, i] = tot[lev - 1, i] - tail[g, lev - 1, n_hist - 1, i] if odd else tot[lev - 1, i]
+
+
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy", boundscheck=False)
 def finalize(
     acc: np.ndarray,
@@ -430,18 +450,9 @@ def finalize(
     for g in prange(n_groups):
         base = g * lanes
         tot = np.zeros((n_levels, lanes), dtype=acc.dtype)
-        for i in range(lanes):
-            if base + i >= n_pix:
-                break
-            s = tot[0, i]
-            for q in range(n_seg):
-                s += seg[g, q, i]
-            tot[0, i] = s
-            for lev in range(1, n_levels):
-                s = tot[lev - 1, i]
-                if level_len[lev - 1] & 1:
-                    s -= tail[g, lev - 1, n_hist - 1, i]
-                tot[lev, i] = s
+        w = min(lanes, n_pix - base)
+        level_totals(tail, seg, g, w, level_len, tot)
+        for i in range(w):
             mean[base + i] = np.float64(tot[0, i]) / np.float64(level_len[0])
             for q in range(n_seg):
                 seg_mean[q, base + i] = np.float64(seg[g, q, i]) / seg_len[q]

@@ -93,9 +93,8 @@ class Transfers(Service):
     def _jobs(self, job_ids: set[int]) -> dict[int, Job]:
         if not job_ids:
             return {}
-        return {
-            job.id: job for job in self.client.jobs.filter(id=sorted(job_ids))
-        }  # the SDK splits long lists
+        # one query however many ids: the SDK sends a long id list in parts
+        return {job.id: job for job in self.client.jobs.filter(id=sorted(job_ids))}
 
     # -- starting --------------------------------------------------------------------------------------
 
