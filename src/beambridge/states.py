@@ -12,7 +12,28 @@
 Jobs with no parents skip ``AWAITING_PARENTS``; jobs with no stage-ins go straight to ``STAGED_IN``;
 jobs with no stage-outs go from ``POSTPROCESSED`` to ``JOB_FINISHED``. ``RUN_ERROR`` and ``RUN_TIMEOUT``
 each go to ``RESTART_READY`` or ``FAILED`` as the app's ``handle_error`` / ``handle_timeout`` decides.
-Nothing leaves a terminal state.
+``RUN_DONE`` may also go to ``RESTART_READY`` (a postprocess hook asking for a re-run). A job may fail
+(``FAILED``: a parent failed, a hook gave up) from every live state but ``RUNNING``, which ends through
+``RUN_ERROR``. Nothing leaves a terminal state.
+
+Every transition, as the service enforces it (``tests/server/test_state_machine.py`` walks each pair
+through the service against this list)::
+
+    CREATED → AWAITING_PARENTS, FAILED, KILLED, READY, STAGED_IN
+    AWAITING_PARENTS → FAILED, KILLED, READY, STAGED_IN
+    READY → FAILED, KILLED, STAGED_IN
+    STAGED_IN → FAILED, KILLED, PREPROCESSED
+    PREPROCESSED → FAILED, KILLED, RUNNING
+    RUNNING → KILLED, RUN_DONE, RUN_ERROR, RUN_TIMEOUT
+    RUN_DONE → FAILED, KILLED, POSTPROCESSED, RESTART_READY
+    RUN_ERROR → FAILED, KILLED, RESTART_READY
+    RUN_TIMEOUT → FAILED, KILLED, RESTART_READY
+    RESTART_READY → FAILED, KILLED, RUNNING
+    POSTPROCESSED → FAILED, JOB_FINISHED, KILLED, STAGED_OUT
+    STAGED_OUT → FAILED, JOB_FINISHED, KILLED
+    JOB_FINISHED → (terminal)
+    FAILED → (terminal)
+    KILLED → (terminal)
 """
 
 from __future__ import annotations

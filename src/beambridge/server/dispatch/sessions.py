@@ -18,7 +18,7 @@ from beambridge.server.errors import ConflictError, NotFoundError
 from beambridge.server.jobs.lifecycle import Outcome, TransitionRequest, apply_transitions, lock_jobs
 from beambridge.server.jobs.queries import JOB_COLUMNS, tags_contain
 from beambridge.server.wakeups import WakeKey
-from beambridge.states import RUNNABLE_STATES, JobState
+from beambridge.states import ALLOWED_TRANSITIONS, RUNNABLE_STATES, JobState
 
 S = JobState
 _RUNNABLE = [s.value for s in RUNNABLE_STATES]
@@ -102,17 +102,19 @@ def report(
     load_session(conn, principal, session_id)
     touch(conn, session_id, now)
     rows = lock_jobs(conn, [r.id for r in reports], owner_id=principal.user_id, site_id=principal.site_id)
-    refused = []
+    refused: list[dict[str, Any]] = []
     for item in reports:
         row = rows.get(item.id)
         if row is None:
             refused.append({"id": item.id, "reason": "no such job"})
-        elif row.session_id != session_id:
-            state = row.state
+            continue
+        state = S(row.state)
+        entry = {"id": item.id, "state": state, "allowed": sorted(ALLOWED_TRANSITIONS[state])}
+        if row.session_id != session_id:
             holder = f"session {row.session_id}" if row.session_id else "no session"
-            refused.append({"id": item.id, "reason": f"job is held by {holder} (state {state})"})
-        elif row.state == S.KILLED.value:
-            refused.append({"id": item.id, "reason": "job was killed"})
+            refused.append({**entry, "reason": f"job is held by {holder} (state {state})"})
+        elif state is S.KILLED:
+            refused.append({**entry, "reason": "job was killed"})
     if refused:
         first = refused[0]
         raise ConflictError(

@@ -63,10 +63,29 @@ def _load_site_locations(conn: Connection, site_ids: set[int]) -> dict[int, tupl
     return {row.id: (row.name, dict(row.locations or {})) for row in conn.execute(query)}
 
 
-def _load_parent_states(conn: Connection, owner_id: int, parent_ids: set[int]) -> dict[int, str]:
+def _load_parent_states(conn: Connection, principal: Principal, parent_ids: set[int]) -> dict[int, str]:
+    """The parents' states, read under a share lock on PostgreSQL.
+
+    Without the lock, a parent finishing (or being cancelled) in a concurrent transaction is read as still
+    running, while that transaction cannot see this uncommitted child to release (or fail) it: the child
+    would wait forever. ``FOR SHARE`` makes the two serialise either way: a finishing transaction that holds
+    the parent's row makes this read wait and then see the committed state; one that comes later waits for
+    this transaction and then sees the child. Parents are locked in id order (as every job lock is), so
+    the two never deadlock. SQLite's single writer serialises them already.
+
+    A site token may name only jobs of its own site as parents.
+    """
     states: dict[int, str] = {}
     for chunk in chunked(sorted(parent_ids)):
-        query = sa.select(jobs.c.id, jobs.c.state).where(jobs.c.id.in_(chunk), jobs.c.owner_id == owner_id)
+        query = (
+            sa.select(jobs.c.id, jobs.c.state)
+            .where(jobs.c.id.in_(chunk), jobs.c.owner_id == principal.user_id)
+            .order_by(jobs.c.id)
+        )
+        if principal.site_id is not None:
+            query = query.where(jobs.c.site_id == principal.site_id)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(read=True)
         states.update((row.id, row.state) for row in conn.execute(query))
     return states
 
@@ -76,9 +95,7 @@ def create_jobs(
 ) -> tuple[list[dict[str, Any]], set[WakeKey]]:
     """Insert ``specs`` as new jobs; returns their rows (as dicts) and the wake-ups to send after commit."""
     app_info = _load_apps(conn, principal, {spec.app_id for spec in specs})
-    parent_states = _load_parent_states(
-        conn, principal.user_id, {pid for spec in specs for pid in spec.parent_ids}
-    )
+    parent_states = _load_parent_states(conn, principal, {pid for spec in specs for pid in spec.parent_ids})
     missing = sorted({spec.app_id for spec in specs} - app_info.keys())
     if missing:
         raise NotFoundError(f"app {missing[0]} not found", ids=missing[:1000])
