@@ -9,12 +9,16 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+_SQLITE_SEQUENCE = sa.text("SELECT seq FROM sqlite_sequence WHERE name = :table")
+
 
 def reserve_ids(conn: Connection, table: sa.Table, count: int) -> list[int]:
     """``count`` fresh ids for ``table``, ascending.
 
     PostgreSQL: drawn from the column's sequence (safe under concurrency). SQLite: the next ids after the
-    largest, which is safe because every SQLite write transaction holds the database's write lock.
+    largest ever used (``sqlite_sequence``: the tables are ``AUTOINCREMENT``, so a deleted newest row's id
+    is never handed out again), which is safe because every SQLite write transaction holds the database's
+    write lock. Inserting the rows with these ids moves ``sqlite_sequence`` on.
     """
     if count == 0:
         return []
@@ -30,6 +34,8 @@ def reserve_ids(conn: Connection, table: sa.Table, count: int) -> list[int]:
     if conn.dialect.name == "sqlite":
         if not conn.in_transaction():
             raise RuntimeError("reserve_ids needs the write transaction that will insert the rows")
-        start = conn.execute(sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0))).scalar_one()
+        largest = conn.execute(sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0))).scalar_one()
+        used = conn.execute(_SQLITE_SEQUENCE, {"table": table.name}).scalar()
+        start = max(largest, used or 0)
         return list(range(start + 1, start + 1 + count))
     raise NotImplementedError(f"no id reservation for {conn.dialect.name}")

@@ -19,6 +19,8 @@ Time = sa.DateTime(timezone=True)
 
 
 def _id() -> sa.Column[int]:
+    # Every table with an id also says ``sqlite_autoincrement=True``: SQLite would otherwise hand the id of
+    # a deleted newest row to the next insert (another user's job, an event a cursor has passed).
     return sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True)
 
 
@@ -38,6 +40,7 @@ users = sa.Table(
     sa.Column("name", sa.String(100), nullable=False, unique=True),
     sa.Column("password_hash", sa.String(255), nullable=False),
     sa.Column("created_at", Time, nullable=False),
+    sqlite_autoincrement=True,
 )
 
 refresh_tokens = sa.Table(
@@ -49,6 +52,7 @@ refresh_tokens = sa.Table(
     sa.Column("expires_at", Time, nullable=False),
     sa.Column("revoked_at", Time),
     sa.Column("created_at", Time, nullable=False),
+    sqlite_autoincrement=True,
 )
 
 sites = sa.Table(
@@ -65,6 +69,7 @@ sites = sa.Table(
     sa.Column("last_heartbeat", Time),
     sa.Column("created_at", Time, nullable=False),
     sa.UniqueConstraint("owner_id", "name"),
+    sqlite_autoincrement=True,
 )
 
 site_tokens = sa.Table(
@@ -77,6 +82,7 @@ site_tokens = sa.Table(
     sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("revoked_at", Time),
+    sqlite_autoincrement=True,
 )
 
 apps = sa.Table(
@@ -92,6 +98,7 @@ apps = sa.Table(
     sa.Column("hooks", JSON, nullable=False),
     sa.Column("created_at", Time, nullable=False),
     sa.UniqueConstraint("site_id", "name"),
+    sqlite_autoincrement=True,
 )
 
 batch_jobs = sa.Table(
@@ -115,6 +122,7 @@ batch_jobs = sa.Table(
     sa.Column("created_at", Time, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
     sa.Index(None, "site_id", "state"),
+    sqlite_autoincrement=True,
 )
 
 sessions = sa.Table(
@@ -128,6 +136,7 @@ sessions = sa.Table(
     sa.Column("heartbeat_at", Time, nullable=False),
     sa.Column("expired_at", Time),
     sa.Index(None, "expired_at", "heartbeat_at"),
+    sqlite_autoincrement=True,
 )
 
 jobs = sa.Table(
@@ -176,6 +185,7 @@ jobs = sa.Table(
         postgresql_using="gin",
         postgresql_ops={"tags": "jsonb_path_ops"},
     ).ddl_if(dialect="postgresql"),
+    sqlite_autoincrement=True,
 )
 
 job_parents = sa.Table(
@@ -203,6 +213,7 @@ events = sa.Table(
     sa.Index(None, "job_id", "timestamp"),
     sa.Index(None, "owner_id", "id"),
     sa.Index(None, "site_id"),
+    sqlite_autoincrement=True,
 )
 
 transfer_items = sa.Table(
@@ -226,4 +237,5 @@ transfer_items = sa.Table(
     sa.Column("updated_at", Time, nullable=False),
     sa.Index(None, "job_id"),
     sa.Index(None, "site_id", "state"),
+    sqlite_autoincrement=True,
 )
