@@ -31,6 +31,27 @@ def test_create_accepts_schema_models_and_keywords(client: Client, ws: Workspace
     assert a.parameters == {"n": 4} and a.state is JobState.PREPROCESSED
     assert b.parent_ids == [a.id] and b.state is JobState.AWAITING_PARENTS and b.priority == 5
     assert client.jobs.get(b.id) == b
+    c = client.jobs.create(
+        ws.app.id,
+        "m/3",
+        parameters={"n": 2},
+        tags={"run": "7"},
+        data={"note": "typed"},
+        parent_ids=[a, b],  # Job models or ids
+        num_nodes=2,
+        ranks_per_node=4,
+        gpus_per_rank=0.5,
+        wall_time_min=12.5,
+        retry_limit=0,
+    )
+    assert (c.parameters, c.tags, c.data, c.parent_ids) == (
+        {"n": 2},
+        {"run": "7"},
+        {"note": "typed"},
+        [a.id, b.id],
+    )
+    assert (c.num_nodes, c.ranks_per_node, c.gpus_per_rank, c.wall_time_min) == (2, 4, 0.5, 12.5)
+    assert (c.retry_limit, c.priority, c.threads_per_rank) == (0, 0, 1)  # the service's defaults for the rest
 
 
 def test_filters_chain_lazily_and_paginate(

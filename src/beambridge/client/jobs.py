@@ -6,13 +6,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, JsonValue
 
-from beambridge.client.query import FilterField, FilterKind, Query
+from beambridge.client.query import FilterField, Query, filter_fields
 from beambridge.client.resources import Manager, StateArg, as_body, as_list
 from beambridge.client.waiting import iter_completed, wait_all
 from beambridge.schemas.events import Event
-from beambridge.schemas.jobs import BulkResult, Job, JobBulkUpdate, JobCreate
+from beambridge.schemas.jobs import BulkResult, Job, JobBulkUpdate, JobCreate, VerifiedTransfer
+from beambridge.schemas.queries import JobQuery
 
 CREATE_CHUNK = 5000
 """Jobs per ``POST /jobs`` request in :meth:`JobManager.bulk_create`."""
@@ -43,20 +44,7 @@ class JobManager(Manager[Job]):
 
     path, model, noun = "/jobs", Job, "job"
     count_path = "/jobs/count"
-    fields: ClassVar[Mapping[str, FilterField]] = {
-        "id": FilterField("id", FilterKind.MANY),
-        "state": FilterField("state", FilterKind.MANY),
-        "site_id": FilterField("site_id", FilterKind.MANY),
-        "app_id": FilterField("app_id", FilterKind.MANY),
-        "tags": FilterField("tag", FilterKind.TAGS),
-        "parent_id": FilterField("parent_id"),
-        "session_id": FilterField("session_id"),
-        "workdir_prefix": FilterField("workdir_prefix"),
-        "created_after": FilterField("created_after"),
-        "created_before": FilterField("created_before"),
-        "updated_after": FilterField("updated_after"),
-        "updated_before": FilterField("updated_before"),
-    }
+    fields: ClassVar[Mapping[str, FilterField]] = filter_fields(JobQuery, tags="tag")
 
     def filter(
         self,
@@ -97,10 +85,52 @@ class JobManager(Manager[Job]):
         """How many jobs you have."""
         return self.all().count()
 
-    def create(self, app_id: int, workdir: str, **fields: Any) -> Job:
-        """Create one job; ``fields`` are those of :class:`~beambridge.schemas.JobCreate`
-        (``parameters``, ``tags``, ``parent_ids``, ``num_nodes``, ``wall_time_min``, ``priority``…)."""
-        [job] = self.bulk_create([{"app_id": app_id, "workdir": workdir, **fields}])
+    def create(
+        self,
+        app_id: int,
+        workdir: str,
+        *,
+        parameters: Mapping[str, JsonValue] | None = None,
+        tags: Mapping[str, str] | None = None,
+        data: Mapping[str, JsonValue] | None = None,
+        launch_params: Mapping[str, str] | None = None,
+        parent_ids: Iterable[JobRef] = (),
+        transfers: Mapping[str, str | VerifiedTransfer] | None = None,
+        num_nodes: int | None = None,
+        ranks_per_node: int | None = None,
+        threads_per_rank: int | None = None,
+        gpus_per_rank: float | None = None,
+        node_packing_count: int | None = None,
+        wall_time_min: float | None = None,
+        retry_limit: int | None = None,
+        priority: int | None = None,
+    ) -> Job:
+        """Create one job of app ``app_id`` in ``workdir`` (relative to the site's data directory).
+
+        The keywords are the fields of :class:`~beambridge.schemas.JobCreate`; those left out (None)
+        take the service's defaults: one node, one rank, no wall-time limit, 3 retries, priority 0.
+        ``transfers`` maps the app's transfer slots to ``'location:/path'`` (or a
+        :class:`~beambridge.schemas.jobs.VerifiedTransfer` for an input with a known SHA-256).
+        """
+        optional: dict[str, Any] = {
+            "parameters": _dict_or_none(parameters),
+            "tags": _dict_or_none(tags),
+            "data": _dict_or_none(data),
+            "launch_params": _dict_or_none(launch_params),
+            "parent_ids": job_ids(parent_ids) or None,
+            "transfers": _transfers_body(transfers),
+            "num_nodes": num_nodes,
+            "ranks_per_node": ranks_per_node,
+            "threads_per_rank": threads_per_rank,
+            "gpus_per_rank": gpus_per_rank,
+            "node_packing_count": node_packing_count,
+            "wall_time_min": wall_time_min,
+            "retry_limit": retry_limit,
+            "priority": priority,
+        }
+        body = {"app_id": app_id, "workdir": workdir}
+        body.update({name: value for name, value in optional.items() if value is not None})
+        [job] = self.bulk_create([body])
         return job
 
     def bulk_create(self, specs: Iterable[JobCreate | Mapping[str, Any]]) -> list[Job]:
@@ -168,8 +198,17 @@ class JobManager(Manager[Job]):
         return wait_all(self._transport, job_ids(jobs), timeout)
 
 
+def _jsonable_value(value: Any) -> Any:
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+
+
 def _jsonable(body: dict[str, Any]) -> dict[str, Any]:
-    return {
-        key: (value.model_dump(mode="json") if isinstance(value, BaseModel) else value)
-        for key, value in body.items()
-    }
+    return {key: _jsonable_value(value) for key, value in body.items()}
+
+
+def _dict_or_none(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return None if value is None else dict(value)
+
+
+def _transfers_body(transfers: Mapping[str, str | VerifiedTransfer] | None) -> dict[str, Any] | None:
+    return None if transfers is None else {slot: _jsonable_value(value) for slot, value in transfers.items()}

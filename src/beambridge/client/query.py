@@ -15,12 +15,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum, StrEnum
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, get_origin
 
 from pydantic import BaseModel
 
 from beambridge.client.transport import Transport
 from beambridge.schemas.common import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from beambridge.schemas.queries import QueryModel
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -46,6 +47,30 @@ class FilterField:
 
     param: str
     kind: FilterKind = FilterKind.ONE
+
+
+TAG_PARAM = "tag"
+"""The query parameter of tag filters (``tag=key:value``, repeated)."""
+
+
+def filter_fields(model: type[QueryModel], **renamed: str) -> dict[str, FilterField]:
+    """The filter keywords of a resource, read from its query model in :mod:`beambridge.schemas.queries`:
+    one per field, named as the field unless ``renamed`` says otherwise (``tags="tag"``: the keyword
+    ``tags`` fills the parameter ``tag``). A list field takes one value or many; ``tag`` takes a dict."""
+    keyword_of = {param: keyword for keyword, param in renamed.items()}
+    unknown = set(keyword_of) - set(model.model_fields)
+    if unknown:
+        raise ValueError(f"{model.__name__} has no field {sorted(unknown)[0]!r}")
+    fields = {}
+    for param, info in model.model_fields.items():
+        if param == TAG_PARAM:
+            kind = FilterKind.TAGS
+        elif get_origin(info.annotation) is list:
+            kind = FilterKind.MANY
+        else:
+            kind = FilterKind.ONE
+        fields[keyword_of.get(param, param)] = FilterField(param, kind)
+    return fields
 
 
 def _wire(value: Any) -> Any:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from beambridge.client.query import FilterField, FilterKind, Query
+from beambridge.client.query import FilterField, Query, filter_fields
 from beambridge.client.transport import Transport
 from beambridge.schemas.apps import App, AppHook, AppParameter, TransferDirection, TransferSlot
 from beambridge.schemas.auth import SiteToken, SiteTokenCreated
@@ -21,6 +21,7 @@ from beambridge.schemas.batch_jobs import BatchJob, BatchJobState, JobMode
 from beambridge.schemas.common import MAX_PAGE_SIZE
 from beambridge.schemas.events import Event
 from beambridge.schemas.jobs import BulkResult
+from beambridge.schemas.queries import AppQuery, BatchJobQuery, EventQuery, SiteQuery, TransferQuery
 from beambridge.schemas.sites import Site
 from beambridge.schemas.transfers import TransferItem, TransferItemUpdate, TransferState
 from beambridge.states import JobState
@@ -86,7 +87,7 @@ class SiteManager(Manager[Site]):
     """Sites: facility deployments of the agent (``client.sites``)."""
 
     path, model, noun = "/sites", Site, "site"
-    fields: ClassVar[Mapping[str, FilterField]] = {"name": FilterField("name")}
+    fields: ClassVar[Mapping[str, FilterField]] = filter_fields(SiteQuery)
 
     def filter(self, *, name: str | None = None) -> Query[Site]:
         """Your sites, optionally the one with ``name``."""
@@ -147,10 +148,7 @@ class AppManager(Manager[App]):
     """Apps registered on sites (``client.apps``)."""
 
     path, model, noun = "/apps", App, "app"
-    fields: ClassVar[Mapping[str, FilterField]] = {
-        "site_id": FilterField("site_id"),
-        "name": FilterField("name"),
-    }
+    fields: ClassVar[Mapping[str, FilterField]] = filter_fields(AppQuery)
 
     def filter(self, *, site_id: int | None = None, name: str | None = None) -> Query[App]:
         """Your apps, optionally of one site and/or with one name."""
@@ -190,10 +188,7 @@ class BatchJobManager(Manager[BatchJob]):
     """Pilot allocations a site keeps in its scheduler (``client.batch_jobs``)."""
 
     path, model, noun = "/batch-jobs", BatchJob, "batch job"
-    fields: ClassVar[Mapping[str, FilterField]] = {
-        "site_id": FilterField("site_id"),
-        "state": FilterField("state", FilterKind.MANY),
-    }
+    fields: ClassVar[Mapping[str, FilterField]] = filter_fields(BatchJobQuery)
 
     def filter(
         self,
@@ -245,13 +240,7 @@ class TransferManager(Manager[TransferItem]):
     """Transfer items, made with their jobs and worked through by the site (``client.transfers``)."""
 
     path, model, noun = "/transfers", TransferItem, "transfer item"
-    fields: ClassVar[Mapping[str, FilterField]] = {
-        "job_id": FilterField("job_id", FilterKind.MANY),
-        "site_id": FilterField("site_id"),
-        "state": FilterField("state", FilterKind.MANY),
-        "direction": FilterField("direction"),
-        "location": FilterField("location"),
-    }
+    fields: ClassVar[Mapping[str, FilterField]] = filter_fields(TransferQuery)
 
     def filter(
         self,
@@ -281,14 +270,7 @@ class EventManager(Manager[Event]):
     """Job state changes, oldest first, and a long-poll to follow new ones (``client.events``)."""
 
     path, model, noun = "/events", Event, "event"
-    fields: ClassVar[Mapping[str, FilterField]] = {
-        "job_id": FilterField("job_id", FilterKind.MANY),
-        "site_id": FilterField("site_id"),
-        "from_state": FilterField("from_state", FilterKind.MANY),
-        "to_state": FilterField("to_state", FilterKind.MANY),
-        "since": FilterField("since"),
-        "until": FilterField("until"),
-    }
+    fields: ClassVar[Mapping[str, FilterField]] = filter_fields(EventQuery)
 
     def filter(
         self,

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
-from beambridge.client.query import FilterField, Query
+from beambridge.client.query import FilterField, Query, filter_fields
 from beambridge.client.resources import Manager, as_body
 from beambridge.schemas.jobs import BulkResult, Job
+from beambridge.schemas.queries import SessionQuery
 from beambridge.schemas.sessions import Heartbeat, JobReport, Session
 
 
@@ -15,10 +16,7 @@ class SessionManager(Manager[Session]):
     """How a pilot's launcher gets work and reports on it."""
 
     path, model, noun = "/sessions", Session, "session"
-    fields: ClassVar[Mapping[str, FilterField]] = {
-        "site_id": FilterField("site_id"),
-        "active": FilterField("active"),
-    }
+    fields: ClassVar[Mapping[str, FilterField]] = filter_fields(SessionQuery)
 
     def filter(self, *, site_id: int | None = None, active: bool | None = None) -> Query[Session]:
         """Your sessions, optionally of one site and only active (or only expired) ones."""

@@ -54,7 +54,8 @@ Name = Annotated[str, AfterValidator(_check_name)]
 """A short identifier for users, sites, apps and tokens."""
 
 
-def _check_tags(value: dict[str, str]) -> dict[str, str]:
+def check_tags(value: dict[str, str]) -> dict[str, str]:
+    """``value`` if it is a valid set of tags, else ``ValueError`` naming the bad key or value."""
     if len(value) > 64:
         raise ValueError("at most 64 tags")
     for key, tag in value.items():
@@ -65,7 +66,7 @@ def _check_tags(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
-Tags = Annotated[dict[str, str], AfterValidator(_check_tags)]
+Tags = Annotated[dict[str, str], AfterValidator(check_tags)]
 """String labels on a job; filters match them by containment."""
 
 PositiveId = Annotated[int, Field(ge=1, le=2**62)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,62 +11,40 @@ from fastapi import Response
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
+from beambridge.schemas.queries import JobQuery
 from beambridge.server.auth.tokens import Principal
+from beambridge.server.db.conditions import time_window
 from beambridge.server.db.tables import job_parents, jobs
-from beambridge.states import JobState
 
 JOB_COLUMNS = [c for c in jobs.c if c.name not in ("owner_id", "has_stage_ins", "has_stage_outs")]
 _JOB_FIELDS = [str(c.name) for c in JOB_COLUMNS]
 
 
-@dataclass
-class JobFilter:
-    """Conditions a job must meet; empty lists mean "any"."""
-
-    ids: list[int] = field(default_factory=list)
-    states: list[JobState] = field(default_factory=list)
-    site_ids: list[int] = field(default_factory=list)
-    app_ids: list[int] = field(default_factory=list)
-    tags: dict[str, str] = field(default_factory=dict)
-    parent_id: int | None = None
-    session_id: int | None = None
-    workdir_prefix: str | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-    updated_after: datetime | None = None
-    updated_before: datetime | None = None
-
-    def conditions(self, principal: Principal, dialect: str) -> list[sa.ColumnElement[bool]]:
-        """SQL conditions, always including the caller's ownership (and site scope)."""
-        where: list[sa.ColumnElement[bool]] = [jobs.c.owner_id == principal.user_id]
-        if principal.site_id is not None:
-            where.append(jobs.c.site_id == principal.site_id)
-        if self.ids:
-            where.append(jobs.c.id.in_(self.ids))
-        if self.states:
-            where.append(jobs.c.state.in_([s.value for s in self.states]))
-        if self.site_ids:
-            where.append(jobs.c.site_id.in_(self.site_ids))
-        if self.app_ids:
-            where.append(jobs.c.app_id.in_(self.app_ids))
-        if self.tags:
-            where.append(tags_contain(self.tags, dialect))
-        if self.parent_id is not None:
-            children = sa.select(job_parents.c.child_id).where(job_parents.c.parent_id == self.parent_id)
-            where.append(jobs.c.id.in_(children))
-        if self.session_id is not None:
-            where.append(jobs.c.session_id == self.session_id)
-        if self.workdir_prefix:
-            where.append(jobs.c.workdir.startswith(self.workdir_prefix, autoescape=True))
-        for column, bound, op in (
-            (jobs.c.created_at, self.created_after, "gt"),
-            (jobs.c.created_at, self.created_before, "lt"),
-            (jobs.c.updated_at, self.updated_after, "gt"),
-            (jobs.c.updated_at, self.updated_before, "lt"),
-        ):
-            if bound is not None:
-                where.append(column >= bound if op == "gt" else column < bound)
-        return where
+def job_conditions(query: JobQuery, principal: Principal, dialect: str) -> list[sa.ColumnElement[bool]]:
+    """SQL conditions of a job query, always including the caller's ownership (and site scope)."""
+    where: list[sa.ColumnElement[bool]] = [jobs.c.owner_id == principal.user_id]
+    if principal.site_id is not None:
+        where.append(jobs.c.site_id == principal.site_id)
+    if query.id:
+        where.append(jobs.c.id.in_(query.id))
+    if query.state:
+        where.append(jobs.c.state.in_([s.value for s in query.state]))
+    if query.site_id:
+        where.append(jobs.c.site_id.in_(query.site_id))
+    if query.app_id:
+        where.append(jobs.c.app_id.in_(query.app_id))
+    if query.tag:
+        where.append(tags_contain(query.tags, dialect))
+    if query.parent_id is not None:
+        children = sa.select(job_parents.c.child_id).where(job_parents.c.parent_id == query.parent_id)
+        where.append(jobs.c.id.in_(children))
+    if query.session_id is not None:
+        where.append(jobs.c.session_id == query.session_id)
+    if query.workdir_prefix:
+        where.append(jobs.c.workdir.startswith(query.workdir_prefix, autoescape=True))
+    where.extend(time_window(jobs.c.created_at, query.created_after, query.created_before))
+    where.extend(time_window(jobs.c.updated_at, query.updated_after, query.updated_before))
+    return where
 
 
 def tags_contain(tags: dict[str, str], dialect: str) -> sa.ColumnElement[bool]:
@@ -79,21 +56,21 @@ def tags_contain(tags: dict[str, str], dialect: str) -> sa.ColumnElement[bool]:
 
 
 def list_jobs_query(
-    principal: Principal, flt: JobFilter, dialect: str, *, after: int | None, limit: int
+    principal: Principal, query: JobQuery, dialect: str, *, after: int | None, limit: int
 ) -> sa.Select[Any]:
     """The statement for one page of jobs in ascending id order, starting after the id ``after``."""
-    query = sa.select(*JOB_COLUMNS).where(*flt.conditions(principal, dialect))
+    statement = sa.select(*JOB_COLUMNS).where(*job_conditions(query, principal, dialect))
     if after is not None:
-        query = query.where(jobs.c.id > after)
-    return query.order_by(jobs.c.id).limit(limit)
+        statement = statement.where(jobs.c.id > after)
+    return statement.order_by(jobs.c.id).limit(limit)
 
 
 def list_jobs(
-    conn: Connection, principal: Principal, flt: JobFilter, *, after: int | None, limit: int
+    conn: Connection, principal: Principal, query: JobQuery, *, after: int | None, limit: int
 ) -> list[dict[str, Any]]:
     """One page of jobs in ascending id order, starting after the id ``after``."""
-    query = list_jobs_query(principal, flt, conn.dialect.name, after=after, limit=limit)
-    return [dict(row._mapping) for row in conn.execute(query)]
+    statement = list_jobs_query(principal, query, conn.dialect.name, after=after, limit=limit)
+    return [dict(row._mapping) for row in conn.execute(statement)]
 
 
 _GET_JOB = sa.select(*JOB_COLUMNS).where(
@@ -110,16 +87,17 @@ def get_job_statement(principal: Principal, job_id: int) -> tuple[sa.Select[Any]
     return _GET_SITE_JOB, {**params, "site_id": principal.site_id}
 
 
-def count_jobs(conn: Connection, principal: Principal, flt: JobFilter) -> int:
+def count_jobs(conn: Connection, principal: Principal, query: JobQuery) -> int:
     """How many jobs match."""
-    query = sa.select(sa.func.count()).select_from(jobs).where(*flt.conditions(principal, conn.dialect.name))
-    return int(conn.execute(query).scalar_one())
+    where = job_conditions(query, principal, conn.dialect.name)
+    return int(conn.execute(sa.select(sa.func.count()).select_from(jobs).where(*where)).scalar_one())
 
 
 def get_job(conn: Connection, principal: Principal, job_id: int) -> dict[str, Any] | None:
     """One job, if the caller may see it."""
-    rows = list_jobs(conn, principal, JobFilter(ids=[job_id]), after=None, limit=1)
-    return rows[0] if rows else None
+    statement, params = get_job_statement(principal, job_id)
+    row = conn.execute(statement, params).first()
+    return dict(row._mapping) if row is not None else None
 
 
 def _utc(value: datetime) -> datetime:

@@ -8,14 +8,15 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query
 
 from beambridge.schemas.apps import App, AppCreate, AppUpdate
-from beambridge.schemas.common import Name, Page
+from beambridge.schemas.common import Page
+from beambridge.schemas.queries import AppQuery
 from beambridge.server.context import utcnow
 from beambridge.server.db.tables import apps, sites
 from beambridge.server.deps import Caller, Ctx
 from beambridge.server.errors import ConflictError
 from beambridge.server.jobs.removal import delete_events_of_app
 from beambridge.server.ownership import get_owned, list_owned
-from beambridge.server.routes.paging import MAX_ID, After, IdPath, Limit, page
+from beambridge.server.routes.paging import After, IdPath, Limit, page
 
 router = APIRouter(prefix="/apps", tags=["apps"])
 
@@ -26,15 +27,15 @@ def list_apps(
     caller: Caller,
     after: After = None,
     limit: Limit = 100,
-    site_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-    name: Annotated[Name | None, Query()] = None,
+    *,
+    filters: Annotated[AppQuery, Query()],
 ) -> dict[str, Any]:
     """The caller's apps, optionally of one site or with one name."""
     where = []
-    if site_id is not None:
-        where.append(apps.c.site_id == site_id)
-    if name is not None:
-        where.append(apps.c.name == name)
+    if filters.site_id is not None:
+        where.append(apps.c.site_id == filters.site_id)
+    if filters.name is not None:
+        where.append(apps.c.name == filters.name)
     with ctx.db.read() as conn:
         return page(list_owned(conn, apps, caller, where, after=after, limit=limit), limit)
 

@@ -14,12 +14,13 @@ from beambridge.schemas.batch_jobs import (
     BatchJobUpdate,
 )
 from beambridge.schemas.common import Page
+from beambridge.schemas.queries import BatchJobQuery
 from beambridge.server.context import utcnow
 from beambridge.server.db.tables import batch_jobs, sites
 from beambridge.server.deps import Caller, Ctx
 from beambridge.server.errors import ConflictError
 from beambridge.server.ownership import get_owned, list_owned
-from beambridge.server.routes.paging import MAX_ID, After, IdPath, Limit, page
+from beambridge.server.routes.paging import After, IdPath, Limit, page
 
 router = APIRouter(prefix="/batch-jobs", tags=["batch jobs"])
 
@@ -30,15 +31,15 @@ def list_batch_jobs(
     caller: Caller,
     after: After = None,
     limit: Limit = 100,
-    site_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-    state: Annotated[list[BatchJobState], Query()] = [],  # noqa: B006
+    *,
+    filters: Annotated[BatchJobQuery, Query()],
 ) -> dict[str, Any]:
     """The caller's batch jobs, optionally of one site and in some states."""
     where = []
-    if site_id is not None:
-        where.append(batch_jobs.c.site_id == site_id)
-    if state:
-        where.append(batch_jobs.c.state.in_([s.value for s in state]))
+    if filters.site_id is not None:
+        where.append(batch_jobs.c.site_id == filters.site_id)
+    if filters.state:
+        where.append(batch_jobs.c.state.in_([s.value for s in filters.state]))
     with ctx.db.read() as conn:
         return page(list_owned(conn, batch_jobs, caller, where, after=after, limit=limit), limit)
 

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from beambridge.schemas.common import Page, PositiveId
+from beambridge.schemas.common import Page
 from beambridge.schemas.events import Event
+from beambridge.schemas.queries import EventQuery
 from beambridge.server.context import ServerContext
+from beambridge.server.db.conditions import time_window
 from beambridge.server.db.tables import events
 from beambridge.server.deps import Caller, Ctx
 from beambridge.server.routes.paging import After, Limit, page
-from beambridge.states import JobState
 
 router = APIRouter(prefix="/events", tags=["events"])
 
@@ -27,30 +27,23 @@ async def list_events(
     caller: Caller,
     after: After = None,
     limit: Limit = 100,
-    job_id: Annotated[list[PositiveId], Query(max_length=5000)] = [],  # noqa: B006
-    site_id: Annotated[PositiveId | None, Query()] = None,
-    from_state: Annotated[list[JobState], Query()] = [],  # noqa: B006
-    to_state: Annotated[list[JobState], Query()] = [],  # noqa: B006
-    since: datetime | None = None,
-    until: datetime | None = None,
+    *,
+    filters: Annotated[EventQuery, Query()],
     wait_s: Annotated[float, Query(ge=0, le=60, description="Long-poll: wait this long for a new event")] = 0,
 ) -> dict[str, Any]:
     """Events in id order. With ``wait_s``, an empty page waits for the next matching event."""
     where: list[sa.ColumnElement[bool]] = [events.c.owner_id == caller.user_id]
     if caller.site_id is not None:
         where.append(events.c.site_id == caller.site_id)
-    if job_id:
-        where.append(events.c.job_id.in_(job_id))
-    if site_id is not None:
-        where.append(events.c.site_id == site_id)
-    if from_state:
-        where.append(events.c.from_state.in_([s.value for s in from_state]))
-    if to_state:
-        where.append(events.c.to_state.in_([s.value for s in to_state]))
-    if since is not None:
-        where.append(events.c.timestamp >= since)
-    if until is not None:
-        where.append(events.c.timestamp < until)
+    if filters.job_id:
+        where.append(events.c.job_id.in_(filters.job_id))
+    if filters.site_id is not None:
+        where.append(events.c.site_id == filters.site_id)
+    if filters.from_state:
+        where.append(events.c.from_state.in_([s.value for s in filters.from_state]))
+    if filters.to_state:
+        where.append(events.c.to_state.in_([s.value for s in filters.to_state]))
+    where.extend(time_window(events.c.timestamp, filters.since, filters.until))
     if after is not None:
         where.append(events.c.id > after)
     query = sa.select(events).where(*where).order_by(events.c.id).limit(limit)

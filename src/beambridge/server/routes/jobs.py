@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Body, Depends, Query, Response
-from pydantic import TypeAdapter
+from fastapi import APIRouter, Body, Query, Response
 
-from beambridge.schemas.common import MAX_BULK_SIZE, Page, PositiveId, Tags
+from beambridge.schemas.common import MAX_BULK_SIZE, Page, PositiveId
 from beambridge.schemas.events import Event
 from beambridge.schemas.jobs import BulkResult, Job, JobBulkUpdate, JobCreate, JobIds, JobUpdate
+from beambridge.schemas.queries import JobQuery
 from beambridge.server.auth.tokens import Principal
 from beambridge.server.context import ServerContext, utcnow
 from beambridge.server.db.tables import events
@@ -20,7 +19,6 @@ from beambridge.server.errors import InvalidRequestError, NotFoundError
 from beambridge.server.jobs.create import create_jobs
 from beambridge.server.jobs.lifecycle import TransitionRequest, apply_transitions
 from beambridge.server.jobs.queries import (
-    JobFilter,
     count_jobs,
     get_job,
     get_job_statement,
@@ -31,67 +29,29 @@ from beambridge.server.jobs.queries import (
 )
 from beambridge.server.jobs.removal import cancel_jobs, delete_jobs
 from beambridge.server.routes.paging import After, Limit
-from beambridge.states import SESSION_REPORTED_STATES, JobState
+from beambridge.states import SESSION_REPORTED_STATES
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
-_TAGS: TypeAdapter[dict[str, str]] = TypeAdapter(Tags)
 
 
-async def job_filter(
-    id: Annotated[list[PositiveId], Query(max_length=5000, description="Job ids")] = [],  # noqa: B006
-    state: Annotated[list[JobState], Query()] = [],  # noqa: B006
-    site_id: Annotated[list[PositiveId], Query()] = [],  # noqa: B006
-    app_id: Annotated[list[PositiveId], Query()] = [],  # noqa: B006
-    tag: Annotated[list[str], Query(description="'key:value'; every one must match", max_length=64)] = [],  # noqa: B006
-    parent_id: Annotated[PositiveId | None, Query(description="Children of this job")] = None,
-    session_id: Annotated[PositiveId | None, Query()] = None,
-    workdir_prefix: Annotated[str | None, Query(max_length=512)] = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
-    updated_after: datetime | None = None,
-    updated_before: datetime | None = None,
-) -> JobFilter:
-    """Filters from the query string."""
-    tags: dict[str, str] = {}
-    for item in tag:
-        key, sep, value = item.partition(":")
-        if not sep or not key:
-            raise InvalidRequestError(f"tag filter {item!r} must look like 'key:value'")
-        tags[key] = value
-    _TAGS.validate_python(tags)
-    return JobFilter(
-        ids=list(id),
-        states=list(state),
-        site_ids=list(site_id),
-        app_ids=list(app_id),
-        tags=tags,
-        parent_id=parent_id,
-        session_id=session_id,
-        workdir_prefix=workdir_prefix,
-        created_after=created_after,
-        created_before=created_before,
-        updated_after=updated_after,
-        updated_before=updated_before,
-    )
-
-
-Filter = Annotated[JobFilter, Depends(job_filter)]
+Filters = Annotated[JobQuery, Query()]
+"""The job filters, read from the query string (each field of ``JobQuery`` is one parameter)."""
 
 
 @router.get("", response_model=Page[Job])
 def list_jobs_route(
-    ctx: Ctx, caller: Caller, flt: Filter, after: After = None, limit: Limit = 100
+    ctx: Ctx, caller: Caller, after: After = None, limit: Limit = 100, *, filters: Filters
 ) -> Response:
     """Jobs matching every given filter, in id order, one page at a time."""
     with ctx.db.read() as conn:
-        return jobs_page_response(list_jobs(conn, caller, flt, after=after, limit=limit), limit)
+        return jobs_page_response(list_jobs(conn, caller, filters, after=after, limit=limit), limit)
 
 
 @router.get("/count")
-def count_jobs_route(ctx: Ctx, caller: Caller, flt: Filter) -> dict[str, int]:
+def count_jobs_route(ctx: Ctx, caller: Caller, filters: Filters) -> dict[str, int]:
     """How many jobs match the filters."""
     with ctx.db.read() as conn:
-        return {"count": count_jobs(conn, caller, flt)}
+        return {"count": count_jobs(conn, caller, filters)}
 
 
 @router.post("", response_model=list[Job], status_code=201)

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from beambridge.schemas.common import Page
 from beambridge.schemas.jobs import BulkResult, Job
+from beambridge.schemas.queries import SessionQuery
 from beambridge.schemas.sessions import AcquireRequest, Heartbeat, Session, SessionCreate, SessionReport
 from beambridge.server.context import utcnow
 from beambridge.server.db.tables import batch_jobs, sessions, sites
@@ -18,7 +19,7 @@ from beambridge.server.dispatch import sessions as dispatch
 from beambridge.server.errors import InvalidRequestError
 from beambridge.server.jobs.queries import jobs_response
 from beambridge.server.ownership import get_owned, list_owned
-from beambridge.server.routes.paging import MAX_ID, After, IdPath, Limit, page
+from beambridge.server.routes.paging import After, IdPath, Limit, page
 
 router = APIRouter(prefix="/sessions", tags=["sessions"])
 
@@ -29,15 +30,16 @@ def list_sessions(
     caller: Caller,
     after: After = None,
     limit: Limit = 100,
-    site_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-    active: bool | None = None,
+    *,
+    filters: Annotated[SessionQuery, Query()],
 ) -> dict[str, Any]:
     """The caller's sessions."""
     where = []
-    if site_id is not None:
-        where.append(sessions.c.site_id == site_id)
-    if active is not None:
-        where.append(sessions.c.expired_at.is_(None) if active else sessions.c.expired_at.is_not(None))
+    if filters.site_id is not None:
+        where.append(sessions.c.site_id == filters.site_id)
+    if filters.active is not None:
+        expired = sessions.c.expired_at
+        where.append(expired.is_(None) if filters.active else expired.is_not(None))
     with ctx.db.read() as conn:
         return page(list_owned(conn, sessions, caller, where, after=after, limit=limit), limit)
 

@@ -8,7 +8,8 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query
 
 from beambridge.schemas.auth import SiteToken, SiteTokenCreate, SiteTokenCreated
-from beambridge.schemas.common import Name, Page
+from beambridge.schemas.common import Page
+from beambridge.schemas.queries import SiteQuery
 from beambridge.schemas.sites import Site, SiteCreate, SiteUpdate
 from beambridge.server.auth.tokens import SITE_TOKEN_PREFIX, hash_secret, new_secret
 from beambridge.server.context import utcnow
@@ -28,10 +29,11 @@ def list_sites(
     caller: Caller,
     after: After = None,
     limit: Limit = 100,
-    name: Annotated[Name | None, Query()] = None,
+    *,
+    filters: Annotated[SiteQuery, Query()],
 ) -> dict[str, Any]:
     """The caller's sites."""
-    where = [sites.c.name == name] if name else []
+    where = [sites.c.name == filters.name] if filters.name else []
     with ctx.db.read() as conn:
         return page(list_owned(conn, sites, caller, where, after=after, limit=limit), limit)
 

@@ -7,10 +7,10 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Body, Query
 
-from beambridge.schemas.apps import TransferDirection
-from beambridge.schemas.common import MAX_BULK_SIZE, Page, PositiveId
+from beambridge.schemas.common import MAX_BULK_SIZE, Page
 from beambridge.schemas.jobs import BulkResult
-from beambridge.schemas.transfers import TransferItem, TransferItemUpdate, TransferState
+from beambridge.schemas.queries import TransferQuery
+from beambridge.schemas.transfers import TransferItem, TransferItemUpdate
 from beambridge.server.context import utcnow
 from beambridge.server.db.chunks import chunked
 from beambridge.server.db.tables import transfer_items
@@ -28,24 +28,21 @@ def list_transfers(
     caller: Caller,
     after: After = None,
     limit: Limit = 100,
-    job_id: Annotated[list[PositiveId], Query(max_length=5000)] = [],  # noqa: B006
-    site_id: Annotated[PositiveId | None, Query()] = None,
-    state: Annotated[list[TransferState], Query()] = [],  # noqa: B006
-    direction: TransferDirection | None = None,
-    location: Annotated[str | None, Query(max_length=255)] = None,
+    *,
+    filters: Annotated[TransferQuery, Query()],
 ) -> dict[str, Any]:
     """The caller's transfer items, filtered."""
     where: list[sa.ColumnElement[bool]] = []
-    if job_id:
-        where.append(transfer_items.c.job_id.in_(job_id))
-    if site_id is not None:
-        where.append(transfer_items.c.site_id == site_id)
-    if state:
-        where.append(transfer_items.c.state.in_([s.value for s in state]))
-    if direction is not None:
-        where.append(transfer_items.c.direction == direction.value)
-    if location is not None:
-        where.append(transfer_items.c.location == location)
+    if filters.job_id:
+        where.append(transfer_items.c.job_id.in_(filters.job_id))
+    if filters.site_id is not None:
+        where.append(transfer_items.c.site_id == filters.site_id)
+    if filters.state:
+        where.append(transfer_items.c.state.in_([s.value for s in filters.state]))
+    if filters.direction is not None:
+        where.append(transfer_items.c.direction == filters.direction.value)
+    if filters.location is not None:
+        where.append(transfer_items.c.location == filters.location)
     with ctx.db.read() as conn:
         return page(list_owned(conn, transfer_items, caller, where, after=after, limit=limit), limit)
 
