@@ -1,0 +1,138 @@
+"""What a placement returns: the decision and, for every site considered, the estimate behind it.
+
+A :class:`Decision` serialises with :meth:`Decision.to_dict` to the JSON the service records in the
+job's placement event; :mod:`beambridge.schemas.placement` holds the same shape as pydantic models for
+the SDK and the CLI (a test keeps the two equal).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from beambridge.placement.snapshot import JobKey
+
+
+class Outcome(StrEnum):
+    """What became of a job."""
+
+    PLACED = "placed"
+    DEFERRED = "deferred"
+    """Eligible sites exist but none takes work now (down, draining, full): try again later."""
+    REFUSED = "refused"
+    """No site could ever run it (each site's reason is in the estimates)."""
+
+
+class SiteStatus(StrEnum):
+    """A site's part in one decision."""
+
+    CHOSEN = "chosen"
+    CANDIDATE = "candidate"
+    UNAVAILABLE = "unavailable"
+    INELIGIBLE = "ineligible"
+
+
+class WaitBasis(StrEnum):
+    """What the predicted wait for a slot rests on."""
+
+    FREE_SLOT = "free_slot"
+    """An idle slot in a running pilot."""
+    BACKLOG = "backlog"
+    """The work ahead, drained by the running pilots."""
+    QUEUED_PILOT = "queued_pilot"
+    """A pilot already in the batch queue."""
+    NEW_PILOT = "new_pilot"
+    """A pilot the site will have to submit."""
+
+
+@dataclass(frozen=True, slots=True)
+class SiteEstimate:
+    """One site's figures in one decision (seconds from the decision's time; ``None`` where not computed).
+
+    ``finish_s = max(stage_in_s, wait_s) + run_s + stage_out_s``, times ``penalty`` for a degraded site:
+    data moves while the work ahead drains, so the slower of the two decides when the job can start.
+    """
+
+    site: str
+    status: SiteStatus
+    health: str
+    reasons: tuple[str, ...] = ()
+    backlog: int = 0
+    stage_in_s: float | None = None
+    wait_s: float | None = None
+    wait_basis: WaitBasis | None = None
+    run_s: float | None = None
+    run_basis: str | None = None
+    """``history``, ``history_scaled`` (by input size) or ``prior``."""
+    stage_out_s: float | None = None
+    finish_s: float | None = None
+    finish_p95_s: float | None = None
+    penalty: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (seconds rounded to milliseconds)."""
+        return {
+            "site": self.site,
+            "status": self.status.value,
+            "health": self.health,
+            "reasons": list(self.reasons),
+            "backlog": self.backlog,
+            "stage_in_s": _ms(self.stage_in_s),
+            "wait_s": _ms(self.wait_s),
+            "wait_basis": self.wait_basis.value if self.wait_basis is not None else None,
+            "run_s": _ms(self.run_s),
+            "run_basis": self.run_basis,
+            "stage_out_s": _ms(self.stage_out_s),
+            "finish_s": _ms(self.finish_s),
+            "finish_p95_s": _ms(self.finish_p95_s),
+            "penalty": self.penalty,
+        }
+
+
+def _ms(value: float | None) -> float | None:
+    if value is None:
+        return None
+    return round(value, 3) if value != float("inf") else None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Where one job goes (or why it does not), by which policy, with every site's estimate."""
+
+    job: JobKey
+    policy: str
+    outcome: Outcome
+    site: str | None
+    reason: str
+    at: float
+    estimates: tuple[SiteEstimate, ...]
+    explored: bool = False
+
+    @property
+    def chosen(self) -> SiteEstimate | None:
+        """The chosen site's estimate."""
+        return next((e for e in self.estimates if e.status is SiteStatus.CHOSEN), None)
+
+    @property
+    def runner_up(self) -> SiteEstimate | None:
+        """The best candidate that was not chosen (by predicted finish), if any."""
+        others = [e for e in self.estimates if e.status is SiteStatus.CANDIDATE and e.finish_s is not None]
+        return min(others, key=lambda e: e.finish_s or 0.0) if others else None
+
+    def reasons_by_site(self) -> dict[str, list[str]]:
+        """For a refused or deferred job: each site's reasons."""
+        return {e.site: list(e.reasons) for e in self.estimates}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON the service stores with the placement event."""
+        return {
+            "job": self.job if isinstance(self.job, int | str) else repr(self.job),
+            "policy": self.policy,
+            "outcome": self.outcome.value,
+            "site": self.site,
+            "reason": self.reason,
+            "at": self.at,
+            "explored": self.explored,
+            "estimates": [e.to_dict() for e in self.estimates],
+        }

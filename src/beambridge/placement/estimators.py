@@ -1,0 +1,317 @@
+"""Estimators: robust figures from recorded samples, as pure functions the service feeds with rows.
+
+Each estimator takes samples stamped with the snapshot's clock (seconds), keeps the recent ones (a time
+window, topped up with the newest samples when the window holds too few: stale data beats none), and
+returns a small frozen object the placement code asks for predictions:
+
+* :func:`estimate_run_time` → :class:`RunTimeEstimate`: median run time of an app at a site, scaled by
+  input size where sizes are known (Theil–Sen line ``seconds = a + b·bytes``, robust to outliers; with
+  one size only, proportional scaling), and the spread to its 95th percentile;
+* :func:`estimate_queue_wait` → :class:`QueueWaitEstimate`: how long a new pilot waits in a batch queue,
+  by Kaplan–Meier over finished waits *and* the pilots still queued (censored at their age), so a queue
+  that has stopped moving looks slow at once rather than when its first stuck pilot finally starts;
+* :func:`estimate_transfer` → :class:`TransferEstimate`: per-task overhead and rate of a route
+  (location → site), from the same robust line over (bytes, seconds), and its failure rate;
+* :func:`failure_rate`, :func:`completions_per_s`: counts over the window.
+
+With no samples at all each falls back to the prior it is given (from the site's configuration).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, TypeVar
+
+import numpy as np
+
+Source = Literal["history", "prior"]
+
+DEFAULT_WINDOW_S = 6 * 3600.0
+MIN_SAMPLES = 5
+MAX_SAMPLES = 64
+"""The newest samples kept per estimate: enough for a stable median, few enough for an O(n²) line fit."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunSample:
+    """One finished run of an app at a site."""
+
+    seconds: float
+    at: float
+    """When the run ended (snapshot clock)."""
+    input_bytes: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueWaitSample:
+    """One pilot's wait in a batch queue, from submission to start."""
+
+    seconds: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TransferSample:
+    """One finished transfer task between a location and a site (either direction)."""
+
+    bytes: float
+    seconds: float
+    at: float
+    ok: bool = True
+
+
+class _Stamped(Protocol):
+    @property
+    def at(self) -> float: ...
+
+
+S = TypeVar("S", bound=_Stamped)
+
+
+def recent(
+    samples: Sequence[S], now: float, window_s: float = DEFAULT_WINDOW_S, min_samples: int = MIN_SAMPLES
+) -> list[S]:
+    """The samples of the last ``window_s`` seconds, or the newest ``min_samples`` if the window has fewer;
+    newest first, at most :data:`MAX_SAMPLES`."""
+    ordered = sorted(samples, key=lambda s: s.at, reverse=True)
+    inside = [s for s in ordered if now - s.at <= window_s]
+    chosen = inside if len(inside) >= min_samples else ordered[:min_samples]
+    return chosen[:MAX_SAMPLES]
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` by linear interpolation (NumPy's default); ``nan`` if empty."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def median(values: Sequence[float]) -> float:
+    """The median of ``values`` (``nan`` if empty)."""
+    return quantile(values, 0.5)
+
+
+def robust_line(x: Sequence[float], y: Sequence[float]) -> tuple[float, float] | None:
+    """Theil–Sen fit ``y = a + b·x``: ``b`` the median of pairwise slopes, ``a`` the median of ``y − b·x``.
+
+    Robust to up to ~29 % outliers (Sen 1968). ``None`` when no two points differ in ``x``.
+    """
+    xs = np.asarray(x, dtype=float)
+    ys = np.asarray(y, dtype=float)
+    dx = np.subtract.outer(xs, xs)
+    upper = np.triu(np.ones_like(dx, dtype=bool), k=1) & (np.abs(dx) > 0)
+    if not upper.any():
+        return None
+    slopes = np.subtract.outer(ys, ys)[upper] / dx[upper]
+    b = float(np.median(slopes))
+    a = float(np.median(ys - b * xs))
+    return a, b
+
+
+@dataclass(frozen=True, slots=True)
+class RunTimeEstimate:
+    """How long an app runs at a site: ``seconds = intercept_s + seconds_per_byte · input_bytes``, or
+    ``median_s`` when the job's size is unknown or sizes did not matter; ``spread`` = p95 / median."""
+
+    median_s: float
+    spread: float = 1.5
+    intercept_s: float = 0.0
+    seconds_per_byte: float = 0.0
+    samples: int = 0
+    source: Source = "prior"
+
+    @property
+    def p95_s(self) -> float:
+        """The 95th percentile of a typical run."""
+        return self.median_s * self.spread
+
+    @property
+    def scales_with_size(self) -> bool:
+        """Whether predictions depend on the input size."""
+        return self.seconds_per_byte > 0
+
+    def predict(self, input_bytes: float | None) -> float:
+        """The median run time of a job with ``input_bytes`` of input (``None``: size unknown)."""
+        if input_bytes is None or self.seconds_per_byte <= 0:
+            return self.median_s
+        return max(self.intercept_s + self.seconds_per_byte * input_bytes, 0.05 * self.median_s, 1e-3)
+
+
+def prior_run_time(seconds: float, spread: float = 1.5) -> RunTimeEstimate:
+    """A run-time estimate from configuration alone."""
+    return RunTimeEstimate(median_s=seconds, spread=spread, source="prior")
+
+
+def estimate_run_time(
+    samples: Sequence[RunSample],
+    now: float,
+    *,
+    prior_s: float,
+    prior_spread: float = 1.5,
+    window_s: float = DEFAULT_WINDOW_S,
+    min_samples: int = MIN_SAMPLES,
+) -> RunTimeEstimate:
+    """The run-time model of one app at one site from its recent runs (see the module docstring)."""
+    rows = [s for s in recent(samples, now, window_s, min_samples) if s.seconds >= 0]
+    if not rows:
+        return prior_run_time(prior_s, prior_spread)
+    seconds = [s.seconds for s in rows]
+    mid = median(seconds)
+    sized = [s for s in rows if s.input_bytes is not None and s.input_bytes > 0]
+    intercept, per_byte = 0.0, 0.0
+    if len(sized) >= 3:
+        sizes = [float(s.input_bytes or 0.0) for s in sized]
+        if max(sizes) >= 1.2 * min(sizes):
+            line = robust_line(sizes, [s.seconds for s in sized])
+            if line is not None and line[1] > 0:
+                intercept, per_byte = line
+        else:  # one size seen: assume time proportional to size
+            per_byte = median([s.seconds for s in sized]) / median(sizes)
+    if per_byte > 0:
+        ratios = [s.seconds / max(intercept + per_byte * float(s.input_bytes or 0.0), 1e-9) for s in sized]
+    else:
+        ratios = [x / mid for x in seconds] if mid > 0 else [1.0]
+    spread = max(1.0, quantile(ratios, 0.95) / max(median(ratios), 1e-9)) if len(rows) >= 3 else prior_spread
+    return RunTimeEstimate(mid, spread, intercept, per_byte, len(rows), "history")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueWaitEstimate:
+    """How long a pilot waits in one batch queue; ``finished`` holds the observed waits, sorted."""
+
+    median_s: float
+    p95_s: float
+    finished: tuple[float, ...] = ()
+    still_queued: int = 0
+    source: Source = "prior"
+
+    def remaining(self, age_s: float) -> float:
+        """Expected further wait of a pilot already queued for ``age_s``: the median of the observed
+        waits longer than that, less its age; past every observed wait, as long again as it has waited."""
+        start = bisect.bisect_right(self.finished, age_s)
+        longer = self.finished[start:]
+        if longer:
+            return longer[len(longer) // 2] - age_s
+        return max(self.median_s - age_s, age_s)
+
+
+def prior_queue_wait(seconds: float) -> QueueWaitEstimate:
+    """A queue-wait estimate from configuration alone (p95 taken as three times the median)."""
+    return QueueWaitEstimate(median_s=seconds, p95_s=3 * seconds, source="prior")
+
+
+def kaplan_meier_quantile(events: Sequence[float], censored: Sequence[float], q: float) -> float | None:
+    """The time by which a fraction ``q`` of waits have ended (Kaplan–Meier), counting ``censored``
+    waits as "at least this long"; ``None`` when the curve never reaches ``q`` (too much censoring)."""
+    marks = sorted([(t, 1) for t in events] + [(t, 0) for t in censored])
+    at_risk = len(marks)
+    survival = 1.0
+    i = 0
+    while i < len(marks):
+        t = marks[i][0]
+        ended = 0
+        leaving = 0
+        while i < len(marks) and marks[i][0] == t:
+            ended += marks[i][1]
+            leaving += 1
+            i += 1
+        if ended:
+            survival *= 1 - ended / at_risk
+            if 1 - survival >= q - 1e-12:
+                return t
+        at_risk -= leaving
+    return None
+
+
+def estimate_queue_wait(
+    samples: Sequence[QueueWaitSample],
+    now: float,
+    *,
+    prior_s: float,
+    still_queued_ages: Sequence[float] = (),
+    window_s: float = 7 * 24 * 3600.0,
+    min_samples: int = MIN_SAMPLES,
+) -> QueueWaitEstimate:
+    """The queue-wait model of one (site, queue) from recent pilot waits and the pilots still queued."""
+    rows = recent(samples, now, window_s, min_samples)
+    waits = sorted(max(s.seconds, 0.0) for s in rows)
+    ages = [max(a, 0.0) for a in still_queued_ages]
+    if not waits and not ages:
+        return prior_queue_wait(prior_s)
+    longest = max([*waits, *ages])
+    mid = kaplan_meier_quantile(waits, ages, 0.5)
+    p95 = kaplan_meier_quantile(waits, ages, 0.95)
+    if mid is None:  # most pilots are still waiting: the wait is at least the longest seen, or the prior
+        mid = max(longest, prior_s)
+    if p95 is None:
+        p95 = max(mid, longest, 3 * prior_s if not waits else longest)
+    return QueueWaitEstimate(mid, max(p95, mid), tuple(waits), len(ages), "history")
+
+
+@dataclass(frozen=True, slots=True)
+class TransferEstimate:
+    """A route's transfer model: ``seconds = overhead_s + bytes / rate_bps`` (bytes per second)."""
+
+    rate_bps: float
+    overhead_s: float
+    failure_rate: float = 0.0
+    samples: int = 0
+    source: Source = "prior"
+
+    def seconds(self, nbytes: float) -> float:
+        """Predicted duration of one task moving ``nbytes``."""
+        return self.overhead_s + nbytes / self.rate_bps
+
+
+def prior_transfer(rate_bps: float, overhead_s: float) -> TransferEstimate:
+    """A transfer estimate from configuration alone."""
+    return TransferEstimate(rate_bps=rate_bps, overhead_s=overhead_s, source="prior")
+
+
+def failure_rate(samples: Sequence[TransferSample], now: float, window_s: float = 3600.0) -> tuple[int, int]:
+    """``(failed, total)`` transfer tasks that ended in the last ``window_s`` seconds."""
+    inside = [s for s in samples if now - s.at <= window_s]
+    return sum(not s.ok for s in inside), len(inside)
+
+
+def estimate_transfer(
+    samples: Sequence[TransferSample],
+    now: float,
+    *,
+    prior_rate_bps: float,
+    prior_overhead_s: float,
+    window_s: float = DEFAULT_WINDOW_S,
+    min_samples: int = MIN_SAMPLES,
+) -> TransferEstimate:
+    """The transfer model of one route from its recent tasks.
+
+    With sizes spread at least 2× apart, a Theil–Sen line over (bytes, seconds) gives the overhead
+    (intercept) and the rate (1 / slope); otherwise the configured overhead stays and the rate is the
+    median of ``bytes / (seconds − overhead)``.
+    """
+    failed, total = failure_rate(samples, now, window_s)
+    fail = failed / total if total else 0.0
+    ok = [s for s in recent([s for s in samples if s.ok], now, window_s, min_samples) if s.bytes > 0]
+    if not ok:
+        return TransferEstimate(prior_rate_bps, prior_overhead_s, fail, 0, "prior")
+    sizes = [s.bytes for s in ok]
+    if len(ok) >= 3 and max(sizes) >= 2 * min(sizes):
+        line = robust_line(sizes, [s.seconds for s in ok])
+        if line is not None and line[1] > 0:
+            overhead = min(max(line[0], 0.0), min(s.seconds for s in ok))
+            return TransferEstimate(1.0 / line[1], overhead, fail, len(ok), "history")
+    overhead = min(prior_overhead_s, 0.5 * min(s.seconds for s in ok))
+    rate = median([s.bytes / max(s.seconds - overhead, 1e-6) for s in ok])
+    return TransferEstimate(rate, overhead, fail, len(ok), "history")
+
+
+def completions_per_s(end_times: Sequence[float], now: float, window_s: float = 900.0) -> float:
+    """Runs finished per second over the last ``window_s`` seconds (a site's measured rate)."""
+    return sum(1 for t in end_times if 0 <= now - t <= window_s) / window_s
