@@ -12,7 +12,19 @@ from collections.abc import Sequence
 
 import typer
 
-from beambridge.cli import apps, demo, events, jobs, launcher, login, server, site_agent, sites, users
+from beambridge.cli import (
+    apps,
+    demo,
+    events,
+    jobs,
+    launcher,
+    login,
+    placement,
+    server,
+    site_agent,
+    sites,
+    users,
+)
 
 app = typer.Typer(
     name="beambridge",
@@ -26,6 +38,7 @@ app.add_typer(users.app, name="user")
 app.add_typer(sites.app, name="site")
 app.add_typer(apps.app, name="app")
 app.add_typer(jobs.app, name="job")
+app.add_typer(placement.app, name="placement")
 app.command("login")(login.login)
 app.command("events")(events.events)
 app.command("demo")(demo.demo)

@@ -37,7 +37,15 @@ from beambridge.placement.health import (
     site_health,
 )
 from beambridge.placement.hedging import Hedge, hedges
-from beambridge.placement.placer import BatchResult, PlacedJob, jobs_to_replace, place, place_batch, replace
+from beambridge.placement.placer import (
+    BatchResult,
+    EligibilityCache,
+    PlacedJob,
+    jobs_to_replace,
+    place,
+    place_batch,
+    replace,
+)
 from beambridge.placement.policies import DEFAULT_POLICY, POLICIES
 from beambridge.placement.snapshot import (
     AppSpec,
@@ -57,6 +65,7 @@ __all__ = [
     "BacklogGroup",
     "BatchResult",
     "Decision",
+    "EligibilityCache",
     "HealthSignals",
     "HealthState",
     "HealthThresholds",

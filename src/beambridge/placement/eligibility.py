@@ -27,6 +27,8 @@ def location_of(transfer: str) -> str:
 def parameter_problems(app: AppSpec, given: Mapping[str, Any]) -> list[str]:
     """What is wrong with ``given`` parameters for ``app`` (empty when they are accepted)."""
     declared = app.parameters
+    if not declared and not given:
+        return []
     problems = [
         f"unknown parameter {name!r} for app {app.name!r} (it takes: {', '.join(sorted(declared)) or 'none'})"
         for name in given
@@ -44,6 +46,10 @@ def parameter_problems(app: AppSpec, given: Mapping[str, Any]) -> list[str]:
 def transfer_problems(app: AppSpec, given: Mapping[str, str]) -> list[str]:
     """What is wrong with the job's transfer slots for ``app``."""
     slots: Mapping[str, TransferSlot] = app.transfer_slots
+    if all(name in slots for name in given) and all(
+        name in given or not slot.required for name, slot in slots.items()
+    ):
+        return []
     problems = [
         f"unknown transfer slot {name!r} for app {app.name!r} (it has: {', '.join(sorted(slots)) or 'none'})"
         for name in given
@@ -59,6 +65,8 @@ def transfer_problems(app: AppSpec, given: Mapping[str, str]) -> list[str]:
 
 def location_problems(site: SiteSnapshot, given: Mapping[str, str]) -> list[str]:
     """Location aliases the job's transfers name that the site has not registered."""
+    if all(location_of(value) in site.locations for value in given.values()):
+        return []
     known = (
         ", ".join(sorted(site.locations)) or "none registered yet: start its agent with locations in site.yml"
     )

@@ -147,16 +147,10 @@ class FinishEstimate:
     run_basis: str
     stage_out_s: float
     penalty: float
-
-    @property
-    def finish_s(self) -> float:
-        """Predicted seconds until the job finishes."""
-        return (max(self.stage_in_s, self.wait_s) + self.run_s + self.stage_out_s) * self.penalty
-
-    @property
-    def finish_p95_s(self) -> float:
-        """A 95th-percentile finish: the slow run and the slow queue."""
-        return (max(self.stage_in_s, self.wait_p95_s) + self.run_p95_s + self.stage_out_s) * self.penalty
+    finish_s: float
+    """Predicted seconds until the job finishes."""
+    finish_p95_s: float
+    """A 95th-percentile finish: the slow run and the slow queue."""
 
 
 def stage_seconds(
@@ -241,6 +235,17 @@ def predict_finish(
     stage_out = stage_seconds(load, out_locations, job.output_bytes, queued=False) if out_locations else 0.0
     wait, wait_p95, basis = wait_for_slot(load, job, run_s)
     penalty = degraded_penalty if site.health.state == "degraded" else 1.0
+    run_p95 = run_s * estimate.spread
     return FinishEstimate(
-        stage_in, wait, wait_p95, basis, run_s, run_s * estimate.spread, run_basis, stage_out, penalty
+        stage_in,
+        wait,
+        wait_p95,
+        basis,
+        run_s,
+        run_p95,
+        run_basis,
+        stage_out,
+        penalty,
+        ((stage_in if stage_in > wait else wait) + run_s + stage_out) * penalty,
+        ((stage_in if stage_in > wait_p95 else wait_p95) + run_p95 + stage_out) * penalty,
     )

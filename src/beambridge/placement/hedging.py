@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from beambridge.placement.decision import Decision
-from beambridge.placement.placer import PlacedJob, place_batch
+from beambridge.placement.placer import EligibilityCache, PlacedJob, place_batch
 from beambridge.placement.policies import DEFAULT_POLICY
 from beambridge.placement.snapshot import Snapshot
 
@@ -54,6 +54,7 @@ def hedges(
     *,
     policy: str = DEFAULT_POLICY,
     max_copies: int | None = None,
+    cache: EligibilityCache | None = None,
 ) -> list[Hedge]:
     """The copies to make now (see the module docstring); jobs with no other site to go to are left."""
     late = overdue(placed, snapshot.now)
@@ -62,7 +63,7 @@ def hedges(
     if not late:
         return []
     avoid = {item.job.key: {item.site: "the job already runs here"} for item, _ in late}
-    result = place_batch([item.job for item, _ in late], snapshot, policy, avoid=avoid)
+    result = place_batch([item.job for item, _ in late], snapshot, policy, avoid=avoid, cache=cache)
     return [
         Hedge(item, past, decision)
         for (item, past), decision in zip(late, result.decisions, strict=True)

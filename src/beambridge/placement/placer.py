@@ -16,13 +16,12 @@ job is considered, so a batch spreads over sites as the predictions fill up.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from beambridge.placement.decision import Decision, Outcome, SiteEstimate, SiteStatus
 from beambridge.placement.eligibility import ineligibility, job_sites, location_of, shape_key
-from beambridge.placement.finish_time import INFINITE, SiteLoad, predict_finish
+from beambridge.placement.finish_time import INFINITE, FinishEstimate, SiteLoad, predict_finish
 from beambridge.placement.policies import DEFAULT_POLICY, Candidate, PolicyContext, get_policy
 from beambridge.placement.snapshot import JobKey, JobRequest, SiteSnapshot, Snapshot
 from beambridge.schemas.apps import TransferDirection
@@ -65,27 +64,44 @@ def _fit(job: JobRequest, site: SiteSnapshot) -> _Fit:
     return _Fit(reasons, tuple(inputs), tuple(outputs))
 
 
-class _Batch:
-    """State shared by the jobs of one batch: per-site loads, per-shape fits, the cursor."""
+class EligibilityCache:
+    """Eligibility of job shapes at sites, kept across batches by a caller that places often.
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    An entry is reused only while the site's app of that name and its locations are the very same
+    objects, so a site that re-registers its apps is checked afresh.
+    """
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self.max_entries = max_entries
+        self._fits: dict[tuple[object, ...], tuple[object, frozenset[str], _Fit]] = {}
+
+    def fit(self, shape: tuple[object, ...], job: JobRequest, site: SiteSnapshot) -> _Fit:
+        """The fit of ``job`` (of ``shape``) at ``site``."""
+        key = (shape, site.name)
+        app = site.apps.get(job.app)
+        entry = self._fits.get(key)
+        if entry is not None and entry[0] is app and entry[1] is site.locations:
+            return entry[2]
+        if len(self._fits) >= self.max_entries:
+            self._fits.clear()
+        fit = _fit(job, site)
+        self._fits[key] = (app, site.locations, fit)
+        return fit
+
+
+class _Batch:
+    """State shared by the jobs of one batch: per-site loads, eligibility, the cursor."""
+
+    def __init__(self, snapshot: Snapshot, cache: EligibilityCache | None) -> None:
         self.snapshot = snapshot
         self.loads = {site.name: SiteLoad(site) for site in snapshot.sites}
-        self.fits: dict[tuple[object, ...], dict[str, _Fit]] = {}
+        self.cache = cache if cache is not None else EligibilityCache()
         self.context = PolicyContext(snapshot, snapshot.round_robin_cursor)
-
-    def fits_of(self, job: JobRequest) -> dict[str, _Fit]:
-        """The per-site fits of the job's shape (computed once per shape and batch)."""
-        key = (shape_key(job), tuple(sorted(job.input_bytes)), tuple(sorted(job.output_bytes)))
-        fits = self.fits.get(key)
-        if fits is None:
-            fits = self.fits[key] = {}
-        return fits
 
     def decide(self, job: JobRequest, policy_name: str, avoid: Mapping[str, str]) -> Decision:
         snapshot = self.snapshot
         sites, unknown = job_sites(job, snapshot)
-        estimates: list[SiteEstimate] = [
+        estimates: list[SiteEstimate | None] = [
             SiteEstimate(name, SiteStatus.INELIGIBLE, "unknown", tuple(reasons))
             for name, reasons in unknown.items()
         ]
@@ -93,11 +109,10 @@ class _Batch:
         slots: list[int] = []
         fits: list[_Fit] = []
         penalty = snapshot.options.degraded_penalty
-        shape_fits = self.fits_of(job)
+        shape = (shape_key(job), tuple(job.input_bytes), tuple(job.output_bytes))
+        cache = self.cache
         for site in sites:
-            fit = shape_fits.get(site.name)
-            if fit is None:
-                fit = shape_fits[site.name] = _fit(job, site)
+            fit = cache.fit(shape, job, site)
             health = site.health.state.value
             if fit.reasons:
                 estimates.append(SiteEstimate(site.name, SiteStatus.INELIGIBLE, health, fit.reasons))
@@ -115,41 +130,32 @@ class _Batch:
                 unavailable = (f"backlog cap reached ({load.backlog} of {site.max_backlog} jobs)",)
             elif predicted.wait_s == INFINITE:
                 unavailable = (NO_CAPACITY,)
-            finite = predicted.wait_s != INFINITE
-            estimates.append(
-                SiteEstimate(
-                    site.name,
-                    SiteStatus.UNAVAILABLE if unavailable else SiteStatus.CANDIDATE,
-                    health,
-                    unavailable,
-                    load.backlog,
-                    predicted.stage_in_s,
-                    predicted.wait_s if finite else None,
-                    predicted.wait_basis,
-                    predicted.run_s,
-                    predicted.run_basis,
-                    predicted.stage_out_s,
-                    predicted.finish_s if finite else None,
-                    predicted.finish_p95_s if finite else None,
-                    predicted.penalty,
+            if unavailable:
+                estimates.append(
+                    _estimate(site.name, SiteStatus.UNAVAILABLE, health, unavailable, load, predicted)
                 )
-            )
-            if not unavailable:
+            else:  # built once the policy has chosen
                 candidates.append(Candidate(load, predicted))
-                slots.append(len(estimates) - 1)
+                slots.append(len(estimates))
                 fits.append(fit)
+                estimates.append(None)
         now = snapshot.now
         if not candidates:
-            eligible = [e for e in estimates if e.status is not SiteStatus.INELIGIBLE]
+            every = [e for e in estimates if e is not None]
+            eligible = [e for e in every if e.status is not SiteStatus.INELIGIBLE]
             outcome = Outcome.DEFERRED if eligible else Outcome.REFUSED
             lead = "no eligible site takes work now" if eligible else "no site can run this job"
-            detail = "; ".join(f"{e.site}: {', '.join(e.reasons)}" for e in (eligible or estimates))
+            detail = "; ".join(f"{e.site}: {', '.join(e.reasons)}" for e in (eligible or every))
             reason = f"{lead}: {detail}" if detail else f"{lead}: the snapshot has no sites"
-            return Decision(job.key, policy_name, outcome, None, reason, now, tuple(estimates))
+            return Decision(job.key, policy_name, outcome, None, reason, now, tuple(every))
         choice = get_policy(policy_name)(job, candidates, self.context)
+        for i, (candidate, position) in enumerate(zip(candidates, slots, strict=True)):
+            status = SiteStatus.CHOSEN if i == choice.index else SiteStatus.CANDIDATE
+            site = candidate.load.site
+            estimates[position] = _estimate(
+                site.name, status, site.health.state.value, (), candidate.load, candidate.estimate
+            )
         chosen = candidates[choice.index]
-        position = slots[choice.index]
-        estimates[position] = dataclasses.replace(estimates[position], status=SiteStatus.CHOSEN)
         chosen.load.add(job, chosen.estimate.run_s, fits[choice.index].in_locations)
         return Decision(
             job.key,
@@ -158,9 +164,36 @@ class _Batch:
             chosen.name,
             choice.reason,
             now,
-            tuple(estimates),
+            tuple(e for e in estimates if e is not None),
             choice.explored,
         )
+
+
+def _estimate(
+    name: str,
+    status: SiteStatus,
+    health: str,
+    reasons: tuple[str, ...],
+    load: SiteLoad,
+    predicted: FinishEstimate,
+) -> SiteEstimate:
+    finite = predicted.wait_s != INFINITE
+    return SiteEstimate(
+        name,
+        status,
+        health,
+        reasons,
+        load.backlog,
+        predicted.stage_in_s,
+        predicted.wait_s if finite else None,
+        predicted.wait_basis,
+        predicted.run_s,
+        predicted.run_basis,
+        predicted.stage_out_s,
+        predicted.finish_s if finite else None,
+        predicted.finish_p95_s if finite else None,
+        predicted.penalty,
+    )
 
 
 def place_batch(
@@ -169,17 +202,19 @@ def place_batch(
     policy: str = DEFAULT_POLICY,
     *,
     avoid: Mapping[JobKey, Mapping[str, str]] | None = None,
+    cache: EligibilityCache | None = None,
 ) -> BatchResult:
     """Place ``jobs`` together on ``snapshot``'s sites; each job's own ``policy`` wins over ``policy``.
 
     ``avoid`` names, per job, sites it must not go to and why (the site it is leaving, the site its
-    original runs on when hedging). Decisions come back in the order of ``jobs``.
+    original runs on when hedging). ``cache`` keeps eligibility checks across calls (see
+    :class:`EligibilityCache`). Decisions come back in the order of ``jobs``.
     """
     get_policy(policy)
     for job in jobs:
         if job.policy is not None:
             get_policy(job.policy)
-    batch = _Batch(snapshot)
+    batch = _Batch(snapshot, cache)
     avoid = avoid or {}
     order = sorted(range(len(jobs)), key=lambda i: -jobs[i].priority)
     decisions: list[Decision | None] = [None] * len(jobs)
@@ -221,11 +256,17 @@ def jobs_to_replace(placed: Iterable[PlacedJob], snapshot: Snapshot) -> list[Pla
     return moving
 
 
-def replace(placed: Iterable[PlacedJob], snapshot: Snapshot, policy: str = DEFAULT_POLICY) -> BatchResult:
+def replace(
+    placed: Iterable[PlacedJob],
+    snapshot: Snapshot,
+    policy: str = DEFAULT_POLICY,
+    *,
+    cache: EligibilityCache | None = None,
+) -> BatchResult:
     """Re-place the jobs :func:`jobs_to_replace` picks, never back onto the site they leave.
 
     A job with nowhere to go comes back ``deferred`` and stays where it is until the next cycle.
     """
     moving = jobs_to_replace(placed, snapshot)
     avoid = {item.job.key: {item.site: f"the job is leaving {item.site!r}"} for item in moving}
-    return place_batch([item.job for item in moving], snapshot, policy, avoid=avoid)
+    return place_batch([item.job for item in moving], snapshot, policy, avoid=avoid, cache=cache)
