@@ -15,6 +15,7 @@ from beambridge.placement import (
     PlacementOptions,
     QueuedPilot,
     SiteHealth,
+    SitePriors,
     SiteStatus,
     Snapshot,
     WaitBasis,
@@ -263,3 +264,14 @@ def test_decisions_serialise_to_the_api_schema() -> None:
     assert set(data) == set(PlacementDecision.model_fields)
     assert set(data["estimates"][0]) == set(PlacementEstimate.model_fields)
     assert [e.status for e in model.estimates] == ["chosen", "unavailable", "ineligible"]
+
+
+def test_impossible_figures_are_refused_where_they_are_made() -> None:
+    with pytest.raises(ValueError, match=r"job 1: input_bytes\['aps'\] must be >= 0, got -5"):
+        job(1, input_bytes={"aps": -5})
+    with pytest.raises(ValueError, match="transfer_rate_bps must be > 0"):
+        SitePriors(transfer_rate_bps=0)
+    with pytest.raises(ValueError, match="need 0 <= free_slots <= running_slots"):
+        site("a", slots=2, free=3)
+    with pytest.raises(ValueError, match="same name"):
+        snapshot(site("a"), site("a"))

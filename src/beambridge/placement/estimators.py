@@ -265,6 +265,10 @@ class TransferEstimate:
     samples: int = 0
     source: Source = "prior"
 
+    def __post_init__(self) -> None:
+        if not self.rate_bps > 0 or not self.overhead_s >= 0:
+            raise ValueError(f"a transfer estimate needs rate_bps > 0 and overhead_s >= 0, got {self}")
+
     def seconds(self, nbytes: float) -> float:
         """Predicted duration of one task moving ``nbytes``."""
         return self.overhead_s + nbytes / self.rate_bps

@@ -44,10 +44,13 @@ class SiteLoad:
         "_queues",
         "_routes",
         "_runs",
+        "accepts_work",
         "extra_by_app",
         "extra_bytes",
         "extra_jobs",
         "extra_work_s",
+        "health",
+        "penalised",
         "site",
     )
 
@@ -63,6 +66,9 @@ class SiteLoad:
         self._ahead: dict[int, tuple[int, float]] = {}
         self._busy_residual: float | None = None
         self._base_backlog = site.backlog_jobs
+        self.health = site.health.state.value
+        self.accepts_work = site.health.accepts_work
+        self.penalised = self.health == "degraded"
 
     def run_time(self, app: str) -> RunTimeEstimate:
         """The site's run-time estimate of ``app`` (cached for the batch)."""
@@ -223,7 +229,6 @@ def predict_finish(
     degraded_penalty: float,
 ) -> FinishEstimate:
     """The finish-time prediction of ``job`` at ``load.site`` given what the batch already sent there."""
-    site = load.site
     estimate = load.run_time(job.app)
     size = job.total_input_bytes
     run_s = estimate.predict(size)
@@ -234,7 +239,7 @@ def predict_finish(
     stage_in = stage_seconds(load, in_locations, job.input_bytes, queued=True) if in_locations else 0.0
     stage_out = stage_seconds(load, out_locations, job.output_bytes, queued=False) if out_locations else 0.0
     wait, wait_p95, basis = wait_for_slot(load, job, run_s)
-    penalty = degraded_penalty if site.health.state == "degraded" else 1.0
+    penalty = degraded_penalty if load.penalised else 1.0
     run_p95 = run_s * estimate.spread
     return FinishEstimate(
         stage_in,

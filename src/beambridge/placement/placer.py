@@ -113,12 +113,12 @@ class _Batch:
         cache = self.cache
         for site in sites:
             fit = cache.fit(shape, job, site)
-            health = site.health.state.value
+            load = self.loads[site.name]
+            health = load.health
             if fit.reasons:
                 estimates.append(SiteEstimate(site.name, SiteStatus.INELIGIBLE, health, fit.reasons))
                 continue
-            load = self.loads[site.name]
-            if not site.health.accepts_work or site.name in avoid:
+            if not load.accepts_work or site.name in avoid:
                 reasons = (avoid[site.name],) if site.name in avoid else (site.health.describe(),)
                 estimates.append(
                     SiteEstimate(site.name, SiteStatus.UNAVAILABLE, health, reasons, load.backlog)
@@ -153,7 +153,7 @@ class _Batch:
             status = SiteStatus.CHOSEN if i == choice.index else SiteStatus.CANDIDATE
             site = candidate.load.site
             estimates[position] = _estimate(
-                site.name, status, site.health.state.value, (), candidate.load, candidate.estimate
+                site.name, status, candidate.load.health, (), candidate.load, candidate.estimate
             )
         chosen = candidates[choice.index]
         chosen.load.add(job, chosen.estimate.run_s, fits[choice.index].in_locations)

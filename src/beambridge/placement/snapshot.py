@@ -81,6 +81,14 @@ class SitePriors:
     dispatch_s: float = 1.0
     """From runnable to running when a slot is free (the launcher's acquire round trip)."""
 
+    def __post_init__(self) -> None:
+        if not self.transfer_rate_bps > 0:
+            raise ValueError("transfer_rate_bps must be > 0")
+        if min(self.default_run_time_s, self.queue_wait_s, self.transfer_overhead_s, self.dispatch_s) < 0:
+            raise ValueError("prior times must be >= 0")
+        if self.run_time_spread < 1:
+            raise ValueError("run_time_spread (p95 / median) must be >= 1")
+
     def run_time(self, app: str) -> RunTimeEstimate:
         """The prior run-time estimate of ``app``."""
         return prior_run_time(self.run_time_s.get(app, self.default_run_time_s), self.run_time_spread)
@@ -179,6 +187,12 @@ class JobRequest:
     priority: int = 0
     hedge: bool = False
     policy: str | None = None
+
+    def __post_init__(self) -> None:
+        for name, sizes in (("input_bytes", self.input_bytes), ("output_bytes", self.output_bytes)):
+            for location, nbytes in sizes.items():
+                if not nbytes >= 0:
+                    raise ValueError(f"job {self.key!r}: {name}[{location!r}] must be >= 0, got {nbytes!r}")
 
     @property
     def total_input_bytes(self) -> float | None:

@@ -1,0 +1,213 @@
+"""Placement: each policy on the same traces, in the same run — the simulator half of issue 13's benchmark.
+
+Parts (each prints its table; the headline comes last):
+
+* ``simulator`` — every policy on each scenario: the shipped ``balsam-paper`` (APS XPCS to Theta, Summit
+  and Cori as in Balsam's SC21 runs), the same trace with the fastest site (Cori) down from minute 5 to
+  minute 11 (``balsam-paper-outage``), and ``internet-scale`` (10 facilities, ~100,000 jobs, two
+  outages and a drain). Jobs/min per site and in total, latency (arrival → result back) median and
+  p95, jobs re-placed, jobs stranded, decision cost per job inside the simulation, wall time to
+  simulate. A plot of jobs per site over time per policy goes to ``--out``.
+* ``calibration`` — the simulator against the paper's own figures: one job at a time per route
+  (median latency) and the load-balancing runs (jobs/min).
+* ``decision`` — the cost of one placement decision on a 10-site snapshot, batches of 500 jobs.
+
+The real-system half (three real sites on this machine, an outage made real, the same policies) belongs
+beside these as one more part, added with the service integration: a function returning rows in the
+same shape, registered in ``PARTS``.
+
+Run: ``.venv/bin/python benchmarks/placement.py`` (``--quick`` skips internet-scale; ``--part`` picks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from beambridge.cli.placement import results_table, sites_table  # noqa: E402
+from beambridge.placement import (  # noqa: E402
+    AppSpec,
+    BacklogGroup,
+    JobRequest,
+    SitePriors,
+    SiteSnapshot,
+    Snapshot,
+    place_batch,
+)
+from beambridge.placement.estimators import RunTimeEstimate  # noqa: E402
+from beambridge.placement.policies import POLICIES  # noqa: E402
+from beambridge.placement.simulator import Scenario, SimulationResult, load_scenario, simulate  # noqa: E402
+from beambridge.placement.simulator.plot import plot_jobs_per_site  # noqa: E402
+
+console = Console(width=160)
+PAPER_LATENCY = {"theta": 140.7, "summit": 133.7, "cori": 99.6}
+PAPER_JOBS_PER_MIN = {"round_robin": 46.3, "shortest_backlog": 50.3}
+
+
+def with_outage(name: str) -> Scenario:
+    """``balsam-paper`` with Cori (its fastest site) down from minute 5 to minute 11."""
+    base = load_scenario(name)
+    data = base.model_dump()
+    data["name"] = f"{name}-outage"
+    data["description"] = base.description + "; Cori down from minute 5 to minute 11"
+    data["outages"] = [{"site": "cori", "start_s": 300, "end_s": 660, "kind": "site"}]
+    return Scenario.model_validate(data)
+
+
+def part_simulator(args: argparse.Namespace, facts: dict[str, Any]) -> None:
+    scenarios: list[Scenario] = [load_scenario("balsam-paper"), with_outage("balsam-paper")]
+    if not args.quick:
+        scenarios.append(load_scenario("internet-scale"))
+    all_results: dict[str, list[SimulationResult]] = {}
+    for scenario in scenarios:
+        results = []
+        for policy in args.policy:
+            console.print(f"[dim]{scenario.name}: {policy} …[/]")
+            results.append(simulate(scenario, policy))
+        all_results[scenario.name] = results
+        console.print(results_table(results, f"{scenario.name}: policies compared"))
+        console.print(sites_table(results, f"{scenario.name}: jobs/min per site (jobs finished)"))
+        plot = plot_jobs_per_site(results, args.out / f"placement-{scenario.name}.png")
+        console.print(f"plot: {plot}")
+    facts["simulator"] = all_results
+
+
+def part_calibration(args: argparse.Namespace, facts: dict[str, Any]) -> None:
+    base = load_scenario("balsam-paper")
+    table = Table(title="balsam-paper: the simulator against the paper's figures", header_style="bold")
+    for header in ("measure", "paper", "simulated", "difference"):
+        table.add_column(header, justify="left" if header == "measure" else "right")
+    for site, paper in PAPER_LATENCY.items():
+        data = base.model_dump()
+        data["arrivals"] = [
+            {
+                "app": "XpcsEigen",
+                "source": "aps",
+                "sites": [site],
+                "every_s": 400,
+                "until_s": 8000,
+                "input_mb": 1000,
+                "output_mb": 50,
+            }
+        ]
+        result = simulate(Scenario.model_validate(data), "fastest_finish")
+        got = result.latency_median_s
+        table.add_row(
+            f"APS→{site} latency, one job at a time, median s",
+            f"{paper:.1f}",
+            f"{got:.1f}",
+            f"{100 * (got / paper - 1):+.1f} %",
+        )
+    for policy, paper in PAPER_JOBS_PER_MIN.items():
+        got = simulate(base, policy).jobs_per_min
+        table.add_row(
+            f"{policy}, 16 jobs every 8 s, jobs/min",
+            f"{paper:.1f}",
+            f"{got:.1f}",
+            f"{100 * (got / paper - 1):+.1f} %",
+        )
+    console.print(table)
+
+
+def decision_snapshot(sites: int = 10) -> tuple[Snapshot, list[JobRequest]]:
+    """A 10-site snapshot with history and backlogs, and 500 XPCS jobs."""
+    apps = {"XpcsMultiTau": AppSpec("XpcsMultiTau")}
+    snap = Snapshot(
+        now=0.0,
+        sites=tuple(
+            SiteSnapshot(
+                f"site{i}",
+                apps,
+                frozenset({"aps"}),
+                running_slots=32,
+                free_slots=i,
+                new_pilot_slots=32,
+                backlog=(BacklogGroup("XpcsMultiTau", 0, 20 * i),),
+                run_times={"XpcsMultiTau": RunTimeEstimate(40.0 + 15 * i, 1.4, 0.0, 0.0, 50, "history")},
+                priors=SitePriors(transfer_rate_bps=(100 + 50 * i) * 1e6),
+            )
+            for i in range(sites)
+        ),
+    )
+    jobs = [
+        JobRequest(k, "XpcsMultiTau", input_bytes={"aps": 1e9}, output_bytes={"aps": 5e7}) for k in range(500)
+    ]
+    return snap, jobs
+
+
+def part_decision(args: argparse.Namespace, facts: dict[str, Any]) -> None:
+    snap, jobs = decision_snapshot()
+    table = Table(title="placement decision cost: 500 jobs on 10 sites, per job", header_style="bold")
+    table.add_column("policy")
+    table.add_column("median µs/job", justify="right")
+    costs = {}
+    for policy in args.policy:
+        runs = []
+        for _ in range(5):
+            started = time.perf_counter()
+            place_batch(jobs, snap, policy)
+            runs.append((time.perf_counter() - started) / len(jobs) * 1e6)
+        costs[policy] = statistics.median(runs)
+        table.add_row(policy, f"{costs[policy]:.0f}")
+    console.print(table)
+    facts["decision_us"] = costs
+
+
+PARTS: dict[str, Callable[[argparse.Namespace, dict[str, Any]], None]] = {
+    "simulator": part_simulator,
+    "calibration": part_calibration,
+    "decision": part_decision,
+}
+
+
+def headline(facts: dict[str, Any]) -> str:
+    lines = []
+    sims: dict[str, list[SimulationResult]] = facts.get("simulator", {})
+    for name, results in sims.items():
+        by = {r.policy: r for r in results}
+        ff, sb = by.get("fastest_finish"), by.get("shortest_backlog")
+        if ff and sb:
+            lines.append(
+                f"{name}: fastest_finish vs shortest_backlog: jobs/min {ff.jobs_per_min:.1f} vs "
+                f"{sb.jobs_per_min:.1f} ({100 * (ff.jobs_per_min / sb.jobs_per_min - 1):+.0f} %), p95 latency "
+                f"{ff.latency_p95_s:.0f} vs {sb.latency_p95_s:.0f} s "
+                f"({100 * (ff.latency_p95_s / sb.latency_p95_s - 1):+.0f} %), stranded {ff.stranded} / {sb.stranded}"
+            )
+        slowest = max(r.wall_s for r in results)
+        lines.append(f"{name}: simulated in at most {slowest:.1f} s per policy ({results[0].jobs:,} jobs)")
+    if "decision_us" in facts:
+        worst = max(facts["decision_us"].values())
+        lines.append(f"placement decision: at most {worst:.0f} µs per job (10 sites, batches of 500)")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--part", action="append", choices=sorted(PARTS), help="Run only these parts")
+    parser.add_argument("--policy", action="append", choices=sorted(POLICIES), help="Only these policies")
+    parser.add_argument("--quick", action="store_true", help="Skip the internet-scale scenario")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+    args.policy = args.policy or list(POLICIES)
+    facts: dict[str, Any] = {}
+    for name in args.part or list(PARTS):
+        PARTS[name](args, facts)
+    console.print("[bold]Headline[/]")
+    console.print(headline(facts))
+
+
+if __name__ == "__main__":
+    main()
