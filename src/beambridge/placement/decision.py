@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from beambridge.placement.snapshot import JobKey
 
@@ -46,8 +46,7 @@ class WaitBasis(StrEnum):
     """A pilot the site will have to submit."""
 
 
-@dataclass(frozen=True, slots=True)
-class SiteEstimate:
+class SiteEstimate(NamedTuple):
     """One site's figures in one decision (seconds from the decision's time; ``None`` where not computed).
 
     ``finish_s = max(stage_in_s, wait_s) + run_s + stage_out_s``, times ``penalty`` for a degraded site:

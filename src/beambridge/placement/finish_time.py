@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from beambridge.placement.decision import WaitBasis
 from beambridge.placement.estimators import QueueWaitEstimate, RunTimeEstimate, TransferEstimate
@@ -140,8 +140,7 @@ class SiteLoad:
                 self.extra_bytes[location] = self.extra_bytes.get(location, 0.0) + nbytes
 
 
-@dataclass(frozen=True, slots=True)
-class FinishEstimate:
+class FinishEstimate(NamedTuple):
     """The parts of one prediction (seconds from now); ``wait_s`` is infinite when no capacity will come."""
 
     stage_in_s: float
@@ -227,10 +226,11 @@ def predict_finish(
     in_locations: tuple[str, ...],
     out_locations: tuple[str, ...],
     degraded_penalty: float,
+    size: float | None,
 ) -> FinishEstimate:
-    """The finish-time prediction of ``job`` at ``load.site`` given what the batch already sent there."""
+    """The finish-time prediction of ``job`` (``size`` bytes of input, ``None``: unknown) at ``load.site``,
+    given what the batch already sent there."""
     estimate = load.run_time(job.app)
-    size = job.total_input_bytes
     run_s = estimate.predict(size)
     if estimate.source == "prior":
         run_basis = "prior"

@@ -111,6 +111,7 @@ class _Batch:
         penalty = snapshot.options.degraded_penalty
         shape = (shape_key(job), tuple(job.input_bytes), tuple(job.output_bytes))
         cache = self.cache
+        size = job.total_input_bytes
         for site in sites:
             fit = cache.fit(shape, job, site)
             load = self.loads[site.name]
@@ -124,7 +125,7 @@ class _Batch:
                     SiteEstimate(site.name, SiteStatus.UNAVAILABLE, health, reasons, load.backlog)
                 )
                 continue
-            predicted = predict_finish(load, job, fit.in_locations, fit.out_locations, penalty)
+            predicted = predict_finish(load, job, fit.in_locations, fit.out_locations, penalty, size)
             unavailable: tuple[str, ...] = ()
             if site.max_backlog is not None and load.backlog >= site.max_backlog:
                 unavailable = (f"backlog cap reached ({load.backlog} of {site.max_backlog} jobs)",)
