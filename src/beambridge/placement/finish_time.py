@@ -201,7 +201,7 @@ def wait_for_slot(load: SiteLoad, job: JobRequest, run_s: float) -> tuple[float,
     new_queue = load.queue_wait(site.new_pilot_queue)
     if site.new_pilot_slots > 0 and jobs + 1 > site.running_slots + queued_slots:
         segments.append((new_queue.median_s, site.new_pilot_slots, WaitBasis.NEW_PILOT))
-    segments.sort(key=lambda s: s[0])
+    segments.sort()
     now_t = 0.0
     capacity = site.running_slots
     basis = WaitBasis.BACKLOG

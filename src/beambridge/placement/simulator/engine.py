@@ -464,9 +464,11 @@ class Simulation:
         while self.next_arrival < len(self.jobs) and self.jobs[self.next_arrival].arrival <= self.now:
             arrived.append(self.jobs[self.next_arrival])
             self.next_arrival += 1
-        retry = self._deferred_prefix()
-        still = self._place(retry[0] + arrived) + retry[1]
-        self.deferred = sorted(still, key=lambda job: (job.arrival, job.request.key))
+        retry, rest = self._deferred_prefix()
+        still = self._place(retry + arrived)
+        # oldest first: the retried jobs still deferred, those not tried, then the new arrivals deferred
+        tried = set(map(id, retry))
+        self.deferred = [j for j in still if id(j) in tried] + rest + [j for j in still if id(j) not in tried]
         period = self.scenario.placement_period_s
         if self.deferred:
             self.at(self.now + period, self._place_tick)
