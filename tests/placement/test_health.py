@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from beambridge.placement import HealthSignals, HealthState, HealthThresholds, site_health
@@ -57,6 +57,7 @@ def test_thresholds_must_be_ordered() -> None:
         HealthThresholds(transfer_failure_down=1.5)
 
 
+@settings(deadline=None)
 @given(
     st.floats(0, 10_000),
     st.floats(0, 10_000),
