@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -12,13 +12,9 @@ from rich.table import Table
 
 from beambridge.cli.output import JsonFlag, console, print_json
 from beambridge.placement.policies import POLICIES
-from beambridge.placement.simulator import (
-    ScenarioError,
-    SimulationResult,
-    load_scenario,
-    shipped_scenarios,
-    simulate,
-)
+
+if TYPE_CHECKING:  # the simulator (numpy, the scenario models) loads only when a command runs
+    from beambridge.placement.simulator import SimulationResult
 
 app = typer.Typer(
     help="Placement across sites: simulate policies on modelled facilities.", no_args_is_help=True
@@ -75,6 +71,8 @@ def run_policies(
     scenario_ref: str, policies: Sequence[str], *, show_progress: bool = True
 ) -> list[SimulationResult]:
     """Simulate each policy on the scenario, with a progress bar per policy."""
+    from beambridge.placement.simulator import load_scenario, simulate
+
     scenario = load_scenario(scenario_ref)
     results = []
     with Progress(
@@ -135,6 +133,8 @@ def simulate_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Replay a scenario's arrival trace against its modelled sites, once per policy, and compare."""
+    from beambridge.placement.simulator import ScenarioError
+
     chosen = list(dict.fromkeys(policy or POLICIES))
     unknown = [p for p in chosen if p not in POLICIES]
     if unknown:
@@ -162,5 +162,7 @@ def simulate_cmd(
 @app.command("scenarios")
 def scenarios_cmd() -> None:
     """List the scenarios shipped with beambridge."""
+    from beambridge.placement.simulator import load_scenario, shipped_scenarios
+
     for name in shipped_scenarios():
         typer.echo(f"{name}: {load_scenario(name).description}")

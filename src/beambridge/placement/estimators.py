@@ -25,8 +25,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
 
-import numpy as np
-
 Source = Literal["history", "prior"]
 
 DEFAULT_WINDOW_S = 6 * 3600.0
@@ -103,6 +101,8 @@ def robust_line(x: Sequence[float], y: Sequence[float]) -> tuple[float, float] |
 
     Robust to up to ~29 % outliers (Sen 1968). ``None`` when no two points differ in ``x``.
     """
+    import numpy as np  # here, not at the top: the CLI imports this package and must start fast
+
     xs = np.asarray(x, dtype=float)
     ys = np.asarray(y, dtype=float)
     dx = np.subtract.outer(xs, xs)
