@@ -21,7 +21,31 @@ class BatchJobState(StrEnum):
     FINISHED = "finished"
 
 
-BATCH_JOB_FINAL_STATES = frozenset({BatchJobState.SUBMIT_FAILED, BatchJobState.FINISHED})
+_B = BatchJobState
+
+BATCH_JOB_TRANSITIONS: dict[BatchJobState, frozenset[BatchJobState]] = {
+    _B.PENDING_SUBMISSION: frozenset({_B.QUEUED, _B.SUBMIT_FAILED, _B.PENDING_DELETION}),
+    _B.QUEUED: frozenset({_B.RUNNING, _B.FINISHED, _B.PENDING_DELETION}),
+    _B.RUNNING: frozenset({_B.QUEUED, _B.FINISHED, _B.PENDING_DELETION}),  # queued again: a requeue
+    _B.PENDING_DELETION: frozenset({_B.FINISHED}),
+    _B.SUBMIT_FAILED: frozenset(),
+    _B.FINISHED: frozenset(),
+}
+"""For each batch-job state, the states it may move to next; staying in a state is always allowed.
+
+The site submits a pilot (``queued``, or ``submit_failed``), the scheduler runs it (and may requeue it)
+and it ends (``finished``); a user or the elastic queue may ask for its deletion at any point before the
+end. Nothing goes back to ``pending_submission`` (the site would submit a second allocation), and a pilot
+whose deletion was asked for can only finish: a late report of the scheduler cannot revive it.
+"""
+
+BATCH_JOB_FINAL_STATES = frozenset(state for state, nexts in BATCH_JOB_TRANSITIONS.items() if not nexts)
+"""States nothing leaves."""
+
+
+def can_change_batch_job(current: BatchJobState, requested: BatchJobState) -> bool:
+    """Whether a batch job in ``current`` may be set to ``requested``."""
+    return requested == current or requested in BATCH_JOB_TRANSITIONS[current]
 
 
 class JobMode(StrEnum):

@@ -1,15 +1,18 @@
-"""Managing users from the server machine (``beambridge user add``)."""
+"""Users: adding them from the server machine (``beambridge user add``), checking their passwords."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from beambridge.schemas.common import _check_name
-from beambridge.server.auth.passwords import hash_password
+from beambridge.server.auth.passwords import hash_password, verify_password
 from beambridge.server.context import utcnow
 from beambridge.server.db.engine import Database
 from beambridge.server.db.tables import users
-from beambridge.server.errors import ConflictError, InvalidRequestError
+from beambridge.server.errors import AuthenticationError, ConflictError, InvalidRequestError, NotFoundError
 
 
 def add_user(db: Database, name: str, password: str, *, password_hash: str | None = None) -> int:
@@ -44,3 +47,21 @@ def set_password(db: Database, name: str, password: str) -> None:
         )
         if done.rowcount == 0:
             raise InvalidRequestError(f"no user named {name!r}")
+
+
+def authenticate(db: Database, name: str, password: str) -> int:
+    """The id of the user ``name`` if ``password`` is theirs; 401 otherwise (the same answer, after the
+    same work, for an unknown user). The password is checked outside any transaction."""
+    with db.read() as conn:
+        row = conn.execute(sa.select(users.c.id, users.c.password_hash).where(users.c.name == name)).first()
+    if not verify_password(row.password_hash if row else None, password) or row is None:
+        raise AuthenticationError("wrong username or password")
+    return int(row.id)
+
+
+def get_user(conn: Connection, user_id: int) -> dict[str, Any]:
+    """One user (404 if there is no such user)."""
+    row = conn.execute(sa.select(users).where(users.c.id == user_id)).first()
+    if row is None:
+        raise NotFoundError(f"user {user_id} not found")
+    return dict(row._mapping)

@@ -1,4 +1,4 @@
-"""Launcher sessions: open, heartbeat, acquire, report, close, and expire after silence."""
+"""Launcher sessions: open, list, heartbeat, acquire, report, close, and expire after silence."""
 
 from __future__ import annotations
 
@@ -9,19 +9,55 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from beambridge.schemas.batch_jobs import BatchJobState
-from beambridge.schemas.sessions import AcquireRequest, JobReport
+from beambridge.schemas.queries import SessionQuery
+from beambridge.schemas.sessions import AcquireRequest, JobReport, SessionCreate
 from beambridge.server.auth.tokens import Principal
 from beambridge.server.db.chunks import chunked, id_in
-from beambridge.server.db.tables import batch_jobs, jobs, sessions
+from beambridge.server.db.tables import batch_jobs, jobs, sessions, sites
 from beambridge.server.dispatch.fit import fit_jobs
-from beambridge.server.errors import ConflictError, NotFoundError
+from beambridge.server.errors import ConflictError, InvalidRequestError, NotFoundError
 from beambridge.server.jobs.lifecycle import Outcome, TransitionRequest, apply_transitions, lock_jobs
 from beambridge.server.jobs.queries import JOB_COLUMNS, tags_contain
+from beambridge.server.ownership import get_owned, list_owned
 from beambridge.server.wakeups import WakeKey
 from beambridge.states import ALLOWED_TRANSITIONS, RUNNABLE_STATES, JobState
 
 S = JobState
 _RUNNABLE = [s.value for s in RUNNABLE_STATES]
+
+
+def list_sessions(
+    conn: Connection, principal: Principal, query: SessionQuery, *, after: int | None, limit: int
+) -> list[dict[str, Any]]:
+    """One page of the caller's sessions matching ``query``."""
+    where: list[sa.ColumnElement[bool]] = []
+    if query.site_id is not None:
+        where.append(sessions.c.site_id == query.site_id)
+    if query.active is not None:
+        where.append(sessions.c.expired_at.is_(None) if query.active else sessions.c.expired_at.is_not(None))
+    return list_owned(conn, sessions, principal, where, after=after, limit=limit)
+
+
+def get_session(conn: Connection, principal: Principal, session_id: int) -> dict[str, Any]:
+    """One of the caller's sessions, expired or not (404 otherwise)."""
+    return get_owned(conn, sessions, principal, session_id, "session")
+
+
+def open_session(
+    conn: Connection, principal: Principal, request: SessionCreate, now: datetime
+) -> dict[str, Any]:
+    """A new session on one of the caller's sites, tied to one of its batch jobs if given (422 if that
+    batch job belongs to another site)."""
+    get_owned(conn, sites, principal, request.site_id, "site")
+    if request.batch_job_id is not None:
+        batch = get_owned(conn, batch_jobs, principal, request.batch_job_id, "batch job")
+        if batch["site_id"] != request.site_id:
+            raise InvalidRequestError(
+                f"batch job {request.batch_job_id} belongs to site {batch['site_id']}, not {request.site_id}"
+            )
+    values = {**request.model_dump(), "owner_id": principal.user_id, "created_at": now, "heartbeat_at": now}
+    new_id = conn.execute(sessions.insert().values(values).returning(sessions.c.id)).scalar_one()
+    return get_session(conn, principal, new_id)
 
 
 def load_session(conn: Connection, principal: Principal, session_id: int, *, lock: bool = False) -> Any:
@@ -51,6 +87,19 @@ def killed_jobs(conn: Connection, session_id: int) -> list[int]:
     """Jobs this session held that were cancelled: the launcher must stop them."""
     query = sa.select(jobs.c.id).where(jobs.c.session_id == session_id, jobs.c.state == S.KILLED.value)
     return list(conn.execute(query).scalars())
+
+
+def heartbeat(conn: Connection, principal: Principal, session_id: int, now: datetime) -> list[int]:
+    """Keep a live session alive; returns the ids of its jobs cancelled meanwhile (to be killed)."""
+    load_session(conn, principal, session_id)
+    touch(conn, session_id, now)
+    return killed_jobs(conn, session_id)
+
+
+def close_session(conn: Connection, principal: Principal, session_id: int, now: datetime) -> Outcome:
+    """End a live session as if it had expired: its unstarted jobs return to the pool, running ones time out."""
+    load_session(conn, principal, session_id, lock=True)
+    return end_sessions(conn, [session_id], f"session {session_id} closed", now)
 
 
 def acquire(

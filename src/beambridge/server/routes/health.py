@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter
 
 from beambridge import __version__
@@ -16,6 +15,5 @@ router = APIRouter(tags=["health"])
 @router.get("/health")
 def health(ctx: Ctx) -> dict[str, Any]:
     """The service is up and its database answers."""
-    with ctx.db.read() as conn:
-        conn.execute(sa.text("SELECT 1"))
+    ctx.db.ping()
     return {"status": "ok", "version": __version__, "database": ctx.db.url.get_backend_name()}

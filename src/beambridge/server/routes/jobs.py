@@ -4,20 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Body, Query, Response
 
 from beambridge.schemas.common import MAX_BULK_SIZE, Page, PositiveId
 from beambridge.schemas.events import Event
 from beambridge.schemas.jobs import BulkResult, Job, JobBulkUpdate, JobCreate, JobIds, JobUpdate
 from beambridge.schemas.queries import JobQuery
+from beambridge.server import events
 from beambridge.server.auth.tokens import Principal
 from beambridge.server.context import ServerContext, utcnow
-from beambridge.server.db.tables import events
 from beambridge.server.deps import Caller, Ctx
-from beambridge.server.errors import InvalidRequestError, NotFoundError
+from beambridge.server.errors import NotFoundError
 from beambridge.server.jobs.create import create_jobs
-from beambridge.server.jobs.lifecycle import TransitionRequest, apply_transitions
 from beambridge.server.jobs.queries import (
     count_jobs,
     get_job,
@@ -28,8 +26,8 @@ from beambridge.server.jobs.queries import (
     list_jobs,
 )
 from beambridge.server.jobs.removal import cancel_jobs, delete_jobs
+from beambridge.server.jobs.updates import update_jobs
 from beambridge.server.routes.paging import After, Limit
-from beambridge.states import SESSION_REPORTED_STATES
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -78,21 +76,10 @@ def update_jobs_route(
 
 
 def _apply_updates(
-    ctx: ServerContext, caller: Principal, items: list[tuple[int, JobUpdate]]
+    ctx: ServerContext, caller: Principal, updates: list[tuple[int, JobUpdate]]
 ) -> dict[str, Any]:
-    requests = []
-    for job_id, item in items:
-        if item.state in SESSION_REPORTED_STATES:
-            raise InvalidRequestError(
-                f"job {job_id}: {item.state} is reported by the launcher session holding the job "
-                "(POST /sessions/{id}/report), not set by an update"
-            )
-        fields = item.model_dump(exclude_unset=True, exclude={"id", "state", "state_data"})
-        requests.append(TransitionRequest(job_id, item.state, dict(item.state_data), None, fields))
     with ctx.db.write() as conn:
-        outcome = apply_transitions(
-            conn, requests, now=utcnow(), owner_id=caller.user_id, site_id=caller.site_id
-        )
+        outcome = update_jobs(conn, caller, updates, utcnow())
     ctx.wakeups.notify(outcome.wake_keys)
     ids = sorted(set(outcome.job_ids))
     return {"count": len(ids), "ids": ids}
@@ -147,7 +134,4 @@ def delete_job_route(ctx: Ctx, caller: Caller, job_id: PositiveId) -> None:
 def job_events(ctx: Ctx, caller: Caller, job_id: PositiveId) -> list[dict[str, Any]]:
     """Every state change of one job, oldest first."""
     with ctx.db.read() as conn:
-        if get_job(conn, caller, job_id) is None:
-            raise NotFoundError(f"job {job_id} not found")
-        rows = conn.execute(sa.select(events).where(events.c.job_id == job_id).order_by(events.c.id))
-        return [dict(r._mapping) for r in rows]
+        return events.job_history(conn, caller, job_id)

@@ -13,12 +13,9 @@ from beambridge.schemas.jobs import BulkResult, Job
 from beambridge.schemas.queries import SessionQuery
 from beambridge.schemas.sessions import AcquireRequest, Heartbeat, Session, SessionCreate, SessionReport
 from beambridge.server.context import utcnow
-from beambridge.server.db.tables import batch_jobs, sessions, sites
 from beambridge.server.deps import Caller, Ctx
 from beambridge.server.dispatch import sessions as dispatch
-from beambridge.server.errors import InvalidRequestError
 from beambridge.server.jobs.queries import jobs_response
-from beambridge.server.ownership import get_owned, list_owned
 from beambridge.server.routes.paging import After, IdPath, Limit, page
 
 router = APIRouter(prefix="/sessions", tags=["sessions"])
@@ -34,47 +31,32 @@ def list_sessions(
     filters: Annotated[SessionQuery, Query()],
 ) -> dict[str, Any]:
     """The caller's sessions."""
-    where = []
-    if filters.site_id is not None:
-        where.append(sessions.c.site_id == filters.site_id)
-    if filters.active is not None:
-        expired = sessions.c.expired_at
-        where.append(expired.is_(None) if filters.active else expired.is_not(None))
     with ctx.db.read() as conn:
-        return page(list_owned(conn, sessions, caller, where, after=after, limit=limit), limit)
+        return page(dispatch.list_sessions(conn, caller, filters, after=after, limit=limit), limit)
 
 
 @router.post("", response_model=Session, status_code=201)
 def open_session(ctx: Ctx, caller: Caller, body: SessionCreate) -> dict[str, Any]:
     """Open a session for a launcher."""
-    now = utcnow()
     with ctx.db.write() as conn:
-        get_owned(conn, sites, caller, body.site_id, "site")
-        if body.batch_job_id is not None:
-            batch = get_owned(conn, batch_jobs, caller, body.batch_job_id, "batch job")
-            if batch["site_id"] != body.site_id:
-                raise InvalidRequestError(
-                    f"batch job {body.batch_job_id} belongs to site {batch['site_id']}, not {body.site_id}"
-                )
-        values = {**body.model_dump(), "owner_id": caller.user_id, "created_at": now, "heartbeat_at": now}
-        new_id = conn.execute(sessions.insert().values(values).returning(sessions.c.id)).scalar_one()
-        return get_owned(conn, sessions, caller, new_id, "session")
+        return dispatch.open_session(conn, caller, body, utcnow())
 
 
 @router.get("/{session_id}", response_model=Session)
 def get_session(ctx: Ctx, caller: Caller, session_id: IdPath) -> dict[str, Any]:
     """One session."""
     with ctx.db.read() as conn:
-        return get_owned(conn, sessions, caller, session_id, "session")
+        return dispatch.get_session(conn, caller, session_id)
 
 
 @router.post("/{session_id}/heartbeat", response_model=Heartbeat)
 def heartbeat(ctx: Ctx, caller: Caller, session_id: IdPath) -> dict[str, Any]:
     """Keep the session alive; the answer lists its jobs cancelled meanwhile."""
     with ctx.db.write() as conn:
-        dispatch.load_session(conn, caller, session_id)
-        dispatch.touch(conn, session_id, utcnow())
-        return {"session_id": session_id, "killed_job_ids": dispatch.killed_jobs(conn, session_id)}
+        return {
+            "session_id": session_id,
+            "killed_job_ids": dispatch.heartbeat(conn, caller, session_id, utcnow()),
+        }
 
 
 @router.post("/{session_id}/acquire", response_model=list[Job])
@@ -124,6 +106,5 @@ def report(ctx: Ctx, caller: Caller, session_id: IdPath, body: SessionReport) ->
 def close_session(ctx: Ctx, caller: Caller, session_id: IdPath) -> None:
     """End the session: jobs it held but had not started return to the pool; running ones time out."""
     with ctx.db.write() as conn:
-        dispatch.load_session(conn, caller, session_id, lock=True)
-        outcome = dispatch.end_sessions(conn, [session_id], f"session {session_id} closed", utcnow())
+        outcome = dispatch.close_session(conn, caller, session_id, utcnow())
     ctx.wakeups.notify(outcome.wake_keys)

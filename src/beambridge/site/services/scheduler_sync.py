@@ -12,7 +12,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from beambridge.client import Client
+from beambridge.client import Client, Conflict
 from beambridge.platform.schedulers import (
     PilotRequest,
     PilotState,
@@ -143,7 +143,13 @@ class SchedulerSync(Service):
         tmp.replace(path)
 
     def _queued(self, pilot: BatchJob, scheduler_id: str) -> None:
-        self.client.batch_jobs.update(pilot.id, state=BatchJobState.QUEUED.value, scheduler_id=scheduler_id)
+        try:
+            self.client.batch_jobs.update(
+                pilot.id, state=BatchJobState.QUEUED.value, scheduler_id=scheduler_id
+            )
+        except Conflict:  # its deletion was asked for meanwhile: keep the id, so the next tick cancels it
+            log.info("pilot %s submitted as %s while its deletion was asked for", pilot.id, scheduler_id)
+            self.client.batch_jobs.update(pilot.id, scheduler_id=scheduler_id)
 
     # -- tracking and deletion -------------------------------------------------------------------------
 
@@ -183,4 +189,7 @@ class SchedulerSync(Service):
                 pilot.id,
                 {k: v for k, v in fields.items() if k != "status_info"} or status.reason,
             )
-            self.client.batch_jobs.update(pilot.id, **fields)
+            try:
+                self.client.batch_jobs.update(pilot.id, **fields)
+            except Conflict as exc:  # changed meanwhile (its deletion asked for): the next tick sees it
+                log.info("pilot %s: not recorded: %s", pilot.id, exc.detail)

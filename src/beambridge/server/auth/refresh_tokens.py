@@ -1,0 +1,58 @@
+"""Refresh tokens: issued with each access token, used once (rotated on refresh), revocable."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from beambridge.schemas.auth import TokenPair
+from beambridge.server.auth.tokens import REFRESH_TOKEN_PREFIX, AccessTokens, hash_secret, new_secret
+from beambridge.server.db.tables import refresh_tokens
+from beambridge.server.errors import AuthenticationError
+
+
+def issue_token_pair(
+    conn: Connection, tokens: AccessTokens, user_id: int, refresh_ttl_s: float, now: datetime
+) -> TokenPair:
+    """A new access token and a new refresh token (stored hashed) for ``user_id``."""
+    refresh = new_secret(REFRESH_TOKEN_PREFIX)
+    conn.execute(
+        refresh_tokens.insert().values(
+            user_id=user_id,
+            token_hash=hash_secret(refresh),
+            expires_at=now + timedelta(seconds=refresh_ttl_s),
+            created_at=now,
+        )
+    )
+    return TokenPair(access_token=tokens.issue(user_id), refresh_token=refresh, expires_in=tokens.ttl_s)
+
+
+def use_refresh_token(conn: Connection, refresh_token: str, now: datetime) -> int:
+    """Spend a refresh token: it stops working, and its user's id is returned (401 naming why if it is
+    unknown, revoked or expired)."""
+    row = conn.execute(
+        sa.select(refresh_tokens).where(refresh_tokens.c.token_hash == hash_secret(refresh_token))
+    ).first()
+    if row is None:
+        raise AuthenticationError("unknown refresh token")
+    if row.revoked_at is not None:
+        raise AuthenticationError("refresh token has been revoked; log in again")
+    expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=now.tzinfo)
+    if expires <= now:
+        raise AuthenticationError("refresh token expired; log in again")
+    conn.execute(refresh_tokens.update().where(refresh_tokens.c.id == row.id).values(revoked_at=now))
+    return int(row.user_id)
+
+
+def revoke_refresh_token(conn: Connection, refresh_token: str, now: datetime) -> None:
+    """Revoke a refresh token (nothing happens if it is unknown or already revoked)."""
+    conn.execute(
+        refresh_tokens.update()
+        .where(
+            refresh_tokens.c.token_hash == hash_secret(refresh_token),
+            refresh_tokens.c.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    )

@@ -1,0 +1,59 @@
+"""Events: the history of every job's state, one row per transition."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from beambridge.schemas.queries import EventQuery
+from beambridge.server.auth.tokens import Principal
+from beambridge.server.db.conditions import time_window
+from beambridge.server.db.tables import events
+from beambridge.server.errors import NotFoundError
+from beambridge.server.jobs.queries import get_job
+
+
+def _visible(principal: Principal) -> list[sa.ColumnElement[bool]]:
+    where: list[sa.ColumnElement[bool]] = [events.c.owner_id == principal.user_id]
+    if principal.site_id is not None:
+        where.append(events.c.site_id == principal.site_id)
+    return where
+
+
+def events_query(principal: Principal, query: EventQuery, *, after: int | None, limit: int) -> sa.Select[Any]:
+    """The statement for one page of the caller's events matching ``query``, in id order after ``after``
+    (built once, run again by a long-poll until something matches)."""
+    where = _visible(principal)
+    if query.job_id:
+        where.append(events.c.job_id.in_(query.job_id))
+    if query.site_id is not None:
+        where.append(events.c.site_id == query.site_id)
+    if query.from_state:
+        where.append(events.c.from_state.in_([s.value for s in query.from_state]))
+    if query.to_state:
+        where.append(events.c.to_state.in_([s.value for s in query.to_state]))
+    where.extend(time_window(events.c.timestamp, query.since, query.until))
+    if after is not None:
+        where.append(events.c.id > after)
+    return sa.select(events).where(*where).order_by(events.c.id).limit(limit)
+
+
+def read_events(conn: Connection, statement: sa.Select[Any]) -> list[dict[str, Any]]:
+    """The rows of an :func:`events_query`."""
+    return [dict(r._mapping) for r in conn.execute(statement)]
+
+
+def latest_event_id(conn: Connection, principal: Principal) -> int:
+    """The id of the caller's newest event, 0 if none."""
+    newest = conn.execute(sa.select(sa.func.max(events.c.id)).where(*_visible(principal))).scalar()
+    return int(newest or 0)
+
+
+def job_history(conn: Connection, principal: Principal, job_id: int) -> list[dict[str, Any]]:
+    """Every state change of one of the caller's jobs, oldest first (404 if the job is not theirs)."""
+    if get_job(conn, principal, job_id) is None:
+        raise NotFoundError(f"job {job_id} not found")
+    rows = conn.execute(sa.select(events).where(events.c.job_id == job_id).order_by(events.c.id))
+    return [dict(r._mapping) for r in rows]

@@ -1,0 +1,68 @@
+"""Transfer items: the files a site's transfer service moves in and out for jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from beambridge.schemas.queries import TransferQuery
+from beambridge.schemas.transfers import TransferItemUpdate
+from beambridge.server.auth.tokens import Principal
+from beambridge.server.db.chunks import chunked
+from beambridge.server.db.tables import transfer_items
+from beambridge.server.errors import NotFoundError
+from beambridge.server.ownership import get_owned, list_owned, owned
+
+NOUN = "transfer item"
+
+
+def list_transfers(
+    conn: Connection, principal: Principal, query: TransferQuery, *, after: int | None, limit: int
+) -> list[dict[str, Any]]:
+    """One page of the caller's transfer items matching ``query``."""
+    where: list[sa.ColumnElement[bool]] = []
+    if query.job_id:
+        where.append(transfer_items.c.job_id.in_(query.job_id))
+    if query.site_id is not None:
+        where.append(transfer_items.c.site_id == query.site_id)
+    if query.state:
+        where.append(transfer_items.c.state.in_([s.value for s in query.state]))
+    if query.direction is not None:
+        where.append(transfer_items.c.direction == query.direction.value)
+    if query.location is not None:
+        where.append(transfer_items.c.location == query.location)
+    return list_owned(conn, transfer_items, principal, where, after=after, limit=limit)
+
+
+def get_transfer(conn: Connection, principal: Principal, item_id: int) -> dict[str, Any]:
+    """One of the caller's transfer items (404 otherwise)."""
+    return get_owned(conn, transfer_items, principal, item_id, NOUN)
+
+
+def update_transfers(
+    conn: Connection, principal: Principal, updates: Sequence[TransferItemUpdate], now: datetime
+) -> list[int]:
+    """Record the site's progress on transfer items, all or none (404 naming the first item the caller
+    may not see); returns the ids, ascending."""
+    ids = sorted({item.id for item in updates})
+    found: set[int] = set()
+    for chunk in chunked(ids):
+        query = sa.select(transfer_items.c.id).where(
+            transfer_items.c.id.in_(chunk), *owned(transfer_items, principal)
+        )
+        found.update(conn.execute(query).scalars())
+    missing = sorted(set(ids) - found)
+    if missing:
+        raise NotFoundError(f"{NOUN} {missing[0]} not found", ids=missing[:1000])
+    for item in updates:
+        values = item.model_dump(mode="json", exclude_unset=True, exclude={"id"})
+        conn.execute(
+            transfer_items.update()
+            .where(transfer_items.c.id == item.id)
+            .values({**values, "updated_at": now})
+        )
+    return ids
