@@ -2,7 +2,9 @@
 used by the SDK to know its filter keywords.
 
 A list field matches any of its values and is sent as a repeated parameter (``?state=READY&state=RUNNING``);
-every given field must match. Adding a filter is one field here plus its SQL condition in the server.
+every given field must match. Adding a filter is one field here: a field named as a column of the
+resource's table needs nothing more (the server matches it by equality, ``IN`` for a list); any other
+needs its SQL condition in the server's module for the resource, which refuses to ignore it.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 from beambridge.schemas.apps import AppCreate, AppUpdate
 from beambridge.schemas.queries import AppQuery
 from beambridge.server.auth.tokens import Principal
+from beambridge.server.db.conditions import column_conditions
 from beambridge.server.db.tables import apps, sites
 from beambridge.server.errors import ConflictError
 from beambridge.server.jobs.removal import delete_events_of_app
@@ -23,11 +24,7 @@ def list_apps(
     conn: Connection, principal: Principal, query: AppQuery, *, after: int | None, limit: int
 ) -> list[dict[str, Any]]:
     """One page of the caller's apps matching ``query``."""
-    where: list[sa.ColumnElement[bool]] = []
-    if query.site_id is not None:
-        where.append(apps.c.site_id == query.site_id)
-    if query.name is not None:
-        where.append(apps.c.name == query.name)
+    where = column_conditions(apps, query)
     return list_owned(conn, apps, principal, where, after=after, limit=limit)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from beambridge.schemas.batch_jobs import (
@@ -17,6 +16,7 @@ from beambridge.schemas.batch_jobs import (
 )
 from beambridge.schemas.queries import BatchJobQuery
 from beambridge.server.auth.tokens import Principal
+from beambridge.server.db.conditions import column_conditions
 from beambridge.server.db.tables import batch_jobs, sites
 from beambridge.server.errors import ConflictError
 from beambridge.server.ownership import get_owned, list_owned
@@ -28,11 +28,7 @@ def list_batch_jobs(
     conn: Connection, principal: Principal, query: BatchJobQuery, *, after: int | None, limit: int
 ) -> list[dict[str, Any]]:
     """One page of the caller's batch jobs matching ``query``."""
-    where: list[sa.ColumnElement[bool]] = []
-    if query.site_id is not None:
-        where.append(batch_jobs.c.site_id == query.site_id)
-    if query.state:
-        where.append(batch_jobs.c.state.in_([s.value for s in query.state]))
+    where = column_conditions(batch_jobs, query)
     return list_owned(conn, batch_jobs, principal, where, after=after, limit=limit)
 
 

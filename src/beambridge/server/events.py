@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 
 from beambridge.schemas.queries import EventQuery
 from beambridge.server.auth.tokens import Principal
-from beambridge.server.db.conditions import time_window
+from beambridge.server.db.conditions import column_conditions, time_window
 from beambridge.server.db.tables import events
 from beambridge.server.errors import NotFoundError
 from beambridge.server.jobs.queries import get_job
@@ -26,14 +26,7 @@ def events_query(principal: Principal, query: EventQuery, *, after: int | None, 
     """The statement for one page of the caller's events matching ``query``, in id order after ``after``
     (built once, run again by a long-poll until something matches)."""
     where = _visible(principal)
-    if query.job_id:
-        where.append(events.c.job_id.in_(query.job_id))
-    if query.site_id is not None:
-        where.append(events.c.site_id == query.site_id)
-    if query.from_state:
-        where.append(events.c.from_state.in_([s.value for s in query.from_state]))
-    if query.to_state:
-        where.append(events.c.to_state.in_([s.value for s in query.to_state]))
+    where.extend(column_conditions(events, query, handled={"since", "until"}))
     where.extend(time_window(events.c.timestamp, query.since, query.until))
     if after is not None:
         where.append(events.c.id > after)

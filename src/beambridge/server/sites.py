@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 from beambridge.schemas.queries import SiteQuery
 from beambridge.schemas.sites import SiteCreate, SiteUpdate
 from beambridge.server.auth.tokens import SITE_TOKEN_PREFIX, Principal, hash_secret, new_secret
+from beambridge.server.db.conditions import column_conditions
 from beambridge.server.db.tables import site_tokens, sites
 from beambridge.server.errors import ConflictError, NotFoundError
 from beambridge.server.jobs.removal import delete_events_of_site
@@ -23,7 +24,7 @@ def list_sites(
     conn: Connection, principal: Principal, query: SiteQuery, *, after: int | None, limit: int
 ) -> list[dict[str, Any]]:
     """One page of the caller's sites matching ``query``."""
-    where = [sites.c.name == query.name] if query.name else []
+    where = column_conditions(sites, query)
     return list_owned(conn, sites, principal, where, after=after, limit=limit)
 
 

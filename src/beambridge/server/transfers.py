@@ -13,6 +13,7 @@ from beambridge.schemas.queries import TransferQuery
 from beambridge.schemas.transfers import TransferItemUpdate
 from beambridge.server.auth.tokens import Principal
 from beambridge.server.db.chunks import chunked
+from beambridge.server.db.conditions import column_conditions
 from beambridge.server.db.tables import transfer_items
 from beambridge.server.errors import NotFoundError
 from beambridge.server.ownership import get_owned, list_owned, owned
@@ -24,17 +25,7 @@ def list_transfers(
     conn: Connection, principal: Principal, query: TransferQuery, *, after: int | None, limit: int
 ) -> list[dict[str, Any]]:
     """One page of the caller's transfer items matching ``query``."""
-    where: list[sa.ColumnElement[bool]] = []
-    if query.job_id:
-        where.append(transfer_items.c.job_id.in_(query.job_id))
-    if query.site_id is not None:
-        where.append(transfer_items.c.site_id == query.site_id)
-    if query.state:
-        where.append(transfer_items.c.state.in_([s.value for s in query.state]))
-    if query.direction is not None:
-        where.append(transfer_items.c.direction == query.direction.value)
-    if query.location is not None:
-        where.append(transfer_items.c.location == query.location)
+    where = column_conditions(transfer_items, query)
     return list_owned(conn, transfer_items, principal, where, after=after, limit=limit)
 
 

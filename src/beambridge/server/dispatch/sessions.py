@@ -13,6 +13,7 @@ from beambridge.schemas.queries import SessionQuery
 from beambridge.schemas.sessions import AcquireRequest, JobReport, SessionCreate
 from beambridge.server.auth.tokens import Principal
 from beambridge.server.db.chunks import chunked, id_in
+from beambridge.server.db.conditions import column_conditions
 from beambridge.server.db.tables import batch_jobs, jobs, sessions, sites
 from beambridge.server.dispatch.fit import fit_jobs
 from beambridge.server.errors import ConflictError, InvalidRequestError, NotFoundError
@@ -30,9 +31,7 @@ def list_sessions(
     conn: Connection, principal: Principal, query: SessionQuery, *, after: int | None, limit: int
 ) -> list[dict[str, Any]]:
     """One page of the caller's sessions matching ``query``."""
-    where: list[sa.ColumnElement[bool]] = []
-    if query.site_id is not None:
-        where.append(sessions.c.site_id == query.site_id)
+    where = column_conditions(sessions, query, handled={"active"})
     if query.active is not None:
         where.append(sessions.c.expired_at.is_(None) if query.active else sessions.c.expired_at.is_not(None))
     return list_owned(conn, sessions, principal, where, after=after, limit=limit)

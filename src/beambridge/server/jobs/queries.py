@@ -13,11 +13,24 @@ from sqlalchemy.engine import Connection
 
 from beambridge.schemas.queries import JobQuery
 from beambridge.server.auth.tokens import Principal
-from beambridge.server.db.conditions import time_window
+from beambridge.server.db.conditions import column_conditions, time_window
 from beambridge.server.db.tables import job_parents, jobs
 
 JOB_COLUMNS = [c for c in jobs.c if c.name not in ("owner_id", "has_stage_ins", "has_stage_outs")]
 _JOB_FIELDS = [str(c.name) for c in JOB_COLUMNS]
+
+
+_JOB_QUERY_OWN_SQL = frozenset(
+    {
+        "tag",
+        "parent_id",
+        "workdir_prefix",
+        "created_after",
+        "created_before",
+        "updated_after",
+        "updated_before",
+    }
+)
 
 
 def job_conditions(query: JobQuery, principal: Principal, dialect: str) -> list[sa.ColumnElement[bool]]:
@@ -25,21 +38,12 @@ def job_conditions(query: JobQuery, principal: Principal, dialect: str) -> list[
     where: list[sa.ColumnElement[bool]] = [jobs.c.owner_id == principal.user_id]
     if principal.site_id is not None:
         where.append(jobs.c.site_id == principal.site_id)
-    if query.id:
-        where.append(jobs.c.id.in_(query.id))
-    if query.state:
-        where.append(jobs.c.state.in_([s.value for s in query.state]))
-    if query.site_id:
-        where.append(jobs.c.site_id.in_(query.site_id))
-    if query.app_id:
-        where.append(jobs.c.app_id.in_(query.app_id))
+    where.extend(column_conditions(jobs, query, handled=_JOB_QUERY_OWN_SQL))
     if query.tag:
         where.append(tags_contain(query.tags, dialect))
     if query.parent_id is not None:
         children = sa.select(job_parents.c.child_id).where(job_parents.c.parent_id == query.parent_id)
         where.append(jobs.c.id.in_(children))
-    if query.session_id is not None:
-        where.append(jobs.c.session_id == query.session_id)
     if query.workdir_prefix:
         where.append(jobs.c.workdir.startswith(query.workdir_prefix, autoescape=True))
     where.extend(time_window(jobs.c.created_at, query.created_after, query.created_before))
