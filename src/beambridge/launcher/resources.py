@@ -1,4 +1,7 @@
-"""The nodes of an allocation and what is free on each: fractions of nodes, CPU ids and GPU ids."""
+"""The nodes of an allocation and what is free on each: fractions of nodes, CPU ids and GPU ids.
+
+Which node a job goes to is :mod:`beambridge.packing`'s rule, the one acquire used to hand out the job.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +9,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-_EPS = 1e-9
+from beambridge import packing
 
 
-class Footprint(Protocol):
+class Footprint(packing.Footprint, Protocol):
     """What placement needs to know of a job (a :class:`~beambridge.schemas.jobs.Job` has it)."""
 
-    @property
-    def num_nodes(self) -> int: ...
     @property
     def ranks_per_node(self) -> int: ...
     @property
     def gpus_per_rank(self) -> float: ...
-    @property
-    def node_packing_count(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -65,36 +64,29 @@ class NodePool:
 
     def has_room(self) -> bool:
         """Whether any node has anything free."""
-        return any(node.free > _EPS for node in self._nodes)
+        return any(node.free > packing.EPS for node in self._nodes)
 
     def idle(self) -> bool:
         """Whether nothing is placed anywhere."""
-        return all(node.free >= 1.0 - _EPS for node in self._nodes)
+        return all(packing.wholly_free(node.free) for node in self._nodes)
 
     def place(self, job: Footprint) -> Placement | None:
         """Reserve resources for ``job``; None if it does not fit now."""
-        if job.num_nodes > 1:
-            whole = [i for i, node in enumerate(self._nodes) if node.free >= 1.0 - _EPS]
-            if len(whole) < job.num_nodes:
-                return None
-            chosen = tuple(whole[: job.num_nodes])
-            for i in chosen:
-                self._nodes[i].free = 0.0
-            return Placement(chosen, 1.0)
-        need = 1.0 / job.node_packing_count
-        fitting = [i for i, node in enumerate(self._nodes) if node.free + _EPS >= need]
-        if not fitting:
+        share = packing.choose_nodes([node.free for node in self._nodes], job)
+        if share is None:
             return None
-        index = min(fitting, key=lambda i: (self._nodes[i].free, i))  # pack the fullest node that fits
-        node = self._nodes[index]
-        node.free -= need
+        for i in share.node_indexes:
+            self._nodes[i].free = max(0.0, self._nodes[i].free - share.fraction)
+        if len(share.node_indexes) > 1:
+            return Placement(share.node_indexes, share.fraction)
+        node = self._nodes[share.node_indexes[0]]
         n_cpus = max(1, self.cores_per_node // job.node_packing_count)
         cpus = tuple(node.free_cpus[:n_cpus])
         del node.free_cpus[: len(cpus)]
         n_gpus = int(job.gpus_per_rank * job.ranks_per_node + 0.999)
         gpus = tuple(node.free_gpus[:n_gpus])
         del node.free_gpus[: len(gpus)]
-        return Placement((index,), need, cpus, gpus)
+        return Placement(share.node_indexes, share.fraction, cpus, gpus)
 
     def release(self, placement: Placement) -> None:
         """Give back what :meth:`place` reserved."""

@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from beambridge.packing import fit_in_order
 from beambridge.schemas.batch_jobs import BatchJobState
 from beambridge.schemas.queries import SessionQuery
 from beambridge.schemas.sessions import AcquireRequest, JobReport, SessionCreate
@@ -15,7 +16,6 @@ from beambridge.server.auth.tokens import Principal
 from beambridge.server.db.chunks import chunked, id_in
 from beambridge.server.db.conditions import column_conditions
 from beambridge.server.db.tables import batch_jobs, jobs, sessions, sites
-from beambridge.server.dispatch.fit import fit_jobs
 from beambridge.server.errors import ConflictError, InvalidRequestError, NotFoundError
 from beambridge.server.jobs.lifecycle import Outcome, TransitionRequest, apply_transitions, lock_jobs
 from beambridge.server.jobs.queries import JOB_COLUMNS, tags_contain
@@ -127,8 +127,12 @@ def acquire(
     query = query.order_by(jobs.c.priority.desc(), jobs.c.id).limit(scan)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(of=jobs, skip_locked=True)
-    rows = [dict(row._mapping) for row in conn.execute(query)]
-    chosen = fit_jobs(rows, request.free_nodes, request.max_jobs)
+    rows = conn.execute(query).all()
+    if request.free_nodes is None:
+        fitting = rows[: request.max_jobs]
+    else:
+        fitting = fit_in_order(rows, request.free_nodes, request.max_jobs)
+    chosen = [dict(row._mapping) for row in fitting]
     ids = [row["id"] for row in chosen]
     for chunk in chunked(ids):
         conn.execute(

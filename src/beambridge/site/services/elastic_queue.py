@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from beambridge import packing
 from beambridge.client import Client
+from beambridge.packing import Footprint
 from beambridge.schemas.batch_jobs import BatchJob, BatchJobState
 from beambridge.site.config import SiteConfig
 from beambridge.site.services.base import Service
@@ -21,11 +24,12 @@ SAMPLE = 500
 ELASTIC_MARK = "elastic_queue"
 
 
-def node_demand(footprints: list[float], total: int) -> float:
-    """Nodes the backlog needs: the sampled jobs' mean footprint times the backlog size."""
-    if not footprints or total == 0:
+def node_demand(sample: Sequence[Footprint], total: int) -> float:
+    """Nodes the backlog needs: the nodes the sampled jobs fill when packed as a launcher packs them
+    (:func:`beambridge.packing.nodes_to_hold`), scaled from the sample to the whole backlog."""
+    if not sample or total == 0:
         return 0.0
-    return sum(footprints) / len(footprints) * total
+    return packing.nodes_to_hold(sample) * total / len(sample)
 
 
 class ElasticQueue(Service):
@@ -45,11 +49,8 @@ class ElasticQueue(Service):
         total = query.count()
         if total == 0:
             return 0, 0.0
-        sample = list(query.limit(SAMPLE))
-        footprints = [
-            float(job.num_nodes) if job.num_nodes > 1 else 1.0 / job.node_packing_count for job in sample
-        ]
-        return total, node_demand(footprints, total)
+        sample = sorted(query.limit(SAMPLE), key=lambda job: (-job.priority, job.id))  # acquire's order
+        return total, node_demand(sample, total)
 
     def tick(self) -> None:
         if not self.settings.enabled:
