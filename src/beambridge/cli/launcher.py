@@ -5,11 +5,15 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from beambridge.schemas.batch_jobs import JobMode
+
+if TYPE_CHECKING:
+    from beambridge.launcher.config import LauncherConfig
+    from beambridge.site.config import SiteConfig, SiteDir
 
 
 def launcher(
@@ -40,7 +44,6 @@ def launcher(
         if batch_job_id is not None:
             filter_tags = client.batch_jobs.get(batch_job_id).filter_tags or None
         options = LauncherOptions(
-            site_dir=site.root,
             batch_job_id=batch_job_id,
             job_mode=mode,
             wall_time_min=wall_time_min,
@@ -48,6 +51,22 @@ def launcher(
             idle_timeout_s=idle_timeout_s,
             filter_tags=filter_tags,
         )
-        runner = Launcher(options, client, config)
+        runner = Launcher(options, client, launcher_config(site, config))
         install_signal_handlers(runner)
         raise typer.Exit(runner.run())
+
+
+def launcher_config(site: SiteDir, config: SiteConfig) -> LauncherConfig:
+    """What the launcher needs of the site: its ``launcher:`` settings and a few facts of ``site.yml``."""
+    from beambridge.launcher.config import LauncherConfig
+
+    return LauncherConfig(
+        site_id=config.site_id,
+        apps_dir=site.apps,
+        data_dir=site.data,
+        local_scheduler=config.scheduler == "local",
+        environment=config.environment,
+        setup_lines=config.setup_lines,
+        session_timeout_s=config.session_timeout_s,
+        settings=config.launcher,
+    )

@@ -27,6 +27,7 @@ from beambridge.apps.base import ApplicationDefinition, ParameterError
 from beambridge.apps.loader import AppCatalog, load_apps
 from beambridge.client import Client
 from beambridge.client.errors import BeambridgeError, Conflict, NotFound
+from beambridge.launcher.config import LauncherConfig
 from beambridge.launcher.jobs import (
     RunningJob,
     command_argv,
@@ -42,7 +43,6 @@ from beambridge.launcher.resources import NodePool
 from beambridge.platform.mpi import LaunchSpec, get_mpi_launcher
 from beambridge.schemas.batch_jobs import JobMode
 from beambridge.schemas.jobs import Job
-from beambridge.site.config import SiteConfig, SiteDir
 from beambridge.states import JobState
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,6 @@ KILL_GRACE_S = 2.0
 class LauncherOptions:
     """What one launcher is asked to do."""
 
-    site_dir: Path
     batch_job_id: int | None = None
     job_mode: JobMode = JobMode.SERIAL
     wall_time_min: float | None = None
@@ -79,17 +78,16 @@ def _local_names() -> set[str]:
 class Launcher:
     """Runs one pilot's share of the work until idle, drained or told to stop."""
 
-    def __init__(self, options: LauncherOptions, client: Client, config: SiteConfig | None = None) -> None:
+    def __init__(self, options: LauncherOptions, client: Client, config: LauncherConfig) -> None:
         self.options = options
-        self.site = SiteDir(options.site_dir)
-        self.config = config or self.site.load()
+        self.config = config
         self.client = client
-        settings = self.config.launcher
+        settings = config.settings
         self.settings = settings
         self.nodes = NodePool(options.nodes or ["localhost"], settings.cores_per_node, settings.gpus_per_node)
-        self.local_nodes = _local_names() if self.config.scheduler != "local" else set(self.nodes.names)
+        self.local_nodes = set(self.nodes.names) if config.local_scheduler else _local_names()
         self.mpi = get_mpi_launcher(settings.mpi_launcher, settings.mpi_executable, settings.mpi_args)
-        self.catalog: AppCatalog = load_apps(self.site.apps)
+        self.catalog: AppCatalog = load_apps(config.apps_dir)
         self.app_names: dict[int, str] = {}
         self.serial = options.job_mode == JobMode.SERIAL
         self.started_at = time.monotonic()
@@ -440,7 +438,7 @@ class Launcher:
         placement = self.nodes.place(job)
         if placement is None:
             return False
-        workdir = self.site.workdir(job.workdir)
+        workdir = self.config.workdir(job.workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         node_names = [self.nodes.names[i] for i in placement.node_indexes]
         environment = {
@@ -499,7 +497,7 @@ class Launcher:
         self, job: Job, app: type[ApplicationDefinition], workdir: Path, env: dict[str, str]
     ) -> dict[str, Any]:
         return {
-            "apps_folder": str(self.site.apps),
+            "apps_folder": str(self.config.apps_dir),
             "app": app.name,
             "job": job.model_dump(mode="json"),
             "workdir": str(workdir),

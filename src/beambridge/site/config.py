@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from beambridge.launcher.config import LauncherSettings
 from beambridge.schemas.batch_jobs import JobMode
 
 SITE_FILE = "site.yml"
@@ -49,26 +50,6 @@ class ElasticQueue(_Section):
         default=None, gt=0, description="Remove a pilot still queued after this long (and ask again)"
     )
     optional_params: dict[str, str] = Field(default_factory=dict)
-
-
-class LauncherSettings(_Section):
-    """How pilots run jobs."""
-
-    cores_per_node: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
-    gpus_per_node: int = Field(default=0, ge=0)
-    gpu_variable: str = Field(default="CUDA_VISIBLE_DEVICES", description="How a job is told its GPUs")
-    mpi_launcher: Literal["mpirun", "mpiexec", "srun"] = "mpirun"
-    mpi_executable: str | None = None
-    mpi_args: list[str] = Field(default_factory=list)
-    idle_timeout_s: float = Field(default=60, gt=0, description="Exit after this long with nothing to do")
-    prefetch: int = Field(default=16, ge=0, description="Jobs acquired beyond free slots (serial mode)")
-    long_poll_s: float = Field(default=10, gt=0, le=60)
-    report_interval_s: float = Field(default=0.05, gt=0)
-    report_batch: int = Field(default=500, ge=1)
-    drain_margin_s: float = Field(
-        default=60, ge=0, description="Stop work this long before the allocation ends"
-    )
-    python: str = Field(default="", description="Python on the compute nodes (default: the agent's)")
 
 
 class Periods(_Section):
