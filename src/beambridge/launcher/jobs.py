@@ -7,6 +7,7 @@ import os
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -101,16 +102,25 @@ def _kill_group(pid: int, sig: int) -> None:
 
 
 def error_tail(workdir: Path, limit: int = ERROR_TAIL_CHARS) -> str:
-    """The end of a job's stderr (what a user needs to see first)."""
-    path = workdir / "job.err"
+    """The end of a job's stderr (what a user needs to see first).
+
+    Reads at most ``limit`` bytes, and only from a regular file: a job may have left anything at that
+    path (a FIFO would block the launcher, ``/dev/zero`` never ends, a file may still be growing).
+    """
     try:
-        with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - limit))
-            return handle.read().decode(errors="replace").strip()
+        fd = os.open(workdir / "job.err", os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError:
         return ""
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return ""
+        start = max(0, info.st_size - limit)
+        return os.pread(fd, limit, start).decode(errors="replace").strip()
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
 
 
 def python_command(python: str, task_file: Path) -> list[str]:

@@ -39,7 +39,7 @@ from beambridge.launcher.jobs import (
 )
 from beambridge.launcher.pool import PythonWorkerPool
 from beambridge.launcher.reporter import Reporter
-from beambridge.launcher.resources import NodePool
+from beambridge.launcher.resources import NodePool, Placement
 from beambridge.platform.mpi import LaunchSpec, get_mpi_launcher
 from beambridge.schemas.batch_jobs import JobMode
 from beambridge.schemas.jobs import Job
@@ -404,7 +404,7 @@ class Launcher:
                 left.extend(pending[index:])
                 break
             footprint = (job.num_nodes, job.node_packing_count, job.ranks_per_node, job.gpus_per_rank)
-            if footprint in full or not self._start(job):
+            if footprint in full or not self._start_one(job):
                 full.add(footprint)
                 left.append(job)
         if left:
@@ -420,6 +420,24 @@ class Launcher:
             return None
         return self.catalog.apps[name]
 
+    def _start_one(self, job: Job) -> bool:
+        """Start ``job`` if it fits now (False: keep it queued). Whatever goes wrong while preparing or
+        starting one job fails that job, with the reason, and never the launcher."""
+        try:
+            return self._start(job)
+        except Exception as exc:
+            log.exception("job %s could not be started", job.id)
+            self._fail_start(job, f"could not start: {type(exc).__name__}: {exc}")
+            return True
+
+    def _fail_start(self, job: Job, reason: str) -> None:
+        """Record a start that failed before the job ran: ``RUNNING`` then ``RUN_ERROR`` with the reason,
+        so the attempt is in the job's history and counts against its retries like any failed run."""
+        self._report(job.id, JobState.RUNNING)
+        self._report(
+            job.id, JobState.RUN_ERROR, return_code=-1, error=reason, state_data={"reason": reason[:1000]}
+        )
+
     def _start(self, job: Job) -> bool:
         """Start ``job`` if it fits now; False to keep it queued."""
         session_id = self.session_id
@@ -427,19 +445,26 @@ class Launcher:
         app = self._app_for(job)
         if app is None:
             name = self.app_names.get(job.app_id, f"id {job.app_id}")
-            self._report(job.id, JobState.RUNNING)
-            self._report(
-                job.id,
-                JobState.RUN_ERROR,
-                return_code=-1,
-                error=f"app {name} is not in this site's apps folder",
-            )
+            self._fail_start(job, f"app {name} is not in this site's apps folder")
+            return True
+        workdir = self.config.workdir(job.workdir)
+        try:
+            workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._fail_start(job, f"could not prepare the work directory {job.workdir}: {exc}")
             return True
         placement = self.nodes.place(job)
         if placement is None:
             return False
-        workdir = self.config.workdir(job.workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._launch(job, app, placement, workdir)
+        except BaseException:
+            self.nodes.release(placement)
+            raise
+
+    def _launch(
+        self, job: Job, app: type[ApplicationDefinition], placement: Placement, workdir: Path
+    ) -> bool:
         node_names = [self.nodes.names[i] for i in placement.node_indexes]
         environment = {
             **self.config.environment,
@@ -485,8 +510,7 @@ class Launcher:
                 self._selector.register(run.pidfd, selectors.EVENT_READ, run)
         except (ParameterError, OSError) as exc:
             self.nodes.release(placement)
-            self._report(job.id, JobState.RUNNING)
-            self._report(job.id, JobState.RUN_ERROR, return_code=-1, error=f"could not start: {exc}")
+            self._fail_start(job, f"could not start: {exc}")
             return True
         self.running[job.id] = run
         self.counts["started"] += 1
