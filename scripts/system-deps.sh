@@ -16,6 +16,8 @@ command -v mpirun >/dev/null || need+=(openmpi-bin libopenmpi-dev)
 { command -v sshd >/dev/null || [ -x /usr/sbin/sshd ]; } || need+=(openssh-server)
 { command -v ssh >/dev/null && command -v ssh-keygen >/dev/null; } || need+=(openssh-client)
 command -v rsync >/dev/null || need+=(rsync)
+# Chromium for the console's browser tests (Playwright drives it through its executable path).
+{ command -v chromium >/dev/null || command -v chromium-browser >/dev/null; } || need+=(chromium)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
@@ -26,5 +28,5 @@ if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
 fi
 echo "system-deps: installing ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+apt-get -o DPkg::Lock::Timeout=600 update -qq
+apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need[@]}" >/dev/null

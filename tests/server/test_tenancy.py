@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from tests.conftest import ApiUser
+from tests.server.console.client import Browser
 from tests.server.helpers import acquire, report
+from tests.servers import LiveServer
 
 # Routes with no owned object to trespass on.
 SELF_ROUTES = {
@@ -168,3 +172,73 @@ def test_site_token_is_confined_to_its_site(alice: ApiUser, make_user: Any) -> N
 def test_lists_are_empty_for_a_new_user(bob: ApiUser, alice: ApiUser, route: str) -> None:
     alice_world(alice)
     assert bob.ok(bob.http.get(route))["items"] == []
+
+
+# The console's pages (not in the API schema): the same rules, through a logged-in browser session.
+UI_SELF_ROUTES = {
+    ("get", "/"),
+    ("get", "/ui"),
+    ("get", "/ui/"),
+    ("get", "/ui/login"),
+    ("post", "/ui/login"),
+    ("post", "/ui/logout"),
+    ("get", "/docs"),
+}
+
+
+def ui_attempts(w: dict[str, Any]) -> dict[tuple[str, str], tuple[str, Any]]:
+    """For each console route: the URL aimed at alice's objects, and a form that would be valid for her."""
+    job = w["job"]["id"]
+    return {
+        ("get", "/ui/jobs"): ("/ui/jobs?limit=200", None),
+        ("get", "/ui/jobs/{job_id}"): (f"/ui/jobs/{job}", None),
+        ("post", "/ui/jobs/cancel"): ("/ui/jobs/cancel", {"ids": [str(job)]}),
+    }
+
+
+def _flat(routes: list[Any]) -> list[Any]:
+    """Routes, with those of included routers (FastAPI may keep them as router objects) spelled out."""
+    out = []
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        out.extend(_flat(included.routes) if included is not None else [route])
+    return out
+
+
+def ui_routes(app: FastAPI) -> set[tuple[str, str]]:
+    """Every route outside the API schema (the console's pages and actions)."""
+    return {
+        (method.lower(), route.path)
+        for route in _flat(app.routes)
+        if isinstance(route, APIRoute) and not route.include_in_schema
+        for method in route.methods - {"HEAD"}
+    }
+
+
+def test_every_console_route_is_covered(server_app: FastAPI) -> None:
+    planned = set(ui_attempts({"job": {"id": 1}}))
+    assert ui_routes(server_app) - UI_SELF_ROUTES == planned, "a console route has no tenancy check"
+
+
+def test_console_shows_and_changes_nothing_of_another_user(
+    alice: ApiUser, bob: ApiUser, live_server: LiveServer
+) -> None:
+    world = alice_world(alice)
+    bob.site()
+    before = snapshot(alice)
+    intruder = Browser(live_server.url)
+    assert intruder.login(bob.name).status_code == 303
+    csrf = intruder.csrf()
+    theirs = {str(j["id"]) for j in before["/jobs"]}
+    for (method, _route), (url, form) in ui_attempts(world).items():
+        if method == "get":
+            response = intruder.http.get(url)
+            if response.status_code == 200:
+                shown = set(re.findall(r'data-job-id="(\d+)"', response.text))
+                assert not shown & theirs, f"{url} shows alice's jobs"
+                continue
+        else:
+            response = intruder.post(url, {**form, "csrf": csrf})
+        assert response.status_code in (403, 404), f"{method} {url}: {response.status_code}"
+    assert snapshot(alice) == before
+    intruder.close()

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from beambridge import __version__
 from beambridge.server.auth.tokens import AccessTokens
 from beambridge.server.body_limit import BodyLimitMiddleware
+from beambridge.server.console import install_console
 from beambridge.server.context import ServerContext, utcnow
 from beambridge.server.db import migrate
 from beambridge.server.db.async_reads import AsyncReader
@@ -92,11 +93,14 @@ def create_app(
         version=__version__,
         description="Near-real-time analysis of light-source data at whichever HPC facility finishes first.",
         lifespan=lifespan,
+        docs_url=None,  # the console serves /docs from its own assets (no CDN)
+        redoc_url=None,
     )
     app.state.ctx = ctx
     install_error_handlers(app)
     for module in (health, auth, sites, apps, jobs, batch_jobs, sessions, transfers, events):
         app.include_router(module.router)
+    install_console(app, ctx)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app
 

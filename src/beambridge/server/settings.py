@@ -45,6 +45,15 @@ class ServerSettings(BaseSettings):
         "(`server up` sets it; see beambridge.server.runtime)",
     )
 
+    console_session_ttl_s: int = Field(
+        default=12 * 3600, ge=60, description="How long a console (browser) login lasts"
+    )
+    console_secure_cookie: bool | None = Field(
+        default=None,
+        description="Mark the console's cookie Secure; default: when the request came over HTTPS "
+        "(behind a TLS proxy, run uvicorn with --proxy-headers or set this to true)",
+    )
+
     def resolved_database_url(self) -> str:
         """The database to use: the configured URL or the embedded SQLite file."""
         if self.database_url:

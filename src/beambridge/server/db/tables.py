@@ -239,3 +239,17 @@ transfer_items = sa.Table(
     sa.Index(None, "site_id", "state"),
     sqlite_autoincrement=True,
 )
+
+# Browser sessions of the console (server/console/sessions.py): the cookie's secret is stored hashed.
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    _id(),
+    _fk("user_id", "users.id"),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("expires_at", Time, nullable=False),
+    sa.Column("revoked_at", Time),
+    sa.Index(None, "expires_at"),
+    sqlite_autoincrement=True,
+)

@@ -1,0 +1,5 @@
+"""Console fixtures."""
+
+from tests.server.console.client import browser_for
+
+__all__ = ["browser_for"]

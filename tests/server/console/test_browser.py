@@ -1,0 +1,119 @@
+"""The console in a real Chromium: log in, see only your own jobs, filter, open a job, cancel; no page
+breaks its Content-Security-Policy or loads anything from another host."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import PASSWORD, ApiUser
+from tests.server.console.chromium import PageWatch, chromium, screenshot
+from tests.server.helpers import states
+from tests.servers import LiveServer
+
+__all__ = ["chromium"]
+
+# One database is enough for the browser: the pages' SQL is tested on both by test_pages.py.
+pytestmark = [
+    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
+    pytest.mark.xdist_group("chromium"),
+]
+
+
+@pytest.fixture
+def page(chromium: Any, live_server: LiveServer) -> Iterator[Any]:
+    context = chromium.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    page.watch = PageWatch(page, live_server.url)
+    yield page
+    context.close()
+
+
+def log_in(page: Any, base_url: str, user: ApiUser, target: str = "/ui/jobs") -> None:
+    page.goto(base_url + target)
+    assert "/ui/login" in page.url
+    page.fill("input[name=username]", user.name)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base_url + target)
+
+
+def test_log_in_filter_open_and_cancel(
+    page: Any, live_server: LiveServer, alice: ApiUser, bob: ApiUser
+) -> None:
+    base = live_server.url
+    site = alice.site()
+    app = alice.app(site["id"])
+    mine = alice.jobs([
+        {"app_id": app["id"], "workdir": f"w{i}", "tags": {"experiment": "A001" if i % 2 else "B002"}}
+        for i in range(6)
+    ])  # fmt: skip
+    theirs = bob.jobs([{"app_id": bob.app(bob.site()["id"])["id"], "workdir": "x"}])
+
+    page.goto(base + "/ui/login")
+    screenshot(page, "login")
+    log_in(page, base, alice)
+    shown = {
+        int(x) for x in page.locator("tr[data-job-id]").evaluate_all("rs => rs.map(r => r.dataset.jobId)")
+    }
+    assert shown == {j["id"] for j in mine}
+    assert theirs[0]["id"] not in shown
+    screenshot(page, "jobs")
+
+    page.fill("input[name=tag]", "experiment:A001")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url("**tag=experiment%3AA001**")
+    assert page.locator("tr[data-job-id]").count() == 3
+
+    first = mine[1]["id"]
+    page.click(f"a[href='/ui/jobs/{first}']")
+    page.wait_for_url(f"{base}/ui/jobs/{first}")
+    assert page.locator("#job-state").inner_text() == states(alice, [first])[first]
+    assert page.locator("#timeline tbody tr").count() >= 1
+    screenshot(page, "job")
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("text=Cancel job")
+    page.wait_for_url(f"{base}/ui/jobs/{first}")
+    assert page.locator("#job-state").inner_text() == "KILLED"
+
+    page.goto(base + "/ui/jobs")
+    for job in mine[2:4]:
+        page.check(f"input[name=ids][value='{job['id']}']")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("text=Cancel selected")
+    page.wait_for_url(base + "/ui/jobs?")
+    killed = [j["id"] for j in mine[1:4]]
+    assert set(states(alice, killed).values()) == {"KILLED"}
+    assert states(alice, [mine[0]["id"]]) != {mine[0]["id"]: "KILLED"}
+    page.watch.assert_clean()
+
+
+def test_another_users_job_page_is_not_found(
+    page: Any, live_server: LiveServer, alice: ApiUser, bob: ApiUser
+) -> None:
+    [job] = alice.jobs([{"app_id": alice.app(alice.site()["id"])["id"], "workdir": "w"}])
+    log_in(page, live_server.url, bob)
+    response = page.goto(f"{live_server.url}/ui/jobs/{job['id']}")
+    assert response.status == 404
+
+
+def test_docs_render_offline(page: Any, live_server: LiveServer) -> None:
+    page.goto(live_server.url + "/docs")
+    page.wait_for_selector(".opblock-summary-path[data-path='/jobs/{job_id}']", timeout=15_000)
+    screenshot(page, "docs")
+    page.watch.assert_clean()
+
+
+def test_pages_read_on_a_phone(chromium: Any, live_server: LiveServer, alice: ApiUser) -> None:
+    context = chromium.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    alice.jobs([{"app_id": alice.app(alice.site()["id"])["id"], "workdir": "w"}])
+    log_in(page, live_server.url, alice)
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1, f"the jobs page is {overflow} px wider than a phone"
+    screenshot(page, "jobs-phone")
+    context.close()
