@@ -23,6 +23,8 @@ SELF_ROUTES = {
     ("post", "/auth/logout"),
     ("get", "/auth/me"),
     ("post", "/sites"),  # creates the caller's own site
+    ("post", "/workflows"),  # stores the caller's own workflow (names are per user)
+    ("post", "/beamline-events"),  # records the caller's own event (a foreign submission id: below)
 }
 
 
@@ -46,9 +48,31 @@ def alice_world(alice: ApiUser) -> dict[str, Any]:
     )
     token = alice.ok(alice.http.post(f"/sites/{site['id']}/tokens", json={"name": "agent"}), 201)
     [item] = alice.ok(alice.http.get(f"/transfers?job_id={job['id']}"))["items"]
+    workflow = alice.ok(
+        alice.http.post(
+            "/workflows",
+            json={
+                "name": "wf",
+                "steps": [
+                    {"name": "quick", "app": app["name"], "quick_look": True},
+                    {"name": "full", "app": app["name"], "after": ["quick"], "skip_unless_changed": True},
+                ],
+                "change_detection": {},
+            },
+        ),
+        201,
+    )
+    submission = alice.ok(
+        alice.http.post("/submissions", json={"workflow": "wf", "key": "run-1", "dataset": "d.h5"}), 201
+    )["submission"]
+    beamline_event = alice.ok(
+        alice.http.post("/beamline-events", json={"kind": "run.aborted", "submission_id": submission["id"]}),
+        201,
+    )
     return {
         "site": site, "app": app, "job": job, "other": other, "running": running, "session": session,
-        "batch": batch, "token": token, "item": item,
+        "batch": batch, "token": token, "item": item, "workflow": workflow, "submission": submission,
+        "beamline_event": beamline_event,
     }  # fmt: skip
 
 
@@ -56,6 +80,7 @@ def attempts(w: dict[str, Any]) -> dict[tuple[str, str], tuple[str, Any]]:
     """For each route: the concrete URL aimed at alice's objects, and a body that would be valid for her."""
     site, app, job, session = w["site"]["id"], w["app"]["id"], w["job"]["id"], w["session"]["id"]
     running, batch, token, item = w["running"]["id"], w["batch"]["id"], w["token"]["id"], w["item"]["id"]
+    workflow, submission = w["workflow"]["id"], w["submission"]["id"]
     return {
         ("get", "/sites"): ("/sites", None),
         ("get", "/sites/{site_id}"): (f"/sites/{site}", None),
@@ -100,13 +125,31 @@ def attempts(w: dict[str, Any]) -> dict[tuple[str, str], tuple[str, Any]]:
         ("get", "/transfers/{item_id}"): (f"/transfers/{item}", None),
         ("get", "/events"): ("/events", None),
         ("get", "/events/latest"): ("/events/latest", None),
+        ("get", "/workflows"): ("/workflows", None),
+        ("get", "/workflows/{workflow_id}"): (f"/workflows/{workflow}", None),
+        ("delete", "/workflows/{workflow_id}"): (f"/workflows/{workflow}", None),
+        ("post", "/submissions"): ("/submissions", {"workflow": "wf", "key": "run-2", "dataset": "d.h5"}),
+        ("get", "/submissions"): ("/submissions", None),
+        ("get", "/submissions/{submission_id}"): (f"/submissions/{submission}", None),
+        ("post", "/submissions/{submission_id}/steps/{step}"): (
+            f"/submissions/{submission}/steps/full",
+            {"action": "run"},
+        ),
+        ("get", "/beamline-events"): ("/beamline-events", None),
+        ("post", "/beamline-events#foreign"): (
+            "/beamline-events",
+            {"kind": "stolen", "submission_id": submission},
+        ),
     }
 
 
 def snapshot(alice: ApiUser) -> dict[str, Any]:
     """Everything alice can see, for before/after comparison."""
     out = {}
-    for path in ("/sites", "/apps", "/jobs", "/batch-jobs", "/sessions", "/transfers", "/events"):
+    for path in (
+        "/sites", "/apps", "/jobs", "/batch-jobs", "/sessions", "/transfers", "/events", "/workflows",
+        "/submissions", "/beamline-events",
+    ):  # fmt: skip
         out[path] = alice.ok(alice.http.get(f"{path}?limit=1000"))["items"]
     out["tokens"] = alice.ok(alice.http.get(f"/sites/{out['/sites'][0]['id']}/tokens"))
     return out
@@ -133,12 +176,9 @@ def _check_trespass(
 
 def test_every_route_is_covered(server_app: FastAPI) -> None:
     routes = {(m, p) for p, ops in server_app.openapi()["paths"].items() for m in ops}
-    planned = set(
-        attempts(
-            {k: {"id": 1} for k in ("site", "app", "job", "session", "running", "batch", "token", "item")}
-        )
-    )
-    assert routes - SELF_ROUTES == planned, "a route has no tenancy check: add it to attempts()"
+    names = ("site", "app", "job", "session", "running", "batch", "token", "item", "workflow", "submission")
+    planned = {(m, p.split("#")[0]) for m, p in attempts({k: {"id": 1} for k in names})}
+    assert routes - SELF_ROUTES == planned - SELF_ROUTES, "a route has no tenancy check: add it to attempts()"
 
 
 def test_another_user_sees_and_changes_nothing(alice: ApiUser, bob: ApiUser) -> None:

@@ -24,6 +24,7 @@ from beambridge.cli import (
     site_agent,
     sites,
     users,
+    workflows,
 )
 
 app = typer.Typer(
@@ -39,6 +40,9 @@ app.add_typer(sites.app, name="site")
 app.add_typer(apps.app, name="app")
 app.add_typer(jobs.app, name="job")
 app.add_typer(placement.app, name="placement")
+app.add_typer(workflows.app, name="workflow")
+app.command("submit")(workflows.submit)
+app.command("submissions")(workflows.submissions)
 app.command("login")(login.login)
 app.command("events")(events.events)
 app.command("demo")(demo.demo)

@@ -19,6 +19,7 @@ from beambridge.client.resources import (
 )
 from beambridge.client.sessions import SessionManager
 from beambridge.client.transport import RetryPolicy, Transport
+from beambridge.client.workflows import BeamlineEventManager, SubmissionManager, WorkflowManager
 from beambridge.schemas.auth import TokenPair, User
 
 
@@ -74,6 +75,9 @@ class Client:
         self.sessions = SessionManager(self._transport)
         self.transfers = TransferManager(self._transport)
         self.events = EventManager(self._transport)
+        self.workflows = WorkflowManager(self._transport)
+        self.submissions = SubmissionManager(self._transport)
+        self.beamline_events = BeamlineEventManager(self._transport)
 
     @classmethod
     def login(cls, url: str, username: str, password: str, **options: Any) -> Client:

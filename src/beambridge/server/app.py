@@ -23,7 +23,18 @@ from beambridge.server.db.engine import Database
 from beambridge.server.dispatch.sessions import expire_silent_sessions
 from beambridge.server.errors import install_error_handlers
 from beambridge.server.pg_notify import PgWakeupRelay
-from beambridge.server.routes import apps, auth, batch_jobs, events, health, jobs, sessions, sites, transfers
+from beambridge.server.routes import (
+    apps,
+    auth,
+    batch_jobs,
+    events,
+    health,
+    jobs,
+    sessions,
+    sites,
+    transfers,
+    workflows,
+)
 from beambridge.server.runtime import tune_garbage_collector
 from beambridge.server.settings import ServerSettings
 from beambridge.server.wakeups import WakeupHub
@@ -98,7 +109,7 @@ def create_app(
     )
     app.state.ctx = ctx
     install_error_handlers(app)
-    for module in (health, auth, sites, apps, jobs, batch_jobs, sessions, transfers, events):
+    for module in (health, auth, sites, apps, jobs, batch_jobs, sessions, transfers, events, workflows):
         app.include_router(module.router)
     install_console(app, ctx)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

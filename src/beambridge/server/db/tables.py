@@ -253,3 +253,53 @@ console_sessions = sa.Table(
     sa.Index(None, "expires_at"),
     sqlite_autoincrement=True,
 )
+
+# The beamline end: workflows stored by name, one submission per (user, idempotency key), and the events
+# of the beamline itself (runs aborted, changes detected, alerts sent).
+workflows = sa.Table(
+    "workflows",
+    metadata,
+    _id(),
+    _fk("owner_id", "users.id"),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("spec", JSON, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.UniqueConstraint("owner_id", "name"),
+    sqlite_autoincrement=True,
+)
+
+submissions = sa.Table(
+    "submissions",
+    metadata,
+    _id(),
+    _fk("owner_id", "users.id"),
+    sa.Column("workflow", sa.String(100), nullable=False),
+    sa.Column("key", sa.String(512), nullable=False),
+    sa.Column("dataset", sa.String(2048), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("context", JSON, nullable=False),
+    sa.Column("steps", JSON, nullable=False),
+    sa.Column("job_ids", JSON, nullable=False),
+    sa.Column("closed_at", Time),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.UniqueConstraint("owner_id", "key"),
+    sa.Index(None, "owner_id", "workflow", "id"),
+    sqlite_autoincrement=True,
+)
+
+beamline_events = sa.Table(
+    "beamline_events",
+    metadata,
+    _id(),
+    _fk("owner_id", "users.id"),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("dataset", sa.String(2048), nullable=False),
+    sa.Column("workflow", sa.String(100), nullable=False),
+    sa.Column("submission_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite")),
+    sa.Column("data", JSON, nullable=False),
+    sa.Column("timestamp", Time, nullable=False),
+    sa.Index(None, "owner_id", "id"),
+    sqlite_autoincrement=True,
+)

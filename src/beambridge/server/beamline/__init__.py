@@ -1,0 +1,1 @@
+"""The beamline end, on the service side: stored workflows, idempotent submissions, beamline events."""
