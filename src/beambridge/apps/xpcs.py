@@ -39,7 +39,16 @@ _COMMON: dict[str, AppParameter] = {
     "frames": AppParameter(required=False, default=None, type=ParameterType.ANY, help="'a:b:stride' or null"),
     "delays_per_level": AppParameter(required=False, default=4, type=ParameterType.INT),
     "frame_time": AppParameter(
-        required=False, default=1.0, type=ParameterType.FLOAT, help="Seconds per frame"
+        required=False,
+        default=None,
+        type=ParameterType.FLOAT,
+        help="Seconds per frame; default: the raw file's own (a value that contradicts it is an error)",
+    ),
+    "force_frame_time": AppParameter(
+        required=False,
+        default=False,
+        type=ParameterType.BOOL,
+        help="Use frame_time even where the raw file records another",
     ),
     "avg": AppParameter(required=False, default=1, type=ParameterType.INT, help="Frames averaged into one"),
     "normalize_frames": AppParameter(required=False, default=False, type=ParameterType.BOOL),
@@ -50,8 +59,10 @@ _COMMON: dict[str, AppParameter] = {
 
 
 def _options(params: dict[str, Any]) -> dict[str, Any]:
-    options = {
-        key: params[key] for key in ("frames", "delays_per_level", "frame_time", "avg", "normalize_frames")
+    options: dict[str, Any] = {
+        key: params[key]
+        for key in ("frames", "delays_per_level", "frame_time", "force_frame_time", "avg", "normalize_frames")
+        if key in params
     }
     return options
 

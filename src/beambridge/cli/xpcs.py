@@ -75,7 +75,12 @@ def corr(
     lld: float = typer.Option(0.0, help="lower threshold after dark subtraction"),
     sigma: float = typer.Option(0.0, help="threshold in dark standard deviations"),
     normalize_frames: bool = typer.Option(False, help="divide each frame by its relative mean"),
-    frame_time: float = typer.Option(1.0, help="s between frames"),
+    frame_time: float = typer.Option(
+        None, help="s between frames; default: the raw file's own (an error if the two disagree)"
+    ),
+    force_frame_time: bool = typer.Option(
+        False, "--force-frame-time", help="use --frame-time even where the raw file records another"
+    ),
     mode: str = typer.Option(
         "auto",
         help="correlator: auto (= dense, the faster on frames and events alike), dense, or sparse (per-pixel event state)",
@@ -120,6 +125,7 @@ def corr(
                 sigma=sigma,
                 normalize_frames=normalize_frames,
                 frame_time=frame_time,
+                force_frame_time=force_frame_time,
                 mode=mode,  # type: ignore[arg-type]
                 rigaku_shape=(rs[0], rs[1]),
                 progress=progress,
@@ -130,6 +136,8 @@ def corr(
         f"wrote {out}: {summary['frames']} frames, {summary['dynamic_bins']} q bins, "
         f"{summary['correlator_mode']} correlator"
     )
+    if summary["frame_time_source"] == "unknown":
+        typer.echo("note: the raw file records no frame time and none was given: delays are in frames")
     typer.echo(
         f"{summary['frames']} frames in {summary['correlation_seconds']:.3f} s: "
         f"{summary['frames_per_second']:.0f} frames/s"

@@ -27,6 +27,10 @@ class FrameReader(Protocol):
     shape: tuple[int, int]
     n_frames: int
     is_sparse: bool
+    frame_time: float | None
+    """Seconds from one frame to the next as the file records it (None: the file does not say)."""
+    count_time: float | None
+    """Exposure of one frame in seconds as the file records it (None: the file does not say)."""
 
     def read_dense(self, start: int, stop: int) -> npt.NDArray[np.generic]:
         """Frames ``start … stop-1`` as an array of shape (stop-start, H, W)."""

@@ -1,5 +1,8 @@
 """Raw frames in HDF5 at ``/entry/data/data``, shape (frames, rows, cols), any chunking/compression.
 
+Acquisition metadata, when the file has it (NeXus, as APS 8-ID and the simulator write it):
+``/entry/instrument/detector_1/frame_time`` and ``count_time`` (s, scalars).
+
 Blocks are read with ``read_direct`` into a buffer of the file's dtype, so memory is one block.
 Compressed datasets (bitshuffle/LZ4, …) are readable when ``hdf5plugin`` is installed.
 """
@@ -17,6 +20,8 @@ from beambridge.xpcs.errors import InputFileError, MissingDatasetError, ShapeMis
 from beambridge.xpcs.frames import Events
 
 DATASET = "/entry/data/data"
+FRAME_TIME = "/entry/instrument/detector_1/frame_time"
+COUNT_TIME = "/entry/instrument/detector_1/count_time"
 
 with contextlib.suppress(ImportError):  # registers the HDF5 compression filters used at beamlines
     import hdf5plugin  # noqa: F401
@@ -48,6 +53,12 @@ class Hdf5Frames:
         self.n_frames = int(ds.shape[0])
         self.shape = (int(ds.shape[1]), int(ds.shape[2]))
         self.dtype = ds.dtype
+        try:
+            self.frame_time = _seconds(self._file, FRAME_TIME, path)
+            self.count_time = _seconds(self._file, COUNT_TIME, path)
+        except InputFileError:
+            self._file.close()
+            raise
 
     def read_dense(self, start: int, stop: int) -> npt.NDArray[np.generic]:
         """Frames ``start … stop-1``, shape (stop-start, H, W), the file's dtype."""
@@ -66,3 +77,17 @@ class Hdf5Frames:
     def close(self) -> None:
         """Close the file."""
         self._file.close()
+
+
+def _seconds(f: h5py.File, key: str, path: str | Path) -> float | None:
+    """A positive time in seconds stored as a scalar dataset, None when absent."""
+    if key not in f:
+        return None
+    node = f[key]
+    try:
+        value = np.asarray(node[()], dtype=np.float64) if isinstance(node, h5py.Dataset) else None
+    except (TypeError, ValueError):
+        value = None
+    if value is None or value.size != 1 or not np.isfinite(value.item()) or value.item() <= 0:
+        raise InputFileError(path, f"{key} must be one positive number of seconds")
+    return float(value.item())

@@ -6,6 +6,9 @@ Header fields used (little-endian byte offsets, from XPCS-Eigen ``io/imm_header.
     108 rows int32, 112 cols int32, 116 bytes int32 (bytes per value)
     128 elapsed float64 (clock timestamp), 152 dlen uint32 (number of values), 620 corecotick int32
 
+The frame time is the period of the ``elapsed`` timestamps when they are strictly increasing and
+regular (every step within 1 % of the median step); otherwise the file is taken to say nothing.
+
 Dense frames store ``dlen = rows·cols`` uint16 values; compressed frames store ``dlen`` int32 pixel
 indices then ``dlen`` uint16 values (6 bytes per event). Sparse detection follows XPCS-Eigen
 (``compression != 0``). The file is indexed once on open (headers only), then read by memory map.
@@ -78,6 +81,8 @@ class ImmFrames:
         self.timestamp_clock = np.asarray(clock)
         self.timestamp_tick = np.asarray(tick)
         self.dtype = self._value_dtype
+        self.frame_time = regular_period(self.timestamp_clock)
+        self.count_time: float | None = None
 
     def _frame_values(self, i: int) -> tuple[npt.NDArray[np.int64] | None, npt.NDArray[np.generic]]:
         assert self._mm is not None
@@ -122,3 +127,14 @@ class ImmFrames:
     def close(self) -> None:
         """Release the memory map."""
         self._mm = None
+
+
+def regular_period(stamps: npt.NDArray[np.float64]) -> float | None:
+    """The step of strictly increasing, regular timestamps (within 1 % of the median), else None."""
+    if stamps.size < 2:
+        return None
+    steps = np.diff(stamps)
+    if not np.all(np.isfinite(steps)) or np.any(steps <= 0):
+        return None
+    step = float(np.median(steps))
+    return step if float(np.max(np.abs(steps - step))) <= 0.01 * step else None

@@ -33,6 +33,8 @@ class RigakuFrames:
     """Sparse frames from a Rigaku ``.bin`` file."""
 
     is_sparse = True
+    frame_time: float | None = None  # the format records no times
+    count_time: float | None = None
 
     def __init__(self, path: str | Path, shape: tuple[int, int] = (512, 1024)) -> None:
         self.path = str(path)

@@ -38,7 +38,7 @@ import numpy.typing as npt
 from beambridge.xpcs.delays import DelaySchedule, multitau_schedule
 from beambridge.xpcs.errors import OptionError
 from beambridge.xpcs.multitau_bins import BinLabels, BinPartials, G2Result, bin_sums
-from beambridge.xpcs.multitau_dense import STRIP, TILE, dense_update, finalize
+from beambridge.xpcs.multitau_dense import STRIP, TILE, dense_update, finalize, float_zero_tolerance
 from beambridge.xpcs.multitau_sparse import (
     dense_to_pixel_events,
     frame_events_to_pixel_events,
@@ -464,8 +464,16 @@ class MultiTauCorrelator:
             acc, head, tail, seg, self.pixels.size, sch.level, sch.lag, sch.n_pairs, self._level_len,
             self.segment_lengths, partials.static, partials.dynamic, partials.group_bounds(acc.shape[2]),
             partials.pixel_mean, partials.static_sums, partials.static_intensity, partials.dynamic_sums,
+            self._zero_tol,
         )  # fmt: skip
         return partials.reduce(sch.tau, self.frame_sum)
+
+    @property
+    def _zero_tol(self) -> float:
+        """0 for exact integer sums; the rounding bound of float sums (see ``finalize``)."""
+        if self.arithmetic != "float":
+            return 0.0
+        return float_zero_tolerance(self.schedule.n_frames, self._hist)
 
     @property
     def segment_lengths(self) -> npt.NDArray[np.float64]:
@@ -509,6 +517,7 @@ class MultiTauCorrelator:
             if_,
             mean,
             seg_mean,
+            self._zero_tol,
         )
         return PixelSums(
             schedule=sch,

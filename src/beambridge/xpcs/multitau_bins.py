@@ -168,6 +168,7 @@ def bin_group(
     first: np.ndarray,
     last: np.ndarray,
     v: np.ndarray,
+    zero_tol: float,
 ) -> None:
     """Add the ``w`` pixels ``base …`` of group ``g`` (state ``acc[g]`` (n_tau, lanes), ``head[g]``,
     ``tail[g]`` (L, H, lanes), ``seg[g]`` (n_seg, lanes)) into chunk ``c``'s partial sums:
@@ -178,7 +179,8 @@ def bin_group(
         ``static_intensity[c, 0, s]``     Σ of the pixels' time means; ``[c, 1 + q, s]`` segment q's
         ``pixel_mean[p]``                 the time mean of pixel p
 
-    ``tot`` (L, lanes), ``first``/``last`` (lanes,), ``v`` (4, lanes) are scratch.
+    ``tot`` (L, lanes), ``first``/``last`` (lanes,), ``v`` (4, lanes) are scratch. ``zero_tol``: see
+    :func:`~beambridge.xpcs.multitau_dense.finalize` (0 for integer sums, which are exact).
     """
     n_tau = acc.shape[1]
     n_hist = tail.shape[2]
@@ -218,6 +220,13 @@ def bin_group(
             v[1, i] = np.float64(tot[lev, i] - last[i]) * scale1
         for i in range(w):
             v[2, i] = np.float64(tot[lev, i] - first[i]) * scale1
+        if zero_tol > 0.0:  # float sums: a window without photons is zero, not a rounding residue
+            for i in range(w):
+                limit = zero_tol * abs(np.float64(tot[0, i]))
+                if abs(np.float64(tot[lev, i] - last[i])) <= limit:
+                    v[1, i] = 0.0
+                if abs(np.float64(tot[lev, i] - first[i])) <= limit:
+                    v[2, i] = 0.0
         for i in range(w):
             v[3, i] = v[0, i] / (v[1, i] * v[2, i])  # used only where IP_p·IF_p > 0
         # neighbouring pixels mostly share their bins: a bin's sums stay in registers while its
@@ -290,6 +299,7 @@ def bin_sums(
     static_sums: np.ndarray,
     static_intensity: np.ndarray,
     dynamic_sums: np.ndarray,
+    zero_tol: float,
 ) -> None:
     """:func:`bin_group` over a finished state grouped (n_groups, ..., lanes); chunk ``c`` is groups
     ``chunk_ptr[c] … chunk_ptr[c+1]-1``."""
@@ -305,5 +315,5 @@ def bin_sums(
             bin_group(
                 acc, head, tail, seg, g, base, min(lanes, n_pix - base), level, lag, n_pairs, level_len,
                 seg_len, static, dynamic, c, pixel_mean, static_sums, static_intensity, dynamic_sums,
-                tot, first, last, v,
+                tot, first, last, v, zero_tol,
             )  # fmt: skip

@@ -399,6 +399,12 @@ def _strip(
             )
 
 
+def float_zero_tolerance(n_frames: int, n_hist: int) -> float:
+    """Relative bound of the rounding of a float64 sum of ``n_frames + n_hist`` non-negative terms
+    (with margin): a difference of two such sums within it of zero is zero."""
+    return 4.0 * (n_frames + n_hist) * 2.0**-52
+
+
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
 def level_totals(
     tail: np.ndarray, seg: np.ndarray, g: int, w: int, level_len: np.ndarray, tot: np.ndarray
@@ -436,8 +442,14 @@ def finalize(
     if_: np.ndarray,
     mean: np.ndarray,
     seg_mean: np.ndarray,
+    zero_tol: float,
 ) -> None:
     """Per-pixel G2, IP, IF (n_tau, P), time mean (P,) and segment means (n_seg, P) from the sums.
+
+    ``zero_tol`` (0 for integer sums): with float sums IP and IF are differences of sums added in
+    different orders, so a window without photons can come out as a rounding residue (1e-18) instead of
+    0, and such a pixel would count as valid in the error bars. A difference within
+    ``zero_tol·|Σ_k x_0(k)|`` of zero is therefore taken as zero (:func:`float_zero_tolerance`).
 
     Inputs are grouped (n_groups, ..., lanes), pixel p = group·lanes + lane: ``acc`` (·, n_tau, ·)
     in delay order, ``head``/``tail`` (·, L, H, ·) the first/last H elements of every level (oldest
@@ -474,5 +486,12 @@ def finalize(
             for i in range(min(lanes, n_pix - base)):
                 p = base + i
                 g2[j, p] = np.float64(acc[g, j, i]) * (inv * inv) / n
-                ip[j, p] = np.float64(tot[lev, i] - ts[lev, c, i]) * inv / n
-                if_[j, p] = np.float64(tot[lev, i] - hp[lev, c, i]) * inv / n
+                ip_sum = tot[lev, i] - ts[lev, c, i]
+                if_sum = tot[lev, i] - hp[lev, c, i]
+                limit = zero_tol * abs(np.float64(tot[0, i]))
+                if zero_tol > 0.0 and abs(np.float64(ip_sum)) <= limit:
+                    ip_sum = 0
+                if zero_tol > 0.0 and abs(np.float64(if_sum)) <= limit:
+                    if_sum = 0
+                ip[j, p] = np.float64(ip_sum) * inv / n
+                if_[j, p] = np.float64(if_sum) * inv / n

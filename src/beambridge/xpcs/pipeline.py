@@ -6,6 +6,7 @@ returns a JSON-able summary. Both stream the stack once: memory is the correlato
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from beambridge.xpcs.errors import EmptyBinError, OptionError
-from beambridge.xpcs.frames import open_frames
+from beambridge.xpcs.frames import FrameReader, open_frames
 from beambridge.xpcs.multitau import Mode, MultiTauCorrelator
 from beambridge.xpcs.multitau_bins import BinLabels
 from beambridge.xpcs.preprocess import Corrections, FrameSelection, FrameStream
@@ -73,14 +74,19 @@ def correlate(
     normalize_frames: bool = False,
     delays_per_level: int = 4,
     mode: Mode = "auto",
-    frame_time: float = 1.0,
+    frame_time: float | None = None,
     count_time: float | None = None,
+    force_frame_time: bool = False,
     start_time: str | None = None,
     rigaku_shape: tuple[int, int] | None = None,
     twotime_segments: int = 5,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Correlate ``raw`` over the q partition ``qmap`` and write ``out``; return a summary.
+
+    The frame time (s) comes from the raw file's metadata when it has some (see
+    :func:`resolve_frame_time`); ``frame_time`` that contradicts the file is an error unless
+    ``force_frame_time``. With neither, delays stay in frames (frame time 1) and the summary says so.
 
     Raises:
         XpcsError subclasses, each naming the offending file: missing/truncated inputs, shape
@@ -91,6 +97,9 @@ def correlate(
     reader = open_frames(raw, rigaku_shape)
     try:
         qm.check_frame_shape(reader.shape, reader.path)
+        frame_time, time_source = resolve_frame_time(reader, frame_time, force_frame_time)
+        if count_time is None:
+            count_time = reader.count_time if reader.count_time is not None else frame_time
         stream = FrameStream(
             reader,
             FrameSelection.parse(frames, avg),
@@ -141,7 +150,7 @@ def correlate(
                 f,
                 energy=qm.energy,
                 frame_time=frame_time,
-                count_time=frame_time if count_time is None else count_time,
+                count_time=count_time,
                 start_time=start_time or datetime.now(UTC).isoformat(timespec="seconds"),
             )
             write_qmap(f, qm)
@@ -151,6 +160,7 @@ def correlate(
                 "avg_frame": sel_.avg,
                 "begin_frame": stream.start,
                 "num_frames": n,
+                "frame_time_source": time_source,
             }
             if res is not None:
                 g = f.create_group("/xpcs/multitau")
@@ -215,10 +225,38 @@ def correlate(
         "total_seconds": round(elapsed, 4),
         "frames_per_second": round(n / max(t_done - t_corr, 1e-9), 1),
         "twotime_bins": summary_tt,
+        "frame_time": frame_time,
+        "frame_time_source": time_source,
     }
     if res is not None:
         summary["n_tau"] = int(res.tau.size)
     return summary
+
+
+FRAME_TIME_RTOL = 1e-6
+"""A given frame time agrees with the file's if within this relative difference (float32 storage)."""
+
+
+def resolve_frame_time(reader: FrameReader, given: float | None, force: bool = False) -> tuple[float, str]:
+    """The frame time to use and where it came from: ``"file"``, ``"argument"`` (the file says
+    nothing, or ``force``), or ``"unknown"`` (1.0: delays in frames).
+
+    Raises:
+        OptionError: ``given`` is not a positive number, or contradicts the file without ``force``.
+    """
+    if given is not None and not (math.isfinite(given) and given > 0):
+        raise OptionError(f"frame time must be a positive number of seconds, got {given}")
+    recorded = reader.frame_time
+    if given is None:
+        return (recorded, "file") if recorded is not None else (1.0, "unknown")
+    if recorded is None or math.isclose(given, recorded, rel_tol=FRAME_TIME_RTOL):
+        return given, "file" if recorded is not None else "argument"
+    if not force:
+        raise OptionError(
+            f"{reader.path}: the file records a frame time of {recorded:g} s but {given:g} s was given; "
+            "leave the frame time out to use the file's, or force it"
+        )
+    return given, "argument"
 
 
 def run_multitau(raw: str | Path, qmap: str | Path, out: str | Path, **options: Any) -> dict[str, Any]:

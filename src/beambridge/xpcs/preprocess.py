@@ -5,8 +5,8 @@ For output frame j (0-based) with ``start``, ``stride`` s and ``avg`` a, the raw
 
 Each raw frame v is corrected before averaging:
 
-1. dark (if given): per-pixel mean D and population std σ_D over the dark frames of the file;
-   ``v = max(v - D, 0)``, then ``v = 0`` unless ``v > lld + sigma·σ_D``;
+1. dark (if given): per-pixel mean D and population std σ_D of the **raw** values of the dark frames
+   of the file; ``v = max(v - D, 0)``, then ``v = 0`` unless ``v > lld + sigma·σ_D``;
 2. flat field: ``v *= flat``;
 3. frame-sum normalisation (optional, on output frames): ``v / (mean(frame) / mean over frames)``.
 
@@ -114,9 +114,9 @@ class FrameStream:
                 raise OptionError(
                     f"dark frames {a}:{b} do not fit the {reader.n_frames} frames of {reader.path}"
                 )
+            # statistics of the raw dark values: they are subtracted from raw values, before the flat
+            # field (XPCS-Eigen multiplies the dark by the flat first, which is right only for flat = 1)
             d = reader.read_dense(a, b).astype(np.float64)
-            if corrections.flat is not None:
-                d *= corrections.flat
             self._dark_mean = d.mean(axis=0)
             self._dark_std = d.std(axis=0)
         self._frame_scale: npt.NDArray[np.float64] | None = None

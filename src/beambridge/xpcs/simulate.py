@@ -11,14 +11,17 @@ The intensity ``I = (1/M) Σ_m |E_m|²`` has mean 1 and ``g1(τ) = exp(-Γτ)``;
     g2(q, τ) = 1 + β·exp(-2Γ(q)·τ),   β = 1/M,
 
 exactly (Poisson noise adds no bias at non-zero lag). The stack goes to ``/entry/data/data`` (uint16)
-of ``<name>.h5``, the q partition to ``<name>_qmap.h5`` (``/qmap``), the true parameters to
-``<name>_truth.json`` and to the attributes of ``/entry/simulation``.
+of ``<name>.h5`` with the acquisition metadata a detector writes (``/entry/instrument/detector_1/
+frame_time`` and ``count_time``, the incident energy, the start time), the q partition to
+``<name>_qmap.h5`` (``/qmap``), the true parameters to ``<name>_truth.json`` and to the attributes of
+``/entry/simulation``.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +29,7 @@ import numpy as np
 from beambridge.xpcs.errors import OptionError
 from beambridge.xpcs.qmap import QMap
 from beambridge.xpcs.qmap_geometry import build_qmap, pixel_q_phi
-from beambridge.xpcs.result_file import atomic_h5
+from beambridge.xpcs.result_file import atomic_h5, write_metadata
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,13 @@ def simulate_speckle(out: str | Path, params: SpeckleParameters | None = None) -
                 intensity = (field.real**2 + field.imag**2).mean(axis=0)
                 buf[k] = rng.poisson(p.photons_per_pixel * intensity)
             ds[t0 : t0 + nb] = buf[:nb]
+        write_metadata(
+            f,
+            energy=p.energy,
+            frame_time=p.frame_time,
+            count_time=p.frame_time,
+            start_time=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
         sim = f.create_group("/entry/simulation")
         for key, value in asdict(p).items():
             sim.attrs[key] = value
