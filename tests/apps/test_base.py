@@ -33,7 +33,7 @@ def job(**fields: Any) -> Job:
         "threads_per_rank": 1,
         "gpus_per_rank": 0,
         "node_packing_count": 1,
-        "wall_time_min": 0,
+        "wall_time_limit_min": 0,
         "parent_ids": [],
         "transfers": {},
         "retry_count": 0,

@@ -41,7 +41,7 @@ def test_create_accepts_schema_models_and_keywords(client: Client, ws: Workspace
         num_nodes=2,
         ranks_per_node=4,
         gpus_per_rank=0.5,
-        wall_time_min=12.5,
+        wall_time_limit_min=12.5,
         retry_limit=0,
     )
     assert (c.parameters, c.tags, c.data, c.parent_ids) == (
@@ -50,7 +50,7 @@ def test_create_accepts_schema_models_and_keywords(client: Client, ws: Workspace
         {"note": "typed"},
         [a.id, b.id],
     )
-    assert (c.num_nodes, c.ranks_per_node, c.gpus_per_rank, c.wall_time_min) == (2, 4, 0.5, 12.5)
+    assert (c.num_nodes, c.ranks_per_node, c.gpus_per_rank, c.wall_time_limit_min) == (2, 4, 0.5, 12.5)
     assert (c.retry_limit, c.priority, c.threads_per_rank) == (0, 0, 1)  # the service's defaults for the rest
 
 

@@ -14,10 +14,24 @@ from tests.site.harness import System, wait_for
 APPS = Path(__file__).resolve().parents[1] / "site" / "apps_e2e.py"
 
 
+def _launch(site_root: Path, wall_time_min: float) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "beambridge", "launcher", "--site-dir", str(site_root), "--nodes", "localhost",
+         "--wall-time-min", str(wall_time_min)],
+        stdout=(site_root / "launcher.log").open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
 def test_launcher_skips_jobs_too_long_for_the_allocation_and_drains_at_its_end(system: System) -> None:
     site, config = system.make_site(
         "short-allocation",
-        launcher={"drain_margin_s": 50, "idle_timeout_s": 60, "cores_per_node": 2},
+        # this pilot takes jobs with no limit to its very end: the sleeper shows the drain
+        launcher={
+            "drain_margin_s": 50,
+            "idle_timeout_s": 60,
+            "cores_per_node": 2,
+            "unlimited_jobs_cutoff_min": 0,
+        },
         elastic_queue={"enabled": False},
     )
     shutil.copy(APPS, site.apps / "e2e.py")
@@ -26,16 +40,17 @@ def test_launcher_skips_jobs_too_long_for_the_allocation_and_drains_at_its_end(s
     agent.stop()
     too_long, sleeper = system.client.jobs.bulk_create(
         [
-            {"app_id": apps["Hello"], "workdir": "long", "parameters": {"name": "x"}, "wall_time_min": 5},
+            {
+                "app_id": apps["Hello"],
+                "workdir": "long",
+                "parameters": {"name": "x"},
+                "wall_time_limit_min": 5,
+            },
             {"app_id": apps["Sleep"], "workdir": "sleep", "parameters": {"seconds": 120}, "retry_limit": 1},
         ]
     )
     # an allocation of 1 minute that must stop work 50 s before its end: 10 s of work
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "beambridge", "launcher", "--site-dir", str(site.root), "--nodes", "localhost",
-         "--wall-time-min", "1"],
-        stdout=(site.root / "launcher.log").open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    launcher = _launch(site.root, wall_time_min=1)
     try:
         wait_for(
             lambda: system.client.jobs.get(sleeper.id).state == JobState.RUNNING, 30, what="sleeper running"
@@ -54,3 +69,37 @@ def test_launcher_skips_jobs_too_long_for_the_allocation_and_drains_at_its_end(s
     assert system.client.jobs.get(sleeper.id).state == JobState.RESTART_READY  # runs again in a later pilot
     assert system.client.jobs.get(too_long.id).state == JobState.PREPROCESSED  # never handed to this pilot
     assert not (site.data / "sleep/done.txt").exists()
+
+
+def test_a_launcher_near_its_end_takes_only_jobs_whose_limit_fits(system: System) -> None:
+    """Less than ``unlimited_jobs_cutoff_min`` before draining, a job with no limit is left for a later pilot."""
+    site, config = system.make_site(
+        "ending-allocation",
+        launcher={"drain_margin_s": 45, "idle_timeout_s": 60, "unlimited_jobs_cutoff_min": 5},
+        elastic_queue={"enabled": False},
+    )
+    shutil.copy(APPS, site.apps / "e2e.py")
+    agent = system.start_agent(site)
+    apps = system.app_ids(config.site_id)
+    agent.stop()
+    unlimited, bounded = system.client.jobs.bulk_create(
+        [
+            {"app_id": apps["Hello"], "workdir": "unlimited", "parameters": {"name": "u"}, "priority": 9},
+            {
+                "app_id": apps["Hello"],
+                "workdir": "bounded",
+                "parameters": {"name": "b"},
+                "wall_time_limit_min": 0.1,
+            },
+        ]
+    )
+    launcher = _launch(site.root, wall_time_min=1)  # 15 s of work, far less than the 5 min cutoff
+    try:
+        assert launcher.wait(timeout=60) == 0
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    ran = {e.to_state for e in system.client.jobs.events(bounded.id)}
+    assert JobState.RUNNING in ran and JobState.RUN_DONE in ran
+    assert system.client.jobs.get(unlimited.id).state == JobState.PREPROCESSED  # never handed to this pilot
+    assert not (site.data / "unlimited").exists()

@@ -56,13 +56,44 @@ def test_acquire_fits_free_nodes(alice: ApiUser) -> None:
 def test_acquire_respects_wall_time_and_tags(alice: ApiUser) -> None:
     site = alice.site()
     app = alice.app(site["id"])
-    long_job = alice.jobs([{"app_id": app["id"], "workdir": "l", "wall_time_min": 120, "tags": {"q": "a"}}])
-    short = alice.jobs([{"app_id": app["id"], "workdir": "s", "wall_time_min": 10, "tags": {"q": "b"}}])
+    long_job = alice.jobs(
+        [{"app_id": app["id"], "workdir": "l", "wall_time_limit_min": 120, "tags": {"q": "a"}}]
+    )
+    short = alice.jobs([{"app_id": app["id"], "workdir": "s", "wall_time_limit_min": 10, "tags": {"q": "b"}}])
     session = alice.session(site["id"])
-    assert acquire(alice, session["id"], max_jobs=5, filter_tags={"q": "a"}, max_wall_time_min=60) == []
-    got = acquire(alice, session["id"], max_jobs=5, max_wall_time_min=60)
+    assert acquire(alice, session["id"], max_jobs=5, filter_tags={"q": "a"}, time_left_min=60) == []
+    got = acquire(alice, session["id"], max_jobs=5, time_left_min=60)
     assert [j["id"] for j in got] == [short[0]["id"]]
     assert [j["id"] for j in acquire(alice, session["id"], max_jobs=5)] == [long_job[0]["id"]]
+
+
+def test_a_launcher_near_its_end_gets_no_job_without_a_limit(alice: ApiUser) -> None:
+    """A job with no limit (0) could outlast any allocation: it goes only to a launcher that takes such jobs."""
+    site = alice.site()
+    app = alice.app(site["id"])
+    [unlimited] = alice.jobs([{"app_id": app["id"], "workdir": "u", "priority": 5}])
+    [fits, too_long] = alice.jobs(
+        [
+            {"app_id": app["id"], "workdir": "f", "wall_time_limit_min": 3},
+            {"app_id": app["id"], "workdir": "t", "wall_time_limit_min": 30},
+        ]
+    )
+    session = alice.session(site["id"])
+    near_end = {"max_jobs": 5, "time_left_min": 4, "unlimited_jobs": False}
+    assert [j["id"] for j in acquire(alice, session["id"], **near_end)] == [fits["id"]]
+    assert acquire(alice, session["id"], **near_end) == []
+    [got] = acquire(alice, session["id"], max_jobs=5, time_left_min=4)  # plenty left: unlimited jobs too
+    assert got["id"] == unlimited["id"] and got["wall_time_limit_min"] == 0
+    no_end_but_bounded = acquire(alice, session["id"], max_jobs=5, unlimited_jobs=False)
+    assert [j["id"] for j in no_end_but_bounded] == [too_long["id"]]
+
+
+def test_the_old_name_of_the_job_limit_is_refused_with_the_new_one(alice: ApiUser) -> None:
+    site = alice.site()
+    app = alice.app(site["id"])
+    answer = alice.http.post("/jobs", json=[{"app_id": app["id"], "workdir": "w", "wall_time_min": 5}])
+    assert answer.status_code == 422
+    assert "wall_time_limit_min" in answer.text
 
 
 def test_error_fails_and_timeout_retries_until_limit(alice: ApiUser) -> None:

@@ -46,7 +46,7 @@ def test_jobs_run_and_end_as_their_hooks_decide(system: System) -> None:
             "app_id": apps["Sleep"],
             "workdir": "sleep/0",
             "parameters": {"seconds": 30},
-            "wall_time_min": 0.02,
+            "wall_time_limit_min": 0.02,
             "retry_limit": 1,
             "node_packing_count": 4,
         }

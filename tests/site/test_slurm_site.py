@@ -92,7 +92,7 @@ def test_200_mixed_jobs_end_as_their_hooks_decide_and_the_queue_follows_the_back
             "app_id": apps["Sleep"],
             "workdir": f"timeout/{i}",
             "parameters": {"seconds": 60},
-            "wall_time_min": 0.03,
+            "wall_time_limit_min": 0.03,
             "retry_limit": 0,
             "node_packing_count": 8,
         }

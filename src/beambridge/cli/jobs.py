@@ -37,7 +37,7 @@ def create(
         "tags": parse_pairs(tag, "--tag"),
         "parent_ids": list(parent),
         "num_nodes": nodes,
-        "wall_time_min": wall_time,
+        "wall_time_limit_min": wall_time,
         "priority": priority,
     }
     with open_client() as client:

@@ -101,7 +101,7 @@ class JobManager(Manager[Job]):
         threads_per_rank: int | None = None,
         gpus_per_rank: float | None = None,
         node_packing_count: int | None = None,
-        wall_time_min: float | None = None,
+        wall_time_limit_min: float | None = None,
         retry_limit: int | None = None,
         priority: int | None = None,
     ) -> Job:
@@ -124,7 +124,7 @@ class JobManager(Manager[Job]):
             "threads_per_rank": threads_per_rank,
             "gpus_per_rank": gpus_per_rank,
             "node_packing_count": node_packing_count,
-            "wall_time_min": wall_time_min,
+            "wall_time_limit_min": wall_time_limit_min,
             "retry_limit": retry_limit,
             "priority": priority,
         }

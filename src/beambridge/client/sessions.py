@@ -40,20 +40,23 @@ class SessionManager(Manager[Session]):
         free_nodes: Sequence[float] | None = None,
         wait_s: float = 0,
         *,
-        max_wall_time_min: float | None = None,
+        time_left_min: float | None = None,
+        unlimited_jobs: bool = True,
         serial_only: bool = False,
         filter_tags: Mapping[str, str] | None = None,
     ) -> list[Job]:
         """Runnable jobs that fit ``free_nodes`` (free fraction of each node), locked to this session.
 
         With ``wait_s`` > 0 and nothing runnable, the service holds the request until a job becomes
-        runnable or the time is up (an empty list).
+        runnable or the time is up (an empty list). ``time_left_min``: only jobs whose wall-time limit fits
+        in it; ``unlimited_jobs`` False: none without a limit (what a launcher near its end asks for).
         """
         body: dict[str, Any] = {
             "max_jobs": max_jobs,
             "free_nodes": None if free_nodes is None else list(free_nodes),
             "wait_s": wait_s,
-            "max_wall_time_min": max_wall_time_min,
+            "time_left_min": time_left_min,
+            "unlimited_jobs": unlimited_jobs,
             "serial_only": serial_only,
             "filter_tags": dict(filter_tags or {}),
         }

@@ -33,6 +33,11 @@ class LauncherSettings(BaseModel):
     drain_margin_s: float = Field(
         default=60, ge=0, description="Stop work this long before the allocation ends"
     )
+    unlimited_jobs_cutoff_min: float = Field(
+        default=5,
+        ge=0,
+        description="Take no job without a wall-time limit once less than this is left before draining",
+    )
     python: str = Field(default="", description="Python on the compute nodes (default: the agent's)")
 
 

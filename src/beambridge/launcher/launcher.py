@@ -194,23 +194,26 @@ class Launcher:
         """What to ask for now (None: nothing, wait)."""
         if self.draining or self.stopping.is_set() or self.lost_session is not None:
             return None
-        remaining_min = None
+        limits: dict[str, Any] = {}
         if self.drain_at is not None:
             remaining_min = max(0.0, (self.drain_at - time.monotonic()) / 60)
             if remaining_min <= 0:
                 return None
+            # a job with no limit could outlast the allocation: only while plenty of it is left
+            unlimited = remaining_min >= self.settings.unlimited_jobs_cutoff_min
+            limits = {"time_left_min": remaining_min, "unlimited_jobs": unlimited}
         if self.serial:
             has_room = any(free > 1e-9 for free in self.nodes.free_fractions())
             want = self.settings.prefetch + len(self.nodes) - len(self.queued)
             if not has_room or want <= 0:
                 return None
-            return {"max_jobs": want, "serial_only": True, "max_wall_time_min": remaining_min}
+            return {"max_jobs": want, "serial_only": True, **limits}
         if self.queued:
             return None
         free = self.nodes.free_fractions()
         if not any(f > 1e-9 for f in free):
             return None
-        return {"max_jobs": 1000, "free_nodes": free, "max_wall_time_min": remaining_min}
+        return {"max_jobs": 1000, "free_nodes": free, **limits}
 
     def _long_poll_s(self) -> float:
         """How long an acquire may wait: the configured long-poll, but never past the drain time."""
@@ -370,7 +373,9 @@ class Launcher:
                     run.force_stop()
                 continue
             if run.deadline is not None and now >= run.deadline:
-                log.info("job %s overran its %.1f min wall time", run.job.id, run.job.wall_time_min)
+                log.info(
+                    "job %s overran its %.1f min wall-time limit", run.job.id, run.job.wall_time_limit_min
+                )
                 self._stop(run, "timeout")
 
     def _stop(self, run: RunningJob, reason: str) -> None:
@@ -479,7 +484,7 @@ class Launcher:
         if placement.gpu_ids:
             environment[self.settings.gpu_variable] = ",".join(map(str, placement.gpu_ids))
         now = time.monotonic()
-        deadline = now + job.wall_time_min * 60 if job.wall_time_min > 0 else None
+        deadline = now + job.wall_time_limit_min * 60 if job.wall_time_limit_min > 0 else None
         run = RunningJob(job, app, placement, workdir, now, deadline)
         local_serial = job.num_nodes == 1 and job.ranks_per_node == 1 and node_names[0] in self.local_nodes
         try:

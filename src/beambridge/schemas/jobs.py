@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import posixpath
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, JsonValue, field_validator
+from pydantic import AfterValidator, Field, JsonValue, field_validator, model_validator
 
 from beambridge.schemas.common import InputModel, OutputModel, PositiveId, Tags, UtcDatetime
 from beambridge.states import JobState
@@ -67,7 +67,22 @@ class JobResources(InputModel):
     node_packing_count: int = Field(
         default=1, ge=1, le=1024, description="How many such single-node jobs may share one node"
     )
-    wall_time_min: float = Field(default=0, ge=0, le=60 * 24 * 30, description="0 means no limit")
+    wall_time_limit_min: float = Field(
+        default=0,
+        ge=0,
+        le=60 * 24 * 30,
+        description="The longest the job may run, in minutes; 0 means no limit",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "wall_time_min" in data:
+            raise ValueError(
+                "wall_time_min is now wall_time_limit_min (the job's limit in minutes, 0 = none); "
+                "wall_time_min names a pilot's allocation"
+            )
+        return data
 
 
 class JobCreate(JobResources):
@@ -139,7 +154,7 @@ class Job(OutputModel):
     threads_per_rank: int
     gpus_per_rank: float
     node_packing_count: int
-    wall_time_min: float
+    wall_time_limit_min: float
     parent_ids: list[int]
     transfers: dict[str, str | dict[str, str]]
     retry_count: int

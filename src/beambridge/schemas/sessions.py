@@ -47,8 +47,14 @@ class AcquireRequest(InputModel):
             "single-node job needs 1/node_packing_count of one node. Null: do not match resources."
         ),
     )
-    max_wall_time_min: float | None = Field(
-        default=None, ge=0, description="Skip jobs whose wall-time limit exceeds this (the allocation's rest)"
+    time_left_min: float | None = Field(
+        default=None,
+        ge=0,
+        description="What is left of the launcher's allocation: skip jobs whose wall-time limit exceeds it",
+    )
+    unlimited_jobs: bool = Field(
+        default=True,
+        description="Also jobs with no wall-time limit (a launcher near the end of its allocation says no)",
     )
     serial_only: bool = Field(default=False, description="Only single-node, single-rank jobs")
     filter_tags: Tags = Field(default_factory=dict)

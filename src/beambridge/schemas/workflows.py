@@ -106,7 +106,7 @@ class WorkflowStep(InputModel):
     num_nodes: int = Field(default=1, ge=1, le=100_000)
     ranks_per_node: int = Field(default=1, ge=1, le=4096)
     threads_per_rank: int = Field(default=1, ge=1, le=4096)
-    wall_time_min: float = Field(default=0, ge=0, le=60 * 24 * 30)
+    wall_time_limit_min: float = Field(default=0, ge=0, le=60 * 24 * 30, description="0 means no limit")
     retry_limit: int = Field(default=3, ge=0, le=1000)
 
 

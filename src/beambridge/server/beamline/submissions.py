@@ -172,7 +172,7 @@ def submit(
             "num_nodes": step.num_nodes,
             "ranks_per_node": step.ranks_per_node,
             "threads_per_rank": step.threads_per_rank,
-            "wall_time_min": step.wall_time_min,
+            "wall_time_limit_min": step.wall_time_limit_min,
             "retry_limit": step.retry_limit,
         }
         try:

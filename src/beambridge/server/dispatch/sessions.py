@@ -101,6 +101,18 @@ def close_session(conn: Connection, principal: Principal, session_id: int, now: 
     return end_sessions(conn, [session_id], f"session {session_id} closed", now)
 
 
+def time_limit_conditions(request: AcquireRequest) -> list[sa.ColumnElement[bool]]:
+    """Which wall-time limits a launcher takes: those that fit in its time left, and no limit (0) only if
+    it says so; a launcher near the end of its allocation refuses jobs that might run for ever."""
+    limit = jobs.c.wall_time_limit_min
+    bounded = limit > 0
+    if request.time_left_min is not None:
+        bounded = sa.and_(bounded, limit <= request.time_left_min)
+    if request.unlimited_jobs:
+        return [] if request.time_left_min is None else [sa.or_(bounded, limit == 0)]
+    return [bounded]
+
+
 def acquire(
     conn: Connection, principal: Principal, session_id: int, request: AcquireRequest, now: datetime
 ) -> tuple[list[dict[str, Any]], int]:
@@ -119,8 +131,7 @@ def acquire(
         query = query.where(tags_contain(request.filter_tags, conn.dialect.name))
     if request.serial_only:
         query = query.where(jobs.c.num_nodes == 1, jobs.c.ranks_per_node == 1)
-    if request.max_wall_time_min is not None:
-        query = query.where(jobs.c.wall_time_min <= request.max_wall_time_min)
+    query = query.where(*time_limit_conditions(request))
     if request.free_nodes is not None:
         query = query.where(jobs.c.num_nodes <= len(request.free_nodes))
     scan = request.max_jobs if request.free_nodes is None else request.max_jobs + 256

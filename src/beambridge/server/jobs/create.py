@@ -142,7 +142,7 @@ def create_jobs(
                 "threads_per_rank": spec.threads_per_rank,
                 "gpus_per_rank": spec.gpus_per_rank,
                 "node_packing_count": spec.node_packing_count,
-                "wall_time_min": spec.wall_time_min,
+                "wall_time_limit_min": spec.wall_time_limit_min,
                 "parent_ids": spec.parent_ids,
                 "transfers": {
                     slot: value if isinstance(value, str) else value.model_dump()
