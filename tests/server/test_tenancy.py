@@ -223,6 +223,7 @@ UI_SELF_ROUTES = {
     ("post", "/ui/login"),
     ("post", "/ui/logout"),
     ("get", "/docs"),
+    ("get", "/metrics"),  # service-wide figures, no object of anyone's (BEAMBRIDGE_METRICS_TOKEN guards it)
 }
 
 

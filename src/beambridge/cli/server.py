@@ -47,6 +47,8 @@ def up(
     """Run the service (migrating its database first)."""
     import uvicorn
 
+    from beambridge.server.observability import server_log_config
+
     _use_database(db)
     url = _migrate()
     if workers > 1:
@@ -65,6 +67,7 @@ def up(
         port=port,
         workers=workers,
         log_level=log_level,
+        log_config=server_log_config(log_level),
         timeout_graceful_shutdown=5,
     )
 

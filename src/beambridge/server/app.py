@@ -22,6 +22,9 @@ from beambridge.server.db.async_reads import AsyncReader
 from beambridge.server.db.engine import Database
 from beambridge.server.dispatch.sessions import expire_silent_sessions
 from beambridge.server.errors import install_error_handlers
+from beambridge.server.metrics import ServiceMetrics
+from beambridge.server.metrics import router as metrics_router
+from beambridge.server.observability import ObservabilityMiddleware
 from beambridge.server.pg_notify import PgWakeupRelay
 from beambridge.server.routes import (
     apps,
@@ -111,8 +114,11 @@ def create_app(
     install_error_handlers(app)
     for module in (health, auth, sites, apps, jobs, batch_jobs, sessions, transfers, events, workflows):
         app.include_router(module.router)
+    app.state.metrics = ServiceMetrics(db)
+    app.include_router(metrics_router)
     install_console(app, ctx)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)  # outermost: sees every request
     return app
 
 

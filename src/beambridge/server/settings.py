@@ -54,6 +54,10 @@ class ServerSettings(BaseSettings):
         "(behind a TLS proxy, run uvicorn with --proxy-headers or set this to true)",
     )
 
+    metrics_token: str | None = Field(
+        default=None, description="When set, /metrics answers only 'Authorization: Bearer <this>'"
+    )
+
     def resolved_database_url(self) -> str:
         """The database to use: the configured URL or the embedded SQLite file."""
         if self.database_url:

@@ -72,7 +72,9 @@ async def acquire(
     site_id: int | None = None
     while True:
         armed = ctx.wakeups.arm(("site", site_id)) if site_id is not None else None
+        started = time.perf_counter()
         jobs, site_id = await run_in_threadpool(_acquire_once, ctx, caller, session_id, body)
+        request.app.state.metrics.observe_acquire(time.perf_counter() - started, len(jobs))
         remaining = deadline - time.monotonic()
         if jobs or remaining <= 0:
             return jobs_response(jobs)
