@@ -86,6 +86,9 @@ def corr(
         help="correlator: auto (= dense, the faster on frames and events alike), dense, or sparse (per-pixel event state)",
     ),
     rigaku_shape: str = typer.Option("512x1024", help="detector shape of Rigaku .bin files"),
+    rigaku_frames: int = typer.Option(
+        None, help="frames of the acquisition (Rigaku .bin stores no count: trailing empty frames are lost)"
+    ),
 ) -> None:
     """Correlate RAW over the q partition and write OUT (multi-tau, optional two-time)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -128,6 +131,7 @@ def corr(
                 force_frame_time=force_frame_time,
                 mode=mode,  # type: ignore[arg-type]
                 rigaku_shape=(rs[0], rs[1]),
+                rigaku_frames=rigaku_frames,
                 progress=progress,
             )
         except XpcsError as exc:
@@ -186,16 +190,33 @@ def fit(
 @app.command("plot")
 def plot_cmd(
     result: Path = typer.Argument(..., help="result file written by `corr`"),
-    out: Path = typer.Option(None, "-o", "--out", help="figure (.png or .svg); default <result>_g2.png"),
+    out: Path = typer.Option(None, "-o", "--out", help="g2 figure (.png or .svg); default <result>_g2.png"),
+    twotime_out: Path = typer.Option(
+        None, "--twotime-out", help="two-time figure, when the result has maps; default <result>_twotime.png"
+    ),
+    fit: bool = typer.Option(False, "--fit", help="add fitted curves, their residuals and Γ vs q²"),
 ) -> None:
-    """Plot g2 curves with error bars."""
-    from beambridge.xpcs.errors import XpcsError
-    from beambridge.xpcs.plotting import plot_g2
-    from beambridge.xpcs.result_file import read_multitau
+    """Plot g2 curves with error bars, and the two-time maps C(t1, t2) when `corr --twotime` made them."""
+    from beambridge.xpcs.errors import MissingDatasetError, XpcsError
+    from beambridge.xpcs.fitting import fit_result
+    from beambridge.xpcs.plotting import plot_g2, plot_twotime
+    from beambridge.xpcs.result_file import read_multitau, read_twotime
 
+    wrote = []
     try:
-        res = read_multitau(result)
+        tt = read_twotime(result)
+        try:
+            res = read_multitau(result)
+        except MissingDatasetError:
+            if tt is None:
+                raise
+            res = None
+        if res is not None:
+            report = fit_result(res) if fit else None
+            wrote.append(plot_g2(res, out or result.with_name(result.stem + "_g2.png"), report))
+        if tt is not None:
+            wrote.append(plot_twotime(tt, twotime_out or result.with_name(result.stem + "_twotime.png")))
     except XpcsError as exc:
         _fail(str(exc))
-    target = out or result.with_name(result.stem + "_g2.png")
-    typer.echo(f"wrote {plot_g2(res, target)}")
+    for path in wrote:
+        typer.echo(f"wrote {path}")

@@ -54,13 +54,16 @@ def events_to_dense(events: Events, n: int, shape: tuple[int, int], dtype: npt.D
     return out.reshape(n, *shape)
 
 
-def open_frames(path: str | Path, shape: tuple[int, int] | None = None) -> FrameReader:
+def open_frames(
+    path: str | Path, shape: tuple[int, int] | None = None, n_frames: int | None = None
+) -> FrameReader:
     """Open a raw-data file, choosing the reader from its name.
 
     ``*.h5, *.hdf, *.hdf5, *.nxs`` → :class:`~beambridge.xpcs.frames_hdf5.Hdf5Frames`;
     ``*.imm`` → :class:`~beambridge.xpcs.frames_imm.ImmFrames`;
     ``*.bin``, ``*.bin.000`` → :class:`~beambridge.xpcs.frames_rigaku.RigakuFrames` (``shape`` needed
-    unless the detector is the 512×1024 Rigaku 500K).
+    unless the detector is the 512×1024 Rigaku 500K; ``n_frames``, the acquisition's frame count,
+    because the format does not store it and trailing empty frames are otherwise invisible).
     """
     from beambridge.xpcs.frames_hdf5 import Hdf5Frames
     from beambridge.xpcs.frames_imm import ImmFrames
@@ -75,7 +78,7 @@ def open_frames(path: str | Path, shape: tuple[int, int] | None = None) -> Frame
     if name.endswith(".imm"):
         return ImmFrames(p)
     if ".bin" in name:
-        return RigakuFrames(p, shape or (512, 1024))
+        return RigakuFrames(p, shape or (512, 1024), n_frames)
     with p.open("rb") as f:
         magic = f.read(8)
     if magic.startswith(b"\x89HDF"):

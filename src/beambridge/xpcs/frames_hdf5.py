@@ -1,7 +1,7 @@
 """Raw frames in HDF5 at ``/entry/data/data``, shape (frames, rows, cols), any chunking/compression.
 
 Acquisition metadata, when the file has it (NeXus, as APS 8-ID and the simulator write it):
-``/entry/instrument/detector_1/frame_time`` and ``count_time`` (s, scalars).
+``/entry/instrument/detector_1/frame_time`` and ``count_time`` (s, scalars), ``/entry/sample/name``.
 
 Blocks are read with ``read_direct`` into a buffer of the file's dtype, so memory is one block.
 Compressed datasets (bitshuffle/LZ4, …) are readable when ``hdf5plugin`` is installed.
@@ -22,6 +22,7 @@ from beambridge.xpcs.frames import Events
 DATASET = "/entry/data/data"
 FRAME_TIME = "/entry/instrument/detector_1/frame_time"
 COUNT_TIME = "/entry/instrument/detector_1/count_time"
+SAMPLE_NAME = "/entry/sample/name"
 
 with contextlib.suppress(ImportError):  # registers the HDF5 compression filters used at beamlines
     import hdf5plugin  # noqa: F401
@@ -56,6 +57,7 @@ class Hdf5Frames:
         try:
             self.frame_time = _seconds(self._file, FRAME_TIME, path)
             self.count_time = _seconds(self._file, COUNT_TIME, path)
+            self.sample = _sample_name(self._file)
         except InputFileError:
             self._file.close()
             raise
@@ -91,3 +93,14 @@ def _seconds(f: h5py.File, key: str, path: str | Path) -> float | None:
     if value is None or value.size != 1 or not np.isfinite(value.item()) or value.item() <= 0:
         raise InputFileError(path, f"{key} must be one positive number of seconds")
     return float(value.item())
+
+
+def _sample_name(f: h5py.File) -> str | None:
+    """``/entry/sample/name`` as text, None when absent or not a string."""
+    node = f.get(SAMPLE_NAME)
+    if not isinstance(node, h5py.Dataset) or node.shape != ():
+        return None
+    value = node[()]
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return value if isinstance(value, str) else None

@@ -79,6 +79,7 @@ def correlate(
     force_frame_time: bool = False,
     start_time: str | None = None,
     rigaku_shape: tuple[int, int] | None = None,
+    rigaku_frames: int | None = None,
     twotime_segments: int = 5,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -94,7 +95,7 @@ def correlate(
     """
     t_start = time.perf_counter()
     qm = qmap if isinstance(qmap, QMap) else read_qmap(qmap)
-    reader = open_frames(raw, rigaku_shape)
+    reader = open_frames(raw, rigaku_shape, rigaku_frames)
     try:
         qm.check_frame_shape(reader.shape, reader.path)
         frame_time, time_source = resolve_frame_time(reader, frame_time, force_frame_time)
@@ -155,6 +156,9 @@ def correlate(
             )
             write_qmap(f, qm)
             f["/xpcs/rawdata_path"] = str(raw)
+            sample = getattr(reader, "sample", None)
+            if sample:
+                f["/entry/sample/name"] = sample
             common = {
                 "stride_frame": sel_.stride,
                 "avg_frame": sel_.avg,

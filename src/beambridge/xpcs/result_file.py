@@ -96,6 +96,19 @@ class MultitauFile:
     g2_err: npt.NDArray[np.float64]
     qmap: QMap
     frame_time_s: float
+    n_frames: int | None = None
+    """Frames correlated (after stride/averaging), when the file says."""
+    raw_path: str | None = None
+    """The raw-data file the result came from, when the file says."""
+    sample: str | None = None
+    """``/entry/sample/name``, when the file has it."""
+
+
+def _text(f: h5py.File, key: str) -> str | None:
+    if key not in f:
+        return None
+    value = f[key][()]
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def read_multitau(path: str | Path) -> MultitauFile:
@@ -121,5 +134,60 @@ def read_multitau(path: str | Path) -> MultitauFile:
         t0 = float(f["/entry/instrument/detector_1/frame_time"][()])
         cfg = f["/xpcs/multitau/config"]
         step = t0 * float(cfg["stride_frame"][()]) * float(cfg["avg_frame"][()])
+        n_frames = int(cfg["num_frames"][()]) if "num_frames" in cfg else None
+        raw_path = _text(f, "/xpcs/rawdata_path")
+        sample = _text(f, "/entry/sample/name")
     qmap = read_qmap(path, "/xpcs/qmap")
-    return MultitauFile(str(path), tau * step, g2, err, qmap, step)
+    return MultitauFile(str(path), tau * step, g2, err, qmap, step, n_frames, raw_path, sample)
+
+
+@dataclass
+class TwoTimeFile:
+    """The two-time maps of a result file: ``maps[k]`` is C(t1, t2), symmetric (N, N), of dynamic bin
+    ``bins[k]`` (1-based); ``step_s`` the time between analysed frames."""
+
+    path: str
+    bins: list[int]
+    maps: list[npt.NDArray[np.float64]]
+    step_s: float
+    qmap: QMap
+    n_frames: int
+    raw_path: str | None = None
+    sample: str | None = None
+
+
+def read_twotime(path: str | Path) -> TwoTimeFile | None:
+    """The two-time maps of a result file (None if it has none), rebuilt as full symmetric matrices
+    from the stored upper triangles."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "result file does not exist")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise InputFileError(path, f"not a readable HDF5 file ({exc})") from None
+    with f:
+        if "/xpcs/twotime/correlation_map" not in f:
+            return None
+        for key in ("/xpcs/twotime/processed_bins", "/entry/instrument/detector_1/frame_time"):
+            if key not in f:
+                raise MissingDatasetError(path, key)
+        bins = [int(b) for b in np.asarray(f["/xpcs/twotime/processed_bins"][()]).ravel()]
+        maps = []
+        for k in range(1, len(bins) + 1):
+            key = f"/xpcs/twotime/correlation_map/c2_{k:05d}"
+            if key not in f:
+                raise MissingDatasetError(path, key)
+            half = np.asarray(f[key][()], dtype=np.float64)
+            maps.append(np.triu(half) + np.triu(half, 1).T)
+        step = float(f["/entry/instrument/detector_1/frame_time"][()])
+        cfg = f.get("/xpcs/twotime/config")
+        if isinstance(cfg, h5py.Group):
+            for key in ("stride_frame", "avg_frame"):
+                if key in cfg:
+                    step *= float(cfg[key][()])
+        raw_path = _text(f, "/xpcs/rawdata_path")
+        sample = _text(f, "/entry/sample/name")
+    qmap = read_qmap(path, "/xpcs/qmap")
+    n = maps[0].shape[0] if maps else 0
+    return TwoTimeFile(str(path), bins, maps, step, qmap, n, raw_path, sample)

@@ -126,6 +126,7 @@ def simulate_speckle(out: str | Path, params: SpeckleParameters | None = None) -
             count_time=p.frame_time,
             start_time=datetime.now(UTC).isoformat(timespec="seconds"),
         )
+        f["/entry/sample/name"] = f"simulated speckle, D = {p.diffusion:g} Å²/s, seed {p.seed}"
         sim = f.create_group("/entry/simulation")
         for key, value in asdict(p).items():
             sim.attrs[key] = value
