@@ -19,7 +19,7 @@ EVENT_COLUMNS = ["id", "timestamp", "from_state", "to_state", "data"]
 
 @app.command("create")
 def create(
-    app_id: Annotated[int, typer.Option("--app", help="The app id.")],
+    app: Annotated[str, typer.Option("--app", help="The app: its id, or its name (placed by the service).")],
     workdir: Annotated[str, typer.Option(help="Working directory, relative to the site's data directory.")],
     param: Annotated[
         list[str], typer.Option(help="key=value (value as JSON if it parses); repeatable.")
@@ -29,9 +29,24 @@ def create(
     nodes: Annotated[int, typer.Option(min=1, help="Nodes.")] = 1,
     wall_time: Annotated[float, typer.Option("--wall-time", min=0, help="Wall-time limit in minutes.")] = 0,
     priority: Annotated[int, typer.Option(help="Higher runs first.")] = 0,
+    sites: Annotated[
+        str | None, typer.Option("--sites", help="Eligible sites by name, comma-separated (with --app NAME).")
+    ] = None,
+    site_group: Annotated[
+        str | None, typer.Option("--site-group", help="A site group of yours (with --app NAME).")
+    ] = None,
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            help="Placement policy: round_robin, shortest_backlog or fastest_finish (with --app NAME)."
+        ),
+    ] = None,
+    hedge: Annotated[
+        bool, typer.Option("--hedge", help="Copy to the second-best site if the job runs late.")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Create one job."""
+    """Create one job: of an app id, or of an app by name on the site the service predicts finishes first."""
     fields: dict[str, Any] = {
         "parameters": parse_pairs(param, "--param", decode_json=True),
         "tags": parse_pairs(tag, "--tag"),
@@ -40,12 +55,24 @@ def create(
         "wall_time_limit_min": wall_time,
         "priority": priority,
     }
+    if app.isdigit():
+        if sites or site_group or policy or hedge:
+            raise typer.BadParameter("--sites, --site-group, --policy and --hedge need --app NAME, not an id")
+        fields["app_id"] = int(app)
+    else:
+        fields.update(app=app, site_group=site_group, policy=policy, hedge=hedge or None)
+        if sites is not None:
+            fields["sites"] = [name.strip() for name in sites.split(",") if name.strip()]
     with open_client() as client:
-        job = client.jobs.create(app_id, workdir, **fields)
+        job = client.jobs.create(workdir=workdir, **fields)
     if as_json:
         print_json(job)
-    else:
+    elif "app_id" in fields:
         typer.echo(f"created job {job.id} ({job.state})")
+    elif job.awaiting_placement:
+        typer.echo(f"created job {job.id} ({job.state}), to be placed when it can run")
+    else:
+        typer.echo(f"created job {job.id} ({job.state}), placed at site {job.site_id}")
 
 
 @app.command("ls")

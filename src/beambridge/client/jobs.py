@@ -87,9 +87,14 @@ class JobManager(Manager[Job]):
 
     def create(
         self,
-        app_id: int,
-        workdir: str,
+        app_id: int | None = None,
+        workdir: str | None = None,
         *,
+        app: str | None = None,
+        sites: Iterable[str] | None = None,
+        site_group: str | None = None,
+        policy: str | None = None,
+        hedge: bool | None = None,
         parameters: Mapping[str, JsonValue] | None = None,
         tags: Mapping[str, str] | None = None,
         data: Mapping[str, JsonValue] | None = None,
@@ -105,7 +110,15 @@ class JobManager(Manager[Job]):
         retry_limit: int | None = None,
         priority: int | None = None,
     ) -> Job:
-        """Create one job of app ``app_id`` in ``workdir`` (relative to the site's data directory).
+        """Create one job of app ``app_id`` in ``workdir`` (relative to the site's data directory), or of
+        the app named ``app`` on whichever of ``sites`` (names; or the sites of ``site_group``; or all your
+        sites) the service predicts will finish it soonest::
+
+            client.jobs.create(app="XpcsMultiTau", sites=["polaris", "perlmutter"], workdir="run/1")
+
+        ``policy`` (``round_robin``, ``shortest_backlog``, ``fastest_finish``) overrides the group's or the
+        server's; ``hedge=True`` asks for a copy on the second-best site if the job runs late. A job no
+        site can run is refused (422) with each site's reason.
 
         The keywords are the fields of :class:`~beambridge.schemas.JobCreate`; those left out (None)
         take the service's defaults: one node, one rank, no wall-time limit, 3 retries, priority 0.
@@ -128,7 +141,21 @@ class JobManager(Manager[Job]):
             "retry_limit": retry_limit,
             "priority": priority,
         }
-        body = {"app_id": app_id, "workdir": workdir}
+        if workdir is None:
+            raise TypeError("create() needs workdir")
+        if (app_id is None) == (app is None):
+            raise TypeError("create() needs either app_id or app (an app by name)")
+        body: dict[str, Any] = {"workdir": workdir}
+        if app_id is not None:
+            body["app_id"] = app_id
+        placement: dict[str, Any] = {
+            "app": app,
+            "sites": list(sites) if sites is not None else None,
+            "site_group": site_group,
+            "policy": policy,
+            "hedge": hedge,
+        }
+        body.update({name: value for name, value in placement.items() if value is not None})
         body.update({name: value for name, value in optional.items() if value is not None})
         [job] = self.bulk_create([body])
         return job

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, JsonValue, field_validator, model_validator
 
-from beambridge.schemas.common import InputModel, OutputModel, PositiveId, Tags, UtcDatetime
+from beambridge.schemas.common import InputModel, Name, OutputModel, PositiveId, Tags, UtcDatetime
+from beambridge.schemas.placement import PolicyName
 from beambridge.states import JobState
 
 
@@ -86,9 +87,22 @@ class JobResources(InputModel):
 
 
 class JobCreate(JobResources):
-    """A new job."""
+    """A new job: of one app (``app_id``), or of an app by name placed by the service on one of ``sites``.
 
-    app_id: PositiveId
+    With ``app`` (a name) the service binds the job to the site that will finish it soonest among the
+    eligible ``sites`` (names), the sites of ``site_group``, or else all of the caller's sites; ``policy``
+    overrides the group's or the server's placement policy; ``hedge`` asks for a copy on the second-best
+    site when the job runs late. A job with unfinished parents is placed when it becomes runnable.
+    """
+
+    app_id: PositiveId | None = None
+    app: Name | None = Field(default=None, description="An app by name, placed by the service")
+    sites: list[Name] | None = Field(
+        default=None, min_length=1, max_length=100, description="Eligible sites, by name (with app)"
+    )
+    site_group: Name | None = Field(default=None, description="A site group of yours, by name (with app)")
+    policy: PolicyName | None = Field(default=None, description="Placement policy for this job (with app)")
+    hedge: bool = Field(default=False, description="Copy to the second-best site when late (with app)")
     workdir: Workdir
     parameters: dict[str, JsonValue] = Field(default_factory=dict)
     tags: Tags = Field(default_factory=dict)
@@ -101,6 +115,25 @@ class JobCreate(JobResources):
     )
     retry_limit: int = Field(default=3, ge=0, le=1000)
     priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _one_app(self) -> JobCreate:
+        if (self.app_id is None) == (self.app is None):
+            raise ValueError("give either app_id (one site's app) or app (an app by name, placed on a site)")
+        if self.app is None and (
+            self.sites is not None or self.site_group is not None or self.policy is not None or self.hedge
+        ):
+            raise ValueError("sites, site_group, policy and hedge go with app (by name), not with app_id")
+        if self.sites is not None and self.site_group is not None:
+            raise ValueError("give sites or site_group, not both")
+        if self.sites is not None and len(set(self.sites)) != len(self.sites):
+            raise ValueError("sites lists a site twice")
+        return self
+
+    @property
+    def placed_by_service(self) -> bool:
+        """Whether the service chooses the site (an app by name)."""
+        return self.app is not None
 
     @field_validator("parent_ids")
     @classmethod
@@ -167,6 +200,9 @@ class Job(OutputModel):
     error: str | None
     created_at: UtcDatetime
     updated_at: UtcDatetime
+    awaiting_placement: bool = Field(
+        default=False, description="Waiting for the service to bind it to a site (site_id is provisional)"
+    )
 
 
 class BulkResult(OutputModel):

@@ -38,6 +38,7 @@ from beambridge.server.routes import (
     transfers,
     workflows,
 )
+from beambridge.server.placement.service import PLACEMENT_WAKE, CycleReport, PlacementService, run_cycle
 from beambridge.server.runtime import tune_garbage_collector
 from beambridge.server.settings import ServerSettings
 from beambridge.server.wakeups import WakeupHub
@@ -76,6 +77,7 @@ def create_app(
         tokens=AccessTokens(settings.resolved_secret_key(), settings.access_token_ttl_s),
         wakeups=WakeupHub(),
         reader=AsyncReader(db),
+        placement=PlacementService(settings),
     )
     relay = PgWakeupRelay(db, ctx.wakeups) if settings.wakeup_relay == "postgres" else None
     if relay is not None:
@@ -92,12 +94,14 @@ def create_app(
         if settings.tune_gc:
             tune_garbage_collector()
         sweeper = asyncio.create_task(_sweep_sessions(ctx), name="session-sweeper")
+        placer = asyncio.create_task(_place_periodically(ctx), name="placement")
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in (sweeper, placer):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await ctx.reader.close()
             if relay is not None:
                 await relay.stop()
@@ -132,6 +136,32 @@ async def _sweep_sessions(ctx: ServerContext) -> None:
             ctx.wakeups.notify(outcome.wake_keys)
         except Exception:  # a database hiccup must not end the sweeper
             log.exception("session sweep failed")
+
+
+async def _place_periodically(ctx: ServerContext) -> None:
+    """Bind jobs that became runnable and move the unclaimed jobs of down or draining sites, every
+    ``placement_interval_s`` and as soon as parents of waiting jobs finish."""
+    while True:
+        armed = ctx.wakeups.arm(PLACEMENT_WAKE)
+        try:
+            report = await run_in_threadpool(_place_once, ctx)
+            ctx.wakeups.notify(report.wake_keys)
+            if report.bound or report.replaced:
+                log.info(
+                    "placement cycle bound=%d replaced=%d deferred=%d",
+                    len(report.bound),
+                    len(report.replaced),
+                    report.deferred,
+                )
+        except Exception:  # a database hiccup must not end the placement loop
+            log.exception("placement cycle failed")
+        await ctx.wakeups.wait(armed, ctx.settings.placement_interval_s)
+        await asyncio.sleep(0.05)  # a burst of wake-ups is one cycle
+
+
+def _place_once(ctx: ServerContext) -> CycleReport:
+    with ctx.db.write() as conn:
+        return run_cycle(ctx.placement, conn, utcnow())
 
 
 def _expire_once(ctx: ServerContext, up_since: datetime):  # type: ignore[no-untyped-def]

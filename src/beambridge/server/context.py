@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from beambridge.server.auth.tokens import AccessTokens
 from beambridge.server.db.async_reads import AsyncReader
 from beambridge.server.db.engine import Database
+from beambridge.server.placement.service import PlacementService
 from beambridge.server.settings import ServerSettings
 from beambridge.server.wakeups import WakeupHub
 
@@ -21,6 +22,7 @@ class ServerContext:
     tokens: AccessTokens
     wakeups: WakeupHub
     reader: AsyncReader
+    placement: PlacementService
 
 
 def utcnow() -> datetime:

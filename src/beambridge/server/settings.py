@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from beambridge.schemas.placement import PolicyName
+
 
 def default_home() -> Path:
     """``BEAMBRIDGE_HOME``, or ``~/.beambridge``."""
@@ -56,6 +58,26 @@ class ServerSettings(BaseSettings):
 
     metrics_token: str | None = Field(
         default=None, description="When set, /metrics answers only 'Authorization: Bearer <this>'"
+    )
+
+    placement_policy: PolicyName = Field(
+        default="fastest_finish", description="Placement policy of jobs that name none (nor their site group)"
+    )
+    placement_interval_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often waiting jobs are bound and the jobs of down or draining sites re-placed",
+    )
+    placement_history_ttl_s: float = Field(
+        default=10.0, ge=0, description="How long measured run times and queue waits are reused"
+    )
+    site_degraded_after_s: float = Field(
+        default=90.0, gt=0, description="Heartbeat silence after which a site is degraded"
+    )
+    site_down_after_s: float = Field(
+        default=180.0,
+        gt=0,
+        description="Heartbeat silence after which a site is down (its unclaimed jobs move)",
     )
 
     def resolved_database_url(self) -> str:

@@ -68,6 +68,8 @@ sites = sa.Table(
     sa.Column("locations", JSON, nullable=False, server_default=sa.text("'{}'")),
     sa.Column("last_heartbeat", Time),
     sa.Column("created_at", Time, nullable=False),
+    sa.Column("drained_at", Time),
+    sa.Column("drain_reason", sa.Text, nullable=False, server_default=""),
     sa.UniqueConstraint("owner_id", "name"),
     sqlite_autoincrement=True,
 )
@@ -172,6 +174,9 @@ jobs = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
+    # Waiting for the placement service to bind it to a site (late binding, or no site takes work now):
+    # its site_id is provisional, and no site sees it.
+    sa.Column("awaiting_placement", sa.Boolean, nullable=False, server_default=sa.false()),
     # Acquire: runnable jobs of one site, best priority first.
     sa.Index("ix_jobs_acquire", "site_id", "state", "priority", "id"),
     sa.Index(None, "owner_id", "state"),
@@ -302,4 +307,37 @@ beamline_events = sa.Table(
     sa.Column("timestamp", Time, nullable=False),
     sa.Index(None, "owner_id", "id"),
     sqlite_autoincrement=True,
+)
+
+site_groups = sa.Table(
+    "site_groups",
+    metadata,
+    _id(),
+    _fk("owner_id", "users.id"),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("sites", JSON, nullable=False),
+    sa.Column("policy", sa.String(32)),
+    sa.Column("created_at", Time, nullable=False),
+    sa.UniqueConstraint("owner_id", "name"),
+    sqlite_autoincrement=True,
+)
+
+# What a job placed by the service asked for, and its last decision (one row per such job).
+job_placements = sa.Table(
+    "job_placements",
+    metadata,
+    _fk("job_id", "jobs.id"),
+    sa.Column("owner_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("app_name", sa.String(100), nullable=False),
+    sa.Column("sites", JSON, nullable=False),
+    sa.Column("site_group", sa.String(100)),
+    sa.Column("policy", sa.String(32)),
+    sa.Column("hedge", sa.Boolean, nullable=False),
+    sa.Column("parameters", JSON, nullable=False),
+    sa.Column("decided_at", Time),
+    sa.Column("finish_p95_s", sa.Float),
+    sa.Column("placements", sa.Integer, nullable=False),
+    sa.Column("hedge_job_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite")),
+    sa.PrimaryKeyConstraint("job_id"),
+    sa.Index(None, "owner_id"),
 )

@@ -125,7 +125,10 @@ def acquire(
     session = load_session(conn, principal, session_id, lock=True)
     touch(conn, session_id, now)
     query = sa.select(*JOB_COLUMNS).where(
-        jobs.c.site_id == session.site_id, jobs.c.state.in_(_RUNNABLE), jobs.c.session_id.is_(None)
+        jobs.c.site_id == session.site_id,
+        jobs.c.state.in_(_RUNNABLE),
+        jobs.c.session_id.is_(None),
+        jobs.c.awaiting_placement.is_(False),
     )
     if request.filter_tags:
         query = query.where(tags_contain(request.filter_tags, conn.dialect.name))

@@ -17,9 +17,10 @@ from beambridge.server.auth.tokens import Principal
 from beambridge.server.db.bulk import bulk_insert
 from beambridge.server.db.chunks import chunked
 from beambridge.server.db.ids import reserve_ids
-from beambridge.server.db.tables import apps, events, job_parents, jobs, sites, transfer_items
+from beambridge.server.db.tables import apps, events, job_parents, job_placements, jobs, sites, transfer_items
 from beambridge.server.errors import ConflictError, InvalidRequestError, NotFoundError
 from beambridge.server.jobs.parameters import check_locations, check_transfers, resolve_parameters
+from beambridge.server.placement.service import PlacementService, Plan, Wanted, decision_event_data
 from beambridge.server.wakeups import WakeKey
 from beambridge.states import RUNNABLE_STATES, JobState, initial_state
 
@@ -91,25 +92,46 @@ def _load_parent_states(conn: Connection, principal: Principal, parent_ids: set[
 
 
 def create_jobs(
-    conn: Connection, principal: Principal, specs: list[JobCreate], now: datetime
+    conn: Connection,
+    principal: Principal,
+    specs: list[JobCreate],
+    now: datetime,
+    placement: PlacementService | None = None,
 ) -> tuple[list[dict[str, Any]], set[WakeKey]]:
-    """Insert ``specs`` as new jobs; returns their rows (as dicts) and the wake-ups to send after commit."""
-    app_info = _load_apps(conn, principal, {spec.app_id for spec in specs})
+    """Insert ``specs`` as new jobs; returns their rows (as dicts) and the wake-ups to send after commit.
+
+    Jobs naming an app by name are placed by ``placement`` (see :mod:`beambridge.server.placement`).
+    """
+    by_name = {index: spec for index, spec in enumerate(specs) if spec.app is not None}
     parent_states = _load_parent_states(conn, principal, {pid for spec in specs for pid in spec.parent_ids})
-    missing = sorted({spec.app_id for spec in specs} - app_info.keys())
-    if missing:
-        raise NotFoundError(f"app {missing[0]} not found", ids=missing[:1000])
-    site_locations = _load_site_locations(
-        conn, {app_info[spec.app_id].site_id for spec in specs if spec.transfers}
-    )
     unknown_parents = sorted({pid for spec in specs for pid in spec.parent_ids} - parent_states.keys())
     if unknown_parents:
         raise NotFoundError(f"parent job {unknown_parents[0]} not found", ids=unknown_parents[:1000])
+    plans: dict[int, Plan] = {}
+    wanted: dict[int, Wanted] = {}
+    if by_name:
+        if placement is None:
+            raise InvalidRequestError("this service does not place jobs: give app_id")
+        wanted = dict(zip(by_name, placement.resolve(conn, principal, list(by_name.values())), strict=True))
+        waiting = {
+            index
+            for index, spec in by_name.items()
+            if any(parent_states[pid] != S.JOB_FINISHED for pid in spec.parent_ids)
+        }
+        plans = placement.plan_creation(conn, principal, by_name, wanted, waiting, now)
+    app_of = [spec.app_id if spec.app_id is not None else plans[i].app_id for i, spec in enumerate(specs)]
+    app_info = _load_apps(conn, principal, set(app_of))
+    missing = sorted(set(app_of) - app_info.keys())
+    if missing:
+        raise NotFoundError(f"app {missing[0]} not found", ids=missing[:1000])
+    site_locations = _load_site_locations(
+        conn, {app_info[app_of[i]].site_id for i, spec in enumerate(specs) if spec.transfers}
+    )
     problems: list[str] = []
     rows: list[dict[str, Any]] = []
     paths: list[list[tuple[JobState, JobState, str]]] = []
     for index, spec in enumerate(specs):
-        app = app_info[spec.app_id]
+        app = app_info[app_of[index]]
         parameters, bad = resolve_parameters(app.name, app.parameters, spec.parameters)
         has_in, has_out, bad_transfers = check_transfers(app.name, app.slots, spec.transfers)
         if spec.transfers:
@@ -160,6 +182,7 @@ def create_jobs(
                 "error": None,
                 "created_at": now,
                 "updated_at": now,
+                "awaiting_placement": index in plans and plans[index].awaiting,
             }
         )
     if problems:
@@ -172,7 +195,8 @@ def create_jobs(
     parent_rows: list[dict[str, Any]] = []
     transfer_rows: list[dict[str, Any]] = []
     payloads: dict[str, dict[str, str]] = {}  # one payload object per reason: encoded once for COPY
-    for job_id, row, path, spec in zip(ids, rows, paths, specs, strict=True):
+    placement_rows: list[dict[str, Any]] = []
+    for index, (job_id, row, path, spec) in enumerate(zip(ids, rows, paths, specs, strict=True)):
         row["id"] = job_id
         for from_state, to_state, reason in path:
             event_rows.append(
@@ -187,14 +211,56 @@ def create_jobs(
                 }
             )
         parent_rows += [{"child_id": job_id, "parent_id": pid} for pid in spec.parent_ids]
-        transfer_rows += _transfer_rows(job_id, row, app_info[spec.app_id].slots, spec.transfers, now)
-        if path[-1][1] in RUNNABLE_STATES:
+        transfer_rows += _transfer_rows(job_id, row, app_info[app_of[index]].slots, spec.transfers, now)
+        plan = plans.get(index)
+        if plan is not None:
+            placement_rows.append(_placement_row(job_id, row, spec, wanted[index], plan, now))
+            if plan.decision is not None:
+                event_rows.append(_placement_event(job_id, row, plan, now))
+        if path[-1][1] in RUNNABLE_STATES and not row["awaiting_placement"]:
             wake.add(("site", row["site_id"]))
     bulk_insert(conn, events, event_rows)
+    bulk_insert(conn, job_placements, placement_rows)
     bulk_insert(conn, job_parents, parent_rows)
     bulk_insert(conn, transfer_items, transfer_rows)
     wake.add(("owner", principal.user_id))
     return rows, wake
+
+
+def _placement_row(
+    job_id: int, row: dict[str, Any], spec: JobCreate, wanted: Wanted, plan: Plan, now: datetime
+) -> dict[str, Any]:
+    chosen = plan.decision.chosen if plan.decision is not None else None
+    bound = not plan.awaiting
+    return {
+        "job_id": job_id,
+        "owner_id": row["owner_id"],
+        "app_name": spec.app,
+        "sites": list(wanted.sites),
+        "site_group": wanted.group,
+        "policy": wanted.policy,
+        "hedge": spec.hedge,
+        "parameters": spec.parameters,
+        "decided_at": now if bound else None,
+        "finish_p95_s": chosen.finish_p95_s if chosen is not None else None,
+        "placements": 1 if bound else 0,
+        "hedge_job_id": None,
+    }
+
+
+def _placement_event(job_id: int, row: dict[str, Any], plan: Plan, now: datetime) -> dict[str, Any]:
+    assert plan.decision is not None
+    state = row["state"]
+    kind = "deferred" if plan.awaiting else "placed"
+    return {
+        "job_id": job_id,
+        "owner_id": row["owner_id"],
+        "site_id": row["site_id"],
+        "from_state": state,
+        "to_state": state,
+        "timestamp": now,
+        "data": decision_event_data(plan.decision, kind),
+    }
 
 
 def _creation_path(first: JobState, hooks: frozenset[str]) -> list[tuple[JobState, JobState, str]]:

@@ -94,8 +94,8 @@ def lock_jobs(
         )
         if owner_id is not None:
             query = query.where(jobs.c.owner_id == owner_id)
-        if site_id is not None:
-            query = query.where(jobs.c.site_id == site_id)
+        if site_id is not None:  # a site acts only on jobs bound to it
+            query = query.where(jobs.c.site_id == site_id, jobs.c.awaiting_placement.is_(False))
         if conn.dialect.name == "postgresql":
             query = query.with_for_update()
         found.update((row.id, row) for row in conn.execute(query))
@@ -321,7 +321,10 @@ def _release_children(conn: Connection, finished: list[int], now: datetime) -> O
         )
         for job_id in sorted(ready)
     ]
-    return apply_transitions(conn, requests, now=now, owner_id=None, locked=children)
+    outcome = apply_transitions(conn, requests, now=now, owner_id=None, locked=children)
+    if requests:  # children the service places when they can run (late binding) wait for its next cycle
+        outcome.wake_keys.add(("placement", 0))
+    return outcome
 
 
 def _fail_children(conn: Connection, failed: dict[int, JobState], now: datetime) -> Outcome:

@@ -36,8 +36,8 @@ _JOB_QUERY_OWN_SQL = frozenset(
 def job_conditions(query: JobQuery, principal: Principal, dialect: str) -> list[sa.ColumnElement[bool]]:
     """SQL conditions of a job query, always including the caller's ownership (and site scope)."""
     where: list[sa.ColumnElement[bool]] = [jobs.c.owner_id == principal.user_id]
-    if principal.site_id is not None:
-        where.append(jobs.c.site_id == principal.site_id)
+    if principal.site_id is not None:  # a site never sees a job the service has not bound to it yet
+        where += [jobs.c.site_id == principal.site_id, jobs.c.awaiting_placement.is_(False)]
     where.extend(column_conditions(jobs, query, handled=_JOB_QUERY_OWN_SQL))
     if query.tag:
         where.append(tags_contain(query.tags, dialect))
@@ -80,7 +80,9 @@ def list_jobs(
 _GET_JOB = sa.select(*JOB_COLUMNS).where(
     jobs.c.id == sa.bindparam("job_id"), jobs.c.owner_id == sa.bindparam("owner_id")
 )
-_GET_SITE_JOB = _GET_JOB.where(jobs.c.site_id == sa.bindparam("site_id"))
+_GET_SITE_JOB = _GET_JOB.where(
+    jobs.c.site_id == sa.bindparam("site_id"), jobs.c.awaiting_placement.is_(False)
+)
 
 
 def get_job_statement(principal: Principal, job_id: int) -> tuple[sa.Select[Any], dict[str, Any]]:

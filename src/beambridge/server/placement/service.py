@@ -1,0 +1,390 @@
+"""Placing jobs that name an app and a set of sites: at creation, when they become runnable, and away
+from a site that stopped taking work.
+
+At creation (:meth:`PlacementService.plan_creation`, inside the create transaction) every runnable job of
+the request is placed in one batch on one snapshot; a job with unfinished parents is only checked for
+eligibility and waits, ``awaiting_placement``, until it becomes runnable (late binding); a job no site
+can run is refused with each site's reason. Every cycle (:meth:`PlacementService.cycle`) binds the
+waiting jobs that became runnable and re-places the unclaimed jobs of sites that are down or draining.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from beambridge.placement import (
+    Decision,
+    EligibilityCache,
+    HealthThresholds,
+    JobRequest,
+    Outcome,
+    eligibility,
+    place_batch,
+)
+from beambridge.schemas.jobs import JobCreate, transfer_ref
+from beambridge.schemas.transfers import TransferState
+from beambridge.server.auth.tokens import Principal
+from beambridge.server.db.tables import events, job_placements, jobs, site_groups, transfer_items
+from beambridge.server.errors import InvalidRequestError
+from beambridge.server.jobs.parameters import resolve_parameters
+from beambridge.server.placement.snapshot import (
+    WAITING_STATES,
+    HistoryCache,
+    ServiceSnapshot,
+    build_snapshot,
+)
+from beambridge.server.settings import ServerSettings
+from beambridge.server.wakeups import WakeKey
+
+log = logging.getLogger("beambridge.placement")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Where a new job goes: its site and app, whether it still waits to be bound, and the decision."""
+
+    site_id: int
+    app_id: int
+    awaiting: bool
+    decision: Decision | None
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """What a job asked placement for, resolved: eligible sites (empty: all), group, policy."""
+
+    sites: tuple[str, ...]
+    group: str | None
+    policy: str | None
+
+
+def decision_event_data(decision: Decision, kind: str, **extra: Any) -> dict[str, Any]:
+    """The data of a placement event: what happened (``placed``, ``deferred``, ``re-placed``…) and why."""
+    return {"placement": kind, **extra, "decision": decision.to_dict()}
+
+
+class PlacementService:
+    """Placement state the service keeps between requests: cached history, eligibility, cursors."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.history = HistoryCache(ttl_s=settings.placement_history_ttl_s)
+        self.eligibility_cache = EligibilityCache()
+        self._cursors: dict[int, int] = defaultdict(int)
+        self._lock = threading.Lock()
+
+    @property
+    def thresholds(self) -> HealthThresholds:
+        s = self.settings
+        return HealthThresholds(
+            heartbeat_degraded_s=s.site_degraded_after_s, heartbeat_down_s=s.site_down_after_s
+        )
+
+    def snapshot(
+        self, conn: Connection, owner_id: int, now: datetime, only_site_id: int | None = None
+    ) -> ServiceSnapshot:
+        """The owner's sites now."""
+        return build_snapshot(
+            conn,
+            owner_id,
+            now.timestamp(),
+            thresholds=self.thresholds,
+            cache=self.history,
+            only_site_id=only_site_id,
+            round_robin_cursor=self._cursors[owner_id],
+        )
+
+    def place(
+        self,
+        owner_id: int,
+        jobs: list[JobRequest],
+        snap: ServiceSnapshot,
+        avoid: dict[Any, dict[str, str]] | None = None,
+    ) -> list[Decision]:
+        """Decisions for ``jobs`` on ``snap`` (each job's own policy, else the server default)."""
+        with self._lock:
+            result = place_batch(
+                jobs,
+                snap.snapshot,
+                self.settings.placement_policy,
+                avoid=avoid,
+                cache=self.eligibility_cache,
+            )
+            self._cursors[owner_id] = result.round_robin_cursor
+        return list(result.decisions)
+
+    def resolve(self, conn: Connection, principal: Principal, specs: list[JobCreate]) -> list[Wanted]:
+        """Each spec's eligible sites and policy (a site group's sites and policy; 422 for an unknown group)."""
+        names = {spec.site_group for spec in specs if spec.site_group is not None}
+        groups: dict[str, Any] = {}
+        if names:
+            query = sa.select(site_groups).where(
+                site_groups.c.owner_id == principal.user_id, site_groups.c.name.in_(sorted(names))
+            )
+            groups = {row.name: row for row in conn.execute(query)}
+        missing = sorted(names - groups.keys())
+        if missing:
+            raise InvalidRequestError(
+                f"no site group named {missing[0]!r}: create it with 'beambridge site group create'"
+            )
+        out = []
+        for spec in specs:
+            group = groups.get(spec.site_group) if spec.site_group is not None else None
+            sites = tuple(spec.sites or (group.sites if group is not None else ()))
+            policy = spec.policy or (group.policy if group is not None else None)
+            out.append(Wanted(sites, spec.site_group, policy))
+        return out
+
+    def plan_creation(
+        self,
+        conn: Connection,
+        principal: Principal,
+        specs: dict[int, JobCreate],
+        wanted: dict[int, Wanted],
+        waiting_for_parents: set[int],
+        now: datetime,
+    ) -> dict[int, Plan]:
+        """Plans for the specs (by their index in the request) that name an app by name.
+
+        Raises :class:`InvalidRequestError` (422) naming, for each job no site can run, every site's reason.
+        """
+        snap = self.snapshot(conn, principal.user_id, now, principal.site_id)
+        requests = {
+            index: JobRequest(
+                key=index,
+                app=spec.app or "",
+                sites=wanted[index].sites,
+                parameters=spec.parameters,
+                transfers={slot: transfer_ref(value) for slot, value in spec.transfers.items()},
+                priority=spec.priority,
+                hedge=spec.hedge,
+                policy=wanted[index].policy,
+            )
+            for index, spec in specs.items()
+        }
+        plans: dict[int, Plan] = {}
+        problems: list[str] = []
+        runnable = [requests[i] for i in specs if i not in waiting_for_parents]
+        for decision in self.place(principal.user_id, runnable, snap) if runnable else []:
+            index = cast(int, decision.job)
+            if decision.outcome is Outcome.REFUSED:
+                problems.append(f"[{index}]: {decision.reason}")
+            elif decision.outcome is Outcome.PLACED:
+                assert decision.site is not None
+                ref = snap.refs[decision.site]
+                plans[index] = Plan(ref.id, ref.app_ids[requests[index].app], False, decision)
+            else:  # deferred: held at an eligible site until one takes work
+                site = _first_eligible(decision)
+                ref = snap.refs[site]
+                plans[index] = Plan(ref.id, ref.app_ids[requests[index].app], True, decision)
+        for index in sorted(waiting_for_parents & specs.keys()):
+            reasons = eligibility(requests[index], snap.snapshot)
+            ok = [name for name, why in reasons.items() if not why]
+            if not ok:
+                detail = "; ".join(f"{name}: {', '.join(why)}" for name, why in reasons.items())
+                problems.append(f"[{index}]: no site can run this job: {detail or 'you have no sites'}")
+                continue
+            ref = snap.refs[ok[0]]
+            plans[index] = Plan(ref.id, ref.app_ids[requests[index].app], True, None)
+        if problems:
+            problems.sort(key=lambda text: int(text[1 : text.index("]")]))
+            more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+            raise InvalidRequestError("; ".join(problems[:10]) + more, errors=problems[:1000])
+        return plans
+
+
+def _first_eligible(decision: Decision) -> str:
+    for estimate in decision.estimates:
+        if estimate.status.value != "ineligible":
+            return estimate.site
+    raise AssertionError("a deferred decision has an eligible site")
+
+
+PLACEMENT_WAKE: WakeKey = ("placement", 0)
+"""Notified when jobs waiting to be placed may have become runnable (their parents finished)."""
+
+
+@dataclass
+class CycleReport:
+    """What one placement cycle did."""
+
+    bound: list[int] = field(default_factory=list)
+    replaced: list[int] = field(default_factory=list)
+    deferred: int = 0
+    wake_keys: set[WakeKey] = field(default_factory=set)
+
+
+_WAITING = [state.value for state in WAITING_STATES]
+_OPEN_TRANSFER = [TransferState.ACTIVE.value, TransferState.DONE.value, TransferState.ERROR.value]
+
+
+def _candidates(conn: Connection, owner_id: int, leaving: list[int]) -> list[Any]:
+    """The owner's jobs to (re-)place: those waiting to be bound that can run, and the unclaimed jobs of
+    ``leaving`` sites (no launcher holds them, no transfer of theirs has started)."""
+    started = sa.exists().where(
+        transfer_items.c.job_id == jobs.c.id, transfer_items.c.state.in_(_OPEN_TRANSFER)
+    )
+    unclaimed = sa.and_(
+        jobs.c.site_id.in_(leaving) if leaving else sa.false(),
+        jobs.c.awaiting_placement.is_(False),
+        jobs.c.session_id.is_(None),
+        jobs.c.state.in_(_WAITING),
+        ~started,
+    )
+    waiting = sa.and_(jobs.c.awaiting_placement.is_(True), jobs.c.state.in_(_WAITING))
+    query = (
+        sa.select(
+            jobs.c.id,
+            jobs.c.site_id,
+            jobs.c.state,
+            jobs.c.session_id,
+            jobs.c.awaiting_placement,
+            jobs.c.transfers,
+            jobs.c.priority,
+            job_placements.c.app_name,
+            job_placements.c.sites,
+            job_placements.c.policy,
+            job_placements.c.hedge,
+            job_placements.c.parameters,
+        )
+        .join(job_placements, job_placements.c.job_id == jobs.c.id)
+        .where(jobs.c.owner_id == owner_id, sa.or_(waiting, unclaimed))
+        .order_by(jobs.c.id)
+        .limit(50_000)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(of=jobs, skip_locked=True)
+    return list(conn.execute(query))
+
+
+def _owners_with_work(conn: Connection) -> list[int]:
+    """Users who have jobs placed by the service that are not running yet."""
+    query = (
+        sa.select(jobs.c.owner_id)
+        .join(job_placements, job_placements.c.job_id == jobs.c.id)
+        .where(jobs.c.state.in_(_WAITING), jobs.c.session_id.is_(None))
+        .distinct()
+    )
+    return list(conn.execute(query).scalars())
+
+
+def run_cycle(service: PlacementService, conn: Connection, now: datetime) -> CycleReport:
+    """Bind the waiting jobs that can run now; move the unclaimed jobs of down or draining sites.
+
+    Runs in one write transaction: a job moves only if it is still unclaimed when it is updated (the
+    update re-checks it), so a launcher acquiring it at the same moment either gets it before (and it
+    stays) or never sees it at its old site.
+    """
+    report = CycleReport()
+    for owner_id in _owners_with_work(conn):
+        snap = service.snapshot(conn, owner_id, now)
+        leaving = [snap.refs[site.name].id for site in snap.snapshot.sites if not site.health.accepts_work]
+        rows = _candidates(conn, owner_id, leaving)
+        if not rows:
+            continue
+        names = snap.names_by_id()
+        requests = [
+            JobRequest(
+                key=row.id,
+                app=row.app_name,
+                sites=tuple(row.sites),
+                parameters=row.parameters,
+                transfers={slot: transfer_ref(value) for slot, value in (row.transfers or {}).items()},
+                priority=row.priority,
+                hedge=row.hedge,
+                policy=row.policy,
+            )
+            for row in rows
+        ]
+        avoid = {
+            row.id: {
+                names[
+                    row.site_id
+                ]: f"the job is leaving {names[row.site_id]!r} ({_why(snap, names[row.site_id])})"
+            }
+            for row in rows
+            if not row.awaiting_placement and row.site_id in names
+        }
+        by_id = {row.id: row for row in rows}
+        for decision in service.place(owner_id, requests, snap, avoid):
+            row = by_id[cast(int, decision.job)]
+            if decision.site is None:
+                report.deferred += 1
+                continue
+            if bind(conn, snap, owner_id, row, decision, now):
+                (report.bound if row.awaiting_placement else report.replaced).append(row.id)
+                report.wake_keys |= {("site", snap.site_id(decision.site)), ("owner", owner_id)}
+    return report
+
+
+def _why(snap: ServiceSnapshot, site: str) -> str:
+    return snap.snapshot.by_name[site].health.describe()
+
+
+def bind(
+    conn: Connection, snap: ServiceSnapshot, owner_id: int, row: Any, decision: Decision, now: datetime
+) -> bool:
+    """Bind ``row``'s job to the decision's site if it is still where ``row`` saw it and unclaimed;
+    records the placement event. Returns whether it moved."""
+    assert decision.site is not None
+    ref = snap.refs[decision.site]
+    app_id = ref.app_ids[row.app_name]
+    parameters, problems = resolve_parameters(row.app_name, ref.app_params[row.app_name], row.parameters)
+    if problems:  # eligibility said yes: the app changed between the snapshot and now
+        return False
+    moved = conn.execute(
+        jobs.update()
+        .where(
+            jobs.c.id == row.id,
+            jobs.c.site_id == row.site_id,
+            jobs.c.state == row.state,
+            jobs.c.session_id.is_(None),
+            jobs.c.awaiting_placement.is_(row.awaiting_placement),
+        )
+        .values(
+            site_id=ref.id, app_id=app_id, parameters=parameters, awaiting_placement=False, updated_at=now
+        )
+    ).rowcount
+    if moved != 1:
+        return False
+    slots = ref.app_slots[row.app_name]
+    for slot, spec in slots.items():
+        conn.execute(
+            transfer_items.update()
+            .where(transfer_items.c.job_id == row.id, transfer_items.c.slot == slot)
+            .values(site_id=ref.id, local_path=spec.local_path, recursive=spec.recursive, updated_at=now)
+        )
+    chosen = decision.chosen
+    conn.execute(
+        job_placements.update()
+        .where(job_placements.c.job_id == row.id)
+        .values(
+            decided_at=now,
+            finish_p95_s=chosen.finish_p95_s if chosen is not None else None,
+            placements=job_placements.c.placements + 1,
+        )
+    )
+    if row.awaiting_placement:
+        kind, extra = "placed", {}
+    else:
+        kind, extra = "re-placed", {"from_site": snap.names_by_id().get(row.site_id)}
+    conn.execute(
+        events.insert().values(
+            job_id=row.id,
+            owner_id=owner_id,
+            site_id=ref.id,
+            from_state=row.state,
+            to_state=row.state,
+            timestamp=now,
+            data=decision_event_data(decision, kind, **extra),
+        )
+    )
+    return True

@@ -1,0 +1,341 @@
+"""One user's sites as placement sees them, built from the database.
+
+Every figure comes from rows the service keeps anyway: the site's heartbeat and drain (health), its
+launcher sessions and batch jobs (running slots, idle slots, queued pilots), its jobs (backlog, running),
+the event log (run times: ``RUNNING`` → ``RUN_DONE`` per site and app) and its batch jobs' start times
+(queue waits). The history figures change slowly and cost the most to read, so they are kept for
+``history_ttl_s``; the live counts are read on every snapshot.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import TypeAdapter
+from sqlalchemy.engine import Connection
+
+from beambridge.placement import (
+    AppSpec,
+    BacklogGroup,
+    HealthSignals,
+    HealthThresholds,
+    QueuedPilot,
+    QueueWaitSample,
+    RunSample,
+    SitePriors,
+    SiteSnapshot,
+    Snapshot,
+    estimate_queue_wait,
+    estimate_run_time,
+    site_health,
+)
+from beambridge.placement.estimators import QueueWaitEstimate, RunTimeEstimate
+from beambridge.schemas.apps import AppParameter, TransferSlot
+from beambridge.schemas.batch_jobs import BatchJobState
+from beambridge.schemas.transfers import TransferState
+from beambridge.server.db.tables import apps, batch_jobs, events, jobs, sessions, sites, transfer_items
+from beambridge.states import JobState
+
+S = JobState
+WAITING_STATES = (S.READY, S.STAGED_IN, S.PREPROCESSED, S.RESTART_READY)
+"""A job placed at a site and not running yet (its backlog)."""
+_WAITING = [s.value for s in WAITING_STATES]
+_PARAMS = TypeAdapter(dict[str, AppParameter])
+_SLOTS = TypeAdapter(dict[str, TransferSlot])
+HISTORY_WINDOW_S = 6 * 3600.0
+TRANSFER_WINDOW_S = 900.0
+
+
+@dataclass(frozen=True, slots=True)
+class SiteRef:
+    """The database side of a site in a snapshot: its id and its apps' ids and hooks by name."""
+
+    id: int
+    name: str
+    app_ids: dict[str, int]
+    app_hooks: dict[str, frozenset[str]]
+    app_params: dict[str, dict[str, AppParameter]]
+    app_slots: dict[str, dict[str, TransferSlot]]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSnapshot:
+    """A snapshot and the ids behind its names."""
+
+    snapshot: Snapshot
+    refs: dict[str, SiteRef]
+
+    def site_id(self, name: str) -> int:
+        return self.refs[name].id
+
+    def names_by_id(self) -> dict[int, str]:
+        return {ref.id: name for name, ref in self.refs.items()}
+
+
+@dataclass
+class _History:
+    at: float
+    run_times: dict[int, dict[int, RunTimeEstimate]]
+    queue_waits: dict[int, dict[str, QueueWaitEstimate]]
+
+
+@dataclass
+class HistoryCache:
+    """Run-time and queue-wait estimates per owner, kept ``ttl_s`` seconds."""
+
+    ttl_s: float = 10.0
+    _entries: dict[int, _History] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, owner_id: int, now: float) -> _History | None:
+        with self._lock:
+            entry = self._entries.get(owner_id)
+        return entry if entry is not None and now - entry.at < self.ttl_s else None
+
+    def put(self, owner_id: int, entry: _History) -> None:
+        with self._lock:
+            self._entries[owner_id] = entry
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def _posix(value: datetime | None) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
+def _history(
+    conn: Connection, owner_id: int, site_ids: list[int], now: float, priors: SitePriors
+) -> _History:
+    since = datetime.fromtimestamp(now - HISTORY_WINDOW_S).astimezone()
+    # Run times: RUNNING → RUN_DONE of the same job, newest first, at most a few thousand.
+    query = (
+        sa.select(events.c.job_id, events.c.site_id, events.c.to_state, events.c.timestamp)
+        .where(
+            events.c.owner_id == owner_id,
+            events.c.to_state.in_([S.RUNNING.value, S.RUN_DONE.value]),
+            events.c.timestamp >= since,
+        )
+        .order_by(events.c.id.desc())
+        .limit(20_000)
+    )
+    started: dict[int, float] = {}
+    done: list[tuple[int, int, float]] = []
+    for event in conn.execute(query):
+        at = event.timestamp.timestamp()
+        if event.to_state == S.RUN_DONE.value:
+            done.append((event.job_id, event.site_id, at))
+        else:  # newest first: the RUNNING event that ended in the RUN_DONE is the latest one before it
+            started.setdefault(event.job_id, at)
+    job_apps: dict[int, int] = {}
+    done_ids = sorted({job_id for job_id, _, _ in done})
+    for start in range(0, len(done_ids), 5000):
+        chunk = done_ids[start : start + 5000]
+        job_apps.update(
+            (r.id, r.app_id)
+            for r in conn.execute(sa.select(jobs.c.id, jobs.c.app_id).where(jobs.c.id.in_(chunk)))
+        )
+    samples: dict[tuple[int, int], list[RunSample]] = defaultdict(list)
+    for job_id, site_id, at in done:
+        begin = started.get(job_id)
+        app_id = job_apps.get(job_id)
+        if begin is not None and app_id is not None and at >= begin:
+            samples[(site_id, app_id)].append(RunSample(at - begin, at))
+    run_times: dict[int, dict[int, RunTimeEstimate]] = defaultdict(dict)
+    for (site_id, app_id), rows in samples.items():
+        run_times[site_id][app_id] = estimate_run_time(
+            rows, now, prior_s=priors.default_run_time_s, prior_spread=priors.run_time_spread
+        )
+    # Queue waits: batch jobs that started, per (site, queue); those still queued are censored samples.
+    waits: dict[tuple[int, str], list[QueueWaitSample]] = defaultdict(list)
+    queued_ages: dict[tuple[int, str], list[float]] = defaultdict(list)
+    pilots = sa.select(
+        batch_jobs.c.site_id,
+        batch_jobs.c.queue,
+        batch_jobs.c.state,
+        batch_jobs.c.created_at,
+        batch_jobs.c.start_time,
+    ).where(batch_jobs.c.owner_id == owner_id, batch_jobs.c.created_at >= since)
+    for row in conn.execute(pilots):
+        key = (row.site_id, row.queue or "default")
+        if row.start_time is not None:
+            begin = row.start_time.timestamp()
+            waits[key].append(QueueWaitSample(begin - row.created_at.timestamp(), begin))
+        elif row.state == BatchJobState.QUEUED.value:
+            queued_ages[key].append(now - row.created_at.timestamp())
+    queue_waits: dict[int, dict[str, QueueWaitEstimate]] = defaultdict(dict)
+    for key in set(waits) | set(queued_ages):
+        if waits.get(key):
+            queue_waits[key[0]][key[1]] = estimate_queue_wait(
+                waits[key], now, prior_s=priors.queue_wait_s, still_queued_ages=queued_ages.get(key, ())
+            )
+    del site_ids
+    return _History(now, dict(run_times), dict(queue_waits))
+
+
+def build_snapshot(
+    conn: Connection,
+    owner_id: int,
+    now: float,
+    *,
+    thresholds: HealthThresholds,
+    cache: HistoryCache | None = None,
+    only_site_id: int | None = None,
+    priors: SitePriors | None = None,
+    round_robin_cursor: int = 0,
+) -> ServiceSnapshot:
+    """The owner's sites at ``now`` (POSIX seconds); ``only_site_id`` limits it to one site (a site token)."""
+    priors = priors or SitePriors()
+    site_query = sa.select(sites).where(sites.c.owner_id == owner_id).order_by(sites.c.id)
+    if only_site_id is not None:
+        site_query = site_query.where(sites.c.id == only_site_id)
+    site_rows = conn.execute(site_query).all()
+    site_ids = [row.id for row in site_rows]
+    if not site_ids:
+        return ServiceSnapshot(Snapshot(now=now, sites=(), round_robin_cursor=round_robin_cursor), {})
+    app_rows = conn.execute(
+        sa.select(
+            apps.c.id, apps.c.site_id, apps.c.name, apps.c.parameters, apps.c.transfer_slots, apps.c.hooks
+        )
+        .where(apps.c.site_id.in_(site_ids))
+        .order_by(apps.c.id)
+    ).all()
+    app_names = {row.id: row.name for row in app_rows}
+    backlog: dict[int, dict[tuple[str, int], int]] = defaultdict(dict)
+    for row in conn.execute(
+        sa.select(jobs.c.site_id, jobs.c.app_id, jobs.c.priority, sa.func.count())
+        .where(
+            jobs.c.owner_id == owner_id,
+            jobs.c.state.in_(_WAITING),
+            jobs.c.session_id.is_(None),
+            jobs.c.awaiting_placement.is_(False),
+        )
+        .group_by(jobs.c.site_id, jobs.c.app_id, jobs.c.priority)
+    ):
+        key = (app_names.get(row.app_id, "?"), row.priority)
+        backlog[row.site_id][key] = backlog[row.site_id].get(key, 0) + row[3]
+    running: dict[int, dict[str, int]] = defaultdict(dict)
+    held: dict[int, int] = defaultdict(int)
+    for row in conn.execute(
+        sa.select(jobs.c.site_id, jobs.c.app_id, jobs.c.state, sa.func.count())
+        .where(
+            jobs.c.owner_id == owner_id,
+            jobs.c.session_id.is_not(None),
+            jobs.c.state.in_([S.RUNNING.value, *_WAITING]),
+        )
+        .group_by(jobs.c.site_id, jobs.c.app_id, jobs.c.state)
+    ):
+        held[row.site_id] += row[3]
+        if row.state == S.RUNNING.value:
+            name = app_names.get(row.app_id, "?")
+            running[row.site_id][name] = running[row.site_id].get(name, 0) + row[3]
+    slots: dict[int, int] = defaultdict(int)
+    for row in conn.execute(
+        sa.select(sessions.c.site_id, sa.func.coalesce(batch_jobs.c.num_nodes, 1))
+        .select_from(sessions.outerjoin(batch_jobs, batch_jobs.c.id == sessions.c.batch_job_id))
+        .where(sessions.c.owner_id == owner_id, sessions.c.expired_at.is_(None))
+    ):
+        slots[row.site_id] += int(row[1])
+    queued: dict[int, list[QueuedPilot]] = defaultdict(list)
+    for row in conn.execute(
+        sa.select(
+            batch_jobs.c.site_id, batch_jobs.c.num_nodes, batch_jobs.c.queue, batch_jobs.c.created_at
+        ).where(
+            batch_jobs.c.owner_id == owner_id,
+            batch_jobs.c.state.in_([BatchJobState.PENDING_SUBMISSION.value, BatchJobState.QUEUED.value]),
+        )
+    ):
+        queued[row.site_id].append(
+            QueuedPilot(
+                int(row.num_nodes), max(0.0, now - row.created_at.timestamp()), row.queue or "default"
+            )
+        )
+    cutoff = datetime.fromtimestamp(now - TRANSFER_WINDOW_S).astimezone()
+    transfer_counts: dict[int, tuple[int, int]] = {}
+    for row in conn.execute(
+        sa.select(transfer_items.c.site_id, transfer_items.c.state, sa.func.count())
+        .where(
+            transfer_items.c.owner_id == owner_id,
+            transfer_items.c.state.in_([TransferState.DONE.value, TransferState.ERROR.value]),
+            transfer_items.c.updated_at >= cutoff,
+        )
+        .group_by(transfer_items.c.site_id, transfer_items.c.state)
+    ):
+        failed, attempts = transfer_counts.get(row.site_id, (0, 0))
+        bad = row[2] if row.state == TransferState.ERROR.value else 0
+        transfer_counts[row.site_id] = (failed + bad, attempts + row[2])
+    history = cache.get(owner_id, now) if cache is not None else None
+    if history is None:
+        history = _history(conn, owner_id, site_ids, now, priors)
+        if cache is not None:
+            cache.put(owner_id, history)
+
+    by_site: dict[int, list[Any]] = defaultdict(list)
+    for row in app_rows:
+        by_site[row.site_id].append(row)
+    snapshots: list[SiteSnapshot] = []
+    refs: dict[str, SiteRef] = {}
+    for site in site_rows:
+        specs: dict[str, AppSpec] = {}
+        ids: dict[str, int] = {}
+        hooks: dict[str, frozenset[str]] = {}
+        params: dict[str, dict[str, AppParameter]] = {}
+        slot_specs: dict[str, dict[str, TransferSlot]] = {}
+        for row in by_site[site.id]:
+            params[row.name] = _PARAMS.validate_python(row.parameters)
+            slot_specs[row.name] = _SLOTS.validate_python(row.transfer_slots)
+            specs[row.name] = AppSpec(row.name, params[row.name], slot_specs[row.name])
+            ids[row.name] = row.id
+            hooks[row.name] = frozenset(row.hooks)
+        failed, attempts = transfer_counts.get(site.id, (0, 0))
+        last = _posix(site.last_heartbeat)
+        health = site_health(
+            HealthSignals(
+                heartbeat_age_s=None if last is None else max(0.0, now - last),
+                transfer_failures=failed,
+                transfer_attempts=attempts,
+                drain=site.drained_at is not None,
+            ),
+            thresholds,
+        )
+        if site.drained_at is not None and site.drain_reason:
+            health = type(health)(
+                health.state, (f"drained by its owner: {site.drain_reason}", *health.reasons[1:])
+            )
+        running_slots = slots.get(site.id, 0)
+        free = max(0, running_slots - held.get(site.id, 0))
+        run_times = {
+            app_names[app_id]: est
+            for app_id, est in history.run_times.get(site.id, {}).items()
+            if app_id in app_names
+        }
+        snapshots.append(
+            SiteSnapshot(
+                name=site.name,
+                apps=specs,
+                locations=frozenset((site.locations or {}).keys()),
+                health=health,
+                running_slots=running_slots,
+                free_slots=min(free, running_slots),
+                queued_pilots=tuple(queued.get(site.id, ())),
+                new_pilot_slots=1,
+                backlog=tuple(
+                    BacklogGroup(app, priority, count)
+                    for (app, priority), count in backlog.get(site.id, {}).items()
+                ),
+                running=running.get(site.id, {}),
+                run_times=run_times,
+                queue_waits=history.queue_waits.get(site.id, {}),
+                priors=priors,
+            )
+        )
+        refs[site.name] = SiteRef(site.id, site.name, ids, hooks, params, slot_specs)
+    return ServiceSnapshot(
+        Snapshot(now=now, sites=tuple(snapshots), round_robin_cursor=round_robin_cursor), refs
+    )
