@@ -26,6 +26,7 @@ from beambridge.server.metrics import ServiceMetrics
 from beambridge.server.metrics import router as metrics_router
 from beambridge.server.observability import ObservabilityMiddleware
 from beambridge.server.pg_notify import PgWakeupRelay
+from beambridge.server.placement.service import PLACEMENT_WAKE, CycleReport, PlacementService, run_cycle
 from beambridge.server.routes import (
     apps,
     auth,
@@ -38,7 +39,6 @@ from beambridge.server.routes import (
     transfers,
     workflows,
 )
-from beambridge.server.placement.service import PLACEMENT_WAKE, CycleReport, PlacementService, run_cycle
 from beambridge.server.runtime import tune_garbage_collector
 from beambridge.server.settings import ServerSettings
 from beambridge.server.wakeups import WakeupHub

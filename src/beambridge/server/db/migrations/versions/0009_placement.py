@@ -6,8 +6,8 @@ never see such a job); ``job_placements`` keeps what the submitter asked for (ap
 site group, policy, hedge, parameters as given) and the last decision; ``site_groups`` are named sets of
 sites a user defines; ``sites`` gets the owner's drain (planned maintenance: no new work).
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0009_placement
+Revises: 0008_job_wall_time_limit
 Create Date: 2026-12-03
 """
 
