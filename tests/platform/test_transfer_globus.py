@@ -25,7 +25,6 @@ from globus_sdk.transport import RetryConfig
 
 from beambridge.platform.transfer import (
     FailureKind,
-    GlobusLocation,
     TaskState,
     TransferError,
     TransferFile,
@@ -35,6 +34,7 @@ from beambridge.platform.transfer import (
 from beambridge.platform.transfer.globus import (
     GlobusBackend,
     GlobusHandle,
+    GlobusLocation,
     GlobusSiteConfig,
     GlobusTokens,
     TokenStore,
@@ -608,10 +608,10 @@ def test_get_backend(tmp_path: Path) -> None:
         "collection_root": "/site/data",
         "token_file": token_file(tmp_path),
     }
-    backend = get_backend("globus", {"endpoint_id": REMOTE_COLLECTION, "path": "/gdata"}, globus=site)
+    backend = get_backend("globus", {"endpoint_id": REMOTE_COLLECTION, "path": "/gdata"}, settings=site)
     assert isinstance(backend, GlobusBackend)
     assert isinstance(backend.client, globus_sdk.TransferClient)
     assert backend.site_path(Path("/site/data")) == "/"
     assert backend.site_path(Path("/site/data/jobs/../jobs/1/x.h5")) == "/jobs/1/x.h5"
-    with pytest.raises(ValueError, match="Globus configuration"):
+    with pytest.raises(ValueError, match="Globus settings"):
         get_backend("globus", {"endpoint_id": REMOTE_COLLECTION, "path": "/gdata"})

@@ -22,7 +22,6 @@ from pydantic import ValidationError
 
 from beambridge.platform.transfer import (
     FailureKind,
-    LocalLocation,
     TaskState,
     TaskStatus,
     TransferFile,
@@ -30,7 +29,7 @@ from beambridge.platform.transfer import (
     get_backend,
     join_remote,
 )
-from beambridge.platform.transfer.local import PARTIAL_MARK, FilePlacer, LocalBackend
+from beambridge.platform.transfer.local import PARTIAL_MARK, FilePlacer, LocalBackend, LocalLocation
 from tests.servers import unavailable
 
 TIMEOUT_S = 30.0
@@ -397,8 +396,8 @@ AGENT = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from beambridge.platform.transfer import LocalLocation, TransferFile, TransferTask
-    from beambridge.platform.transfer.local import FilePlacer, LocalBackend
+    from beambridge.platform.transfer import TransferFile, TransferTask
+    from beambridge.platform.transfer.local import FilePlacer, LocalBackend, LocalLocation
 
     def slow_copy(self, fin, fout):
         total = 0
@@ -491,7 +490,7 @@ def test_get_backend(tmp_path: Path) -> None:
     backend = get_backend("local", {"path": str(tmp_path)})
     assert isinstance(backend, LocalBackend) and backend.location.link
     assert isinstance(get_backend("local", LocalLocation(path=str(tmp_path), link=False)), LocalBackend)
-    with pytest.raises(ValueError, match="unknown transfer kind"):
+    with pytest.raises(ValueError, match="unknown transfer backend"):
         get_backend("ftp", {"path": str(tmp_path)})
     with pytest.raises(ValueError, match="kind 'rsync'"):
         get_backend("local", {"kind": "rsync", "path": str(tmp_path)})

@@ -19,7 +19,6 @@ import pytest
 
 from beambridge.platform.transfer import (
     FailureKind,
-    RsyncLocation,
     TaskState,
     TaskStatus,
     TransferFile,
@@ -29,6 +28,7 @@ from beambridge.platform.transfer import (
 from beambridge.platform.transfer.rsync import (
     STAGING_DIRNAME,
     RsyncBackend,
+    RsyncLocation,
     classify_rsync_failure,
     parse_stats,
     parse_verify,
@@ -305,8 +305,8 @@ AGENT = textwrap.dedent(
     """
     import json, sys
     from pathlib import Path
-    from beambridge.platform.transfer import RsyncLocation, TransferFile, TransferTask
-    from beambridge.platform.transfer.rsync import RsyncBackend
+    from beambridge.platform.transfer import TransferFile, TransferTask
+    from beambridge.platform.transfer.rsync import RsyncBackend, RsyncLocation
 
     config, remote_path, local_path = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
     backend = RsyncBackend(RsyncLocation(**config))

@@ -21,7 +21,10 @@ def test_a_directory_without_site_yml_is_named(tmp_path: Path, capsys: pytest.Ca
     [
         ("name: [unclosed", "not valid YAML"),
         ("- a list", "expected a mapping"),
-        ("name: x\nserver: http://h\nsite_id: 1\nscheduler: condor\n", "scheduler: Input should be"),
+        (
+            "name: x\nserver: http://h\nsite_id: 1\nscheduler: condor\n",
+            "scheduler: unknown scheduler 'condor'; known: local, slurm",
+        ),
         ("name: x\nserver: http://h\nsite_id: 1\nlauncher: {cores_per_node: 0}\n", "launcher.cores_per_node"),
         ("name: x\nserver: http://h\nsite_id: 1\nbogus: 1\n", "bogus: Extra inputs are not permitted"),
         ("name: x\nserver: http://h\n", "site_id: Field required"),

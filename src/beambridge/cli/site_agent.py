@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -17,6 +17,9 @@ from beambridge.cli.connection import open_client
 from beambridge.cli.output import JsonFlag, print_json
 from beambridge.site.config import SiteDir
 from beambridge.site.templates import PLATFORM_TEMPLATES
+
+if TYPE_CHECKING:
+    from beambridge.platform.registry import Registry
 
 SiteDirArg = Annotated[Path, typer.Argument(help="The site directory.")]
 LOG_FORMAT = "%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"
@@ -153,6 +156,29 @@ def status(directory: SiteDirArg, as_json: JsonFlag = False) -> None:
     typer.echo("jobs: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
 
 
+def adapters(as_json: JsonFlag = False) -> None:
+    """The schedulers, MPI launchers and transfer backends this installation knows (site.yml's names)."""
+    from beambridge.platform.mpi import MPI_LAUNCHERS
+    from beambridge.platform.schedulers import SCHEDULERS
+    from beambridge.platform.transfer import TRANSFER_BACKENDS
+
+    kinds: dict[str, Registry[Any]] = {
+        "scheduler": SCHEDULERS,
+        "launcher.mpi_launcher": MPI_LAUNCHERS,
+        "locations.<alias>.kind": TRANSFER_BACKENDS,
+    }
+    rows = [
+        {"setting": setting, "name": name, "adapter": registry.where(name)}
+        for setting, registry in kinds.items()
+        for name in registry.names()
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        typer.echo(f"{row['setting']:<24} {row['name']:<10} {row['adapter']}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the agent commands to ``beambridge site``."""
     app.command("init")(init)
@@ -160,3 +186,4 @@ def register(app: typer.Typer) -> None:
     app.command("stop")(stop)
     app.command("status")(status)
     app.command("run", hidden=True)(run_agent)
+    app.command("adapters")(adapters)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from beambridge.platform.mpi import MPI_LAUNCHERS
 
 
 class LauncherSettings(BaseModel):
@@ -22,7 +23,9 @@ class LauncherSettings(BaseModel):
     cores_per_node: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     gpus_per_node: int = Field(default=0, ge=0)
     gpu_variable: str = Field(default="CUDA_VISIBLE_DEVICES", description="How a job is told its GPUs")
-    mpi_launcher: Literal["mpirun", "mpiexec", "srun"] = "mpirun"
+    mpi_launcher: str = Field(
+        default="mpirun", description="A registered MPI launcher (`beambridge site adapters`)"
+    )
     mpi_executable: str | None = None
     mpi_args: list[str] = Field(default_factory=list)
     idle_timeout_s: float = Field(default=60, gt=0, description="Exit after this long with nothing to do")
@@ -39,6 +42,11 @@ class LauncherSettings(BaseModel):
         description="Take no job without a wall-time limit once less than this is left before draining",
     )
     python: str = Field(default="", description="Python on the compute nodes (default: the agent's)")
+
+    @field_validator("mpi_launcher")
+    @classmethod
+    def _registered_mpi_launcher(cls, name: str) -> str:
+        return MPI_LAUNCHERS.check(name)
 
 
 class LauncherConfig(BaseModel):

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import Field
 
 from beambridge.schemas.common import InputModel, Name, OutputModel, UtcDatetime
 
 LocationAlias = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
-LocationKind = Literal["local", "rsync", "globus"]
+LocationKind = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+"""A transfer backend's name. The service does not need to know a site's backends, only their names."""
 
 
 class SiteCreate(InputModel):

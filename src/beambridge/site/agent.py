@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from beambridge.apps.loader import AppCatalog, load_apps
 from beambridge.client import Client
-from beambridge.platform.schedulers import Scheduler, get_scheduler
+from beambridge.platform.schedulers import Scheduler, scheduler_class
 from beambridge.platform.transfer import TransferBackend
 from beambridge.site.config import SiteConfig, SiteDir
 from beambridge.site.services.base import Service
@@ -33,12 +33,8 @@ def site_client(site: SiteDir, config: SiteConfig, **options: Any) -> Client:
 
 
 def make_scheduler(site: SiteDir, config: SiteConfig) -> Scheduler:
-    """The site's scheduler adapter (the local one keeps its pilot records in the site directory)."""
-    if config.scheduler == "local":
-        from beambridge.platform.schedulers.local import LocalScheduler
-
-        return LocalScheduler(state_dir=site.root / "local-scheduler")
-    return get_scheduler(config.scheduler)
+    """The site's scheduler adapter."""
+    return scheduler_class(config.scheduler).for_site(site.root)
 
 
 def register_apps(client: Client, site_id: int, catalog: AppCatalog) -> dict[str, int]:
@@ -81,8 +77,8 @@ def make_backends(site: SiteDir, config: SiteConfig) -> dict[str, TransferBacken
         alias: get_backend(
             str(location.get("kind", "")),
             location,
-            staging_root=site.root / "staging",
-            globus=config.globus,
+            site_root=site.root,
+            settings=config.transfer_backends.get(str(location.get("kind", ""))),
         )
         for alias, location in config.locations.items()
     }

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from beambridge.launcher.config import LauncherSettings
 from beambridge.schemas.batch_jobs import JobMode
@@ -79,7 +79,7 @@ class SiteConfig(_Section):
     server: str
     site_id: int
     platform: str = "local"
-    scheduler: Literal["local", "slurm", "pbs", "lsf"] = "local"
+    scheduler: str = Field(default="local", description="A registered scheduler (`beambridge site adapters`)")
     token_file: str = "token"
     environment: dict[str, str] = Field(default_factory=dict, description="Every job sees these")
     setup_lines: list[str] = Field(default_factory=list, description="Shell lines before every pilot and job")
@@ -88,11 +88,12 @@ class SiteConfig(_Section):
     periods: Periods = Field(default_factory=Periods)
     locations: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description="Transfer location aliases: {kind: local, path} | {kind: rsync, host, user, path…} | "
-        "{kind: globus, endpoint_id, path}",
+        description="Transfer location aliases, each checked by its kind's backend: {kind: local, path} | "
+        "{kind: rsync, host, user, path…} | {kind: globus, endpoint_id, path}",
     )
-    globus: dict[str, Any] | None = Field(
-        default=None, description="The site's Globus settings (token file…)"
+    transfer_backends: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Site-wide settings of transfer backends by kind (globus: collection_id, token_file…)",
     )
     transfers: TransferSettings = Field(default_factory=TransferSettings)
     session_timeout_s: float = Field(
@@ -100,13 +101,55 @@ class SiteConfig(_Section):
     )
     processing_threads: int = Field(default=4, ge=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _globus_section(cls, data: Any) -> Any:
+        """``globus:`` (the settings' earlier place) is ``transfer_backends.globus``."""
+        if isinstance(data, dict) and "globus" in data:
+            data = dict(data)
+            globus = data.pop("globus")
+            if globus is not None:
+                data["transfer_backends"] = {"globus": globus, **(data.get("transfer_backends") or {})}
+        return data
 
-def check_locations(config: SiteConfig) -> None:
-    """Validate each location against its kind's model (``ValidationError`` naming the field)."""
-    from beambridge.platform.transfer import parse_location
+    @field_validator("scheduler")
+    @classmethod
+    def _registered_scheduler(cls, name: str) -> str:
+        from beambridge.platform.schedulers import SCHEDULERS
 
-    for location in config.locations.values():
-        parse_location(location)
+        return SCHEDULERS.check(name)
+
+    @field_validator("locations")
+    @classmethod
+    def _valid_locations(cls, locations: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from beambridge.platform.transfer import parse_location
+
+        for alias, location in locations.items():
+            _check(alias, parse_location, location)
+        return locations
+
+    @field_validator("transfer_backends")
+    @classmethod
+    def _valid_backend_settings(cls, backends: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from beambridge.platform.transfer import parse_backend_settings
+
+        for kind, settings in backends.items():
+            _check(kind, parse_backend_settings, kind, settings)
+        return backends
+
+
+def _check(where: str, validate: Any, *args: Any) -> None:
+    """Run an adapter's validation; its problems as one ``ValueError`` that names ``where``."""
+    try:
+        validate(*args)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()[:5]
+        )
+        raise ValueError(f"{where}: {problems}") from None
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
 
 
 class SiteDir:
@@ -162,12 +205,11 @@ class SiteDir:
         if not isinstance(raw, dict):
             raise SiteConfigError(f"{path}: expected a mapping of settings")
         try:
-            config = SiteConfig.model_validate(raw)
-            check_locations(config)
-            return config
+            return SiteConfig.model_validate(raw)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()[:10]
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
+                for err in exc.errors()[:10]
             )
             raise SiteConfigError(f"{path}: {problems}") from None
 

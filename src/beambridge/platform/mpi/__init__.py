@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 
 from beambridge.platform.mpi.base import LaunchSpec, MpiLauncher
+from beambridge.platform.registry import Registry
 
-MPI_LAUNCHERS = {
-    "mpirun": "beambridge.platform.mpi.openmpi:OpenMpiLauncher",
-    "mpiexec": "beambridge.platform.mpi.mpich:MpichLauncher",
-    "srun": "beambridge.platform.mpi.srun:SrunLauncher",
-}
+MPI_LAUNCHERS: Registry[MpiLauncher] = Registry(
+    "MPI launcher",
+    MpiLauncher,
+    {
+        "mpirun": "beambridge.platform.mpi.openmpi:OpenMpiLauncher",
+        "mpiexec": "beambridge.platform.mpi.mpich:MpichLauncher",
+        "srun": "beambridge.platform.mpi.srun:SrunLauncher",
+    },
+)
+"""A new MPI launcher is one module (an :class:`MpiLauncher` subclass) plus one ``register`` line."""
 
 
 def get_mpi_launcher(name: str, executable: str | None = None, extra_args: Sequence[str] = ()) -> MpiLauncher:
     """The MPI launcher called ``name``; ``ValueError`` naming the known ones otherwise."""
-    try:
-        module_name, _, attr = MPI_LAUNCHERS[name].partition(":")
-    except KeyError:
-        raise ValueError(f"unknown MPI launcher {name!r}; known: {', '.join(MPI_LAUNCHERS)}") from None
-    cls: type[MpiLauncher] = getattr(importlib.import_module(module_name), attr)
-    return cls(executable, extra_args)
+    return MPI_LAUNCHERS.load(name)(executable, extra_args)
 
 
 __all__ = ["MPI_LAUNCHERS", "LaunchSpec", "MpiLauncher", "get_mpi_launcher"]

@@ -1,10 +1,14 @@
-"""Batch-scheduler adapters: ``local``, ``slurm``, ``pbs``, ``lsf``."""
+"""Batch-scheduler adapters: ``local``, ``slurm``, ``pbs``, ``lsf``.
+
+Each adapter is one module holding its :class:`Scheduler` subclass, its state translation table (the
+scheduler's words → :class:`PilotState`) and its command lines; :data:`SCHEDULERS` names them. A new
+scheduler is one module plus one ``SCHEDULERS.register`` line.
+"""
 
 from __future__ import annotations
 
-import importlib
-
 from beambridge.platform.commands import CommandRunner
+from beambridge.platform.registry import Registry
 from beambridge.platform.schedulers.base import (
     PilotRequest,
     PilotState,
@@ -15,22 +19,21 @@ from beambridge.platform.schedulers.base import (
     SubmitRejected,
 )
 
-SCHEDULERS = {
-    "local": "beambridge.platform.schedulers.local:LocalScheduler",
-    "slurm": "beambridge.platform.schedulers.slurm:SlurmScheduler",
-    "pbs": "beambridge.platform.schedulers.pbs:PbsScheduler",
-    "lsf": "beambridge.platform.schedulers.lsf:LsfScheduler",
-}
+SCHEDULERS: Registry[Scheduler] = Registry(
+    "scheduler",
+    Scheduler,
+    {
+        "local": "beambridge.platform.schedulers.local:LocalScheduler",
+        "slurm": "beambridge.platform.schedulers.slurm:SlurmScheduler",
+        "pbs": "beambridge.platform.schedulers.pbs:PbsScheduler",
+        "lsf": "beambridge.platform.schedulers.lsf:LsfScheduler",
+    },
+)
 
 
 def scheduler_class(name: str) -> type[Scheduler]:
     """The adapter class called ``name``; ``ValueError`` naming the known ones otherwise."""
-    try:
-        module_name, _, attr = SCHEDULERS[name].partition(":")
-    except KeyError:
-        raise ValueError(f"unknown scheduler {name!r}; known: {', '.join(SCHEDULERS)}") from None
-    cls: type[Scheduler] = getattr(importlib.import_module(module_name), attr)
-    return cls
+    return SCHEDULERS.load(name)
 
 
 def get_scheduler(name: str, runner: CommandRunner | None = None) -> Scheduler:

@@ -86,6 +86,12 @@ class Scheduler(abc.ABC):
     def __init__(self, runner: CommandRunner | None = None) -> None:
         self.runner = runner or CommandRunner()
 
+    @classmethod
+    def for_site(cls, site_root: Path) -> Scheduler:
+        """The adapter as a site's agent uses it; one that keeps records of its own keeps them under
+        ``site_root``."""
+        return cls()
+
     def _run(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> CommandResult:
         """Run a scheduler command; no answer at all (timeout, not installed) → :class:`SchedulerUnavailable`."""
         try:

@@ -121,6 +121,11 @@ class LocalScheduler(Scheduler):
         self.minute_s = minute_s
         self._children: dict[str, subprocess.Popen[bytes]] = {}
 
+    @classmethod
+    def for_site(cls, site_root: Path) -> LocalScheduler:
+        """The site's local scheduler keeps its pilot records in the site directory."""
+        return cls(state_dir=site_root / "local-scheduler")
+
     # -- submission -----------------------------------------------------------------------------------
 
     def submit(self, request: PilotRequest) -> str:

@@ -37,34 +37,34 @@ log = logging.getLogger(__name__)
 SQUEUE_FORMAT = "%i|%T|%N|%S|%e|%r"
 """``squeue -o`` format: id, state, node list, start time, end time and, last (free text), the reason."""
 
-QUEUED_STATES = frozenset(
-    {
-        "PENDING",
-        "CONFIGURING",
-        "REQUEUED",
-        "REQUEUE_HOLD",
-        "REQUEUE_FED",
-        "RESV_DEL_HOLD",
-        "SPECIAL_EXIT",
-        "SUSPENDED",
-        "STOPPED",
-    }
-)
-RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RESIZING"})
-FINISHED_STATES = frozenset(
-    {
-        "COMPLETED",
-        "FAILED",
-        "CANCELLED",
-        "TIMEOUT",
-        "NODE_FAIL",
-        "OUT_OF_MEMORY",
-        "PREEMPTED",
-        "BOOT_FAIL",
-        "DEADLINE",
-        "REVOKED",
-    }
-)
+#: Slurm's job state words (``squeue``, ``scontrol``, ``sacct``) → pilot state. A suspended or stopped job
+#: still holds its place but runs nothing: queued. Any other word is not a definite answer.
+JOB_STATES: Mapping[str, PilotState] = {
+    "PENDING": PilotState.QUEUED,
+    "CONFIGURING": PilotState.QUEUED,
+    "REQUEUED": PilotState.QUEUED,
+    "REQUEUE_HOLD": PilotState.QUEUED,
+    "REQUEUE_FED": PilotState.QUEUED,
+    "RESV_DEL_HOLD": PilotState.QUEUED,
+    "SPECIAL_EXIT": PilotState.QUEUED,
+    "SUSPENDED": PilotState.QUEUED,
+    "STOPPED": PilotState.QUEUED,
+    "RUNNING": PilotState.RUNNING,
+    "COMPLETING": PilotState.RUNNING,
+    "SIGNALING": PilotState.RUNNING,
+    "STAGE_OUT": PilotState.RUNNING,
+    "RESIZING": PilotState.RUNNING,
+    "COMPLETED": PilotState.FINISHED,
+    "FAILED": PilotState.FINISHED,
+    "CANCELLED": PilotState.FINISHED,
+    "TIMEOUT": PilotState.FINISHED,
+    "NODE_FAIL": PilotState.FINISHED,
+    "OUT_OF_MEMORY": PilotState.FINISHED,
+    "PREEMPTED": PilotState.FINISHED,
+    "BOOT_FAIL": PilotState.FINISHED,
+    "DEADLINE": PilotState.FINISHED,
+    "REVOKED": PilotState.FINISHED,
+}
 
 INVALID_JOB_ID = "Invalid job id specified"
 ACCOUNTING_DISABLED = "accounting storage is disabled"
@@ -109,14 +109,10 @@ class SlurmOutputError(ValueError):
 
 def pilot_state(slurm_state: str) -> PilotState:
     """Our state for Slurm's job state word (``CANCELLED by 0`` counts as ``CANCELLED``)."""
-    word = state_word(slurm_state)
-    if word in QUEUED_STATES:
-        return PilotState.QUEUED
-    if word in RUNNING_STATES:
-        return PilotState.RUNNING
-    if word in FINISHED_STATES:
-        return PilotState.FINISHED
-    raise SlurmOutputError(f"unknown Slurm job state {slurm_state!r}")
+    state = JOB_STATES.get(state_word(slurm_state))
+    if state is None:
+        raise SlurmOutputError(f"unknown Slurm job state {slurm_state!r}")
+    return state
 
 
 def state_word(slurm_state: str) -> str:

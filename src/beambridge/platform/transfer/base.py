@@ -31,10 +31,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
-from uuid import UUID
+from typing import Any, ClassVar, TypeVar
 
-from pydantic import Field, TypeAdapter, field_validator
+from pydantic import BaseModel
 
 from beambridge.schemas.apps import TransferDirection
 from beambridge.schemas.common import InputModel
@@ -66,84 +65,6 @@ def clean_relative(path: str) -> str:
 def join_remote(base: str, relative: str) -> str:
     """The location's base path joined with a job's path (which may not escape it)."""
     return str(PurePosixPath(base) / clean_relative(relative))
-
-
-# --------------------------------------------------------------------------------------------------
-# Location configuration (one per alias in the site's configuration)
-
-
-class LocalLocation(InputModel):
-    """A directory this machine can reach directly (a shared file system)."""
-
-    kind: Literal["local"] = "local"
-    path: str = Field(min_length=1, description="Absolute base directory")
-    link: bool = Field(default=True, description="Hard-link when on the same file system, else copy")
-
-    @field_validator("path")
-    @classmethod
-    def _absolute(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("must be an absolute path")
-        return value
-
-
-class RsyncLocation(InputModel):
-    """A directory on a host reached by rsync over ssh with the user's key."""
-
-    kind: Literal["rsync"] = "rsync"
-    host: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.\-]+$")
-    user: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
-    path: str = Field(min_length=1, description="Base directory on the host (absolute, or under $HOME)")
-    port: int = Field(default=22, ge=1, le=65535)
-    key_file: Path | None = Field(default=None, description="Private key; None: ssh's own defaults/agent")
-    ssh_options: list[str] = Field(
-        default_factory=list, description="Extra `-o Key=Value` options; they win over the defaults"
-    )
-    rsync_options: list[str] = Field(default_factory=list, description="Extra rsync options (--bwlimit=…)")
-    connect_timeout_s: int = Field(default=30, ge=1)
-    io_timeout_s: int = Field(default=300, ge=1, description="rsync --timeout: abort after this idle time")
-    recheck: bool = Field(
-        default=False,
-        description=(
-            "After the transfer, a second `rsync --checksum --dry-run` pass must find nothing different. "
-            "rsync already checks every file it transfers against a whole-file checksum before renaming it "
-            "into place; the recheck also catches damage after that (a bad disk) at the price of reading "
-            "everything again (about 20 % on large files)."
-        ),
-    )
-
-    @field_validator("path")
-    @classmethod
-    def _home_relative(cls, value: str) -> str:
-        """``~/x`` → ``x``: relative paths are under the remote $HOME already (and a quoted ``~`` is not)."""
-        if value == "~":
-            return "."
-        return value[2:] or "." if value.startswith("~/") else value
-
-    @field_validator("ssh_options")
-    @classmethod
-    def _key_value(cls, value: list[str]) -> list[str]:
-        for option in value:
-            if not re.match(r"^[A-Za-z][A-Za-z0-9]*=\S.*$", option):
-                raise ValueError(f"ssh option {option!r} must look like Key=Value")
-        return value
-
-
-class GlobusLocation(InputModel):
-    """A path on a Globus collection."""
-
-    kind: Literal["globus"] = "globus"
-    endpoint_id: UUID = Field(description="The collection's UUID")
-    path: str = Field(min_length=1, description="Base path on the collection")
-
-
-LocationConfig = Annotated[LocalLocation | RsyncLocation | GlobusLocation, Field(discriminator="kind")]
-_LOCATION = TypeAdapter(LocationConfig)
-
-
-def parse_location(data: Mapping[str, Any]) -> LocalLocation | RsyncLocation | GlobusLocation:
-    """Validate one location's configuration (``kind`` picks the model; unknown keys are errors)."""
-    return _LOCATION.validate_python(dict(data))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -400,9 +321,24 @@ def _log_end(task: TransferTask, status: TaskStatus) -> None:
 
 
 class TransferBackend(abc.ABC):
-    """Moves tasks' files between the site and one location."""
+    """Moves tasks' files between the site and one location.
+
+    A backend owns the model of its locations' configuration (:attr:`location_model`, one per alias in
+    ``site.yml``) and, if it needs site-wide settings shared by those locations, their model
+    (:attr:`settings_model`, ``site.yml``'s ``transfer_backends.<kind>``). :meth:`for_site` builds it.
+    """
 
     kind: ClassVar[str]
+    location_model: ClassVar[type[InputModel]]
+    settings_model: ClassVar[type[BaseModel] | None] = None
+
+    @classmethod
+    def for_site(
+        cls, location: Any, *, site_root: Path | None = None, settings: Any = None
+    ) -> TransferBackend:
+        """The backend for one validated location of a site (``settings``: the validated site-wide settings
+        of this kind, if it has any)."""
+        return cls(location)  # type: ignore[call-arg]
 
     def prepare(self, task: TransferTask, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The state to persist before :meth:`start` (``previous``: the state of an earlier attempt of

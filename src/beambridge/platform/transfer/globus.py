@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from uuid import UUID
 
 import globus_sdk
@@ -38,7 +38,6 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from beambridge.platform.transfer.base import (
     Failure,
     FailureKind,
-    GlobusLocation,
     TaskState,
     TaskStatus,
     TransferBackend,
@@ -59,7 +58,15 @@ _LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9 _.,\-]")
 
 
 # --------------------------------------------------------------------------------------------------
-# Site configuration and tokens
+# Location and site configuration
+
+
+class GlobusLocation(InputModel):
+    """A path on a Globus collection."""
+
+    kind: Literal["globus"] = "globus"
+    endpoint_id: UUID = Field(description="The collection's UUID")
+    path: str = Field(min_length=1, description="Base path on the collection")
 
 
 class GlobusSiteConfig(InputModel):
@@ -277,6 +284,20 @@ class GlobusBackend(TransferBackend):
     """Transfers between the site's collection and a remote collection through Globus."""
 
     kind = "globus"
+    location_model = GlobusLocation
+    settings_model = GlobusSiteConfig
+
+    @classmethod
+    def for_site(
+        cls, location: GlobusLocation, *, site_root: Path | None = None, settings: Any = None
+    ) -> GlobusBackend:
+        """A Globus location needs the site's own collection and token file (``transfer_backends.globus``)."""
+        if settings is None:
+            raise ValueError(
+                "a globus location needs the site's Globus settings (transfer_backends.globus: "
+                "collection_id, token_file)"
+            )
+        return cls(location, GlobusSiteConfig.model_validate(settings))
 
     def __init__(
         self,

@@ -24,11 +24,12 @@ import threading
 import zlib
 from enum import StrEnum
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
+
+from pydantic import Field, field_validator
 
 from beambridge.platform.transfer.base import (
     FailureKind,
-    LocalLocation,
     Progress,
     ThreadedBackend,
     TransferError,
@@ -38,6 +39,7 @@ from beambridge.platform.transfer.base import (
     join_remote,
 )
 from beambridge.schemas.apps import TransferDirection
+from beambridge.schemas.common import InputModel
 
 log = logging.getLogger(__name__)
 
@@ -247,10 +249,26 @@ class FilePlacer:
             )
 
 
+class LocalLocation(InputModel):
+    """A directory this machine can reach directly (a shared file system)."""
+
+    kind: Literal["local"] = "local"
+    path: str = Field(min_length=1, description="Absolute base directory")
+    link: bool = Field(default=True, description="Hard-link when on the same file system, else copy")
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must be an absolute path")
+        return value
+
+
 class LocalBackend(ThreadedBackend):
     """Transfers to and from a directory this machine mounts; one thread per task."""
 
     kind = "local"
+    location_model = LocalLocation
 
     def __init__(self, location: LocalLocation, *, chunk_size: int = CHUNK_SIZE) -> None:
         self.location = location

@@ -38,18 +38,21 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
 
 from beambridge.platform.transfer.base import (
     Failure,
     FailureKind,
     Progress,
-    RsyncLocation,
     ThreadedBackend,
     TransferError,
     TransferTask,
 )
 from beambridge.platform.transfer.local import FilePlacer, file_sha256, task_tag
 from beambridge.schemas.apps import TransferDirection
+from beambridge.schemas.common import InputModel
 
 log = logging.getLogger(__name__)
 
@@ -168,10 +171,60 @@ class _Run:
     stderr: str
 
 
+class RsyncLocation(InputModel):
+    """A directory on a host reached by rsync over ssh with the user's key."""
+
+    kind: Literal["rsync"] = "rsync"
+    host: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.\-]+$")
+    user: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+    path: str = Field(min_length=1, description="Base directory on the host (absolute, or under $HOME)")
+    port: int = Field(default=22, ge=1, le=65535)
+    key_file: Path | None = Field(default=None, description="Private key; None: ssh's own defaults/agent")
+    ssh_options: list[str] = Field(
+        default_factory=list, description="Extra `-o Key=Value` options; they win over the defaults"
+    )
+    rsync_options: list[str] = Field(default_factory=list, description="Extra rsync options (--bwlimit=…)")
+    connect_timeout_s: int = Field(default=30, ge=1)
+    io_timeout_s: int = Field(default=300, ge=1, description="rsync --timeout: abort after this idle time")
+    recheck: bool = Field(
+        default=False,
+        description=(
+            "After the transfer, a second `rsync --checksum --dry-run` pass must find nothing different. "
+            "rsync already checks every file it transfers against a whole-file checksum before renaming it "
+            "into place; the recheck also catches damage after that (a bad disk) at the price of reading "
+            "everything again (about 20 % on large files)."
+        ),
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _home_relative(cls, value: str) -> str:
+        """``~/x`` → ``x``: relative paths are under the remote $HOME already (and a quoted ``~`` is not)."""
+        if value == "~":
+            return "."
+        return value[2:] or "." if value.startswith("~/") else value
+
+    @field_validator("ssh_options")
+    @classmethod
+    def _key_value(cls, value: list[str]) -> list[str]:
+        for option in value:
+            if not re.match(r"^[A-Za-z][A-Za-z0-9]*=\S.*$", option):
+                raise ValueError(f"ssh option {option!r} must look like Key=Value")
+        return value
+
+
 class RsyncBackend(ThreadedBackend):
     """Transfers to and from ``user@host:path`` with rsync over ssh; one thread + process per task."""
 
     kind = "rsync"
+    location_model = RsyncLocation
+
+    @classmethod
+    def for_site(
+        cls, location: RsyncLocation, *, site_root: Path | None = None, settings: Any = None
+    ) -> RsyncBackend:
+        """Partial files of inbound tasks are staged under the site directory's ``staging/``."""
+        return cls(location, staging_root=site_root / "staging" if site_root is not None else None)
 
     def __init__(
         self,
