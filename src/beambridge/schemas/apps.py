@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import Field, JsonValue
+from pydantic import Field
 
 from beambridge.schemas.common import InputModel, Name, OutputModel, PositiveId, UtcDatetime
+from beambridge.schemas.freejson import FreeJson, free_json_field
 
 
 class ParameterType(StrEnum):
@@ -44,7 +45,7 @@ class AppParameter(InputModel):
     """One parameter of an app."""
 
     required: bool = True
-    default: JsonValue = None
+    default: FreeJson = free_json_field("The value a job gets when it does not give one.", default=None)
     type: ParameterType = ParameterType.ANY
     help: str = Field(default="", max_length=2000)
 

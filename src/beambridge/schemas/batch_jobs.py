@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import Field
 
 from beambridge.schemas.common import InputModel, OutputModel, PositiveId, Tags, UtcDatetime
+from beambridge.schemas.freejson import FreeJsonObject, free_json_field
 
 
 class BatchJobState(StrEnum):
@@ -73,7 +74,7 @@ class BatchJobUpdate(InputModel):
 
     state: BatchJobState | None = None
     scheduler_id: str | None = Field(default=None, max_length=255)
-    status_info: dict[str, Any] | None = None
+    status_info: FreeJsonObject | None = free_json_field("What the scheduler reported.", default=None)
     start_time: UtcDatetime | None = None
     end_time: UtcDatetime | None = None
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field, JsonValue, field_validator, model_validator
 
 from beambridge.schemas.common import InputModel, Name, OutputModel, PositiveId, Tags, UtcDatetime
+from beambridge.schemas.freejson import FreeJson, FreeJsonObject, free_json_field
 from beambridge.schemas.placement import PolicyName
 from beambridge.states import JobState
 
@@ -104,9 +105,9 @@ class JobCreate(JobResources):
     policy: PolicyName | None = Field(default=None, description="Placement policy for this job (with app)")
     hedge: bool = Field(default=False, description="Copy to the second-best site when late (with app)")
     workdir: Workdir
-    parameters: dict[str, JsonValue] = Field(default_factory=dict)
+    parameters: FreeJsonObject = free_json_field("The app's parameters.", default_factory=dict)
     tags: Tags = Field(default_factory=dict)
-    data: dict[str, JsonValue] = Field(default_factory=dict, description="Free-form user data")
+    data: FreeJsonObject = free_json_field("Free-form user data.", default_factory=dict)
     launch_params: dict[str, str] = Field(default_factory=dict, description="Extra launcher options")
     parent_ids: list[PositiveId] = Field(default_factory=list, max_length=10_000)
     transfers: dict[str, TransferValue] = Field(
@@ -147,14 +148,14 @@ class JobUpdate(InputModel):
     """Changes to one job. Setting ``state`` asks for a validated transition."""
 
     state: JobState | None = None
-    state_data: dict[str, JsonValue] = Field(
-        default_factory=dict, description="Stored with the transition's event (a reason, a message…)"
+    state_data: FreeJsonObject = free_json_field(
+        "Stored with the transition's event (a reason, a message…).", default_factory=dict
     )
     tags: Tags | None = None
-    data: dict[str, JsonValue] | None = None
+    data: FreeJsonObject | None = free_json_field("Free-form user data.", default=None)
     priority: int | None = Field(default=None, ge=-1_000_000, le=1_000_000)
     retry_limit: int | None = Field(default=None, ge=0, le=1000)
-    result: JsonValue = None
+    result: FreeJson = free_json_field("The run's result.", default=None)
     error: str | None = Field(default=None, max_length=100_000)
 
 

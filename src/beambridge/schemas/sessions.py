@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import Field, JsonValue, field_validator
+from pydantic import Field, field_validator
 
 from beambridge.schemas.common import InputModel, Int32, OutputModel, PositiveId, Tags, UtcDatetime
+from beambridge.schemas.freejson import FreeJson, FreeJsonObject, free_json_field
 from beambridge.states import SESSION_REPORTED_STATES, JobState
 
 
@@ -68,9 +69,9 @@ class JobReport(InputModel):
     state: JobState
     at: datetime | None = Field(default=None, description="When the launcher saw it (UTC)")
     return_code: Int32 | None = None
-    result: JsonValue = None
+    result: FreeJson = free_json_field("The run's result.", default=None)
     error: str | None = Field(default=None, max_length=100_000)
-    state_data: dict[str, JsonValue] = Field(default_factory=dict)
+    state_data: FreeJsonObject = free_json_field("Stored with the transition's event.", default_factory=dict)
 
     @field_validator("state")
     @classmethod

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from beambridge.schemas.common import InputModel, Name, OutputModel, UtcDatetime
+from beambridge.schemas.freejson import FreeJsonObject, free_json_field
 
 LocationAlias = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
 LocationKind = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
@@ -28,7 +29,7 @@ class SiteUpdate(InputModel):
     hostname: str | None = Field(default=None, max_length=255)
     path: str | None = Field(default=None, max_length=1024)
     description: str | None = Field(default=None, max_length=2000)
-    status: dict[str, Any] | None = Field(default=None, description="What the agent reports about itself")
+    status: FreeJsonObject | None = free_json_field("What the agent reports about itself.", default=None)
     locations: dict[LocationAlias, LocationKind] | None = Field(
         default=None,
         max_length=200,

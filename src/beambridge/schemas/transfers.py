@@ -9,6 +9,7 @@ from pydantic import Field
 
 from beambridge.schemas.apps import TransferDirection
 from beambridge.schemas.common import InputModel, OutputModel, PositiveId, UtcDatetime
+from beambridge.schemas.freejson import FreeJsonObject, free_json_field
 
 
 class TransferState(StrEnum):
@@ -48,4 +49,4 @@ class TransferItemUpdate(InputModel):
     id: PositiveId
     state: TransferState | None = None
     task_id: str | None = Field(default=None, max_length=255)
-    info: dict[str, Any] | None = None
+    info: FreeJsonObject | None = free_json_field("What the transfer backend reported.", default=None)

@@ -15,10 +15,18 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from psycopg import AsyncConnection
 from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
-from beambridge.server.db.engine import Database
+from beambridge.server.db.engine import Database, json_loads
+
+
+async def _configure(conn: AsyncConnection[Any]) -> None:
+    # JSON as the engine reads it (orjson): PostgreSQL prints a stored 1e308 as 1 followed by 308 zeros,
+    # which must come back as the float it was, not as an integer no client can take.
+    set_json_loads(json_loads, conn)
 
 
 class AsyncReader:
@@ -35,6 +43,7 @@ class AsyncReader:
                 min_size=1,
                 max_size=max_size,
                 open=False,
+                configure=_configure,
                 kwargs={"autocommit": True, "row_factory": dict_row},
             )
 

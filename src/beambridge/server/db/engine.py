@@ -39,7 +39,7 @@ class Database:
                 echo=echo,
                 connect_args={"check_same_thread": False, "timeout": 30},
                 json_serializer=_json_dumps,
-                json_deserializer=_json_loads,
+                json_deserializer=json_loads,
                 **pool_args,
             )
             event.listen(engine, "connect", _sqlite_on_connect)
@@ -53,7 +53,7 @@ class Database:
             max_overflow=pool_size,
             pool_recycle=1800,
             json_serializer=_json_dumps,
-            json_deserializer=_json_loads,
+            json_deserializer=json_loads,
         )
 
     @contextmanager
@@ -93,7 +93,9 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _json_loads(value: Any) -> Any:
+def json_loads(value: Any) -> Any:
+    """A stored JSON value as Python (integers beyond 64 bits, which only a float printed in full can be
+    here, come back as floats)."""
     # SQLite gives a column declared JSON numeric affinity: a stored JSON number comes back as a number.
     if isinstance(value, int | float):
         return value

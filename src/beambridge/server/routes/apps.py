@@ -12,9 +12,10 @@ from beambridge.schemas.queries import AppQuery
 from beambridge.server import apps
 from beambridge.server.context import utcnow
 from beambridge.server.deps import Caller, Ctx
+from beambridge.server.json_body import JsonRoute
 from beambridge.server.routes.paging import After, IdPath, Limit, page
 
-router = APIRouter(prefix="/apps", tags=["apps"])
+router = APIRouter(prefix="/apps", tags=["apps"], route_class=JsonRoute)
 
 
 @router.get("", response_model=Page[App])

@@ -8,9 +8,10 @@ from beambridge.schemas.auth import LoginRequest, RefreshRequest, TokenPair, Use
 from beambridge.server.auth.refresh_tokens import issue_token_pair, revoke_refresh_token, use_refresh_token
 from beambridge.server.context import utcnow
 from beambridge.server.deps import Ctx, UserCaller
+from beambridge.server.json_body import JsonRoute
 from beambridge.server.users import authenticate, get_user
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix="/auth", tags=["auth"], route_class=JsonRoute)
 
 
 @router.post("/login", response_model=TokenPair)

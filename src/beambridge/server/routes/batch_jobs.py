@@ -12,9 +12,10 @@ from beambridge.schemas.queries import BatchJobQuery
 from beambridge.server import batch_jobs
 from beambridge.server.context import utcnow
 from beambridge.server.deps import Caller, Ctx
+from beambridge.server.json_body import JsonRoute
 from beambridge.server.routes.paging import After, IdPath, Limit, page
 
-router = APIRouter(prefix="/batch-jobs", tags=["batch jobs"])
+router = APIRouter(prefix="/batch-jobs", tags=["batch jobs"], route_class=JsonRoute)
 
 
 @router.get("", response_model=Page[BatchJob])

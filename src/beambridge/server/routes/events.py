@@ -15,9 +15,10 @@ from beambridge.schemas.queries import EventQuery
 from beambridge.server import events
 from beambridge.server.context import ServerContext
 from beambridge.server.deps import Caller, Ctx
+from beambridge.server.json_body import JsonRoute
 from beambridge.server.routes.paging import After, Limit, page
 
-router = APIRouter(prefix="/events", tags=["events"])
+router = APIRouter(prefix="/events", tags=["events"], route_class=JsonRoute)
 
 
 @router.get("", response_model=Page[Event])

@@ -8,8 +8,9 @@ from fastapi import APIRouter
 
 from beambridge import __version__
 from beambridge.server.deps import Ctx
+from beambridge.server.json_body import JsonRoute
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=JsonRoute)
 
 
 @router.get("/health")

@@ -27,9 +27,10 @@ from beambridge.server.jobs.queries import (
 )
 from beambridge.server.jobs.removal import cancel_jobs, delete_jobs
 from beambridge.server.jobs.updates import update_jobs
+from beambridge.server.json_body import JsonRoute
 from beambridge.server.routes.paging import After, Limit
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=JsonRoute)
 
 
 Filters = Annotated[JobQuery, Query()]

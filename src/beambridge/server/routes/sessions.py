@@ -16,9 +16,10 @@ from beambridge.server.context import utcnow
 from beambridge.server.deps import Caller, Ctx
 from beambridge.server.dispatch import sessions as dispatch
 from beambridge.server.jobs.queries import jobs_response
+from beambridge.server.json_body import JsonRoute
 from beambridge.server.routes.paging import After, IdPath, Limit, page
 
-router = APIRouter(prefix="/sessions", tags=["sessions"])
+router = APIRouter(prefix="/sessions", tags=["sessions"], route_class=JsonRoute)
 
 
 @router.get("", response_model=Page[Session])

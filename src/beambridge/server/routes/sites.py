@@ -13,9 +13,10 @@ from beambridge.schemas.sites import Site, SiteCreate, SiteUpdate
 from beambridge.server import sites
 from beambridge.server.context import utcnow
 from beambridge.server.deps import Caller, Ctx, UserCaller
+from beambridge.server.json_body import JsonRoute
 from beambridge.server.routes.paging import After, IdPath, Limit, page
 
-router = APIRouter(prefix="/sites", tags=["sites"])
+router = APIRouter(prefix="/sites", tags=["sites"], route_class=JsonRoute)
 
 
 @router.get("", response_model=Page[Site])

@@ -13,9 +13,10 @@ from beambridge.schemas.transfers import TransferItem, TransferItemUpdate
 from beambridge.server import transfers
 from beambridge.server.context import utcnow
 from beambridge.server.deps import Caller, Ctx
+from beambridge.server.json_body import JsonRoute
 from beambridge.server.routes.paging import After, IdPath, Limit, page
 
-router = APIRouter(prefix="/transfers", tags=["transfers"])
+router = APIRouter(prefix="/transfers", tags=["transfers"], route_class=JsonRoute)
 
 
 @router.get("", response_model=Page[TransferItem])
