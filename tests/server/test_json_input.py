@@ -17,6 +17,7 @@ from fastapi.routing import APIRoute
 from beambridge.schemas.freejson import FREE_JSON_MAX_BYTES, FREE_JSON_MAX_DEPTH
 from beambridge.server.json_body import JsonRoute
 from tests.conftest import ApiUser
+from tests.server.test_tenancy import _flat
 
 V = "@V@"
 """Where the bad value goes in a body template (raw JSON text: NaN and lone surrogates cannot be built
@@ -186,7 +187,8 @@ def test_invalid_utf8_is_a_422(alice: ApiUser, world: dict) -> None:
 def test_every_route_parses_its_body_through_the_one_check(server_app: FastAPI) -> None:
     plain = [
         f"{sorted(route.methods)} {route.path}"
-        for route in server_app.routes
+        for route in _flat(server_app.routes)
         if isinstance(route, APIRoute) and not isinstance(route, JsonRoute)
     ]
+    assert len([r for r in _flat(server_app.routes) if isinstance(r, JsonRoute)]) > 40
     assert not plain, f"routes not made with route_class=JsonRoute: {plain}"

@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from beambridge.server.db.engine import Database
 from beambridge.server.db.tables import events, jobs
+from beambridge.server.json_body import JsonRoute
 from beambridge.states import JobState
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -122,7 +123,7 @@ def families(text: str) -> Iterable[Any]:
     return text_string_to_metric_families(text)
 
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=JsonRoute)
 
 
 @router.get("/metrics")

@@ -5,7 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-router = APIRouter(include_in_schema=False)
+from beambridge.server.json_body import JsonRoute
+
+router = APIRouter(include_in_schema=False, route_class=JsonRoute)
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>beambridge API</title>

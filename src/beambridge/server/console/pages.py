@@ -35,10 +35,11 @@ from beambridge.server.console.web import (
 from beambridge.server.context import utcnow
 from beambridge.server.errors import AuthenticationError, NotFoundError
 from beambridge.server.jobs.removal import cancel_jobs
+from beambridge.server.json_body import JsonRoute
 from beambridge.server.users import authenticate
 from beambridge.states import JobState
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=JsonRoute)
 
 PAGE_SIZES = (25, 50, 100, 200)
 JOB_FILTERS = ("state", "tag", "site_id", "app_id", "created_after", "created_before")

@@ -20,9 +20,10 @@ from beambridge.schemas.workflows import (
 from beambridge.server.beamline import submissions as service
 from beambridge.server.context import utcnow
 from beambridge.server.deps import Caller, Ctx
+from beambridge.server.json_body import JsonRoute
 from beambridge.server.routes.paging import After, IdPath, Limit, page
 
-router = APIRouter(tags=["beamline"])
+router = APIRouter(tags=["beamline"], route_class=JsonRoute)
 
 StepName = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
 
