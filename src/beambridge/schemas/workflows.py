@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field, JsonValue, field_validator, model_validator
 
 from beambridge.schemas.common import InputModel, Name, OutputModel, Tags, UtcDatetime
+from beambridge.schemas.freejson import check_free_json
 
 MAX_STEPS = 64
 MAX_CONTEXT_BYTES = 256 * 1024
@@ -43,23 +44,13 @@ Text = Annotated[str, AfterValidator(_check_text)]
 
 
 def check_json(value: Any, *, limit: int = MAX_CONTEXT_BYTES) -> Any:
-    """``value`` if it is JSON every database stores: no NUL character anywhere (PostgreSQL's JSONB refuses
-    it), at most ``limit`` bytes encoded; else ``ValueError`` naming the problem."""
+    """``value`` if the service stores it unchanged (the one check of free-form JSON,
+    :func:`beambridge.schemas.freejson.check_free_json`) and it is at most ``limit`` bytes as JSON."""
     import orjson
 
+    check_free_json(value)
     if len(orjson.dumps(value)) > limit:
         raise ValueError(f"is larger than {limit} bytes as JSON")
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                raise ValueError("holds a NUL character, which no database stores in JSON")
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
     return value
 
 
