@@ -24,6 +24,7 @@ from beambridge.cli import (
     site_agent,
     sites,
     users,
+    watch,
     workflows,
 )
 
@@ -43,6 +44,7 @@ app.add_typer(placement.app, name="placement")
 app.add_typer(workflows.app, name="workflow")
 app.command("submit")(workflows.submit)
 app.command("submissions")(workflows.submissions)
+app.command("watch")(watch.watch)
 app.command("login")(login.login)
 app.command("events")(events.events)
 app.command("demo")(demo.demo)

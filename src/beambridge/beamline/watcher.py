@@ -1,0 +1,362 @@
+"""The folder watcher: a complete dataset in a folder becomes one submission of a workflow, exactly once.
+
+A file is a dataset when its name matches ``pattern``; it is **complete** when
+
+- ``marker`` is set: its marker file exists (``"{name}.done"`` → ``A001.h5.done`` next to ``A001.h5``),
+  and its size and mtime have not changed between two looks; or
+- otherwise: its size and mtime have not changed between two looks and it was last written at least
+  ``settle_s`` ago (the writer closed it and is not coming back).
+
+Events come from ``watchdog`` (inotify on Linux: a close-after-write is seen the moment it happens); a
+full rescan every ``rescan_s`` catches anything an event queue overflow lost, and the first scan at start
+finds what arrived while the watcher was down.
+
+**Exactly once, across kill -9.** Each complete file is submitted with the idempotency key of
+:func:`~beambridge.beamline.datasets.dataset_key` (path, size, mtime, SHA-256), and the service keeps keys
+unique per user: a watcher killed after submitting but before noting it simply submits again on restart
+and is answered with the existing jobs. The local journal (one JSON line per submitted file, flushed and
+fsync'd) only spares a restarted watcher from hashing files it already sent.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from beambridge.beamline.datasets import dataset_key, file_sha256
+from beambridge.client import Client
+from beambridge.client.errors import BeambridgeError, ValidationError
+from beambridge.schemas.workflows import SubmissionAnswer, SubmissionSource
+
+log = logging.getLogger("beambridge.beamline.watcher")
+
+HDF5_SUFFIXES = (".h5", ".hdf", ".hdf5", ".nxs")
+
+
+@dataclass(frozen=True)
+class CompletionRule:
+    """When a file in the watched folder is a complete dataset."""
+
+    pattern: str = "*.h5"
+    settle_s: float = 1.0
+    marker: str | None = None
+    recursive: bool = True
+    ignore: tuple[str, ...] = (".*", "*.tmp", "*.part", "*~")
+
+    def is_dataset(self, path: Path) -> bool:
+        """Whether ``path``'s name makes it a dataset (not a marker, not a temporary file)."""
+        name = path.name
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in self.ignore):
+            return False
+        if self.marker is not None and self.dataset_of_marker(path) is not None:
+            return False
+        return fnmatch.fnmatchcase(name, self.pattern)
+
+    def marker_of(self, path: Path) -> Path | None:
+        """The marker file that says ``path`` is complete (None without a marker rule)."""
+        if self.marker is None:
+            return None
+        return path.with_name(self.marker.format(name=path.name, stem=path.stem))
+
+    def dataset_of_marker(self, path: Path) -> Path | None:
+        """The dataset a marker file ``path`` stands for, if it is one."""
+        if self.marker is None:
+            return None
+        prefix, _, suffix = self.marker.partition("{name}")
+        if "{name}" in self.marker and path.name.startswith(prefix) and path.name.endswith(suffix):
+            inner = path.name[len(prefix) : len(path.name) - len(suffix)]
+            return path.with_name(inner) if inner else None
+        if "{stem}" in self.marker:
+            prefix, _, suffix = self.marker.partition("{stem}")
+            if path.name.startswith(prefix) and path.name.endswith(suffix):
+                stem = path.name[len(prefix) : len(path.name) - len(suffix)]
+                for candidate in path.parent.glob(f"{glob_escape(stem)}.*"):
+                    if candidate != path and fnmatch.fnmatchcase(candidate.name, self.pattern):
+                        return candidate
+        return None
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with glob metacharacters taken literally."""
+    return "".join(f"[{ch}]" if ch in "*?[" else ch for ch in text)
+
+
+class Journal:
+    """The files this watcher already submitted: ``{path: (size, mtime_ns)}``, one fsync'd JSON line each.
+
+    Only an optimisation (see the module's docstring): losing it costs a re-hash and an idempotent repeat.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.done: dict[str, tuple[int, int]] = {}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    entry = json.loads(line)
+                    self.done[entry["path"]] = (int(entry["size"]), int(entry["mtime_ns"]))
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut short by a kill: that file is simply looked at again
+        self._handle = path.open("a", encoding="utf-8")
+
+    def seen(self, path: Path, stat: os.stat_result) -> bool:
+        """Whether this exact file (same size and mtime) was submitted already."""
+        return self.done.get(str(path)) == (stat.st_size, stat.st_mtime_ns)
+
+    def record(self, path: Path, stat: os.stat_result, **extra: Any) -> None:
+        """Note that ``path`` was submitted (or refused for good)."""
+        entry = {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, **extra}
+        self._handle.write(json.dumps(entry) + "\n")
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self.done[str(path)] = (stat.st_size, stat.st_mtime_ns)
+
+    def close(self) -> None:
+        """Close the journal file."""
+        self._handle.close()
+
+
+def read_metadata(path: Path) -> dict[str, Any]:
+    """Scalar attributes of an HDF5 file's root and ``/entry`` (for templates); {} for other files."""
+    if path.suffix.lower() not in HDF5_SUFFIXES:
+        return {}
+    try:
+        import h5py
+        import numpy as np
+
+        out: dict[str, Any] = {}
+        with h5py.File(path, "r") as handle:
+            for group in (handle, handle.get("entry")):
+                if not isinstance(group, h5py.Group):
+                    continue
+                for key, value in group.attrs.items():
+                    if isinstance(value, bytes):
+                        value = value.decode(errors="replace")
+                    elif isinstance(value, np.generic):
+                        value = value.item()
+                    if isinstance(value, str | int | float | bool):
+                        out[key] = value
+            data = handle.get("entry/data/data")
+            if isinstance(data, h5py.Dataset):
+                out.setdefault("frames", int(data.shape[0]))
+                out.setdefault("shape", [int(n) for n in data.shape[1:]])
+        return out
+    except Exception as err:  # an unreadable file still gets analysed; its metadata is just empty
+        log.warning("event=metadata_unreadable path=%s error=%s", path, err)
+        return {}
+
+
+@dataclass
+class _Candidate:
+    signature: tuple[int, int] | None = None
+    looks: int = 0
+    retry_at: float = 0.0
+    failures: int = 0
+
+
+@dataclass
+class WatcherStats:
+    """What one watcher did."""
+
+    submitted: int = 0
+    repeated: int = 0
+    refused: int = 0
+    errors: int = 0
+    answers: list[SubmissionAnswer] = field(default_factory=list)
+
+
+class FolderWatcher:
+    """Watches ``root`` and submits each complete dataset to ``workflow`` once (see the module docstring)."""
+
+    def __init__(
+        self,
+        client: Client,
+        root: Path,
+        workflow: str,
+        rule: CompletionRule,
+        journal: Path,
+        *,
+        poll_s: float = 0.1,
+        rescan_s: float = 30.0,
+        on_submitted: Callable[[Path, SubmissionAnswer], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.root = root.resolve()
+        self.workflow = workflow
+        self.rule = rule
+        self.journal = Journal(journal)
+        self.poll_s = poll_s
+        self.rescan_s = rescan_s
+        self.on_submitted = on_submitted
+        self.stats = WatcherStats()
+        self._events: queue.SimpleQueue[Path] = queue.SimpleQueue()
+        self._candidates: dict[Path, _Candidate] = {}
+
+    # -- events -------------------------------------------------------------------------------------
+
+    def _notice(self, path: Path) -> None:
+        dataset = self.rule.dataset_of_marker(path)
+        if dataset is not None:
+            path = dataset
+        if self.rule.is_dataset(path) and (self.rule.recursive or path.parent == self.root):
+            self._candidates.setdefault(path, _Candidate())
+
+    def _scan(self) -> None:
+        walker = self.root.rglob("*") if self.rule.recursive else self.root.glob("*")
+        for path in walker:
+            try:
+                if path.is_file():
+                    self._notice(path)
+            except OSError:
+                continue
+
+    def _observer(self) -> Any:
+        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        events = self._events
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                if event.is_directory:
+                    return
+                target = getattr(event, "dest_path", "") or event.src_path
+                events.put(Path(os.fsdecode(target)))
+
+        observer = Observer()
+        observer.schedule(Handler(), str(self.root), recursive=self.rule.recursive)
+        return observer
+
+    # -- the loop -----------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event | None = None) -> WatcherStats:
+        """Watch until ``stop`` is set (forever without one)."""
+        stop = stop or threading.Event()
+        observer = self._observer()
+        observer.start()
+        log.info("event=watching root=%s workflow=%s pattern=%s", self.root, self.workflow, self.rule.pattern)
+        try:
+            self._scan()
+            next_scan = time.monotonic() + self.rescan_s
+            while not stop.is_set():
+                while True:
+                    try:
+                        self._notice(self._events.get_nowait())
+                    except queue.Empty:
+                        break
+                if time.monotonic() >= next_scan:
+                    self._scan()
+                    next_scan = time.monotonic() + self.rescan_s
+                self.check()
+                stop.wait(self.poll_s)
+        finally:
+            observer.stop()
+            observer.join(timeout=5)
+            self.journal.close()
+        return self.stats
+
+    def check(self) -> None:
+        """Look at every candidate once; submit those that are complete."""
+        now_wall, now = time.time(), time.monotonic()
+        for path, cand in list(self._candidates.items()):
+            if cand.retry_at > now:
+                continue
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                del self._candidates[path]
+                continue
+            except OSError:
+                continue
+            if self.journal.seen(path, stat):
+                del self._candidates[path]
+                continue
+            signature = (stat.st_size, stat.st_mtime_ns)
+            steady = signature == cand.signature
+            cand.signature = signature
+            cand.looks += 1
+            if not steady:
+                continue
+            marker = self.rule.marker_of(path)
+            if marker is not None:
+                if not marker.exists():
+                    continue
+            elif now_wall - stat.st_mtime < self.rule.settle_s:
+                continue
+            if self._submit(path, stat, cand):
+                del self._candidates[path]
+
+    def _submit(self, path: Path, stat: os.stat_result, cand: _Candidate) -> bool:
+        try:
+            sha = file_sha256(path)
+            if path.stat().st_mtime_ns != stat.st_mtime_ns:  # written to while hashed: not complete
+                cand.signature = None
+                return False
+            key = dataset_key(path, stat=stat, sha256=sha)
+            closed = datetime.fromtimestamp(stat.st_mtime_ns / 1e9, UTC)
+            context = {
+                "file": {"size": stat.st_size, "mtime": closed.isoformat(), "sha256": sha},
+                "metadata": read_metadata(path),
+            }
+            answer = self.client.submissions.submit(
+                self.workflow,
+                key=key,
+                dataset=str(path),
+                context=context,
+                closed_at=closed,
+                source=SubmissionSource.WATCHER,
+            )
+        except OSError as err:
+            log.warning("event=unreadable path=%s error=%s", path, err)
+            cand.signature = None
+            return False
+        except BeambridgeError as err:
+            if isinstance(err, ValidationError):
+                # The service refuses this dataset for good (e.g. the name does not fit the workflow):
+                # note it so it is not sent again, and say so.
+                log.error("event=refused path=%s error=%s", path, err)
+                self.journal.record(path, stat, refused=str(err))
+                self.stats.refused += 1
+                return True
+            cand.failures += 1
+            cand.retry_at = time.monotonic() + min(30.0, 0.5 * 2**cand.failures)
+            self.stats.errors += 1
+            log.warning("event=submit_failed path=%s error=%s retry_in_s=%.1f", path, err, cand.retry_at)
+            return False
+        self.journal.record(path, stat, key=key, submission_id=answer.submission.id)
+        if answer.created:
+            self.stats.submitted += 1
+        else:
+            self.stats.repeated += 1
+        self.stats.answers.append(answer)
+        log.info(
+            "event=submitted path=%s submission=%d created=%s jobs=%s",
+            path,
+            answer.submission.id,
+            answer.created,
+            answer.submission.job_ids,
+        )
+        if self.on_submitted is not None:
+            self.on_submitted(path, answer)
+        return True
+
+
+def default_journal(root: Path, workflow: str) -> Path:
+    """Where a watcher of ``root`` for ``workflow`` keeps its journal: under ``$BEAMBRIDGE_HOME/watch``."""
+    import hashlib
+
+    from beambridge.client.credentials import beambridge_home
+
+    digest = hashlib.sha256(f"{root.resolve()}\0{workflow}".encode()).hexdigest()[:16]
+    return beambridge_home() / "watch" / f"{workflow}-{digest}.jsonl"

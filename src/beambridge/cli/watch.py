@@ -1,0 +1,61 @@
+"""``beambridge watch DIR --workflow FILE``: submit each complete dataset in a folder, exactly once."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from beambridge.cli.connection import open_client
+
+
+def watch(
+    directory: Annotated[Path, typer.Argument(help="The folder the detector writes into.")],
+    workflow: Annotated[Path, typer.Option("--workflow", "-w", help="The workflow file (YAML).")],
+    pattern: Annotated[str, typer.Option(help="Which file names are datasets (glob).")] = "*.h5",
+    settle: Annotated[
+        float, typer.Option(help="Seconds a file must stay unchanged after its last write.", min=0)
+    ] = 1.0,
+    marker: Annotated[
+        str | None,
+        typer.Option(help="A marker file that says a dataset is complete, e.g. '{name}.done' or '{stem}.ok'."),
+    ] = None,
+    recursive: Annotated[bool, typer.Option(help="Watch subfolders too.")] = True,
+    state: Annotated[
+        Path | None, typer.Option(help="The journal of submitted files (default: under BEAMBRIDGE_HOME).")
+    ] = None,
+    rescan: Annotated[float, typer.Option(help="Seconds between full rescans (a safety net).", min=1)] = 30.0,
+) -> None:
+    """Watch a folder and run a workflow on each complete dataset, once, even across restarts."""
+    from beambridge.beamline.watcher import CompletionRule, FolderWatcher, default_journal
+    from beambridge.beamline.workflow_file import load_workflow
+
+    if not directory.is_dir():
+        raise typer.BadParameter(f"{directory} is not a directory")
+    if marker is not None and "{name}" not in marker and "{stem}" not in marker:
+        raise typer.BadParameter("--marker must contain {name} or {stem}, e.g. '{name}.done'")
+    spec = load_workflow(workflow)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    rule = CompletionRule(pattern=pattern, settle_s=settle, marker=marker, recursive=recursive)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with open_client() as client:
+        client.workflows.put(spec)
+        watcher = FolderWatcher(
+            client,
+            directory,
+            spec.name,
+            rule,
+            state or default_journal(directory, spec.name),
+            rescan_s=rescan,
+        )
+        typer.echo(f"watching {directory.resolve()} for {pattern} → workflow {spec.name!r} (Ctrl-C stops)")
+        stats = watcher.run(stop)
+    typer.echo(
+        f"stopped: {stats.submitted} submitted, {stats.repeated} already known, {stats.refused} refused"
+    )
