@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import JsonValue
 
 from beambridge.apps.base import ApplicationDefinition
+from beambridge.apps.quicklook import XpcsQuickLook
 from beambridge.apps.xpcs import XpcsMultiTau, XpcsSimulate, XpcsTwoTime
 
 
@@ -45,8 +46,18 @@ BUILTIN_APPS: tuple[type[ApplicationDefinition], ...] = (
     NoopShell,
     Sha256,
     XpcsMultiTau,
+    XpcsQuickLook,
     XpcsSimulate,
     XpcsTwoTime,
 )
 
-__all__ = ["BUILTIN_APPS", "Noop", "NoopShell", "Sha256", "XpcsMultiTau", "XpcsSimulate", "XpcsTwoTime"]
+__all__ = [
+    "BUILTIN_APPS",
+    "Noop",
+    "NoopShell",
+    "Sha256",
+    "XpcsMultiTau",
+    "XpcsQuickLook",
+    "XpcsSimulate",
+    "XpcsTwoTime",
+]

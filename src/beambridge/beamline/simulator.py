@@ -26,7 +26,7 @@ class BeamlineRun:
     rows: int = 64
     cols: int = 64
     frames: int = 200
-    frame_time: float = 1.0e-3
+    frame_time: float = 5.0e-3
     photons_per_pixel: float = 0.5
     cadence_s: float = 1.0
     write_s: float = 0.2
@@ -85,7 +85,10 @@ class SimulatedBeamline:
             for key, value in (metadata or {}).items():
                 handle.attrs[key] = value
             data = handle.create_dataset(
-                "/entry/data/data", shape=frames.shape, dtype=frames.dtype, chunks=(per_block, *frames.shape[1:])
+                "/entry/data/data",
+                shape=frames.shape,
+                dtype=frames.dtype,
+                chunks=(per_block, *frames.shape[1:]),
             )
             for start in range(0, frames.shape[0], per_block):
                 data[start : start + per_block] = frames[start : start + per_block]

@@ -32,12 +32,13 @@ def xpcs_workflow(
     qmap: Path,
     *,
     name: str = "xpcs",
-    quick_frames: str = "0:100",
-    frame_time: float = 1.0e-3,
+    quick_frames: str = "0:50",
+    frame_time: float = 5.0e-3,
     change_detection: bool = False,
     site: str | None = None,
 ) -> dict[str, Any]:
-    """A two-step XPCS workflow: a quick look (the first frames, high priority) and the full correlation
+    """A two-step XPCS workflow: a quick look (g2 and its features on the first frames, at high priority) and
+    the full correlation
     with a fit of D (held for the change detector when ``change_detection``)."""
     common = {"raw": "{{ file.path }}", "qmap": str(qmap), "frame_time": frame_time}
     spec: dict[str, Any] = {
@@ -46,10 +47,10 @@ def xpcs_workflow(
         "steps": [
             {
                 "name": "quick",
-                "app": "XpcsMultiTau",
+                "app": "XpcsQuickLook",
                 "quick_look": True,
                 "priority": 100,
-                "parameters": {**common, "frames": quick_frames, "output": "quick.hdf", "fit": True},
+                "parameters": {**common, "frames": quick_frames, "output": "quick.hdf"},
                 "workdir": "{{ workflow }}/{{ file.stem }}/quick",
             },
             {
@@ -66,7 +67,7 @@ def xpcs_workflow(
         for step in spec["steps"]:
             step["site"] = site
     if change_detection:
-        spec["change_detection"] = {"features": ["fit.D"], "method": "page_hinkley"}
+        spec["change_detection"] = {"features": ["features.D"], "method": "page_hinkley"}
     Workflow.model_validate(spec)
     return spec
 
@@ -84,8 +85,14 @@ class BeamlineRig:
         self.watcher_log = home / "watcher.log"
 
     def __enter__(self) -> BeamlineRig:
-        from beambridge.cli.demo import DEMO_PASSWORD, DEMO_USER, DemoAgent, ensure_demo_user, prepare_site
-        from beambridge.cli.demo import wait_for_apps
+        from beambridge.cli.demo import (
+            DEMO_PASSWORD,
+            DEMO_USER,
+            DemoAgent,
+            ensure_demo_user,
+            prepare_site,
+            wait_for_apps,
+        )
         from beambridge.cli.demo_server import LocalServer
 
         self.home.mkdir(parents=True, exist_ok=True)
@@ -103,7 +110,7 @@ class BeamlineRig:
             site = prepare_site(self.client, self.home / "site")
             self.site_id = site.load().site_id
             self._agent = DemoAgent(site)
-            wait_for_apps(self.client, self.site_id, {"XpcsMultiTau"}, self._agent)
+            wait_for_apps(self.client, self.site_id, {"XpcsMultiTau", "XpcsQuickLook"}, self._agent)
         except BaseException:
             self.__exit__(None, None, None)
             raise

@@ -22,7 +22,9 @@ def watch(
     ] = 1.0,
     marker: Annotated[
         str | None,
-        typer.Option(help="A marker file that says a dataset is complete, e.g. '{name}.done' or '{stem}.ok'."),
+        typer.Option(
+            help="A marker file that says a dataset is complete, e.g. '{name}.done' or '{stem}.ok'."
+        ),
     ] = None,
     recursive: Annotated[bool, typer.Option(help="Watch subfolders too.")] = True,
     state: Annotated[
@@ -40,6 +42,7 @@ def watch(
         raise typer.BadParameter("--marker must contain {name} or {stem}, e.g. '{name}.done'")
     spec = load_workflow(workflow)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     rule = CompletionRule(pattern=pattern, settle_s=settle, marker=marker, recursive=recursive)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
