@@ -65,9 +65,18 @@ class SessionManager(Manager[Session]):
         )
         return [Job.model_validate(item) for item in answer]
 
-    def report(self, session_id: int, reports: Iterable[JobReport | Mapping[str, Any]]) -> BulkResult:
-        """Report observed state changes (RUNNING, RUN_DONE, RUN_ERROR, RUN_TIMEOUT), all or none."""
-        body = {"reports": [as_body(item) for item in reports]}
+    def report(
+        self,
+        session_id: int,
+        reports: Iterable[JobReport | Mapping[str, Any]],
+        batch_id: str | None = None,
+    ) -> BulkResult:
+        """Report observed state changes (RUNNING, RUN_DONE, RUN_ERROR, RUN_TIMEOUT), all or none.
+
+        Send a batch again with the same ``batch_id`` when its answer was lost: it is applied once."""
+        body: dict[str, Any] = {"reports": [as_body(item) for item in reports]}
+        if batch_id is not None:
+            body["batch_id"] = batch_id
         return BulkResult.model_validate(
             self._transport.request("POST", f"{self.path}/{int(session_id)}/report", json=body)
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -98,10 +99,14 @@ class Reporter:
                 self._cond.notify_all()
 
     def _send(self, session_id: int, reports: list[dict[str, Any]]) -> None:
+        """Send one batch until the service answers. The batch keeps its id while it is sent again, so a
+        batch the service saved before its answer was lost (a dropped connection, a restart) is not
+        applied twice, nor refused."""
         backoff = 0.1
+        batch_id = uuid.uuid4().hex
         while reports:
             try:
-                self.client.sessions.report(session_id, reports)
+                self.client.sessions.report(session_id, reports, batch_id=batch_id)
                 self.sent += len(reports)
                 return
             except Conflict as exc:
@@ -113,12 +118,18 @@ class Reporter:
                     return
                 refused = {item.get("id") for item in exc.body.get("refused", [])}
                 if not refused:
-                    log.error("reports refused without detail (%s); dropped", exc.detail)
+                    log.warning(
+                        "%d report(s) refused by the service, not sent again: %s", len(reports), exc.detail
+                    )
                     self.refused += len(reports)
                     return
-                log.info("%d report(s) refused: %s", len(refused), exc.detail)
+                # Nothing was applied: the others go again, as a new batch.
+                log.warning(
+                    "%d report(s) refused by the service, not sent again: %s", len(refused), exc.detail
+                )
                 self.refused += sum(1 for r in reports if r["id"] in refused)
                 reports = [r for r in reports if r["id"] not in refused]
+                batch_id = uuid.uuid4().hex
             except NotFound:
                 log.warning("session %s is gone; %d report(s) dropped", session_id, len(reports))
                 self.refused += len(reports)
@@ -127,7 +138,9 @@ class Reporter:
                 return
             except APIError as exc:
                 if exc.status_code < 500:
-                    log.error("reports rejected: %s; dropped", exc.detail)
+                    log.error(
+                        "%d report(s) rejected as invalid, not sent again: %s", len(reports), exc.detail
+                    )
                     self.refused += len(reports)
                     return
                 log.warning("reporting failed (%s); retrying in %.1f s", exc.detail, backoff)

@@ -86,3 +86,11 @@ class SessionReport(InputModel):
     """A batch of state changes from one launcher session."""
 
     reports: list[JobReport] = Field(min_length=1, max_length=50_000)
+    batch_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_\-]{1,64}$",
+        description=(
+            "The launcher's id for this batch. A batch sent again with the same id (its answer was lost) "
+            "is answered as before and not applied twice; the service remembers each session's last one."
+        ),
+    )

@@ -137,6 +137,7 @@ sessions = sa.Table(
     sa.Column("created_at", Time, nullable=False),
     sa.Column("heartbeat_at", Time, nullable=False),
     sa.Column("expired_at", Time),
+    sa.Column("last_report_batch", sa.String(64)),
     sa.Index(None, "expired_at", "heartbeat_at"),
     sqlite_autoincrement=True,
 )

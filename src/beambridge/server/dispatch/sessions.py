@@ -162,11 +162,25 @@ def acquire(
 
 
 def report(
-    conn: Connection, principal: Principal, session_id: int, reports: list[JobReport], now: datetime
+    conn: Connection,
+    principal: Principal,
+    session_id: int,
+    reports: list[JobReport],
+    now: datetime,
+    *,
+    batch_id: str | None = None,
 ) -> Outcome:
-    """Apply a launcher's state changes; all refused if any job is not held by this session."""
-    load_session(conn, principal, session_id)
+    """Apply a launcher's state changes; all refused if any job is not held by this session.
+
+    A batch whose ``batch_id`` is the last one this session applied was sent again after its answer was
+    lost: it is answered without being applied twice (the launcher sends one batch at a time, in order).
+    """
+    session = load_session(conn, principal, session_id, lock=True)
     touch(conn, session_id, now)
+    if batch_id is not None and session.last_report_batch == batch_id:
+        return Outcome()
+    if batch_id is not None:
+        conn.execute(sessions.update().where(sessions.c.id == session_id).values(last_report_batch=batch_id))
     rows = lock_jobs(conn, [r.id for r in reports], owner_id=principal.user_id, site_id=principal.site_id)
     refused: list[dict[str, Any]] = []
     for item in reports:

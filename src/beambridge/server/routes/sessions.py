@@ -99,7 +99,7 @@ def _acquire_once(
 def report(ctx: Ctx, caller: Caller, session_id: IdPath, body: SessionReport) -> dict[str, Any]:
     """Apply the launcher's observed state changes, all or none."""
     with ctx.db.write() as conn:
-        outcome = dispatch.report(conn, caller, session_id, body.reports, utcnow())
+        outcome = dispatch.report(conn, caller, session_id, body.reports, utcnow(), batch_id=body.batch_id)
     ctx.wakeups.notify(outcome.wake_keys)
     ids = sorted({r.id for r in body.reports})
     return {"count": len(ids), "ids": ids}
