@@ -61,7 +61,7 @@ def ring_labels(size: int):  # type: ignore[no-untyped-def]
     """360 static rings in 36 dynamic ones around the detector centre (an APS-like partition)."""
     import numpy as np
 
-    from beambridge.xpcs.multitau_bins import BinLabels
+    from beambridge.xpcs.multitau.bins import BinLabels
 
     yy, xx = np.indices((size, size))
     r = np.hypot(yy - size / 2, xx - size / 2).ravel()

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from beambridge.xpcs.errors import OptionError
-from beambridge.xpcs.g2norm import BinLabels, G2Result, normalize_g2
 from beambridge.xpcs.multitau import MultiTauCorrelator
-from beambridge.xpcs.multitau_bins import CHUNK_PIXELS, CHUNKS, chunk_pixels
+from beambridge.xpcs.multitau.bins import CHUNK_PIXELS, CHUNKS, chunk_pixels
+from beambridge.xpcs.multitau.g2norm import BinLabels, G2Result, normalize_g2
 from tests.xpcs.feeding import fed, numba_threads
 
 N_FRAMES, H, W = 301, 60, 83  # 4,980 pixels: several tiles, strips and chunks

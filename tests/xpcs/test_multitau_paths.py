@@ -8,8 +8,9 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from beambridge.xpcs.delays import multitau_schedule
-from beambridge.xpcs.multitau import MultiTauCorrelator, PixelSums, _expand_events
+from beambridge.xpcs.multitau import MultiTauCorrelator, PixelSums
+from beambridge.xpcs.multitau.correlator import _expand_events
+from beambridge.xpcs.multitau.delays import multitau_schedule
 from tests.xpcs.feeding import fed, numba_threads
 
 

@@ -9,8 +9,8 @@ import numba
 import numpy as np
 import pytest
 
-from beambridge.xpcs.delays import multitau_schedule
 from beambridge.xpcs.multitau import MultiTauCorrelator
+from beambridge.xpcs.multitau.delays import multitau_schedule
 from beambridge.xpcs.pipeline import run_multitau
 from beambridge.xpcs.qmap import QMap
 

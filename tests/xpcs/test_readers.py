@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from beambridge.xpcs.frames import open_frames
+from beambridge.xpcs.io import open_frames
 from beambridge.xpcs.pipeline import run_multitau
 from tests.xpcs.conftest import small_qmap, write_qmap_file, write_raw
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from beambridge.xpcs.errors import InputFileError, OptionError
-from beambridge.xpcs.frames import open_frames
-from beambridge.xpcs.frames_rigaku import encode_rigaku
+from beambridge.xpcs.io import open_frames
+from beambridge.xpcs.io.rigaku import encode_rigaku
 from beambridge.xpcs.pipeline import run_multitau
 from tests.xpcs.conftest import small_qmap, write_qmap_file, write_raw
 

@@ -1,7 +1,14 @@
 """XPCS analysis usable without any server: readers, q partitions, correlators, writer, simulator, fits.
 
-Where things live: ``frames*.py`` read raw data, ``qmap*.py`` the q partition, ``delays.py`` +
-``multitau*.py`` correlate, ``g2norm.py`` normalises, ``twotime.py`` two-time, ``result_file.py``
-writes/reads the pyXPCSViewer layout, ``simulate.py``, ``fitting.py``, ``plotting.py``, and
-``pipeline.py`` ties one dataset together (``run_multitau`` / ``run_twotime``).
+Where things live, in the order the data flows:
+
+* ``io/`` reads raw frames (HDF5, IMM, Rigaku) behind one interface; ``events.py`` is the sparse form
+  (photon events) that readers, pre-processing and correlators share;
+* ``preprocess.py`` selects and corrects frames (range, stride, averaging, dark, flat, normalisation);
+* ``qmap.py`` / ``qmap_geometry.py`` the q partition;
+* ``multitau/`` the multi-tau correlator (delay schedule, dense and sparse kernels, g2(q, τ) with its
+  error bars); ``twotime.py`` two-time correlation;
+* ``result_file.py`` writes and reads the pyXPCSViewer layout; ``fitting.py`` and ``plotting.py`` fit
+  and draw it; ``simulate.py`` makes speckle with known dynamics;
+* ``pipeline.py`` ties one dataset together (``correlate`` / ``run_multitau`` / ``run_twotime``).
 """

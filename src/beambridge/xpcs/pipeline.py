@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from beambridge.xpcs.errors import EmptyBinError, OptionError
-from beambridge.xpcs.frames import FrameReader, open_frames
+from beambridge.xpcs.io import FrameReader, open_frames
 from beambridge.xpcs.multitau import Mode, MultiTauCorrelator
-from beambridge.xpcs.multitau_bins import BinLabels
+from beambridge.xpcs.multitau.bins import BinLabels
 from beambridge.xpcs.preprocess import Corrections, FrameSelection, FrameStream
 from beambridge.xpcs.qmap import QMap, read_qmap
 from beambridge.xpcs.result_file import as_f32, atomic_h5, write_config, write_metadata, write_qmap

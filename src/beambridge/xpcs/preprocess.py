@@ -23,7 +23,8 @@ import numpy as np
 import numpy.typing as npt
 
 from beambridge.xpcs.errors import OptionError, ShapeMismatchError
-from beambridge.xpcs.frames import Events, FrameReader
+from beambridge.xpcs.events import Events
+from beambridge.xpcs.io.base import FrameReader
 
 
 @dataclass(frozen=True)

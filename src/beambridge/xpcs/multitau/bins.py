@@ -1,6 +1,6 @@
 """From the correlator's per-pixel sums straight to g2(q, τ), without per-pixel result arrays.
 
-:func:`~beambridge.xpcs.multitau_dense.finalize` writes G2, IP and IF for every pixel and delay (three
+:func:`~beambridge.xpcs.multitau.dense.finalize` writes G2, IP and IF for every pixel and delay (three
 float64 arrays of ``n_tau × P``: 670 MB at 1 Mpx and 200 frames), which the normalisation then reads
 back: at 1 Mpx that took longer than correlating the frames. Here each pixel's G2, IP and IF are
 computed with the same expressions as ``finalize`` (so the same bits) and added at once into the sums
@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit, prange
 
-from beambridge.xpcs.multitau_dense import level_totals
+from beambridge.xpcs.multitau.dense import level_totals
 
 CHUNK_PIXELS = 1024
 """Chunks are cut at multiples of this many pixels (a multiple of the dense kernel's 256-pixel tiles)."""
@@ -180,7 +180,7 @@ def bin_group(
         ``pixel_mean[p]``                 the time mean of pixel p
 
     ``tot`` (L, lanes), ``first``/``last`` (lanes,), ``v`` (4, lanes) are scratch. ``zero_tol``: see
-    :func:`~beambridge.xpcs.multitau_dense.finalize` (0 for integer sums, which are exact).
+    :func:`~beambridge.xpcs.multitau.dense.finalize` (0 for integer sums, which are exact).
     """
     n_tau = acc.shape[1]
     n_hist = tail.shape[2]

@@ -23,7 +23,7 @@ Usage::
     sums = corr.result()                # PixelSums: G2, IP, IF of shape (n_tau, n_pixels)
 
 or ``corr.g2(BinLabels(...))`` for g2(q, τ) with error bars straight from the state, without the
-per-pixel arrays (:mod:`beambridge.xpcs.multitau_bins`).
+per-pixel arrays (:mod:`beambridge.xpcs.multitau.bins`).
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from beambridge.xpcs.delays import DelaySchedule, multitau_schedule
 from beambridge.xpcs.errors import OptionError
-from beambridge.xpcs.multitau_bins import BinLabels, BinPartials, G2Result, bin_sums
-from beambridge.xpcs.multitau_dense import STRIP, TILE, dense_update, finalize, float_zero_tolerance
-from beambridge.xpcs.multitau_sparse import (
+from beambridge.xpcs.multitau.bins import BinLabels, BinPartials, G2Result, bin_sums
+from beambridge.xpcs.multitau.delays import DelaySchedule, multitau_schedule
+from beambridge.xpcs.multitau.dense import STRIP, TILE, dense_update, finalize, float_zero_tolerance
+from beambridge.xpcs.multitau.sparse import (
     dense_to_pixel_events,
     frame_events_to_pixel_events,
     scatter_events,
@@ -130,7 +130,7 @@ class MultiTauCorrelator:
     """Streaming multi-tau correlator over a fixed set of pixels.
 
     Integer counts are accumulated exactly (level values ``uint32`` — ``uint64`` if they could
-    overflow — and ``uint64`` sums; see :mod:`beambridge.xpcs.multitau_dense`), float input in
+    overflow — and ``uint64`` sums; see :mod:`beambridge.xpcs.multitau.dense`), float input in
     float64. ``arithmetic`` tells which ("int32", "int64", "float"); it widens by itself if a later
     block has larger values than the current one can hold exactly.
 
@@ -440,8 +440,8 @@ class MultiTauCorrelator:
 
     def finish(self) -> tuple[np.ndarray, ...]:
         """End the feeding and return the final state ``(acc, head, tail, seg)``, grouped
-        (n_groups, ..., lanes) as :func:`~beambridge.xpcs.multitau_dense.finalize` and
-        :func:`~beambridge.xpcs.multitau_bins.bin_sums` take it. Call after exactly ``n_frames``
+        (n_groups, ..., lanes) as :func:`~beambridge.xpcs.multitau.dense.finalize` and
+        :func:`~beambridge.xpcs.multitau.bins.bin_sums` take it. Call after exactly ``n_frames``
         frames, once; :meth:`result` and :meth:`g2` call it."""
         sch = self.schedule
         if self.n_fed != sch.n_frames:

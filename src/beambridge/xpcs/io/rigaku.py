@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from beambridge.xpcs.errors import InputFileError, OptionError
-from beambridge.xpcs.frames import Events, events_to_dense
+from beambridge.xpcs.events import Events, events_to_dense
 
 MAX_COUNT = 0x7FF
 MAX_PIXEL = 0xFFFFF

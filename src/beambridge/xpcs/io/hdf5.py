@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from beambridge.xpcs.errors import InputFileError, MissingDatasetError, ShapeMismatchError
-from beambridge.xpcs.frames import Events
+from beambridge.xpcs.events import Events
 
 DATASET = "/entry/data/data"
 FRAME_TIME = "/entry/instrument/detector_1/frame_time"

@@ -412,7 +412,7 @@ def level_totals(
     """Σ_k x_l(k) of every level (L, lanes) for group ``g``'s first ``w`` lanes: level 0 from the
     segment sums (added in segment order), level l+1 is level l minus its last element when level l
     has an odd length (that element has no pair). Shared by :func:`finalize` and
-    :func:`beambridge.xpcs.multitau_bins.bin_group`, which therefore give the same bits."""
+    :func:`beambridge.xpcs.multitau.bins.bin_group`, which therefore give the same bits."""
     n_levels, n_hist = tail.shape[1], tail.shape[2]
     for i in range(w):
         tot[0, i] = 0

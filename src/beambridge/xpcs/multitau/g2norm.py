@@ -10,7 +10,7 @@ where the standard deviation is the population one (÷n, XPCS-Eigen's Welford) o
 whose ``IP_p · IF_p > 0``. Shapes: g2 and err are (n_tau, n_dynamic).
 
 :func:`normalize_g2` computes this from per-pixel :class:`PixelSums`, plainly, for callers that want
-those too; ``MultiTauCorrelator.g2`` (:mod:`beambridge.xpcs.multitau_bins`) computes the same straight
+those too; ``MultiTauCorrelator.g2`` (:mod:`beambridge.xpcs.multitau.bins`) computes the same straight
 from the correlator's state, which is what the pipeline uses. The two agree to rounding.
 """
 
@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from beambridge.xpcs.multitau import PixelSums
-from beambridge.xpcs.multitau_bins import BinLabels, G2Result, dynamic_mean_of_static
+from beambridge.xpcs.multitau.bins import BinLabels, G2Result, dynamic_mean_of_static
+from beambridge.xpcs.multitau.correlator import PixelSums
 
 __all__ = ["BinLabels", "G2Result", "normalize_g2"]
 

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from beambridge.xpcs.errors import InputFileError
-from beambridge.xpcs.frames import Events, events_to_dense
+from beambridge.xpcs.events import Events, events_to_dense
 
 HEADER_BYTES = 1024
 HEADER_DTYPE = np.dtype(
