@@ -1,0 +1,1 @@
+"""Adapters from beamline control systems to beambridge workflows (Bluesky run documents, …)."""
