@@ -135,3 +135,34 @@ def test_site_init_start_status_stop(
         cancel_local_pilots(SiteDir(laptop))
     assert stopped.code == 0 and "agent stopped" in stopped.out
     assert "agent not running" in cli("site", "status", str(laptop)).out
+
+
+def test_jobs_by_app_name_on_sites_drain_groups_and_the_decision_shown(
+    cli: RunCli, live_server: LiveServer, alice: ApiUser
+) -> None:
+    _login(cli, live_server, alice)
+    for name in ("alpha", "beta"):
+        site = alice.site(name)
+        alice.app(site["id"], "echo")
+        alice.ok(alice.http.post(f"/sites/{site['id']}/heartbeat"))
+    made = cli(
+        "job", "create", "--app", "echo", "--sites", "alpha,beta", "--workdir", "w", "--policy", "round_robin"
+    )
+    assert made.code == 0 and "placed at site" in made.out, made.err
+    job_id = made.out.split()[2]
+    shown = cli("job", "show", job_id)
+    assert (
+        "Placement (placed, policy round_robin)" in shown.out and "alpha" in shown.out and "beta" in shown.out
+    )
+    refused = cli("job", "create", "--app", "nothing", "--sites", "alpha", "--workdir", "w")
+    assert refused.code != 0 and "alpha: app 'nothing' is not registered" in refused.err
+    listed = cli("site", "ls")
+    assert "health" in listed.out and "up" in listed.out and "echo" in listed.out
+    assert cli("site", "drain", "alpha", "--reason", "maintenance").code == 0
+    assert "draining" in cli("site", "ls").out
+    assert cli("site", "undrain", "alpha").code == 0
+    assert cli("site", "group", "create", "pair", "--sites", "alpha,beta").code == 0
+    assert "pair" in cli("site", "group", "ls").out
+    grouped = cli("job", "create", "--app", "echo", "--site-group", "pair", "--workdir", "g")
+    assert grouped.code == 0 and "placed at site" in grouped.out
+    assert cli("site", "group", "rm", "pair").code == 0

@@ -155,3 +155,70 @@ def test_unclaimed_jobs_leave_a_site_that_goes_down_and_claimed_ones_stay(
     run_to(alice, other["id"], sorted(got), "RUN_DONE", return_code=0)
     assert set(states(alice, sorted(got)).values()) == {"JOB_FINISHED"}
     assert now is not None
+
+
+def test_a_drained_site_gets_no_new_work_and_its_unclaimed_jobs_move(
+    alice: ApiUser, fast: LiveServer
+) -> None:
+    http = client_of(alice, fast)
+    a = alice.site("a")
+    b = alice.site("b")
+    for site in (a, b):
+        alice.app(site["id"], "echo", parameters=PARAMS)
+        http.post(f"/sites/{site['id']}/heartbeat")
+    pair = alice.jobs(
+        [{"app": "echo", "workdir": f"w/{i}", "parameters": {"n": i}, "policy": "round_robin"} for i in range(2)]
+    )
+    [first] = [j for j in pair if j["site_id"] == a["id"]]
+    drained = alice.ok(alice.http.post(f"/sites/{a['id']}/drain", json={"reason": "maintenance Tuesday"}))
+    assert drained["drained_at"] is not None and drained["drain_reason"] == "maintenance Tuesday"  # type: ignore[index]
+    outlook = {s["name"]: s for s in alice.ok(alice.http.get("/placement/sites"))}  # type: ignore[union-attr]
+    assert outlook["a"]["health"] == "draining" and not outlook["a"]["accepts_work"]
+    assert "maintenance Tuesday" in outlook["a"]["reasons"][0]
+    assert outlook["b"]["health"] == "up" and outlook["b"]["apps"][0]["app"] == "echo"
+
+    def at_b() -> bool:
+        http.post(f"/sites/{b['id']}/heartbeat")  # b stays up (this server calls a site down after 2 s)
+        return bool(job(http, first["id"])["site_id"] == b["id"])
+
+    assert eventually(at_b, "re-placement after the drain")
+    [data] = [d for d in placement_events(alice, first["id"]) if d["placement"] == "re-placed"]
+    assert data["from_site"] == "a"
+    http.post(f"/sites/{b['id']}/heartbeat")
+    later = alice.jobs([{"app": "echo", "workdir": f"w/{i}", "parameters": {"n": i}} for i in range(1, 5)])
+    assert {j["site_id"] for j in later} == {b["id"]}
+    # only a: nowhere to go, so it waits unbound (never sent to the draining site)
+    [waiting] = alice.jobs([{"app": "echo", "sites": ["a"], "workdir": "w/9", "parameters": {"n": 9}}])
+    assert waiting["awaiting_placement"]
+    alice.ok(alice.http.post(f"/sites/{a['id']}/undrain"))
+
+    def bound() -> bool:
+        http.post(f"/sites/{a['id']}/heartbeat")
+        return not job(http, waiting["id"])["awaiting_placement"]
+
+    assert eventually(bound, "binding after undrain")
+    assert job(http, waiting["id"])["site_id"] == a["id"]
+
+
+def test_site_groups_choose_the_sites_and_the_policy(alice: ApiUser) -> None:
+    sites = {name: alice.site(name) for name in ("a", "b", "c")}
+    for site in sites.values():
+        alice.app(site["id"], "echo", parameters=PARAMS)
+        alice.ok(alice.http.post(f"/sites/{site['id']}/heartbeat"))
+    group = alice.ok(
+        alice.http.post("/site-groups", json={"name": "fast", "sites": ["a", "b"], "policy": "round_robin"}),
+        201,
+    )
+    assert group["sites"] == ["a", "b"]  # type: ignore[index]
+    bad = alice.http.post("/site-groups", json={"name": "x", "sites": ["a", "nowhere"]})
+    assert bad.status_code == 422 and "no site named 'nowhere'" in bad.text
+    assert alice.http.post("/site-groups", json={"name": "fast", "sites": ["c"]}).status_code == 409
+    jobs = alice.jobs(
+        [{"app": "echo", "site_group": "fast", "workdir": f"w/{i}", "parameters": {"n": i}} for i in range(4)]
+    )
+    placed = sorted(j["site_id"] for j in jobs)
+    assert placed == sorted([sites["a"]["id"], sites["b"]["id"]] * 2)
+    assert placement_events(alice, jobs[0]["id"])[0]["decision"]["policy"] == "round_robin"
+    assert [g["name"] for g in alice.ok(alice.http.get("/site-groups"))] == ["fast"]  # type: ignore[union-attr]
+    alice.ok(alice.http.delete(f"/site-groups/{group['id']}"), 204)  # type: ignore[index]
+    assert alice.ok(alice.http.get("/site-groups")) == []

@@ -25,6 +25,7 @@ SELF_ROUTES = {
     ("post", "/sites"),  # creates the caller's own site
     ("post", "/workflows"),  # stores the caller's own workflow (names are per user)
     ("post", "/beamline-events"),  # records the caller's own event (a foreign submission id: below)
+    ("post", "/site-groups"),  # groups the caller's own sites (names resolve among them only)
 }
 
 
@@ -69,8 +70,9 @@ def alice_world(alice: ApiUser) -> dict[str, Any]:
         alice.http.post("/beamline-events", json={"kind": "run.aborted", "submission_id": submission["id"]}),
         201,
     )
+    group = alice.ok(alice.http.post("/site-groups", json={"name": "grp", "sites": [site["name"]]}), 201)
     return {
-        "site": site, "app": app, "job": job, "other": other, "running": running, "session": session,
+        "group": group, "site": site, "app": app, "job": job, "other": other, "running": running, "session": session,
         "batch": batch, "token": token, "item": item, "workflow": workflow, "submission": submission,
         "beamline_event": beamline_event,
     }  # fmt: skip
@@ -89,6 +91,11 @@ def attempts(w: dict[str, Any]) -> dict[tuple[str, str], tuple[str, Any]]:
         ("post", "/sites/{site_id}/heartbeat"): (f"/sites/{site}/heartbeat", None),
         ("post", "/sites/{site_id}/tokens"): (f"/sites/{site}/tokens", {"name": "thief"}),
         ("get", "/sites/{site_id}/tokens"): (f"/sites/{site}/tokens", None),
+        ("post", "/sites/{site_id}/drain"): (f"/sites/{site}/drain", {"reason": "pwned"}),
+        ("post", "/sites/{site_id}/undrain"): (f"/sites/{site}/undrain", None),
+        ("get", "/placement/sites"): ("/placement/sites", None),
+        ("get", "/site-groups"): ("/site-groups", None),
+        ("delete", "/site-groups/{group_id}"): (f"/site-groups/{w['group']['id']}", None),
         ("delete", "/sites/{site_id}/tokens/{token_id}"): (f"/sites/{site}/tokens/{token}", None),
         ("get", "/apps"): ("/apps", None),
         ("post", "/apps"): ("/apps", {"site_id": site, "name": "intruder"}),
@@ -166,6 +173,10 @@ def _check_trespass(
             assert not seen & theirs, f"{method} {url} leaked {response.text}"
         elif method == "get" and url == "/jobs/count":
             assert response.json() == {"count": 0}
+        elif method == "get" and url in ("/placement/sites", "/site-groups") and response.status_code == 200:
+            theirs = {site["id"] for site in victim["/sites"]}
+            seen = {item.get("site_id") for item in response.json()}
+            assert not seen & theirs and not any(item.get("name") == "grp" for item in response.json()), url
         elif method == "get" and url == "/events/latest":
             assert response.json()["id"] not in {e["id"] for e in victim["/events"]}
         else:
@@ -176,7 +187,9 @@ def _check_trespass(
 
 def test_every_route_is_covered(server_app: FastAPI) -> None:
     routes = {(m, p) for p, ops in server_app.openapi()["paths"].items() for m in ops}
-    names = ("site", "app", "job", "session", "running", "batch", "token", "item", "workflow", "submission")
+    names = (
+        "site", "app", "job", "session", "running", "batch", "token", "item", "workflow", "submission", "group",
+    )  # fmt: skip
     planned = {(m, p.split("#")[0]) for m, p in attempts({k: {"id": 1} for k in names})}
     assert routes - SELF_ROUTES == planned - SELF_ROUTES, "a route has no tenancy check: add it to attempts()"
 

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 import typer
 
 from beambridge.cli.connection import open_client
-from beambridge.cli.output import JsonFlag, console, print_json, print_table, show
+from beambridge.cli.output import Column, JsonFlag, console, print_json, print_table, show
 from beambridge.cli.prompts import parse_pairs
+from beambridge.schemas.placement import PlacementDecision
 from beambridge.states import JobState
 
 app = typer.Typer(help="Jobs: runs of an app with parameters.", no_args_is_help=True)
@@ -110,6 +111,36 @@ def show_job(job_id: Annotated[int, typer.Argument(help="The job id.")], as_json
         fields.items(), [("field", lambda kv: kv[0]), ("value", lambda kv: kv[1])], title=f"Job {job.id}"
     )
     print_table(events, EVENT_COLUMNS, title="Events")
+    for event in events:
+        if isinstance(event.data.get("decision"), dict):
+            print_decision(event.data)
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+ESTIMATE_COLUMNS: list[Column] = [
+    "site",
+    "status",
+    "health",
+    "backlog",
+    ("stage-in s", lambda e: _s(e.stage_in_s)),
+    ("wait s", lambda e: _s(e.wait_s) + (f" ({e.wait_basis})" if e.wait_basis else "")),
+    ("run s", lambda e: _s(e.run_s) + (f" ({e.run_basis})" if e.run_basis else "")),
+    ("stage-out s", lambda e: _s(e.stage_out_s)),
+    ("finish s", lambda e: _s(e.finish_s)),
+    ("p95 s", lambda e: _s(e.finish_p95_s)),
+    ("reasons", lambda e: "; ".join(e.reasons)),
+]
+
+
+def print_decision(data: dict[str, Any]) -> None:
+    """One placement event: what happened, by which policy, and every site's estimate."""
+    decision = PlacementDecision.model_validate(data["decision"])
+    moved = f" from {data['from_site']}" if data.get("from_site") else ""
+    title = f"Placement ({data.get('placement', decision.outcome)}{moved}, policy {decision.policy}): {decision.reason}"
+    print_table(decision.estimates, ESTIMATE_COLUMNS, title=title)
 
 
 @app.command("cancel")

@@ -14,6 +14,7 @@ from beambridge.client.resources import (
     AppManager,
     BatchJobManager,
     EventManager,
+    SiteGroupManager,
     SiteManager,
     TransferManager,
 )
@@ -69,6 +70,7 @@ class Client:
             http_transport=transport,
         )
         self.sites = SiteManager(self._transport)
+        self.site_groups = SiteGroupManager(self._transport)
         self.apps = AppManager(self._transport)
         self.jobs = JobManager(self._transport)
         self.batch_jobs = BatchJobManager(self._transport)

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from beambridge.client.errors import NotFound
 from beambridge.client.query import FilterField, Query, filter_fields
 from beambridge.client.transport import Transport
 from beambridge.schemas.apps import App, AppHook, AppParameter, TransferDirection, TransferSlot
@@ -21,6 +22,7 @@ from beambridge.schemas.batch_jobs import BatchJob, BatchJobState, JobMode
 from beambridge.schemas.common import MAX_PAGE_SIZE
 from beambridge.schemas.events import Event
 from beambridge.schemas.jobs import BulkResult
+from beambridge.schemas.placement import SiteGroup, SitePlacement
 from beambridge.schemas.queries import AppQuery, BatchJobQuery, EventQuery, SiteQuery, TransferQuery
 from beambridge.schemas.sites import Site
 from beambridge.schemas.transfers import TransferItem, TransferItemUpdate, TransferState
@@ -142,6 +144,44 @@ class SiteManager(Manager[Site]):
     def revoke_token(self, site_id: int, token_id: int) -> None:
         """Revoke a site token; it stops working at once."""
         self._transport.request("DELETE", f"{self.path}/{int(site_id)}/tokens/{int(token_id)}")
+
+    def drain(self, site_id: int, reason: str = "") -> Site:
+        """Send the site no new work (planned maintenance); its jobs not yet claimed move elsewhere."""
+        return self._post(f"{self.path}/{int(site_id)}/drain", {"reason": reason})
+
+    def undrain(self, site_id: int) -> Site:
+        """Let a drained site take new work again."""
+        return self._post(f"{self.path}/{int(site_id)}/undrain", None)
+
+    def placement(self) -> list[SitePlacement]:
+        """Each site as placement sees it now: health, capacity, backlog, rates, predicted finish per app."""
+        body = self._transport.request("GET", "/placement/sites")
+        return [SitePlacement.model_validate(item) for item in body]
+
+
+class SiteGroupManager:
+    """Site groups: named sets of your sites to submit jobs to (``client.site_groups``)."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    def list(self) -> list[SiteGroup]:
+        """Your site groups."""
+        return [SiteGroup.model_validate(item) for item in self._transport.request("GET", "/site-groups")]
+
+    def create(self, name: str, sites: Iterable[str], *, policy: str | None = None) -> SiteGroup:
+        """A group of your sites (by name); jobs created with ``site_group=name`` go to one of them."""
+        body = {"name": name, "sites": list(sites), "policy": policy}
+        return SiteGroup.model_validate(self._transport.request("POST", "/site-groups", json=body))
+
+    def delete(self, group: int | str) -> None:
+        """Delete a group, by id or name."""
+        if isinstance(group, str):
+            match = [g for g in self.list() if g.name == group]
+            if not match:
+                raise NotFound(404, f"no site group named {group!r}")
+            group = match[0].id
+        self._transport.request("DELETE", f"/site-groups/{int(group)}")
 
 
 class AppManager(Manager[App]):

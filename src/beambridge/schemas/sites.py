@@ -49,3 +49,7 @@ class Site(OutputModel):
     locations: dict[str, str] = Field(default_factory=dict)
     last_heartbeat: UtcDatetime | None
     created_at: UtcDatetime
+    drained_at: UtcDatetime | None = Field(
+        default=None, description="When its owner drained it (no new work)"
+    )
+    drain_reason: str = ""

@@ -34,6 +34,7 @@ from beambridge.server.routes import (
     events,
     health,
     jobs,
+    placement,
     sessions,
     sites,
     transfers,
@@ -116,7 +117,19 @@ def create_app(
     )
     app.state.ctx = ctx
     install_error_handlers(app)
-    for module in (health, auth, sites, apps, jobs, batch_jobs, sessions, transfers, events, workflows):
+    for module in (
+        health,
+        auth,
+        sites,
+        apps,
+        jobs,
+        batch_jobs,
+        sessions,
+        transfers,
+        events,
+        workflows,
+        placement,
+    ):
         app.include_router(module.router)
     app.state.metrics = ServiceMetrics(db)
     app.include_router(metrics_router)

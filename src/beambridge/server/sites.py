@@ -111,3 +111,24 @@ def revoke_site_token(
     )
     if done.rowcount == 0:
         raise NotFoundError(f"active token {token_id} of site {site_id} not found")
+
+
+def drain_site(
+    conn: Connection, principal: Principal, site_id: int, reason: str, now: datetime
+) -> dict[str, Any]:
+    """The owner stops new work going to the site; the placement cycle moves its unclaimed jobs."""
+    site = get_site(conn, principal, site_id, lock=True)
+    if site["drained_at"] is None or site["drain_reason"] != reason:
+        conn.execute(
+            sites.update()
+            .where(sites.c.id == site_id)
+            .values(drained_at=site["drained_at"] or now, drain_reason=reason)
+        )
+    return get_site(conn, principal, site_id)
+
+
+def undrain_site(conn: Connection, principal: Principal, site_id: int) -> dict[str, Any]:
+    """The site takes new work again."""
+    get_site(conn, principal, site_id, lock=True)
+    conn.execute(sites.update().where(sites.c.id == site_id).values(drained_at=None, drain_reason=""))
+    return get_site(conn, principal, site_id)

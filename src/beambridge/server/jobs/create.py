@@ -259,7 +259,7 @@ def _placement_event(job_id: int, row: dict[str, Any], plan: Plan, now: datetime
         "from_state": state,
         "to_state": state,
         "timestamp": now,
-        "data": decision_event_data(plan.decision, kind),
+        "data": decision_event_data(plan.decision, job_id, kind),
     }
 
 

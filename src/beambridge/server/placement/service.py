@@ -66,9 +66,9 @@ class Wanted:
     policy: str | None
 
 
-def decision_event_data(decision: Decision, kind: str, **extra: Any) -> dict[str, Any]:
+def decision_event_data(decision: Decision, job_id: int, kind: str, **extra: Any) -> dict[str, Any]:
     """The data of a placement event: what happened (``placed``, ``deferred``, ``re-placed``…) and why."""
-    return {"placement": kind, **extra, "decision": decision.to_dict()}
+    return {"placement": kind, **extra, "decision": {**decision.to_dict(), "job": job_id}}
 
 
 class PlacementService:
@@ -384,7 +384,7 @@ def bind(
             from_state=row.state,
             to_state=row.state,
             timestamp=now,
-            data=decision_event_data(decision, kind, **extra),
+            data=decision_event_data(decision, row.id, kind, **extra),
         )
     )
     return True

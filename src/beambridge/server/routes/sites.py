@@ -8,12 +8,14 @@ from fastapi import APIRouter, Query
 
 from beambridge.schemas.auth import SiteToken, SiteTokenCreate, SiteTokenCreated
 from beambridge.schemas.common import Page
+from beambridge.schemas.placement import SiteDrain
 from beambridge.schemas.queries import SiteQuery
 from beambridge.schemas.sites import Site, SiteCreate, SiteUpdate
 from beambridge.server import sites
 from beambridge.server.context import utcnow
 from beambridge.server.deps import Caller, Ctx, UserCaller
 from beambridge.server.json_body import JsonRoute
+from beambridge.server.placement.service import PLACEMENT_WAKE
 from beambridge.server.routes.paging import After, IdPath, Limit, page
 
 router = APIRouter(prefix="/sites", tags=["sites"], route_class=JsonRoute)
@@ -59,6 +61,24 @@ def heartbeat(ctx: Ctx, caller: Caller, site_id: IdPath) -> dict[str, Any]:
     """The site's agent is alive."""
     with ctx.db.write() as conn:
         return sites.record_heartbeat(conn, caller, site_id, utcnow())
+
+
+@router.post("/{site_id}/drain", response_model=Site)
+def drain(ctx: Ctx, caller: UserCaller, site_id: IdPath, body: SiteDrain | None = None) -> dict[str, Any]:
+    """Send no new work to the site (planned maintenance); its jobs not yet claimed move to other sites."""
+    with ctx.db.write() as conn:
+        site = sites.drain_site(conn, caller, site_id, body.reason if body else "", utcnow())
+    ctx.wakeups.notify([PLACEMENT_WAKE])
+    return site
+
+
+@router.post("/{site_id}/undrain", response_model=Site)
+def undrain(ctx: Ctx, caller: UserCaller, site_id: IdPath) -> dict[str, Any]:
+    """Let the site take new work again."""
+    with ctx.db.write() as conn:
+        site = sites.undrain_site(conn, caller, site_id)
+    ctx.wakeups.notify([PLACEMENT_WAKE])
+    return site
 
 
 @router.delete("/{site_id}", status_code=204)
