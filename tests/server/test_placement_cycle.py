@@ -167,7 +167,10 @@ def test_a_drained_site_gets_no_new_work_and_its_unclaimed_jobs_move(
         alice.app(site["id"], "echo", parameters=PARAMS)
         http.post(f"/sites/{site['id']}/heartbeat")
     pair = alice.jobs(
-        [{"app": "echo", "workdir": f"w/{i}", "parameters": {"n": i}, "policy": "round_robin"} for i in range(2)]
+        [
+            {"app": "echo", "workdir": f"w/{i}", "parameters": {"n": i}, "policy": "round_robin"}
+            for i in range(2)
+        ]
     )
     [first] = [j for j in pair if j["site_id"] == a["id"]]
     drained = alice.ok(alice.http.post(f"/sites/{a['id']}/drain", json={"reason": "maintenance Tuesday"}))

@@ -9,11 +9,12 @@ from fastapi import APIRouter
 from beambridge.schemas.placement import SiteGroup, SiteGroupCreate, SitePlacement
 from beambridge.server.context import utcnow
 from beambridge.server.deps import Caller, Ctx, UserCaller
+from beambridge.server.json_body import JsonRoute
 from beambridge.server.placement import groups
 from beambridge.server.placement.outlook import site_outlook
 from beambridge.server.routes.paging import IdPath
 
-router = APIRouter(tags=["placement"])
+router = APIRouter(tags=["placement"], route_class=JsonRoute)
 
 
 @router.get("/placement/sites", response_model=list[SitePlacement])
