@@ -66,13 +66,17 @@ class AgentProcess:
 class System:
     """Server + user + helpers. ``session_timeout_s`` is short so that kill tests are quick."""
 
-    def __init__(self, root: Path, *, session_timeout_s: float = 6.0) -> None:
+    def __init__(
+        self, root: Path, *, session_timeout_s: float = 6.0, server_env: dict[str, str] | None = None
+    ) -> None:
         self.root = root
         self.home = root / "server-home"
         self.home.mkdir(parents=True)
         add_user(self.home, "scientist")
         self.server = LocalServer(
-            self.home, env={"BEAMBRIDGE_SESSION_TIMEOUT_S": str(session_timeout_s)}, startup_timeout_s=90
+            self.home,
+            env={"BEAMBRIDGE_SESSION_TIMEOUT_S": str(session_timeout_s), **(server_env or {})},
+            startup_timeout_s=90,
         )
         try:
             self.server.start()

@@ -1,0 +1,45 @@
+"""One policy code, two worlds: on the same snapshot, the service decides exactly what the simulator's
+placement call (``place_batch``, as ``placement/simulator/engine.py`` makes it) decides."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from fastapi import FastAPI
+
+from beambridge.placement import JobRequest, place_batch
+from beambridge.server.context import utcnow
+from beambridge.server.db.tables import jobs
+from tests.conftest import ApiUser
+from tests.server.helpers import acquire, run_to
+from tests.server.test_placement_service import live_site, placement_events
+
+
+def test_the_service_and_the_simulator_decide_alike_on_one_snapshot(
+    alice: ApiUser, server_app: FastAPI
+) -> None:
+    sites = {name: live_site(alice, name) for name in ("a", "b", "c")}
+    # history: three runs of echo at a, and a launcher there with a free slot
+    warm = alice.jobs(
+        [{"app": "echo", "sites": ["a"], "workdir": f"h/{i}", "parameters": {"n": i}} for i in range(3)]
+    )
+    session = alice.session(sites["a"]["id"])
+    ids = [j["id"] for j in acquire(alice, session["id"], max_jobs=3)]
+    assert sorted(ids) == sorted(j["id"] for j in warm)
+    run_to(alice, session["id"], ids, "RUN_DONE", return_code=0)
+
+    ctx = server_app.state.ctx
+    with ctx.db.read() as conn:
+        owner_id = conn.execute(sa.select(jobs.c.owner_id).where(jobs.c.id == warm[0]["id"])).scalar_one()
+        snap = ctx.placement.snapshot(conn, owner_id, utcnow())
+    specs = [{"app": "echo", "workdir": f"w/{i}", "parameters": {"n": i}} for i in range(12)]
+    created = alice.jobs(specs)
+    requests = [JobRequest(key=i, app="echo", parameters={"n": i}) for i in range(12)]
+    expected = place_batch(requests, snap.snapshot, "fastest_finish").decisions
+    names = {site["id"]: name for name, site in sites.items()}
+    for job, decision in zip(created, expected, strict=True):
+        [event] = placement_events(alice, job["id"])
+        recorded = {k: v for k, v in event["decision"].items() if k not in ("at", "job")}
+        simulated = {k: v for k, v in decision.to_dict().items() if k not in ("at", "job")}
+        assert recorded == simulated
+        assert names[job["site_id"]] == decision.site
+    assert {d.site for d in expected} >= {"a"}  # the measured, idle site takes work
