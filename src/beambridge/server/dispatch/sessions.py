@@ -98,7 +98,7 @@ def heartbeat(conn: Connection, principal: Principal, session_id: int, now: date
 def close_session(conn: Connection, principal: Principal, session_id: int, now: datetime) -> Outcome:
     """End a live session as if it had expired: its unstarted jobs return to the pool, running ones time out."""
     load_session(conn, principal, session_id, lock=True)
-    return end_sessions(conn, [session_id], f"session {session_id} closed", now)
+    return end_sessions(conn, [session_id], f"session {session_id} closed", now, lost=False)
 
 
 def time_limit_conditions(request: AcquireRequest) -> list[sa.ColumnElement[bool]]:
@@ -214,22 +214,46 @@ def report(
     return apply_transitions(conn, requests, now=now, owner_id=principal.user_id, locked=rows)
 
 
-def end_sessions(conn: Connection, session_ids: list[int], reason: str, now: datetime) -> Outcome:
-    """Expire sessions: unstarted jobs they held go back to the pool, running ones time out."""
+def end_sessions(
+    conn: Connection, session_ids: list[int], reason: str, now: datetime, *, lost: bool = True
+) -> Outcome:
+    """End sessions: running jobs they held time out; what they held but had not reported as started
+    goes back to the pool.
+
+    A *lost* session (silent, or its batch job ended) may have started a job in the moment before its
+    RUNNING report would have gone out, so such a job may run again: its history then shows that possible
+    run (``RUNNING`` marked ``unconfirmed``, then ``RUN_TIMEOUT``) and it follows the timeout path like any
+    lost run. A session its launcher *closed* (after stopping its jobs and sending its reports) started
+    nothing it did not report: those jobs go back as they were.
+    """
     outcome = Outcome()
     if not session_ids:
         return outcome
     wake: set[WakeKey] = set()
     conn.execute(sessions.update().where(sessions.c.id.in_(session_ids)).values(expired_at=now))
     held = conn.execute(
-        sa.select(jobs.c.id, jobs.c.site_id, jobs.c.state).where(jobs.c.session_id.in_(session_ids))
+        sa.select(jobs.c.id, jobs.c.site_id, jobs.c.state, jobs.c.session_id).where(
+            jobs.c.session_id.in_(session_ids)
+        )
     ).all()
-    release = [row.id for row in held if row.state in _RUNNABLE]
-    for chunk in chunked(release):
-        conn.execute(jobs.update().where(jobs.c.id.in_(chunk)).values(session_id=None, updated_at=now))
-    wake |= {("site", row.site_id) for row in held if row.state in _RUNNABLE}
+    unreported = [row for row in held if row.state in _RUNNABLE]
+    requests: list[TransitionRequest] = []
+    if lost:
+        for row in unreported:
+            handed = {
+                "reason": f"handed to launcher session {row.session_id}, which was lost before it reported "
+                "the job: it may have started",
+                "unconfirmed": True,
+            }
+            requests.append(TransitionRequest(row.id, S.RUNNING, handed))
+            requests.append(TransitionRequest(row.id, S.RUN_TIMEOUT, {"reason": reason}))
+    else:
+        release = [row.id for row in unreported]
+        for chunk in chunked(release):
+            conn.execute(jobs.update().where(jobs.c.id.in_(chunk)).values(session_id=None, updated_at=now))
+        wake |= {("site", row.site_id) for row in unreported}
     running = [row.id for row in held if row.state == S.RUNNING.value]
-    requests = [TransitionRequest(job_id, S.RUN_TIMEOUT, {"reason": reason}) for job_id in running]
+    requests += [TransitionRequest(job_id, S.RUN_TIMEOUT, {"reason": reason}) for job_id in running]
     outcome.merge(apply_transitions(conn, requests, now=now, owner_id=None))
     outcome.wake_keys |= wake
     return outcome
