@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from beambridge import __version__
+from beambridge.server.auth.throttle import LoginThrottle, PasswordChecks
 from beambridge.server.auth.tokens import AccessTokens
 from beambridge.server.body_limit import BodyLimitMiddleware
 from beambridge.server.console import install_console
@@ -79,6 +80,13 @@ def create_app(
         wakeups=WakeupHub(),
         reader=AsyncReader(db),
         placement=PlacementService(settings),
+        login_throttle=LoginThrottle(
+            settings.login_free_failures_per_user,
+            settings.login_free_failures_per_address,
+            first_lockout_s=settings.login_first_lockout_s,
+            max_lockout_s=settings.login_max_lockout_s,
+        ),
+        password_checks=PasswordChecks(settings.password_check_threads, settings.password_check_queue),
     )
     relay = PgWakeupRelay(db, ctx.wakeups) if settings.wakeup_relay == "postgres" else None
     if relay is not None:
@@ -104,6 +112,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await ctx.reader.close()
+            ctx.password_checks.close()
             if relay is not None:
                 await relay.stop()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from beambridge.server.auth.throttle import LoginThrottle, PasswordChecks
 from beambridge.server.auth.tokens import AccessTokens
 from beambridge.server.db.async_reads import AsyncReader
 from beambridge.server.db.engine import Database
@@ -23,6 +24,8 @@ class ServerContext:
     wakeups: WakeupHub
     reader: AsyncReader
     placement: PlacementService
+    login_throttle: LoginThrottle
+    password_checks: PasswordChecks
 
 
 def utcnow() -> datetime:

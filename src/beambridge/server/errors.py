@@ -62,6 +62,16 @@ class PayloadTooLargeError(ServiceError):
     status_code = 413
 
 
+class TooManyRequestsError(ServiceError):
+    """Too many requests (or failed logins) for now; ``retry_after_s`` says when to try again."""
+
+    status_code = 429
+
+    def __init__(self, detail: str, *, retry_after_s: float, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.headers = {"Retry-After": str(max(1, int(retry_after_s + 0.999)))}
+
+
 def _error_body(detail: Any, **extra: Any) -> dict[str, Any]:
     return {"detail": detail, **extra}
 
@@ -86,7 +96,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ServiceError)
     async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:
-        return JSONResponse(_error_body(exc.detail, **exc.extra), status_code=exc.status_code)
+        headers = getattr(exc, "headers", None)
+        return JSONResponse(
+            _error_body(exc.detail, **exc.extra), status_code=exc.status_code, headers=headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -41,6 +41,22 @@ class ServerSettings(BaseSettings):
         "LISTEN/NOTIFY (needed with several server workers; `server up --workers N` sets it)",
     )
     worker_threads: int = Field(default=8, ge=1, le=200, description="Threads for blocking database work")
+    login_free_failures_per_user: int = Field(
+        default=5, ge=1, description="Failed logins for one user name before each further one locks it out"
+    )
+    login_free_failures_per_address: int = Field(
+        default=50, ge=1, description="Failed logins from one client address before it is locked out"
+    )
+    login_first_lockout_s: float = Field(
+        default=2, gt=0, description="The first lock-out; each further failure doubles it"
+    )
+    login_max_lockout_s: float = Field(default=900, gt=0, description="The longest a lock-out lasts")
+    password_check_threads: int = Field(
+        default=2, ge=1, le=64, description="Threads that hash passwords (apart from those serving requests)"
+    )
+    password_check_queue: int = Field(
+        default=32, ge=0, description="Logins that may wait for a password thread; more get 429"
+    )
     tune_gc: bool = Field(
         default=False,
         description="Tune the garbage collector for a process that runs only the service "

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from beambridge.schemas.queries import JobQuery
+from beambridge.server.auth.login import check_login, client_address
 from beambridge.server.console import queries
 from beambridge.server.console.sessions import (
     LOGIN_COOKIE,
@@ -33,10 +34,9 @@ from beambridge.server.console.web import (
     same_origin,
 )
 from beambridge.server.context import utcnow
-from beambridge.server.errors import AuthenticationError, NotFoundError
+from beambridge.server.errors import AuthenticationError, NotFoundError, TooManyRequestsError
 from beambridge.server.jobs.removal import cancel_jobs
 from beambridge.server.json_body import JsonRoute
-from beambridge.server.users import authenticate
 from beambridge.states import JobState
 
 router = APIRouter(include_in_schema=False, route_class=JsonRoute)
@@ -105,7 +105,13 @@ async def login(request: Request) -> Response:
     ctx = context_of(request)
     name, password = first.get("username", "")[:100], first.get("password", "")[:1000]
     try:
-        user_id = await run_in_threadpool(authenticate, ctx.db, name, password)
+        user_id = await check_login(ctx, name, password, client_address(request))
+    except TooManyRequestsError as exc:
+        response = render(
+            request, "login.html", None, 429, login_token=cookie, next=target, error=exc.detail, username=name
+        )
+        response.headers.update(exc.headers)
+        return response
     except AuthenticationError:
         response = render(
             request, "login.html", None, 401, login_token=cookie, next=target,

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 
 from beambridge.schemas.auth import LoginRequest, RefreshRequest, TokenPair, User
+from beambridge.server.auth.login import check_login, client_address
 from beambridge.server.auth.refresh_tokens import issue_token_pair, revoke_refresh_token, use_refresh_token
 from beambridge.server.context import utcnow
 from beambridge.server.deps import Ctx, UserCaller
 from beambridge.server.json_body import JsonRoute
-from beambridge.server.users import authenticate, get_user
+from beambridge.server.users import get_user
 
 router = APIRouter(prefix="/auth", tags=["auth"], route_class=JsonRoute)
 
 
 @router.post("/login", response_model=TokenPair)
-def login(ctx: Ctx, body: LoginRequest) -> TokenPair:
-    """Exchange a username and password for an access token and a refresh token."""
-    user_id = authenticate(ctx.db, body.username, body.password)
-    with ctx.db.write() as conn:
-        return issue_token_pair(conn, ctx.tokens, user_id, ctx.settings.refresh_token_ttl_s, utcnow())
+async def login(ctx: Ctx, body: LoginRequest, request: Request) -> TokenPair:
+    """Exchange a username and password for an access token and a refresh token.
+
+    Failed logins back off per user name and per address (429 with ``Retry-After`` while locked out)."""
+    user_id = await check_login(ctx, body.username, body.password, client_address(request))
+
+    def issue() -> TokenPair:
+        with ctx.db.write() as conn:
+            return issue_token_pair(conn, ctx.tokens, user_id, ctx.settings.refresh_token_ttl_s, utcnow())
+
+    return await run_in_threadpool(issue)
 
 
 @router.post("/refresh", response_model=TokenPair)
