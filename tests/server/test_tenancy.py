@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 from typing import Any
 
@@ -247,6 +249,7 @@ def ui_attempts(w: dict[str, Any]) -> dict[tuple[str, str], tuple[str, Any]]:
         ("get", "/ui/jobs"): ("/ui/jobs?limit=200", None),
         ("get", "/ui/jobs/{job_id}"): (f"/ui/jobs/{job}", None),
         ("post", "/ui/jobs/cancel"): ("/ui/jobs/cancel", {"ids": [str(job)]}),
+        ("get", "/ui/live/events"): ("/ui/live/events?after=0", None),
     }
 
 
@@ -274,6 +277,17 @@ def test_every_console_route_is_covered(server_app: FastAPI) -> None:
     assert ui_routes(server_app) - UI_SELF_ROUTES == planned, "a console route has no tenancy check"
 
 
+def _streamed_job_ids(browser: Browser, url: str, seconds: float = 1.5) -> list[int]:
+    ids: list[int] = []
+    timeout = httpx.Timeout(5, read=seconds)
+    with contextlib.suppress(httpx.ReadTimeout), browser.http.stream("GET", url, timeout=timeout) as stream:
+        assert stream.status_code == 200
+        for line in stream.iter_lines():
+            if line.startswith("data: ["):
+                ids.extend(event["job_id"] for event in json.loads(line[6:]))
+    return ids
+
+
 def test_console_shows_and_changes_nothing_of_another_user(
     alice: ApiUser, bob: ApiUser, live_server: LiveServer
 ) -> None:
@@ -285,6 +299,9 @@ def test_console_shows_and_changes_nothing_of_another_user(
     csrf = intruder.csrf()
     theirs = {str(j["id"]) for j in before["/jobs"]}
     for (method, _route), (url, form) in ui_attempts(world).items():
+        if url.startswith("/ui/live/"):  # a stream: read what it sends for a moment
+            assert not set(_streamed_job_ids(intruder, url)) & {int(i) for i in theirs}, url
+            continue
         if method == "get":
             response = intruder.http.get(url)
             if response.status_code == 200:

@@ -16,7 +16,14 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
@@ -96,6 +103,9 @@ class ServiceMetrics:
         )
         self.acquired = Counter(
             "beambridge_acquired_jobs", "Jobs handed to launchers by acquire", registry=self.registry
+        )
+        self.console_streams = Gauge(
+            "beambridge_console_streams", "Live-update streams open to console pages", registry=self.registry
         )
         self.database = DatabaseCollector(db)
         self.registry.register(self.database)

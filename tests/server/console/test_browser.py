@@ -3,6 +3,7 @@ breaks its Content-Security-Policy or loads anything from another host."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -117,3 +118,62 @@ def test_pages_read_on_a_phone(chromium: Any, live_server: LiveServer, alice: Ap
     assert overflow <= 1, f"the jobs page is {overflow} px wider than a phone"
     screenshot(page, "jobs-phone")
     context.close()
+
+
+def wait_live(page: Any) -> None:
+    page.wait_for_function("document.getElementById('live-status').textContent.includes('live')")
+
+
+def test_a_state_change_appears_on_screen_within_a_second(
+    page: Any, live_server: LiveServer, alice: ApiUser
+) -> None:
+    base = live_server.url
+    app = alice.app(alice.site()["id"])
+    [job, other] = alice.jobs([{"app_id": app["id"], "workdir": f"w{i}"} for i in range(2)])
+    log_in(page, base, alice)
+    wait_live(page)
+    cell = f"tr[data-job-id='{job['id']}'] [data-state]"
+    started = time.monotonic()
+    alice.ok(alice.http.post("/jobs/cancel", json={"ids": [job["id"]]}))
+    page.wait_for_function(f'document.querySelector("{cell}").textContent === "KILLED"', timeout=5000)
+    elapsed = time.monotonic() - started  # includes the cancel request itself
+    assert elapsed < 1.0, f"the change took {elapsed:.2f} s to appear"
+    assert "cancelled by user" in page.inner_text(f"tr[data-job-id='{job['id']}'] [data-reason]")
+
+    alice.jobs([{"app_id": app["id"], "workdir": "new"}])
+    page.wait_for_selector("#live-new:not([hidden])")
+    screenshot(page, "jobs-live")
+
+    page.goto(f"{base}/ui/jobs/{other['id']}")
+    wait_live(page)
+    rows = page.locator("#timeline tbody tr").count()
+    alice.ok(alice.http.post("/jobs/cancel", json={"ids": [other["id"]]}))
+    page.wait_for_function("document.getElementById('job-state').textContent === 'KILLED'", timeout=5000)
+    assert page.locator("#timeline tbody tr").count() == rows + 1
+    page.watch.assert_clean()
+
+
+def test_a_flood_of_events_keeps_the_page_responsive(
+    page: Any, live_server: LiveServer, alice: ApiUser
+) -> None:
+    """Thousands of events in a burst: the page applies them in a few frames and still answers."""
+    app = alice.app(alice.site()["id"])
+    jobs = alice.jobs([{"app_id": app["id"], "workdir": f"w{i}"} for i in range(200)])
+    log_in(page, live_server.url, alice, "/ui/jobs?limit=200")
+    wait_live(page)
+    for start in range(0, 200, 50):  # four bulk cancels in a row: 200 state changes, plus 5,000 new jobs
+        alice.ok(alice.http.post("/jobs/cancel", json={"ids": [j["id"] for j in jobs[start : start + 50]]}))
+    alice.jobs([{"app_id": app["id"], "workdir": f"n{i}"} for i in range(5000)])
+    page.wait_for_function(
+        "document.querySelectorAll('tr[data-job-id] [data-state]').length === "
+        "[...document.querySelectorAll('tr[data-job-id] [data-state]')].filter(e => e.textContent === 'KILLED').length",
+        timeout=15_000,
+    )
+    page.wait_for_selector("#live-new:not([hidden])")
+    assert page.inner_text("#live-new [data-count]") == "5000"
+    started = time.monotonic()
+    assert page.evaluate("1 + 1") == 2
+    assert time.monotonic() - started < 0.5
+    applied = page.evaluate("window.bbLive.applied")
+    assert applied < 100, f"{applied} repaints for one burst"
+    page.watch.assert_clean()

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from beambridge.schemas.queries import JobQuery
 from beambridge.server.auth.login import check_login, client_address
 from beambridge.server.console import queries
+from beambridge.server.console.live import latest_event_id
 from beambridge.server.console.sessions import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
@@ -190,18 +191,20 @@ async def jobs_page(request: Request, user: User) -> Response:
     limit = _int_param(request.query_params.get("limit"), 1, max(PAGE_SIZES)) or 50
     ctx = context_of(request)
 
-    def read() -> tuple[list[dict[str, Any]], int | None, tuple[dict[int, str], ...]]:
+    def read() -> tuple[list[dict[str, Any]], int | None, tuple[dict[int, str], ...], int]:
         with ctx.db.read() as conn:
+            # The cursor first: an event committed while the page is read is sent again, never lost.
+            cursor = latest_event_id(conn, user.user_id)
             rows, older = queries.jobs_newest_first(conn, user.principal, query, before=before, limit=limit)
-            return rows, older, queries.names(conn, user.principal)
+            return rows, older, queries.names(conn, user.principal), cursor
 
-    rows, older, (site_names, app_names, app_labels) = await run_in_threadpool(read)
+    rows, older, (site_names, app_names, app_labels), cursor = await run_in_threadpool(read)
     kept = [(k, v) for k, values in params.items() if k in (*JOB_FILTERS, "limit") for v in values if v]
     return render(
         request, "jobs.html", user, 422 if error else 200,
         jobs=rows, older=older, error=error, query=query, site_names=site_names, app_names=app_names,
         app_labels=app_labels, states=[s.value for s in JobState], filters_qs=urlencode(kept), limit=limit, before=before,
-        page_sizes=PAGE_SIZES,
+        page_sizes=PAGE_SIZES, live_after=cursor,
     )  # fmt: skip
 
 
@@ -209,17 +212,20 @@ async def jobs_page(request: Request, user: User) -> Response:
 async def job_page(request: Request, user: User, job_id: JobId) -> Response:
     ctx = context_of(request)
 
-    def read() -> tuple[Any, tuple[dict[int, str], ...]]:
+    def read() -> tuple[Any, tuple[dict[int, str], ...], int]:
         with ctx.db.read() as conn:
-            return queries.job_with_history(conn, user.principal, job_id), queries.names(conn, user.principal)
+            cursor = latest_event_id(conn, user.user_id)
+            found = queries.job_with_history(conn, user.principal, job_id)
+            return found, queries.names(conn, user.principal), cursor
 
-    found, (site_names, app_names, _labels) = await run_in_threadpool(read)
+    found, (site_names, app_names, _labels), cursor = await run_in_threadpool(read)
     if found is None:
         raise PageError(404, f"job {job_id} not found")
     job, history = found
     return render(
-        request, "job.html", user, job=job, history=history, site_names=site_names, app_names=app_names
-    )
+        request, "job.html", user, job=job, history=history, site_names=site_names, app_names=app_names,
+        live_after=cursor,
+    )  # fmt: skip
 
 
 def _ids(form: dict[str, list[str]]) -> list[int]:
