@@ -10,12 +10,13 @@ from pathlib import Path
 import beambridge
 
 SOURCE = Path(beambridge.__file__).parent
-SHARED = {"states", "schemas", "packing"}
+SHARED = {"states", "schemas", "packing", "logs"}
 """Pure modules every orchestration package may use."""
 
 ALLOWED: dict[str, set[str]] = {
     "states": set(),
     "packing": set(),
+    "logs": set(),
     "schemas": {"states"},
     "server": SHARED | {"placement"},
     "client": SHARED,

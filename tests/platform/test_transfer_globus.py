@@ -520,7 +520,7 @@ def test_the_access_token_is_renewed_before_expiry_saved_and_never_logged(
     assert list(tmp_path.iterdir()) == [tokens], "no temporary file left behind"
 
     logged = "\n".join(f"{r.getMessage()} {r.args}" for r in caplog.records)
-    assert "renewed the Globus access token" in logged
+    assert "event=globus_token_renewed" in logged
     for secret in (CLIENT_SECRET, REFRESH_TOKEN, ACCESS_TOKEN, new_access, new_refresh):
         assert secret not in logged
         assert secret not in repr(GlobusTokens.model_validate(saved))
@@ -594,7 +594,7 @@ def test_a_token_file_readable_by_others_is_tightened(
     tokens.chmod(0o644)
     TokenStore(tokens).load()
     assert stat.S_IMODE(tokens.stat().st_mode) == 0o600
-    assert "tightening" in caplog.text
+    assert "event=token_file_mode_tightened" in caplog.text and "mode=644" in caplog.text
 
 
 def test_a_token_file_needs_a_way_to_get_tokens() -> None:

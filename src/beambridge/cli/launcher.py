@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -30,12 +29,12 @@ def launcher(
 ) -> None:
     """Run jobs of the site inside this allocation until idle, drained or signalled."""
     from beambridge.launcher.launcher import Launcher, LauncherOptions, install_signal_handlers
+    from beambridge.logs import configure_logging
     from beambridge.platform.schedulers import scheduler_class
     from beambridge.site.agent import site_client
     from beambridge.site.config import SiteDir
 
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the log
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(threadName)s: %(message)s")
+    configure_logging()
     site = SiteDir(site_dir)
     config = site.load()
     node_list = nodes.split(",") if nodes else scheduler_class(config.scheduler).allocation_nodes(os.environ)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
@@ -22,7 +21,6 @@ if TYPE_CHECKING:
     from beambridge.platform.registry import Registry
 
 SiteDirArg = Annotated[Path, typer.Argument(help="The site directory.")]
-LOG_FORMAT = "%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"
 
 
 def init(
@@ -47,10 +45,10 @@ def init(
 
 def run_agent(directory: SiteDirArg) -> None:
     """Run the agent in the foreground (``site start`` runs this in the background)."""
+    from beambridge.logs import configure_logging
     from beambridge.site.agent import SiteAgent
 
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the log
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    configure_logging()
     agent = SiteAgent(directory)
     agent.install_signal_handlers()
     agent.run()

@@ -8,7 +8,6 @@ keeps the session alive and learns of cancelled jobs; the *reporter* sends state
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import selectors
 import signal
@@ -40,12 +39,13 @@ from beambridge.launcher.jobs import (
 from beambridge.launcher.pool import PythonWorkerPool
 from beambridge.launcher.reporter import Reporter
 from beambridge.launcher.resources import NodePool, Placement
+from beambridge.logs import get_logger
 from beambridge.platform.mpi import LaunchSpec, get_mpi_launcher
 from beambridge.schemas.batch_jobs import JobMode
 from beambridge.schemas.jobs import Job
 from beambridge.states import JobState
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 KILL_GRACE_S = 2.0
 
@@ -126,15 +126,16 @@ class Launcher:
     def run(self) -> int:
         """Run until idle for ``idle_timeout_s``, the allocation drains, or SIGTERM; the exit status."""
         for path, problem in self.catalog.errors.items():
-            log.error("app file %s could not be loaded: %s", path, problem)
+            log.error("app_file_not_loaded", path=path, problem=problem)
         self._load_app_ids()
         self.session_id = self.client.sessions.open(self.config.site_id, self.options.batch_job_id).id
         log.info(
-            "session %s on %d node(s) %s, %s mode",
-            self.session_id,
-            len(self.nodes),
-            self.nodes.names,
-            self.options.job_mode,
+            "session_opened",
+            session_id=self.session_id,
+            batch_job_id=self.options.batch_job_id,
+            site_id=self.config.site_id,
+            nodes=self.nodes.names,
+            mode=self.options.job_mode.value,
         )
         self.reporter.start()
         threads = [
@@ -154,17 +155,17 @@ class Launcher:
             self.stopping.set()
             self._wake()
             self._stop_all("drain")
-            log.info("stopping: sending the last reports")
+            log.info("stopping", session_id=self.session_id, step="sending the last reports")
             self.reporter.stop()
             for thread in threads:  # a long-poll in flight is abandoned: closing the session frees its jobs
                 thread.join(timeout=1)
             self._close_session()
-            log.info("session closed; stopping workers")
+            log.info("session_closed", session_id=self.session_id, step="stopping workers")
             self.pool.close()
             self._selector.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
-        log.info("launcher done: %s", self.counts)
+        log.info("launcher_done", batch_job_id=self.options.batch_job_id, **self.counts)
         return 0
 
     def request_stop(self, *_: Any) -> None:
@@ -178,7 +179,7 @@ class Launcher:
         try:
             self.client.sessions.close(self.session_id)
         except BeambridgeError as exc:
-            log.warning("could not close session %s: %s", self.session_id, exc)
+            log.warning("session_close_failed", session_id=self.session_id, error=exc)
 
     def _load_app_ids(self) -> None:
         for app in self.client.apps.filter(site_id=self.config.site_id):
@@ -242,14 +243,14 @@ class Launcher:
                 if exc.body.get("expired"):
                     self._session_lost(session_id)
                 else:
-                    log.warning("acquire refused: %s", exc.detail)
+                    log.warning("acquire_refused", session_id=session_id, detail=exc.detail)
                     time.sleep(backoff)
                 jobs = []
             except NotFound:
                 self._session_lost(session_id)
                 jobs = []
             except BeambridgeError as exc:
-                log.warning("acquire failed (%s); retrying in %.1f s", exc, backoff)
+                log.warning("acquire_failed", session_id=session_id, error=exc, retry_in_s=backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 10)
                 jobs = []
@@ -272,7 +273,7 @@ class Launcher:
                 self._session_lost(session_id)
                 continue
             except BeambridgeError as exc:
-                log.warning("heartbeat failed: %s", exc)
+                log.warning("heartbeat_failed", session_id=session_id, error=exc)
                 continue
             if answer.killed_job_ids:
                 with self.lock:
@@ -282,7 +283,7 @@ class Launcher:
     def _session_lost(self, session_id: int) -> None:
         with self.lock:
             if self.session_id == session_id and self.lost_session is None:
-                log.warning("session %s expired on the service; its jobs run elsewhere now", session_id)
+                log.warning("session_expired", session_id=session_id, effect="its jobs run elsewhere now")
                 self.lost_session = session_id
         self._wake()
 
@@ -305,7 +306,7 @@ class Launcher:
             self._handle_kills()
             self._enforce_deadlines(now)
             if self.drain_at is not None and now >= self.drain_at and not self.draining:
-                log.info("allocation ends soon: draining")
+                log.info("draining", session_id=self.session_id, reason="allocation ends soon")
                 self.draining = True
             if self.draining:
                 self._stop_all("drain")
@@ -318,7 +319,7 @@ class Launcher:
                 if busy:
                     self.last_activity = now
                 elif now - self.last_activity > self.idle_timeout_s:
-                    log.info("idle for %.0f s: exiting", self.idle_timeout_s)
+                    log.info("idle_exit", session_id=self.session_id, idle_s=self.idle_timeout_s)
                     return
 
     def _next_timeout(self) -> float:
@@ -347,13 +348,13 @@ class Launcher:
         try:
             session = self.client.sessions.open(self.config.site_id, self.options.batch_job_id)
         except BeambridgeError as exc:
-            log.warning("cannot open a new session yet: %s", exc)
+            log.warning("session_open_failed", batch_job_id=self.options.batch_job_id, error=exc)
             return
         with self.wakeup:
             self.session_id = session.id
             self.lost_session = None
             self.wakeup.notify_all()
-        log.info("new session %s", session.id)
+        log.info("session_opened", session_id=session.id, batch_job_id=self.options.batch_job_id)
 
     def _handle_kills(self) -> None:
         with self.lock:
@@ -363,7 +364,7 @@ class Launcher:
         for job_id in killed:
             run = self.running.get(job_id)
             if run is not None:
-                log.info("job %s was cancelled: stopping it", job_id)
+                log.info("job_cancelled", job_id=job_id, session_id=self.session_id)
                 self._stop(run, "killed")
 
     def _enforce_deadlines(self, now: float) -> None:
@@ -373,9 +374,7 @@ class Launcher:
                     run.force_stop()
                 continue
             if run.deadline is not None and now >= run.deadline:
-                log.info(
-                    "job %s overran its %.1f min wall-time limit", run.job.id, run.job.wall_time_limit_min
-                )
+                log.info("job_timed_out", job_id=run.job.id, wall_time_limit_min=run.job.wall_time_limit_min)
                 self._stop(run, "timeout")
 
     def _stop(self, run: RunningJob, reason: str) -> None:
@@ -431,7 +430,7 @@ class Launcher:
         try:
             return self._start(job)
         except Exception as exc:
-            log.exception("job %s could not be started", job.id)
+            log.exception("job_start_failed", job_id=job.id, session_id=self.session_id)
             self._fail_start(job, f"could not start: {type(exc).__name__}: {exc}")
             return True
 

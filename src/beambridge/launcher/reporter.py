@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 import uuid
@@ -11,8 +10,9 @@ from typing import Any
 
 from beambridge.client import Client
 from beambridge.client.errors import APIError, BeambridgeError, Conflict, NotFound
+from beambridge.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class Reporter:
@@ -111,7 +111,12 @@ class Reporter:
                 return
             except Conflict as exc:
                 if exc.body.get("expired"):
-                    log.warning("session %s expired; %d report(s) dropped", session_id, len(reports))
+                    log.warning(
+                        "reports_dropped",
+                        session_id=session_id,
+                        reports=len(reports),
+                        reason="session expired",
+                    )
                     self.refused += len(reports)
                     if self.on_session_lost:
                         self.on_session_lost(session_id)
@@ -119,19 +124,29 @@ class Reporter:
                 refused = {item.get("id") for item in exc.body.get("refused", [])}
                 if not refused:
                     log.warning(
-                        "%d report(s) refused by the service, not sent again: %s", len(reports), exc.detail
+                        "reports_refused",
+                        session_id=session_id,
+                        reports=len(reports),
+                        effect="not sent again",
+                        detail=exc.detail,
                     )
                     self.refused += len(reports)
                     return
                 # Nothing was applied: the others go again, as a new batch.
                 log.warning(
-                    "%d report(s) refused by the service, not sent again: %s", len(refused), exc.detail
+                    "reports_refused",
+                    session_id=session_id,
+                    job_ids=sorted(i for i in refused if isinstance(i, int)),
+                    effect="not sent again; the others go again",
+                    detail=exc.detail,
                 )
                 self.refused += sum(1 for r in reports if r["id"] in refused)
                 reports = [r for r in reports if r["id"] not in refused]
                 batch_id = uuid.uuid4().hex
             except NotFound:
-                log.warning("session %s is gone; %d report(s) dropped", session_id, len(reports))
+                log.warning(
+                    "reports_dropped", session_id=session_id, reports=len(reports), reason="session is gone"
+                )
                 self.refused += len(reports)
                 if self.on_session_lost:
                     self.on_session_lost(session_id)
@@ -139,14 +154,18 @@ class Reporter:
             except APIError as exc:
                 if exc.status_code < 500:
                     log.error(
-                        "%d report(s) rejected as invalid, not sent again: %s", len(reports), exc.detail
+                        "reports_rejected",
+                        session_id=session_id,
+                        reports=len(reports),
+                        effect="invalid, not sent again",
+                        detail=exc.detail,
                     )
                     self.refused += len(reports)
                     return
-                log.warning("reporting failed (%s); retrying in %.1f s", exc.detail, backoff)
+                log.warning("report_failed", session_id=session_id, error=exc.detail, retry_in_s=backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             except BeambridgeError as exc:
-                log.warning("reporting failed (%s); retrying in %.1f s", exc, backoff)
+                log.warning("report_failed", session_id=session_id, error=exc, retry_in_s=backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)

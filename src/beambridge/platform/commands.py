@@ -8,7 +8,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-log = logging.getLogger(__name__)
+from beambridge.logs import get_logger
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,11 +68,18 @@ class CommandRunner:
                 check=False,
             )
         except subprocess.TimeoutExpired as exc:
-            log.warning("command timed out after %.1f s: %s", time.monotonic() - started, " ".join(argv))
+            log.warning("command_timed_out", after_s=time.monotonic() - started, argv=" ".join(argv))
             raise CommandTimeout(
                 f"`{' '.join(argv)}` did not finish in {timeout_s or self.timeout_s} s"
             ) from exc
         result = CommandResult(argv, done.returncode, done.stdout, done.stderr)
         level = logging.DEBUG if result.ok else logging.WARNING
-        log.log(level, "%s (%.2f s)", result.describe(), time.monotonic() - started)
+        log.log(
+            level,
+            "command_done",
+            argv=" ".join(argv),
+            exit_code=done.returncode,
+            duration_s=time.monotonic() - started,
+            output=None if result.ok else result.describe(),
+        )
         return result

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
 
@@ -13,6 +12,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from beambridge import __version__
+from beambridge.logs import get_logger
 from beambridge.server.auth.throttle import LoginThrottle, PasswordChecks
 from beambridge.server.auth.tokens import AccessTokens
 from beambridge.server.body_limit import BodyLimitMiddleware
@@ -45,7 +45,7 @@ from beambridge.server.runtime import tune_garbage_collector
 from beambridge.server.settings import ServerSettings
 from beambridge.server.wakeups import WakeupHub
 
-log = logging.getLogger("beambridge.server")
+log = get_logger("beambridge.server")
 
 
 class SchemaOutOfDate(RuntimeError):
@@ -157,7 +157,7 @@ async def _sweep_sessions(ctx: ServerContext) -> None:
             outcome = await run_in_threadpool(_expire_once, ctx, up_since)
             ctx.wakeups.notify(outcome.wake_keys)
         except Exception:  # a database hiccup must not end the sweeper
-            log.exception("session sweep failed")
+            log.exception("session_sweep_failed")
 
 
 async def _place_periodically(ctx: ServerContext) -> None:
@@ -170,13 +170,13 @@ async def _place_periodically(ctx: ServerContext) -> None:
             ctx.wakeups.notify(report.wake_keys)
             if report.bound or report.replaced:
                 log.info(
-                    "placement cycle bound=%d replaced=%d deferred=%d",
-                    len(report.bound),
-                    len(report.replaced),
-                    report.deferred,
+                    "placement_cycle",
+                    bound=len(report.bound),
+                    replaced=len(report.replaced),
+                    deferred=report.deferred,
                 )
         except Exception:  # a database hiccup must not end the placement loop
-            log.exception("placement cycle failed")
+            log.exception("placement_cycle_failed")
         await ctx.wakeups.wait(armed, ctx.settings.placement_interval_s)
         await asyncio.sleep(0.05)  # a burst of wake-ups is one cycle
 

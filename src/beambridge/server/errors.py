@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,7 +11,9 @@ from pydantic import ValidationError
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-log = logging.getLogger("beambridge.server")
+from beambridge.logs import get_logger
+
+log = get_logger("beambridge.server")
 
 
 class ServiceError(Exception):
@@ -119,7 +120,7 @@ def install_error_handlers(app: FastAPI) -> None:
     # client's value (or a race with another client), not a server fault.
     @app.exception_handler(sa_exc.DataError)
     async def _data_error(_request: Request, exc: sa_exc.DataError) -> JSONResponse:
-        log.warning("database refused a value: %s", exc.orig)
+        log.warning("database_refused_value", error=exc.orig)
         return JSONResponse(_error_body(f"a value does not fit the database: {_first_line(exc.orig)}"), 422)
 
     @app.exception_handler(sa_exc.IntegrityError)
@@ -128,14 +129,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(sa_exc.OperationalError)
     async def _busy(_request: Request, exc: sa_exc.OperationalError) -> JSONResponse:
-        log.warning("database unavailable: %s", exc.orig)
+        log.warning("database_unavailable", error=exc.orig)
         return JSONResponse(
             _error_body("database temporarily unavailable; retry shortly"), 503, headers={"Retry-After": "1"}
         )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        log.exception("unhandled_error", method=request.method, path=request.url.path)
         return JSONResponse(_error_body(f"internal error: {type(exc).__name__}"), status_code=500)
 
 

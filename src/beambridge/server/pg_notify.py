@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import threading
 import uuid
 from collections.abc import Iterable
 
 import psycopg
 
+from beambridge.logs import get_logger
 from beambridge.server.db.engine import Database
 from beambridge.server.wakeups import WakeKey, WakeupHub
 
 CHANNEL = "beambridge_wakeups"
-log = logging.getLogger("beambridge.server")
+log = get_logger("beambridge.server")
 
 
 def _format(origin: str, keys: Iterable[WakeKey]) -> str:
@@ -64,7 +64,7 @@ class PgWakeupRelay:
                     self._publisher = None
                     if attempt:
                         log.warning(
-                            "could not publish wake-ups %s; waiters will time out and look again", keys
+                            "wakeups_not_published", keys=keys, effect="waiters time out and look again"
                         )
 
     def start(self) -> None:
@@ -93,5 +93,5 @@ class PgWakeupRelay:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("wake-up listener lost its connection; reconnecting")
+                log.exception("wakeup_listener_reconnecting", reason="connection lost")
                 await asyncio.sleep(1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import logging
 import os
 import signal
 import threading
@@ -12,6 +11,7 @@ from typing import Any, TextIO
 
 from beambridge.apps.loader import AppCatalog, load_apps
 from beambridge.client import Client
+from beambridge.logs import get_logger
 from beambridge.platform.schedulers import Scheduler, scheduler_class
 from beambridge.platform.transfer import TransferBackend
 from beambridge.site.config import SiteConfig, SiteDir
@@ -22,7 +22,7 @@ from beambridge.site.services.processing import Processing
 from beambridge.site.services.scheduler_sync import SchedulerSync
 from beambridge.site.services.transfers import Transfers
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def site_client(site: SiteDir, config: SiteConfig, **options: Any) -> Client:
@@ -54,7 +54,7 @@ def register_apps(client: Client, site_id: int, catalog: AppCatalog) -> dict[str
                 hooks=meta.hooks,
             )
             ids[name] = created.id
-            log.info("registered app %s (id %s)", name, created.id)
+            log.info("app_registered", app=name, app_id=created.id, site_id=site_id)
             continue
         ids[name] = current.id
         wanted = meta.model_dump(
@@ -65,7 +65,7 @@ def register_apps(client: Client, site_id: int, catalog: AppCatalog) -> dict[str
         )
         if wanted != have:
             client.apps.update(current.id, **wanted)
-            log.info("updated app %s (id %s)", name, current.id)
+            log.info("app_updated", app=name, app_id=current.id, site_id=site_id)
     return ids
 
 
@@ -156,7 +156,7 @@ class SiteAgent:
 
     def build_services(self) -> list[Service]:
         for path, problem in self.catalog.errors.items():
-            log.error("apps file %s not loaded: %s", path, problem)
+            log.error("app_file_not_loaded", site_id=self.config.site_id, path=path, problem=problem)
         register_locations(self.client, self.config)  # first: jobs submitted once the apps show may name them
         app_ids = register_apps(self.client, self.config.site_id, self.catalog)
         self.services = [
@@ -178,10 +178,10 @@ class SiteAgent:
             self.build_services()
             threads = [service.start(self.stop_event) for service in self.services]
             log.info(
-                "site agent %s (site %s) running: %s",
-                self.config.name,
-                self.config.site_id,
-                ", ".join(s.name for s in self.services),
+                "agent_running",
+                site=self.config.name,
+                site_id=self.config.site_id,
+                services=[s.name for s in self.services],
             )
             self.stop_event.wait()
             for thread in threads:
@@ -192,7 +192,7 @@ class SiteAgent:
         finally:
             pid_file.release()
             self.client.close()
-        log.info("site agent stopped")
+        log.info("agent_stopped", site_id=self.config.site_id)
 
     def stop(self, *_: Any) -> None:
         self.stop_event.set()

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import re
 import secrets
@@ -58,6 +57,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+from beambridge.logs import get_logger
 from beambridge.platform.commands import CommandRunner
 from beambridge.platform.schedulers.base import (
     PilotRequest,
@@ -68,7 +68,7 @@ from beambridge.platform.schedulers.base import (
     SubmitRejected,
 )
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 NODES_ENV = "BEAMBRIDGE_LOCAL_NODES"
 """The environment variable listing the allocation's node slots (comma-separated)."""
@@ -183,7 +183,13 @@ class LocalScheduler(Scheduler):
             record / "process.json",
             {"pid": child.pid, "start": identity[0] if identity else None},
         )
-        log.info("local: pilot %s (%s) started as pid %d", scheduler_id, request.job_name, child.pid)
+        log.info(
+            "pilot_started",
+            scheduler="local",
+            scheduler_id=scheduler_id,
+            job_name=request.job_name,
+            pid=child.pid,
+        )
         return scheduler_id
 
     def _new_record(self) -> tuple[str, Path]:
@@ -206,7 +212,9 @@ class LocalScheduler(Scheduler):
             try:
                 answer[scheduler_id] = self._status(scheduler_id)
             except (OSError, ValueError, KeyError, TypeError) as exc:
-                log.warning("local: cannot read the record of pilot %s: %s", scheduler_id, exc)
+                log.warning(
+                    "pilot_record_unreadable", scheduler="local", scheduler_id=scheduler_id, error=exc
+                )
         return answer
 
     def _status(self, scheduler_id: str) -> PilotStatus:
@@ -318,7 +326,12 @@ class LocalScheduler(Scheduler):
             if (record / "result.json").exists():
                 self._reap()
                 return
-            log.warning("local: the wrapper of pilot %s did not end it; ending it directly", scheduler_id)
+            log.warning(
+                "pilot_killed_directly",
+                scheduler="local",
+                scheduler_id=scheduler_id,
+                reason="its wrapper did not end it",
+            )
             if _is_alive(process["pid"], process.get("start")):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process["pid"], signal.SIGKILL)

@@ -18,7 +18,6 @@ only used for finished jobs: for others LSF may print an *estimated* finish.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -26,6 +25,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, ClassVar
 
+from beambridge.logs import get_logger
 from beambridge.platform.commands import CommandResult, CommandRunner
 from beambridge.platform.schedulers.base import (
     UNKNOWN_REASON,
@@ -37,7 +37,7 @@ from beambridge.platform.schedulers.base import (
     SubmitRejected,
 )
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 #: The ``-o`` field list of the status query (``job_name`` rather than its alias ``name``, so that the
@@ -165,7 +165,7 @@ def pilot_status(
     stat = str(record.get("STAT", "")).strip()
     state = JOB_STATES.get(stat)
     if state is None:
-        log.warning("LSF job %s has STAT %r, which is not a definite answer", job_id, stat)
+        log.warning("state_not_definite", scheduler="lsf", scheduler_id=job_id, stat=stat)
         return None
     started = stat not in _NOT_STARTED
     return PilotStatus(
@@ -295,7 +295,9 @@ def hosts_from_environ(environ: Mapping[str, str]) -> list[str] | None:
         try:
             return compute_hosts(Path(path).read_text().split())
         except OSError:
-            log.warning("cannot read LSB_DJOB_HOSTFILE %s; using LSB_MCPU_HOSTS/LSB_HOSTS", path)
+            log.warning(
+                "hostfile_unreadable", scheduler="lsf", path=path, fallback="LSB_MCPU_HOSTS/LSB_HOSTS"
+            )
     if mcpu := environ.get("LSB_MCPU_HOSTS", "").split():
         return compute_hosts(mcpu[0::2])
     if hosts := environ.get("LSB_HOSTS", "").split():
@@ -399,7 +401,7 @@ class LsfScheduler(Scheduler):
                 and JOB_STATES.get(str(record.get("STAT"))) is not PilotState.FINISHED
             ]
         except Exception:
-            log.warning("could not look up LSF jobs named %r", job_name, exc_info=True)
+            log.exception("lookup_by_name_failed", scheduler="lsf", job_name=job_name)
             return []
 
     @staticmethod

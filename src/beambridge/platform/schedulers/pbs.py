@@ -24,13 +24,13 @@ agent runs ``qstat`` itself) and returned as aware UTC datetimes.
 from __future__ import annotations
 
 import json
-import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any, ClassVar
 
+from beambridge.logs import get_logger
 from beambridge.platform.commands import CommandResult, CommandRunner
 from beambridge.platform.schedulers.base import (
     UNKNOWN_REASON,
@@ -42,7 +42,7 @@ from beambridge.platform.schedulers.base import (
     SubmitRejected,
 )
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 #: ``job_state`` letters → pilot state. Q queued, H held, W waiting for its start time, T in transit,
@@ -193,7 +193,7 @@ def pilot_status(job_id: str, job: Mapping[str, Any], tz: tzinfo | None = None) 
     letter = str(job.get("job_state", "")).strip()
     state = JOB_STATES.get(letter)
     if state is None:
-        log.warning("PBS job %s has state %r, which is not a definite answer", job_id, letter)
+        log.warning("state_not_definite", scheduler="pbs", scheduler_id=job_id, state=letter)
         return None
     nodes: tuple[str, ...] = ()
     start_time = end_time = None
@@ -255,7 +255,7 @@ def parse_qstat(
         # a failure exit is a definite answer only when every message is about one job
         raise SchedulerUnavailable(f"qstat failed: {result.describe()}")
     if other:
-        log.warning("qstat also said: %s", " | ".join(other))
+        log.warning("qstat_messages", scheduler="pbs", messages=" | ".join(other))
     if result.stdout.strip():
         data = load_pbs_json(result.stdout)
     elif unknown or finished:
@@ -395,7 +395,7 @@ class PbsScheduler(Scheduler):
                 return []
             return jobs_named(load_pbs_json(result.stdout), job_name)
         except Exception:
-            log.warning("could not look up PBS jobs named %r", job_name, exc_info=True)
+            log.exception("lookup_by_name_failed", scheduler="pbs", job_name=job_name)
             return []
 
     @staticmethod

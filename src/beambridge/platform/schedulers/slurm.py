@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from beambridge.logs import get_logger
 from beambridge.platform.commands import CommandResult, CommandRunner
 from beambridge.platform.schedulers.base import (
     UNKNOWN_REASON,
@@ -30,7 +30,7 @@ from beambridge.platform.schedulers.base import (
     SubmitRejected,
 )
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 """``PilotStatus.reason`` of a pilot the scheduler said, in words, it does not know."""
 
@@ -486,7 +486,7 @@ class SlurmScheduler(Scheduler):
         (if accounting is on) for ids the controller has forgotten."""
         ids = list(dict.fromkeys(str(job_id).strip() for job_id in scheduler_ids))
         for bad in [job_id for job_id in ids if not _JOB_ID.match(job_id)]:
-            log.warning("not a Slurm job id, nothing known about it: %r", bad)
+            log.warning("not_a_job_id", scheduler="slurm", scheduler_id=bad)
         ids = [job_id for job_id in ids if _JOB_ID.match(job_id)]
         listed: dict[str, PilotStatus] = {}
         for start in range(0, len(ids), _SQUEUE_CHUNK):
@@ -542,18 +542,30 @@ class SlurmScheduler(Scheduler):
         try:
             result = self._run(["sacct", "--json", "-j", ",".join(ids)])
         except SchedulerUnavailable as exc:
-            log.warning("sacct did not answer; the controller's 'invalid job id' stands: %s", exc)
+            log.warning(
+                "sacct_unavailable",
+                scheduler="slurm",
+                effect="the controller's invalid job id stands",
+                error=exc,
+            )
             return answer
         if not result.ok:
             if ACCOUNTING_DISABLED in (result.stderr + result.stdout).lower():
                 self._accounting_disabled = True
             else:
-                log.warning("sacct failed; the controller's 'invalid job id' stands: %s", result.describe())
+                log.warning(
+                    "sacct_failed",
+                    scheduler="slurm",
+                    effect="the controller's invalid job id stands",
+                    error=result.describe(),
+                )
             return answer
         try:
             recorded = parse_sacct_json(result.stdout)
         except SlurmOutputError as exc:
-            log.warning("sacct output not understood (%s); the controller's answer stands", exc)
+            log.warning(
+                "sacct_not_understood", scheduler="slurm", effect="the controller's answer stands", error=exc
+            )
             return answer
         answer.update({job_id: status for job_id, status in recorded.items() if job_id in answer})
         return answer

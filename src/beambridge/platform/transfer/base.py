@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import abc
 import errno
-import logging
 import re
 import threading
 import time
@@ -35,10 +34,11 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel
 
+from beambridge.logs import get_logger
 from beambridge.schemas.apps import TransferDirection
 from beambridge.schemas.common import InputModel
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 _TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -281,7 +281,7 @@ class ThreadedHandle(TransferHandle):
         except OSError as exc:
             self.failure = failure_from_oserror(exc)
         except Exception as exc:  # a bug must still end the task, not hang it
-            log.exception("transfer task %s crashed", self.task.task_id)
+            log.exception("transfer_crashed", task_id=self.task.task_id)
             self.failure = Failure(FailureKind.TRANSIENT, f"unexpected {type(exc).__name__}: {exc}")
         if self.failure is None and self.cancel_event.is_set():
             self.failure = Failure(FailureKind.CANCELLED, "cancelled")
@@ -304,19 +304,23 @@ class ThreadedHandle(TransferHandle):
 def _log_end(task: TransferTask, status: TaskStatus) -> None:
     if status.failure:
         log.warning(
-            "transfer %s (%s %s) failed: %s", task.task_id, task.direction, task.location, status.error
+            "transfer_failed",
+            task_id=task.task_id,
+            direction=task.direction.value,
+            location=task.location,
+            error=status.error,
         )
     else:
         log.info(
-            "transfer %s (%s %s): %d files, %d bytes (%d up to date) in %.2f s, %.1f MB/s",
-            task.task_id,
-            task.direction,
-            task.location,
-            status.files,
-            status.bytes,
-            status.files_skipped,
-            status.duration_s,
-            status.rate / 1e6,
+            "transfer_done",
+            task_id=task.task_id,
+            direction=task.direction.value,
+            location=task.location,
+            files=status.files,
+            bytes=status.bytes,
+            files_up_to_date=status.files_skipped,
+            duration_s=status.duration_s,
+            mb_per_s=status.rate / 1e6,
         )
 
 
@@ -386,11 +390,11 @@ class ThreadedBackend(TransferBackend):
 
     def start(self, task: TransferTask, state: Mapping[str, Any] | None = None) -> ThreadedHandle:
         log.info(
-            "transfer %s: %s %d files with %s",
-            task.task_id,
-            task.direction,
-            len(task.files),
-            self.describe(task),
+            "transfer_running",
+            task_id=task.task_id,
+            direction=task.direction.value,
+            files=len(task.files),
+            via=self.describe(task),
         )
         return ThreadedHandle(task, partial(self._run, task), state).begin()
 

@@ -19,7 +19,6 @@ written back to the file. Nothing here logs a token or secret.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import threading
@@ -35,6 +34,7 @@ import globus_sdk
 from globus_sdk.transport import RetryConfig
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from beambridge.logs import get_logger
 from beambridge.platform.transfer.base import (
     Failure,
     FailureKind,
@@ -50,7 +50,7 @@ from beambridge.platform.transfer.base import (
 from beambridge.schemas.apps import TransferDirection
 from beambridge.schemas.common import InputModel
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 TRANSFER_RESOURCE_SERVER = "transfer.api.globus.org"
 T = TypeVar("T")
@@ -123,7 +123,7 @@ class TokenStore:
     def load(self) -> GlobusTokens:
         mode = self.path.stat().st_mode & 0o777
         if mode & 0o077:
-            log.warning("Globus token file %s had mode %o; tightening it to 0600", self.path, mode)
+            log.warning("token_file_mode_tightened", path=self.path, mode=f"{mode:o}", now="600")
             self.path.chmod(0o600)
         return GlobusTokens.model_validate_json(self.path.read_bytes())
 
@@ -182,7 +182,7 @@ class TokenStore:
                 update["refresh_token"] = SecretStr(data["refresh_token"])
             self.save(tokens.model_copy(update=update))
         valid_until = datetime.fromtimestamp(update["expires_at_seconds"]).isoformat(timespec="seconds")
-        log.info("renewed the Globus access token (valid until %s); saved to %s", valid_until, self.path)
+        log.info("globus_token_renewed", valid_until=valid_until, path=self.path)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -391,7 +391,7 @@ class GlobusBackend(TransferBackend):
         """Submit with the persisted ``submission_id`` (re-attach when the state has a task id)."""
         state = dict(state or {})
         if state.get("globus_task_id"):
-            log.info("transfer %s: re-attached to Globus task %s", task.task_id, state["globus_task_id"])
+            log.info("transfer_reattached", task_id=task.task_id, globus_task_id=state["globus_task_id"])
             return GlobusHandle(task, state)
         if not state.get("submission_id"):
             raise ValueError("start() needs the state of prepare(), persisted first")
@@ -399,17 +399,17 @@ class GlobusBackend(TransferBackend):
             document = self.document(task, str(state["submission_id"]))
             response = self._globus(lambda client: client.submit_transfer(document))
         except TransferError as exc:
-            log.warning("transfer %s: Globus submission failed: %s", task.task_id, exc.failure)
+            log.warning("globus_submit_failed", task_id=task.task_id, error=exc.failure)
             return GlobusHandle(task, state, exc.failure)
         state["globus_task_id"] = str(response["task_id"])
         log.info(
-            "transfer %s: %s %d files with %s as Globus task %s (%s)",
-            task.task_id,
-            task.direction,
-            len(task.files),
-            task.location,
-            state["globus_task_id"],
-            response.get("code", "Accepted"),
+            "transfer_running",
+            task_id=task.task_id,
+            direction=task.direction.value,
+            files=len(task.files),
+            location=task.location,
+            globus_task_id=state["globus_task_id"],
+            code=response.get("code", "Accepted"),
         )
         return GlobusHandle(task, state)
 
@@ -436,7 +436,7 @@ class GlobusBackend(TransferBackend):
         try:
             self._globus(lambda client: client.cancel_task(task_id))
         except TransferError as exc:
-            log.warning("cancelling Globus task %s failed: %s", task_id, exc.failure)
+            log.warning("globus_cancel_failed", globus_task_id=task_id, error=exc.failure)
 
     def close(self) -> None:
         if self._client is not None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import logging
 import os
 import stat
 import threading
@@ -28,6 +27,7 @@ from typing import BinaryIO, Literal
 
 from pydantic import Field, field_validator
 
+from beambridge.logs import get_logger
 from beambridge.platform.transfer.base import (
     FailureKind,
     Progress,
@@ -41,7 +41,7 @@ from beambridge.platform.transfer.base import (
 from beambridge.schemas.apps import TransferDirection
 from beambridge.schemas.common import InputModel
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 PARTIAL_MARK = ".bb-partial-"
 """Part of every temporary file name (``.NAME.bb-partial-TAG-RANDOM``)."""

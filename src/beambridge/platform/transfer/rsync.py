@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import logging
 import os
 import re
 import shlex
@@ -42,6 +41,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from beambridge.logs import get_logger
 from beambridge.platform.transfer.base import (
     Failure,
     FailureKind,
@@ -54,7 +54,7 @@ from beambridge.platform.transfer.local import FilePlacer, file_sha256, task_tag
 from beambridge.schemas.apps import TransferDirection
 from beambridge.schemas.common import InputModel
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 PARTIAL_DIR = ".rsync-partial"
 STAGING_DIRNAME = ".beambridge-staging"
@@ -370,7 +370,7 @@ class RsyncBackend(ThreadedBackend):
         try:
             return parse_stats(done.stdout)
         except ValueError:
-            log.warning("rsync printed no --stats figures: %s", done.stdout[-500:])
+            log.warning("rsync_stats_missing", output_tail=done.stdout[-500:])
             return RsyncStats()
 
     def _verify(self, task: TransferTask, argv: Sequence[str], cancel: threading.Event) -> None:
@@ -398,7 +398,7 @@ class RsyncBackend(ThreadedBackend):
 
     def _rsync(self, argv: Sequence[str], cancel: threading.Event) -> _Run:
         """Run rsync; stop it when the task is cancelled."""
-        log.debug("running %s", shlex.join(argv))
+        log.debug("rsync_running", argv=shlex.join(argv))
         env = {**os.environ, "LC_ALL": "C"}
         try:
             proc = subprocess.Popen(

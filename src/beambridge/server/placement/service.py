@@ -10,7 +10,6 @@ waiting jobs that became runnable and re-places the unclaimed jobs of sites that
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from beambridge.logs import get_logger
 from beambridge.placement import (
     Decision,
     EligibilityCache,
@@ -44,7 +44,7 @@ from beambridge.server.placement.snapshot import (
 from beambridge.server.settings import ServerSettings
 from beambridge.server.wakeups import WakeKey
 
-log = logging.getLogger("beambridge.placement")
+log = get_logger("beambridge.placement")
 
 
 @dataclass(frozen=True, slots=True)

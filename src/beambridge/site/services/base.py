@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from typing import Any
 
 from beambridge.client import Client
 from beambridge.client.errors import Conflict, NotFound
+from beambridge.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def update_jobs(client: Client, what: str, updates: list[dict[str, Any]]) -> None:
@@ -22,12 +22,12 @@ def update_jobs(client: Client, what: str, updates: list[dict[str, Any]]) -> Non
         client.jobs.bulk_update(updates)
         return
     except (Conflict, NotFound) as exc:
-        log.info("%s refused together (%s); sending one by one", what, exc.detail)
+        log.info("updates_refused_together", what=what, job_ids=[u["id"] for u in updates], detail=exc.detail)
     for update in updates:
         try:
             client.jobs.bulk_update([update])
         except (Conflict, NotFound) as exc:
-            log.info("job %s: %s not applied: %s", update["id"], what, exc.detail)
+            log.info("update_not_applied", job_id=update["id"], what=what, detail=exc.detail)
 
 
 class Service:
@@ -52,7 +52,7 @@ class Service:
         except Exception as exc:
             self.failures += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
-            log.exception("%s failed (%d in a row)", self.name, self.failures)
+            log.exception("service_failed", service=self.name, failures_in_a_row=self.failures)
             return False
         self.ticks += 1
         self.failures = 0

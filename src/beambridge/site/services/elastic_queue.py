@@ -3,20 +3,20 @@ when the backlog empties, and withdraw queued pilots nobody needs any more."""
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from beambridge import packing
 from beambridge.client import Client
+from beambridge.logs import get_logger
 from beambridge.packing import Footprint
 from beambridge.schemas.batch_jobs import BatchJob, BatchJobState
 from beambridge.site.config import SiteConfig
 from beambridge.site.services.base import Service
 from beambridge.states import JobState
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 BACKLOG_STATES = [JobState.READY, JobState.STAGED_IN, JobState.PREPROCESSED, JobState.RESTART_READY]
 """Jobs that will want a pilot (READY ones are being staged in)."""
@@ -69,7 +69,12 @@ class ElasticQueue(Service):
                     pilot.status_info.get("created_by") == ELASTIC_MARK
                     and pilot.state == BatchJobState.QUEUED
                 ):
-                    log.info("backlog empty: withdrawing queued pilot %s", pilot.id)
+                    log.info(
+                        "pilot_withdrawn",
+                        batch_job_id=pilot.id,
+                        site_id=self.config.site_id,
+                        reason="backlog empty",
+                    )
                     self.client.batch_jobs.update(pilot.id, state=BatchJobState.PENDING_DELETION.value)
             return
         self.withdraw_stale(waiting)
@@ -95,11 +100,12 @@ class ElasticQueue(Service):
             pilot.id, status_info={"created_by": ELASTIC_MARK, "backlog_jobs": jobs}
         )
         log.info(
-            "backlog of %d job(s) needs %.2f node(s): asked for a %d-node pilot (%s)",
-            jobs,
-            demand,
-            nodes,
-            pilot.id,
+            "pilot_requested",
+            batch_job_id=pilot.id,
+            site_id=self.config.site_id,
+            nodes=nodes,
+            backlog_jobs=jobs,
+            backlog_nodes=demand,
         )
 
     def withdraw_stale(self, waiting: list[BatchJob]) -> None:
@@ -110,5 +116,11 @@ class ElasticQueue(Service):
         now = datetime.now(UTC)
         for pilot in waiting:
             if pilot.state == BatchJobState.QUEUED and (now - pilot.created_at).total_seconds() > limit * 60:
-                log.info("pilot %s queued for more than %.0f min: withdrawing it", pilot.id, limit)
+                log.info(
+                    "pilot_withdrawn",
+                    batch_job_id=pilot.id,
+                    site_id=self.config.site_id,
+                    reason="queued too long",
+                    max_queue_wait_min=limit,
+                )
                 self.client.batch_jobs.update(pilot.id, state=BatchJobState.PENDING_DELETION.value)

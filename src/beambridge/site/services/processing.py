@@ -6,7 +6,6 @@ move on at the service without a round trip.
 
 from __future__ import annotations
 
-import logging
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -14,13 +13,14 @@ from typing import Any
 from beambridge.apps.base import ApplicationDefinition
 from beambridge.apps.loader import AppCatalog
 from beambridge.client import Client
+from beambridge.logs import get_logger
 from beambridge.schemas.apps import AppHook
 from beambridge.schemas.jobs import Job
 from beambridge.site.config import SiteConfig, SiteDir
 from beambridge.site.services.base import Service, update_jobs
 from beambridge.states import JobState
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 HOOK_FOR_STATE = {
     JobState.STAGED_IN: AppHook.PREPROCESS,
@@ -40,7 +40,7 @@ def run_hook(app: type[ApplicationDefinition], job: Job, site: SiteDir) -> dict[
         if hook == AppHook.POSTPROCESS and state == JobState.POSTPROCESSED:
             instance.cleanup()
     except Exception as exc:
-        log.warning("%s of job %s (%s) raised: %s", hook.value, job.id, app.name, exc)
+        log.warning("hook_raised", job_id=job.id, hook=hook.value, app=app.name, error=exc)
         return {
             "id": job.id,
             "state": JobState.FAILED.value,

@@ -8,11 +8,11 @@ looked up by its job name, so nothing is submitted twice and nothing is lost.
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from typing import Any
 
 from beambridge.client import Client, Conflict
+from beambridge.logs import get_logger
 from beambridge.platform.schedulers import (
     PilotRequest,
     PilotState,
@@ -26,7 +26,7 @@ from beambridge.site.config import SiteConfig, SiteDir
 from beambridge.site.pilot_script import render_pilot_script
 from beambridge.site.services.base import Service
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 ACTIVE = [
     BatchJobState.PENDING_SUBMISSION,
@@ -71,7 +71,9 @@ class SchedulerSync(Service):
         try:
             statuses = self.scheduler.statuses([p.scheduler_id for p in tracked if p.scheduler_id])
         except SchedulerUnavailable as exc:
-            log.warning("no definite answer from the scheduler; pilots unchanged: %s", exc)
+            log.warning(
+                "scheduler_unavailable", site_id=self.config.site_id, effect="pilots unchanged", error=exc
+            )
             return
         for pilot in tracked:
             status = statuses.get(pilot.scheduler_id or "")
@@ -88,13 +90,23 @@ class SchedulerSync(Service):
         name = pilot_name(self.config, pilot.id)
         if recorded.exists():
             scheduler_id = recorded.read_text().strip()
-            log.info("pilot %s was submitted before a restart as %s: re-attaching", pilot.id, scheduler_id)
+            log.info(
+                "pilot_reattached",
+                batch_job_id=pilot.id,
+                scheduler_id=scheduler_id,
+                reason="submitted before a restart",
+            )
             self._queued(pilot, scheduler_id)
             return
         if marker.exists():
             found = self.scheduler.find_by_name(name)
             if found:
-                log.info("pilot %s found in the scheduler as %s after a crash mid-submit", pilot.id, found[0])
+                log.info(
+                    "pilot_reattached",
+                    batch_job_id=pilot.id,
+                    scheduler_id=found[0],
+                    reason="found after a crash mid-submit",
+                )
                 self._record_id(recorded, found[0])
                 marker.unlink(missing_ok=True)
                 self._queued(pilot, found[0])
@@ -117,22 +129,24 @@ class SchedulerSync(Service):
             scheduler_id = self.scheduler.submit(request)
         except SubmitRejected as exc:
             marker.unlink(missing_ok=True)
-            log.error("pilot %s refused by the scheduler: %s", pilot.id, exc)
+            log.error("pilot_submit_refused", batch_job_id=pilot.id, error=exc)
             self.client.batch_jobs.update(
                 pilot.id, state=BatchJobState.SUBMIT_FAILED.value, status_info={"error": str(exc)}
             )
             return
         except SchedulerUnavailable as exc:  # the marker stays: next time, look the name up first
-            log.warning("pilot %s not submitted yet (scheduler unavailable): %s", pilot.id, exc)
+            log.warning(
+                "pilot_submit_deferred", batch_job_id=pilot.id, reason="scheduler unavailable", error=exc
+            )
             return
         self._record_id(recorded, scheduler_id)
         marker.unlink(missing_ok=True)
         log.info(
-            "pilot %s submitted as %s (%d nodes, %d min)",
-            pilot.id,
-            scheduler_id,
-            pilot.num_nodes,
-            pilot.wall_time_min,
+            "pilot_submitted",
+            batch_job_id=pilot.id,
+            scheduler_id=scheduler_id,
+            nodes=pilot.num_nodes,
+            wall_time_min=pilot.wall_time_min,
         )
         self._queued(pilot, scheduler_id)
 
@@ -148,7 +162,12 @@ class SchedulerSync(Service):
                 pilot.id, state=BatchJobState.QUEUED.value, scheduler_id=scheduler_id
             )
         except Conflict:  # its deletion was asked for meanwhile: keep the id, so the next tick cancels it
-            log.info("pilot %s submitted as %s while its deletion was asked for", pilot.id, scheduler_id)
+            log.info(
+                "pilot_submitted",
+                batch_job_id=pilot.id,
+                scheduler_id=scheduler_id,
+                note="its deletion was asked for meanwhile",
+            )
             self.client.batch_jobs.update(pilot.id, scheduler_id=scheduler_id)
 
     # -- tracking and deletion -------------------------------------------------------------------------
@@ -161,7 +180,7 @@ class SchedulerSync(Service):
                 status_info={"reason": "deleted before submission"},
             )
             return
-        log.info("cancelling pilot %s (%s)", pilot.id, pilot.scheduler_id)
+        log.info("pilot_cancelling", batch_job_id=pilot.id, scheduler_id=pilot.scheduler_id)
         self.scheduler.cancel(pilot.scheduler_id)
 
     def record(self, pilot: BatchJob, status: PilotStatus) -> None:
@@ -185,11 +204,13 @@ class SchedulerSync(Service):
             fields["status_info"] = info
         if fields:
             log.info(
-                "pilot %s: %s",
-                pilot.id,
-                {k: v for k, v in fields.items() if k != "status_info"} or status.reason,
+                "pilot_updated",
+                batch_job_id=pilot.id,
+                scheduler_id=pilot.scheduler_id,
+                scheduler_state=status.reason,
+                **{k: v for k, v in fields.items() if k != "status_info"},
             )
             try:
                 self.client.batch_jobs.update(pilot.id, **fields)
             except Conflict as exc:  # changed meanwhile (its deletion asked for): the next tick sees it
-                log.info("pilot %s: not recorded: %s", pilot.id, exc.detail)
+                log.info("pilot_update_refused", batch_job_id=pilot.id, detail=exc.detail)

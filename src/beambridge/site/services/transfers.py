@@ -13,7 +13,6 @@ limit its jobs fail with the reason.
 from __future__ import annotations
 
 import hashlib
-import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from beambridge.client import Client
+from beambridge.logs import get_logger
 from beambridge.platform.transfer import TransferBackend, TransferFile, TransferHandle, TransferTask
 from beambridge.schemas.apps import TransferDirection
 from beambridge.schemas.jobs import Job
@@ -29,7 +29,7 @@ from beambridge.site.config import SiteConfig, SiteDir
 from beambridge.site.services.base import Service, update_jobs
 from beambridge.states import JobState
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 IN, OUT = TransferDirection.IN, TransferDirection.OUT
 _OPEN = [TransferState.PENDING, TransferState.AWAITING_JOB, TransferState.ACTIVE]
@@ -189,12 +189,12 @@ class Transfers(Service):
         handle = backend.start(task, state)
         self.running[task.task_id] = RunningTask(task, backend, handle, items, attempt)
         log.info(
-            "transfer %s started: %s %d file(s) %s %s",
-            task.task_id,
-            direction.value,
-            len(items),
-            "from" if direction == IN else "to",
-            location,
+            "transfer_started",
+            task_id=task.task_id,
+            direction=direction.value,
+            location=location,
+            files=len(items),
+            job_ids=sorted({item.job_id for item in items}),
         )
 
     def _resume(self, items: list[TransferItem], jobs: dict[int, Job]) -> None:
@@ -217,7 +217,12 @@ class Transfers(Service):
             )
             handle = backend.resume(task, first.info.get("task_state") or {})
             self.running[task_id] = RunningTask(task, backend, handle, group, attempt)
-            log.info("transfer %s re-attached after a restart (%d file(s))", task_id, len(group))
+            log.info(
+                "transfer_reattached",
+                task_id=task_id,
+                files=len(group),
+                job_ids=sorted({i.job_id for i in group}),
+            )
 
     # -- finishing -------------------------------------------------------------------------------------
 
@@ -247,7 +252,13 @@ class Transfers(Service):
                 continue
             if not status.retryable and len(run.items) > 1:
                 # one bad file must not fail the batch's other jobs: retry each item in a task of its own
-                log.warning("transfer %s: retrying its %d items one by one", task_id, len(run.items))
+                log.warning(
+                    "transfer_split",
+                    task_id=task_id,
+                    items=len(run.items),
+                    job_ids=sorted({i.job_id for i in run.items}),
+                    next="retry one by one",
+                )
                 self.client.transfers.update(
                     {
                         "id": item.id,
@@ -261,7 +272,13 @@ class Transfers(Service):
             if status.retryable and not retry and len(run.items) > 1:
                 # out of retries as a batch: each item gets a last attempt on its own, so that one file
                 # that never verifies fails only its own job
-                log.warning("transfer %s: last attempt for its %d items one by one", task_id, len(run.items))
+                log.warning(
+                    "transfer_split",
+                    task_id=task_id,
+                    items=len(run.items),
+                    job_ids=sorted({i.job_id for i in run.items}),
+                    next="last attempt one by one",
+                )
                 self.client.transfers.update(
                     {
                         "id": item.id,
@@ -277,11 +294,12 @@ class Transfers(Service):
                 )
                 continue
             log.warning(
-                "transfer %s failed (attempt %d): %s%s",
-                task_id,
-                run.attempt,
-                status.error,
-                "; retrying" if retry else "",
+                "transfer_failed",
+                task_id=task_id,
+                attempt=run.attempt,
+                retrying=retry,
+                job_ids=sorted({i.job_id for i in run.items}),
+                error=status.error,
             )
             if retry:
                 delay = self.settings.retry_backoff_s * 2 ** (run.attempt - 1)
