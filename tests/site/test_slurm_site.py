@@ -39,8 +39,9 @@ def _slurm_site(system: System, cluster: SlurmCluster, name: str, **elastic: obj
     return site, config
 
 
-def _launcher_pids(batch_job_id: int) -> list[int]:
-    """Pids of live ``beambridge launcher`` processes of one pilot (found through /proc)."""
+def _launcher_pids(site_root: Path, batch_job_id: int) -> list[int]:
+    """Pids of live ``beambridge launcher`` processes of one pilot of this site (found through /proc; other
+    beambridges on the machine may run pilots with the same id)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -53,6 +54,8 @@ def _launcher_pids(batch_job_id: int) -> list[int]:
             b"launcher" in argv
             and b"--batch-job-id" in argv
             and argv[argv.index(b"--batch-job-id") + 1] == str(batch_job_id).encode()
+            and b"--site-dir" in argv
+            and argv[argv.index(b"--site-dir") + 1] == str(site_root).encode()
         ):
             pids.append(int(entry.name))
     return pids
@@ -161,7 +164,7 @@ def test_launcher_killed_on_slurm_job_runs_again_exactly_once(
     wait_for(lambda: (site.data / "sleepy/starts.txt").exists(), 20, what="job started")
     running = system.client.jobs.get(job.id)
     assert running.batch_job_id is not None
-    [pid] = wait_for(lambda: _launcher_pids(running.batch_job_id), 20, what="the launcher process")  # type: ignore[arg-type]
+    [pid] = wait_for(lambda: _launcher_pids(site.root, running.batch_job_id), 20, what="the launcher process")  # type: ignore[arg-type]
     os.kill(pid, signal.SIGKILL)
     [final] = system.wait_all([job.id], timeout_s=180)
     assert final.state == JobState.JOB_FINISHED, system.logs()
