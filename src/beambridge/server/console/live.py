@@ -25,8 +25,9 @@ from starlette.concurrency import run_in_threadpool
 from beambridge.server.console.queries import reason_of
 from beambridge.server.console.web import PageError, User, context_of
 from beambridge.server.db.tables import events
+from beambridge.server.json_body import JsonRoute
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=JsonRoute)
 
 BATCH_INTERVAL_S = 0.1
 MAX_BATCH = 2000
