@@ -31,6 +31,13 @@ def watch(
         Path | None, typer.Option(help="The journal of submitted files (default: under BEAMBRIDGE_HOME).")
     ] = None,
     rescan: Annotated[float, typer.Option(help="Seconds between full rescans (a safety net).", min=1)] = 30.0,
+    webhook: Annotated[
+        list[str] | None,
+        typer.Option(help="Post alerts here (repeatable): changes, failures, sites, lateness."),
+    ] = None,
+    first_feedback_limit: Annotated[
+        float, typer.Option(help="Alert when a quick look is later than this many seconds.", min=1)
+    ] = 60.0,
 ) -> None:
     """Watch a folder and run a workflow on each complete dataset, once, even across restarts."""
     from beambridge.beamline.watcher import CompletionRule, FolderWatcher, default_journal
@@ -57,8 +64,24 @@ def watch(
             state or default_journal(directory, spec.name),
             rescan_s=rescan,
         )
+        monitor_thread = None
+        if spec.change_detection is not None or webhook:
+            from beambridge.beamline.alerts import Webhooks
+            from beambridge.beamline.monitor import AlertLimits, WorkflowMonitor
+
+            monitor = WorkflowMonitor(
+                client,
+                spec,
+                hooks=Webhooks(list(webhook or [])),
+                limits=AlertLimits(first_feedback_s=first_feedback_limit),
+            )
+            monitor.replay()
+            monitor_thread = threading.Thread(target=monitor.run, args=(stop,), name="monitor", daemon=True)
+            monitor_thread.start()
         typer.echo(f"watching {directory.resolve()} for {pattern} → workflow {spec.name!r} (Ctrl-C stops)")
         stats = watcher.run(stop)
+        if monitor_thread is not None:
+            monitor_thread.join(timeout=10)
     typer.echo(
         f"stopped: {stats.submitted} submitted, {stats.repeated} already known, {stats.refused} refused"
     )

@@ -16,7 +16,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, JsonValue, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, JsonValue, field_validator, model_validator
 
 from beambridge.schemas.common import InputModel, Name, OutputModel, Tags, UtcDatetime
 from beambridge.schemas.freejson import check_free_json
@@ -43,18 +43,15 @@ def _check_text(value: str) -> str:
 Text = Annotated[str, AfterValidator(_check_text)]
 
 
-def check_json(value: Any, *, limit: int = MAX_CONTEXT_BYTES) -> Any:
-    """``value`` if the service stores it unchanged (the one check of free-form JSON,
-    :func:`beambridge.schemas.freejson.check_free_json`) and it is at most ``limit`` bytes as JSON."""
+def _bounded(value: Any) -> Any:
     import orjson
 
-    check_free_json(value)
-    if len(orjson.dumps(value)) > limit:
-        raise ValueError(f"is larger than {limit} bytes as JSON")
+    if len(orjson.dumps(value)) > MAX_CONTEXT_BYTES:
+        raise ValueError(f"is larger than {MAX_CONTEXT_BYTES} bytes as JSON")
     return value
 
 
-FreeJson = Annotated[dict[str, JsonValue], AfterValidator(check_json)]
+FreeJson = Annotated[dict[str, JsonValue], BeforeValidator(check_free_json), AfterValidator(_bounded)]
 """Free-form JSON (template context, event data): bounded and storable by SQLite and PostgreSQL alike."""
 
 
