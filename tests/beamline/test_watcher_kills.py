@@ -45,14 +45,21 @@ def test_every_dataset_is_analysed_exactly_once_across_three_kills(tmp_path: Pat
         for kills in range(3):
             # Kill only a watcher that is up and has submitted something since it started, at a
             # different moment of its cycle each time.
-            wait_until(lambda k=kills: rig.watcher_log.read_text().count("event=watching") == k + 1)
+            wait_until(
+                lambda k=kills: rig.watcher_log.read_text().count("event=watching") == k + 1, timeout=120
+            )
             submitted = len(list(rig.sdk.submissions.list(workflow="xpcs")))
-            wait_until(lambda n=submitted: len(list(rig.sdk.submissions.list(workflow="xpcs"))) > n)
+            wait_until(
+                lambda n=submitted: (
+                    not writer.is_alive() or len(list(rig.sdk.submissions.list(workflow="xpcs"))) > n
+                ),
+                timeout=120,
+            )
             time.sleep(0.17 * kills)
             rig.kill_watcher()
             time.sleep(0.6)  # a dataset closes while no watcher runs
             rig.start_watcher(beamline.folder, workflow, "--settle", "0.3", "--rescan", "2")
-        writer.join(60)
+        writer.join(120)
         assert len(written) == DATASETS
 
         deadline = time.monotonic() + 120
