@@ -12,9 +12,11 @@ Parts (each prints its table; the headline comes last):
   (median latency) and the load-balancing runs (jobs/min).
 * ``decision`` — the cost of one placement decision on a 10-site snapshot, batches of 500 jobs.
 
-The real-system half (three real sites on this machine, an outage made real, the same policies) belongs
-beside these as one more part, added with the service integration: a function returning rows in the
-same shape, registered in ``PARTS``.
+* ``real`` — the real system on this machine (``benchmarks/placement_real.py``): three sites of 1, 2 and
+  4 slots, a proxy app whose run time depends on the site, one arrival trace, the fastest site killed
+  (SIGKILL to its agent and pilots) midway; each policy on a fresh system. Jobs/min per site and in
+  total, latency median and p95, re-placed, stranded, outage → last re-placement, and what placement
+  adds per job to a bulk create. The plot goes to ``--plot`` (default ``docs/img/placement-real.png``).
 
 Run: ``.venv/bin/python benchmarks/placement.py`` (``--quick`` skips internet-scale; ``--part`` picks).
 """
@@ -164,10 +166,50 @@ def part_decision(args: argparse.Namespace, facts: dict[str, Any]) -> None:
     facts["decision_us"] = costs
 
 
+def part_real(args: argparse.Namespace, facts: dict[str, Any]) -> None:
+    from benchmarks.placement_real import decision_cost_us, run_policy, trace
+
+    arrivals = trace(args.seed, args.arrivals, args.every)
+    outage_at = args.arrivals * args.every / 2
+    results = []
+    for policy in args.policy:
+        console.print(
+            f"real system: {policy} ({sum(len(s) for _, s in arrivals)} jobs, outage at {outage_at:.0f} s)"
+        )
+        results.append(run_policy(policy, arrivals, outage_at, args.drain))
+    table = Table(
+        title="real system: 3 local sites (1, 2, 4 slots), fastest killed mid-run", header_style="bold"
+    )
+    for column in ("policy", "jobs/min", "per site (jobs)", "latency p50 s", "p95 s", "re-placed", "stranded",
+                   "outage → last re-placement s"):  # fmt: skip
+        table.add_column(column, justify="left" if column in ("policy", "per site (jobs)") else "right")
+    for r in results:
+        per_site = ", ".join(
+            f"{site} {n} ({n / r.makespan_s * 60:.1f}/min)" for site, n in r.per_site.items()
+        )
+        last = "-" if r.outage_to_last_replacement_s is None else f"{r.outage_to_last_replacement_s:.1f}"
+        table.add_row(
+            r.policy, f"{r.jobs_per_min:.1f}", per_site, f"{r.latency_median_s:.1f}", f"{r.latency_p95_s:.1f}",
+            str(r.replaced), str(r.stranded), last,
+        )  # fmt: skip
+    console.print(table)
+    cost = decision_cost_us()
+    console.print(
+        f"placement adds {cost['placement_us_per_job']:.0f} µs per job to a bulk create of 2,000 "
+        f"(by app id {cost['bulk_by_id_jobs_per_s']:,.0f} jobs/s, by app name on 3 sites "
+        f"{cost['bulk_by_name_jobs_per_s']:,.0f} jobs/s)"
+    )
+    plot_jobs_per_site(results, args.plot, bin_s=10)  # type: ignore[arg-type]
+    console.print(f"plot: {args.plot}")
+    facts["real"] = results
+    facts["real_cost"] = cost
+
+
 PARTS: dict[str, Callable[[argparse.Namespace, dict[str, Any]], None]] = {
     "simulator": part_simulator,
     "calibration": part_calibration,
     "decision": part_decision,
+    "real": part_real,
 }
 
 
@@ -186,6 +228,20 @@ def headline(facts: dict[str, Any]) -> str:
             )
         slowest = max(r.wall_s for r in results)
         lines.append(f"{name}: simulated in at most {slowest:.1f} s per policy ({results[0].jobs:,} jobs)")
+    real: list[Any] = facts.get("real", [])
+    by_real = {r.policy: r for r in real}
+    ff, sb = by_real.get("fastest_finish"), by_real.get("shortest_backlog")
+    if ff and sb:
+        lines.append(
+            f"real system with an outage: fastest_finish vs shortest_backlog: jobs/min {ff.jobs_per_min:.1f} vs "
+            f"{sb.jobs_per_min:.1f} ({100 * (ff.jobs_per_min / sb.jobs_per_min - 1):+.0f} %), p95 latency "
+            f"{ff.latency_p95_s:.1f} vs {sb.latency_p95_s:.1f} s "
+            f"({100 * (ff.latency_p95_s / sb.latency_p95_s - 1):+.0f} %), stranded {ff.stranded} / {sb.stranded}"
+        )
+    if "real_cost" in facts:
+        lines.append(
+            f"placement adds {facts['real_cost']['placement_us_per_job']:.0f} µs per job to a bulk create"
+        )
     if "decision_us" in facts:
         worst = max(facts["decision_us"].values())
         lines.append(f"placement decision: at most {worst:.0f} µs per job (10 sites, batches of 500)")
@@ -200,6 +256,11 @@ def main() -> None:
     parser.add_argument("--policy", action="append", choices=sorted(POLICIES), help="Only these policies")
     parser.add_argument("--quick", action="store_true", help="Skip the internet-scale scenario")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "placement-real.png")
+    parser.add_argument("--arrivals", type=int, default=20, help="Real system: datasets in the trace")
+    parser.add_argument("--every", type=float, default=3.0, help="Real system: seconds between datasets")
+    parser.add_argument("--drain", type=float, default=120.0, help="Real system: seconds to wait after")
+    parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args()
     args.policy = args.policy or list(POLICIES)
     facts: dict[str, Any] = {}
