@@ -122,3 +122,16 @@ def test_every_log_call_of_the_service_agent_launcher_and_adapters_is_structured
                 ):
                     offenders.append(f"{path.relative_to(SOURCE)}:{node.lineno} uses logging.getLogger")
     assert offenders == []
+
+
+def test_the_service_lines_carry_their_request_id(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    get_logger("beambridge.server.access").info("request", route="/jobs/{job_id}", status=401)
+    [record] = caplog.records
+    record.request_id = "trace-me-7"  # what the service's RequestIdFilter sets
+    fields = _fields(KeyValueFormatter().format(record))
+    assert (
+        fields["request_id"] == "trace-me-7"
+        and fields["route"] == "/jobs/{job_id}"
+        and fields["event"] == "request"
+    )

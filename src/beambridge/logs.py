@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import IO, Any
 
-_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:/,+@[]()")
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:/,+@[](){}")
 
 
 def format_value(value: Any) -> str:
@@ -108,6 +108,9 @@ class KeyValueFormatter(logging.Formatter):
             f"ts={when} level={record.levelname.lower()} logger={record.name} "
             f"thread={format_value(record.threadName)}"
         )
+        request_id = getattr(record, "request_id", None)  # the service's lines carry their request's id
+        if request_id is not None:
+            head += f" request_id={format_value(request_id)}"
         structured = (
             isinstance(record.args, tuple) and len(record.args) == 1 and isinstance(record.args[0], _Line)
         )

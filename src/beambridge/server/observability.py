@@ -17,13 +17,14 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from beambridge.logs import KeyValueFormatter, get_logger
 from beambridge.server.metrics import ServiceMetrics, status_class
 
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-access_log = logging.getLogger("beambridge.server.access")
+access_log = get_logger("beambridge.server.access")
 
 
 def _route_label(scope: Scope) -> str:
@@ -67,12 +68,14 @@ class ObservabilityMiddleware:
             route = _route_label(scope)
             self.metrics.requests.labels(scope["method"], route, status_class(status)).observe(elapsed)
             level = logging.WARNING if status >= 500 else logging.INFO
-            if access_log.isEnabledFor(level):
-                access_log.log(
-                    level,
-                    "event=request method=%s route=%s status=%d ms=%.1f",
-                    scope["method"], route, status, elapsed * 1000,
-                )  # fmt: skip
+            access_log.log(
+                level,
+                "request",
+                method=scope["method"],
+                route=route,
+                status=status,
+                ms=round(elapsed * 1000, 1),
+            )
             request_id.reset(token)
 
 
@@ -85,9 +88,6 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-LOG_FORMAT = "ts=%(asctime)s level=%(levelname)s logger=%(name)s request_id=%(request_id)s %(message)s"
-
-
 def server_log_config(level: str = "info") -> dict[str, Any]:
     """A ``logging.config.dictConfig`` for ``beambridge server up``: key=value lines with the request id
     on stderr, for beambridge's loggers and uvicorn's (whose own access log this replaces)."""
@@ -95,7 +95,7 @@ def server_log_config(level: str = "info") -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"kv": {"format": LOG_FORMAT}},
+        "formatters": {"kv": {"()": KeyValueFormatter}},
         "filters": {"request_id": {"()": RequestIdFilter}},
         "handlers": {
             "stderr": {
