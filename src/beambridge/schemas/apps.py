@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from beambridge.schemas.common import InputModel, Name, OutputModel, PositiveId, UtcDatetime
 from beambridge.schemas.freejson import FreeJson, free_json_field
@@ -48,6 +48,12 @@ class AppParameter(InputModel):
     default: FreeJson = free_json_field("The value a job gets when it does not give one.", default=None)
     type: ParameterType = ParameterType.ANY
     help: str = Field(default="", max_length=2000)
+
+    @model_validator(mode="after")
+    def _default_has_the_type(self) -> AppParameter:
+        if self.default is not None and not self.type.accepts(self.default):
+            raise ValueError(f"default {self.default!r:.60} is not of the parameter's type {self.type.value}")
+        return self
 
 
 class TransferDirection(StrEnum):

@@ -17,7 +17,7 @@ def _check_workdir(value: str) -> str:
     if value.startswith("/") or "\\" in value or "\x00" in value:
         raise ValueError("must be a relative POSIX path inside the site's data directory")
     normal = posixpath.normpath(value)
-    if normal == "." or normal.startswith(".."):
+    if normal in (".", "..") or normal.startswith("../"):
         raise ValueError("must name a directory below the site's data directory (no '..')")
     return normal
 

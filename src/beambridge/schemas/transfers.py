@@ -22,6 +22,18 @@ class TransferState(StrEnum):
     ERROR = "error"
 
 
+_T = TransferState
+TRANSFER_NEXT: dict[TransferState, frozenset[TransferState]] = {
+    _T.AWAITING_JOB: frozenset({_T.AWAITING_JOB, _T.PENDING, _T.ACTIVE, _T.DONE, _T.ERROR}),
+    _T.PENDING: frozenset({_T.PENDING, _T.ACTIVE, _T.DONE, _T.ERROR}),
+    _T.ACTIVE: frozenset({_T.ACTIVE, _T.PENDING, _T.DONE, _T.ERROR}),
+    _T.ERROR: frozenset({_T.ERROR, _T.PENDING}),
+    _T.DONE: frozenset({_T.DONE}),
+}
+"""The states a transfer item may be set to from each state: ``done`` is final, nothing returns to
+``awaiting_job``, a failed item may only be tried again (``pending``)."""
+
+
 class TransferItem(OutputModel):
     """A transfer item as the service sees it."""
 

@@ -10,12 +10,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from beambridge.schemas.queries import TransferQuery
-from beambridge.schemas.transfers import TransferItemUpdate
+from beambridge.schemas.transfers import TRANSFER_NEXT, TransferItemUpdate, TransferState
 from beambridge.server.auth.tokens import Principal
 from beambridge.server.db.chunks import chunked
 from beambridge.server.db.conditions import column_conditions
 from beambridge.server.db.tables import transfer_items
-from beambridge.server.errors import NotFoundError
+from beambridge.server.errors import ConflictError, NotFoundError
 from beambridge.server.ownership import get_owned, list_owned, owned
 
 NOUN = "transfer item"
@@ -40,15 +40,30 @@ def update_transfers(
     """Record the site's progress on transfer items, all or none (404 naming the first item the caller
     may not see); returns the ids, ascending."""
     ids = sorted({item.id for item in updates})
-    found: set[int] = set()
+    found: dict[int, str] = {}
     for chunk in chunked(ids):
-        query = sa.select(transfer_items.c.id).where(
+        query = sa.select(transfer_items.c.id, transfer_items.c.state).where(
             transfer_items.c.id.in_(chunk), *owned(transfer_items, principal)
         )
-        found.update(conn.execute(query).scalars())
-    missing = sorted(set(ids) - found)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        found.update((row.id, row.state) for row in conn.execute(query))
+    missing = sorted(set(ids) - found.keys())
     if missing:
         raise NotFoundError(f"{NOUN} {missing[0]} not found", ids=missing[:1000])
+    for item in updates:
+        if item.state is None:
+            continue
+        current = TransferState(found[item.id])
+        if item.state not in TRANSFER_NEXT[current]:
+            allowed = ", ".join(sorted(TRANSFER_NEXT[current])) or "none"
+            raise ConflictError(
+                f"{NOUN} {item.id} cannot move from {current} to {item.state} (allowed: {allowed}); "
+                "nothing changed",
+                id=item.id,
+                state=current.value,
+            )
+        found[item.id] = item.state.value
     for item in updates:
         values = item.model_dump(mode="json", exclude_unset=True, exclude={"id"})
         conn.execute(
