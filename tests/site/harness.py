@@ -188,3 +188,25 @@ def pids_alive(pids: Iterable[int]) -> list[int]:
             continue
         alive.append(pid)
     return alive
+
+
+def launcher_pids(site_root: Path, batch_job_ids: Iterable[int] | None = None) -> list[int]:
+    """Pids of live ``beambridge launcher`` processes of this test's site (through /proc), optionally of
+    some pilots only. Matching the site directory keeps out every other beambridge on the machine: their
+    launchers may have the same batch-job ids, never this test's site directory."""
+    wanted = None if batch_job_ids is None else {str(i).encode() for i in batch_job_ids}
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"launcher" not in argv or b"--site-dir" not in argv or b"--batch-job-id" not in argv:
+            continue
+        if argv[argv.index(b"--site-dir") + 1] != str(site_root).encode():
+            continue
+        if wanted is None or argv[argv.index(b"--batch-job-id") + 1] in wanted:
+            pids.append(int(entry.name))
+    return pids

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from beambridge.states import JobState
-from tests.site.harness import System, wait_for
+from tests.site.harness import System, launcher_pids, wait_for
 from tests.slurm_cluster import SlurmCluster
 
 APPS = Path(__file__).with_name("apps_e2e.py")
@@ -56,26 +56,6 @@ def placing_system(tmp_path: Path) -> Iterator[System]:
         yield made
     finally:
         made.close()
-
-
-def _launcher_pids(batch_job_ids: set[int]) -> list[int]:
-    """Pids of the live ``beambridge launcher`` processes of these pilots (through /proc)."""
-    wanted = {str(i).encode() for i in batch_job_ids}
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if (
-            b"launcher" in argv
-            and b"--batch-job-id" in argv
-            and argv[argv.index(b"--batch-job-id") + 1] in wanted
-        ):
-            pids.append(int(entry.name))
-    return pids
 
 
 def test_three_sites_an_outage_and_every_job_finishes_exactly_once(
@@ -124,7 +104,7 @@ def test_three_sites_an_outage_and_every_job_finishes_exactly_once(
     )
     pilots = {b.id for b in system.client.batch_jobs.filter(site_id=local_id)}
     agents["local"].kill(signal.SIGKILL)
-    for pid in _launcher_pids(pilots):
+    for pid in launcher_pids(sites["local"][0].root, pilots):
         os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()
 

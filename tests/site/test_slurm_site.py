@@ -13,7 +13,7 @@ import pytest
 
 from beambridge.schemas.batch_jobs import BatchJobState
 from beambridge.states import JobState
-from tests.site.harness import System, wait_for
+from tests.site.harness import System, launcher_pids, wait_for
 from tests.slurm_cluster import SlurmCluster
 
 APPS = Path(__file__).with_name("apps_e2e.py")
@@ -37,28 +37,6 @@ def _slurm_site(system: System, cluster: SlurmCluster, name: str, **elastic: obj
     )
     shutil.copy(APPS, site.apps / "e2e.py")
     return site, config
-
-
-def _launcher_pids(site_root: Path, batch_job_id: int) -> list[int]:
-    """Pids of live ``beambridge launcher`` processes of one pilot of this site (found through /proc; other
-    beambridges on the machine may run pilots with the same id)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if (
-            b"launcher" in argv
-            and b"--batch-job-id" in argv
-            and argv[argv.index(b"--batch-job-id") + 1] == str(batch_job_id).encode()
-            and b"--site-dir" in argv
-            and argv[argv.index(b"--site-dir") + 1] == str(site_root).encode()
-        ):
-            pids.append(int(entry.name))
-    return pids
 
 
 def test_200_mixed_jobs_end_as_their_hooks_decide_and_the_queue_follows_the_backlog(
@@ -164,7 +142,9 @@ def test_launcher_killed_on_slurm_job_runs_again_exactly_once(
     wait_for(lambda: (site.data / "sleepy/starts.txt").exists(), 20, what="job started")
     running = system.client.jobs.get(job.id)
     assert running.batch_job_id is not None
-    [pid] = wait_for(lambda: _launcher_pids(site.root, running.batch_job_id), 20, what="the launcher process")  # type: ignore[arg-type]
+    [pid] = wait_for(
+        lambda: launcher_pids(site.root, [running.batch_job_id]), 20, what="the launcher process"
+    )  # type: ignore[arg-type]
     os.kill(pid, signal.SIGKILL)
     [final] = system.wait_all([job.id], timeout_s=180)
     assert final.state == JobState.JOB_FINISHED, system.logs()
