@@ -7,6 +7,9 @@ fastest per job). One seeded arrival trace: a dataset every ``--every`` seconds,
 1–3. Midway, the fastest site dies for real: its agent and its pilots get SIGKILL. Each policy replays the
 same trace on a fresh system (server, three agents), so no policy inherits another's history.
 
+With ``--warmup N`` each site first runs N pinned jobs (not counted), so that the policies start from a
+running deployment (pilots up, run times measured) rather than from nothing.
+
 Reported per policy: jobs/min per site and in total (finished jobs over the time from the first
 submission to the last finish), latency submission → finished (median, p95), jobs re-placed, jobs
 stranded (not finished ``--drain`` seconds after the last arrival), seconds from the outage to the last
@@ -107,6 +110,7 @@ def _system(root: Path) -> tuple[System, dict[str, Any]]:
         "BEAMBRIDGE_SITE_DEGRADED_AFTER_S": str(DOWN_AFTER_S / 2),
         "BEAMBRIDGE_SITE_DOWN_AFTER_S": str(DOWN_AFTER_S),
         "BEAMBRIDGE_PLACEMENT_INTERVAL_S": "1",
+        "BEAMBRIDGE_PLACEMENT_HISTORY_TTL_S": "2",
     }
     system = System(root, session_timeout_s=8.0, server_env=env)
     agents = {}
@@ -135,12 +139,26 @@ def _system(root: Path) -> tuple[System, dict[str, Any]]:
     return system, {"agents": agents, "configs": configs}
 
 
+def warm_up(system: System, per_site: int) -> None:
+    """Run ``per_site`` jobs (sizes 1, 2, 3, …) pinned to each site, so every site has pilots and run-time
+    history before the trace: a deployment that has been running, not a cold start."""
+    specs = [
+        {"app": "Proxy", "sites": [name], "workdir": f"warm/{name}/{i}", "parameters": {"size": 1 + i % 3}}
+        for name in SITES
+        for i in range(per_site)
+    ]
+    if specs:
+        system.wait_all([job.id for job in system.client.jobs.bulk_create(specs)], timeout_s=180)
+        time.sleep(2.5)  # past the history cache's 2 s
+
+
 def run_policy(
-    policy: str, arrivals: list[tuple[float, list[int]]], outage_at_s: float, drain_s: float
+    policy: str, arrivals: list[tuple[float, list[int]]], outage_at_s: float, drain_s: float, warmup: int = 0
 ) -> RealResult:
     with tempfile.TemporaryDirectory(prefix="bb-place-") as tmp:
         system, parts = _system(Path(tmp))
         try:
+            warm_up(system, warmup)
             return _replay(system, parts, policy, arrivals, outage_at_s, drain_s)
         finally:
             system.close()
