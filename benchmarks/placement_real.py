@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.site.harness import System, wait_for
+from tests.site.harness import System, launcher_pids, wait_for
 
 from beambridge.client import Client
 from beambridge.states import TERMINAL_STATES, JobState
@@ -88,21 +88,6 @@ def trace(seed: int, arrivals: int, every_s: float) -> list[tuple[float, list[in
     """(offset seconds, sizes of the dataset's jobs) — the same for every policy."""
     rng = random.Random(seed)
     return [(i * every_s, [rng.randint(1, 3) for _ in range(rng.randint(1, 4))]) for i in range(arrivals)]
-
-
-def _launcher_pids(batch_job_ids: set[int]) -> list[int]:
-    wanted = {str(i).encode() for i in batch_job_ids}
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"--batch-job-id" in argv and argv[argv.index(b"--batch-job-id") + 1] in wanted:
-            pids.append(int(entry.name))
-    return pids
 
 
 def _system(root: Path) -> tuple[System, dict[str, Any]]:
@@ -236,8 +221,9 @@ def _outage(system: System, parts: dict[str, Any]) -> float:
     """The fastest site dies: SIGKILL to its agent and to its pilots' launchers."""
     site_id = parts["configs"][OUTAGE_SITE].site_id
     pilots = {b.id for b in system.client.batch_jobs.filter(site_id=site_id)}
-    parts["agents"][OUTAGE_SITE].kill(signal.SIGKILL)
-    for pid in _launcher_pids(pilots):
+    agent = parts["agents"][OUTAGE_SITE]
+    agent.kill(signal.SIGKILL)
+    for pid in launcher_pids(agent.site.root, pilots):  # this site's launchers only, never another's
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     return time.monotonic()
