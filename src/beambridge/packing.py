@@ -1,7 +1,7 @@
 """Packing jobs on an allocation's nodes: the one best-fit rule.
 
 Three places decide whether jobs fit on nodes, and they must agree, or acquire hands a pilot jobs it
-cannot place: the server when a launcher acquires work (``server/dispatch/fit.py``), the launcher when it
+cannot place: the server when a launcher acquires work (``server/dispatch/sessions.py``), the launcher when it
 starts a job on its nodes (``launcher/resources.py``) and the site's elastic queue when it sizes a pilot
 to the backlog (``site/services/elastic_queue.py``). All three call this module.
 
