@@ -170,12 +170,17 @@ def correlate(
                 g = f.create_group("/xpcs/multitau")
                 g["delay_list"] = res.tau.astype(np.int64)
                 g["normalized_g2"] = as_f32(res.g2)
-                g["normalized_g2_err"] = as_f32(res.g2_err)
+                honest = res.g2_err_resampled
+                g["normalized_g2_err"] = as_f32(res.g2_err if honest is None else honest)
+                g["normalized_g2_err_pixel_spread"] = as_f32(res.g2_err)
+                if res.g2_cov is not None:
+                    g["normalized_g2_cov"] = res.g2_cov
                 write_config(
                     g.create_group("config"),
                     {
                         **common,
                         "delays_per_level": delays_per_level,
+                        "error_bars": "jackknife over pixel groups of every static bin",
                         "correlator_mode": corr.mode if corr else "none",
                         "dark_frames": dark,
                         "lld": lld,

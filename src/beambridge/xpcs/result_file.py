@@ -7,7 +7,11 @@
     /entry/instrument/detector_1/{frame_time, count_time}  s
     /xpcs/qmap/*                                        the q partition, group attribute ``hash``
     /xpcs/multitau/delay_list                           (n_tau,) int64, frames (× frame_time·stride·avg = s)
-    /xpcs/multitau/normalized_g2, normalized_g2_err     (n_tau, n_dynamic) float32
+    /xpcs/multitau/normalized_g2, normalized_g2_err     (n_tau, n_dynamic) float32; the error is the
+                                                        jackknife one (√ of the covariance's diagonal)
+    /xpcs/multitau/normalized_g2_cov                    (n_dynamic, n_tau, n_tau) float64, covariance
+                                                        of g2 across delays (pixel-group jackknife)
+    /xpcs/multitau/normalized_g2_err_pixel_spread       (n_tau, n_dynamic) XPCS-Eigen's error bar
     /xpcs/multitau/config/*                             stride_frame, avg_frame, delays_per_level, …
     /xpcs/temporal_mean/scattering_2d                   (1, H, W) float32, time-mean intensity
     /xpcs/temporal_mean/scattering_1d                   (1, n_static) float32
@@ -102,6 +106,8 @@ class MultitauFile:
     """The raw-data file the result came from, when the file says."""
     sample: str | None = None
     """``/entry/sample/name``, when the file has it."""
+    g2_cov: npt.NDArray[np.float64] | None = None
+    """(n_dynamic, n_tau, n_tau) covariance of g2 across delays, when the file has it."""
 
 
 def _text(f: h5py.File, key: str) -> str | None:
@@ -137,8 +143,15 @@ def read_multitau(path: str | Path) -> MultitauFile:
         n_frames = int(cfg["num_frames"][()]) if "num_frames" in cfg else None
         raw_path = _text(f, "/xpcs/rawdata_path")
         sample = _text(f, "/entry/sample/name")
+        cov = None
+        if "/xpcs/multitau/normalized_g2_cov" in f:
+            cov = np.asarray(f["/xpcs/multitau/normalized_g2_cov"][()], dtype=np.float64)
+            if cov.shape != (g2.shape[1], g2.shape[0], g2.shape[0]):
+                raise InputFileError(
+                    path, f"normalized_g2_cov has shape {cov.shape}, not (n_q, n_tau, n_tau)"
+                )
     qmap = read_qmap(path, "/xpcs/qmap")
-    return MultitauFile(str(path), tau * step, g2, err, qmap, step, n_frames, raw_path, sample)
+    return MultitauFile(str(path), tau * step, g2, err, qmap, step, n_frames, raw_path, sample, cov)
 
 
 @dataclass

@@ -63,7 +63,10 @@ class BinLabels:
 class G2Result:
     """Normalised multi-tau result: ``g2``, ``g2_err`` (n_tau, n_dynamic); ``tau`` (n_tau,) frames;
     ``scattering_1d`` (n_static,) and ``scattering_1d_segments`` (n_seg, n_static) mean intensities;
-    ``mean_intensity`` (P,) every analysed pixel's time mean; ``frame_sum`` (N,) every frame's sum."""
+    ``mean_intensity`` (P,) every analysed pixel's time mean; ``frame_sum`` (N,) every frame's sum.
+
+    ``g2_err`` is XPCS-Eigen's error bar (the spread of the per-pixel ratios); ``g2_cov`` the covariance
+    of the g2 actually computed (a ratio of bin means), which is what a fit should use."""
 
     tau: npt.NDArray[np.int64]
     g2: npt.NDArray[np.float64]
@@ -72,6 +75,16 @@ class G2Result:
     scattering_1d_segments: npt.NDArray[np.float64]
     mean_intensity: npt.NDArray[np.float64]
     frame_sum: npt.NDArray[np.float64]
+    g2_cov: npt.NDArray[np.float64] | None = None
+    """(n_dynamic, n_tau, n_tau): covariance of g2 across delays, per dynamic bin, from pixel-group
+    resampling (see :class:`BinPartials`); None where not computed."""
+
+    @property
+    def g2_err_resampled(self) -> npt.NDArray[np.float64] | None:
+        """(n_tau, n_dynamic): √ of the covariance's diagonal, the honest error bar of g2."""
+        if self.g2_cov is None:
+            return None
+        return np.sqrt(np.einsum("qjj->jq", self.g2_cov))
 
 
 def chunk_pixels(n_pixels: int, n_tau: int, n_static: int, n_dynamic: int, n_seg: int) -> np.ndarray:
@@ -83,19 +96,53 @@ def chunk_pixels(n_pixels: int, n_tau: int, n_static: int, n_dynamic: int, n_seg
     return np.minimum(units * CHUNK_PIXELS, n_pixels)
 
 
+RESAMPLE_GROUPS = 32
+"""Pixel groups per static bin for the jackknife covariance of g2 (fewer if the bins are very many)."""
+MAX_SUB_BINS = 8192
+"""Upper bound of static bins × groups (the partial sums are kept per group)."""
+
+
+def resample_groups(n_static: int) -> int:
+    """Groups per static bin: :data:`RESAMPLE_GROUPS`, fewer when ``n_static`` is large (at least 2)."""
+    return max(2, min(RESAMPLE_GROUPS, MAX_SUB_BINS // max(n_static, 1)))
+
+
+def group_labels(static: npt.NDArray[np.int64], n_static: int, groups: int) -> npt.NDArray[np.int64]:
+    """Sub-bin ``s·groups + k`` of every pixel: the pixels of static bin s, in detector order, cut into
+    ``groups`` runs of equal size (±1), so each group is a few compact patches of the bin."""
+    n_s = np.bincount(static, minlength=n_static)
+    key = static.astype(np.uint16) if n_static <= np.iinfo(np.uint16).max else static
+    order = np.argsort(key, kind="stable")  # radix sort for 16-bit keys
+    start = np.concatenate([[0], np.cumsum(n_s)[:-1]])
+    rank = np.empty(static.size, dtype=np.int64)
+    rank[order] = np.arange(static.size, dtype=np.int64) - start[static[order]]
+    return static * groups + (rank * groups) // np.maximum(n_s[static], 1)
+
+
 class BinPartials:
-    """Per-chunk partial sums (see :func:`bin_group`) and the labels they are for."""
+    """Per-chunk partial sums (see :func:`bin_group`) and the labels they are for.
+
+    The static-bin sums are kept per **pixel group** (:func:`group_labels`): the bin's sums are the sums
+    over its groups, and leaving group k out of every bin gives the jackknife replicate g2₍₋ₖ₎(q, τ);
+    their spread is the covariance of g2 across delays (``(K−1)/K · Σ_k (g2₍₋ₖ₎ − ḡ2)(g2₍₋ₖ₎ − ḡ2)ᵀ``),
+    the honest error of the ratio of bin means that g2 is, with the correlation of neighbouring delays
+    that a fit must know.
+    """
 
     def __init__(self, labels: BinLabels, n_pixels: int, n_tau: int, n_seg: int) -> None:
         if labels.static.size != n_pixels or labels.dynamic.size != n_pixels:
             raise ValueError(f"{labels.static.size} bin labels for {n_pixels} analysed pixels")
         self.labels = labels
-        self.static = np.ascontiguousarray(labels.static, dtype=np.int64)
+        self.groups = resample_groups(labels.n_static)
+        n_sub = labels.n_static * self.groups
+        self.static = np.ascontiguousarray(
+            group_labels(np.asarray(labels.static, dtype=np.int64), labels.n_static, self.groups)
+        )
         self.dynamic = np.ascontiguousarray(labels.dynamic, dtype=np.int64)
-        self.pixel_bounds = chunk_pixels(n_pixels, n_tau, labels.n_static, labels.n_dynamic, n_seg)
+        self.pixel_bounds = chunk_pixels(n_pixels, n_tau, n_sub, labels.n_dynamic, n_seg)
         n_chunks = self.pixel_bounds.size - 1
-        self.static_sums = np.zeros((n_chunks, 3, n_tau, labels.n_static))
-        self.static_intensity = np.zeros((n_chunks, 1 + n_seg, labels.n_static))
+        self.static_sums = np.zeros((n_chunks, 3, n_tau, n_sub))
+        self.static_intensity = np.zeros((n_chunks, 1 + n_seg, n_sub))
         self.dynamic_sums = np.zeros((n_chunks, 4, n_tau, labels.n_dynamic))
         self.pixel_mean = np.empty(n_pixels)
 
@@ -104,12 +151,15 @@ class BinPartials:
         return -(-self.pixel_bounds // lanes)
 
     def reduce(self, tau: np.ndarray, frame_sum: np.ndarray) -> G2Result:
-        """Merge the chunks (in order) into g2, its error and the static-bin intensities."""
-        lab = self.labels
-        st = self.static_sums.sum(axis=0)
-        intensity = self.static_intensity.sum(axis=0)
-        count = np.bincount(self.static, minlength=lab.n_static).astype(np.float64)
-        s1, n_c, s2, shift = (self.dynamic_sums[:, k] for k in range(4))
+        """Merge the chunks (in order) into g2, its errors and covariance, and the static-bin intensities."""
+        lab, k = self.labels, self.groups
+        n_tau = self.static_sums.shape[2]
+        per_group = self.static_sums.sum(axis=0).reshape(3, n_tau, lab.n_static, k)
+        st = per_group.sum(axis=3)
+        intensity = self.static_intensity.sum(axis=0).reshape(-1, lab.n_static, k).sum(axis=2)
+        count_group = np.bincount(self.static, minlength=lab.n_static * k).reshape(lab.n_static, k)
+        count = count_group.sum(axis=1).astype(np.float64)
+        s1, n_c, s2, shift = (self.dynamic_sums[:, i] for i in range(4))
         n = n_c.sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             g2s = (st[0] / count) / ((st[1] / count) * (st[2] / count))
@@ -119,15 +169,34 @@ class BinPartials:
             between = (n_c * (mean_c - mean) ** 2).sum(axis=0)
             err = np.sqrt(np.maximum(within + between, 0.0) / n) / np.sqrt(n)
             scattering = intensity / count
+        g2 = dynamic_mean_of_static(g2s, lab)
         return G2Result(
             tau=tau.copy(),
-            g2=dynamic_mean_of_static(g2s, lab),
+            g2=g2,
             g2_err=err,
             scattering_1d=scattering[0],
             scattering_1d_segments=scattering[1:],
             mean_intensity=self.pixel_mean,
             frame_sum=frame_sum,
+            g2_cov=self._jackknife(st, per_group, count, count_group),
         )
+
+    def _jackknife(
+        self, st: np.ndarray, per_group: np.ndarray, count: np.ndarray, count_group: np.ndarray
+    ) -> npt.NDArray[np.float64]:
+        """(n_dynamic, n_tau, n_tau) covariance of g2 from the leave-one-group-out replicates."""
+        lab, k = self.labels, self.groups
+        reps = []
+        for g in range(k):
+            c = count - count_group[:, g]
+            rest = st - per_group[..., g]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                g2s = (rest[0] / c) / ((rest[1] / c) * (rest[2] / c))
+            reps.append(dynamic_mean_of_static(g2s, lab))
+        r = np.stack(reps)  # (k, n_tau, n_dynamic)
+        dev = r - np.nanmean(r, axis=0)
+        dev = np.where(np.isfinite(dev), dev, 0.0)
+        return (k - 1) / k * np.einsum("giq,gjq->qij", dev, dev)
 
 
 def dynamic_mean_of_static(g2s: npt.NDArray[np.float64], labels: BinLabels) -> npt.NDArray[np.float64]:
