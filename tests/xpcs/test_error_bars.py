@@ -14,9 +14,12 @@ import numpy as np
 import pytest
 
 from beambridge.xpcs.fitting import fit_diffusion_exact
-from beambridge.xpcs.pipeline import run_multitau
+from beambridge.xpcs.multitau.bins import dynamic_mean_of_static, group_labels, resample_groups
+from beambridge.xpcs.pipeline import _labels, run_multitau
 from beambridge.xpcs.result_file import MultitauFile, read_multitau
 from beambridge.xpcs.simulate import SpeckleParameters, simulate_speckle
+from tests.xpcs.conftest import small_qmap
+from tests.xpcs.feeding import fed
 
 SEEDS = 40
 D_TRUE = 4e8  # Å²/s: the slowest bin relaxes ~15 times over the run, the fastest in 2 frames
@@ -64,3 +67,33 @@ def test_g2_error_bars_match_the_scatter_across_seeds(runs: list[MultitauFile]) 
     for q in range(ratio.shape[1]):
         r = np.median(ratio[usable[:, q], q])
         assert 0.8 <= r <= 1.25, (q, r)
+
+
+def test_jackknife_covariance_matches_a_direct_computation() -> None:
+    """The one-pass covariance equals leave-one-group-out g2 recomputed from per-pixel sums by hand."""
+    rng = np.random.default_rng(8)
+    frames = rng.poisson(0.4, (120, 24, 32)).astype(np.uint16)
+    qm = small_qmap()
+    pixels, labels = _labels(qm)
+    got = fed(frames, pixels, "dense", 50).g2(labels)
+    sums = fed(frames, pixels, "dense", 50).result()
+    k = resample_groups(labels.n_static)
+    group = group_labels(labels.static, labels.n_static, k) % k
+
+    def g2_without(drop: int) -> np.ndarray:
+        keep = group != drop
+        s, n_s = labels.static[keep], labels.n_static
+        count = np.bincount(s, minlength=n_s)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = [
+                np.stack([np.bincount(s, row[keep], n_s) for row in a]) / count
+                for a in (sums.G2, sums.IP, sums.IF)
+            ]
+            return dynamic_mean_of_static(mean[0] / (mean[1] * mean[2]), labels)
+
+    reps = np.stack([g2_without(g) for g in range(k)])
+    dev = np.nan_to_num(reps - np.nanmean(reps, axis=0))
+    want = (k - 1) / k * np.einsum("giq,gjq->qij", dev, dev)
+    assert got.g2_cov is not None and got.g2_cov.shape == want.shape
+    np.testing.assert_allclose(got.g2_cov, want, rtol=1e-9, atol=1e-15)
+    assert np.all(np.bincount(group) >= labels.static.size // k - labels.n_static)  # groups of equal size

@@ -74,10 +74,15 @@ def test_g2_and_errors_equal_reference(
     with h5py.File(out, "r") as f:
         assert f["/xpcs/multitau/delay_list"][()].tolist() == tau.tolist()
         g2 = f["/xpcs/multitau/normalized_g2"][()]
-        err = f["/xpcs/multitau/normalized_g2_err"][()]
+        err = f["/xpcs/multitau/normalized_g2_err_pixel_spread"][()]  # XPCS-Eigen's error bar
+        honest = f["/xpcs/multitau/normalized_g2_err"][()]
+        cov = f["/xpcs/multitau/normalized_g2_cov"][()]
     assert g2.shape == (tau.size, qmap.n_dynamic)
     np.testing.assert_allclose(g2, g2_ref, rtol=0, atol=1e-5)
     np.testing.assert_allclose(err, err_ref, rtol=0, atol=1e-5)
+    # the file's error bar is the jackknife one: the square root of the covariance's diagonal
+    assert cov.shape == (qmap.n_dynamic, tau.size, tau.size)
+    np.testing.assert_allclose(honest, np.sqrt(np.einsum("qjj->jq", cov)), rtol=1e-6)
 
 
 def test_dense_sparse_and_thread_counts_bit_identical() -> None:

@@ -186,15 +186,17 @@ class BinPartials:
     ) -> npt.NDArray[np.float64]:
         """(n_dynamic, n_tau, n_tau) covariance of g2 from the leave-one-group-out replicates."""
         lab, k = self.labels, self.groups
-        reps = []
-        for g in range(k):
-            c = count - count_group[:, g]
-            rest = st - per_group[..., g]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                g2s = (rest[0] / c) / ((rest[1] / c) * (rest[2] / c))
-            reps.append(dynamic_mean_of_static(g2s, lab))
-        r = np.stack(reps)  # (k, n_tau, n_dynamic)
-        dev = r - np.nanmean(r, axis=0)
+        c = count[None, :] - count_group.T  # (k, n_static): bin counts without group g
+        rest = st[:, None] - np.moveaxis(per_group, 3, 1)  # (3, k, n_tau, n_static)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            g2s = (rest[0] / c[:, None]) / ((rest[1] / c[:, None]) * (rest[2] / c[:, None]))
+        # unweighted mean of the finite static bins of each dynamic bin, all replicates at once
+        one_hot = np.zeros((lab.n_static, lab.n_dynamic))
+        one_hot[np.arange(lab.n_static), lab.static_to_dynamic] = 1.0
+        finite = np.isfinite(g2s)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            reps = (np.where(finite, g2s, 0.0) @ one_hot) / (finite @ one_hot)
+        dev = reps - np.nanmean(reps, axis=0)  # (k, n_tau, n_dynamic)
         dev = np.where(np.isfinite(dev), dev, 0.0)
         return (k - 1) / k * np.einsum("giq,gjq->qij", dev, dev)
 
