@@ -86,6 +86,12 @@ def corr(
         help="correlator: auto (= dense, the faster on frames and events alike), dense, or sparse (per-pixel event state)",
     ),
     rigaku_shape: str = typer.Option("512x1024", help="detector shape of Rigaku .bin files"),
+    follow: bool = typer.Option(
+        False, "--follow", help="correlate an HDF5 file while the detector writes it (SWMR)"
+    ),
+    follow_timeout: float = typer.Option(
+        30.0, help="with --follow: give up after this many s without a frame"
+    ),
     rigaku_frames: int = typer.Option(
         None, help="frames of the acquisition (Rigaku .bin stores no count: trailing empty frames are lost)"
     ),
@@ -132,6 +138,8 @@ def corr(
                 mode=mode,  # type: ignore[arg-type]
                 rigaku_shape=(rs[0], rs[1]),
                 rigaku_frames=rigaku_frames,
+                follow=follow,
+                follow_timeout=follow_timeout,
                 progress=progress,
             )
         except XpcsError as exc:
@@ -140,6 +148,8 @@ def corr(
         f"wrote {out}: {summary['frames']} frames, {summary['dynamic_bins']} q bins, "
         f"{summary['correlator_mode']} correlator"
     )
+    if "last_frame_to_result_s" in summary:
+        typer.echo(f"last frame -> result written: {summary['last_frame_to_result_s']:.3f} s")
     if summary["frame_time_source"] == "unknown":
         typer.echo("note: the raw file records no frame time and none was given: delays are in frames")
     typer.echo(

@@ -37,6 +37,10 @@ per pixel) once per block, so at 1 Mpx 32-frame blocks spent more time on that t
 (200 frames of 1 Mpx: 470 ms in 32-frame blocks, 370 ms in 128-frame ones, on two cores)."""
 
 
+FOLLOW_BLOCK_FRAMES = 32
+"""Frames per block when following a growing file: short, so that little is left after the last frame."""
+
+
 def frames_per_block(n_detector: int, n_frames: int) -> int:
     """How many frames to read and feed at a time: memory bounded, and long enough to amortise the
     correlator's per-block state traffic."""
@@ -80,6 +84,9 @@ def correlate(
     start_time: str | None = None,
     rigaku_shape: tuple[int, int] | None = None,
     rigaku_frames: int | None = None,
+    follow: bool = False,
+    follow_frames: int | None = None,
+    follow_timeout: float = 30.0,
     twotime_segments: int = 5,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -89,13 +96,25 @@ def correlate(
     :func:`resolve_frame_time`); ``frame_time`` that contradicts the file is an error unless
     ``force_frame_time``. With neither, delays stay in frames (frame time 1) and the summary says so.
 
+    ``follow=True`` correlates an HDF5 file **while the detector writes it** (SWMR, see
+    :mod:`beambridge.xpcs.io.live`): frames are fed as they land, in short blocks, so the result is
+    written a fraction of a second after the last frame (``last_frame_to_result_s`` in the summary).
+    N comes from the file's ``expected_frames`` or ``follow_frames``; a writer silent for
+    ``follow_timeout`` seconds is an error. The result is the same bits as correlating the finished file.
+
     Raises:
         XpcsError subclasses, each naming the offending file: missing/truncated inputs, shape
         mismatches, empty bins, bad options. ``out`` is never left half-written.
     """
     t_start = time.perf_counter()
     qm = qmap if isinstance(qmap, QMap) else read_qmap(qmap)
-    reader = open_frames(raw, rigaku_shape, rigaku_frames)
+    reader: FrameReader
+    if follow:
+        from beambridge.xpcs.io.live import FollowingHdf5Frames
+
+        reader = FollowingHdf5Frames(raw, follow_frames, timeout=follow_timeout)
+    else:
+        reader = open_frames(raw, rigaku_shape, rigaku_frames)
     try:
         qm.check_frame_shape(reader.shape, reader.path)
         frame_time, time_source = resolve_frame_time(reader, frame_time, force_frame_time)
@@ -122,6 +141,8 @@ def correlate(
             collector = TwoTimeCollector(n, sel, stat)
         frame_sum = np.zeros(n)
         per_block = frames_per_block(n_det, n)
+        if follow:
+            per_block = min(per_block, FOLLOW_BLOCK_FRAMES)
         t_corr = time.perf_counter()
         for j0, block in stream.blocks(per_block):
             if isinstance(block, tuple):
@@ -221,7 +242,8 @@ def correlate(
                     f["/xpcs/temporal_mean/scattering_1d_segments"] = as_f32(np.zeros((1, qm.n_static)))
     finally:
         reader.close()
-    elapsed = time.perf_counter() - t_start
+    t_end = time.perf_counter()
+    elapsed = t_end - t_start
     summary: dict[str, Any] = {
         "raw": str(raw),
         "qmap": qm.source,
@@ -239,6 +261,9 @@ def correlate(
     }
     if res is not None:
         summary["n_tau"] = int(res.tau.size)
+    seen = getattr(reader, "last_frame_seen_at", None)
+    if follow and seen is not None:
+        summary["last_frame_to_result_s"] = round(t_end - seen, 4)
     return summary
 
 

@@ -20,6 +20,8 @@ frame_time`` and ``count_time``, the incident energy, the start time), the q par
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,17 +82,8 @@ def _qmap_for(p: SpeckleParameters) -> QMap:
     )
 
 
-def simulate_speckle(out: str | Path, params: SpeckleParameters | None = None) -> dict[str, str]:
-    """Write a simulated run to ``out`` (``.h5``) plus its q partition and truth; return the paths."""
-    p = params or SpeckleParameters()
-    if p.n_frames < 2 or p.modes < 1 or p.photons_per_pixel <= 0 or p.diffusion < 0 or p.frame_time <= 0:
-        raise OptionError(
-            "need n_frames >= 2, modes >= 1, photons_per_pixel > 0, diffusion >= 0, frame_time > 0"
-        )
-    out = Path(out)
-    stem = out.with_suffix("")
-    qmap_path = Path(f"{stem}_qmap.h5")
-    truth_path = Path(f"{stem}_truth.json")
+def _frame_blocks(p: SpeckleParameters, block: int) -> Iterator[np.ndarray]:
+    """The frames of run ``p`` in blocks of up to ``block`` (uint16); the same values for any block."""
     rng = np.random.default_rng(p.seed)
     q, _ = pixel_q_phi(p.shape, p.beam_center, p.detector_distance, p.pixel_size, p.energy)
     a = np.exp(-p.diffusion * q**2 * p.frame_time).astype(np.float32)
@@ -102,7 +95,45 @@ def simulate_speckle(out: str | Path, params: SpeckleParameters | None = None) -
         return (rng.standard_normal((*shape, 2), dtype=np.float32) * inv_sqrt2).view(np.complex64)[..., 0]
 
     field = noise()
-    block = 64
+    buf = np.empty((block, *p.shape), dtype=np.uint16)
+    for t0 in range(0, p.n_frames, block):
+        nb = min(block, p.n_frames - t0)
+        for k in range(nb):
+            if t0 + k:
+                field = a * field + b * noise()
+            intensity = (field.real**2 + field.imag**2).mean(axis=0)
+            buf[k] = rng.poisson(p.photons_per_pixel * intensity)
+        yield buf[:nb]
+
+
+def _sample_name(p: SpeckleParameters) -> str:
+    return f"simulated speckle, D = {p.diffusion:g} Å²/s, seed {p.seed}"
+
+
+def simulate_speckle(
+    out: str | Path, params: SpeckleParameters | None = None, *, live: bool = False
+) -> dict[str, str]:
+    """Write a simulated run to ``out`` (``.h5``) plus its q partition and truth; return the paths.
+
+    ``live=True`` plays a detector: the q partition and truth are written first, then the frames are
+    appended to ``out`` in real time (one frame per ``frame_time``) through an HDF5 SWMR writer
+    (:class:`~beambridge.xpcs.io.live.SwmrFrameWriter`) that ``correlate(..., follow=True)`` can
+    follow; the call returns when the last frame is written. The frames are the same as without it.
+    """
+    p = params or SpeckleParameters()
+    if p.n_frames < 2 or p.modes < 1 or p.photons_per_pixel <= 0 or p.diffusion < 0 or p.frame_time <= 0:
+        raise OptionError(
+            "need n_frames >= 2, modes >= 1, photons_per_pixel > 0, diffusion >= 0, frame_time > 0"
+        )
+    out = Path(out)
+    stem = out.with_suffix("")
+    qmap_path = Path(f"{stem}_qmap.h5")
+    truth_path = Path(f"{stem}_truth.json")
+    paths = {"raw": str(out), "qmap": str(qmap_path), "truth": str(truth_path)}
+    if live:
+        _write_qmap_and_truth(p, qmap_path, truth_path)
+        _play(p, out)
+        return paths
     with atomic_h5(out) as f:
         ds = f.create_dataset(
             "/entry/data/data",
@@ -110,15 +141,10 @@ def simulate_speckle(out: str | Path, params: SpeckleParameters | None = None) -
             dtype=np.uint16,
             chunks=(min(16, p.n_frames), *p.shape),
         )
-        buf = np.empty((block, *p.shape), dtype=np.uint16)
-        for t0 in range(0, p.n_frames, block):
-            nb = min(block, p.n_frames - t0)
-            for k in range(nb):
-                if t0 + k:
-                    field = a * field + b * noise()
-                intensity = (field.real**2 + field.imag**2).mean(axis=0)
-                buf[k] = rng.poisson(p.photons_per_pixel * intensity)
-            ds[t0 : t0 + nb] = buf[:nb]
+        t0 = 0
+        for frames in _frame_blocks(p, 64):
+            ds[t0 : t0 + frames.shape[0]] = frames
+            t0 += frames.shape[0]
         write_metadata(
             f,
             energy=p.energy,
@@ -126,11 +152,29 @@ def simulate_speckle(out: str | Path, params: SpeckleParameters | None = None) -
             count_time=p.frame_time,
             start_time=datetime.now(UTC).isoformat(timespec="seconds"),
         )
-        f["/entry/sample/name"] = f"simulated speckle, D = {p.diffusion:g} Å²/s, seed {p.seed}"
+        f["/entry/sample/name"] = _sample_name(p)
         sim = f.create_group("/entry/simulation")
         for key, value in asdict(p).items():
             sim.attrs[key] = value
         sim.attrs["contrast"] = p.contrast
+    _write_qmap_and_truth(p, qmap_path, truth_path)
+    return paths
+
+
+def _play(p: SpeckleParameters, out: Path) -> None:
+    """Append the frames to ``out`` as a detector would: in real time, visible to SWMR readers."""
+    from beambridge.xpcs.io.live import SwmrFrameWriter
+
+    block = max(1, min(16, int(0.02 / p.frame_time)))  # appends about every 20 ms
+    with SwmrFrameWriter(out, p.shape, p.n_frames, p.frame_time, sample=_sample_name(p)) as writer:
+        start = time.perf_counter()
+        for frames in _frame_blocks(p, block):
+            due = start + (writer.written + frames.shape[0]) * p.frame_time
+            time.sleep(max(0.0, due - time.perf_counter()))
+            writer.append(frames)
+
+
+def _write_qmap_and_truth(p: SpeckleParameters, qmap_path: Path, truth_path: Path) -> None:
     qmap = _qmap_for(p)
     with atomic_h5(qmap_path) as f:
         qmap.write_group(f.create_group("qmap"))
@@ -149,4 +193,3 @@ def simulate_speckle(out: str | Path, params: SpeckleParameters | None = None) -
         },
     }
     truth_path.write_text(json.dumps(truth, indent=2))
-    return {"raw": str(out), "qmap": str(qmap_path), "truth": str(truth_path)}
