@@ -97,7 +97,7 @@ class BeamlineRig:
 
         self.home.mkdir(parents=True, exist_ok=True)
         ensure_demo_user(self.home)
-        self._server = LocalServer(self.home)
+        self._server = LocalServer(self.home, startup_timeout_s=120)
         self._server.start()
         try:
             self.client = Client.login(self._server.url, DEMO_USER, DEMO_PASSWORD)

@@ -259,14 +259,32 @@ def summarize(
 
 
 def demo(
-    datasets: Annotated[int, typer.Option(help="Simulated XPCS datasets to analyse.")] = 4,
+    datasets: Annotated[
+        int | None, typer.Option(help="Simulated XPCS datasets to analyse (4; 8 with --beamline).", min=2)
+    ] = None,
     checksums: Annotated[int, typer.Option(help="Independent checksum jobs submitted alongside.")] = 100,
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 600,
+    beamline: Annotated[
+        bool,
+        typer.Option(
+            "--beamline",
+            help="A simulated beamline writing datasets into a folder, watched: quick looks first.",
+        ),
+    ] = False,
 ) -> None:
     """Run the whole system on this machine on simulated XPCS data, with a progress bar and a summary."""
     from beambridge.client.credentials import beambridge_home
 
     home = beambridge_home()
+    if beamline:
+        from beambridge.cli.demo_beamline import run_beamline_demo
+
+        console.print(f"[bold]beambridge demo --beamline[/bold] (home {home})")
+        figures = run_beamline_demo(home / "beamline-demo", datasets or 8, timeout)
+        if figures["datasets"] < (datasets or 8) or figures["failed"]:
+            raise RuntimeError(f"the beamline demo did not finish cleanly: {figures}")
+        return
+    datasets = datasets or 4
     started_at = time.monotonic()
     console.print(f"[bold]beambridge demo[/bold] (home {home})")
     ensure_demo_user(home)
