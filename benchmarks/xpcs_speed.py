@@ -22,7 +22,14 @@ and covers ``process`` of every frame, ``post_process`` and ``get_results``. boo
 the separate virtualenv ``.venv-peers`` (see docs/xpcs.md for how to install it); it is skipped
 with a note if absent.
 
+Two end-to-end rows follow (``--no-end-to-end`` skips them): the whole ``beambridge xpcs corr``
+process on a 256² file (start-up, reading, correlating, writing: what a quick look costs after a file
+closes), and streaming: a writer process appends frames to an HDF5 SWMR file at ``--live-fps`` while
+``run_multitau(..., follow=True)`` correlates them; "last frame → g2 on disk" is the wall time from the
+writer's last flush to the result file being in place (median of repeats).
+
     python benchmarks/xpcs_speed.py [--repeats 3] [--frames 1000] [--frames-1m 200,1000] [--threads 2]
+                                    [--only-end-to-end] [--live-fps 1000]
 """
 
 from __future__ import annotations
@@ -155,6 +162,87 @@ print(json.dumps({"seconds": statistics.median(times), "extra_mb": (peak - base)
 """
 
 
+def _write_inputs(folder: Path, size: int, frames: int, photons: float) -> tuple[Path, Path]:
+    """A raw HDF5 file (with its frame time) and a q-partition file of 36 rings, for the CLI row."""
+    import h5py
+
+    from beambridge.xpcs.qmap_geometry import build_qmap
+
+    raw, qmap_path = folder / "raw.h5", folder / "qmap.h5"
+    with h5py.File(raw, "w") as f:
+        f.create_dataset(
+            "/entry/data/data", data=make_stack(size, frames, photons), chunks=(min(16, frames), size, size)
+        )
+        f["/entry/instrument/detector_1/frame_time"] = 1e-3
+    qmap = build_qmap(
+        (size, size), (size / 2, size / 2), 5.0, 75e-6, 10.0, n_q=36, n_phi=1, static_q_per_dynamic=10
+    )
+    with h5py.File(qmap_path, "w") as f:
+        qmap.write_group(f.create_group("qmap"))
+    return raw, qmap_path
+
+
+def bench_cli(size: int, frames: int, repeats: int, threads: int) -> dict[str, float]:
+    """Median wall time of the whole ``beambridge xpcs corr`` process, and its correlation share."""
+    import tempfile
+
+    cli = Path(sys.executable).with_name("beambridge")
+    env = {**os.environ, "NUMBA_NUM_THREADS": str(threads)}
+    with tempfile.TemporaryDirectory() as tmp:
+        raw, qmap = _write_inputs(Path(tmp), size, frames, 0.5)
+        cmd = [str(cli), "xpcs", "corr", str(raw), "--qmap", str(qmap), "-o", str(Path(tmp) / "out.h5")]
+        subprocess.run(cmd, check=True, capture_output=True, env=env)  # warm: numba cache, page cache
+        walls, corr = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+            walls.append(time.perf_counter() - t0)
+            line = proc.stdout.strip().splitlines()[-1]  # "<n> frames in <s> s: <fps> frames/s"
+            corr.append(float(line.split(" in ")[1].split(" s")[0]))
+    return {"wall": statistics.median(walls), "correlation": statistics.median(corr)}
+
+
+def live_writer(path: str, size: int, frames: int, fps: float) -> None:
+    """Append a stack to an SWMR file at ``fps``; print the wall time of the last flush."""
+    from beambridge.xpcs.io.live import SwmrFrameWriter
+
+    stack = make_stack(size, frames, 0.1)
+    block = max(1, int(fps * 0.01))  # an append every ~10 ms
+    with SwmrFrameWriter(path, (size, size), frames, 1.0 / fps) as writer:
+        start = time.perf_counter()
+        for a in range(0, frames, block):
+            due = start + (a + block) / fps
+            time.sleep(max(0.0, due - time.perf_counter()))
+            writer.append(stack[a : a + block])
+        last = time.time()
+    print(json.dumps({"last_flush": last}))
+
+
+def bench_live(size: int, frames: int, fps: float, repeats: int, threads: int) -> dict[str, float]:
+    """Median "last frame → g2 on disk" of a followed acquisition, and the in-process figure."""
+    import tempfile
+
+    from beambridge.xpcs.pipeline import run_multitau
+
+    env = {**os.environ, "NUMBA_NUM_THREADS": str(threads)}
+    latencies, inner = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        _raw, qmap = _write_inputs(Path(tmp), size, 4, 0.5)
+        for k in range(repeats + 1):  # the first is a warm-up
+            raw, out = Path(tmp) / f"live{k}.h5", Path(tmp) / f"live{k}.out.h5"
+            writer = subprocess.Popen(
+                [sys.executable, __file__, "--live-writer", str(raw), str(size), str(frames), str(fps)],
+                stdout=subprocess.PIPE, text=True, env=env,
+            )  # fmt: skip
+            summary = run_multitau(raw, qmap, out, follow=True, follow_timeout=60)
+            done = time.time()
+            stdout, _ = writer.communicate()
+            if k:
+                latencies.append(done - json.loads(stdout.strip().splitlines()[-1])["last_flush"])
+                inner.append(float(summary["last_frame_to_result_s"]))
+    return {"latency": statistics.median(latencies), "seen_to_written": statistics.median(inner)}
+
+
 def run_case(
     kind: str, size: int, frames: int, photons: float, repeats: int, threads: int
 ) -> dict[str, object] | str:
@@ -185,13 +273,48 @@ def main() -> None:
         help="frame counts for 1024x1024, comma-separated (a short stack shows the fixed costs)",
     )
     parser.add_argument("--threads", type=int, default=2, help="threads for both correlators")
+    parser.add_argument("--only-end-to-end", action="store_true", help="only the CLI and streaming rows")
+    parser.add_argument("--no-end-to-end", action="store_true", help="skip the CLI and streaming rows")
+    parser.add_argument("--live-fps", type=float, default=1000.0, help="frame rate of the streaming writer")
+    parser.add_argument("--live-frames", type=int, default=1000, help="frames of the streaming acquisition")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--live-writer", nargs=4, help=argparse.SUPPRESS)
     ns = parser.parse_args()
     if ns.worker:
         size, frames, photons, repeats = ns.worker
         print(json.dumps(worker_ours(int(size), int(frames), float(photons), int(repeats))))
         return
+    if ns.live_writer:
+        path, size, frames, fps = ns.live_writer
+        live_writer(path, int(size), int(frames), float(fps))
+        return
+    if not ns.only_end_to_end:
+        correlator_table(ns)
+    if not ns.no_end_to_end:
+        end_to_end(ns)
 
+
+def end_to_end(ns: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="end to end, 256x256 (median of repeats)")
+    for col in ("row", "frames", "figure", "of which"):
+        table.add_column(col, justify="right")
+    cli = bench_cli(256, ns.frames, ns.repeats, ns.threads)
+    table.add_row(
+        "whole `beambridge xpcs corr` process", str(ns.frames), f"{cli['wall']:.3f} s",
+        f"correlation {cli['correlation']:.3f} s",
+    )  # fmt: skip
+    live = bench_live(256, ns.live_frames, ns.live_fps, ns.repeats, ns.threads)
+    table.add_row(
+        f"streaming at {ns.live_fps:,.0f} frames/s: last frame -> g2 on disk", str(ns.live_frames),
+        f"{live['latency']:.3f} s", f"seen -> written {live['seen_to_written']:.3f} s",
+    )  # fmt: skip
+    Console(width=170).print(table)
+
+
+def correlator_table(ns: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.table import Table
 
