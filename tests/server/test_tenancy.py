@@ -250,6 +250,10 @@ def ui_attempts(w: dict[str, Any]) -> dict[tuple[str, str], tuple[str, Any]]:
         ("get", "/ui/jobs/{job_id}"): (f"/ui/jobs/{job}", None),
         ("post", "/ui/jobs/cancel"): ("/ui/jobs/cancel", {"ids": [str(job)]}),
         ("get", "/ui/live/events"): ("/ui/live/events?after=0", None),
+        ("get", "/ui/overview"): ("/ui/overview?window=7d", None),
+        ("get", "/ui/sites"): ("/ui/sites", None),
+        ("get", "/ui/weather"): ("/ui/weather", None),
+        ("get", "/ui/weather.png"): ("/ui/weather.png", None),
     }
 
 
@@ -307,6 +311,8 @@ def test_console_shows_and_changes_nothing_of_another_user(
             if response.status_code == 200:
                 shown = set(re.findall(r'data-job-id="(\d+)"', response.text))
                 assert not shown & theirs, f"{url} shows alice's jobs"
+                assert str(world["site"]["id"]) not in re.findall(r'data-site-id="(\d+)"', response.text)
+                assert "1 runs" not in response.text, f"{url} draws alice's run"
                 continue
         else:
             response = intruder.post(url, {**form, "csrf": csrf})

@@ -518,7 +518,8 @@ class Launcher:
             return True
         self.running[job.id] = run
         self.counts["started"] += 1
-        self._report(job.id, JobState.RUNNING)
+        # The node lets the console's weather plot draw the run on its row (wall time × node × slot).
+        self._report(job.id, JobState.RUNNING, state_data={"node": node_names[0]})
         return True
 
     def _task(

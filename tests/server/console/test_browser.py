@@ -177,3 +177,20 @@ def test_a_flood_of_events_keeps_the_page_responsive(
     applied = page.evaluate("window.bbLive.applied")
     assert applied < 100, f"{applied} repaints for one burst"
     page.watch.assert_clean()
+
+
+def test_overview_sites_and_weather_draw(page: Any, live_server: LiveServer, alice: ApiUser) -> None:
+    from tests.server.console.test_insight import _run
+
+    _run(alice, "A001", 6, 2)
+    log_in(page, live_server.url, alice, "/ui/overview?tag=experiment%3AA001")
+    page.wait_for_selector("#throughput-chart canvas")  # uPlot drew the chart
+    assert page.is_visible("#failures-banner")
+    screenshot(page, "overview")
+    page.goto(live_server.url + "/ui/sites")
+    assert page.locator("section.site").count() == 1
+    screenshot(page, "sites")
+    page.goto(live_server.url + "/ui/weather")
+    page.wait_for_function("document.getElementById('weather').naturalWidth > 0")
+    screenshot(page, "weather")
+    page.watch.assert_clean()

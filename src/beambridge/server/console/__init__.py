@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from beambridge.server.console import docs, live, pages
+from beambridge.server.console import docs, live, pages, views
 from beambridge.server.console.security import SecurityHeadersMiddleware
 from beambridge.server.console.web import HERE, ConsoleState, install_page_errors
 from beambridge.server.context import ServerContext
@@ -18,6 +18,7 @@ def install_console(app: FastAPI, ctx: ServerContext) -> None:
     app.state.console_streams = live.StreamSlots()
     app.include_router(pages.router)
     app.include_router(live.router)
+    app.include_router(views.router)
     app.include_router(docs.router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="console-static")
     install_page_errors(app)

@@ -1,0 +1,268 @@
+"""The figures of the overview, sites and weather pages, computed in the database where they are big.
+
+Everything is scoped to the caller (``owner_id``) and bounded: stage times look at the newest
+``STAGE_SAMPLE`` jobs of the scope, throughput and failures at a time window, the weather plot at the runs
+of a window (aggregated to pixels on the server, see :mod:`beambridge.server.console.weather`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from beambridge.schemas.queries import JobQuery
+from beambridge.server.auth.tokens import Principal
+from beambridge.server.console.queries import reason_of
+from beambridge.server.db.tables import batch_jobs, events, jobs, sites
+from beambridge.server.jobs.queries import job_conditions
+from beambridge.states import JobState
+
+S = JobState
+FUNNEL: list[tuple[str, tuple[JobState, ...]]] = [
+    ("submitted", (S.CREATED, S.AWAITING_PARENTS, S.READY)),
+    ("staged in", (S.STAGED_IN,)),
+    ("queued", (S.PREPROCESSED, S.RESTART_READY)),
+    ("running", (S.RUNNING,)),
+    ("staging out", (S.RUN_DONE, S.POSTPROCESSED, S.STAGED_OUT)),
+    ("finished", (S.JOB_FINISHED,)),
+    ("failed", (S.FAILED, S.RUN_ERROR, S.RUN_TIMEOUT)),
+    ("killed", (S.KILLED,)),
+]
+STAGES = [
+    ("stage in", S.CREATED, S.STAGED_IN),
+    ("run delay", S.STAGED_IN, S.RUNNING),
+    ("run", S.RUNNING, S.RUN_DONE),
+    ("stage out", S.RUN_DONE, S.JOB_FINISHED),
+]
+"""Balsam's breakdown: (name, state the stage starts at, state it ends at); the first time each was
+reached counts (``CREATED`` is the job's creation)."""
+STAGE_SAMPLE = 5000
+FAILED_STATES = (S.FAILED, S.RUN_ERROR, S.RUN_TIMEOUT)
+HEALTHY_HEARTBEAT_S = 120
+STALE_HEARTBEAT_S = 600
+
+
+def _utc(value: datetime | str | None) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite may hand back aggregates of times as text
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+@dataclass
+class Overview:
+    """What the overview page shows."""
+
+    funnel: list[tuple[str, int]]
+    total: int
+    stages: list[dict[str, Any]]
+    throughput: dict[str, list[float]]
+    bucket_s: int
+    window_start: datetime
+    failures_recent: int
+    top_reasons: list[tuple[str, int]] = field(default_factory=list)
+
+
+def overview(
+    conn: Connection, principal: Principal, query: JobQuery, now: datetime, hours: float
+) -> Overview:
+    """Funnel, stage times, throughput per site and recent failures of the caller's jobs in ``query``."""
+    where = job_conditions(query, principal, conn.dialect.name)
+    counts: dict[str, int] = dict(
+        conn.execute(sa.select(jobs.c.state, sa.func.count()).where(*where).group_by(jobs.c.state)).all()
+    )
+    funnel = [(name, sum(int(counts.get(state.value, 0)) for state in states)) for name, states in FUNNEL]
+    since = now - timedelta(hours=hours)
+    scoped = query.model_dump(exclude_defaults=True) != {}
+    return Overview(
+        funnel=funnel,
+        total=sum(n for _, n in funnel),
+        stages=_stage_times(conn, where),
+        **_throughput(conn, principal, where if scoped else None, since, now),
+        window_start=since,
+        **_failures(conn, principal, where if scoped else None, now - timedelta(hours=1)),
+    )
+
+
+def _stage_times(conn: Connection, where: list[sa.ColumnElement[bool]]) -> list[dict[str, Any]]:
+    sample = (
+        sa.select(jobs.c.id, jobs.c.created_at).where(*where).order_by(jobs.c.id.desc()).limit(STAGE_SAMPLE)
+    )
+    sample_cte = sample.cte("sample")
+    firsts = [
+        sa.func.min(sa.case((events.c.to_state == state.value, events.c.timestamp))).label(state.value)
+        for state in (S.STAGED_IN, S.RUNNING, S.RUN_DONE, S.JOB_FINISHED)
+    ]
+    statement = (
+        sa.select(sample_cte.c.id, sample_cte.c.created_at, *firsts)
+        .join(events, events.c.job_id == sample_cte.c.id)
+        .group_by(sample_cte.c.id, sample_cte.c.created_at)
+    )
+    rows = conn.execute(statement).all()
+    out = []
+    for name, start, end in STAGES:
+        durations = []
+        for row in rows:
+            begin = _utc(row.created_at) if start is S.CREATED else _utc(getattr(row, start.value))
+            finish = _utc(getattr(row, end.value))
+            if begin is not None and finish is not None and finish >= begin:
+                durations.append((finish - begin).total_seconds())
+        values = np.array(durations)
+        out.append({
+            "name": name,
+            "count": len(durations),
+            "median": float(np.median(values)) if len(values) else None,
+            "p95": float(np.percentile(values, 95)) if len(values) else None,
+        })  # fmt: skip
+    return out
+
+
+def _in_scope(where: list[sa.ColumnElement[bool]] | None) -> list[sa.ColumnElement[bool]]:
+    if where is None:
+        return []
+    return [events.c.job_id.in_(sa.select(jobs.c.id).where(*where))]
+
+
+def _throughput(
+    conn: Connection,
+    principal: Principal,
+    where: list[sa.ColumnElement[bool]] | None,
+    since: datetime,
+    now: datetime,
+) -> dict[str, Any]:
+    """Jobs finished per bucket (one minute for an hour; wider for longer windows), per site."""
+    span = (now - since).total_seconds()
+    bucket_s = 60 if span <= 3 * 3600 else 600 if span <= 48 * 3600 else 3600
+    buckets = int(np.ceil(span / bucket_s))
+    statement = sa.select(events.c.site_id, events.c.timestamp).where(
+        events.c.owner_id == principal.user_id,
+        events.c.to_state == S.JOB_FINISHED.value,
+        events.c.timestamp >= since,
+        *_in_scope(where),
+    )
+    names = dict(
+        conn.execute(sa.select(sites.c.id, sites.c.name).where(sites.c.owner_id == principal.user_id)).all()
+    )
+    series: dict[str, np.ndarray] = {}
+    for site_id, stamp in conn.execute(statement):
+        index = int((_utc(stamp) - since).total_seconds() // bucket_s)  # type: ignore[operator]
+        if 0 <= index < buckets:
+            name = str(names.get(site_id, site_id))
+            series.setdefault(name, np.zeros(buckets))[index] += 1
+    per_minute = 60.0 / bucket_s
+    return {
+        "throughput": {k: (v * per_minute).round(2).tolist() for k, v in sorted(series.items())},
+        "bucket_s": bucket_s,
+    }
+
+
+def _failures(
+    conn: Connection, principal: Principal, where: list[sa.ColumnElement[bool]] | None, since: datetime
+) -> dict[str, Any]:
+    """Jobs that failed (or erred, or timed out) since ``since``, and their three commonest reasons (the
+    event's reason, else the last line of the job's error)."""
+    statement = (
+        sa.select(events.c.job_id, events.c.data, jobs.c.error)
+        .join(jobs, jobs.c.id == events.c.job_id)
+        .where(
+            events.c.owner_id == principal.user_id,
+            events.c.to_state.in_([s.value for s in FAILED_STATES]),
+            events.c.timestamp >= since,
+            *_in_scope(where),
+        )
+        .order_by(events.c.id.desc())
+        .limit(5000)
+    )
+    reasons: Counter[str] = Counter()
+    seen: set[int] = set()
+    for job_id, data, error in conn.execute(statement):
+        if job_id in seen:
+            continue
+        seen.add(job_id)
+        text = (reason_of(data) or error or "").strip()
+        reasons[text.splitlines()[-1][:160] if text else "no reason given"] += 1
+    return {"failures_recent": len(seen), "top_reasons": reasons.most_common(3)}
+
+
+def site_cards(conn: Connection, principal: Principal, now: datetime) -> list[dict[str, Any]]:
+    """One card per site: health light, heartbeat age, pilots, backlog, jobs finished in the last hour."""
+    owned = sites.c.owner_id == principal.user_id
+    rows = conn.execute(
+        sa.select(sites.c.id, sites.c.name, sites.c.last_heartbeat, sites.c.status)
+        .where(owned)
+        .order_by(sites.c.name)
+    ).all()
+    pilots: dict[tuple[int, str], int] = {
+        (r.site_id, r.state): int(r.n)
+        for r in conn.execute(
+            sa.select(batch_jobs.c.site_id, batch_jobs.c.state, sa.func.count().label("n"))
+            .where(batch_jobs.c.owner_id == principal.user_id, batch_jobs.c.state.in_(["queued", "running"]))
+            .group_by(batch_jobs.c.site_id, batch_jobs.c.state)
+        )
+    }
+    waiting = [s.value for s in (S.READY, S.STAGED_IN, S.PREPROCESSED, S.RESTART_READY)]
+    backlog: dict[int, int] = dict(
+        conn.execute(
+            sa.select(jobs.c.site_id, sa.func.count())
+            .where(jobs.c.owner_id == principal.user_id, jobs.c.state.in_(waiting))
+            .group_by(jobs.c.site_id)
+        ).all()
+    )
+    running: dict[int, int] = dict(
+        conn.execute(
+            sa.select(jobs.c.site_id, sa.func.count())
+            .where(jobs.c.owner_id == principal.user_id, jobs.c.state == S.RUNNING.value)
+            .group_by(jobs.c.site_id)
+        ).all()
+    )
+    hour_ago = now - timedelta(hours=1)
+    per_hour: dict[int, int] = dict(
+        conn.execute(
+            sa.select(events.c.site_id, sa.func.count())
+            .where(
+                events.c.owner_id == principal.user_id,
+                events.c.to_state == S.JOB_FINISHED.value,
+                events.c.timestamp >= hour_ago,
+            )
+            .group_by(events.c.site_id)
+        ).all()
+    )
+    failed_hour: dict[int, int] = dict(
+        conn.execute(
+            sa.select(events.c.site_id, sa.func.count())
+            .where(
+                events.c.owner_id == principal.user_id,
+                events.c.to_state.in_([s.value for s in FAILED_STATES]),
+                events.c.timestamp >= hour_ago,
+            )
+            .group_by(events.c.site_id)
+        ).all()
+    )
+    cards = []
+    for row in rows:
+        beat = _utc(row.last_heartbeat)
+        age = (now - beat).total_seconds() if beat is not None else None
+        health = (row.status or {}).get("health") if isinstance(row.status, dict) else None
+        if isinstance(health, dict):
+            health = health.get("state")
+        if health in ("down", "draining"):
+            light = "bad" if health == "down" else "warn"
+        elif age is None:
+            light = "unknown"
+        else:
+            light = "ok" if age <= HEALTHY_HEARTBEAT_S else "warn" if age <= STALE_HEARTBEAT_S else "bad"
+        cards.append({
+            "id": row.id, "name": row.name, "light": light, "health": health, "heartbeat_age": age,
+            "pilots_queued": pilots.get((row.id, "queued"), 0),
+            "pilots_running": pilots.get((row.id, "running"), 0),
+            "backlog": int(backlog.get(row.id, 0)), "running": int(running.get(row.id, 0)),
+            "finished_hour": int(per_hour.get(row.id, 0)), "failed_hour": int(failed_hour.get(row.id, 0)),
+        })  # fmt: skip
+    return cards

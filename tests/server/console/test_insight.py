@@ -1,0 +1,79 @@
+"""The overview, sites and weather pages: right figures, scoped to the caller, bad input refused."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from tests.conftest import ApiUser
+from tests.server.console.client import Browser
+from tests.server.helpers import acquire, report
+
+BrowserFor = Callable[[ApiUser], Browser]
+
+
+def _run(user: ApiUser, tag: str, n_ok: int, n_bad: int) -> dict:
+    site = user.site()
+    app = user.app(site["id"])
+    jobs = user.jobs(
+        [{"app_id": app["id"], "workdir": f"w{i}", "tags": {"experiment": tag}} for i in range(n_ok + n_bad)]
+    )
+    session = user.session(site["id"])
+    got = acquire(user, session["id"], max_jobs=n_ok + n_bad)
+    ids = [j["id"] for j in got]
+    report(
+        user, session["id"], [{"id": i, "state": "RUNNING", "state_data": {"node": "nid0001"}} for i in ids]
+    )
+    report(user, session["id"], [{"id": i, "state": "RUN_DONE"} for i in ids[:n_ok]])
+    if n_bad:
+        failing = [{"id": i, "state": "RUN_ERROR", "error": "ValueError: mask is empty"} for i in ids[n_ok:]]
+        report(user, session["id"], failing)
+    return {"site": site, "jobs": jobs}
+
+
+def test_overview_funnel_stage_times_and_failures(browser_for: BrowserFor, alice: ApiUser) -> None:
+    _run(alice, "A001", 3, 2)
+    alice.jobs(
+        [{"app_id": alice.app(alice.site("other")["id"])["id"], "workdir": "x", "tags": {"experiment": "B"}}]
+    )
+    browser = browser_for(alice)
+    page = browser.http.get("/ui/overview?tag=experiment:A001")
+    assert page.status_code == 200, page.text
+    counts = dict(re.findall(r'data-stage="([^"]+)">(\d+)<', page.text))
+    assert int(counts["staging out"]) + int(counts["finished"]) == 3
+    assert counts["failed"] == "2" and counts["submitted"] == "0"
+    assert "2 failures in the last hour" in page.text and "ValueError: mask is empty" in page.text
+    stages = re.search(r'id="stage-times".*?</table>', page.text, re.S)
+    assert stages is not None and "run delay" in stages.group(0)
+    everything = browser.http.get("/ui/overview?window=24h")
+    assert dict(re.findall(r'data-stage="([^"]+)">(\d+)<', everything.text))["queued"] == "1"
+    assert browser.http.get("/ui/overview?window=forever").status_code == 422
+    assert browser.http.get("/ui/overview?tag=bad").status_code == 422
+
+
+def test_sites_board_shows_own_sites_with_backlog(
+    browser_for: BrowserFor, alice: ApiUser, bob: ApiUser
+) -> None:
+    world = _run(alice, "A", 1, 0)
+    alice.http.post(f"/sites/{world['site']['id']}/heartbeat")
+    bob_site = bob.site("bobs-site")
+    page = browser_for(alice).http.get("/ui/sites")
+    assert page.status_code == 200
+    assert f'data-site-id="{world["site"]["id"]}"' in page.text
+    assert f'data-site-id="{bob_site["id"]}"' not in page.text and "bobs-site" not in page.text
+    assert 'class="light ok"' in page.text
+
+
+def test_weather_plot_draws_runs_of_the_window(browser_for: BrowserFor, alice: ApiUser, bob: ApiUser) -> None:
+    _run(alice, "A", 4, 1)
+    browser = browser_for(alice)
+    page = browser.http.get("/ui/weather")
+    assert page.status_code == 200
+    assert "5 runs" in page.text
+    image = browser.http.get("/ui/weather.png")
+    assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+    assert "0 runs" in browser_for(bob).http.get("/ui/weather").text
+    for bad in ("since=yesterday", "since=2026-01-02T00:00:00&until=2026-01-01T00:00:00",
+                "since=2020-01-01T00:00:00&until=2026-01-01T00:00:00", "batch_job_id=-3"):  # fmt: skip
+        assert browser.http.get(f"/ui/weather?{bad}").status_code == 422, bad
+        assert browser.http.get(f"/ui/weather.png?{bad}").status_code == 422, bad
