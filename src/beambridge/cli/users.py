@@ -30,3 +30,29 @@ def add(
     finally:
         database.dispose()
     typer.echo(f"user {name!r} added (id {user_id})")
+
+
+def _set_disabled(name: str, disabled: bool) -> None:
+    from beambridge.server.app import open_database
+    from beambridge.server.settings import ServerSettings
+    from beambridge.server.users import disable_user, enable_user
+
+    database = open_database(ServerSettings(), upgrade=True)
+    try:
+        (disable_user if disabled else enable_user)(database, name)
+    finally:
+        database.dispose()
+
+
+@app.command("disable")
+def disable(name: Annotated[str, typer.Argument(help="The user to disable.")]) -> None:
+    """Disable a user at once: no login, and every token of theirs (site tokens too) is refused."""
+    _set_disabled(name, True)
+    typer.echo(f"user {name!r} disabled; their tokens are refused from now on")
+
+
+@app.command("enable")
+def enable(name: Annotated[str, typer.Argument(help="The user to enable again.")]) -> None:
+    """Let a disabled user log in again (tokens from before stay ended)."""
+    _set_disabled(name, False)
+    typer.echo(f"user {name!r} enabled")

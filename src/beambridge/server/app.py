@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from beambridge import __version__
 from beambridge.logs import get_logger
+from beambridge.server.auth.revocation import Revocations
 from beambridge.server.auth.throttle import LoginThrottle, PasswordChecks
 from beambridge.server.auth.tokens import AccessTokens
 from beambridge.server.body_limit import BodyLimitMiddleware
@@ -73,12 +74,13 @@ def create_app(
     """Build the service. Without ``db`` it opens (and by default migrates) the configured database."""
     settings = settings or ServerSettings()
     db = db or open_database(settings, upgrade=upgrade)
+    reader = AsyncReader(db)
     ctx = ServerContext(
         settings=settings,
         db=db,
         tokens=AccessTokens(settings.resolved_secret_key(), settings.access_token_ttl_s),
         wakeups=WakeupHub(),
-        reader=AsyncReader(db),
+        reader=reader,
         placement=PlacementService(settings),
         login_throttle=LoginThrottle(
             settings.login_free_failures_per_user,
@@ -87,6 +89,7 @@ def create_app(
             max_lockout_s=settings.login_max_lockout_s,
         ),
         password_checks=PasswordChecks(settings.password_check_threads, settings.password_check_queue),
+        revocations=Revocations(reader),
     )
     relay = PgWakeupRelay(db, ctx.wakeups) if settings.wakeup_relay == "postgres" else None
     if relay is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from beambridge.server.auth.revocation import Revocations
 from beambridge.server.auth.throttle import LoginThrottle, PasswordChecks
 from beambridge.server.auth.tokens import AccessTokens
 from beambridge.server.db.async_reads import AsyncReader
@@ -26,6 +27,7 @@ class ServerContext:
     placement: PlacementService
     login_throttle: LoginThrottle
     password_checks: PasswordChecks
+    revocations: Revocations
 
 
 def utcnow() -> datetime:

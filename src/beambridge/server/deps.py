@@ -40,9 +40,11 @@ async def get_principal(
         )
     token = credentials.credentials
     if token.startswith(SITE_TOKEN_PREFIX):
-        return await _site_principal(ctx, token)
+        principal = await _site_principal(ctx, token)
+        await ctx.revocations.check(principal.user_id, None)
+        return principal
     try:
-        return Principal(user_id=ctx.tokens.verify(token))
+        user_id, issued_at = ctx.tokens.verify_issued(token)
     except jwt.ExpiredSignatureError:
         raise AuthenticationError(
             "access token expired: refresh it at /auth/refresh or log in again"
@@ -51,6 +53,8 @@ async def get_principal(
         raise AuthenticationError(
             "invalid access token: its signature or contents do not check out"
         ) from None
+    await ctx.revocations.check(user_id, issued_at)
+    return Principal(user_id=user_id)
 
 
 _SITE_TOKEN = sa.select(site_tokens.c.owner_id, site_tokens.c.site_id, site_tokens.c.revoked_at).where(

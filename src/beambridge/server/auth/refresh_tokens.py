@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 
 from beambridge.schemas.auth import TokenPair
 from beambridge.server.auth.tokens import REFRESH_TOKEN_PREFIX, AccessTokens, hash_secret, new_secret
-from beambridge.server.db.tables import refresh_tokens
+from beambridge.server.db.tables import refresh_tokens, users
 from beambridge.server.errors import AuthenticationError
 
 
@@ -42,17 +42,24 @@ def use_refresh_token(conn: Connection, refresh_token: str, now: datetime) -> in
     expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=now.tzinfo)
     if expires <= now:
         raise AuthenticationError("refresh token expired; log in again")
+    disabled = conn.execute(sa.select(users.c.disabled_at).where(users.c.id == row.user_id)).first()
+    if disabled is None or disabled.disabled_at is not None:
+        raise AuthenticationError("this user is disabled")
     conn.execute(refresh_tokens.update().where(refresh_tokens.c.id == row.id).values(revoked_at=now))
     return int(row.user_id)
 
 
-def revoke_refresh_token(conn: Connection, refresh_token: str, now: datetime) -> None:
-    """Revoke a refresh token (nothing happens if it is unknown or already revoked)."""
-    conn.execute(
-        refresh_tokens.update()
-        .where(
-            refresh_tokens.c.token_hash == hash_secret(refresh_token),
-            refresh_tokens.c.revoked_at.is_(None),
+def revoke_refresh_token(conn: Connection, refresh_token: str, now: datetime) -> int | None:
+    """Log out: revoke a refresh token and end its user's access tokens issued until now (on every device:
+    their clients refresh with their own refresh tokens). The user's id, or None if the token is unknown
+    or already revoked (then nothing happens)."""
+    row = conn.execute(
+        sa.select(refresh_tokens.c.id, refresh_tokens.c.user_id).where(
+            refresh_tokens.c.token_hash == hash_secret(refresh_token), refresh_tokens.c.revoked_at.is_(None)
         )
-        .values(revoked_at=now)
-    )
+    ).first()
+    if row is None:
+        return None
+    conn.execute(refresh_tokens.update().where(refresh_tokens.c.id == row.id).values(revoked_at=now))
+    conn.execute(users.update().where(users.c.id == row.user_id).values(tokens_valid_after=now))
+    return int(row.user_id)

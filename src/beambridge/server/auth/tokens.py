@@ -49,24 +49,31 @@ class AccessTokens:
     def __init__(self, secret_key: str, ttl_s: int, cache_size: int = 4096) -> None:
         self._key = secret_key
         self.ttl_s = ttl_s
-        # Verified tokens → (user id, expiry). Checking a signature and parsing claims costs more than the
-        # rest of a small request; a token that verified once is good until it expires.
-        self._verified: dict[str, tuple[int, float]] = {}
+        # Verified tokens → (user id, expiry, issued at). Checking a signature and parsing claims costs more
+        # than the rest of a small request; a token whose signature verified once is good until it expires
+        # (revocation is checked separately, on the user: beambridge.server.auth.revocation).
+        self._verified: dict[str, tuple[int, float, float]] = {}
         self._cache_size = cache_size
 
     def issue(self, user_id: int) -> str:
         """A token valid for ``ttl_s`` seconds."""
-        now = int(time.time())
-        return jwt.encode({"sub": str(user_id), "iat": now, "exp": now + self.ttl_s}, self._key, _ALGORITHM)
+        now = round(time.time(), 3)  # milliseconds: a token made just after a logout outlives it
+        claims = {"sub": str(user_id), "iat": now, "exp": int(now) + self.ttl_s}
+        return jwt.encode(claims, self._key, _ALGORITHM)
 
     def verify(self, token: str) -> int:
         """The user id in a valid token; raises ``jwt.InvalidTokenError`` (or a subclass) otherwise."""
+        return self.verify_issued(token)[0]
+
+    def verify_issued(self, token: str) -> tuple[int, float]:
+        """The user id in a valid token and when it was issued (epoch seconds)."""
         cached = self._verified.get(token)
         if cached is not None and cached[1] > time.time():
-            return cached[0]
+            return cached[0], cached[2]
         claims = jwt.decode(token, self._key, algorithms=[_ALGORITHM], options={"require": ["exp", "sub"]})
         user_id = int(claims["sub"])
+        issued = float(claims.get("iat", 0))
         if len(self._verified) >= self._cache_size:
             self._verified.clear()
-        self._verified[token] = (user_id, float(claims["exp"]))
-        return user_id
+        self._verified[token] = (user_id, float(claims["exp"]), issued)
+        return user_id, issued

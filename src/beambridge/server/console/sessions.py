@@ -85,6 +85,7 @@ _LOOKUP = (
     .where(
         console_sessions.c.token_hash == sa.bindparam("token_hash"),
         console_sessions.c.revoked_at.is_(None),
+        users.c.disabled_at.is_(None),  # a disabled user's console sessions end with their tokens
     )
 )
 

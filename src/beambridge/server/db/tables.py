@@ -40,6 +40,8 @@ users = sa.Table(
     sa.Column("name", sa.String(100), nullable=False, unique=True),
     sa.Column("password_hash", sa.String(255), nullable=False),
     sa.Column("created_at", Time, nullable=False),
+    sa.Column("tokens_valid_after", Time),
+    sa.Column("disabled_at", Time),
     sqlite_autoincrement=True,
 )
 

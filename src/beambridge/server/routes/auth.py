@@ -41,9 +41,11 @@ def refresh(ctx: Ctx, body: RefreshRequest) -> TokenPair:
 
 @router.post("/logout", status_code=204)
 def logout(ctx: Ctx, body: RefreshRequest) -> None:
-    """Revoke a refresh token."""
+    """Revoke a refresh token and end the access tokens its user holds (at once)."""
     with ctx.db.write() as conn:
-        revoke_refresh_token(conn, body.refresh_token, utcnow())
+        user_id = revoke_refresh_token(conn, body.refresh_token, utcnow())
+    if user_id is not None:
+        ctx.revocations.forget(user_id)
 
 
 @router.get("/me", response_model=User)
