@@ -9,12 +9,18 @@
                                                                                                             │
                           any non-terminal state ─▶ KILLED (user cancel)                     JOB_FINISHED ◀─┘
 
+                 FAILED, KILLED ─▶ AWAITING_PARENTS | READY | STAGED_IN   (only by a user's retry)
+
 Jobs with no parents skip ``AWAITING_PARENTS``; jobs with no stage-ins go straight to ``STAGED_IN``;
 jobs with no stage-outs go from ``POSTPROCESSED`` to ``JOB_FINISHED``. ``RUN_ERROR`` and ``RUN_TIMEOUT``
 each go to ``RESTART_READY`` or ``FAILED`` as the app's ``handle_error`` / ``handle_timeout`` decides.
 ``RUN_DONE`` may also go to ``RESTART_READY`` (a postprocess hook asking for a re-run). A job may fail
 (``FAILED``: a parent failed, a hook gave up) from every live state but ``RUNNING``, which ends through
-``RUN_ERROR``. Nothing leaves a terminal state.
+``RUN_ERROR``. Nothing leaves a terminal state by itself: only a user's retry (``POST /jobs/retry``,
+``beambridge job retry``) sends a ``FAILED`` or ``KILLED`` job back to where a new job would start
+(:data:`RETRY_TRANSITIONS`; waiting for its parents, for its stage-ins, or runnable at once), with a fresh
+retry count and an event naming who asked. An update asking for such a move is refused like any other
+illegal transition.
 
 Every transition, as the service enforces it (``tests/server/test_state_machine.py`` walks each pair
 through the service against this list)::
@@ -34,6 +40,11 @@ through the service against this list)::
     JOB_FINISHED → (terminal)
     FAILED → (terminal)
     KILLED → (terminal)
+
+Retries (``POST /jobs/retry`` only)::
+
+    FAILED → AWAITING_PARENTS, READY, STAGED_IN
+    KILLED → AWAITING_PARENTS, READY, STAGED_IN
 """
 
 from __future__ import annotations
@@ -93,6 +104,15 @@ ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 }
 """For each state, the states a job may move to next."""
 
+RETRYABLE_STATES: frozenset[JobState] = frozenset({S.FAILED, S.KILLED})
+"""Terminal states a user may send a job back from (a retry)."""
+
+RETRY_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    state: frozenset({S.AWAITING_PARENTS, S.READY, S.STAGED_IN}) for state in sorted(RETRYABLE_STATES)
+}
+"""Where a retry sends a job: where a new job would start (see :func:`initial_state`). Only the retry
+route takes these steps, so the parents' states and the retry count are settled when they happen."""
+
 REVERSE_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     target: frozenset(src for src, targets in ALLOWED_TRANSITIONS.items() if target in targets)
     for target in JobState
@@ -107,7 +127,12 @@ class IllegalTransition(ValueError):
         self.current = current
         self.requested = requested
         self.allowed = sorted(ALLOWED_TRANSITIONS[current])
-        allowed = ", ".join(self.allowed) if self.allowed else f"none ({current} is terminal)"
+        if self.allowed:
+            allowed = ", ".join(self.allowed)
+        elif current in RETRYABLE_STATES:
+            allowed = f"none ({current} is terminal; a retry sends it back to run)"
+        else:
+            allowed = f"none ({current} is terminal)"
         super().__init__(f"cannot move from {current} to {requested}; allowed next states: {allowed}")
 
 
@@ -124,6 +149,12 @@ def can_transition(current: JobState, requested: JobState) -> bool:
 def check_transition(current: JobState, requested: JobState) -> None:
     """Raise :class:`IllegalTransition` unless ``current → requested`` is legal."""
     if requested not in ALLOWED_TRANSITIONS[current]:
+        raise IllegalTransition(current, requested)
+
+
+def check_retry(current: JobState, requested: JobState) -> None:
+    """Raise :class:`IllegalTransition` unless a retry may move a job from ``current`` to ``requested``."""
+    if requested not in RETRY_TRANSITIONS.get(current, frozenset()):
         raise IllegalTransition(current, requested)
 
 

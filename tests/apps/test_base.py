@@ -125,7 +125,17 @@ def test_only_overridden_hooks_are_announced_and_defaults_decide_the_rest(tmp_pa
     assert Careful.overridden_hooks() == [AppHook.POSTPROCESS, AppHook.HANDLE_ERROR]
     assert Plain(job(retry_count=3, retry_limit=3), tmp_path).handle_timeout() == JobState.FAILED
     assert Plain(job(retry_count=1, retry_limit=3), tmp_path).handle_timeout() == JobState.RESTART_READY
-    assert Plain(job(return_code=2), tmp_path).handle_error() == JobState.FAILED
+    assert (
+        Plain(job(return_code=2, retry_count=0, retry_limit=3), tmp_path).handle_error()
+        == JobState.RESTART_READY
+    )
+    assert Plain(job(return_code=2, retry_count=3, retry_limit=3), tmp_path).handle_error() == JobState.FAILED
+
+    class Once(Plain):
+        retry_on_error = False
+
+    assert Once(job(return_code=2, retry_count=0, retry_limit=3), tmp_path).handle_error() == JobState.FAILED
+    assert Once.registration(1).retry_on_error is False and Plain.registration(1).retry_on_error is True
     (tmp_path / "a.tmp").write_text("x")
     (tmp_path / "keep.txt").write_text("x")
     assert [p.name for p in Careful(job(), tmp_path).cleanup()] == ["a.tmp"]

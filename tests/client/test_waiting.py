@@ -64,6 +64,7 @@ def test_wait_returns_all_in_the_order_given(
 
 def test_killed_and_failed_jobs_count_as_completed(client: Client, ws: Workspace) -> None:
     parent, other = _make(client, ws, 2)
+    client.jobs.update(parent, retry_limit=0)  # its failed run is not retried
     child = client.jobs.create(ws.app.id, "w/child", parent_ids=[parent]).id
     client.jobs.cancel(other)
     completed = client.jobs.as_completed([other, parent, child], timeout=30)

@@ -219,7 +219,7 @@ def test_dag_children_released_when_all_parents_finish(alice: ApiUser) -> None:
 def test_failed_parent_fails_descendants(alice: ApiUser) -> None:
     site, app = setup(alice)
     spec = {"app_id": app["id"], "workdir": "w", "parameters": {"n": 1}}
-    [parent] = alice.jobs([spec])
+    [parent] = alice.jobs([{**spec, "retry_limit": 0}])  # a failed run is otherwise retried
     [child] = alice.jobs([{**spec, "parent_ids": [parent["id"]]}])
     [grandchild] = alice.jobs([{**spec, "parent_ids": [child["id"]]}])
     session = alice.session(site["id"])

@@ -110,6 +110,7 @@ def attempts(w: dict[str, Any]) -> dict[tuple[str, str], tuple[str, Any]]:
         ("get", "/jobs/count"): ("/jobs/count", None),
         ("post", "/jobs/cancel"): ("/jobs/cancel", {"ids": [job]}),
         ("post", "/jobs/delete"): ("/jobs/delete", {"ids": [job]}),
+        ("post", "/jobs/retry"): ("/jobs/retry", {"ids": [job]}),
         ("get", "/jobs/{job_id}"): (f"/jobs/{job}", None),
         ("patch", "/jobs/{job_id}"): (f"/jobs/{job}", {"state": "KILLED"}),
         ("delete", "/jobs/{job_id}"): (f"/jobs/{job}", None),

@@ -54,6 +54,31 @@ class Retried(ApplicationDefinition):
         return JobState.FAILED
 
 
+def _counted_run(succeed_on: int) -> int:
+    runs = Path("runs.txt")
+    count = (int(runs.read_text()) if runs.exists() else 0) + 1
+    runs.write_text(str(count))
+    if count < succeed_on:
+        raise RuntimeError(f"run {count} failed on purpose")
+    return count
+
+
+class Flaky(ApplicationDefinition):
+    """A Python app that raises until its ``succeed_on``-th run (it counts its runs in the workdir)."""
+
+    def run(self, succeed_on: int) -> int:
+        return _counted_run(succeed_on)
+
+
+class Fragile(ApplicationDefinition):
+    """Like Flaky, but a failed run must not be repeated automatically."""
+
+    retry_on_error = False
+
+    def run(self, succeed_on: int) -> int:
+        return _counted_run(succeed_on)
+
+
 class Post(ApplicationDefinition):
     """Writes a file; its postprocess reads it back into a marker, and cleans scratch files."""
 

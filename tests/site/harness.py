@@ -19,7 +19,9 @@ from beambridge.site.init import init_site
 from beambridge.states import TERMINAL_STATES
 
 PASSWORD = "correct horse battery"
-E2E_APPS = {"Hello", "Add", "Fail", "Sleep", "MpiRanks", "Retried", "Post", "WhereAmI", "Count"}
+E2E_APPS = {
+    "Hello", "Add", "Fail", "Sleep", "MpiRanks", "Retried", "Flaky", "Fragile", "Post", "WhereAmI", "Count"
+}  # fmt: skip
 """The apps of ``apps_e2e.py``, which the end-to-end tests copy into their sites."""
 
 

@@ -103,6 +103,9 @@ class ApplicationDefinition:
     """Shell lines run before a shell command (``module load …``, ``source env.sh``)."""
     cleanup_files: ClassVar[list[str]] = []
     """Glob patterns (relative to the workdir) removed once the job has finished successfully."""
+    retry_on_error: ClassVar[bool] = True
+    """Whether a failed run (non-zero exit, ``run`` raising) is run again until the job's ``retry_limit``,
+    as a timed-out run is. Say ``False`` for work that must not run twice after a failure."""
 
     def __init__(self, job: Job, workdir: Path) -> None:
         self.job = job
@@ -179,6 +182,7 @@ class ApplicationDefinition:
             parameters=cls.parameters,
             transfer_slots=cls.transfer_slots,
             hooks=cls.overridden_hooks(),
+            retry_on_error=cls.retry_on_error,
         )
 
     @classmethod
@@ -230,7 +234,10 @@ class ApplicationDefinition:
         return JobState.POSTPROCESSED
 
     def handle_error(self) -> JobState:
-        """After a non-zero exit (job RUN_ERROR). Default: the job fails."""
+        """After a failed run (job RUN_ERROR). Default: run again until the retry limit if
+        :attr:`retry_on_error`, else the job fails."""
+        if self.retry_on_error and self.job.retry_count < self.job.retry_limit:
+            return JobState.RESTART_READY
         self.state_data.setdefault("reason", f"the run exited {self.job.return_code}")
         return JobState.FAILED
 

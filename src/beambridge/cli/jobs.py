@@ -153,6 +153,42 @@ def cancel(job_ids: Annotated[list[int], typer.Argument(help="Job ids.")]) -> No
     )
 
 
+@app.command("retry")
+def retry(
+    job_ids: Annotated[
+        list[int] | None, typer.Argument(help="Job ids (or select with --tag/--state).")
+    ] = None,
+    tag: Annotated[list[str], typer.Option(help="key=value a job must carry; repeatable.")] = [],  # noqa: B006
+    state: Annotated[
+        list[JobState], typer.Option(help="Only jobs in this state (FAILED or KILLED); repeatable.")
+    ] = [],  # noqa: B006
+    as_json: JsonFlag = False,
+) -> None:
+    """Send FAILED or KILLED jobs back to run, with a fresh retry count; their failed children follow.
+
+    Give ids, or select with --tag and --state (``beambridge job retry --tag run=42 --state FAILED``).
+    """
+    tags = parse_pairs(tag, "--tag")
+    if not (job_ids or tags or state):
+        raise typer.BadParameter("name the jobs: ids, --tag key=value or --state FAILED")
+    with open_client() as client:
+        result = client.jobs.retry(job_ids or [], tags=tags or None, state=state or None)
+    if as_json:
+        print_json(result)
+        return
+    listed = f": {_id_list(result.ids)}" if result.ids else ""
+    typer.echo(f"retried {result.count} job(s){listed}")
+    for skipped in result.skipped:
+        typer.echo(f"job {skipped.id} not retried: {skipped.reason}", err=True)
+    if job_ids and not result.count:
+        raise typer.Exit(1)
+
+
+def _id_list(ids: list[int], most: int = 20) -> str:
+    shown = ", ".join(map(str, ids[:most]))
+    return shown + (f" … (+{len(ids) - most})" if len(ids) > most else "")
+
+
 @app.command("rm")
 def remove(job_ids: Annotated[list[int], typer.Argument(help="Job ids.")]) -> None:
     """Delete jobs with their history."""

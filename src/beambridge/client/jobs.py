@@ -12,7 +12,7 @@ from beambridge.client.query import FilterField, Query, filter_fields
 from beambridge.client.resources import Manager, StateArg, as_body, as_list
 from beambridge.client.waiting import iter_completed, wait_all
 from beambridge.schemas.events import Event
-from beambridge.schemas.jobs import BulkResult, Job, JobBulkUpdate, JobCreate, VerifiedTransfer
+from beambridge.schemas.jobs import BulkResult, Job, JobBulkUpdate, JobCreate, RetryResult, VerifiedTransfer
 from beambridge.schemas.queries import JobQuery
 
 CREATE_CHUNK = 5000
@@ -190,6 +190,30 @@ class JobManager(Manager[Job]):
     def cancel(self, jobs: Iterable[JobRef] | JobRef) -> BulkResult:
         """Cancel jobs (→ KILLED); the result counts those that had not already ended."""
         return self._bulk_ids("/jobs/cancel", jobs, retry=True)
+
+    def retry(
+        self,
+        ids: Iterable[JobRef] | JobRef = (),
+        *,
+        tags: Mapping[str, str] | None = None,
+        state: StateArg = None,
+    ) -> RetryResult:
+        """Send ``FAILED`` or ``KILLED`` jobs back to run: the ``ids`` given and/or every job carrying all
+        of ``tags``, among those in ``state`` (FAILED and KILLED unless narrowed)::
+
+            client.jobs.retry(tags={"run": "42"}, state="FAILED")
+
+        Each goes back to where a new job starts with a fresh retry count, and an event naming you; the
+        children that failed because of it go back with it. Jobs named by id that had not ended badly are
+        left alone and listed in ``skipped`` with the reason.
+        """
+        body: dict[str, Any] = {"ids": job_ids(ids)}
+        if tags:
+            body["tags"] = dict(tags)
+        states = as_list(state)
+        if states is not None:
+            body["state"] = [states] if isinstance(states, str) else [str(item) for item in states]
+        return RetryResult.model_validate(self._transport.request("POST", "/jobs/retry", json=body))
 
     def delete(self, jobs: Iterable[JobRef] | JobRef) -> BulkResult:
         """Delete jobs with their history."""

@@ -203,8 +203,9 @@ class AppManager(Manager[App]):
         parameters: Mapping[str, AppParameter | Mapping[str, Any]] | None = None,
         transfer_slots: Mapping[str, TransferSlot | Mapping[str, Any]] | None = None,
         hooks: Iterable[AppHook | str] = (),
+        retry_on_error: bool = True,
     ) -> App:
-        """Register an app on one of your sites."""
+        """Register an app on one of your sites (``retry_on_error=False``: a failed run is not retried)."""
         body = {
             "site_id": site_id,
             "name": name,
@@ -212,11 +213,12 @@ class AppManager(Manager[App]):
             "parameters": {key: as_body(value) for key, value in (parameters or {}).items()},
             "transfer_slots": {key: as_body(value) for key, value in (transfer_slots or {}).items()},
             "hooks": [str(hook) for hook in hooks],
+            "retry_on_error": retry_on_error,
         }
         return self._post(self.path, body)
 
     def update(self, app_id: int, **fields: Any) -> App:
-        """Change an app's ``description``, ``parameters``, ``transfer_slots`` or ``hooks``."""
+        """Change an app's ``description``, ``parameters``, ``transfer_slots``, ``hooks`` or ``retry_on_error``."""
         return self._patch(app_id, fields)
 
     def delete(self, app_id: int) -> None:

@@ -21,7 +21,16 @@ from beambridge.schemas.auth import (
 from beambridge.schemas.batch_jobs import BatchJob, BatchJobCreate, BatchJobState, BatchJobUpdate, JobMode
 from beambridge.schemas.common import MAX_BULK_SIZE, MAX_PAGE_SIZE, Page
 from beambridge.schemas.events import Event
-from beambridge.schemas.jobs import BulkResult, Job, JobBulkUpdate, JobCreate, JobIds, JobUpdate
+from beambridge.schemas.jobs import (
+    BulkResult,
+    Job,
+    JobBulkUpdate,
+    JobCreate,
+    JobIds,
+    JobRetry,
+    JobUpdate,
+    RetryResult,
+)
 from beambridge.schemas.sessions import (
     AcquireRequest,
     Heartbeat,
@@ -55,10 +64,12 @@ __all__ = [
     "JobIds",
     "JobMode",
     "JobReport",
+    "JobRetry",
     "JobUpdate",
     "LoginRequest",
     "Page",
     "RefreshRequest",
+    "RetryResult",
     "Session",
     "SessionCreate",
     "SessionReport",

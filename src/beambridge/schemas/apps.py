@@ -98,6 +98,13 @@ class AppCreate(InputModel):
             "FAILED; without handle_timeout RUN_TIMEOUT becomes RESTART_READY until the retry limit."
         ),
     )
+    retry_on_error: bool = Field(
+        default=True,
+        description=(
+            "Whether a failed run (RUN_ERROR) is run again until the job's retry_limit, as a timed-out run "
+            "is; false fails it at once. Applies when the app has no handle_error hook."
+        ),
+    )
 
 
 class AppUpdate(InputModel):
@@ -107,6 +114,7 @@ class AppUpdate(InputModel):
     parameters: dict[str, AppParameter] | None = Field(default=None, max_length=200)
     transfer_slots: dict[str, TransferSlot] | None = Field(default=None, max_length=100)
     hooks: list[AppHook] | None = None
+    retry_on_error: bool | None = None
 
 
 class App(OutputModel):
@@ -119,4 +127,5 @@ class App(OutputModel):
     parameters: dict[str, AppParameter]
     transfer_slots: dict[str, TransferSlot]
     hooks: list[AppHook]
+    retry_on_error: bool = True
     created_at: UtcDatetime

@@ -10,7 +10,7 @@ from pydantic import AfterValidator, Field, JsonValue, field_validator, model_va
 from beambridge.schemas.common import InputModel, Name, OutputModel, PositiveId, Tags, UtcDatetime
 from beambridge.schemas.freejson import FreeJson, FreeJsonObject, free_json_field
 from beambridge.schemas.placement import PolicyName
-from beambridge.states import JobState
+from beambridge.states import RETRYABLE_STATES, JobState
 
 
 def _check_workdir(value: str) -> str:
@@ -169,6 +169,53 @@ class JobIds(InputModel):
     """A set of jobs to act on."""
 
     ids: list[PositiveId] = Field(min_length=1, max_length=50_000)
+
+
+class JobRetry(InputModel):
+    """Send ended jobs back to run: the ``ids`` given and/or every job with all of ``tags``, among those in
+    ``state`` (``FAILED`` and ``KILLED`` unless narrowed). At least one of the three must be given.
+
+    Each goes back to where a new job starts (waiting for its parents, for its stage-ins, or runnable at
+    once) with its retry count at zero; children that failed because it failed go back with it. The event
+    of each retry names who asked.
+    """
+
+    ids: list[PositiveId] = Field(default_factory=list, max_length=50_000)
+    tags: Tags = Field(default_factory=dict, description="Jobs carrying every one of these tags")
+    state: list[JobState] = Field(
+        default_factory=list, description="Only jobs in these states (FAILED, KILLED; default both)"
+    )
+
+    @field_validator("state")
+    @classmethod
+    def _retryable(cls, states: list[JobState]) -> list[JobState]:
+        wrong = [str(state) for state in states if state not in RETRYABLE_STATES]
+        if wrong:
+            raise ValueError(f"only FAILED and KILLED jobs can be retried, not {', '.join(wrong)}")
+        return states
+
+    @model_validator(mode="after")
+    def _selects_something(self) -> JobRetry:
+        if not (self.ids or self.tags or self.state):
+            raise ValueError("name the jobs to retry: ids, tags or state")
+        return self
+
+
+class RetrySkipped(OutputModel):
+    """A job named by id that was not retried, and why."""
+
+    id: int
+    state: JobState
+    reason: str
+
+
+class RetryResult(OutputModel):
+    """What a retry sent back to run: ``ids`` (with the failed children that followed their parents),
+    and the jobs named by id that were left alone."""
+
+    count: int
+    ids: list[int]
+    skipped: list[RetrySkipped] = Field(default_factory=list)
 
 
 class Job(OutputModel):

@@ -37,6 +37,9 @@ def make_scheduler(site: SiteDir, config: SiteConfig) -> Scheduler:
     return scheduler_class(config.scheduler).for_site(site.root)
 
 
+_REGISTERED = {"description", "parameters", "transfer_slots", "hooks", "retry_on_error"}
+
+
 def register_apps(client: Client, site_id: int, catalog: AppCatalog) -> dict[str, int]:
     """Create or update the service's record of each app (metadata only); name → app id."""
     existing = {app.name: app for app in client.apps.filter(site_id=site_id)}
@@ -52,17 +55,14 @@ def register_apps(client: Client, site_id: int, catalog: AppCatalog) -> dict[str
                 parameters=meta.parameters,
                 transfer_slots=meta.transfer_slots,
                 hooks=meta.hooks,
+                retry_on_error=meta.retry_on_error,
             )
             ids[name] = created.id
             log.info("app_registered", app=name, app_id=created.id, site_id=site_id)
             continue
         ids[name] = current.id
-        wanted = meta.model_dump(
-            mode="json", include={"description", "parameters", "transfer_slots", "hooks"}
-        )
-        have = current.model_dump(
-            mode="json", include={"description", "parameters", "transfer_slots", "hooks"}
-        )
+        wanted = meta.model_dump(mode="json", include=_REGISTERED)
+        have = current.model_dump(mode="json", include=_REGISTERED)
         if wanted != have:
             client.apps.update(current.id, **wanted)
             log.info("app_updated", app=name, app_id=current.id, site_id=site_id)

@@ -100,6 +100,7 @@ apps = sa.Table(
     sa.Column("parameters", JSON, nullable=False),
     sa.Column("transfer_slots", JSON, nullable=False),
     sa.Column("hooks", JSON, nullable=False),
+    sa.Column("retry_on_error", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("created_at", Time, nullable=False),
     sa.UniqueConstraint("site_id", "name"),
     sqlite_autoincrement=True,

@@ -6,8 +6,8 @@ Every state change in the service goes through :func:`apply_transitions`, in the
    :mod:`beambridge.states` — one illegal transition refuses the whole request (409);
 2. steps the site would only rubber-stamp happen at once: a hook the app does not override gets its
    default (no preprocess → ``PREPROCESSED``; no postprocess → ``POSTPROCESSED``; no stage-outs →
-   ``JOB_FINISHED``; no ``handle_error`` → ``FAILED``; no ``handle_timeout`` → ``RESTART_READY`` while
-   retries remain);
+   ``JOB_FINISHED``; no ``handle_error`` → ``RESTART_READY`` while retries remain, unless the app says
+   ``retry_on_error=False``, else ``FAILED``; no ``handle_timeout`` → ``RESTART_READY`` while retries remain);
 3. rows are updated and one event per transition is inserted, in bulk;
 4. children whose last parent finished are released, and children of a failed or killed parent fail.
 """
@@ -28,7 +28,15 @@ from beambridge.server.db.chunks import chunked, id_in
 from beambridge.server.db.tables import apps, events, job_parents, jobs
 from beambridge.server.errors import ConflictError, NotFoundError
 from beambridge.server.wakeups import WakeKey
-from beambridge.states import RUNNABLE_STATES, IllegalTransition, JobState, check_transition, released_state
+from beambridge.states import (
+    RETRYABLE_STATES,
+    RUNNABLE_STATES,
+    IllegalTransition,
+    JobState,
+    check_retry,
+    check_transition,
+    released_state,
+)
 
 JobRow = Any
 """A row of ``_LOCK_COLUMNS``, read by attribute (``row.state``)."""
@@ -51,13 +59,18 @@ _LOCK_COLUMNS = (
 
 @dataclass
 class TransitionRequest:
-    """Move one job to ``state`` (if given) and set the given fields."""
+    """Move one job to ``state`` (if given) and set the given fields.
+
+    ``retry`` asks for a retry's move out of ``FAILED``/``KILLED`` (see ``states.RETRY_TRANSITIONS``),
+    which starts the job's retry count afresh; nothing else may leave those states.
+    """
 
     job_id: int
     state: JobState | None = None
     data: dict[str, Any] = field(default_factory=dict)
     at: datetime | None = None
     fields: dict[str, Any] = field(default_factory=dict)
+    retry: bool = False
 
 
 @dataclass
@@ -102,17 +115,32 @@ def lock_jobs(
     return found
 
 
-def app_hooks(conn: Connection, app_ids: set[int]) -> dict[int, frozenset[str]]:
-    """The hooks each app overrides."""
-    result: dict[int, frozenset[str]] = {}
+@dataclass(frozen=True)
+class AppRules:
+    """What the service needs to know of an app to take the default steps itself."""
+
+    hooks: frozenset[str] = frozenset()
+    retry_on_error: bool = True
+
+
+def app_rules(conn: Connection, app_ids: set[int]) -> dict[int, AppRules]:
+    """The hooks each app overrides and whether it retries a failed run."""
+    result: dict[int, AppRules] = {}
     for chunk in chunked(sorted(app_ids)):
-        for row in conn.execute(sa.select(apps.c.id, apps.c.hooks).where(apps.c.id.in_(chunk))):
-            result[row.id] = frozenset(row.hooks or ())
+        query = sa.select(apps.c.id, apps.c.hooks, apps.c.retry_on_error).where(apps.c.id.in_(chunk))
+        for row in conn.execute(query):
+            result[row.id] = AppRules(frozenset(row.hooks or ()), bool(row.retry_on_error))
     return result
 
 
 def automatic_next(
-    state: JobState, *, hooks: frozenset[str], has_stage_ins: bool, has_stage_outs: bool, retries_left: bool
+    state: JobState,
+    *,
+    hooks: frozenset[str],
+    has_stage_ins: bool,
+    has_stage_outs: bool,
+    retries_left: bool,
+    retry_on_error: bool = True,
 ) -> tuple[JobState, str] | None:
     """The step the service takes by itself from ``state``, with its reason, or None."""
     if state is S.READY and not has_stage_ins:
@@ -124,7 +152,11 @@ def automatic_next(
     if state is S.POSTPROCESSED and not has_stage_outs:
         return S.JOB_FINISHED, "no stage-outs"
     if state is S.RUN_ERROR and AppHook.HANDLE_ERROR not in hooks:
-        return S.FAILED, "run failed; app has no handle_error hook"
+        if not retry_on_error:
+            return S.FAILED, "run failed; the app does not retry failed runs (retry_on_error=False)"
+        if retries_left:
+            return S.RESTART_READY, "run failed; retrying"
+        return S.FAILED, "run failed; retry limit reached"
     if state is S.RUN_TIMEOUT and AppHook.HANDLE_TIMEOUT not in hooks:
         if retries_left:
             return S.RESTART_READY, "timed out; retrying (default handle_timeout)"
@@ -159,7 +191,7 @@ def apply_transitions(
             f"job {missing[0]} not found" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
             ids=missing[:100],
         )
-    hooks = app_hooks(conn, {row.app_id for row in rows.values()})
+    rules = app_rules(conn, {row.app_id for row in rows.values()})
     work: dict[int, _Work] = {}
     refused: list[dict[str, Any]] = []
     for request in requests:
@@ -171,7 +203,10 @@ def apply_transitions(
         if request.state is None:
             continue
         try:
-            check_transition(item.state, request.state)
+            if request.retry and item.state in RETRYABLE_STATES:
+                check_retry(item.state, request.state)
+            else:
+                check_transition(item.state, request.state)
         except IllegalTransition as exc:
             refused.append(
                 {
@@ -184,16 +219,22 @@ def apply_transitions(
             continue
         at = _event_time(request.at, row.updated_at, now)
         _step(item, request.state, request.data, at)
-        _run_automatic(item, hooks.get(row.app_id, frozenset()), now)
+        _run_automatic(item, rules.get(row.app_id, AppRules()), now)
     if refused:
         first = refused[0]
         raise ConflictError(
             f"{len(refused)} illegal transition(s), nothing changed; job {first['id']} cannot move from "
             f"{first['state']} to {first['requested']} (allowed next states: "
-            f"{', '.join(first['allowed']) or 'none, it is terminal'})",
+            f"{', '.join(first['allowed']) or _terminal_note(first['state'])})",
             errors=refused[:100],
         )
     return _write(conn, work, now)
+
+
+def _terminal_note(state: JobState) -> str:
+    if state in RETRYABLE_STATES:
+        return "none, it is terminal; a retry sends it back to run (POST /jobs/retry, beambridge job retry)"
+    return "none, it is terminal"
 
 
 def _event_time(reported: datetime | None, last_change: datetime, now: datetime) -> datetime:
@@ -212,21 +253,27 @@ def _step(item: _Work, to_state: JobState, data: dict[str, Any], at: datetime) -
     item.steps.append((item.state, to_state, data, at))
     if to_state is S.RESTART_READY:
         item.retry_count += 1
+    elif item.state in RETRYABLE_STATES:  # a user's retry: a fresh set of automatic retries
+        item.retry_count = 0
     item.state = to_state
 
 
-def _run_automatic(item: _Work, hooks: frozenset[str], now: datetime) -> None:
+def _run_automatic(item: _Work, rules: AppRules, now: datetime) -> None:
     while True:
         nxt = automatic_next(
             item.state,
-            hooks=hooks,
+            hooks=rules.hooks,
             has_stage_ins=item.row.has_stage_ins,
             has_stage_outs=item.row.has_stage_outs,
             retries_left=item.retry_count < item.row.retry_limit,
+            retry_on_error=rules.retry_on_error,
         )
         if nxt is None:
             return
-        _step(item, nxt[0], {"auto": nxt[1]}, now)
+        data: dict[str, Any] = {"auto": nxt[1]}
+        if nxt[0] is S.RESTART_READY:
+            data["retry"] = f"{item.retry_count + 1} of {item.row.retry_limit}"
+        _step(item, nxt[0], data, now)
 
 
 def _write(conn: Connection, work: dict[int, _Work], now: datetime) -> Outcome:

@@ -8,7 +8,16 @@ from fastapi import APIRouter, Body, Query, Response
 
 from beambridge.schemas.common import MAX_BULK_SIZE, Page, PositiveId
 from beambridge.schemas.events import Event
-from beambridge.schemas.jobs import BulkResult, Job, JobBulkUpdate, JobCreate, JobIds, JobUpdate
+from beambridge.schemas.jobs import (
+    BulkResult,
+    Job,
+    JobBulkUpdate,
+    JobCreate,
+    JobIds,
+    JobRetry,
+    JobUpdate,
+    RetryResult,
+)
 from beambridge.schemas.queries import JobQuery
 from beambridge.server import events
 from beambridge.server.auth.tokens import Principal
@@ -26,6 +35,7 @@ from beambridge.server.jobs.queries import (
     list_jobs,
 )
 from beambridge.server.jobs.removal import cancel_jobs, delete_jobs
+from beambridge.server.jobs.retry import retry_jobs
 from beambridge.server.jobs.updates import update_jobs
 from beambridge.server.json_body import JsonRoute
 from beambridge.server.routes.paging import After, Limit
@@ -94,6 +104,16 @@ def cancel_jobs_route(ctx: Ctx, caller: Caller, body: JobIds) -> dict[str, Any]:
     ctx.wakeups.notify(outcome.wake_keys)
     killed = sorted(set(outcome.job_ids) & set(body.ids))
     return {"count": len(killed), "ids": killed}
+
+
+@router.post("/retry", response_model=RetryResult)
+def retry_jobs_route(ctx: Ctx, caller: Caller, body: JobRetry) -> dict[str, Any]:
+    """Send FAILED or KILLED jobs back to run (by ids, tags and/or state), each with an event naming who
+    asked; children that failed because of them go back with them. All or none."""
+    with ctx.db.write() as conn:
+        result, outcome = retry_jobs(conn, caller, body, utcnow())
+    ctx.wakeups.notify(outcome.wake_keys)
+    return result
 
 
 @router.post("/delete", response_model=BulkResult)
