@@ -48,8 +48,10 @@ def test_login_sites_apps_jobs_and_events(
     listed = json.loads(cli("job", "ls", "--tag", "run=7", "--json").out)
     assert [j["id"] for j in listed] == [job["id"]]
     assert len(json.loads(cli("job", "ls", "--state", "AWAITING_PARENTS", "--json").out)) == 1
-    table = cli("job", "ls", "--limit", "1")
-    assert str(job["id"]) in table.out and "showing 1 of 2" in table.out
+    table = cli("job", "ls", "--limit", "1")  # newest first
+    child_id = child.out.split()[2]  # "created job N (AWAITING_PARENTS)"
+    assert child_id in table.out and f"{job['id']} " not in table.out
+    assert "showing the newest 1 of 2 jobs" in table.err
 
     shown = json.loads(cli("job", "show", str(job["id"]), "--json").out)
     assert shown["job"]["id"] == job["id"] and shown["events"][-1]["to_state"] == "PREPROCESSED"

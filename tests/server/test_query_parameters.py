@@ -26,16 +26,17 @@ from beambridge.server.db.conditions import column_conditions
 from beambridge.server.db.tables import jobs
 from tests.conftest import ApiUser
 
-PAGING = {"after", "limit"}
+PAGING = {"after", "limit", "order"}
+PAGED = {"after", "limit"}
 ROUTES: list[tuple[str, type[QueryModel], set[str]]] = [
     ("/jobs", JobQuery, PAGING),
     ("/jobs/count", JobQuery, set()),
     ("/events", EventQuery, PAGING | {"wait_s"}),
-    ("/sites", SiteQuery, PAGING),
-    ("/apps", AppQuery, PAGING),
-    ("/batch-jobs", BatchJobQuery, PAGING),
-    ("/transfers", TransferQuery, PAGING),
-    ("/sessions", SessionQuery, PAGING),
+    ("/sites", SiteQuery, PAGED),
+    ("/apps", AppQuery, PAGED),
+    ("/batch-jobs", BatchJobQuery, PAGED),
+    ("/transfers", TransferQuery, PAGED),
+    ("/sessions", SessionQuery, PAGED),
 ]
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from beambridge.cli.connection import open_client
+from beambridge.cli.job_listing import jobs_table, parse_since, reasons
 from beambridge.cli.output import Column, JsonFlag, console, print_json, print_table, show
 from beambridge.cli.prompts import parse_pairs
 from beambridge.schemas.placement import PlacementDecision
@@ -76,25 +77,53 @@ def create(
         typer.echo(f"created job {job.id} ({job.state}), placed at site {job.site_id}")
 
 
+DEFAULT_LS_LIMIT = 50
+
+
 @app.command("ls")
 def list_jobs(
     state: Annotated[list[JobState], typer.Option(help="Only jobs in this state; repeatable.")] = [],  # noqa: B006
-    site: Annotated[int | None, typer.Option("--site", help="Only jobs of this site id.")] = None,
-    app_id: Annotated[int | None, typer.Option("--app", help="Only jobs of this app id.")] = None,
+    site: Annotated[str | None, typer.Option("--site", help="Only jobs of this site (name or id).")] = None,
+    app_ref: Annotated[str | None, typer.Option("--app", help="Only jobs of this app (name or id).")] = None,
     tag: Annotated[list[str], typer.Option(help="key=value a job must carry; repeatable.")] = [],  # noqa: B006
-    limit: Annotated[int, typer.Option(min=1, help="At most this many jobs.")] = 100,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only jobs that changed in this time: 90s, 15m, 2h, 3d, or a date/time."),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help=f"At most this many, newest first (default {DEFAULT_LS_LIMIT}; all with --json)."
+        ),
+    ] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Every matching job.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """List jobs, lowest id first."""
+    """List jobs, newest first, with the reason for each failure; says so when it shows only some."""
+    if show_all and limit is not None:
+        raise typer.BadParameter("give --limit or --all, not both")
+    cap = None if show_all or (as_json and limit is None) else (limit or DEFAULT_LS_LIMIT)
     with open_client() as client:
+        names = client.names()
         query = client.jobs.filter(
-            state=state or None, site_id=site, app_id=app_id, tags=parse_pairs(tag, "--tag")
+            state=state or None,
+            site_id=names.site_id(site) if site is not None else None,
+            app_id=names.app_ids(app_ref, site) if app_ref is not None else None,
+            tags=parse_pairs(tag, "--tag"),
+            updated_after=parse_since(since) if since is not None else None,
         )
-        jobs = list(query.limit(limit))
-        total = query.count() if len(jobs) == limit and not as_json else len(jobs)
-    show(jobs, COLUMNS, as_json=as_json, title="Jobs")
+        newest = query.newest_first().page_size(min(cap or 1000, 1000))
+        jobs = list(newest.limit(cap) if cap is not None else newest)
+        total = query.count() if cap is not None and len(jobs) == cap else len(jobs)
+        if as_json:
+            print_json(jobs)
+        elif not jobs:
+            console.print("(no jobs)")
+        else:
+            why = reasons(client, jobs)
+            console.print(jobs_table(jobs, names, why, title="Jobs", width=console.width))
     if total > len(jobs):
-        console.print(f"(showing {len(jobs)} of {total}; use --limit)")
+        typer.echo(f"showing the newest {len(jobs)} of {total} jobs; --limit N or --all for more", err=True)
 
 
 @app.command("show")

@@ -27,6 +27,7 @@ from beambridge.cli import (
     watch,
     workflows,
 )
+from beambridge.cli.output import fit_to_terminal
 
 app = typer.Typer(
     name="beambridge",
@@ -82,6 +83,7 @@ def _one_line(text: str) -> str:
 def main(args: Sequence[str] | None = None) -> int:
     """Run the CLI on ``args`` (default: ``sys.argv[1:]``); returns the exit status."""
     debug = os.environ.get("BEAMBRIDGE_DEBUG", "") not in ("", "0")
+    fit_to_terminal()
     try:
         result = app(
             args=list(args) if args is not None else None, prog_name="beambridge", standalone_mode=False

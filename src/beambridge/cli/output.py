@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import operator
+import shutil
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Annotated, Any
@@ -16,6 +17,12 @@ from rich.table import Table
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 console = Console(highlight=False)
+
+
+def fit_to_terminal() -> None:
+    """Size the shared console to the terminal (or ``$COLUMNS``) as it is now, not as it was when this
+    module was imported (one process may run many commands: the tests do)."""
+    console.width = shutil.get_terminal_size((80, 25)).columns
 
 
 def to_jsonable(value: Any) -> Any:

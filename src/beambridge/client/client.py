@@ -10,6 +10,7 @@ import httpx
 
 from beambridge.client.credentials import SavedCredentials, credentials_path
 from beambridge.client.jobs import JobManager
+from beambridge.client.names import Names
 from beambridge.client.resources import (
     AppManager,
     BatchJobManager,
@@ -138,6 +139,10 @@ class Client:
             SavedCredentials(self.url, self.username, pair.access_token, pair.refresh_token).save(
                 self.token_file
             )
+
+    def names(self) -> Names:
+        """Your sites and apps by name and id (read once, on first use, into the object returned)."""
+        return Names(self.sites, self.apps)
 
     def whoami(self) -> User:
         """The user the client acts for."""

@@ -104,6 +104,7 @@ class Query(Generic[M]):
         self._limit: int | None = None
         self._page_size = DEFAULT_PAGE_SIZE
         self._empty = False
+        self._newest_first = False
 
     def _copy(self) -> Query[M]:
         clone: Query[M] = Query(
@@ -111,6 +112,7 @@ class Query(Generic[M]):
         )
         clone._filters = dict(self._filters)
         clone._limit, clone._page_size, clone._empty = self._limit, self._page_size, self._empty
+        clone._newest_first = self._newest_first
         return clone
 
     def filter(self, **filters: Any) -> Query[M]:
@@ -155,6 +157,12 @@ class Query(Generic[M]):
             raise ValueError("limit must be zero or more")
         clone = self._copy()
         clone._limit = count if clone._limit is None else min(count, clone._limit)
+        return clone
+
+    def newest_first(self) -> Query[M]:
+        """A new query yielding the highest ids (the newest objects) first; jobs and events only."""
+        clone = self._copy()
+        clone._newest_first = True
         return clone
 
     def page_size(self, size: int) -> Query[M]:
@@ -214,7 +222,11 @@ class Query(Generic[M]):
             (item for page in self._pages_of(base, page_size, self._limit) for item in page)
             for base, page_size in parts
         ]
-        merged: Iterator[M] = heapq.merge(*streams, key=lambda item: int(item.id))  # type: ignore[attr-defined]
+        merged: Iterator[M] = heapq.merge(
+            *streams,
+            key=lambda item: int(item.id),  # type: ignore[attr-defined]
+            reverse=self._newest_first,
+        )
         if self._limit is not None:
             merged = itertools.islice(merged, self._limit)
         while batch := list(itertools.islice(merged, self._page_size)):
@@ -227,6 +239,8 @@ class Query(Generic[M]):
         while True:
             size = page_size if remaining is None else min(page_size, remaining)
             params = [*base, ("limit", size)] + ([("after", after)] if after is not None else [])
+            if self._newest_first:
+                params.append(("order", "desc"))
             body = self._transport.request("GET", self._path, params=params)
             items = [self._model.model_validate(item) for item in body["items"]]
             if items:
@@ -244,7 +258,7 @@ class Query(Generic[M]):
             yield from items
 
     def first(self) -> M | None:
-        """The matching object with the lowest id, or None."""
+        """The matching object with the lowest id (the highest with :meth:`newest_first`), or None."""
         return next(iter(self.limit(1)), None)
 
     def ids(self) -> list[int]:

@@ -22,15 +22,18 @@ def _visible(principal: Principal) -> list[sa.ColumnElement[bool]]:
     return where
 
 
-def events_query(principal: Principal, query: EventQuery, *, after: int | None, limit: int) -> sa.Select[Any]:
-    """The statement for one page of the caller's events matching ``query``, in id order after ``after``
-    (built once, run again by a long-poll until something matches)."""
+def events_query(
+    principal: Principal, query: EventQuery, *, after: int | None, limit: int, newest_first: bool = False
+) -> sa.Select[Any]:
+    """The statement for one page of the caller's events matching ``query``, in id order (descending if
+    ``newest_first``) after ``after`` (built once, run again by a long-poll until something matches)."""
     where = _visible(principal)
     where.extend(column_conditions(events, query, handled={"since", "until"}))
     where.extend(time_window(events.c.timestamp, query.since, query.until))
     if after is not None:
-        where.append(events.c.id > after)
-    return sa.select(events).where(*where).order_by(events.c.id).limit(limit)
+        where.append(events.c.id < after if newest_first else events.c.id > after)
+    order = events.c.id.desc() if newest_first else events.c.id
+    return sa.select(events).where(*where).order_by(order).limit(limit)
 
 
 def read_events(conn: Connection, statement: sa.Select[Any]) -> list[dict[str, Any]]:

@@ -60,20 +60,34 @@ def tags_contain(tags: dict[str, str], dialect: str) -> sa.ColumnElement[bool]:
 
 
 def list_jobs_query(
-    principal: Principal, query: JobQuery, dialect: str, *, after: int | None, limit: int
+    principal: Principal,
+    query: JobQuery,
+    dialect: str,
+    *,
+    after: int | None,
+    limit: int,
+    newest_first: bool = False,
 ) -> sa.Select[Any]:
-    """The statement for one page of jobs in ascending id order, starting after the id ``after``."""
+    """The statement for one page of jobs in id order (descending if ``newest_first``), after ``after``."""
     statement = sa.select(*JOB_COLUMNS).where(*job_conditions(query, principal, dialect))
     if after is not None:
-        statement = statement.where(jobs.c.id > after)
-    return statement.order_by(jobs.c.id).limit(limit)
+        statement = statement.where(jobs.c.id < after if newest_first else jobs.c.id > after)
+    return statement.order_by(jobs.c.id.desc() if newest_first else jobs.c.id).limit(limit)
 
 
 def list_jobs(
-    conn: Connection, principal: Principal, query: JobQuery, *, after: int | None, limit: int
+    conn: Connection,
+    principal: Principal,
+    query: JobQuery,
+    *,
+    after: int | None,
+    limit: int,
+    newest_first: bool = False,
 ) -> list[dict[str, Any]]:
-    """One page of jobs in ascending id order, starting after the id ``after``."""
-    statement = list_jobs_query(principal, query, conn.dialect.name, after=after, limit=limit)
+    """One page of jobs in id order (descending if ``newest_first``), starting after the id ``after``."""
+    statement = list_jobs_query(
+        principal, query, conn.dialect.name, after=after, limit=limit, newest_first=newest_first
+    )
     return [dict(row._mapping) for row in conn.execute(statement)]
 
 

@@ -16,7 +16,7 @@ from beambridge.server import events
 from beambridge.server.context import ServerContext
 from beambridge.server.deps import Caller, Ctx
 from beambridge.server.json_body import JsonRoute
-from beambridge.server.routes.paging import After, Limit, page
+from beambridge.server.routes.paging import After, Limit, Order, page
 
 router = APIRouter(prefix="/events", tags=["events"], route_class=JsonRoute)
 
@@ -27,12 +27,14 @@ async def list_events(
     caller: Caller,
     after: After = None,
     limit: Limit = 100,
+    order: Order = "asc",
     *,
     filters: Annotated[EventQuery, Query()],
     wait_s: Annotated[float, Query(ge=0, le=60, description="Long-poll: wait this long for a new event")] = 0,
 ) -> dict[str, Any]:
-    """Events in id order. With ``wait_s``, an empty page waits for the next matching event."""
-    statement = events.events_query(caller, filters, after=after, limit=limit)
+    """Events in id order (``order=desc``: newest first). With ``wait_s``, an empty page waits for the next
+    matching event."""
+    statement = events.events_query(caller, filters, after=after, limit=limit, newest_first=order == "desc")
     deadline = time.monotonic() + wait_s
     while True:
         armed = ctx.wakeups.arm(("owner", caller.user_id))

@@ -38,7 +38,7 @@ from beambridge.server.jobs.removal import cancel_jobs, delete_jobs
 from beambridge.server.jobs.retry import retry_jobs
 from beambridge.server.jobs.updates import update_jobs
 from beambridge.server.json_body import JsonRoute
-from beambridge.server.routes.paging import After, Limit
+from beambridge.server.routes.paging import After, Limit, Order
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=JsonRoute)
 
@@ -49,11 +49,19 @@ Filters = Annotated[JobQuery, Query()]
 
 @router.get("", response_model=Page[Job])
 def list_jobs_route(
-    ctx: Ctx, caller: Caller, after: After = None, limit: Limit = 100, *, filters: Filters
+    ctx: Ctx,
+    caller: Caller,
+    after: After = None,
+    limit: Limit = 100,
+    order: Order = "asc",
+    *,
+    filters: Filters,
 ) -> Response:
-    """Jobs matching every given filter, in id order, one page at a time."""
+    """Jobs matching every given filter, in id order (``order=desc``: newest first), one page at a time."""
+    newest_first = order == "desc"
     with ctx.db.read() as conn:
-        return jobs_page_response(list_jobs(conn, caller, filters, after=after, limit=limit), limit)
+        rows = list_jobs(conn, caller, filters, after=after, limit=limit, newest_first=newest_first)
+    return jobs_page_response(rows, limit)
 
 
 @router.get("/count")

@@ -13,19 +13,19 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0009"
+revision = "0010_app_retry_on_error"
+down_revision = "0009_placement"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("apps", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("retry_on_error", sa.Boolean(), nullable=False, server_default=sa.true())
-        )
+    # On SQLite a plain ADD COLUMN with a literal default: Alembic would rebuild the table for the
+    # portable ``true()`` default, and a rebuild drops the AUTOINCREMENT that 0005 gave it.
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    default = sa.text("1") if sqlite else sa.true()
+    op.add_column("apps", sa.Column("retry_on_error", sa.Boolean(), nullable=False, server_default=default))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("apps", schema=None) as batch_op:
-        batch_op.drop_column("retry_on_error")
+    op.drop_column("apps", "retry_on_error")  # SQLite 3.35+ drops a column in place
