@@ -3,8 +3,8 @@
 ``retry_limit`` covers a run that fails (non-zero exit, a Python app that raises) as well as one that times
 out, unless the app registers ``retry_on_error = False``. Apps registered before keep retrying.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0010_app_retry_on_error
+Revises: 0009_placement
 Create Date: 2026-12-03
 """
 
