@@ -21,7 +21,13 @@ EVENT_COLUMNS = ["id", "timestamp", "from_state", "to_state", "data"]
 
 @app.command("create")
 def create(
-    app: Annotated[str, typer.Option("--app", help="The app: its id, or its name (placed by the service).")],
+    app: Annotated[
+        str,
+        typer.Option(
+            "--app",
+            help="The app: its name (with --site, that site's; else placed by the service) or its id.",
+        ),
+    ],
     workdir: Annotated[str, typer.Option(help="Working directory, relative to the site's data directory.")],
     param: Annotated[
         list[str], typer.Option(help="key=value (value as JSON if it parses); repeatable.")
@@ -31,6 +37,7 @@ def create(
     nodes: Annotated[int, typer.Option(min=1, help="Nodes.")] = 1,
     wall_time: Annotated[float, typer.Option("--wall-time", min=0, help="Wall-time limit in minutes.")] = 0,
     priority: Annotated[int, typer.Option(help="Higher runs first.")] = 0,
+    site: Annotated[str | None, typer.Option("--site", help="The site to run it (name or id).")] = None,
     sites: Annotated[
         str | None, typer.Option("--sites", help="Eligible sites by name, comma-separated (with --app NAME).")
     ] = None,
@@ -48,7 +55,8 @@ def create(
     ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Create one job: of an app id, or of an app by name on the site the service predicts finishes first."""
+    """Create one job: of an app on a site (--app XpcsMultiTau --site polaris), or of an app by name on the
+    site the service predicts finishes first (--app XpcsMultiTau [--sites a,b])."""
     fields: dict[str, Any] = {
         "parameters": parse_pairs(param, "--param", decode_json=True),
         "tags": parse_pairs(tag, "--tag"),
@@ -57,24 +65,29 @@ def create(
         "wall_time_limit_min": wall_time,
         "priority": priority,
     }
-    if app.isdigit():
+    if app.isdigit() or site is not None:
         if sites or site_group or policy or hedge:
-            raise typer.BadParameter("--sites, --site-group, --policy and --hedge need --app NAME, not an id")
-        fields["app_id"] = int(app)
+            raise typer.BadParameter(
+                "--sites, --site-group, --policy and --hedge choose among sites: give them with --app NAME, "
+                "without --site"
+            )
+        fields["app"], fields["site"] = app, site
     else:
         fields.update(app=app, site_group=site_group, policy=policy, hedge=hedge or None)
         if sites is not None:
             fields["sites"] = [name.strip() for name in sites.split(",") if name.strip()]
     with open_client() as client:
         job = client.jobs.create(workdir=workdir, **fields)
+        names = client.names
+        where = f"{names.app_name(job.app_id)} on {names.site_name(job.site_id)}"
     if as_json:
         print_json(job)
-    elif "app_id" in fields:
-        typer.echo(f"created job {job.id} ({job.state})")
+    elif "site" in fields:
+        typer.echo(f"created job {job.id} ({job.state}): {where}")
     elif job.awaiting_placement:
         typer.echo(f"created job {job.id} ({job.state}), to be placed when it can run")
     else:
-        typer.echo(f"created job {job.id} ({job.state}), placed at site {job.site_id}")
+        typer.echo(f"created job {job.id} ({job.state}), placed: {where}")
 
 
 DEFAULT_LS_LIMIT = 50
@@ -104,7 +117,7 @@ def list_jobs(
         raise typer.BadParameter("give --limit or --all, not both")
     cap = None if show_all or (as_json and limit is None) else (limit or DEFAULT_LS_LIMIT)
     with open_client() as client:
-        names = client.names()
+        names = client.names
         query = client.jobs.filter(
             state=state or None,
             site_id=names.site_id(site) if site is not None else None,
@@ -132,10 +145,15 @@ def show_job(job_id: Annotated[int, typer.Argument(help="The job id.")], as_json
     with open_client() as client:
         job = client.jobs.get(job_id)
         events = client.jobs.events(job_id)
-    if as_json:
-        print_json({"job": job, "events": events})
-        return
-    fields = job.model_dump()
+        if as_json:
+            print_json({"job": job, "events": events})
+            return
+        names = client.names
+        fields = {
+            "app": f"{names.app_name(job.app_id)} (id {job.app_id})",
+            "site": f"{names.site_name(job.site_id)} (id {job.site_id})",
+            **job.model_dump(exclude={"app_id", "site_id"}),
+        }
     print_table(
         fields.items(), [("field", lambda kv: kv[0]), ("value", lambda kv: kv[1])], title=f"Job {job.id}"
     )

@@ -140,9 +140,11 @@ class Client:
                 self.token_file
             )
 
+    @property
     def names(self) -> Names:
-        """Your sites and apps by name and id (read once, on first use, into the object returned)."""
-        return Names(self.sites, self.apps)
+        """Your sites and apps by name and id (read on first use; read again when a name is not found;
+        ``client.names.refresh()`` forgets them)."""
+        return self.jobs.names
 
     def whoami(self) -> User:
         """The user the client acts for."""

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, JsonValue
 
+from beambridge.client.names import Names, as_id
 from beambridge.client.query import FilterField, Query, filter_fields
-from beambridge.client.resources import Manager, StateArg, as_body, as_list
+from beambridge.client.resources import AppManager, Manager, SiteManager, StateArg, as_body, as_list
 from beambridge.client.waiting import iter_completed, wait_all
 from beambridge.schemas.events import Event
 from beambridge.schemas.jobs import BulkResult, Job, JobBulkUpdate, JobCreate, RetryResult, VerifiedTransfer
@@ -41,6 +43,11 @@ def _merge(results: Iterable[BulkResult]) -> BulkResult:
 
 class JobManager(Manager[Job]):
     """Jobs: one run of an app with its parameters, resources, parents and transfers."""
+
+    @functools.cached_property
+    def names(self) -> Names:
+        """Your sites and apps by name (read on first use; read again when a name is not found)."""
+        return Names(SiteManager(self._transport), AppManager(self._transport))
 
     path, model, noun = "/jobs", Job, "job"
     count_path = "/jobs/count"
@@ -90,7 +97,8 @@ class JobManager(Manager[Job]):
         app_id: int | None = None,
         workdir: str | None = None,
         *,
-        app: str | None = None,
+        app: str | int | None = None,
+        site: str | int | None = None,
         sites: Iterable[str] | None = None,
         site_group: str | None = None,
         policy: str | None = None,
@@ -110,9 +118,13 @@ class JobManager(Manager[Job]):
         retry_limit: int | None = None,
         priority: int | None = None,
     ) -> Job:
-        """Create one job of app ``app_id`` in ``workdir`` (relative to the site's data directory), or of
-        the app named ``app`` on whichever of ``sites`` (names; or the sites of ``site_group``; or all your
-        sites) the service predicts will finish it soonest::
+        """Create one job of app ``app_id`` in ``workdir`` (relative to the site's data directory); or of
+        the app named ``app`` on the ``site`` named (a name or an id), resolved here to that site's app::
+
+            client.jobs.create(app="XpcsMultiTau", site="polaris", workdir="A001/g2", parameters=...)
+
+        or of the app named ``app`` on whichever of ``sites`` (names; or the sites of ``site_group``; or
+        all your sites) the service predicts will finish it soonest::
 
             client.jobs.create(app="XpcsMultiTau", sites=["polaris", "perlmutter"], workdir="run/1")
 
@@ -145,6 +157,13 @@ class JobManager(Manager[Job]):
             raise TypeError("create() needs workdir")
         if (app_id is None) == (app is None):
             raise TypeError("create() needs either app_id or app (an app by name)")
+        if site is not None or (app is not None and as_id(app) is not None):
+            if sites is not None or site_group is not None or policy is not None or hedge:
+                raise TypeError(
+                    "site names one site; sites, site_group, policy and hedge choose among several"
+                )
+            app_id = self.names.app_id(app if app is not None else app_id, site)  # type: ignore[arg-type]
+            app = None
         body: dict[str, Any] = {"workdir": workdir}
         if app_id is not None:
             body["app_id"] = app_id

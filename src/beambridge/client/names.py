@@ -36,6 +36,10 @@ class Names:
         self._sites: dict[int, Site] | None = None
         self._apps: dict[int, App] | None = None
 
+    def refresh(self) -> None:
+        """Forget what was read: the next use reads your sites and apps again."""
+        self._sites = self._apps = None
+
     @property
     def sites(self) -> dict[int, Site]:
         """Your sites by id."""
@@ -65,9 +69,12 @@ class Names:
         found = as_id(ref)
         if found is not None:
             return found
-        for site in self.sites.values():
-            if site.name == ref:
-                return site.id
+        for fresh in (False, True):  # a name not seen yet: perhaps the site is new, read them again
+            if fresh:
+                self._sites = None
+            for site in self.sites.values():
+                if site.name == ref:
+                    return site.id
         raise NotFound(404, f"no site named {ref!r} (yours: {_listing(s.name for s in self.sites.values())})")
 
     def app_ids(self, ref: Ref, site: Ref | None = None) -> list[int]:
@@ -76,9 +83,12 @@ class Names:
         if found is not None:
             return [found]
         site_id = self.site_id(site) if site is not None else None
-        matches = [app.id for app in self.apps.values() if app.name == ref and site_id in (None, app.site_id)]
-        if matches:
-            return sorted(matches)
+        for fresh in (False, True):  # an app registered since they were read: read them again, once
+            if fresh:
+                self._apps = None
+            matches = [a.id for a in self.apps.values() if a.name == ref and site_id in (None, a.site_id)]
+            if matches:
+                return sorted(matches)
         where = f" on site {self.site_name(site_id)!r}" if site_id is not None else ""
         names = sorted({a.name for a in self.apps.values() if site_id in (None, a.site_id)})
         raise NotFound(404, f"no app named {ref!r}{where} (apps{where}: {_listing(names)})")
