@@ -8,7 +8,7 @@ import typer
 
 from beambridge.cli.connection import open_client
 from beambridge.cli.job_listing import jobs_table, parse_since, reasons
-from beambridge.cli.output import Column, JsonFlag, console, print_json, print_table, show
+from beambridge.cli.output import Column, JsonFlag, console, print_json, print_table
 from beambridge.cli.prompts import parse_pairs
 from beambridge.schemas.placement import PlacementDecision
 from beambridge.states import JobState
