@@ -3,8 +3,8 @@
 ``retry_limit`` covers a run that fails (non-zero exit, a Python app that raises) as well as one that times
 out, unless the app registers ``retry_on_error = False``. Apps registered before keep retrying.
 
-Revision ID: 0011_app_retry_on_error
-Revises: 0010_report_batch_ids
+Revision ID: 0012_app_retry_on_error
+Revises: 0011_token_revocation
 Create Date: 2026-12-03
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011_app_retry_on_error"
-down_revision = "0010_report_batch_ids"
+revision = "0012_app_retry_on_error"
+down_revision = "0011_token_revocation"
 branch_labels = None
 depends_on = None
 
