@@ -110,3 +110,11 @@ def test_metrics_token_guards_the_endpoint(database_url: str, tmp_path: Path) ->
         ok = client.get("/metrics", headers={"authorization": "Bearer s3cret-scraper"})
         assert ok.status_code == 200 and "beambridge_jobs" in ok.text
     app.state.ctx.db.dispose()
+
+
+def test_the_app_builds_before_its_database_has_tables(tmp_path: Path) -> None:
+    """Building the app reads nothing from the database: the schema may not exist yet (the fuzz suite
+    builds the app at collection time; a service may start before `server migrate`)."""
+    app = create_app(make_settings(tmp_path, f"sqlite:///{tmp_path / 'empty.db'}"))
+    assert "beambridge_jobs" in {m.name for m in app.state.metrics.database.describe()}
+    app.state.ctx.db.dispose()

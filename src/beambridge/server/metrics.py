@@ -58,6 +58,16 @@ class DatabaseCollector(Collector):
                 self._events = int(conn.execute(sa.select(sa.func.max(events.c.id))).scalar() or 0)
             self._read_at = time.monotonic()
 
+    def describe(self) -> Iterator[Metric]:
+        """The metric names without reading the database (a registry asks this when the app is built,
+        possibly before the schema exists)."""
+        yield GaugeMetricFamily("beambridge_jobs", "Jobs by state", labels=["state"])
+        yield CounterMetricFamily("beambridge_events", "State changes recorded")
+        yield GaugeMetricFamily(
+            "beambridge_db_pool_connections", "Database connections of this process", labels=["state"]
+        )
+        yield GaugeMetricFamily("beambridge_db_pool_size", "Configured pool size")
+
     def collect(self) -> Iterator[Metric]:
         self._refresh()
         by_state = GaugeMetricFamily("beambridge_jobs", "Jobs by state", labels=["state"])
