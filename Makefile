@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 ## demo: the whole system on this machine (server on SQLite under ./.demo, a local site, pilots, XPCS jobs)
 demo: $(STAMP)
-	BEAMBRIDGE_HOME=$(CURDIR)/.demo $(BIN)/beambridge demo
+	BEAMBRIDGE_HOME=$(CURDIR)/.demo $(BIN)/beambridge demo $(if $(KEEP),--keep)
 
 ## system-deps: install (with apt, as root) the real components the tests need when they are missing
 system-deps:

@@ -99,7 +99,7 @@ def test_access_log_is_key_value_with_the_request_id(
         ):
             time.sleep(0.02)
     [record] = [r for r in caplog.records if getattr(r, "request_id", None) == "trace-me-7"]
-    assert "event=request method=GET route=/jobs/{job_id} status=401" in record.getMessage()
+    assert "event=request method=GET route=/jobs/{job_id} status=401 ms=" in record.getMessage()
 
 
 def test_metrics_token_guards_the_endpoint(database_url: str, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -271,6 +272,10 @@ def demo(
             help="A simulated beamline writing datasets into a folder, watched: quick looks first.",
         ),
     ] = False,
+    keep: Annotated[
+        bool,
+        typer.Option("--keep", help="Keep the server (and its web console) running until Ctrl-C."),
+    ] = False,
 ) -> None:
     """Run the whole system on this machine on simulated XPCS data, with a progress bar and a summary."""
     from beambridge.client.credentials import beambridge_home
@@ -310,4 +315,27 @@ def demo(
             finally:
                 agent.stop()
             summarize(jobs, names, site, submitted, finished)
+            console_url = f"{server.url}/ui/overview"
+            login = f"user {DEMO_USER}, password {DEMO_PASSWORD}"
+            if keep:
+                console.print(f"[bold]web console: {console_url}[/bold] ({login}); Ctrl-C stops the server")
+                _wait_for_interrupt()
+            else:
+                console.print(
+                    f"web console was at {console_url} ({login}); "
+                    "'beambridge demo --keep' (make demo KEEP=1) keeps it browsable"
+                )
     console.print(f"server and agent stopped; demo took {time.monotonic() - started_at:.1f} s")
+
+
+def _wait_for_interrupt() -> None:
+    """Block until Ctrl-C or SIGTERM."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)

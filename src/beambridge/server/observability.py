@@ -89,8 +89,9 @@ class RequestIdFilter(logging.Filter):
 
 
 def server_log_config(level: str = "info") -> dict[str, Any]:
-    """A ``logging.config.dictConfig`` for ``beambridge server up``: key=value lines with the request id
-    on stderr, for beambridge's loggers and uvicorn's (whose own access log this replaces)."""
+    """A ``logging.config.dictConfig`` for ``beambridge server up``: logfmt lines
+    (:class:`beambridge.logs.KeyValueFormatter`) with the request id on stderr, for beambridge's loggers
+    and uvicorn's (whose own access log this replaces)."""
     upper = level.upper()
     return {
         "version": 1,
