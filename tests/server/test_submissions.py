@@ -243,3 +243,21 @@ def test_site_tokens_cannot_submit(alice: ApiUser) -> None:
     ) as agent:
         answer = agent.post("/submissions", json={"workflow": "xpcs", "key": "k", "dataset": "a_1C"})
         assert answer.status_code == 403 and "site token" in answer.text
+
+
+def test_a_step_may_let_the_service_place_it_on_one_of_several_sites(alice: ApiUser) -> None:
+    polaris = alice.site("polaris")
+    theta = alice.site("theta")
+    for site in (polaris, theta):
+        alice.app(site["id"], "corr", parameters=APP_PARAMS)
+        alice.ok(alice.http.post(f"/sites/{site['id']}/heartbeat"))
+    spec = workflow()
+    for step in spec["steps"]:
+        step["sites"] = ["polaris", "theta"]
+    alice.ok(alice.http.post("/workflows", json=spec), 201)
+    sub = alice.ok(submit(alice, "placed"), 201)["submission"]
+    quick = alice.ok(alice.http.get(f"/jobs/{sub['steps']['quick']['job_id']}"))
+    assert quick["site_id"] in (polaris["id"], theta["id"])
+    spec["steps"][0]["site"] = "polaris"
+    answer = alice.http.post("/workflows", json=spec)
+    assert answer.status_code == 422 and "one of site, sites or site_group" in answer.text

@@ -73,6 +73,13 @@ class WorkflowStep(InputModel):
     site: Name | None = Field(
         default=None, description="The site the app lives on (needed when several sites have the app)"
     )
+    sites: list[Name] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="Let the service place the job on whichever of these sites finishes it soonest",
+    )
+    site_group: Name | None = Field(default=None, description="Place the job on a site of this group")
     parameters: FreeJson = Field(
         default_factory=dict,
         description="Parameters; strings may be Jinja2 templates over the dataset ('{{ file.stem }}')",
@@ -131,6 +138,8 @@ class Workflow(InputModel):
     def _check_dag(self) -> Workflow:
         seen: set[str] = set()
         for step in self.steps:
+            if sum(x is not None for x in (step.site, step.sites, step.site_group)) > 1:
+                raise ValueError(f"step {step.name!r}: give one of site, sites or site_group")
             if step.name in seen:
                 raise ValueError(f"step {step.name!r} appears twice")
             for parent in step.after:

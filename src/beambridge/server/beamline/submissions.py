@@ -31,6 +31,7 @@ from beambridge.server.beamline.render import render_step, template_context
 from beambridge.server.db.tables import apps, beamline_events, events, sites, submissions, workflows
 from beambridge.server.errors import ConflictError, ForbiddenError, InvalidRequestError, NotFoundError
 from beambridge.server.jobs.create import create_jobs
+from beambridge.server.placement.service import PlacementService
 from beambridge.server.wakeups import WakeKey
 from beambridge.states import JobState
 
@@ -113,7 +114,8 @@ def _workflow_by_name(conn: Connection, principal: Principal, name: str) -> Work
 
 def _resolve_apps(conn: Connection, principal: Principal, workflow: Workflow) -> dict[str, tuple[int, str]]:
     """Each step's (app id, site name), from the app's name and (when given) its site's name."""
-    names = sorted({step.app for step in workflow.steps})
+    fixed = [step for step in workflow.steps if step.sites is None and step.site_group is None]
+    names = sorted({step.app for step in fixed})
     query = (
         sa.select(apps.c.id, apps.c.name, sites.c.name.label("site"))
         .join(sites, sites.c.id == apps.c.site_id)
@@ -124,7 +126,7 @@ def _resolve_apps(conn: Connection, principal: Principal, workflow: Workflow) ->
     for row in conn.execute(query):
         found.setdefault(row.name, []).append((row.id, row.site))
     out: dict[str, tuple[int, str]] = {}
-    for step in workflow.steps:
+    for step in fixed:
         candidates = found.get(step.app, [])
         if step.site is not None:
             candidates = [c for c in candidates if c[1] == step.site]
@@ -148,7 +150,11 @@ def _by_key(conn: Connection, owner_id: int, key: str) -> dict[str, Any] | None:
 
 
 def submit(
-    conn: Connection, principal: Principal, request: SubmissionCreate, now: datetime
+    conn: Connection,
+    principal: Principal,
+    request: SubmissionCreate,
+    now: datetime,
+    placement: PlacementService | None = None,
 ) -> tuple[dict[str, Any], bool, set[WakeKey]]:
     """Submit one dataset; ``(submission, created, wake-ups)``; a known key answers ``created=False``."""
     refuse_site_tokens(principal)
@@ -161,8 +167,13 @@ def submit(
     plan: dict[str, dict[str, Any]] = {}
     for step in workflow.steps:
         rendered = render_step(step, context)
+        where: dict[str, Any] = (
+            {"app_id": app_of[step.name][0]}
+            if step.name in app_of
+            else {"app": step.app, "sites": step.sites, "site_group": step.site_group}
+        )
         spec = {
-            "app_id": app_of[step.name][0],
+            **where,
             "workdir": rendered["workdir"],
             "parameters": rendered["parameters"],
             "transfers": rendered["transfers"],
@@ -222,13 +233,18 @@ def submit(
         if existing is None:
             raise
         return existing, False, set()
-    wake = _create_ready_steps(conn, principal, submission_id, plan, now)
+    wake = _create_ready_steps(conn, principal, submission_id, plan, now, placement)
     _save_plan(conn, submission_id, plan, now)
     return get_submission(conn, principal, submission_id), True, wake
 
 
 def _create_ready_steps(
-    conn: Connection, principal: Principal, submission_id: int, plan: dict[str, dict[str, Any]], now: datetime
+    conn: Connection,
+    principal: Principal,
+    submission_id: int,
+    plan: dict[str, dict[str, Any]],
+    now: datetime,
+    placement: PlacementService | None,
 ) -> set[WakeKey]:
     """Create the jobs of steps marked submitted that have none yet, parents first."""
     wake: set[WakeKey] = set()
@@ -239,7 +255,7 @@ def _create_ready_steps(
         spec["tags"] = {**spec["tags"], "submission": str(submission_id)}
         spec["data"] = {**spec["data"], "submission_id": submission_id}
         spec["parent_ids"] = [plan[parent]["job_id"] for parent in entry["after"]]
-        rows, step_wake = create_jobs(conn, principal, [JobCreate.model_validate(spec)], now)
+        rows, step_wake = create_jobs(conn, principal, [JobCreate.model_validate(spec)], now, placement)
         entry["job_id"] = rows[0]["id"]
         wake |= step_wake
     return wake
@@ -261,6 +277,7 @@ def decide_step(
     step: str,
     decision: StepDecision,
     now: datetime,
+    placement: PlacementService | None = None,
 ) -> tuple[dict[str, Any], set[WakeKey]]:
     """Run or skip a held step; running a skipped step undoes the skip. Both are recorded as events."""
     refuse_site_tokens(principal)
@@ -307,7 +324,7 @@ def decide_step(
             waiting = other["status"] in (StepStatus.HELD, StepStatus.SKIPPED) and not other.get("gated")
             if waiting and all(plan[p]["status"] == StepStatus.SUBMITTED for p in other["after"]):
                 other["status"], other["reason"] = StepStatus.SUBMITTED, f"after {step!r} was run"
-        wake = _create_ready_steps(conn, principal, submission_id, plan, now)
+        wake = _create_ready_steps(conn, principal, submission_id, plan, now, placement)
     _save_plan(conn, submission_id, plan, now)
     record_event(
         conn,

@@ -67,7 +67,7 @@ def submit(ctx: Ctx, caller: Caller, body: SubmissionCreate, response: Response)
     This is also the route for a beamline control system to say "dataset ready" over plain HTTP.
     """
     with ctx.db.write() as conn:
-        row, created, wake = service.submit(conn, caller, body, utcnow())
+        row, created, wake = service.submit(conn, caller, body, utcnow(), ctx.placement)
     ctx.wakeups.notify(wake)
     response.status_code = 201 if created else 200
     return {"created": created, "submission": row}
@@ -101,7 +101,7 @@ def decide_step(
 ) -> dict[str, Any]:
     """Run or skip a held step (a skipped step can be run later: a skip is reversible)."""
     with ctx.db.write() as conn:
-        row, wake = service.decide_step(conn, caller, submission_id, step, body, utcnow())
+        row, wake = service.decide_step(conn, caller, submission_id, step, body, utcnow(), ctx.placement)
     ctx.wakeups.notify(wake)
     return row
 
