@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 MAX_PAGE_SIZE = 5000
 """Largest ``limit`` a list request may ask for."""
@@ -50,7 +50,11 @@ def _check_name(value: str) -> str:
     return value
 
 
-Name = Annotated[str, AfterValidator(_check_name)]
+Name = Annotated[
+    str,
+    AfterValidator(_check_name),
+    WithJsonSchema({"type": "string", "pattern": _NAME.pattern, "minLength": 1, "maxLength": 100}),
+]
 """A short identifier for users, sites, apps and tokens."""
 
 

@@ -27,6 +27,7 @@ from beambridge.server.errors import install_error_handlers
 from beambridge.server.metrics import ServiceMetrics
 from beambridge.server.metrics import router as metrics_router
 from beambridge.server.observability import ObservabilityMiddleware
+from beambridge.server.openapi import install_openapi
 from beambridge.server.pg_notify import PgWakeupRelay
 from beambridge.server.placement.service import PLACEMENT_WAKE, CycleReport, PlacementService, run_cycle
 from beambridge.server.routes import (
@@ -145,6 +146,7 @@ def create_app(
         app.include_router(module.router)
     app.state.metrics = ServiceMetrics(db)
     app.include_router(metrics_router)
+    install_openapi(app)
     install_console(app, ctx)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)  # outermost: sees every request
