@@ -98,3 +98,29 @@ def test_cli_follow(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "last frame -> result written:" in result.output
+
+
+def test_the_multitau_app_follows(tmp_path: Path) -> None:
+    """A job submitted when the acquisition starts correlates while the frames are written."""
+    from beambridge.apps.xpcs import XpcsMultiTau
+
+    qmap = write_qmap_file(tmp_path / "q.h5", small_qmap())
+    raw, out = tmp_path / "acq.h5", tmp_path / "acq.out.h5"
+    params = XpcsMultiTau.validate_parameters(
+        {"raw": str(raw), "qmap": str(qmap), "output": str(out), "follow": True, "follow_timeout": 20.0}
+    )
+    frames = np.random.default_rng(3).poisson(0.5, (80, 24, 32)).astype(np.uint16)
+
+    def detector() -> None:
+        with SwmrFrameWriter(raw, (24, 32), n_frames=80, frame_time=0.005) as writer:
+            for a in range(0, 80, 8):
+                writer.append(frames[a : a + 8])
+                time.sleep(0.02)
+
+    thread = threading.Thread(target=detector)
+    thread.start()
+    app = object.__new__(XpcsMultiTau)  # run() needs no job here
+    summary = app.run(**params)
+    thread.join()
+    assert isinstance(summary, dict) and summary["frames"] == 80 and "last_frame_to_result_s" in summary
+    assert summary["frame_time"] == 0.005 and out.exists()

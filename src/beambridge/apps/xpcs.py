@@ -51,6 +51,15 @@ _COMMON: dict[str, AppParameter] = {
         help="Use frame_time even where the raw file records another",
     ),
     "avg": AppParameter(required=False, default=1, type=ParameterType.INT, help="Frames averaged into one"),
+    "follow": AppParameter(
+        required=False,
+        default=False,
+        type=ParameterType.BOOL,
+        help="Correlate while the detector writes the raw HDF5 file (SWMR; it must announce expected_frames)",
+    ),
+    "follow_timeout": AppParameter(
+        required=False, default=30.0, type=ParameterType.FLOAT, help="With follow: s without a new frame"
+    ),
     "normalize_frames": AppParameter(required=False, default=False, type=ParameterType.BOOL),
     "fit": AppParameter(
         required=False, default=False, type=ParameterType.BOOL, help="Also fit g2 and add D to the result"
@@ -61,7 +70,16 @@ _COMMON: dict[str, AppParameter] = {
 def _options(params: dict[str, Any]) -> dict[str, Any]:
     options: dict[str, Any] = {
         key: params[key]
-        for key in ("frames", "delays_per_level", "frame_time", "force_frame_time", "avg", "normalize_frames")
+        for key in (
+            "frames",
+            "delays_per_level",
+            "frame_time",
+            "force_frame_time",
+            "avg",
+            "normalize_frames",
+            "follow",
+            "follow_timeout",
+        )
         if key in params
     }
     return options
