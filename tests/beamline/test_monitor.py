@@ -115,6 +115,9 @@ def test_late_feedback_failures_and_silent_sites_raise_alerts(
     client.sites.heartbeat(site.id)
     closed = datetime.now(UTC) - timedelta(seconds=60)
     session = client.sessions.open(site.id)
+    spec = Workflow.model_validate(WORKFLOW)
+    spec.steps[0].retry_limit = 0  # an error fails the quick look at once
+    client.workflows.put(spec)
     for i in range(3):
         client.submissions.submit("xpcs", key=f"f{i}", dataset=f"/d/f{i}.h5")
     for job in client.sessions.acquire(session.id, max_jobs=3):
@@ -122,7 +125,7 @@ def test_late_feedback_failures_and_silent_sites_raise_alerts(
             client.sessions.report(session.id, [{"id": job.id, "state": state}])
     client.submissions.submit("xpcs", key="late", dataset="/d/late.h5", closed_at=closed)
     limits = AlertLimits(failures=3, first_feedback_s=30, site_silent_s=0.0)
-    monitor = WorkflowMonitor(client, Workflow.model_validate(WORKFLOW), hooks=Webhooks([url]), limits=limits)
+    monitor = WorkflowMonitor(client, spec, hooks=Webhooks([url]), limits=limits)
     monitor.check()
     kinds = sorted(alert["kind"] for alert in received)
     assert kinds == ["failure_burst", "late_first_feedback", "site_down"], received
