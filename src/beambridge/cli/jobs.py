@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated, Any
 
 import typer
@@ -10,6 +11,7 @@ from beambridge.cli.connection import open_client
 from beambridge.cli.job_listing import jobs_table, parse_since, reasons
 from beambridge.cli.output import Column, JsonFlag, console, print_json, print_table
 from beambridge.cli.prompts import parse_pairs
+from beambridge.cli.watching import counts_line, ended_badly, watch
 from beambridge.schemas.placement import PlacementDecision
 from beambridge.states import JobState
 
@@ -110,6 +112,7 @@ def list_jobs(
         ),
     ] = None,
     show_all: Annotated[bool, typer.Option("--all", help="Every matching job.")] = False,
+    summary: Annotated[bool, typer.Option("--summary", help="Counts by state instead of the jobs.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """List jobs, newest first, with the reason for each failure; says so when it shows only some."""
@@ -125,6 +128,16 @@ def list_jobs(
             tags=parse_pairs(tag, "--tag"),
             updated_after=parse_since(since) if since is not None else None,
         )
+        if summary:
+            counts = {state.value: query.filter(state=state).count() for state in JobState}
+            counts = {state: count for state, count in counts.items() if count}
+            if as_json:
+                print_json(counts)
+            else:
+                print_table(
+                    counts.items(), [("state", lambda kv: kv[0]), ("jobs", lambda kv: kv[1])], title="Jobs"
+                )
+            return
         newest = query.newest_first().page_size(min(cap or 1000, 1000))
         jobs = list(newest.limit(cap) if cap is not None else newest)
         total = query.count() if cap is not None and len(jobs) == cap else len(jobs)
@@ -195,9 +208,61 @@ def cancel(job_ids: Annotated[list[int], typer.Argument(help="Job ids.")]) -> No
     """Cancel jobs (they become KILLED; jobs that already ended are left alone)."""
     with open_client() as client:
         result = client.jobs.cancel(job_ids)
+        left = sorted(set(job_ids) - set(result.ids))
+        ended = {job.id: job.state for job in client.jobs.filter(id=left)} if left else {}
     typer.echo(
         f"cancelled {result.count} job(s)" + (f": {', '.join(map(str, result.ids))}" if result.ids else "")
     )
+    for job_id in left:
+        typer.echo(
+            f"job {job_id} not cancelled: it had already ended ({ended.get(job_id, 'gone')})", err=True
+        )
+    if left and not result.count:
+        raise typer.Exit(1)
+
+
+@app.command("watch")
+def watch_jobs(
+    job_ids: Annotated[list[int] | None, typer.Argument(help="Job ids (or select with --tag).")] = None,
+    tag: Annotated[list[str], typer.Option(help="key=value a job must carry; repeatable.")] = [],  # noqa: B006
+) -> None:
+    """Watch jobs until every one has ended: a progress bar and the counts by state, updated as they change.
+
+    Exits 0 if every job finished, 1 if any failed or was killed (``job watch --tag run=42 && next-step``).
+    """
+    tags = parse_pairs(tag, "--tag")
+    if not (job_ids or tags):
+        raise typer.BadParameter("name the jobs: ids or --tag key=value")
+    with open_client() as client:
+        query = client.jobs.filter(id=job_ids or None, tags=tags or None)
+        jobs = watch(client, query)
+        if not jobs:
+            raise typer.BadParameter("no job matches", param_hint="--tag")
+        bad = ended_badly(jobs)
+        if bad:
+            why = reasons(client, bad)
+            for job in bad[:20]:
+                typer.echo(
+                    f"job {job.id} {job.state.value}: {why.get(job.id) or 'no reason recorded'}", err=True
+                )
+            more = f" (and {len(bad) - 20} more)" if len(bad) > 20 else ""
+            typer.echo(f"{len(bad)} of {len(jobs)} job(s) did not finish{more}", err=True)
+            raise typer.Exit(1)
+    typer.echo(f"all {len(jobs)} job(s) finished")
+
+
+@app.command("wait")
+def wait_jobs(
+    job_ids: Annotated[list[int], typer.Argument(help="Job ids.")],
+    timeout: Annotated[float | None, typer.Option(min=0, help="Give up after this many seconds.")] = None,
+) -> None:
+    """Wait until the jobs have ended (no output until then). Exits 0 if all finished, 1 otherwise."""
+    with open_client() as client:
+        jobs = client.jobs.wait(job_ids, timeout=timeout)
+    counts = Counter(job.state for job in jobs)
+    typer.echo(f"{len(jobs)} job(s) ended: {counts_line(counts)}")
+    if ended_badly(jobs):
+        raise typer.Exit(1)
 
 
 @app.command("retry")

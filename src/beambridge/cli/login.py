@@ -26,3 +26,35 @@ def login(
     with Client.login(url, name, password) as client:
         path = client.save()
     typer.echo(f"logged in to {client.url} as {name}; tokens saved to {path}")
+
+
+def whoami() -> None:
+    """Who you are logged in as, and where."""
+    from beambridge.cli.connection import open_client
+
+    with open_client() as client:
+        user = client.whoami()
+        typer.echo(f"{user.name} at {client.url}")
+
+
+def logout() -> None:
+    """Revoke your saved login on the service and forget it here."""
+    from beambridge.client.credentials import credentials_path
+
+    path = credentials_path()
+    if not path.exists():
+        typer.echo("not logged in")
+        return
+    from beambridge.cli.connection import open_client
+    from beambridge.client.errors import AuthError, ConnectionFailed
+
+    with open_client() as client:
+        try:
+            client.logout()
+        except AuthError:
+            pass  # expired or revoked already: nothing left to revoke
+        except ConnectionFailed as exc:
+            typer.echo(f"warning: the service was not told ({exc}); the tokens are forgotten here", err=True)
+        url = client.url
+    path.unlink()
+    typer.echo(f"logged out of {url}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from typing import Annotated
 
 import typer
 
@@ -36,6 +37,26 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from beambridge import __version__
+
+        typer.echo(f"beambridge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", callback=_show_version, is_eager=True),
+    ] = False,
+) -> None:
+    """Near-real-time analysis of light-source data at whichever HPC facility finishes first."""
+
+
 app.add_typer(server.app, name="server")
 app.add_typer(users.app, name="user")
 app.add_typer(sites.app, name="site")
@@ -47,6 +68,8 @@ app.command("submit")(workflows.submit)
 app.command("submissions")(workflows.submissions)
 app.command("watch")(watch.watch)
 app.command("login")(login.login)
+app.command("logout")(login.logout)
+app.command("whoami")(login.whoami)
 app.command("events")(events.events)
 app.command("demo")(demo.demo)
 app.command("launcher")(launcher.launcher)

@@ -334,6 +334,23 @@ class EventManager(Manager[Event]):
             until=until,
         )
 
+    def latest_id(self) -> int:
+        """The id of your newest event (0 if none): a cursor for "from now on"."""
+        return int(self._transport.request("GET", f"{self.path}/latest")["id"])
+
+    def next(self, *, after: int, wait_s: float = 30.0, **filters: Any) -> list[Event]:
+        """Events after ``after``: at once if there are any, else the first ones within ``wait_s``
+        seconds (a long-poll), else an empty list."""
+        wait_s = max(0.0, min(wait_s, 60.0))
+        params = [
+            *self.filter(**filters).params(),
+            ("limit", MAX_PAGE_SIZE),
+            ("wait_s", wait_s),
+            ("after", after),
+        ]
+        body = self._transport.request("GET", self.path, params=params, timeout=wait_s + 30)
+        return [Event.model_validate(item) for item in body["items"]]
+
     def follow(self, *, after: int | None = None, wait_s: float = 30.0, **filters: Any) -> Iterator[Event]:
         """Yield events with an id above ``after`` as they happen, forever (stop by leaving the loop).
 
