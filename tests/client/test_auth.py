@@ -90,7 +90,10 @@ def test_expired_access_token_is_refreshed_once_and_saved(
     stale = Client(server.url, access_token=old.access_token, refresh_token=old.refresh_token)
     with (
         stale,
-        pytest.raises(AuthError, match="cannot refresh the access token: refresh token has been revoked"),
+        pytest.raises(
+            AuthError,
+            match=r"cannot renew your login to http\S+: refresh token has been revoked.*beambridge login http",
+        ),
     ):
         stale.whoami()
 

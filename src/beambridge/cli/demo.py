@@ -72,6 +72,7 @@ def prepare_site(client: Client, root: Path) -> SiteDir:
             "periods": {"heartbeat": 2, "scheduler_sync": 0.5, "elastic_queue": 0.5, "processing": 0.5},
             "session_timeout_s": 30,
         },
+        reuse=True,  # the previous demo's site, whose directory was just replaced
     )
     return SiteDir(root)
 

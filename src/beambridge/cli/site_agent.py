@@ -29,12 +29,15 @@ def init(
     platform: Annotated[
         str, typer.Option(help=f"Scheduler or machine template: {', '.join(PLATFORM_TEMPLATES)}.")
     ] = "local",
+    reuse: Annotated[
+        bool, typer.Option("--reuse", help="Attach this directory to your existing site of that name.")
+    ] = False,
 ) -> None:
     """Create a site directory, register the site (with your saved login) and store its agent token."""
     from beambridge.site.init import init_site
 
     with open_client() as client:
-        config = init_site(directory, name, platform, client)
+        config = init_site(directory, name, platform, client, reuse=reuse)
     typer.echo(
         f"site {config.name!r} (id {config.site_id}, {config.scheduler}) initialised in {SiteDir(directory).root}"
     )

@@ -163,7 +163,9 @@ class Transport:
             )
         except AuthError as exc:
             raise type(exc)(
-                exc.status_code, f"cannot refresh the access token: {exc.detail}", exc.body
+                exc.status_code,
+                f"cannot renew your login to {self.url}: {exc.detail} (to log in: beambridge login {self.url})",
+                exc.body,
             ) from None
         return TokenPair.model_validate(response.json())
 

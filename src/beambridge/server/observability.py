@@ -67,7 +67,10 @@ class ObservabilityMiddleware:
             elapsed = time.perf_counter() - started
             route = _route_label(scope)
             self.metrics.requests.labels(scope["method"], route, status_class(status)).observe(elapsed)
-            level = logging.WARNING if status >= 500 else logging.INFO
+            # agents and launchers poll all day: their requests log at DEBUG unless they fail
+            level = (
+                logging.WARNING if status >= 500 else logging.DEBUG if _site_token(scope) else logging.INFO
+            )
             access_log.log(
                 level,
                 "request",
@@ -77,6 +80,14 @@ class ObservabilityMiddleware:
                 ms=round(elapsed * 1000, 1),
             )
             request_id.reset(token)
+
+
+def _site_token(scope: Any) -> bool:
+    """Whether the request carries a site token (``Bearer bbs_…``): an agent's or a launcher's."""
+    for name, value in scope.get("headers") or ():
+        if name == b"authorization":
+            return bool(value[:11].lower() == b"bearer bbs_")
+    return False
 
 
 class RequestIdFilter(logging.Filter):

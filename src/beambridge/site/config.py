@@ -26,7 +26,7 @@ from beambridge.schemas.batch_jobs import JobMode
 SITE_FILE = "site.yml"
 
 
-class SiteConfigError(Exception):
+class SiteConfigError(ValueError):
     """A site directory or ``site.yml`` that cannot be used (names the file and the problem)."""
 
 

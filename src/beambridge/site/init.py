@@ -48,14 +48,22 @@ def init_site(
     client: Client,
     *,
     overrides: dict[str, Any] | None = None,
+    reuse: bool = False,
 ) -> SiteConfig:
-    """Create the site on the service (or reuse yours of that name), a token, and the site directory."""
+    """Create the site on the service, a token, and the site directory. A site of yours with that name is
+    refused (two directories would run one site's jobs) unless ``reuse`` says to attach this one to it."""
     if platform not in PLATFORM_TEMPLATES:
         raise SiteConfigError(f"unknown platform {platform!r}; known: {', '.join(PLATFORM_TEMPLATES)}")
     site_dir = SiteDir(root)
     if site_dir.config_file.exists():
         raise SiteConfigError(f"{site_dir.root} is already a site directory ({SITE_FILE} exists)")
     existing = client.sites.filter(name=name).first()
+    if existing is not None and not reuse:
+        where = f" ({existing.hostname}:{existing.path})" if existing.path else ""
+        raise SiteConfigError(
+            f"you already have a site named {name!r} (id {existing.id}){where}; choose another --name, or "
+            "--reuse to attach this directory to it (stop the other directory's agent first)"
+        )
     site = existing or client.sites.create(
         name, hostname=socket.gethostname(), path=str(site_dir.root), description=f"{platform} site"
     )

@@ -1,0 +1,42 @@
+"""Small things a user notices: a site name already in use, errors without class names, agents' polls kept
+out of the server's INFO log, an expired login that says to log in again."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import RunCli
+from tests.conftest import PASSWORD, ApiUser
+from tests.servers import LiveServer
+
+
+def test_site_init_refuses_a_name_in_use_unless_reused(
+    cli: RunCli, live_server: LiveServer, alice: ApiUser, tmp_path: Path
+) -> None:
+    assert (
+        cli("login", live_server.url, "--user", alice.name, "--password-stdin", stdin=PASSWORD + "\n").code
+        == 0
+    )
+    first = cli("site", "init", str(tmp_path / "one"), "--name", "laptop")
+    assert first.code == 0, first.err
+    second = cli("site", "init", str(tmp_path / "two"), "--name", "laptop")
+    assert second.code == 1 and second.err.startswith("error: you already have a site named 'laptop' (id ")
+    assert "Error:" not in second.err and "--reuse" in second.err  # one line, no class name
+    assert not (tmp_path / "two" / "site.yml").exists()
+    reused = cli("site", "init", str(tmp_path / "two"), "--name", "laptop", "--reuse")
+    assert reused.code == 0, reused.err
+    again = cli("site", "init", str(tmp_path / "one"), "--name", "other")
+    assert again.code == 1 and again.err.startswith("error: ") and "SiteConfigError" not in again.err
+
+
+def test_agent_polls_log_at_debug(alice: ApiUser, caplog: pytest.LogCaptureFixture) -> None:
+    site = alice.site()
+    token = alice.ok(alice.http.post(f"/sites/{site['id']}/tokens", json={"name": "agent"}), 201)["token"]  # type: ignore[index]
+    with caplog.at_level(logging.DEBUG, logger="beambridge.server.access"):
+        alice.ok(alice.http.get("/sites"))
+        alice.ok(alice.http.get("/jobs", headers={"Authorization": f"Bearer {token}"}))
+    levels = {r.levelno for r in caplog.records if r.name == "beambridge.server.access"}
+    assert levels == {logging.INFO, logging.DEBUG}, [(r.levelname, r.getMessage()) for r in caplog.records]
