@@ -75,10 +75,22 @@ def run(jobs: int, minutes: float, seconds: float, database_url: str | None, see
     rng = random.Random(seed)
     root = Path(tempfile.mkdtemp(prefix="bb-chaos-"))
     system = System(root, session_timeout_s=6.0)
-    if database_url:
+    if database_url:  # the harness starts on SQLite: move the server, and the user, to PostgreSQL
+        from tests.site.harness import PASSWORD
+
+        from beambridge.client import Client
+        from beambridge.server.app import open_database
+        from beambridge.server.settings import ServerSettings
+        from beambridge.server.users import add_user
+
         system.server.stop()
+        database = open_database(ServerSettings(home=system.home, database_url=database_url), upgrade=True)
+        add_user(database, "scientist", PASSWORD)
+        database.dispose()
         system.server.database_url = database_url
         system.server.start()
+        system.client.close()
+        system.client = Client.login(system.server.url, "scientist", PASSWORD, retries=10, backoff_s=0.3)
     console = Console()
     recovery: dict[str, dict[str, list[float]]] = {
         kind: {"back": [], "resumed": []} for kind in ("server", "agent", "launcher")
