@@ -75,7 +75,7 @@ def test_settle_time_pattern_recursion_and_restart(client: Client, tmp_path: Pat
         (root / "notes.txt").write_bytes(b"not a dataset")
         (root / ".scan_9.h5").write_bytes(b"hidden")
         wait_for(lambda: datasets(client) == ["scan_1.h5", "scan_2.h5"])
-        assert watcher.stats.submitted == 2
+        wait_for(lambda: watcher.stats.submitted == 2)  # the answer reaches the watcher after the service
         first = client.submissions.by_key(watcher.stats.answers[0].submission.key)
         assert first is not None and first.closed_at is not None
     # Down for a while: one file arrives, one is rewritten (a new dataset), the journal is cut short.
@@ -86,6 +86,7 @@ def test_settle_time_pattern_recursion_and_restart(client: Client, tmp_path: Pat
         handle.write('{"path": "half a line')
     with Running(FolderWatcher(client, root, "wf", rule, journal, poll_s=0.05)) as watcher:
         wait_for(lambda: len(datasets(client)) == 4)
+        wait_for(lambda: watcher.stats.submitted == 2)
         time.sleep(0.6)
         assert datasets(client) == ["scan_1.h5", "scan_1.h5", "scan_2.h5", "scan_3.h5"]
         assert watcher.stats.submitted == 2 and watcher.stats.repeated == 0

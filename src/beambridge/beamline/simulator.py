@@ -84,6 +84,7 @@ class SimulatedBeamline:
             handle.attrs["frame_time"] = r.frame_time
             for key, value in (metadata or {}).items():
                 handle.attrs[key] = value
+            handle["/entry/instrument/detector_1/frame_time"] = r.frame_time  # where readers look for it
             data = handle.create_dataset(
                 "/entry/data/data",
                 shape=frames.shape,
