@@ -48,19 +48,6 @@ class Runs:
     truncated: bool
 
 
-def _outcome(to_state: str | None) -> tuple[int, bool]:
-    names = list(OUTCOMES)
-    if to_state is None:
-        return names.index("running"), False
-    if to_state == JobState.RUN_DONE.value:
-        return names.index("finished"), False
-    if to_state == JobState.RUN_TIMEOUT.value:
-        return names.index("failed"), True
-    if to_state == JobState.KILLED.value:
-        return names.index("killed"), False
-    return names.index("failed"), False
-
-
 def read_runs(
     conn: Connection, principal: Principal, since: datetime, until: datetime, batch_job_id: int | None = None
 ) -> Runs:
@@ -91,8 +78,12 @@ def read_runs(
             )
         )
     paired = job_events.subquery()
+    started, ended = paired.c.started, paired.c.ended
+    if conn.dialect.name == "postgresql":  # epoch seconds: no datetime object per row
+        started = sa.cast(sa.func.extract("epoch", started), sa.Float)  # type: ignore[assignment]
+        ended = sa.cast(sa.func.extract("epoch", ended), sa.Float)  # type: ignore[assignment]
     statement = (
-        sa.select(paired.c.started, paired.c.ended, paired.c.end_state, paired.c.node)
+        sa.select(started, ended, paired.c.end_state, paired.c.node)
         .where(
             paired.c.to_state == JobState.RUNNING.value,
             sa.or_(paired.c.ended.is_(None), paired.c.ended >= since),
@@ -105,20 +96,21 @@ def read_runs(
     rows = rows[:MAX_RUNS]
     base = since.timestamp()
     span = (until - since).total_seconds()
-    start = np.empty(len(rows))
-    end = np.empty(len(rows))
-    outcome = np.empty(len(rows), dtype=np.int8)
-    crossed = np.zeros(len(rows), dtype=bool)
-    nodes: list[str] = []
-    for i, row in enumerate(rows):
-        start[i] = _seconds(row.started) - base
-        end[i] = _seconds(row.ended) - base if row.ended is not None else span
-        outcome[i], crossed[i] = _outcome(row.end_state)
-        nodes.append(row.node or "node ?")
-    return Runs(start, end, outcome, crossed, nodes, truncated)
+    start = np.fromiter((_seconds(r[0]) for r in rows), dtype=float, count=len(rows)) - base
+    end = np.fromiter(
+        (_seconds(r[1]) - base if r[1] is not None else span for r in rows), dtype=float, count=len(rows)
+    )
+    codes = {None: (3, False), JobState.RUN_DONE.value: (0, False), JobState.RUN_TIMEOUT.value: (1, True)}
+    codes[JobState.KILLED.value] = (2, False)
+    pairs = [codes.get(r[2], (1, False)) for r in rows]
+    outcome = np.fromiter((p[0] for p in pairs), dtype=np.int8, count=len(rows))
+    crossed = np.fromiter((p[1] for p in pairs), dtype=bool, count=len(rows))
+    return Runs(start, end, outcome, crossed, [r[3] or "node ?" for r in rows], truncated)
 
 
-def _seconds(value: datetime | str) -> float:
+def _seconds(value: Any) -> float:
+    if not isinstance(value, datetime | str):  # seconds since the epoch, from PostgreSQL
+        return float(value)
     if isinstance(value, str):  # SQLite hands back window-function results as text
         value = datetime.fromisoformat(value)
     return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).timestamp()

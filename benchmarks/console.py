@@ -1,0 +1,245 @@
+"""Console benchmark: page server times on PostgreSQL with many jobs and events, and event → screen delay.
+
+Fills a fresh PostgreSQL database with ``--jobs`` jobs of one user (the worst case: every row is the
+caller's) and ten events per job (a run, an error, a retry, a second run, stage-out), generated inside
+the database (``INSERT … SELECT generate_series``, the fastest bulk path there is), then times over HTTP
+on loopback (medians of ``--repeat``): the jobs page (first page, a filtered page), the experiment
+overview, the weather plot over every run (page and PNG), the API's single-job GET (p99) and acquire, and,
+with Chromium installed, the delay from a cancel to its appearance in an open jobs page.
+
+    python benchmarks/console.py                  # 1,000,000 jobs, 10,000,000 events
+    python benchmarks/console.py --jobs 100000    # a tenth, for a busy machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from beambridge.server.app import create_app
+from beambridge.server.settings import ServerSettings
+from beambridge.server.users import add_user
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+PASSWORD = "bench-password"
+RUN_SPAN_H = 12
+console = Console()
+
+TRANSITIONS = [
+    ("CREATED", "STAGED_IN"), ("STAGED_IN", "PREPROCESSED"), ("PREPROCESSED", "RUNNING"),
+    ("RUNNING", "RUN_ERROR"), ("RUN_ERROR", "RESTART_READY"), ("RESTART_READY", "RUNNING"),
+    ("RUNNING", "RUN_DONE"), ("RUN_DONE", "POSTPROCESSED"), ("POSTPROCESSED", "STAGED_OUT"),
+    ("STAGED_OUT", "JOB_FINISHED"),
+]  # fmt: skip
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    name = f"bb_console_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield sa.make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def fill(url: str, n_jobs: int) -> dict[str, int]:
+    """One user, one site, one app, ``n_jobs`` jobs and ten events each, written by the database itself."""
+    engine = sa.create_engine(url)
+    transitions = ", ".join(f"({i}, '{a}', '{b}')" for i, (a, b) in enumerate(TRANSITIONS))
+    with engine.begin() as conn:
+        user = conn.exec_driver_sql("SELECT id FROM users WHERE name = 'bench'").scalar_one()
+        site = conn.exec_driver_sql(
+            "INSERT INTO sites (owner_id, name, status, locations, created_at, last_heartbeat) "
+            f"VALUES ({user}, 'polaris', '{{}}', '{{}}', now(), now()) RETURNING id"
+        ).scalar_one()
+        app = conn.exec_driver_sql(
+            "INSERT INTO apps (owner_id, site_id, name, parameters, transfer_slots, hooks, created_at) "
+            f"VALUES ({user}, {site}, 'XpcsMultiTau', '{{}}', '{{}}', '{{}}', now()) RETURNING id"
+        ).scalar_one()
+        # States: 92 % finished, 3 % failed, 2 % running, 3 % waiting to run (acquire finds them).
+        conn.exec_driver_sql(f"""
+            INSERT INTO jobs (owner_id, site_id, app_id, workdir, state, parameters, tags, data, launch_params,
+              num_nodes, ranks_per_node, threads_per_rank, gpus_per_rank, node_packing_count,
+              wall_time_limit_min, parent_ids, transfers, has_stage_ins, has_stage_outs, retry_count,
+              retry_limit, priority, error, created_at, updated_at)
+            SELECT {user}, {site}, {app}, 'run/' || i,
+              CASE WHEN mod(i, 100) < 92 THEN 'JOB_FINISHED' WHEN mod(i, 100) < 95 THEN 'FAILED'
+                   WHEN mod(i, 100) < 97 THEN 'RUNNING' ELSE 'PREPROCESSED' END,
+              jsonb_build_object('frames', 1000), jsonb_build_object('experiment', 'A' || mod(i, 50)),
+              '{{}}', '{{}}', 1, 1, 1, 0, 1, 0, '[]', '{{}}', false, false, 1, 3, 0,
+              CASE WHEN mod(i, 100) BETWEEN 92 AND 94 THEN 'ValueError: detector mask is empty' END,
+              now() - make_interval(secs => ({n_jobs} - i) * {RUN_SPAN_H * 3600.0 / n_jobs}),
+              now() - make_interval(secs => ({n_jobs} - i) * {RUN_SPAN_H * 3600.0 / n_jobs})
+            FROM generate_series(1, {n_jobs}) AS i""")
+        conn.exec_driver_sql(f"""
+            INSERT INTO events (job_id, owner_id, site_id, from_state, to_state, timestamp, data)
+            SELECT j.id, j.owner_id, j.site_id, t.a, t.b, j.created_at + make_interval(secs => t.k * 2),
+              CASE WHEN t.b = 'RUNNING' THEN jsonb_build_object('node', 'nid' || lpad(mod(j.id, 16)::text, 4, '0'))
+                   ELSE '{{}}'::jsonb END
+            FROM jobs j CROSS JOIN (VALUES {transitions}) AS t(k, a, b)
+            ORDER BY j.id, t.k""")
+        counts = {
+            "jobs": conn.exec_driver_sql("SELECT count(*) FROM jobs").scalar_one(),
+            "events": conn.exec_driver_sql("SELECT count(*) FROM events").scalar_one(),
+            "site": site,
+        }
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM ANALYZE")
+    engine.dispose()
+    return counts
+
+
+class Server:
+    """The service in a uvicorn thread on a free loopback port."""
+
+    def __init__(self, url: str, home: Path) -> None:
+        self.app = create_app(ServerSettings(home=home, database_url=url, secret_key="b" * 40))
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+        self.app.state.ctx.db.dispose()
+
+
+def timed(call: Callable[[], httpx.Response], repeat: int) -> list[float]:
+    call()  # warm caches and plans once
+    out = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        response = call()
+        out.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, f"{response.status_code}: {response.text[:300]}"
+    return out
+
+
+def console_client(base: str) -> httpx.Client:
+    client = httpx.Client(base_url=base, timeout=300)
+    page = client.get("/ui/login")
+    token = page.text.split('name="login_token" value="')[1].split('"')[0]
+    client.post("/ui/login", data={"login_token": token, "username": "bench", "password": PASSWORD})
+    return client
+
+
+def event_to_screen(base: str, api: httpx.Client, count: int) -> list[float] | None:
+    """Cancel jobs one by one through the API with the jobs page open; ms until each shows KILLED."""
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        return None
+    from playwright.sync_api import sync_playwright
+
+    delays = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable, args=["--no-sandbox", "--disable-gpu"]
+        )
+        page = browser.new_context(bypass_csp=True).new_page()  # lets Playwright evaluate its waits
+        page.goto(base + "/ui/login")
+        page.fill("input[name=username]", "bench")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.goto(base + "/ui/jobs?state=PREPROCESSED&limit=200")
+        page.wait_for_function("document.getElementById('live-status').textContent.includes('live')")
+        ids = page.locator("tr[data-job-id]").evaluate_all("rows => rows.map(r => Number(r.dataset.jobId))")
+        for job_id in ids[:count]:
+            cell = f"tr[data-job-id='{job_id}'] [data-state]"
+            started = time.perf_counter()
+            api.post("/jobs/cancel", json={"ids": [job_id]}).raise_for_status()
+            page.wait_for_function(
+                f'document.querySelector("{cell}").textContent === "KILLED"', timeout=10_000
+            )
+            delays.append((time.perf_counter() - started) * 1000)
+        browser.close()
+    return delays
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args()
+    rows: list[tuple[str, str, str]] = []
+    with postgres_database() as url, tempfile.TemporaryDirectory() as home:
+        app = create_app(ServerSettings(home=Path(home), database_url=url, secret_key="b" * 40))
+        add_user(app.state.ctx.db, "bench", PASSWORD)
+        app.state.ctx.db.dispose()
+        started = time.perf_counter()
+        with console.status(f"writing {args.jobs:,} jobs and {10 * args.jobs:,} events"):
+            counts = fill(url, args.jobs)
+        console.print(
+            f"{counts['jobs']:,} jobs, {counts['events']:,} events in {time.perf_counter() - started:.0f} s"
+        )
+        with Server(url, Path(home)) as base:
+            web = console_client(base)
+            token = httpx.post(f"{base}/auth/login", json={"username": "bench", "password": PASSWORD}).json()
+            api = httpx.Client(
+                base_url=base, headers={"Authorization": f"Bearer {token['access_token']}"}, timeout=300
+            )
+            since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - (RUN_SPAN_H + 1) * 3600))
+            runs_text = web.get(f"/ui/weather?since={since}").text
+            runs = runs_text.split(" runs")[0].rsplit(">", 1)[-1].strip()
+            pages = {
+                "jobs page, first page (50)": "/ui/jobs",
+                "jobs page, filtered (FAILED, one tag)": "/ui/jobs?state=FAILED&tag=experiment:A7",
+                "experiment overview (one tag, 1 h)": "/ui/overview?tag=experiment:A7",
+                "experiment overview (all jobs, 24 h)": "/ui/overview?window=24h",
+                f"weather page ({runs} runs)": f"/ui/weather?since={since}",
+                f"weather plot PNG ({runs} runs)": f"/ui/weather.png?since={since}",
+            }
+            for name, path in pages.items():
+                times = timed(lambda path=path: web.get(path), args.repeat)
+                rows.append((name, f"{statistics.median(times):.0f}", f"{max(times):.0f}"))
+            single = sorted(timed(lambda: api.get("/jobs/1"), 200))
+            rows.append(("API GET /jobs/{id} (200 calls; p99 in max column)", f"{statistics.median(single):.1f}",
+                         f"{single[int(0.99 * len(single)) - 1]:.1f}"))  # fmt: skip
+            session = api.post("/sessions", json={"site_id": counts["site"]}).json()
+            acquire = timed(
+                lambda: api.post(f"/sessions/{session['id']}/acquire", json={"max_jobs": 1}), args.repeat * 3
+            )
+            rows.append(("API acquire (1 job)", f"{statistics.median(acquire):.1f}", f"{max(acquire):.1f}"))
+            delays = event_to_screen(base, api, args.repeat * 2)
+            if delays is not None:
+                rows.append(("event → screen (cancel to KILLED on the page)", f"{statistics.median(delays):.0f}",
+                             f"{max(delays):.0f}"))  # fmt: skip
+    table = Table(
+        title=f"console on PostgreSQL, {args.jobs:,} jobs, {10 * args.jobs:,} events (ms, loopback)"
+    )
+    for column in ("measure", "median", "max"):
+        table.add_column(column, justify="right" if column != "measure" else "left")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    slowest = max(float(r[1]) for r in rows if "page" in r[0] or "overview" in r[0])
+    console.print(f"headline: slowest console page median {slowest:.0f} ms at {args.jobs:,} jobs")
+
+
+if __name__ == "__main__":
+    main()
