@@ -250,6 +250,7 @@ def ui_attempts(w: dict[str, Any]) -> dict[tuple[str, str], tuple[str, Any]]:
         ("get", "/ui/jobs"): ("/ui/jobs?limit=200", None),
         ("get", "/ui/jobs/{job_id}"): (f"/ui/jobs/{job}", None),
         ("post", "/ui/jobs/cancel"): ("/ui/jobs/cancel", {"ids": [str(job)]}),
+        ("post", "/ui/jobs/retry"): ("/ui/jobs/retry", {"ids": [str(job)]}),
         ("get", "/ui/live/events"): ("/ui/live/events?after=0", None),
         ("get", "/ui/overview"): ("/ui/overview?window=7d", None),
         ("get", "/ui/sites"): ("/ui/sites", None),

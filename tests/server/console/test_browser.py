@@ -80,6 +80,13 @@ def test_log_in_filter_open_and_cancel(
     page.click("text=Cancel job")
     page.wait_for_url(f"{base}/ui/jobs/{first}")
     assert page.locator("#job-state").inner_text() == "KILLED"
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("text=Retry job")
+    page.wait_for_url(f"{base}/ui/jobs/{first}")
+    assert page.locator("#job-state").inner_text() not in ("KILLED", "FAILED")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("text=Cancel job")
+    page.wait_for_url(f"{base}/ui/jobs/{first}")
 
     page.goto(base + "/ui/jobs")
     for job in mine[2:4]:

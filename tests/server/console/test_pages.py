@@ -267,3 +267,21 @@ def test_every_asset_is_in_the_package(browser_for: BrowserFor, alice: ApiUser) 
             assert src.startswith("/"), f"{path} loads {src}"
             if src.startswith("/ui/static/"):
                 assert browser.http.get(src).status_code == 200, src
+
+
+def test_retry_sends_cancelled_jobs_back(browser_for: BrowserFor, alice: ApiUser, bob: ApiUser) -> None:
+    [job, other] = _world(alice, 2)
+    alice.ok(alice.http.post("/jobs/cancel", json={"ids": [job["id"]]}))
+    browser = browser_for(alice)
+    csrf = browser.csrf()
+    assert browser.post("/ui/jobs/retry", {"ids": str(job["id"])}).status_code == 403  # no CSRF token
+    done = browser.post(
+        "/ui/jobs/retry", {"ids": str(job["id"]), "csrf": csrf, "back": f"/ui/jobs/{job['id']}"}
+    )
+    assert done.status_code == 303 and done.headers["location"] == f"/ui/jobs/{job['id']}"
+    assert states(alice, [job["id"]])[job["id"]] not in ("KILLED", "FAILED")
+    assert "retried by" in browser.http.get(f"/ui/jobs/{job['id']}").text
+    intruder = browser_for(bob)
+    alice.ok(alice.http.post("/jobs/cancel", json={"ids": [other["id"]]}))
+    refused = intruder.post("/ui/jobs/retry", {"ids": str(other["id"]), "csrf": intruder.csrf()})
+    assert refused.status_code == 404 and states(alice, [other["id"]]) == {other["id"]: "KILLED"}

@@ -10,6 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from beambridge.schemas.jobs import JobRetry
 from beambridge.schemas.queries import JobQuery
 from beambridge.server.auth.login import check_login, client_address
 from beambridge.server.console import queries
@@ -35,8 +36,9 @@ from beambridge.server.console.web import (
     same_origin,
 )
 from beambridge.server.context import utcnow
-from beambridge.server.errors import AuthenticationError, NotFoundError, TooManyRequestsError
+from beambridge.server.errors import AuthenticationError, NotFoundError, ServiceError, TooManyRequestsError
 from beambridge.server.jobs.removal import cancel_jobs
+from beambridge.server.jobs.retry import retry_jobs
 from beambridge.server.json_body import JsonRoute
 from beambridge.states import JobState
 
@@ -260,6 +262,25 @@ async def cancel(request: Request, user: User, form: Form) -> Response:
         await run_in_threadpool(act)
     except NotFoundError as exc:
         raise PageError(404, exc.detail) from None
+    return RedirectResponse(_back(form, "/ui/jobs"), status_code=303)
+
+
+@router.post("/ui/jobs/retry")
+async def retry(request: Request, user: User, form: Form) -> Response:
+    """Send the selected FAILED or KILLED jobs back to run (the API's retry: children that failed
+    because of them go back with them; other selected jobs are left alone)."""
+    ids = _ids(form)
+    ctx = context_of(request)
+
+    def act() -> None:
+        with ctx.db.write() as conn:
+            _result, outcome = retry_jobs(conn, user.principal, JobRetry(ids=ids), utcnow())
+        ctx.wakeups.notify(outcome.wake_keys)
+
+    try:
+        await run_in_threadpool(act)
+    except ServiceError as exc:
+        raise PageError(exc.status_code, exc.detail) from None
     return RedirectResponse(_back(form, "/ui/jobs"), status_code=303)
 
 
