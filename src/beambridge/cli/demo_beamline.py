@@ -92,6 +92,12 @@ def run_beamline_demo(home: Path, datasets: int, timeout_s: float) -> dict[str, 
     console.print(f"quick look after the file closed: {describe(first)}")
     console.print(f"full result after the file closed: {describe(full)}")
     console.print(f"full correlation skipped for {skipped} unchanged datasets; D doubled at dataset {half}")
+    for sub in subs:  # the reasons in full: the live table's narrow column may have wrapped them
+        full_step = sub.steps["full"]
+        if full_step.reason and full_step.status is StepStatus.SUBMITTED:
+            console.print(
+                f"{Path(sub.dataset).name}: full correlation ran ({full_step.reason})", soft_wrap=True
+            )
     return {
         "datasets": len(subs),
         "first": first,
