@@ -71,9 +71,12 @@ def _wait(condition, timeout_s: float) -> float | None:  # type: ignore[no-untyp
     return None
 
 
-def run(jobs: int, minutes: float, seconds: float, database_url: str | None, seed: int) -> dict:
+def run(
+    jobs: int, minutes: float, seconds: float, database_url: str | None, seed: int, root: Path | None = None
+) -> dict:
+    """Run the campaign in ``root`` (a new temporary directory by default); its figures."""
     rng = random.Random(seed)
-    root = Path(tempfile.mkdtemp(prefix="bb-chaos-"))
+    root = root or Path(tempfile.mkdtemp(prefix="bb-chaos-"))
     system = System(root, session_timeout_s=6.0)
     if database_url:  # the harness starts on SQLite: move the server, and the user, to PostgreSQL
         from tests.site.harness import PASSWORD
@@ -182,6 +185,8 @@ def run(jobs: int, minutes: float, seconds: float, database_url: str | None, see
         )
         reruns = sum(max(0, executions[job_id] - 1) for job_id in ids)
         return {
+            "site_root": site.root,
+            "home": system.home,
             "jobs": jobs,
             "kills": kills,
             "elapsed": elapsed,
