@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,6 +52,18 @@ def test_failed_runs_are_retried_and_a_user_retries_the_rest(system: System, cli
     assert done[child.id].state == JobState.FAILED
     assert done[fragile.id].state == JobState.FAILED and runs["fragile"] == 1  # retry_on_error = False
 
+    logs = cli("job", "logs", str(gives_up.id))  # the last run's output, uploaded by the launcher
+    assert logs.code == 0 and "run 2 of 2 (RUN_ERROR" in logs.out and "run 2 of a counted app" in logs.out
+    every = cli("job", "logs", str(gives_up.id), "--all", "--json")
+    # job.out keeps every run's output: each run's tail ends with that run's lines
+    tails = [run["stdout"].strip().splitlines()[-1] for run in json.loads(every.out)]
+    assert tails == ["run 1 of a counted app", "run 2 of a counted app"]
+    none = cli("job", "logs", str(child.id))
+    assert none.code == 2 and "has no run output yet (it is FAILED)" in none.err
+    pilot_logs = "".join(p.read_text(errors="replace") for p in site.pilots.rglob("*.out"))
+    assert re.search(
+        rf"job_failed job_id={gives_up.id} exit_code=1 error=.*run 2 failed on purpose", pilot_logs
+    )
     retried = cli("job", "retry", str(gives_up.id), str(recovers.id))
     assert retried.code == 0, retried.err
     assert retried.out.strip() == f"retried 2 job(s): {gives_up.id}, {child.id}"  # the child followed

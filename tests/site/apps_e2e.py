@@ -58,6 +58,7 @@ def _counted_run(succeed_on: int) -> int:
     runs = Path("runs.txt")
     count = (int(runs.read_text()) if runs.exists() else 0) + 1
     runs.write_text(str(count))
+    print(f"run {count} of a counted app")
     if count < succeed_on:
         raise RuntimeError(f"run {count} failed on purpose")
     return count

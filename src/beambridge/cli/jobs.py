@@ -12,6 +12,7 @@ from beambridge.cli.job_listing import jobs_table, parse_since, reasons
 from beambridge.cli.output import Column, JsonFlag, console, print_json, print_table
 from beambridge.cli.prompts import parse_pairs
 from beambridge.cli.watching import counts_line, ended_badly, watch
+from beambridge.schemas.events import Event
 from beambridge.schemas.placement import PlacementDecision
 from beambridge.states import JobState
 
@@ -201,6 +202,50 @@ def print_decision(data: dict[str, Any]) -> None:
     moved = f" from {data['from_site']}" if data.get("from_site") else ""
     title = f"Placement ({data.get('placement', decision.outcome)}{moved}, policy {decision.policy}): {decision.reason}"
     print_table(decision.estimates, ESTIMATE_COLUMNS, title=title)
+
+
+@app.command("logs")
+def job_logs(
+    job_id: Annotated[int, typer.Argument(help="The job id.")],
+    every_run: Annotated[bool, typer.Option("--all", help="Every run's output, not only the last.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """The end of a job's stdout and stderr: the last 8 KiB of each as its launcher sent them when the run
+    ended (the whole files, job.out and job.err, stay in the job's workdir at the site, every run appended)."""
+    with open_client() as client:
+        events = client.jobs.events(job_id)
+    runs: list[tuple[Event, dict[str, Any]]] = []
+    for event in events:
+        logs = event.data.get("logs")
+        if isinstance(logs, dict):
+            runs.append((event, logs))
+    if not runs:
+        state = events[-1].to_state if events else "CREATED"
+        raise typer.BadParameter(f"job {job_id} has no run output yet (it is {state})", param_hint="JOB_ID")
+    chosen = runs if every_run else runs[-1:]
+    if as_json:
+        print_json(
+            [
+                {
+                    "run": runs.index(run) + 1,
+                    "ended": run[0].to_state,
+                    "at": run[0].timestamp.isoformat(),
+                    **run[1],
+                }
+                for run in chosen
+            ]
+        )
+        return
+    for event, logs in chosen:
+        number = runs.index((event, logs)) + 1
+        when = event.timestamp.strftime("%Y-%m-%d %H:%M:%S")
+        for stream in ("stdout", "stderr"):
+            text = str(logs.get(stream) or "").rstrip("\n")
+            console.rule(
+                f"job {job_id} run {number} of {len(runs)} ({event.to_state.value} at {when}): {stream}"
+            )
+            if text:
+                typer.echo(text)
 
 
 @app.command("cancel")

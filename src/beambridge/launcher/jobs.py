@@ -101,14 +101,28 @@ def _kill_group(pid: int, sig: int) -> None:
         os.kill(pid, sig)
 
 
+LOG_TAIL_BYTES = 8192
+"""How much of the end of each of a run's stdout and stderr goes to the service (``beambridge job logs``)."""
+
+
 def error_tail(workdir: Path, limit: int = ERROR_TAIL_CHARS) -> str:
-    """The end of a job's stderr (what a user needs to see first).
+    """The end of a job's stderr (what a user needs to see first)."""
+    return file_tail(workdir / "job.err", limit)
+
+
+def log_tails(workdir: Path, limit: int = LOG_TAIL_BYTES) -> dict[str, str]:
+    """The ends of a run's ``job.out`` and ``job.err``, as the run's event carries them."""
+    return {"stdout": file_tail(workdir / "job.out", limit), "stderr": file_tail(workdir / "job.err", limit)}
+
+
+def file_tail(path: Path, limit: int) -> str:
+    """The last ``limit`` bytes of a file, as text.
 
     Reads at most ``limit`` bytes, and only from a regular file: a job may have left anything at that
     path (a FIFO would block the launcher, ``/dev/zero`` never ends, a file may still be growing).
     """
     try:
-        fd = os.open(workdir / "job.err", os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError:
         return ""
     try:

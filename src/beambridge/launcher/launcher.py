@@ -31,6 +31,7 @@ from beambridge.launcher.jobs import (
     RunningJob,
     command_argv,
     error_tail,
+    log_tails,
     pdeathsig_prefix,
     python_command,
     read_result,
@@ -595,17 +596,24 @@ class Launcher:
         elif run.stop_reason in ("timeout", "drain"):
             self.counts["timeout"] += 1
             why = "wall time exceeded" if run.stop_reason == "timeout" else "allocation ending"
-            self._report(job_id, JobState.RUN_TIMEOUT, state_data={"reason": why})
+            log.warning("job_timed_out", job_id=job_id, reason=why)
+            logs = log_tails(run.workdir)
+            self._report(job_id, JobState.RUN_TIMEOUT, state_data={"reason": why, "logs": logs})
         elif ok:
             self.counts["done"] += 1
-            self._report(job_id, JobState.RUN_DONE, return_code=0, result=payload)
+            logs = log_tails(run.workdir)
+            self._report(job_id, JobState.RUN_DONE, return_code=0, result=payload, state_data={"logs": logs})
         else:
             self.counts["error"] += 1
+            error = str(payload or f"exit code {code}")
+            last = next((line for line in reversed(error.splitlines()) if line.strip()), "")
+            log.warning("job_failed", job_id=job_id, exit_code=code, error=last[:300])
             self._report(
                 job_id,
                 JobState.RUN_ERROR,
                 return_code=code if code is not None else 1,
-                error=str(payload or f"exit code {code}"),
+                error=error,
+                state_data={"logs": log_tails(run.workdir)},
             )
         with self.wakeup:
             self.last_activity = time.monotonic()
