@@ -58,6 +58,10 @@ def test_watch_wait_and_summary(cli: RunCli, live_server: LiveServer, alice: Api
     assert waited.code == 1 and waited.out.strip() == "3 job(s) ended: JOB_FINISHED 2 · FAILED 1"
     fine = cli("job", "wait", str(ids[0]))
     assert fine.code == 0 and "JOB_FINISHED 1" in fine.out
+    failed = json.loads(cli("events", "--tag", "run=42", "--state", "FAILED", "--json").out)
+    assert [(e["job_id"], e["to_state"]) for e in failed] == [(ids[2], "FAILED")]
+    assert len(json.loads(cli("events", "--tag", "run=42", "--json", "--limit", "4").out)) == 4
+    assert json.loads(cli("events", "--tag", "run=7", "--json").out) == []
     table = cli("job", "ls", "--summary", "--tag", "run=42").out
     assert "JOB_FINISHED" in table and "FAILED" in table
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections import deque
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from beambridge.cli.connection import open_client
 from beambridge.cli.output import JsonFlag, console, print_json, to_jsonable
+from beambridge.cli.prompts import parse_pairs
 from beambridge.schemas.common import MAX_PAGE_SIZE
 from beambridge.schemas.events import Event
+from beambridge.states import JobState
 
 
 def event_line(event: Event) -> str:
@@ -23,6 +24,10 @@ def event_line(event: Event) -> str:
 
 def events(
     job: Annotated[int | None, typer.Option("--job", help="Only this job's events.")] = None,
+    tag: Annotated[
+        list[str], typer.Option(help="Only events of jobs with this key=value tag; repeatable.")
+    ] = [],  # noqa: B006
+    state: Annotated[list[JobState], typer.Option(help="Only moves into this state; repeatable.")] = [],  # noqa: B006
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new events as they happen.")
     ] = False,
@@ -31,10 +36,13 @@ def events(
 ) -> None:
     """Show the latest job state changes; with --follow, print new ones as they happen (Ctrl-C stops)."""
     with open_client() as client:
-        query = client.events.filter(job_id=job).page_size(MAX_PAGE_SIZE)
-        latest: deque[Event] = deque(maxlen=limit)
-        for page in query.pages():
-            latest.extend(page)
+        filters: dict[str, Any] = {
+            "job_id": job,
+            "tags": parse_pairs(tag, "--tag") or None,
+            "to_state": state or None,
+        }
+        newest = client.events.filter(**filters).newest_first().limit(limit)
+        latest = list(newest.page_size(min(limit, MAX_PAGE_SIZE)))[::-1]  # the latest, oldest first
         cursor = latest[-1].id if latest else None
         if as_json and not follow:
             print_json(list(latest))
@@ -42,7 +50,7 @@ def events(
         for event in latest:
             _emit(event, as_json)
         if follow:
-            for event in client.events.follow(after=cursor, job_id=job):
+            for event in client.events.follow(after=cursor, **filters):
                 _emit(event, as_json)
 
 

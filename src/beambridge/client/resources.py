@@ -312,7 +312,7 @@ class EventManager(Manager[Event]):
     """Job state changes, oldest first, and a long-poll to follow new ones (``client.events``)."""
 
     path, model, noun = "/events", Event, "event"
-    fields: ClassVar[Mapping[str, FilterField]] = filter_fields(EventQuery)
+    fields: ClassVar[Mapping[str, FilterField]] = filter_fields(EventQuery, tags="tag")
 
     def filter(
         self,
@@ -323,8 +323,9 @@ class EventManager(Manager[Event]):
         to_state: StateArg = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> Query[Event]:
-        """Events matching every given filter, in id order."""
+        """Events matching every given filter, in id order (``tags``: of jobs carrying all of them)."""
         return self._query(
             job_id=as_list(job_id),
             site_id=site_id,
@@ -332,6 +333,7 @@ class EventManager(Manager[Event]):
             to_state=as_list(to_state),
             since=since,
             until=until,
+            tags=tags,
         )
 
     def latest_id(self) -> int:

@@ -86,6 +86,22 @@ class EventQuery(QueryModel):
     to_state: list[JobState] = []
     since: datetime | None = None
     until: datetime | None = None
+    tag: list[TagFilter] = Field(
+        default=[],
+        max_length=MAX_TAG_FILTERS,
+        description="'key:value' the event's job carries; every one must match",
+    )
+
+    @field_validator("tag")
+    @classmethod
+    def _valid_tags(cls, value: list[str]) -> list[str]:
+        check_tags(dict(parse_tag_filter(item) for item in value))
+        return value
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The ``tag`` filters as the dict of tags the event's job must carry."""
+        return dict(parse_tag_filter(item) for item in self.tag)
 
 
 class SiteQuery(QueryModel):

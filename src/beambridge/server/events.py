@@ -10,9 +10,9 @@ from sqlalchemy.engine import Connection
 from beambridge.schemas.queries import EventQuery
 from beambridge.server.auth.tokens import Principal
 from beambridge.server.db.conditions import column_conditions, time_window
-from beambridge.server.db.tables import events
+from beambridge.server.db.tables import events, jobs
 from beambridge.server.errors import NotFoundError
-from beambridge.server.jobs.queries import get_job
+from beambridge.server.jobs.queries import get_job, tags_contain
 
 
 def _visible(principal: Principal) -> list[sa.ColumnElement[bool]]:
@@ -23,13 +23,24 @@ def _visible(principal: Principal) -> list[sa.ColumnElement[bool]]:
 
 
 def events_query(
-    principal: Principal, query: EventQuery, *, after: int | None, limit: int, newest_first: bool = False
+    principal: Principal,
+    query: EventQuery,
+    *,
+    after: int | None,
+    limit: int,
+    newest_first: bool = False,
+    dialect: str = "sqlite",
 ) -> sa.Select[Any]:
     """The statement for one page of the caller's events matching ``query``, in id order (descending if
     ``newest_first``) after ``after`` (built once, run again by a long-poll until something matches)."""
     where = _visible(principal)
-    where.extend(column_conditions(events, query, handled={"since", "until"}))
+    where.extend(column_conditions(events, query, handled={"since", "until", "tag"}))
     where.extend(time_window(events.c.timestamp, query.since, query.until))
+    if query.tag:
+        tagged = sa.select(jobs.c.id).where(
+            jobs.c.owner_id == principal.user_id, tags_contain(query.tags, dialect)
+        )
+        where.append(events.c.job_id.in_(tagged))
     if after is not None:
         where.append(events.c.id < after if newest_first else events.c.id > after)
     order = events.c.id.desc() if newest_first else events.c.id

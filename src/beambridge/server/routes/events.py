@@ -34,7 +34,14 @@ async def list_events(
 ) -> dict[str, Any]:
     """Events in id order (``order=desc``: newest first). With ``wait_s``, an empty page waits for the next
     matching event."""
-    statement = events.events_query(caller, filters, after=after, limit=limit, newest_first=order == "desc")
+    statement = events.events_query(
+        caller,
+        filters,
+        after=after,
+        limit=limit,
+        newest_first=order == "desc",
+        dialect=ctx.db.engine.dialect.name,
+    )
     deadline = time.monotonic() + wait_s
     while True:
         armed = ctx.wakeups.arm(("owner", caller.user_id))
