@@ -64,10 +64,11 @@ def test_unusable_workdirs_fail_their_jobs_and_the_launcher_runs_on(system: Syst
     assert "Traceback" not in log, log
     states = {job.id: job.state for job in finished}
     assert all(states[job.id] == JobState.JOB_FINISHED for job in healthy), (states, log)
-    for job in (bad_dir, bad_parent):  # no handle_error hook: a failed run fails the job
+    for job in (bad_dir, bad_parent):  # a failed run is retried up to retry_limit, then the job fails
         assert states[job.id] == JobState.FAILED, (job.workdir, states[job.id], log)
         errors = [e for e in system.client.jobs.events(job.id) if e.to_state == JobState.RUN_ERROR]
-        assert len(errors) == 1 and "could not prepare" in errors[0].data["reason"], errors
+        assert len(errors) == 1 + job.retry_limit, errors
+        assert all("could not prepare" in e.data["reason"] for e in errors), errors
         stored = system.client.jobs.get(job.id)
         assert stored.error is not None and "could not prepare the work directory" in stored.error
         assert ("File exists" in stored.error) or ("Not a directory" in stored.error), stored.error
