@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import json
 import re
 from collections.abc import Callable
 
@@ -45,6 +47,12 @@ def test_overview_funnel_stage_times_and_failures(browser_for: BrowserFor, alice
         int(counts["failed"]) + int(counts["queued"]) == 2 and counts["submitted"] == "0"
     )  # errors may be retried
     assert "2 failures in the last hour" in page.text and "ValueError: mask is empty" in page.text
+    chart = json.loads(
+        html.unescape(re.search(r'id="throughput-data">(.*?)</script>', page.text, re.S).group(1))
+    )
+    assert chart["bucket_s"] == 60 and sum(sum(v) for v in chart["series"].values()) == int(
+        counts["finished"]
+    )
     stages = re.search(r'id="stage-times".*?</table>', page.text, re.S)
     assert stages is not None and "run delay" in stages.group(0)
     everything = browser.http.get("/ui/overview?window=24h")

@@ -141,21 +141,29 @@ def _throughput(
     span = (now - since).total_seconds()
     bucket_s = 60 if span <= 3 * 3600 else 600 if span <= 48 * 3600 else 3600
     buckets = int(np.ceil(span / bucket_s))
-    statement = sa.select(events.c.site_id, events.c.timestamp).where(
-        events.c.owner_id == principal.user_id,
-        events.c.to_state == S.JOB_FINISHED.value,
-        events.c.timestamp >= since,
-        *_in_scope(where),
-    )
+    if conn.dialect.name == "postgresql":
+        offset = sa.func.extract("epoch", events.c.timestamp) - since.timestamp()
+    else:
+        offset = (sa.func.julianday(events.c.timestamp) - sa.func.julianday(since.isoformat())) * 86400.0
+    bucket = sa.cast(sa.func.floor(offset / bucket_s), sa.Integer).label("bucket")
+    statement = (
+        sa.select(events.c.site_id, bucket, sa.func.count())
+        .where(
+            events.c.owner_id == principal.user_id,
+            events.c.to_state == S.JOB_FINISHED.value,
+            events.c.timestamp >= since,
+            *_in_scope(where),
+        )
+        .group_by(events.c.site_id, bucket)
+    )  # counted per (site, bucket) in the database: a few hundred rows back, however many jobs finished
     names = dict(
         conn.execute(sa.select(sites.c.id, sites.c.name).where(sites.c.owner_id == principal.user_id)).all()
     )
     series: dict[str, np.ndarray] = {}
-    for site_id, stamp in conn.execute(statement):
-        index = int((_utc(stamp) - since).total_seconds() // bucket_s)  # type: ignore[operator]
-        if 0 <= index < buckets:
+    for site_id, index, count in conn.execute(statement):
+        if index is not None and 0 <= int(index) < buckets:
             name = str(names.get(site_id, site_id))
-            series.setdefault(name, np.zeros(buckets))[index] += 1
+            series.setdefault(name, np.zeros(buckets))[int(index)] += int(count)
     per_minute = 60.0 / bucket_s
     return {
         "throughput": {k: (v * per_minute).round(2).tolist() for k, v in sorted(series.items())},
