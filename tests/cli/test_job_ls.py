@@ -112,3 +112,20 @@ def _rows(table: str) -> list[list[str]]:
     """The data rows of the table (cells split on runs of spaces): lines that start with an id and a state,
     so that the title, the header and the continuation lines of a wrapped reason are left out."""
     return [line.split() for line in table.splitlines() if re.match(r"^\s*\d+\s+[A-Z_]{4,}", line)]
+
+
+def test_a_waiting_job_says_what_it_waits_for(cli: RunCli, campaign: dict, alice: ApiUser) -> None:
+    far = campaign["far"]
+    site_id = alice.ok(alice.http.get(f"/jobs/{far}"))["site_id"]  # type: ignore[index]
+
+    def why() -> str:
+        rows = [row for row in _rows(cli("job", "ls", "--site", "aurora").out) if int(row[0]) == far]
+        return " ".join(rows[0])
+
+    assert "waiting for a pilot (none requested yet" in why()
+    body = {"site_id": site_id, "num_nodes": 1, "wall_time_min": 5}
+    pilot = alice.ok(alice.http.post("/batch-jobs", json=body), 201)["id"]  # type: ignore[index]
+    alice.ok(alice.http.patch(f"/batch-jobs/{pilot}", json={"state": "queued", "scheduler_id": "77"}))
+    assert f"waiting for pilot {pilot}, queued for" in why()
+    alice.ok(alice.http.patch(f"/batch-jobs/{pilot}", json={"state": "running"}))
+    assert "waiting for a free slot (1 pilot(s) running)" in why()

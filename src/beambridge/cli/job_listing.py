@@ -13,6 +13,7 @@ from rich.table import Table
 
 from beambridge.client import Client
 from beambridge.client.names import Names
+from beambridge.schemas.batch_jobs import BatchJobState as B
 from beambridge.schemas.events import Event
 from beambridge.schemas.jobs import Job
 from beambridge.states import JobState
@@ -86,8 +87,37 @@ def reason(job: Job, event: Event | None) -> str:
     return "; ".join(parts)
 
 
+WAITING_STATES = frozenset({S.PREPROCESSED, S.RESTART_READY})
+"""Runnable states in which a job waits for a launcher: the table says what it waits for."""
+
+
+def waiting_reasons(client: Client, jobs: Iterable[Job]) -> dict[int, str]:
+    """Why each runnable job not yet taken by a launcher waits: no pilot yet, a pilot queued since when,
+    or pilots running but busy (one request per site)."""
+    waiting = [job for job in jobs if job.state in WAITING_STATES and job.session_id is None]
+    live = [B.PENDING_SUBMISSION, B.QUEUED, B.RUNNING]
+    now = datetime.now(UTC)
+    by_site: dict[int, str] = {}
+    for site_id in sorted({job.site_id for job in waiting}):
+        pilots = list(client.batch_jobs.filter(site_id=site_id, state=live))
+        running = [p for p in pilots if p.state == B.RUNNING]
+        queued = sorted((p for p in pilots if p.state != B.RUNNING), key=lambda p: p.created_at)
+        if running:
+            by_site[site_id] = f"waiting for a free slot ({len(running)} pilot(s) running)"
+        elif queued:
+            first = queued[0]
+            by_site[site_id] = (
+                f"waiting for pilot {first.id}, {first.state.value} for {age(first.created_at, now)}"
+            )
+        else:
+            by_site[site_id] = "waiting for a pilot (none requested yet; is the site's agent running?)"
+    return {job.id: by_site[job.site_id] for job in waiting}
+
+
 def reasons(client: Client, jobs: Iterable[Job]) -> dict[int, str]:
-    """The reason of each job in an :data:`EXPLAINED_STATES` state (one request for all of them)."""
+    """The reason of each job in an :data:`EXPLAINED_STATES` state (one request for all of them), and
+    what each runnable job waits for."""
+    jobs = list(jobs)
     explained = {job.id: job for job in jobs if job.state in EXPLAINED_STATES}
     latest: dict[int, Event] = {}
     if explained:
@@ -97,7 +127,10 @@ def reasons(client: Client, jobs: Iterable[Job]) -> dict[int, str]:
         for event in query.page_size(5000):
             if event.to_state == explained[event.job_id].state:
                 latest[event.job_id] = event  # events come oldest first: the last one wins
-    return {job_id: reason(job, latest.get(job_id)) for job_id, job in explained.items()}
+    said = {job_id: reason(job, latest.get(job_id)) for job_id, job in explained.items()}
+    for job_id, why in waiting_reasons(client, jobs).items():
+        said[job_id] = f"{said[job_id]}; {why}" if said.get(job_id) else why
+    return said
 
 
 _FLEX_MIN = {"app": 6, "site": 5, "workdir": 8, "tags": 6, "reason": 12}
