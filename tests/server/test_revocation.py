@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 import httpx
+import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
 
@@ -78,3 +79,23 @@ def test_a_deleted_users_token_no_longer_reads(make_user, server_app: FastAPI) -
     with server_app.state.ctx.db.write() as conn:
         conn.execute(sa.delete(users).where(users.c.name == user.name))
     assert _refused_soon(user, user.token).status_code == 401
+
+
+def test_replaying_a_spent_refresh_token_revokes_the_family(
+    alice: ApiUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from beambridge.server.auth import refresh_tokens
+
+    monkeypatch.setattr(refresh_tokens, "REPLAY_GRACE_S", 0.0)  # the server runs in this process
+    stolen = _login(alice)
+    rotated = httpx.post(f"{alice.base_url}/auth/refresh", json={"refresh_token": stolen["refresh_token"]})
+    assert rotated.status_code == 200
+    fresh = rotated.json()
+    assert _me(alice, fresh["access_token"]).status_code == 200
+    # the thief (or the user) uses the spent token again: both holders lose everything they got from it
+    replay = httpx.post(f"{alice.base_url}/auth/refresh", json={"refresh_token": stolen["refresh_token"]})
+    assert replay.status_code == 401 and "revoked" in replay.json()["detail"]
+    assert _me(alice, fresh["access_token"]).status_code == 401
+    after = httpx.post(f"{alice.base_url}/auth/refresh", json={"refresh_token": fresh["refresh_token"]})
+    assert after.status_code == 401
+    assert _me(alice, _login(alice)["access_token"]).status_code == 200  # logging in again works

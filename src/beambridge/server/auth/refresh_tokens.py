@@ -38,7 +38,11 @@ def use_refresh_token(conn: Connection, refresh_token: str, now: datetime) -> in
     if row is None:
         raise AuthenticationError("unknown refresh token")
     if row.revoked_at is not None:
-        raise AuthenticationError("refresh token has been revoked; log in again")
+        revoked = row.revoked_at if row.revoked_at.tzinfo else row.revoked_at.replace(tzinfo=now.tzinfo)
+        if (now - revoked).total_seconds() < REPLAY_GRACE_S:
+            # two clients sharing saved credentials refreshing at the same moment: not a theft
+            raise AuthenticationError("refresh token has been revoked; log in again")
+        raise RefreshTokenReplayed(int(row.user_id))
     expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=now.tzinfo)
     if expires <= now:
         raise AuthenticationError("refresh token expired; log in again")
@@ -47,6 +51,32 @@ def use_refresh_token(conn: Connection, refresh_token: str, now: datetime) -> in
         raise AuthenticationError("this user is disabled")
     conn.execute(refresh_tokens.update().where(refresh_tokens.c.id == row.id).values(revoked_at=now))
     return int(row.user_id)
+
+
+REPLAY_GRACE_S = 10.0
+"""A spent refresh token used again within this many seconds is a race between two clients sharing saved
+credentials, refused plainly; later, it is treated as stolen (:class:`RefreshTokenReplayed`)."""
+
+
+class RefreshTokenReplayed(AuthenticationError):
+    """A refresh token used again after it was spent or revoked: someone else may hold a copy."""
+
+    def __init__(self, user_id: int) -> None:
+        super().__init__(
+            "refresh token has been revoked; as it was used again, all of this user's tokens are now "
+            "revoked too (log in again)"
+        )
+        self.user_id = user_id
+
+
+def revoke_all_tokens(conn: Connection, user_id: int, now: datetime) -> None:
+    """End every refresh and access token of a user (a replayed refresh token: treat it as stolen)."""
+    conn.execute(
+        refresh_tokens.update()
+        .where(refresh_tokens.c.user_id == user_id, refresh_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    conn.execute(users.update().where(users.c.id == user_id).values(tokens_valid_after=now))
 
 
 def revoke_refresh_token(conn: Connection, refresh_token: str, now: datetime) -> int | None:

@@ -7,7 +7,13 @@ from starlette.concurrency import run_in_threadpool
 
 from beambridge.schemas.auth import LoginRequest, RefreshRequest, TokenPair, User
 from beambridge.server.auth.login import check_login, client_address
-from beambridge.server.auth.refresh_tokens import issue_token_pair, revoke_refresh_token, use_refresh_token
+from beambridge.server.auth.refresh_tokens import (
+    RefreshTokenReplayed,
+    issue_token_pair,
+    revoke_all_tokens,
+    revoke_refresh_token,
+    use_refresh_token,
+)
 from beambridge.server.context import utcnow
 from beambridge.server.deps import Ctx, UserCaller
 from beambridge.server.json_body import JsonRoute
@@ -34,9 +40,17 @@ async def login(ctx: Ctx, body: LoginRequest, request: Request) -> TokenPair:
 def refresh(ctx: Ctx, body: RefreshRequest) -> TokenPair:
     """Exchange a refresh token for a new pair; the old refresh token stops working."""
     now = utcnow()
-    with ctx.db.write() as conn:
-        user_id = use_refresh_token(conn, body.refresh_token, now)
-        return issue_token_pair(conn, ctx.tokens, user_id, ctx.settings.refresh_token_ttl_s, now)
+    try:
+        with ctx.db.write() as conn:
+            user_id = use_refresh_token(conn, body.refresh_token, now)
+            return issue_token_pair(conn, ctx.tokens, user_id, ctx.settings.refresh_token_ttl_s, now)
+    except RefreshTokenReplayed as replayed:
+        # A spent token used again: one of the two holders is not the user. End the whole family (every
+        # token of the user), in a transaction of its own, before refusing.
+        with ctx.db.write() as conn:
+            revoke_all_tokens(conn, replayed.user_id, now)
+        ctx.revocations.forget(replayed.user_id)
+        raise
 
 
 @router.post("/logout", status_code=204)
