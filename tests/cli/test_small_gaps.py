@@ -3,6 +3,7 @@ out of the server's INFO log, an expired login that says to log in again."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -40,3 +41,19 @@ def test_agent_polls_log_at_debug(alice: ApiUser, caplog: pytest.LogCaptureFixtu
         alice.ok(alice.http.get("/jobs", headers={"Authorization": f"Bearer {token}"}))
     levels = {r.levelno for r in caplog.records if r.name == "beambridge.server.access"}
     assert levels == {logging.INFO, logging.DEBUG}, [(r.levelname, r.getMessage()) for r in caplog.records]
+
+
+def test_user_ls_and_passwd(cli: RunCli) -> None:
+    assert cli("user", "add", "maya", "--password-stdin", stdin="first password\n").code == 0
+    assert cli("user", "add", "jon", "--password-stdin", stdin="second password\n").code == 0
+    listed = json.loads(cli("user", "ls", "--json").out)
+    assert [user["name"] for user in listed] == ["maya", "jon"] and listed[0]["disabled_at"] is None
+    assert cli("user", "disable", "jon").code == 0
+    table = cli("user", "ls").out
+    assert "maya" in table and "yes" in table
+    changed = cli("user", "passwd", "maya", "--password-stdin", stdin="a new password\n")
+    assert (changed.code, changed.out.strip()) == (0, "password of 'maya' changed")
+    unknown = cli("user", "passwd", "nobody", "--password-stdin", stdin="a new password\n")
+    assert (unknown.code, unknown.err) == (1, "error: no user named 'nobody'\n")
+    short = cli("user", "passwd", "maya", "--password-stdin", stdin="short\n")
+    assert short.code == 1 and "at least 8 characters" in short.err
