@@ -57,3 +57,23 @@ def test_user_ls_and_passwd(cli: RunCli) -> None:
     assert (unknown.code, unknown.err) == (1, "error: no user named 'nobody'\n")
     short = cli("user", "passwd", "maya", "--password-stdin", stdin="short\n")
     assert short.code == 1 and "at least 8 characters" in short.err
+
+
+def test_shell_completion(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "_BEAMBRIDGE_COMPLETE": "complete_bash",
+        "COMP_WORDS": "beambridge job re",
+        "COMP_CWORD": "2",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "beambridge"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.split() == ["retry"], done
+    shown = subprocess.run([sys.executable, "-m", "beambridge", "--show-completion", "bash"], capture_output=True,
+                           text=True, timeout=60, env={**os.environ, "HOME": str(tmp_path)})  # fmt: skip
+    assert "_beambridge_completion" in shown.stdout, shown

@@ -35,7 +35,7 @@ app = typer.Typer(
     help="Near-real-time analysis of light-source data at whichever HPC facility finishes first.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
 
 
