@@ -59,7 +59,7 @@ def test_user_ls_and_passwd(cli: RunCli) -> None:
     assert short.code == 1 and "at least 8 characters" in short.err
 
 
-def test_shell_completion(tmp_path: Path) -> None:
+def test_shell_completion() -> None:
     import os
     import subprocess
     import sys
@@ -74,6 +74,3 @@ def test_shell_completion(tmp_path: Path) -> None:
         [sys.executable, "-m", "beambridge"], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.stdout.split() == ["retry"], done
-    shown = subprocess.run([sys.executable, "-m", "beambridge", "--show-completion", "bash"], capture_output=True,
-                           text=True, timeout=60, env={**os.environ, "HOME": str(tmp_path)})  # fmt: skip
-    assert "_beambridge_completion" in shown.stdout, shown
