@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from beambridge.cli.main import main
-from beambridge.cli.output import console
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -20,7 +19,7 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 def test_simulate_prints_the_comparison_and_writes_the_plot(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(console, "width", 200)  # the tables are wide; pytest's terminal may not be
+    monkeypatch.setenv("COLUMNS", "200")  # the tables are wide; main() sizes the console from $COLUMNS
     plot = tmp_path / "sites.png"
     code, out, err = run(capsys, "placement", "simulate", "balsam-paper", "--plot", str(plot))
     assert code == 0, err
