@@ -158,3 +158,18 @@ def test_loader_reports_broken_files_and_keeps_the_good_ones(tmp_path: Path) -> 
     assert "app Good is also defined in" in catalog.errors[tmp_path / "good.py"]  # files load in name order
     with pytest.raises(KeyError, match="no app 'Nope'"):
         catalog.get("Nope")
+
+
+def test_a_subclass_of_an_app_is_an_app_of_its_own_name() -> None:
+    """A subclass used to inherit its parent's name and silently replace the parent when apps load."""
+
+    class Parent(ApplicationDefinition):
+        command_template = "echo parent"
+
+    class Child(Parent):
+        command_template = "echo child"
+
+    class Named(Parent):
+        name = "Renamed"
+
+    assert (Parent.name, Child.name, Named.name) == ("Parent", "Child", "Renamed")

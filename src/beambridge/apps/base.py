@@ -117,7 +117,7 @@ class ApplicationDefinition:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if not cls.name:
+        if not cls.__dict__.get("name"):  # a subclass's own name, never its parent's
             cls.name = cls.__name__
         if not cls.description:
             cls.description = inspect.cleandoc(cls.__doc__ or "").split("\n\n")[0]
