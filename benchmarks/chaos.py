@@ -71,8 +71,17 @@ def _wait(condition, timeout_s: float) -> float | None:  # type: ignore[no-untyp
     return None
 
 
+KINDS = ["server", "agent", "launcher"]
+
+
 def run(
-    jobs: int, minutes: float, seconds: float, database_url: str | None, seed: int, root: Path | None = None
+    jobs: int,
+    minutes: float,
+    seconds: float,
+    database_url: str | None,
+    seed: int,
+    root: Path | None = None,
+    pause_s: tuple[float, float] = (3.0, 8.0),
 ) -> dict:
     """Run the campaign in ``root`` (a new temporary directory by default); its figures."""
     rng = random.Random(seed)
@@ -124,12 +133,14 @@ def run(
         started = time.monotonic()
         end_kills = started + minutes * 60
         kills: Counter[str] = Counter()
+        first_kinds = rng.sample(KINDS, len(KINDS))
         while time.monotonic() < end_kills:
-            time.sleep(rng.uniform(3, 8))
+            time.sleep(rng.uniform(*pause_s))
             before = _finished(system, ids)
             if before >= jobs:
                 break
-            kind = rng.choice(["server", "agent", "launcher"])
+            # every kind once, in a random order, before the draws: a short run still kills each kind
+            kind = first_kinds.pop() if first_kinds else rng.choice(KINDS)
             if kind == "server":
                 assert system.server.process is not None
                 system.server.process.send_signal(signal.SIGKILL)

@@ -45,7 +45,13 @@ def chaos_database(request: pytest.FixtureRequest, pg_admin_url: str | None) -> 
 
 def test_jobs_survive_random_kills_exactly_once(chaos_database: str | None, tmp_path: Path) -> None:
     result = _chaos().run(
-        jobs=150, minutes=0.6, seconds=0.3, database_url=chaos_database, seed=7, root=tmp_path
+        jobs=150,
+        minutes=0.6,
+        seconds=0.3,
+        database_url=chaos_database,
+        seed=7,
+        root=tmp_path,
+        pause_s=(1.0, 3.0),  # kills close together: a PostgreSQL server takes seconds to come back
     )
     assert sum(result["kills"].values()) >= 3, result["kills"]
     assert result["lost"] == 0, result

@@ -38,6 +38,16 @@ def _refused_soon(user: ApiUser, token: str, within_s: float = 3.0) -> httpx.Res
         time.sleep(0.1)
 
 
+def _accepted_soon(user: ApiUser, token: str, within_s: float = 3.0) -> httpx.Response:
+    """The answer once the token is accepted (a re-enabled user also reaches every process within ~1 s)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        response = _me(user, token)
+        if response.status_code == 200 or time.monotonic() > deadline:
+            return response
+        time.sleep(0.1)
+
+
 def test_logout_ends_the_access_token_at_once(alice: ApiUser) -> None:
     pair = _login(alice)
     assert _me(alice, pair["access_token"]).status_code == 200
@@ -69,7 +79,7 @@ def test_a_disabled_user_is_out_at_once_tokens_and_login(alice: ApiUser, server_
     refresh = httpx.post(f"{alice.base_url}/auth/refresh", json={"refresh_token": pair["refresh_token"]})
     assert refresh.status_code == 401
     enable_user(db, alice.name)
-    assert _me(alice, _login(alice)["access_token"]).status_code == 200
+    assert _accepted_soon(alice, _login(alice)["access_token"]).status_code == 200
     assert _me(alice, pair["access_token"]).status_code == 401  # tokens from before stay ended
 
 
@@ -98,4 +108,4 @@ def test_replaying_a_spent_refresh_token_revokes_the_family(
     assert _me(alice, fresh["access_token"]).status_code == 401
     after = httpx.post(f"{alice.base_url}/auth/refresh", json={"refresh_token": fresh["refresh_token"]})
     assert after.status_code == 401
-    assert _me(alice, _login(alice)["access_token"]).status_code == 200  # logging in again works
+    assert _accepted_soon(alice, _login(alice)["access_token"]).status_code == 200  # logging in again works
