@@ -116,7 +116,7 @@ class FollowingHdf5Frames:
         self.timeout = timeout
         self.poll = poll
         self.last_frame_seen_at: float | None = None
-        self._file = self._open(Path(path))
+        self._file = self._open(Path(path), need_count=n_frames is None)
         try:
             ds = self._file[DATASET]
             if not isinstance(ds, h5py.Dataset) or ds.ndim != 3:
@@ -141,7 +141,9 @@ class FollowingHdf5Frames:
             self._file.close()
             raise
 
-    def _open(self, path: Path) -> h5py.File:
+    def _open(self, path: Path, need_count: bool) -> h5py.File:
+        """Open the file once its dataset exists (and announces its frame count, when the caller gives
+        none: a writer caught between creating the dataset and setting the attribute is not ready yet)."""
         deadline = time.monotonic() + self.timeout
         while True:
             for swmr in (True, False):  # a finished file not written in SWMR mode opens plainly
@@ -149,8 +151,10 @@ class FollowingHdf5Frames:
                     f = h5py.File(path, "r", libver="latest", swmr=swmr)
                 except OSError:
                     continue
-                if DATASET in f:
+                if DATASET in f and (not need_count or EXPECTED in f[DATASET].attrs):
                     return f
+                if DATASET in f and time.monotonic() > deadline:
+                    return f  # the caller names what is missing
                 f.close()
             if time.monotonic() > deadline:
                 raise InputFileError(
