@@ -68,7 +68,7 @@ class PageHinkley:
         """Refine the baseline with every dataset seen since it was set (clipped at ±3σ, so a change
         itself does not drag the baseline before it is flagged)."""
         if self._n == 0:
-            self._n, self._sum, self._sum2 = len(self._warm), float(np.sum(self._warm)), 0.0
+            self._n, self._sum = len(self._warm), float(np.sum(self._warm))
             self._sum2 = self._n * self._scale**2
         clipped = self._centre + max(-3.0, min(3.0, z)) * self._scale
         self._n += 1
