@@ -31,6 +31,9 @@ SELF_ROUTES = {
 }
 
 
+G2 = {"kind": "xpcs.g2", "q": [0.01], "tau_s": [0.001, 0.002], "g2": [[1.3, 1.2]]}
+
+
 def alice_world(alice: ApiUser) -> dict[str, Any]:
     site = alice.site()
     app = alice.app(
@@ -73,6 +76,7 @@ def alice_world(alice: ApiUser) -> dict[str, Any]:
         201,
     )
     group = alice.ok(alice.http.post("/site-groups", json={"name": "grp", "sites": [site["name"]]}), 201)
+    alice.ok(alice.http.put(f"/jobs/{job['id']}/artifacts/g2", json=G2))
     return {
         "group": group, "site": site, "app": app, "job": job, "other": other, "running": running, "session": session,
         "batch": batch, "token": token, "item": item, "workflow": workflow, "submission": submission,
@@ -115,6 +119,9 @@ def attempts(w: dict[str, Any]) -> dict[tuple[str, str], tuple[str, Any]]:
         ("patch", "/jobs/{job_id}"): (f"/jobs/{job}", {"state": "KILLED"}),
         ("delete", "/jobs/{job_id}"): (f"/jobs/{job}", None),
         ("get", "/jobs/{job_id}/events"): (f"/jobs/{job}/events", None),
+        ("get", "/jobs/{job_id}/artifacts"): (f"/jobs/{job}/artifacts", None),
+        ("get", "/jobs/{job_id}/artifacts/{name}"): (f"/jobs/{job}/artifacts/g2", None),
+        ("put", "/jobs/{job_id}/artifacts/{name}"): (f"/jobs/{job}/artifacts/g2", G2),
         ("get", "/batch-jobs"): ("/batch-jobs", None),
         ("post", "/batch-jobs"): ("/batch-jobs", {"site_id": site, "num_nodes": 1, "wall_time_min": 5}),
         ("get", "/batch-jobs/{batch_job_id}"): (f"/batch-jobs/{batch}", None),
@@ -249,6 +256,7 @@ def ui_attempts(w: dict[str, Any]) -> dict[tuple[str, str], tuple[str, Any]]:
     return {
         ("get", "/ui/jobs"): ("/ui/jobs?limit=200", None),
         ("get", "/ui/jobs/{job_id}"): (f"/ui/jobs/{job}", None),
+        ("get", "/ui/jobs/{job_id}/artifacts/{name}.png"): (f"/ui/jobs/{job}/artifacts/g2.png", None),
         ("post", "/ui/jobs/cancel"): ("/ui/jobs/cancel", {"ids": [str(job)]}),
         ("post", "/ui/jobs/retry"): ("/ui/jobs/retry", {"ids": [str(job)]}),
         ("get", "/ui/live/events"): ("/ui/live/events?after=0", None),

@@ -34,7 +34,9 @@ import jinja2
 import jinja2.meta
 from pydantic import JsonValue
 
+from beambridge.apps.artifacts import save_artifact
 from beambridge.schemas.apps import AppCreate, AppHook, AppParameter, TransferSlot
+from beambridge.schemas.artifacts import XpcsG2, XpcsTwoTime
 from beambridge.schemas.jobs import Job
 from beambridge.states import JobState
 
@@ -247,6 +249,11 @@ class ApplicationDefinition:
             return JobState.RESTART_READY
         self.state_data.setdefault("reason", f"timed out {self.job.retry_count + 1} times")
         return JobState.FAILED
+
+    def save_artifact(self, name: str, artifact: XpcsG2 | XpcsTwoTime) -> Path:
+        """Keep a small typed summary of the result (g2 curves, a two-time map) for the console: the
+        launcher uploads it when the run ends (see :mod:`beambridge.apps.artifacts`)."""
+        return save_artifact(self.workdir, name, artifact)
 
     def cleanup(self) -> list[Path]:
         """Remove the workdir files matching :attr:`cleanup_files`; the removed paths."""

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 from pydantic import JsonValue
 
+from beambridge.apps.artifacts import ArtifactError
 from beambridge.apps.base import ApplicationDefinition
+from beambridge.logs import get_logger
 from beambridge.schemas.apps import AppParameter, ParameterType, TransferDirection, TransferSlot
+from beambridge.schemas.artifacts import MAX_Q, MAX_TAU, BinFit, XpcsG2
+from beambridge.schemas.artifacts import XpcsTwoTime as TwoTimeArtifact
+
+log = get_logger(__name__)
 
 _SLOTS = {
     "raw": TransferSlot(
@@ -85,13 +92,96 @@ def _options(params: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def _with_fit(summary: dict[str, JsonValue], params: dict[str, Any]) -> dict[str, JsonValue]:
-    if not params.get("fit"):
-        return summary
-    from beambridge.xpcs.fitting import fit_result
+TWOTIME_ROWS = 128
+"""Rows of a two-time map as the console gets it (frames block-averaged): ~100 KiB of JSON."""
+
+
+def _cells(values: Any) -> list[float | None]:
+    """Finite values to 6 significant digits (what a plot shows; a third of the JSON), None elsewhere."""
+    return [float(f"{v:.6g}") if math.isfinite(v) else None for v in values]
+
+
+def g2_artifact(result: Any, report: Any = None, title: str = "") -> XpcsG2:
+    """The g2 curves of a multi-tau result (at most ``MAX_Q`` bins, evenly chosen) and their per-bin fits."""
+    import numpy as np
+
+    q = result.qmap.dynamic_bin_q()
+    chosen = np.unique(np.linspace(0, len(q) - 1, min(len(q), MAX_Q)).round().astype(int))
+    tau = result.delay_s[:MAX_TAU]
+    fits: list[BinFit | None] | None = None
+    if report is not None:
+        by_bin = {b.bin - 1: b for b in report.bins}
+        fits = []
+        for k in chosen:
+            b = by_bin.get(int(k))
+            if b is None or not b.ok or not all(map(math.isfinite, (b.contrast, b.gamma, b.baseline))):
+                fits.append(None)
+                continue
+            fits.append(BinFit(beta=b.contrast, gamma=max(b.gamma, 0.0), baseline=b.baseline))
+    exact = None if report is None else report.exact
+    return XpcsG2(
+        q=[float(q[k]) for k in chosen],
+        tau_s=[float(t) for t in tau],
+        g2=[_cells(result.g2[: len(tau), k]) for k in chosen],
+        g2_err=[_cells(result.g2_err[: len(tau), k]) for k in chosen],
+        fit=fits,
+        D=None if exact is None or not math.isfinite(exact.D) else float(exact.D),
+        D_err=None if exact is None or not math.isfinite(exact.err) else float(exact.err),
+        title=title[:200],
+    )
+
+
+def twotime_artifacts(path: str) -> list[tuple[str, TwoTimeArtifact]]:
+    """Each two-time map of a result file (the first 8), block-averaged to at most ``TWOTIME_ROWS`` rows."""
+    import numpy as np
+
+    from beambridge.xpcs.result_file import read_twotime
+
+    found = read_twotime(path)
+    if found is None:
+        return []
+    q = found.qmap.dynamic_bin_q()
+    out = []
+    for bin_number, c2 in list(zip(found.bins, found.maps, strict=True))[:8]:
+        n = c2.shape[0]
+        factor = max(1, math.ceil(n / TWOTIME_ROWS))
+        m = n // factor
+        binned = c2[: m * factor, : m * factor].reshape(m, factor, m, factor).mean(axis=(1, 3))
+        rows = [_cells(row) for row in np.asarray(binned)]
+        q_value = float(q[bin_number - 1]) if 0 < bin_number <= len(q) else None
+        out.append((
+            f"twotime-{bin_number}",
+            TwoTimeArtifact(c2=rows, dt_s=found.step_s * factor, q=q_value, bin=bin_number,
+                        title=f"two-time C(t1, t2), bin {bin_number}"),
+        ))  # fmt: skip
+    return out
+
+
+def _finish(
+    app: ApplicationDefinition, summary: dict[str, JsonValue], params: dict[str, Any]
+) -> dict[str, JsonValue]:
+    """Add the fit to the summary (when asked) and save the console's artifacts (g2, two-time maps)."""
     from beambridge.xpcs.result_file import read_multitau
 
-    report = fit_result(read_multitau(params["output"]), delays_per_level=params["delays_per_level"])
+    result = read_multitau(params["output"])
+    report = None
+    if params.get("fit"):
+        from beambridge.xpcs.fitting import fit_result
+
+        report = fit_result(result, delays_per_level=params["delays_per_level"])
+        summary = _with_fit(summary, report)
+    made: list[tuple[str, XpcsG2 | TwoTimeArtifact]] = [
+        ("g2", g2_artifact(result, report, title=f"g2 of {params['raw']}"))
+    ]
+    for name, artifact in [*made, *twotime_artifacts(params["output"])]:
+        try:
+            app.save_artifact(name, artifact)
+        except ArtifactError as exc:  # the result file is what matters; the console's summary is extra
+            log.warning("artifact_not_saved", artifact=name, reason=str(exc))
+    return summary
+
+
+def _with_fit(summary: dict[str, JsonValue], report: Any) -> dict[str, JsonValue]:
     exact = report.exact
     summary["fit"] = {
         "D": None if exact is None else exact.D,
@@ -114,7 +204,7 @@ class XpcsMultiTau(ApplicationDefinition):
         summary: dict[str, JsonValue] = run_multitau(
             params["raw"], params["qmap"], params["output"], **_options(params)
         )
-        return _with_fit(summary, params)
+        return _finish(self, summary, params)
 
 
 class XpcsTwoTime(ApplicationDefinition):
@@ -132,7 +222,7 @@ class XpcsTwoTime(ApplicationDefinition):
         summary: dict[str, JsonValue] = run_twotime(
             params["raw"], params["qmap"], params["output"], list(params["bins"]), **_options(params)
         )
-        return _with_fit(summary, params)
+        return _finish(self, summary, params)
 
 
 class XpcsSimulate(ApplicationDefinition):

@@ -13,6 +13,7 @@ from beambridge.client.names import Names, as_id
 from beambridge.client.query import FilterField, Query, filter_fields
 from beambridge.client.resources import AppManager, Manager, SiteManager, StateArg, as_body, as_list
 from beambridge.client.waiting import iter_completed, wait_all
+from beambridge.schemas.artifacts import Artifact, ArtifactInfo, XpcsG2, XpcsTwoTime
 from beambridge.schemas.events import Event
 from beambridge.schemas.jobs import BulkResult, Job, JobBulkUpdate, JobCreate, RetryResult, VerifiedTransfer
 from beambridge.schemas.queries import JobQuery
@@ -252,6 +253,26 @@ class JobManager(Manager[Job]):
         return [
             Event.model_validate(item) for item in self._transport.request("GET", f"/jobs/{job_id}/events")
         ]
+
+    def put_artifact(self, job: JobRef, name: str, artifact: XpcsG2 | XpcsTwoTime) -> ArtifactInfo:
+        """Store (or replace) a result artifact of a job (the launcher does this for its runs)."""
+        [job_id] = job_ids(job)
+        body = artifact.model_dump(mode="json", exclude_none=True)
+        answer = self._transport.request("PUT", f"/jobs/{job_id}/artifacts/{name}", json=body, retry=True)
+        return ArtifactInfo.model_validate(answer)
+
+    def artifacts(self, job: JobRef) -> list[ArtifactInfo]:
+        """A job's result artifacts (without their content)."""
+        [job_id] = job_ids(job)
+        return [
+            ArtifactInfo.model_validate(item)
+            for item in self._transport.request("GET", f"/jobs/{job_id}/artifacts")
+        ]
+
+    def artifact(self, job: JobRef, name: str) -> Artifact:
+        """One result artifact of a job, with its content."""
+        [job_id] = job_ids(job)
+        return Artifact.model_validate(self._transport.request("GET", f"/jobs/{job_id}/artifacts/{name}"))
 
     def as_completed(self, jobs: Iterable[JobRef] | JobRef, timeout: float | None = None) -> Iterator[Job]:
         """Yield each job as it ends (JOB_FINISHED, FAILED or KILLED), pushed by the service's long-poll.

@@ -22,10 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from beambridge.apps.artifacts import ARTIFACT_DIR
 from beambridge.apps.base import ApplicationDefinition, ParameterError
 from beambridge.apps.loader import AppCatalog, load_apps
 from beambridge.client import Client
 from beambridge.client.errors import BeambridgeError, Conflict, NotFound
+from beambridge.launcher.artifacts import ArtifactUploader
 from beambridge.launcher.config import LauncherConfig
 from beambridge.launcher.jobs import (
     RunningJob,
@@ -105,6 +107,7 @@ class Launcher:
             batch=settings.report_batch,
             on_session_lost=self._session_lost,
         )
+        self.uploader = ArtifactUploader(client)
         self.lock = threading.Lock()
         self.wakeup = threading.Condition(self.lock)
         self.queued: deque[Job] = deque()
@@ -157,6 +160,7 @@ class Launcher:
             self._wake()
             self._stop_all("drain")
             log.info("stopping", session_id=self.session_id, step="sending the last reports")
+            self.uploader.stop()
             self.reporter.stop()
             for thread in threads:  # a long-poll in flight is abandoned: closing the session frees its jobs
                 thread.join(timeout=1)
@@ -602,7 +606,17 @@ class Launcher:
         elif ok:
             self.counts["done"] += 1
             logs = log_tails(run.workdir)
-            self._report(job_id, JobState.RUN_DONE, return_code=0, result=payload, state_data={"logs": logs})
+            if (run.workdir / ARTIFACT_DIR).is_dir():
+
+                def done(artifacts: dict[str, Any]) -> None:
+                    data = {"logs": logs, "artifacts": artifacts}
+                    self._report(job_id, JobState.RUN_DONE, return_code=0, result=payload, state_data=data)
+
+                self.uploader.submit(job_id, run.workdir, done)
+            else:
+                self._report(
+                    job_id, JobState.RUN_DONE, return_code=0, result=payload, state_data={"logs": logs}
+                )
         else:
             self.counts["error"] += 1
             error = str(payload or f"exit code {code}")

@@ -32,6 +32,7 @@ from beambridge.server.pg_notify import PgWakeupRelay
 from beambridge.server.placement.service import PLACEMENT_WAKE, CycleReport, PlacementService, run_cycle
 from beambridge.server.routes import (
     apps,
+    artifacts,
     auth,
     batch_jobs,
     events,
@@ -142,6 +143,7 @@ def create_app(
         events,
         workflows,
         placement,
+        artifacts,
     ):
         app.include_router(module.router)
     app.state.metrics = ServiceMetrics(db)

@@ -202,3 +202,33 @@ def test_overview_sites_and_weather_draw(page: Any, live_server: LiveServer, ali
         time.sleep(0.1)
     screenshot(page, "weather")
     page.watch.assert_clean()
+
+
+def test_results_and_output_draw_and_hostile_text_stays_text(
+    page: Any, live_server: LiveServer, alice: ApiUser
+) -> None:
+    """A job's g2 curves and two-time map draw; its stdout/stderr tails show; a script in a tag, a tail or
+    an artifact's title never runs (an alert would be a dialog; the CSP would log a violation)."""
+    from tests.server.console.test_results import XSS, finished_job, g2, twotime
+
+    job = finished_job(alice, tags={"experiment": XSS}, stdout="D = 1.2e7 A^2/s\n" + XSS, stderr=XSS)
+    alice.ok(alice.http.put(f"/jobs/{job}/artifacts/g2", json=g2(title=XSS)))
+    alice.ok(alice.http.put(f"/jobs/{job}/artifacts/twotime-2", json=twotime()))
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    log_in(page, live_server.url, alice, f"/ui/jobs/{job}")
+    for name in ("g2", "twotime-2"):
+        image = page.locator(f"figure[data-artifact='{name}'] img")
+        image.scroll_into_view_if_needed()
+        deadline = time.monotonic() + 30
+        while not image.evaluate("img => img.complete && img.naturalWidth > 0"):
+            assert time.monotonic() < deadline, f"the {name} plot never drew"
+            time.sleep(0.1)
+    expect(page.locator("#output pre[data-stream='stdout']").first).to_contain_text("D = 1.2e7")
+    assert XSS in page.locator("#output pre[data-stream='stderr']").first.inner_text()
+    assert page.locator("#output script, #results script, .tag img").count() == 0
+    screenshot(page, "results")
+    page.goto(live_server.url + "/ui/jobs")
+    assert XSS in page.locator(f"tr[data-job-id='{job}']").inner_text()
+    assert dialogs == []
+    page.watch.assert_clean()

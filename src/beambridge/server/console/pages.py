@@ -10,10 +10,11 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from beambridge.schemas.artifacts import check_artifact_name
 from beambridge.schemas.jobs import JobRetry
 from beambridge.schemas.queries import JobQuery
 from beambridge.server.auth.login import check_login, client_address
-from beambridge.server.console import queries
+from beambridge.server.console import queries, results
 from beambridge.server.console.live import latest_event_id
 from beambridge.server.console.sessions import (
     LOGIN_COOKIE,
@@ -223,11 +224,31 @@ async def job_page(request: Request, user: User, job_id: JobId) -> Response:
     found, (site_names, app_names, _labels), cursor = await run_in_threadpool(read)
     if found is None:
         raise PageError(404, f"job {job_id} not found")
-    job, history = found
+    job, history, results = found
     return render(
         request, "job.html", user, job=job, history=history, site_names=site_names, app_names=app_names,
-        live_after=cursor,
+        live_after=cursor, results=results, runs=queries.run_logs(history),
     )  # fmt: skip
+
+
+@router.get("/ui/jobs/{job_id}/artifacts/{name}.png")
+async def artifact_png(request: Request, user: User, job_id: JobId, name: str) -> Response:
+    """A result artifact of one of the caller's jobs, drawn (g2 curves with fits, a two-time map)."""
+    try:
+        check_artifact_name(name)
+    except ValueError as exc:
+        raise PageError(404, str(exc)) from None
+    ctx = context_of(request)
+
+    def draw() -> bytes | None:
+        with ctx.db.read() as conn:
+            content = queries.artifact_content(conn, user.principal, job_id, name)
+        return None if content is None else results.render(content)
+
+    png = await run_in_threadpool(draw)
+    if png is None:
+        raise PageError(404, f"job {job_id} has no result {name!r}")
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
 
 
 def _ids(form: dict[str, list[str]]) -> list[int]:

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 
 from beambridge.schemas.queries import JobQuery
 from beambridge.server.auth.tokens import Principal
-from beambridge.server.db.tables import apps, events, jobs, sites
+from beambridge.server.db.tables import apps, events, job_artifacts, jobs, sites
 from beambridge.server.jobs.queries import get_job, job_conditions
 from beambridge.states import JobState
 
@@ -98,11 +98,21 @@ def names(conn: Connection, principal: Principal) -> tuple[dict[int, str], dict[
 
 def job_with_history(
     conn: Connection, principal: Principal, job_id: int
-) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-    """One of the caller's jobs and its events, oldest first; None if the job is not theirs."""
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]] | None:
+    """One of the caller's jobs, its events (oldest first) and its result artifacts (without content);
+    None if the job is not theirs."""
     job = get_job(conn, principal, job_id)
     if job is None:
         return None
+    results = [
+        dict(r._mapping)
+        for r in conn.execute(
+            sa.select(job_artifacts.c.name, job_artifacts.c.kind, job_artifacts.c.size_bytes,
+                      job_artifacts.c.updated_at)
+            .where(job_artifacts.c.job_id == job_id)
+            .order_by(job_artifacts.c.name)
+        )
+    ]  # fmt: skip
     history = [
         dict(r._mapping)
         for r in conn.execute(sa.select(events).where(events.c.job_id == job_id).order_by(events.c.id))
@@ -112,5 +122,30 @@ def job_with_history(
         stamp = event["timestamp"]
         event["since_previous"] = (stamp - previous).total_seconds() if previous is not None else None
         event["reason"] = reason_of(event["data"])
+        data = dict(event["data"]) if isinstance(event["data"], dict) else {}
+        logs = data.pop("logs", None)
+        event["logs"] = logs if isinstance(logs, dict) else None
+        event["shown_data"] = data  # the tails are shown under the timeline, not in it
         previous = stamp
-    return job, history
+    return job, history, results
+
+
+def run_logs(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stdout/stderr tails each run sent with its end (newest run first): number, end state, time."""
+    runs = [
+        {"number": n, "state": e["to_state"], "at": e["timestamp"],
+         "stdout": str(e["logs"].get("stdout") or ""), "stderr": str(e["logs"].get("stderr") or "")}
+        for n, e in enumerate((e for e in history if e.get("logs")), start=1)
+    ]  # fmt: skip
+    return runs[::-1]
+
+
+def artifact_content(conn: Connection, principal: Principal, job_id: int, name: str) -> dict[str, Any] | None:
+    """The content of one artifact of one of the caller's jobs, or None."""
+    statement = sa.select(job_artifacts.c.content).where(
+        job_artifacts.c.job_id == job_id,
+        job_artifacts.c.name == name,
+        job_artifacts.c.owner_id == principal.user_id,
+    )
+    content = conn.execute(statement).scalar_one_or_none()
+    return content if isinstance(content, dict) else None

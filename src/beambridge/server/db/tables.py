@@ -225,6 +225,24 @@ events = sa.Table(
     sqlite_autoincrement=True,
 )
 
+# Result artifacts (schemas/artifacts.py): small typed summaries of a job's results, one row per (job, name).
+job_artifacts = sa.Table(
+    "job_artifacts",
+    metadata,
+    _id(),
+    _fk("job_id", "jobs.id"),
+    sa.Column("owner_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("content", JSON, nullable=False),
+    sa.Column("size_bytes", sa.Integer, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.UniqueConstraint("job_id", "name"),
+    sa.Index(None, "owner_id", "id"),
+    sqlite_autoincrement=True,
+)
+
 transfer_items = sa.Table(
     "transfer_items",
     metadata,
