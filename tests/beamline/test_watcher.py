@@ -144,3 +144,137 @@ def test_journal_survives_a_torn_line(tmp_path: Path) -> None:
     again = Journal(path)
     assert again.seen(data, data.stat())
     again.close()
+
+
+# --- live: submitted while the detector writes ---------------------------------------------------------
+
+
+class SlowDetector:
+    """A detector writing a SWMR file frame by frame on a thread; ``stop_after`` frames (then it closes
+    early, as a writer that crashed mid-acquisition leaves its file)."""
+
+    def __init__(self, path: Path, frames: int = 20, pause_s: float = 0.05, stop_after: int | None = None):
+        import numpy as np
+
+        from beambridge.xpcs.io.live import SwmrFrameWriter
+
+        self.path, self.closed_at = path, 0.0
+        rng = np.random.default_rng(len(path.name))
+        self.frames = rng.poisson(1.0, (frames, 8, 8)).astype(np.uint16)
+        self.writer = SwmrFrameWriter(path, (8, 8), frames, 1e-3)
+        self.pause_s, self.stop_after = pause_s, stop_after or frames
+        self.thread = threading.Thread(target=self._write, daemon=True)
+        self.thread.start()
+
+    def _write(self) -> None:
+        for frame in self.frames[: self.stop_after]:
+            self.writer.append(frame)
+            time.sleep(self.pause_s)
+        self.writer.close()
+        self.closed_at = time.time()
+
+    def join(self) -> None:
+        self.thread.join(30)
+
+
+def submissions(client: Client) -> list:  # type: ignore[type-arg]
+    return list(client.submissions.list(workflow="wf"))
+
+
+def test_a_live_file_is_submitted_while_written_and_its_close_reported_once(
+    client: Client, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    root.mkdir()
+    rule = CompletionRule(pattern="*.h5", settle_s=0.3, live=True)
+    with Running(FolderWatcher(client, root, "wf", rule, tmp_path / "j", poll_s=0.05)) as watcher:
+        detector = SlowDetector(root / "scan_1.h5", frames=30, pause_s=0.05)
+        wait_for(lambda: len(submissions(client)) == 1)
+        assert detector.thread.is_alive(), "submitted only after the file closed"
+        sub = submissions(client)[0]
+        assert sub.key.startswith("live:") and sub.context["live"] is True and sub.closed_at is None
+        assert sub.context["metadata"]["frames"] == 30  # type: ignore[index]
+        detector.join()
+        wait_for(lambda: submissions(client)[0].closed_at is not None)
+        closed = submissions(client)[0].closed_at
+        assert closed is not None and abs(closed.timestamp() - detector.closed_at) < 1.0
+        time.sleep(0.5)
+        assert len(submissions(client)) == 1
+        assert (watcher.stats.submitted, watcher.stats.live, watcher.stats.repeated) == (1, 1, 0)
+
+
+def test_live_files_survive_watcher_restarts_with_or_without_the_journal(
+    client: Client, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    root.mkdir()
+    rule = CompletionRule(pattern="*.h5", settle_s=0.3, live=True)
+    one = SlowDetector(root / "scan_1.h5", frames=40, pause_s=0.05)
+    with Running(FolderWatcher(client, root, "wf", rule, tmp_path / "j1", poll_s=0.05)):
+        wait_for(lambda: len(submissions(client)) == 1)
+    # Restarted with its journal while the file still grows: nothing new is sent, the close is reported.
+    with Running(FolderWatcher(client, root, "wf", rule, tmp_path / "j1", poll_s=0.05)) as watcher:
+        one.join()
+        wait_for(lambda: submissions(client)[0].closed_at is not None)
+        assert watcher.stats.submitted == 0
+    # A second acquisition written entirely while no watcher runs, then a watcher without any journal.
+    two = SlowDetector(root / "scan_2.h5", frames=10, pause_s=0.01)
+    two.join()
+    with Running(FolderWatcher(client, root, "wf", rule, tmp_path / "j2", poll_s=0.05)) as watcher:
+        wait_for(lambda: [bool(s.closed_at) for s in submissions(client)] == [True, True])
+        wait_for(lambda: watcher.stats.submitted + watcher.stats.repeated == 2)
+        assert (watcher.stats.submitted, watcher.stats.repeated) == (1, 1)
+    subs = submissions(client)
+    assert [Path(s.dataset).name for s in subs] == ["scan_1.h5", "scan_2.h5"]
+    assert all(s.key.startswith("live:") and s.closed_at is not None for s in subs), [
+        (s.key[:60], s.closed_at) for s in subs
+    ]
+
+
+def test_live_mode_copes_with_corrupt_partial_and_plain_files(client: Client, tmp_path: Path) -> None:
+    import h5py
+    import numpy as np
+
+    root = tmp_path / "data"
+    root.mkdir()
+    plain = tmp_path / "plain.h5"
+    with h5py.File(plain, "w") as handle:  # no SWMR, no announced frame count: an ordinary dataset
+        handle["/entry/data/data"] = np.ones((4, 8, 8), dtype=np.uint16)
+    rule = CompletionRule(pattern="*.h5", settle_s=0.3, live=True)
+    with Running(FolderWatcher(client, root, "wf", rule, tmp_path / "j", poll_s=0.05)) as watcher:
+        (root / "scan_1.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + os.urandom(3000))  # corrupt
+        (root / "scan_2.h5").write_bytes(plain.read_bytes()[:1500])  # truncated copy
+        (root / "scan_3.h5").write_bytes(plain.read_bytes())
+        crashed = SlowDetector(root / "scan_4.h5", frames=50, pause_s=0.02, stop_after=12)
+        crashed.join()
+        wait_for(lambda: [bool(s.closed_at) for s in submissions(client)] == [True] * 4)
+        time.sleep(0.5)
+        subs = {Path(s.dataset).name: s for s in submissions(client)}
+        assert len(subs) == 4 and watcher.stats.errors == 0
+    for name in ("scan_1.h5", "scan_2.h5", "scan_3.h5"):
+        assert subs[name].key.startswith("file:") and "live" not in subs[name].context
+    # The acquisition that stopped after 12 of 50 frames was submitted live; its jobs' follow reader says so.
+    assert subs["scan_4.h5"].key.startswith("live:")
+
+
+def test_the_live_key_is_fixed_at_the_first_frame(tmp_path: Path) -> None:
+    import numpy as np
+
+    from beambridge.beamline.datasets import live_key
+    from beambridge.xpcs.io.live import SwmrFrameWriter
+
+    path = tmp_path / "a.h5"
+    writer = SwmrFrameWriter(path, (4, 4), 3, 1e-3)
+    assert live_key(path) is None  # no frame yet
+    writer.append(np.ones((4, 4), dtype=np.uint16))
+    growing = live_key(path)
+    writer.append(np.zeros((2, 4, 4), dtype=np.uint16))
+    writer.close()
+    assert growing is not None and growing == live_key(path) and growing.expected_frames == 3
+    again = SwmrFrameWriter(path, (4, 4), 3, 1e-3)  # the same path, a new acquisition
+    again.append(np.full((4, 4), 7, dtype=np.uint16))
+    again.close()
+    assert live_key(path) is not None and live_key(path) != growing
+    (tmp_path / "b.h5").write_bytes(b"not hdf5")
+    (tmp_path / "c.txt").write_bytes(b"")
+    assert live_key(tmp_path / "b.h5") is None and live_key(tmp_path / "c.txt") is None

@@ -261,3 +261,25 @@ def test_a_step_may_let_the_service_place_it_on_one_of_several_sites(alice: ApiU
     spec["steps"][0]["site"] = "polaris"
     answer = alice.http.post("/workflows", json=spec)
     assert answer.status_code == 422 and "one of site, sites or site_group" in answer.text
+
+
+def test_list_routes_filter_by_their_query_fields(alice: ApiUser, bob: ApiUser) -> None:
+    setup_user(alice)
+    alice.ok(alice.http.post("/workflows", json=workflow(name="other")), 201)
+    setup_user(bob)
+    names = [w["name"] for w in alice.ok(alice.http.get("/workflows?name=other"))["items"]]
+    assert names == ["other"]
+    for key, name in (("k1", "xpcs"), ("k2", "xpcs"), ("k3", "other")):
+        alice.ok(submit(alice, key, workflow=name), 201)
+    bob.ok(submit(bob, "k1"), 201)
+    mine = alice.ok(alice.http.get("/submissions?workflow=xpcs"))["items"]
+    assert [s["key"] for s in mine] == ["k1", "k2"]
+    assert [s["key"] for s in alice.ok(alice.http.get("/submissions?key=k3"))["items"]] == ["k3"]
+    assert alice.ok(alice.http.get("/submissions?workflow=other&key=k1"))["items"] == []
+    for kind, name in (("run.aborted", "xpcs"), ("run.failed", "xpcs"), ("run.aborted", "other")):
+        alice.ok(alice.http.post("/beamline-events", json={"kind": kind, "workflow": name}), 201)
+    found = alice.ok(alice.http.get("/beamline-events?kind=run.aborted&workflow=xpcs"))["items"]
+    assert [(e["kind"], e["workflow"]) for e in found] == [("run.aborted", "xpcs")]
+    assert bob.ok(bob.http.get("/beamline-events"))["items"] == []
+    too_long = alice.http.get("/submissions", params={"key": "k" * 513})
+    assert too_long.status_code == 422 and "key" in too_long.text

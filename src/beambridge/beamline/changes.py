@@ -64,7 +64,7 @@ class PageHinkley:
     _sum: float = 0.0
     _sum2: float = 0.0
 
-    def _learn(self, value: float, z: float) -> None:
+    def _learn(self, z: float) -> None:
         """Refine the baseline with every dataset seen since it was set (clipped at ±3σ, so a change
         itself does not drag the baseline before it is flagged)."""
         if self._n == 0:
@@ -89,7 +89,7 @@ class PageHinkley:
                 self._centre, self._scale = _robust_scale(self._warm, self.rel_floor, self.abs_floor)
             return False
         z = (value - self._centre) / self._scale
-        self._learn(value, z)
+        self._learn(z)
         self._up = max(0.0, self._up + z - self.delta)
         self._down = max(0.0, self._down - z - self.delta)
         if self._up > self.threshold or self._down > self.threshold:

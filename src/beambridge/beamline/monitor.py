@@ -153,6 +153,8 @@ class WorkflowMonitor:
     def _late(self, sub: Submission) -> None:
         if sub.id in self._late_alerted or sub.first_result_at is not None:
             return
+        if sub.closed_at is None and sub.context.get("live"):
+            return  # submitted while the detector still writes it: the clock starts when it closes
         start = sub.closed_at or sub.created_at
         waited = (datetime.now(UTC) - start).total_seconds()
         if waited > self.limits.first_feedback_s:

@@ -3,7 +3,9 @@
 The speckle comes from :func:`beambridge.xpcs.simulate.simulate_speckle` (known dynamics: g2 = 1 +
 β·exp(-2Dq²τ)); one stack is simulated per distinct D and then *written again* for each dataset, in
 blocks of frames with a flush after each, the way a detector's file writer fills its HDF5 file: the
-watcher sees a file that grows and then closes, never a file that appears whole.
+watcher sees a file that grows and then closes, never a file that appears whole. With ``swmr`` the file is
+written as a detector writes for readers that follow it (SWMR mode, the frame count announced), and the
+moment each dataset's last frame reached the disk is kept in ``last_frame_at``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class BeamlineRun:
     cadence_s: float = 1.0
     write_s: float = 0.2
     blocks: int = 10
+    swmr: bool = False
 
 
 class SimulatedBeamline:
@@ -41,6 +44,7 @@ class SimulatedBeamline:
         self.cache = cache
         self.run = run or BeamlineRun()
         self._stacks: dict[float, np.ndarray] = {}
+        self.last_frame_at: dict[Path, float] = {}
         folder.mkdir(parents=True, exist_ok=True)
         cache.mkdir(parents=True, exist_ok=True)
         self.qmap = self.cache / "template_qmap.h5"
@@ -79,6 +83,8 @@ class SimulatedBeamline:
         r = self.run
         per_block = max(1, -(-frames.shape[0] // r.blocks))
         pause = r.write_s / max(1, r.blocks)
+        if r.swmr:
+            return self._write_swmr(path, frames, diffusion, per_block, pause, metadata or {})
         with h5py.File(path, "w") as handle:
             handle.attrs["diffusion"] = diffusion
             handle.attrs["frame_time"] = r.frame_time
@@ -95,6 +101,31 @@ class SimulatedBeamline:
                 data[start : start + per_block] = frames[start : start + per_block]
                 handle.flush()
                 if pause:
+                    time.sleep(pause)
+        self.last_frame_at[path] = time.time()
+        return path
+
+    def _write_swmr(
+        self,
+        path: Path,
+        frames: np.ndarray,
+        diffusion: float,
+        per_block: int,
+        pause: float,
+        metadata: dict[str, float | str],
+    ) -> Path:
+        from beambridge.xpcs.io.live import SwmrFrameWriter
+
+        r = self.run
+        attrs = {"diffusion": diffusion, "frame_time": r.frame_time, **metadata}
+        with SwmrFrameWriter(
+            path, frames.shape[1:], frames.shape[0], r.frame_time, dtype=frames.dtype, attrs=attrs
+        ) as writer:
+            for start in range(0, frames.shape[0], per_block):
+                writer.append(frames[start : start + per_block])
+                if start + per_block >= frames.shape[0]:
+                    self.last_frame_at[path] = time.time()
+                elif pause:
                     time.sleep(pause)
         return path
 

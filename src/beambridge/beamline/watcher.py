@@ -11,6 +11,15 @@ Events come from ``watchdog`` (inotify on Linux: a close-after-write is seen the
 full rescan every ``rescan_s`` catches anything an event queue overflow lost, and the first scan at start
 finds what arrived while the watcher was down.
 
+**Quick look while the detector writes** (``live=True``): an HDF5 file that a detector writes in SWMR
+mode and that announces its frame count is submitted the moment its first frame is on disk, with the
+template variable ``live`` true (so a workflow's quick look can say ``follow: '{{ live | default(false) }}'``
+and correlate the frames as they land). Its key comes from what the writer fixed at the start
+(:func:`~beambridge.beamline.datasets.live_key`); when the file closes, the watcher sends the same key again
+with the time it closed, which the service records on the existing submission (the latency from the last
+frame to the quick look is then measured like any other). A file that never shows itself as a growing
+SWMR file is submitted when complete, as without ``live``.
+
 **Exactly once, across kill -9.** Each complete file is submitted with the idempotency key of
 :func:`~beambridge.beamline.datasets.dataset_key` (path, size, mtime, SHA-256), and the service keeps keys
 unique per user: a watcher killed after submitting but before noting it simply submits again on restart
@@ -33,14 +42,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from beambridge.beamline.datasets import dataset_key, file_sha256
+from beambridge.beamline.datasets import HDF5_SUFFIXES, LiveFile, dataset_key, file_sha256, live_key
 from beambridge.client import Client
 from beambridge.client.errors import BeambridgeError, ValidationError
 from beambridge.schemas.workflows import SubmissionAnswer, SubmissionSource
 
 log = logging.getLogger("beambridge.beamline.watcher")
 
-HDF5_SUFFIXES = (".h5", ".hdf", ".hdf5", ".nxs")
+LIVE_RETRY_S = 0.2
+"""Seconds between looks at a growing file that does not yet show itself as a live acquisition."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,8 @@ class CompletionRule:
     marker: str | None = None
     recursive: bool = True
     ignore: tuple[str, ...] = (".*", "*.tmp", "*.part", "*~")
+    live: bool = False
+    """Submit a growing SWMR HDF5 file as soon as its first frame is written (see the module docstring)."""
 
     def is_dataset(self, path: Path) -> bool:
         """Whether ``path``'s name makes it a dataset (not a marker, not a temporary file)."""
@@ -100,12 +112,16 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.done: dict[str, tuple[int, int]] = {}
+        self.live: dict[str, str] = {}
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
             for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
                 try:
                     entry = json.loads(line)
-                    self.done[entry["path"]] = (int(entry["size"]), int(entry["mtime_ns"]))
+                    if "size" in entry:
+                        self.done[entry["path"]] = (int(entry["size"]), int(entry["mtime_ns"]))
+                    else:
+                        self.live[entry["path"]] = str(entry["live_key"])
                 except (ValueError, KeyError, TypeError):
                     continue  # a line cut short by a kill: that file is simply looked at again
         self._handle = path.open("a", encoding="utf-8")
@@ -116,11 +132,18 @@ class Journal:
 
     def record(self, path: Path, stat: os.stat_result, **extra: Any) -> None:
         """Note that ``path`` was submitted (or refused for good)."""
-        entry = {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, **extra}
+        self._write({"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, **extra})
+        self.done[str(path)] = (stat.st_size, stat.st_mtime_ns)
+
+    def record_live(self, path: Path, key: str, **extra: Any) -> None:
+        """Note that the growing file ``path`` was submitted under ``key`` (its close is still to come)."""
+        self._write({"path": str(path), "live_key": key, **extra})
+        self.live[str(path)] = key
+
+    def _write(self, entry: dict[str, Any]) -> None:
         self._handle.write(json.dumps(entry) + "\n")
         self._handle.flush()
         os.fsync(self._handle.fileno())
-        self.done[str(path)] = (stat.st_size, stat.st_mtime_ns)
 
     def close(self) -> None:
         """Close the journal file."""
@@ -136,7 +159,11 @@ def read_metadata(path: Path) -> dict[str, Any]:
         import numpy as np
 
         out: dict[str, Any] = {}
-        with h5py.File(path, "r") as handle:
+        try:  # a file a detector still writes opens only as a SWMR reader
+            opened = h5py.File(path, "r", libver="latest", swmr=True)
+        except OSError:
+            opened = h5py.File(path, "r")
+        with opened as handle:
             for group in (handle, handle.get("entry")):
                 if not isinstance(group, h5py.Group):
                     continue
@@ -157,12 +184,18 @@ def read_metadata(path: Path) -> dict[str, Any]:
         return {}
 
 
+REFUSED = object()
+"""What :meth:`FolderWatcher._send` answers for a dataset the service refuses for good."""
+
+
 @dataclass
 class _Candidate:
     signature: tuple[int, int] | None = None
     looks: int = 0
     retry_at: float = 0.0
     failures: int = 0
+    live_key: str | None = None
+    live_at: float = 0.0
 
 
 @dataclass
@@ -170,6 +203,7 @@ class WatcherStats:
     """What one watcher did."""
 
     submitted: int = 0
+    live: int = 0
     repeated: int = 0
     refused: int = 0
     errors: int = 0
@@ -282,6 +316,11 @@ class FolderWatcher:
             if self.journal.seen(path, stat):
                 del self._candidates[path]
                 continue
+            if self.rule.live and cand.live_key is None and cand.live_at <= now:
+                cand.live_at = now + LIVE_RETRY_S
+                live = live_key(path)
+                if live is not None and self._submit_live(path, live, cand):
+                    cand.live_key = live.key
             signature = (stat.st_size, stat.st_mtime_ns)
             steady = signature == cand.signature
             cand.signature = signature
@@ -297,19 +336,73 @@ class FolderWatcher:
             if self._submit(path, stat, cand):
                 del self._candidates[path]
 
+    def _submit_live(self, path: Path, live: LiveFile, cand: _Candidate) -> bool:
+        """Submit a growing file under its live key; True once the service has it (or refused it)."""
+        if self.journal.live.get(str(path)) == live.key:
+            return True  # sent before a restart: only its close is left to report
+        metadata = {**read_metadata(path), "frames": live.expected_frames}
+        context = {"live": True, "file": {"expected_frames": live.expected_frames}, "metadata": metadata}
+        answer = self._send(path, live.key, context, None, cand)
+        if answer is None:
+            return False
+        if answer is not REFUSED:
+            assert isinstance(answer, SubmissionAnswer)
+            self.stats.live += 1
+            self._answered(path, answer, live=True)
+        self.journal.record_live(path, live.key)
+        return True
+
     def _submit(self, path: Path, stat: os.stat_result, cand: _Candidate) -> bool:
-        try:
-            sha = file_sha256(path)
+        closed = datetime.fromtimestamp(stat.st_mtime_ns / 1e9, UTC)
+        live = None
+        if self.rule.live and cand.live_key is None:
+            live = live_key(path)  # a live acquisition that closed before (or while) no watcher ran
+        if cand.live_key is not None or live is not None:
+            key = cand.live_key or (live.key if live is not None else "")
+            frames = live.expected_frames if live is not None else None
+            context: dict[str, Any] = {"live": True, "metadata": read_metadata(path)}
+            if frames is not None:
+                context["metadata"]["frames"] = frames
+        else:
+            try:
+                sha = file_sha256(path)
+            except OSError as err:
+                log.warning("event=unreadable path=%s error=%s", path, err)
+                cand.signature = None
+                return False
             if path.stat().st_mtime_ns != stat.st_mtime_ns:  # written to while hashed: not complete
                 cand.signature = None
                 return False
             key = dataset_key(path, stat=stat, sha256=sha)
-            closed = datetime.fromtimestamp(stat.st_mtime_ns / 1e9, UTC)
             context = {
                 "file": {"size": stat.st_size, "mtime": closed.isoformat(), "sha256": sha},
                 "metadata": read_metadata(path),
             }
-            answer = self.client.submissions.submit(
+        answer = self._send(path, key, context, closed, cand)
+        if answer is None:
+            return False
+        if answer is REFUSED:
+            self.journal.record(path, stat, refused=True)
+            return True
+        assert isinstance(answer, SubmissionAnswer)
+        self.journal.record(path, stat, key=key, submission_id=answer.submission.id)
+        if cand.live_key is None:
+            self._answered(path, answer, live=live is not None)
+        else:  # submitted while it grew: this only reports the close
+            log.info("event=closed path=%s submission=%d closed_at=%s", path, answer.submission.id, closed)
+        return True
+
+    def _send(
+        self,
+        path: Path,
+        key: str,
+        context: dict[str, Any],
+        closed: datetime | None,
+        cand: _Candidate,
+    ) -> SubmissionAnswer | object | None:
+        """Submit; the answer, :data:`REFUSED` (refused for good), or None (try again later)."""
+        try:
+            return self.client.submissions.submit(
                 self.workflow,
                 key=key,
                 dataset=str(path),
@@ -317,39 +410,36 @@ class FolderWatcher:
                 closed_at=closed,
                 source=SubmissionSource.WATCHER,
             )
-        except OSError as err:
-            log.warning("event=unreadable path=%s error=%s", path, err)
-            cand.signature = None
-            return False
         except BeambridgeError as err:
             if isinstance(err, ValidationError):
                 # The service refuses this dataset for good (e.g. the name does not fit the workflow):
-                # note it so it is not sent again, and say so.
+                # the caller notes it so it is not sent again, and says so.
                 log.error("event=refused path=%s error=%s", path, err)
-                self.journal.record(path, stat, refused=str(err))
                 self.stats.refused += 1
-                return True
+                return REFUSED
             cand.failures += 1
-            cand.retry_at = time.monotonic() + min(30.0, 0.5 * 2**cand.failures)
+            wait = min(30.0, 0.5 * 2**cand.failures)
+            cand.retry_at = time.monotonic() + wait
             self.stats.errors += 1
-            log.warning("event=submit_failed path=%s error=%s retry_in_s=%.1f", path, err, cand.retry_at)
-            return False
-        self.journal.record(path, stat, key=key, submission_id=answer.submission.id)
+            log.warning("event=submit_failed path=%s error=%s retry_in_s=%.1f", path, err, wait)
+            return None
+
+    def _answered(self, path: Path, answer: SubmissionAnswer, *, live: bool) -> None:
         if answer.created:
             self.stats.submitted += 1
         else:
             self.stats.repeated += 1
         self.stats.answers.append(answer)
         log.info(
-            "event=submitted path=%s submission=%d created=%s jobs=%s",
+            "event=submitted path=%s submission=%d created=%s live=%s jobs=%s",
             path,
             answer.submission.id,
             answer.created,
+            live,
             answer.submission.job_ids,
         )
         if self.on_submitted is not None:
             self.on_submitted(path, answer)
-        return True
 
 
 def default_journal(root: Path, workflow: str) -> Path:

@@ -36,11 +36,20 @@ def xpcs_workflow(
     frame_time: float = 5.0e-3,
     change_detection: bool = False,
     site: str | None = None,
+    follow_timeout: float = 30.0,
 ) -> dict[str, Any]:
     """A two-step XPCS workflow: a quick look (g2 and its features on the first frames, at high priority) and
-    the full correlation
-    with a fit of D (held for the change detector when ``change_detection``)."""
-    common = {"raw": "{{ file.path }}", "qmap": str(qmap), "frame_time": frame_time}
+    the full correlation with a fit of D (held for the change detector when ``change_detection``).
+
+    Both steps follow the raw file while the detector writes it when the watcher submitted it live
+    (``beambridge watch --live``): the template variable ``live`` turns on the apps' ``follow``."""
+    common = {
+        "raw": "{{ file.path }}",
+        "qmap": str(qmap),
+        "frame_time": frame_time,
+        "follow": "{{ live | default(false) }}",
+        "follow_timeout": follow_timeout,
+    }
     spec: dict[str, Any] = {
         "name": name,
         "description": "XPCS: quick look on the first frames, then the full multi-tau with a fit of D",

@@ -27,6 +27,14 @@ def watch(
         ),
     ] = None,
     recursive: Annotated[bool, typer.Option(help="Watch subfolders too.")] = True,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Submit an HDF5 file the detector writes in SWMR mode (announcing expected_frames) as soon "
+            "as its first frame lands, with the template variable 'live' true; report its close later.",
+        ),
+    ] = False,
     state: Annotated[
         Path | None, typer.Option(help="The journal of submitted files (default: under BEAMBRIDGE_HOME).")
     ] = None,
@@ -50,7 +58,7 @@ def watch(
     spec = load_workflow(workflow)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    rule = CompletionRule(pattern=pattern, settle_s=settle, marker=marker, recursive=recursive)
+    rule = CompletionRule(pattern=pattern, settle_s=settle, marker=marker, recursive=recursive, live=live)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -83,5 +91,6 @@ def watch(
         if monitor_thread is not None:
             monitor_thread.join(timeout=10)
     typer.echo(
-        f"stopped: {stats.submitted} submitted, {stats.repeated} already known, {stats.refused} refused"
+        f"stopped: {stats.submitted} submitted ({stats.live} while still being written), "
+        f"{stats.repeated} already known, {stats.refused} refused"
     )

@@ -139,3 +139,23 @@ class SessionQuery(QueryModel):
 
     site_id: PositiveId | None = None
     active: bool | None = None
+
+
+class WorkflowQuery(QueryModel):
+    """Filters of ``GET /workflows``."""
+
+    name: Name | None = None
+
+
+class SubmissionQuery(QueryModel):
+    """Filters of ``GET /submissions``."""
+
+    workflow: Name | None = None
+    key: str | None = Field(default=None, min_length=1, max_length=512)
+
+
+class BeamlineEventQuery(QueryModel):
+    """Filters of ``GET /beamline-events``."""
+
+    kind: str | None = Field(default=None, max_length=64)
+    workflow: Name | None = None

@@ -199,7 +199,11 @@ class SubmissionCreate(InputModel):
         description="Template variables: 'metadata', 'run' (start document), 'stop' (stop document)…",
     )
     closed_at: UtcDatetime | None = Field(
-        default=None, description="When the file closed (or the run stopped): the start of the latency clock"
+        default=None,
+        description=(
+            "When the file closed (or the run stopped): the start of the latency clock. A dataset submitted "
+            "while still being written is sent again with the same key and this, once it closes"
+        ),
     )
 
 

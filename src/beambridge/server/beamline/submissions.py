@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
 from beambridge.schemas.jobs import JobCreate
+from beambridge.schemas.queries import BeamlineEventQuery, SubmissionQuery, WorkflowQuery
 from beambridge.schemas.workflows import (
     BeamlineEventCreate,
     StepAction,
@@ -28,9 +29,11 @@ from beambridge.schemas.workflows import (
 )
 from beambridge.server.auth.tokens import Principal
 from beambridge.server.beamline.render import render_step, template_context
+from beambridge.server.db.conditions import column_conditions
 from beambridge.server.db.tables import apps, beamline_events, events, sites, submissions, workflows
 from beambridge.server.errors import ConflictError, ForbiddenError, InvalidRequestError, NotFoundError
 from beambridge.server.jobs.create import create_jobs
+from beambridge.server.ownership import list_owned
 from beambridge.server.placement.service import PlacementService
 from beambridge.server.wakeups import WakeKey
 from beambridge.states import JobState
@@ -82,16 +85,13 @@ def get_workflow(conn: Connection, principal: Principal, workflow_id: int) -> di
 
 
 def list_workflows(
-    conn: Connection, principal: Principal, *, name: str | None, after: int | None, limit: int
+    conn: Connection, principal: Principal, query: WorkflowQuery, *, after: int | None, limit: int
 ) -> list[dict[str, Any]]:
-    """One page of the caller's workflows."""
+    """One page of the caller's workflows matching ``query``."""
     refuse_site_tokens(principal)
-    query = sa.select(workflows).where(workflows.c.owner_id == principal.user_id)
-    if name is not None:
-        query = query.where(workflows.c.name == name)
-    if after is not None:
-        query = query.where(workflows.c.id > after)
-    return [dict(r._mapping) for r in conn.execute(query.order_by(workflows.c.id).limit(limit))]
+    return list_owned(
+        conn, workflows, principal, column_conditions(workflows, query), after=after, limit=limit
+    )
 
 
 def delete_workflow(conn: Connection, principal: Principal, workflow_id: int) -> None:
@@ -149,6 +149,21 @@ def _by_key(conn: Connection, owner_id: int, key: str) -> dict[str, Any] | None:
     return None if row is None else dict(row._mapping)
 
 
+def _closed_now(
+    conn: Connection, existing: dict[str, Any], request: SubmissionCreate, now: datetime
+) -> dict[str, Any]:
+    """A repeat may tell when the dataset closed, if the first submission could not (it was sent while
+    the detector still wrote the file): recorded once, never changed after."""
+    if existing["closed_at"] is not None or request.closed_at is None:
+        return existing
+    conn.execute(
+        submissions.update()
+        .where(submissions.c.id == existing["id"], submissions.c.closed_at.is_(None))
+        .values(closed_at=request.closed_at, updated_at=now)
+    )
+    return {**existing, "closed_at": request.closed_at, "updated_at": now}
+
+
 def submit(
     conn: Connection,
     principal: Principal,
@@ -156,11 +171,12 @@ def submit(
     now: datetime,
     placement: PlacementService | None = None,
 ) -> tuple[dict[str, Any], bool, set[WakeKey]]:
-    """Submit one dataset; ``(submission, created, wake-ups)``; a known key answers ``created=False``."""
+    """Submit one dataset; ``(submission, created, wake-ups)``; a known key answers ``created=False``
+    (and records the time the dataset closed if it was not known yet)."""
     refuse_site_tokens(principal)
     existing = _by_key(conn, principal.user_id, request.key)
     if existing is not None:
-        return existing, False, set()
+        return _closed_now(conn, existing, request, now), False, set()
     workflow = _workflow_by_name(conn, principal, request.workflow)
     context = template_context(workflow, request.dataset, request.key, request.context)
     app_of = _resolve_apps(conn, principal, workflow)
@@ -232,7 +248,7 @@ def submit(
         existing = _by_key(conn, principal.user_id, request.key)
         if existing is None:
             raise
-        return existing, False, set()
+        return _closed_now(conn, existing, request, now), False, set()
     wake = _create_ready_steps(conn, principal, submission_id, plan, now, placement)
     _save_plan(conn, submission_id, plan, now)
     return get_submission(conn, principal, submission_id), True, wake
@@ -364,32 +380,21 @@ def get_submission(conn: Connection, principal: Principal, submission_id: int) -
 
 
 def list_submissions(
-    conn: Connection,
-    principal: Principal,
-    *,
-    workflow: str | None,
-    key: str | None,
-    after: int | None,
-    limit: int,
+    conn: Connection, principal: Principal, query: SubmissionQuery, *, after: int | None, limit: int
 ) -> list[dict[str, Any]]:
-    """One page of the caller's submissions, oldest first, with their latencies."""
+    """One page of the caller's submissions matching ``query``, oldest first, with their latencies."""
     refuse_site_tokens(principal)
-    query = sa.select(submissions).where(submissions.c.owner_id == principal.user_id)
-    if workflow is not None:
-        query = query.where(submissions.c.workflow == workflow)
-    if key is not None:
-        query = query.where(submissions.c.key == key)
-    if after is not None:
-        query = query.where(submissions.c.id > after)
-    rows = [dict(r._mapping) for r in conn.execute(query.order_by(submissions.c.id).limit(limit))]
-    return with_latencies(conn, rows)
+    where = column_conditions(submissions, query)
+    return with_latencies(conn, list_owned(conn, submissions, principal, where, after=after, limit=limit))
 
 
 def with_latencies(conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Add when (and how long after the file closed) the first and the full result arrived.
 
     The first result is the quick-look step's job finishing (the first step's when there is no quick
-    look); the full result is the last job of the steps that run finishing, once no step is held.
+    look); the full result is the last job of the steps that run finishing, once no step is held. A
+    dataset submitted while still being written counts from its close once that is known (a result
+    ready before the file closed is a negative time), from its submission until then.
     """
     job_ids = sorted({job_id for row in rows for job_id in row["job_ids"]})
     finished: dict[int, datetime] = {}
@@ -453,21 +458,9 @@ def record_event(
 
 
 def list_events(
-    conn: Connection,
-    principal: Principal,
-    *,
-    kind: str | None,
-    workflow: str | None,
-    after: int | None,
-    limit: int,
+    conn: Connection, principal: Principal, query: BeamlineEventQuery, *, after: int | None, limit: int
 ) -> list[dict[str, Any]]:
-    """One page of the caller's beamline events, oldest first."""
+    """One page of the caller's beamline events matching ``query``, oldest first."""
     refuse_site_tokens(principal)
-    query = sa.select(beamline_events).where(beamline_events.c.owner_id == principal.user_id)
-    if kind is not None:
-        query = query.where(beamline_events.c.kind == kind)
-    if workflow is not None:
-        query = query.where(beamline_events.c.workflow == workflow)
-    if after is not None:
-        query = query.where(beamline_events.c.id > after)
-    return [dict(r._mapping) for r in conn.execute(query.order_by(beamline_events.c.id).limit(limit))]
+    where = column_conditions(beamline_events, query)
+    return list_owned(conn, beamline_events, principal, where, after=after, limit=limit)

@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 
-from beambridge.schemas.common import Name, Page
+from beambridge.schemas.common import Page
+from beambridge.schemas.queries import BeamlineEventQuery, SubmissionQuery, WorkflowQuery
 from beambridge.schemas.workflows import (
     BeamlineEvent,
     BeamlineEventCreate,
@@ -39,11 +40,16 @@ def put_workflow(ctx: Ctx, caller: Caller, body: Workflow, response: Response) -
 
 @router.get("/workflows", response_model=Page[WorkflowOut])
 def list_workflows(
-    ctx: Ctx, caller: Caller, after: After = None, limit: Limit = 100, name: Name | None = None
+    ctx: Ctx,
+    caller: Caller,
+    after: After = None,
+    limit: Limit = 100,
+    *,
+    filters: Annotated[WorkflowQuery, Query()],
 ) -> dict[str, Any]:
     """The caller's workflows (optionally the one with ``name``)."""
     with ctx.db.read() as conn:
-        return page(service.list_workflows(conn, caller, name=name, after=after, limit=limit), limit)
+        return page(service.list_workflows(conn, caller, filters, after=after, limit=limit), limit)
 
 
 @router.get("/workflows/{workflow_id}", response_model=WorkflowOut)
@@ -79,13 +85,12 @@ def list_submissions(
     caller: Caller,
     after: After = None,
     limit: Limit = 100,
-    workflow: Name | None = None,
-    key: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
+    *,
+    filters: Annotated[SubmissionQuery, Query()],
 ) -> dict[str, Any]:
     """The caller's submissions, oldest first, with the time from file closed to first and full result."""
     with ctx.db.read() as conn:
-        rows = service.list_submissions(conn, caller, workflow=workflow, key=key, after=after, limit=limit)
-        return page(rows, limit)
+        return page(service.list_submissions(conn, caller, filters, after=after, limit=limit), limit)
 
 
 @router.get("/submissions/{submission_id}", response_model=Submission)
@@ -119,11 +124,9 @@ def list_events(
     caller: Caller,
     after: After = None,
     limit: Limit = 100,
-    kind: Annotated[str | None, Query(max_length=64)] = None,
-    workflow: Name | None = None,
+    *,
+    filters: Annotated[BeamlineEventQuery, Query()],
 ) -> dict[str, Any]:
     """The caller's beamline events, oldest first."""
     with ctx.db.read() as conn:
-        return page(
-            service.list_events(conn, caller, kind=kind, workflow=workflow, after=after, limit=limit), limit
-        )
+        return page(service.list_events(conn, caller, filters, after=after, limit=limit), limit)

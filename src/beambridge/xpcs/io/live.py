@@ -38,6 +38,7 @@ class SwmrFrameWriter:
         path: the raw file to create (replaced if it exists).
         shape: detector (rows, cols). n_frames: the frames the acquisition will write.
         frame_time, count_time: seconds, written as acquisition metadata. dtype: of the frames.
+        attrs: attributes of the file's root (SWMR allows none to be added once frames flow).
     """
 
     def __init__(
@@ -49,6 +50,7 @@ class SwmrFrameWriter:
         count_time: float | None = None,
         dtype: npt.DTypeLike = np.uint16,
         sample: str | None = None,
+        attrs: dict[str, float | int | str] | None = None,
     ) -> None:
         if n_frames < 1 or frame_time <= 0:
             raise OptionError("a live acquisition needs n_frames >= 1 and frame_time > 0")
@@ -63,6 +65,8 @@ class SwmrFrameWriter:
         f[COUNT_TIME].attrs["units"] = "s"
         if sample:
             f[SAMPLE_NAME] = sample
+        for key, value in (attrs or {}).items():
+            f.attrs[key] = value
         self._ds = f.create_dataset(
             DATASET, shape=(0, *shape), maxshape=(None, *shape), chunks=(1, *shape), dtype=dtype
         )
