@@ -55,3 +55,23 @@ def test_feature_watch_follows_dotted_paths_in_log_space() -> None:
     assert watch.learning  # a new level: learnt again before anything is called unchanged
     assert feature_value({"a": {"b": True}}, "a.b") is None and feature_value({"a": 1}, "a.b") is None
     assert feature_value({"a": float("nan")}, "a") is None
+
+
+def test_the_timing_watch_flags_slowdowns_not_jitter() -> None:
+    import numpy as np
+
+    from beambridge.beamline.monitor import TimingWatch
+
+    rng = np.random.default_rng(3)
+    calm = TimingWatch()
+    alarms = sum(bool(calm.update({"run_s": float(v)})) for v in np.exp(rng.normal(0.0, 0.15, 500)))
+    assert alarms <= 1
+    spike = TimingWatch()
+    for v in np.exp(rng.normal(0.0, 0.15, 20)):
+        assert spike.update({"run_s": float(v)}) == []
+    assert spike.update({"run_s": 8.0}) == ["run_s"]  # one run eight times the usual
+    lasting = TimingWatch()
+    for v in np.exp(rng.normal(0.0, 0.15, 20)):
+        lasting.update({"run_s": float(v)})
+    flags = [bool(lasting.update({"run_s": 2.0 * float(v)})) for v in np.exp(rng.normal(0.0, 0.15, 10))]
+    assert True in flags[:5]  # a lasting doubling within five datasets

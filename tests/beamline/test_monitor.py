@@ -131,3 +131,32 @@ def test_late_feedback_failures_and_silent_sites_raise_alerts(
     assert kinds == ["failure_burst", "late_first_feedback", "site_down"], received
     monitor.check()
     assert len(received) == 3  # the same alert is not sent again within its quiet time
+
+
+def test_a_quick_look_that_takes_much_longer_is_flagged(
+    client: Client, receiver: tuple[str, list[dict[str, Any]]]
+) -> None:
+    import time
+
+    url, received = receiver
+    spec = Workflow.model_validate(
+        {"name": "timed", "steps": [{"name": "quick", "app": "echo", "quick_look": True}]}
+    )
+    client.workflows.put(spec)
+    site = next(iter(client.sites.all()))
+    session = client.sessions.open(site.id)
+    monitor = WorkflowMonitor(client, spec, hooks=Webhooks([url]))
+    for i in range(12):
+        sub = client.submissions.submit("timed", key=f"t{i}", dataset=f"/d/t{i}.h5").submission
+        [job] = client.sessions.acquire(session.id, max_jobs=1)
+        client.sessions.report(session.id, [{"id": job.id, "state": "RUNNING"}])
+        time.sleep(4.0 if i == 11 else 0.3)
+        client.sessions.report(session.id, [{"id": job.id, "state": "RUN_DONE", "return_code": 0}])
+        monitor.check()
+        if i < 11:
+            assert received == [], f"dataset {i} flagged"
+    [alert] = received
+    assert alert["kind"] == "timing_changed" and "run_s" in alert["data"]["timings"]
+    assert alert["data"]["submission_id"] == sub.id and alert["data"]["timings"]["run_s"] >= 4.0
+    [event] = [e for e in client.beamline_events.list(workflow="timed") if e.kind == "timing.changed"]
+    assert event.submission_id == sub.id

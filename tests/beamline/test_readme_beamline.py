@@ -58,5 +58,11 @@ def test_the_watcher_options_shown_exist(capsys: pytest.CaptureFixture[str]) -> 
     assert options >= {"--workflow", "--pattern", "--settle", "--webhook"}
     assert main(["watch", "--help"]) == 0
     helptext = capsys.readouterr().out
-    for option in options - {"--workflow"} | {"--marker"}:
+    lines = console.splitlines()
+    watch_options = set(re.findall(r" (--[a-z-]+)", "\n".join(x for x in lines if " watch " in x)))
+    for option in watch_options - {"--workflow"} | {"--marker", "--live", "--group"}:
+        assert option in helptext, option
+    assert main(["monitor", "--help"]) == 0
+    helptext = capsys.readouterr().out
+    for option in set(re.findall(r" (--[a-z-]+)", "\n".join(x for x in lines if " monitor " in x))):
         assert option in helptext, option

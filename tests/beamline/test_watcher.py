@@ -278,3 +278,49 @@ def test_the_live_key_is_fixed_at_the_first_frame(tmp_path: Path) -> None:
     (tmp_path / "b.h5").write_bytes(b"not hdf5")
     (tmp_path / "c.txt").write_bytes(b"")
     assert live_key(tmp_path / "b.h5") is None and live_key(tmp_path / "c.txt") is None
+
+
+# --- datasets of several files ---------------------------------------------------------------------------
+
+
+def test_a_dataset_of_several_files_is_submitted_once_when_complete(client: Client, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    root.mkdir()
+    rule = CompletionRule(pattern="*.h5", settle_s=0.2, group=r"^(?P<dataset>scan_\d+)_part", group_files=3)
+    with Running(FolderWatcher(client, root, "wf", rule, tmp_path / "j", poll_s=0.05)) as watcher:
+        for part in range(3):
+            (root / f"scan_1_part{part}.h5").write_bytes(os.urandom(500))
+            time.sleep(0.5)  # settled, but not all there yet
+            if part < 2:
+                assert submissions(client) == []
+        wait_for(lambda: len(submissions(client)) == 1)
+        time.sleep(0.4)
+        [sub] = submissions(client)
+        assert Path(sub.dataset) == (root / "scan_1").resolve() and sub.key.startswith("files:")
+        assert [f["name"] for f in sub.context["files"]] == [f"scan_1_part{i}.h5" for i in range(3)]  # type: ignore[index, union-attr]
+        assert watcher.stats.submitted == 1
+    # Restarted without its journal: the same files are the same dataset; a file added later makes it a new one.
+    with Running(FolderWatcher(client, root, "wf", rule, tmp_path / "j2", poll_s=0.05)) as watcher:
+        wait_for(lambda: watcher.stats.repeated == 1)
+        (root / "scan_1_part3.h5").write_bytes(b"late")
+        wait_for(lambda: watcher.stats.submitted == 1)
+    assert len(submissions(client)) == 2
+
+
+def test_a_folder_dataset_waits_for_its_marker_and_survives_a_corrupt_member(
+    client: Client, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    (root / "scan_7").mkdir(parents=True)
+    rule = CompletionRule(pattern="*.tif", settle_s=0.0, marker="{name}/DONE", group=r"^(scan_\d+)/")
+    with Running(FolderWatcher(client, root, "wf", rule, tmp_path / "j", poll_s=0.05)) as watcher:
+        for i in range(4):
+            (root / "scan_7" / f"frame_{i}.tif").write_bytes(os.urandom(100))
+        (root / "scan_7" / "frame_4.tif").write_bytes(b"")  # an empty (corrupt) frame is still a member
+        time.sleep(0.6)
+        assert submissions(client) == []  # no marker yet
+        (root / "scan_7" / "DONE").write_bytes(b"")
+        wait_for(lambda: len(submissions(client)) == 1)
+        [sub] = submissions(client)
+        assert sub.context["file"]["count"] == 5  # type: ignore[index, call-overload]
+        assert watcher.stats.errors == 0

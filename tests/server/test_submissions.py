@@ -283,3 +283,29 @@ def test_list_routes_filter_by_their_query_fields(alice: ApiUser, bob: ApiUser) 
     assert bob.ok(bob.http.get("/beamline-events"))["items"] == []
     too_long = alice.http.get("/submissions", params={"key": "k" * 513})
     assert too_long.status_code == 422 and "key" in too_long.text
+
+
+def test_running_a_skipped_step_re_holds_gated_steps_after_it(alice: ApiUser) -> None:
+    spec = gated_workflow()
+    spec["steps"][2]["skip_unless_changed"] = True  # plot waits for its own decision too
+    spec["steps"].append({"name": "publish", "app": "corr", "after": ["plot"]})
+    setup_user(alice, spec)
+    sub = alice.ok(submit(alice, "rh-1"), 201)["submission"]
+    base = f"/submissions/{sub['id']}/steps"
+    order = ("full", "plot", "publish")
+    skipped = alice.ok(alice.http.post(f"{base}/full", json={"action": "skip", "reason": "no change"}))
+    assert [skipped["steps"][s]["status"] for s in order] == ["skipped"] * 3
+    # plot was skipped only because it runs after full: running full holds it again (it waits for its
+    # own decision), and publish after it.
+    run = alice.ok(alice.http.post(f"{base}/full", json={"action": "run", "reason": "operator"}))
+    assert [run["steps"][s]["status"] for s in order] == ["submitted", "held", "held"]
+    assert run["steps"]["plot"]["reason"] == "waits for the change detector"
+    assert run["steps"]["publish"]["reason"] == "runs after held step 'plot'"
+    assert len(run["job_ids"]) == 2
+    # A step skipped by its own decision stays skipped when an earlier step runs.
+    sub2 = alice.ok(submit(alice, "rh-2"), 201)["submission"]
+    base2 = f"/submissions/{sub2['id']}/steps"
+    alice.ok(alice.http.post(f"{base2}/full", json={"action": "run"}))
+    own = alice.ok(alice.http.post(f"{base2}/plot", json={"action": "skip", "reason": "no change"}))
+    assert [own["steps"][s]["status"] for s in order] == ["submitted", "skipped", "skipped"]
+    assert own["steps"]["plot"]["reason"] == "no change"

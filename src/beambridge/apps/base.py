@@ -109,6 +109,13 @@ class ApplicationDefinition:
     """Whether a failed run (non-zero exit, ``run`` raising) is run again until the job's ``retry_limit``,
     as a timed-out run is. Say ``False`` for work that must not run twice after a failure."""
 
+    @classmethod
+    def warm_up(cls) -> None:
+        """Make this process ready to run the app at once: import what it needs, compile its kernels.
+
+        A warm pilot (``elastic_queue.warm_pilot``) calls it in each of its workers before their first
+        job, so a quick look never waits for an import or a JIT compile. The default does nothing."""
+
     def __init__(self, job: Job, workdir: Path) -> None:
         self.job = job
         self.workdir = workdir

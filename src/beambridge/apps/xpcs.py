@@ -192,11 +192,41 @@ def _with_fit(summary: dict[str, JsonValue], report: Any) -> dict[str, JsonValue
     return summary
 
 
+def warm_xpcs() -> None:
+    """Run the whole multi-tau pipeline (both correlator modes, the fit, a followed file) on a tiny simulated
+    dataset, so that this process has every numba kernel compiled or loaded and every module imported."""
+    import tempfile
+
+    from beambridge.apps.quicklook import features
+    from beambridge.xpcs.pipeline import run_multitau
+    from beambridge.xpcs.simulate import SpeckleParameters, simulate_speckle
+
+    with tempfile.TemporaryDirectory(prefix="bb-warm-") as tmp:
+        params = SpeckleParameters(
+            shape=(16, 16), n_frames=64, photons_per_pixel=0.5, beam_center=(8, 8), r_min=2, r_max=7, seed=0
+        )
+        paths = simulate_speckle(f"{tmp}/raw.h5", params)
+        for mode in ("dense", "sparse"):
+            run_multitau(paths["raw"], paths["qmap"], f"{tmp}/{mode}.hdf", mode=mode)
+        features(f"{tmp}/dense.hdf")
+        live = simulate_speckle(f"{tmp}/live.h5", params, live=True)
+        run_multitau(live["raw"], live["qmap"], f"{tmp}/live.hdf", follow=True, follow_timeout=10)
+        from beambridge.xpcs.fitting import fit_result
+        from beambridge.xpcs.result_file import read_multitau
+
+        result = read_multitau(f"{tmp}/live.hdf")
+        g2_artifact(result, fit_result(result, delays_per_level=4))
+
+
 class XpcsMultiTau(ApplicationDefinition):
     """Multi-tau g2(q, τ) of one XPCS dataset, written where pyXPCSViewer reads it."""
 
     transfer_slots = _SLOTS
     parameters = _COMMON
+
+    @classmethod
+    def warm_up(cls) -> None:
+        warm_xpcs()
 
     def run(self, **params: Any) -> JsonValue:
         from beambridge.xpcs.pipeline import run_multitau

@@ -204,6 +204,8 @@ class FeatureWatch:
     threshold: float = 8.0
     hazard: float = 1 / 250
     warmup: int = 5
+    log_floor: float = 0.02
+    """The least noise assumed of a positive feature, in log units (0.02: 2 %)."""
     detectors: dict[str, Detector] = field(default_factory=dict)
     seen: int = 0
     _log: dict[str, bool] = field(default_factory=dict)
@@ -227,7 +229,7 @@ class FeatureWatch:
                     hazard=self.hazard,
                     warmup=self.warmup,
                     rel_floor=0.0 if value > 0 else 0.02,
-                    abs_floor=0.02 if value > 0 else 1e-9,
+                    abs_floor=self.log_floor if value > 0 else 1e-9,
                 )
             if self._log[name]:
                 if value <= 0:

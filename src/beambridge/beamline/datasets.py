@@ -54,6 +54,11 @@ class LiveFile:
     shape: tuple[int, int]
 
 
+def dataset_key_path(path: Path) -> str:
+    """``path`` as keys carry it: absolute, and replaced by its own SHA-256 when very long."""
+    return _where(path.resolve())
+
+
 def _where(path: Path) -> str:
     where = str(path)
     if len(where) > 300:

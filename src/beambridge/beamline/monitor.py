@@ -7,6 +7,11 @@ Each cycle (:meth:`WorkflowMonitor.check`):
   dataset shows a change (or the baseline is still being learnt: never skip on missing information) and
   **skipped** otherwise (or when the quick look failed, since they run after it). Both are recorded by the service (and reversible);
   a change also records a ``change.detected`` event and raises an alert.
+- **the workflow's own timings** — once a quick look has finished, its queue wait (created → running),
+  its run time (running → done) and the time from the file closed to that first result feed a second
+  detector (Page-Hinkley in log space, noise floor 25 %): a run that suddenly takes much longer — one
+  about 5× the usual, or a lasting doubling within a few datasets (a slow file system, a site in trouble,
+  a bad node) — records a ``timing.changed`` event and raises an alert.
 - **alerts** — a burst of failed jobs in the workflow, a site whose agent went silent, a submission
   whose first result is later than the configured limit.
 
@@ -26,6 +31,7 @@ from beambridge.beamline.alerts import Webhooks
 from beambridge.beamline.changes import FeatureWatch
 from beambridge.client import Client
 from beambridge.client.errors import BeambridgeError
+from beambridge.schemas.jobs import Job
 from beambridge.schemas.workflows import StepStatus, Submission, Workflow
 from beambridge.states import JobState
 
@@ -42,6 +48,49 @@ class AlertLimits:
     first_feedback_s: float = 30.0
 
 
+TIMINGS = ("queue_wait_s", "run_s", "first_result_s")
+"""The quick look's timings the monitor follows."""
+
+
+TIMING_OFFSET_S = 0.1
+"""Added to every timing before its logarithm: jitter of a few tens of milliseconds is no change."""
+
+
+@dataclass
+class TimingWatch:
+    """The detector over the workflow's timings: only a large, lasting or abrupt slowdown is a change
+    (log of seconds + 0.1, a 25 % noise floor, threshold 6 σ, 8 datasets to learn the baseline)."""
+
+    watch: FeatureWatch = field(
+        default_factory=lambda: FeatureWatch(
+            list(TIMINGS), method="page_hinkley", threshold=6.0, warmup=8, log_floor=0.25
+        )
+    )
+
+    def update(self, seconds: dict[str, float]) -> list[str]:
+        """Feed one dataset's timings; the ones that changed."""
+        return self.watch.update({k: v + TIMING_OFFSET_S for k, v in seconds.items() if v >= 0})
+
+
+def quick_look_timings(client: Client, sub: Submission, quick: Job) -> dict[str, float]:
+    """Seconds the quick look waited for a slot and ran (its last run), and from close to its result."""
+    running = done = None
+    for event in client.events.filter(job_id=quick.id):
+        if event.to_state is JobState.RUNNING:
+            running, done = event.timestamp, None
+        elif event.to_state is JobState.RUN_DONE and running is not None:
+            done = event.timestamp
+    out: dict[str, float] = {}
+    if running is not None:
+        out["queue_wait_s"] = (running - quick.created_at).total_seconds()
+        if done is not None:
+            out["run_s"] = (done - running).total_seconds()
+    fresh = client.submissions.get(sub.id)
+    if fresh.first_result_s is not None and (fresh.closed_at is not None or not fresh.context.get("live")):
+        out["first_result_s"] = fresh.first_result_s
+    return out
+
+
 @dataclass
 class WorkflowMonitor:
     """Watches one workflow's submissions (see the module docstring)."""
@@ -51,6 +100,8 @@ class WorkflowMonitor:
     hooks: Webhooks = field(default_factory=lambda: Webhooks([]))
     limits: AlertLimits = field(default_factory=AlertLimits)
     detector: FeatureWatch | None = None
+    timings: TimingWatch | None = field(default_factory=TimingWatch)
+    """The detector over the quick look's timings (None: not followed)."""
     _cursor: int = 0
     _pending: deque[Submission] = field(default_factory=deque)
     _late_alerted: set[int] = field(default_factory=set)
@@ -108,6 +159,8 @@ class WorkflowMonitor:
             if quick is not None and quick.state is JobState.JOB_FINISHED and self.detector is not None:
                 changed = self.detector.update(quick.result)
                 learning = self.detector.learning and not changed
+            if quick is not None and quick.state is JobState.JOB_FINISHED and self.timings is not None:
+                self._follow_timings(sub, quick)
             if changed:
                 self.client.beamline_events.record(
                     "change.detected",
@@ -135,18 +188,44 @@ class WorkflowMonitor:
                 self.decisions.append((sub.id, action))
             self._pending.popleft()
 
+    def _follow_timings(self, sub: Submission, quick: Job) -> None:
+        assert self.timings is not None
+        values = quick_look_timings(self.client, sub, quick)
+        slower = self.timings.update(values)
+        if not slower:
+            return
+        shown = ", ".join(f"{name} {values[name]:.2f} s" for name in slower)
+        self.client.beamline_events.record(
+            "timing.changed",
+            dataset=sub.dataset,
+            workflow=self.workflow.name,
+            submission_id=sub.id,
+            data={"timings": {name: values[name] for name in slower}},
+        )
+        self.hooks.alert(
+            "timing_changed",
+            self.workflow.name,
+            f"{sub.dataset}: the workflow's timings changed ({shown}; workflow {self.workflow.name})",
+            {"submission_id": sub.id, "timings": {name: values[name] for name in slower}},
+        )
+
     def replay(self) -> None:
-        """Warm the detector with the submissions already decided (none held), oldest first."""
+        """Warm the detectors with the submissions already decided (none held, quick look ended), oldest
+        first; the monitor goes on from the first one that is not."""
         for sub in self.client.submissions.list(workflow=self.workflow.name):
             if any(step.status is StepStatus.HELD for step in sub.steps.values()):
                 break
-            self._cursor = sub.id
             step = sub.steps.get(self._quick)
             quick_id = step.job_id if step is not None else None
-            if quick_id and self.detector is not None:
-                job = self.client.jobs.get(quick_id)
-                if job.state is JobState.JOB_FINISHED:
+            job = self.client.jobs.get(quick_id) if quick_id else None
+            if job is not None and job.state not in (JobState.JOB_FINISHED, JobState.FAILED, JobState.KILLED):
+                break
+            self._cursor = sub.id
+            if job is not None and job.state is JobState.JOB_FINISHED:
+                if self.detector is not None:
                     self.detector.update(job.result)
+                if self.timings is not None:
+                    self.timings.update(quick_look_timings(self.client, sub, job))
 
     # -- alerts ------------------------------------------------------------------------------------
 

@@ -20,6 +20,14 @@ with the time it closed, which the service records on the existing submission (t
 frame to the quick look is then measured like any other). A file that never shows itself as a growing
 SWMR file is submitted when complete, as without ``live``.
 
+**Datasets of several files** (``group``): a regular expression over each file's path relative to the
+watched folder names the dataset it belongs to (its group ``dataset``, else its first group); the files
+with the same name are one dataset, submitted once when complete: every file unchanged between two looks
+and, with ``group_files``, that many of them there; with ``marker``, its marker (``{name}`` is the
+dataset's name, relative to the folder: ``{name}/DONE``, ``{name}.done``) exists; otherwise the newest
+file written at least ``settle_s`` ago. Its key covers every file (relative path, size, mtime,
+SHA-256), so a restarted watcher repeats it and a dataset that gains a file later is a new one.
+
 **Exactly once, across kill -9.** Each complete file is submitted with the idempotency key of
 :func:`~beambridge.beamline.datasets.dataset_key` (path, size, mtime, SHA-256), and the service keeps keys
 unique per user: a watcher killed after submitting but before noting it simply submits again on restart
@@ -30,10 +38,12 @@ fsync'd) only spares a restarted watcher from hashing files it already sent.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import logging
 import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -42,7 +52,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from beambridge.beamline.datasets import HDF5_SUFFIXES, LiveFile, dataset_key, file_sha256, live_key
+from beambridge.beamline.datasets import (
+    HDF5_SUFFIXES,
+    LiveFile,
+    dataset_key,
+    dataset_key_path,
+    file_sha256,
+    live_key,
+)
 from beambridge.client import Client
 from beambridge.client.errors import BeambridgeError, ValidationError
 from beambridge.schemas.workflows import SubmissionAnswer, SubmissionSource
@@ -64,6 +81,26 @@ class CompletionRule:
     ignore: tuple[str, ...] = (".*", "*.tmp", "*.part", "*~")
     live: bool = False
     """Submit a growing SWMR HDF5 file as soon as its first frame is written (see the module docstring)."""
+    group: str | None = None
+    """A regex over paths relative to the folder naming a multi-file dataset (see the module docstring)."""
+    group_files: int | None = None
+    """With ``group``: how many files make a dataset complete."""
+
+    def group_of(self, relative: str) -> str | None:
+        """The multi-file dataset ``relative`` (a path relative to the folder) belongs to, if any."""
+        if self.group is None:
+            return None
+        found = re.search(self.group, relative)
+        if found is None:
+            return None
+        name = found.groupdict().get("dataset") or (found.group(1) if found.groups() else found.group(0))
+        return name.strip("/") or None
+
+    def group_marker(self, root: Path, name: str) -> Path | None:
+        """The marker file that says the multi-file dataset ``name`` is complete (None without one)."""
+        if self.marker is None:
+            return None
+        return root / self.marker.format(name=name, stem=name)
 
     def is_dataset(self, path: Path) -> bool:
         """Whether ``path``'s name makes it a dataset (not a marker, not a temporary file)."""
@@ -135,6 +172,11 @@ class Journal:
         self._write({"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, **extra})
         self.done[str(path)] = (stat.st_size, stat.st_mtime_ns)
 
+    def record_signature(self, path: Path, size: int, mtime_ns: int, **extra: Any) -> None:
+        """Note that the dataset ``path`` (several files: their total size, newest mtime) was submitted."""
+        self._write({"path": str(path), "size": size, "mtime_ns": mtime_ns, **extra})
+        self.done[str(path)] = (size, mtime_ns)
+
     def record_live(self, path: Path, key: str, **extra: Any) -> None:
         """Note that the growing file ``path`` was submitted under ``key`` (its close is still to come)."""
         self._write({"path": str(path), "live_key": key, **extra})
@@ -199,6 +241,14 @@ class _Candidate:
 
 
 @dataclass
+class _Group:
+    members: set[Path] = field(default_factory=set)
+    signature: tuple[tuple[str, int, int], ...] | None = None
+    retry_at: float = 0.0
+    failures: int = 0
+
+
+@dataclass
 class WatcherStats:
     """What one watcher did."""
 
@@ -236,15 +286,34 @@ class FolderWatcher:
         self.stats = WatcherStats()
         self._events: queue.SimpleQueue[Path] = queue.SimpleQueue()
         self._candidates: dict[Path, _Candidate] = {}
+        self._groups: dict[str, _Group] = {}
 
     # -- events -------------------------------------------------------------------------------------
 
     def _notice(self, path: Path) -> None:
+        if self.rule.group is not None:
+            self._notice_group(path)
+            return
         dataset = self.rule.dataset_of_marker(path)
         if dataset is not None:
             path = dataset
         if self.rule.is_dataset(path) and (self.rule.recursive or path.parent == self.root):
             self._candidates.setdefault(path, _Candidate())
+
+    def _notice_group(self, path: Path) -> None:
+        try:
+            relative = path.relative_to(self.root).as_posix()
+        except ValueError:
+            return
+        name = self.rule.group_of(relative)
+        if name is None:
+            for known, group in self._groups.items():  # a marker: look at its dataset again
+                if self.rule.group_marker(self.root, known) == path:
+                    group.retry_at = 0.0
+            return
+        if not self.rule.is_dataset(path) or (not self.rule.recursive and path.parent != self.root):
+            return
+        self._groups.setdefault(name, _Group()).members.add(path)
 
     def _scan(self) -> None:
         walker = self.root.rglob("*") if self.rule.recursive else self.root.glob("*")
@@ -303,6 +372,9 @@ class FolderWatcher:
     def check(self) -> None:
         """Look at every candidate once; submit those that are complete."""
         now_wall, now = time.time(), time.monotonic()
+        for name, group in list(self._groups.items()):
+            if group.retry_at <= now and self._check_group(name, group, now_wall):
+                del self._groups[name]
         for path, cand in list(self._candidates.items()):
             if cand.retry_at > now:
                 continue
@@ -335,6 +407,69 @@ class FolderWatcher:
                 continue
             if self._submit(path, stat, cand):
                 del self._candidates[path]
+
+    def _check_group(self, name: str, group: _Group, now_wall: float) -> bool:
+        """Submit the multi-file dataset ``name`` if it is complete; True once done with it."""
+        files: list[tuple[Path, os.stat_result]] = []
+        for path in sorted(group.members):
+            try:
+                files.append((path, path.stat()))
+            except FileNotFoundError:
+                group.members.discard(path)
+            except OSError:
+                return False
+        if not files:
+            return True
+        signature = tuple((str(p.relative_to(self.root)), st.st_size, st.st_mtime_ns) for p, st in files)
+        steady, group.signature = signature == group.signature, signature
+        dataset = self.root / name
+        total = (sum(st.st_size for _, st in files), max(st.st_mtime_ns for _, st in files))
+        if self.journal.done.get(str(dataset)) == total:
+            return True
+        if not steady or (self.rule.group_files is not None and len(files) < self.rule.group_files):
+            return False
+        marker = self.rule.group_marker(self.root, name)
+        if marker is not None:
+            if not marker.exists():
+                return False
+        elif now_wall - total[1] / 1e9 < self.rule.settle_s:
+            return False
+        return self._submit_group(dataset, files, group)
+
+    def _submit_group(self, dataset: Path, files: list[tuple[Path, os.stat_result]], group: _Group) -> bool:
+        digest = hashlib.sha256()
+        members = []
+        try:
+            for path, stat in files:
+                sha = file_sha256(path)
+                if path.stat().st_mtime_ns != stat.st_mtime_ns:  # written to while hashed
+                    group.signature = None
+                    return False
+                relative = path.relative_to(self.root).as_posix()
+                digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\0{sha}\n".encode())
+                members.append({"path": str(path), "name": relative, "size": stat.st_size, "sha256": sha})
+        except OSError as err:
+            log.warning("event=unreadable path=%s error=%s", dataset, err)
+            group.signature = None
+            return False
+        newest = max(stat.st_mtime_ns for _, stat in files)
+        closed = datetime.fromtimestamp(newest / 1e9, UTC)
+        size = sum(stat.st_size for _, stat in files)
+        key = f"files:{dataset_key_path(dataset)}:{len(files)}:{digest.hexdigest()}"
+        first_hdf5 = next((p for p, _ in files if p.suffix.lower() in HDF5_SUFFIXES), None)
+        context = {
+            "files": members,
+            "file": {"size": size, "mtime": closed.isoformat(), "count": len(files)},
+            "metadata": read_metadata(first_hdf5) if first_hdf5 is not None else {},
+        }
+        answer = self._send(dataset, key, context, closed, group)
+        if answer is None:
+            return False
+        self.journal.record_signature(dataset, size, newest, key=key, files=len(files))
+        if answer is not REFUSED:
+            assert isinstance(answer, SubmissionAnswer)
+            self._answered(dataset, answer, live=False)
+        return True
 
     def _submit_live(self, path: Path, live: LiveFile, cand: _Candidate) -> bool:
         """Submit a growing file under its live key; True once the service has it (or refused it)."""
@@ -398,7 +533,7 @@ class FolderWatcher:
         key: str,
         context: dict[str, Any],
         closed: datetime | None,
-        cand: _Candidate,
+        cand: _Candidate | _Group,
     ) -> SubmissionAnswer | object | None:
         """Submit; the answer, :data:`REFUSED` (refused for good), or None (try again later)."""
         try:

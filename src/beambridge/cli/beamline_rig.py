@@ -84,8 +84,9 @@ def xpcs_workflow(
 class BeamlineRig:
     """Server + local site agent + (killable) watcher processes, all under ``home``; nothing outlives it."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, *, warm_pilot: bool = False) -> None:
         self.home = home
+        self.warm_pilot = warm_pilot
         self.client: Client | None = None
         self._server: Any = None
         self._agent: Any = None
@@ -116,7 +117,7 @@ class BeamlineRig:
                 access_token=self.client.access_token or "",
                 refresh_token=self.client.refresh_token or "",
             ).save(self.home / "client.json")
-            site = prepare_site(self.client, self.home / "site")
+            site = prepare_site(self.client, self.home / "site", warm_pilot=self.warm_pilot)
             self.site_id = site.load().site_id
             self._agent = DemoAgent(site)
             wait_for_apps(self.client, self.site_id, {"XpcsMultiTau", "XpcsQuickLook"}, self._agent)

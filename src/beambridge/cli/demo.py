@@ -55,8 +55,9 @@ def ensure_demo_user(home: Path) -> None:
         database.dispose()
 
 
-def prepare_site(client: Client, root: Path) -> SiteDir:
-    """A fresh local site directory (the previous demo's is replaced) registered on the server."""
+def prepare_site(client: Client, root: Path, *, warm_pilot: bool = False) -> SiteDir:
+    """A fresh local site directory (the previous demo's is replaced) registered on the server; with
+    ``warm_pilot`` the site keeps a warm pilot for quick looks."""
     from beambridge.site.init import init_site
 
     if root.exists():
@@ -71,6 +72,7 @@ def prepare_site(client: Client, root: Path) -> SiteDir:
             "launcher": {"cores_per_node": cores, "idle_timeout_s": 15, "prefetch": 32},
             "periods": {"heartbeat": 2, "scheduler_sync": 0.5, "elastic_queue": 0.5, "processing": 0.5},
             "session_timeout_s": 30,
+            **({"elastic_queue": {"warm_pilot": True}} if warm_pilot else {}),
         },
         reuse=True,  # the previous demo's site, whose directory was just replaced
     )

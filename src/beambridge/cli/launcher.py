@@ -33,15 +33,18 @@ def launcher(
     from beambridge.platform.schedulers import scheduler_class
     from beambridge.site.agent import site_client
     from beambridge.site.config import SiteDir
+    from beambridge.site.services.elastic_queue import is_warm_pilot
 
     configure_logging()
     site = SiteDir(site_dir)
     config = site.load()
     node_list = nodes.split(",") if nodes else scheduler_class(config.scheduler).allocation_nodes(os.environ)
     with site_client(site, config, retries=20) as client:
-        filter_tags = None
+        filter_tags, keep_warm = None, False
         if batch_job_id is not None:
-            filter_tags = client.batch_jobs.get(batch_job_id).filter_tags or None
+            pilot = client.batch_jobs.get(batch_job_id)
+            filter_tags = pilot.filter_tags or None
+            keep_warm = is_warm_pilot(pilot)
         options = LauncherOptions(
             batch_job_id=batch_job_id,
             job_mode=mode,
@@ -49,6 +52,7 @@ def launcher(
             nodes=node_list or None,
             idle_timeout_s=idle_timeout_s,
             filter_tags=filter_tags,
+            keep_warm=keep_warm,
         )
         runner = Launcher(options, client, launcher_config(site, config))
         install_signal_handlers(runner)

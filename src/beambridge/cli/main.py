@@ -20,6 +20,7 @@ from beambridge.cli import (
     jobs,
     launcher,
     login,
+    monitor,
     placement,
     server,
     site_agent,
@@ -67,6 +68,7 @@ app.add_typer(workflows.app, name="workflow")
 app.command("submit")(workflows.submit)
 app.command("submissions")(workflows.submissions)
 app.command("watch")(watch.watch)
+app.command("monitor")(monitor.monitor)
 app.command("login")(login.login)
 app.command("logout")(login.logout)
 app.command("whoami")(login.whoami)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import threading
 from pathlib import Path
@@ -27,6 +28,16 @@ def watch(
         ),
     ] = None,
     recursive: Annotated[bool, typer.Option(help="Watch subfolders too.")] = True,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            help="A dataset of several files: a regex over paths relative to DIRECTORY whose group 'dataset' "
+            "(or first group) names it, e.g. '^(?P<dataset>scan_\\d+)/'. Submitted once when complete.",
+        ),
+    ] = None,
+    group_files: Annotated[
+        int | None, typer.Option(help="With --group: how many files make a dataset complete.", min=1)
+    ] = None,
     live: Annotated[
         bool,
         typer.Option(
@@ -58,7 +69,24 @@ def watch(
     spec = load_workflow(workflow)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    rule = CompletionRule(pattern=pattern, settle_s=settle, marker=marker, recursive=recursive, live=live)
+    if group is not None:
+        try:
+            re.compile(group)
+        except re.error as err:
+            raise typer.BadParameter(f"not a regular expression: {err}", param_hint="--group") from None
+        if live:
+            raise typer.BadParameter("--live follows one growing file: it does not combine with --group")
+    elif group_files is not None:
+        raise typer.BadParameter("--group-files needs --group")
+    rule = CompletionRule(
+        pattern=pattern,
+        settle_s=settle,
+        marker=marker,
+        recursive=recursive,
+        live=live,
+        group=group,
+        group_files=group_files,
+    )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

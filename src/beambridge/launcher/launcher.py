@@ -64,6 +64,8 @@ class LauncherOptions:
     nodes: list[str] | None = None
     idle_timeout_s: float | None = None
     filter_tags: dict[str, str] | None = None
+    keep_warm: bool = False
+    """A warm pilot: never exits idle, and its workers warm the site's apps up before the first job."""
 
 
 def _now() -> str:
@@ -100,7 +102,12 @@ class Launcher:
             else None
         )
         self.idle_timeout_s = options.idle_timeout_s or settings.idle_timeout_s
-        self.pool = PythonWorkerPool(size=max(1, len(self.nodes) * settings.cores_per_node))
+        warm = None
+        if options.keep_warm:
+            base = ApplicationDefinition.warm_up.__func__  # type: ignore[attr-defined]
+            names = sorted(n for n, cls in self.catalog.apps.items() if cls.warm_up.__func__ is not base)  # type: ignore[attr-defined]
+            warm = (str(config.apps_dir), names)
+        self.pool = PythonWorkerPool(size=max(1, len(self.nodes) * settings.cores_per_node), warm=warm)
         self.reporter = Reporter(
             client,
             interval_s=settings.report_interval_s,
@@ -151,7 +158,9 @@ class Launcher:
         # Spawning and pipe reads hand the GIL away; with the default 5 ms switch interval a busy reporter
         # or acquirer thread would make each of those waits milliseconds long.
         sys.setswitchinterval(0.0005)
-        if self.serial:
+        if self.options.keep_warm:
+            self.pool.warm_up()  # every slot: a burst of quick looks never meets a cold worker
+        elif self.serial:
             self.pool.warm_up(min(2, self.pool.size))
         try:
             self._main_loop()
@@ -323,7 +332,7 @@ class Launcher:
                 busy = self.running or self.queued
                 if busy:
                     self.last_activity = now
-                elif now - self.last_activity > self.idle_timeout_s:
+                elif now - self.last_activity > self.idle_timeout_s and not self.options.keep_warm:
                     log.info("idle_exit", session_id=self.session_id, idle_s=self.idle_timeout_s)
                     return
 

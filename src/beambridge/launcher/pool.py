@@ -96,12 +96,43 @@ def _watch_launcher(launcher_pid: int) -> None:
     _end_child_and_exit()
 
 
-def _worker_main(conn: multiprocessing.connection.Connection, launcher_pid: int) -> None:
+def warm_apps(apps_folder: str, names: list[str]) -> dict[str, float | str]:
+    """Call ``warm_up`` of each named app of the folder in this process, logging what each took (a
+    warm-up that fails is logged and only leaves the first job slower)."""
+    from beambridge.apps.execute import catalog
+    from beambridge.logs import configure_logging, get_logger
+
+    configure_logging()  # a fork-server worker starts without the launcher's logging: to its stderr
+    log = get_logger(__name__)
+    done: dict[str, float | str] = {}
+    called: set[object] = set()
+    for name in names:
+        start = time.perf_counter()
+        try:
+            warm_up = catalog(apps_folder).get(name).warm_up
+            if warm_up.__func__ in called:  # type: ignore[attr-defined]  # inherited: warm already
+                continue
+            called.add(warm_up.__func__)  # type: ignore[attr-defined]
+            warm_up()
+        except Exception as exc:
+            done[name] = f"{type(exc).__name__}: {exc}"
+            log.warning("app_warm_up_failed", app=name, pid=os.getpid(), error=done[name])
+        else:
+            done[name] = round(time.perf_counter() - start, 3)
+            log.info("app_warmed", app=name, pid=os.getpid(), seconds=done[name])
+    return done
+
+
+def _worker_main(
+    conn: multiprocessing.connection.Connection, launcher_pid: int, warm: tuple[str, list[str]] | None = None
+) -> None:
     from beambridge.apps.execute import AppFailed, run_task
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _end_child_and_exit)
     threading.Thread(target=_watch_launcher, args=(launcher_pid,), daemon=True).start()
+    if warm is not None:
+        warm_apps(*warm)  # a task sent meanwhile waits in the pipe
     while True:
         try:
             task = conn.recv()
@@ -142,8 +173,10 @@ class Worker:
 class PythonWorkerPool:
     """Up to ``size`` worker processes, started on demand and kept warm."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, warm: tuple[str, list[str]] | None = None) -> None:
         self.size = size
+        self.warm = warm
+        """(apps folder, app names) each worker warms up as it starts, before its first job."""
         self._ctx = multiprocessing.get_context("forkserver")
         self._ctx.set_forkserver_preload(_PRELOAD)
         self._idle: list[Worker] = []
@@ -156,7 +189,7 @@ class PythonWorkerPool:
 
     def _spawn(self) -> Worker:
         parent, child = self._ctx.Pipe()
-        process = self._ctx.Process(target=_worker_main, args=(child, os.getpid()), daemon=True)
+        process = self._ctx.Process(target=_worker_main, args=(child, os.getpid(), self.warm), daemon=True)
         process.start()
         child.close()
         return Worker(process, parent)

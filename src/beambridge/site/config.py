@@ -50,6 +50,13 @@ class ElasticQueue(_Section):
         default=None, gt=0, description="Remove a pilot still queued after this long (and ask again)"
     )
     optional_params: dict[str, str] = Field(default_factory=dict)
+    warm_pilot: bool = Field(
+        default=False,
+        description=(
+            "Keep one single-node pilot running for quick looks: it takes only quick-look jobs, never exits "
+            "idle, and its workers warm the apps up (imports, JIT compiles) before the first one arrives"
+        ),
+    )
 
 
 class Periods(_Section):

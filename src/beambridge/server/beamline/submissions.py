@@ -193,7 +193,12 @@ def submit(
             "workdir": rendered["workdir"],
             "parameters": rendered["parameters"],
             "transfers": rendered["transfers"],
-            "tags": {**step.tags, "workflow": workflow.name, "step": step.name},
+            "tags": {
+                **step.tags,
+                "workflow": workflow.name,
+                "step": step.name,
+                **({"quick_look": "true"} if step.quick_look else {}),
+            },
             "data": {"dataset": request.dataset},
             "priority": step.priority,
             "num_nodes": step.num_nodes,
@@ -326,6 +331,8 @@ def decide_step(
                 plan[name]["reason"] = (
                     decision.reason if name == step else f"runs after skipped step {step!r}"
                 )
+                if name != step:
+                    plan[name]["skipped_by"] = step
     else:
         blocked = [p for p in entry["after"] if plan[p]["status"] != StepStatus.SUBMITTED]
         if blocked:
@@ -333,13 +340,8 @@ def decide_step(
                 f"step {step!r} runs after {blocked[0]!r}, which is {plan[blocked[0]]['status']}: run it first"
             )
         entry["status"], entry["reason"] = StepStatus.SUBMITTED, decision.reason
-        # Steps held only because they run after this one follow it (a skip_unless_changed step waits for
-        # its own decision).
-        for name in _with_descendants(plan, step)[1:]:
-            other = plan[name]
-            waiting = other["status"] in (StepStatus.HELD, StepStatus.SKIPPED) and not other.get("gated")
-            if waiting and all(plan[p]["status"] == StepStatus.SUBMITTED for p in other["after"]):
-                other["status"], other["reason"] = StepStatus.SUBMITTED, f"after {step!r} was run"
+        entry.pop("skipped_by", None)
+        _follow_run(plan, step)
         wake = _create_ready_steps(conn, principal, submission_id, plan, now, placement)
     _save_plan(conn, submission_id, plan, now)
     record_event(
@@ -355,6 +357,31 @@ def decide_step(
         now,
     )
     return get_submission(conn, principal, submission_id), wake
+
+
+def _follow_run(plan: dict[str, dict[str, Any]], step: str) -> None:
+    """After ``step`` was run: the steps after it that were held, or skipped only because they run after
+    a skipped step, follow — they run when all their parents run; a ``skip_unless_changed`` step is held
+    again for its own decision; a step skipped by its own decision stays skipped."""
+    for name in _with_descendants(plan, step)[1:]:
+        other = plan[name]
+        cascaded = other["status"] == StepStatus.SKIPPED and (
+            "skipped_by" in other or str(other.get("reason", "")).startswith("runs after skipped step")
+        )
+        if other["status"] != StepStatus.HELD and not cascaded:
+            continue
+        other.pop("skipped_by", None)
+        blocked = [p for p in other["after"] if plan[p]["status"] != StepStatus.SUBMITTED]
+        skipped = [p for p in blocked if plan[p]["status"] == StepStatus.SKIPPED]
+        if skipped:
+            other["status"], other["reason"] = StepStatus.SKIPPED, f"runs after skipped step {skipped[0]!r}"
+            other["skipped_by"] = skipped[0]
+        elif blocked:
+            other["status"], other["reason"] = StepStatus.HELD, f"runs after held step {blocked[0]!r}"
+        elif other.get("gated"):
+            other["status"], other["reason"] = StepStatus.HELD, "waits for the change detector"
+        else:
+            other["status"], other["reason"] = StepStatus.SUBMITTED, f"after {step!r} was run"
 
 
 def _with_descendants(plan: dict[str, dict[str, Any]], step: str) -> list[str]:
@@ -409,7 +436,7 @@ def with_latencies(conn: Connection, rows: list[dict[str, Any]]) -> list[dict[st
     for row in rows:
         steps: dict[str, dict[str, Any]] = row["steps"]
         row["steps"] = {
-            name: {k: v for k, v in entry.items() if k not in ("spec", "gated")}
+            name: {k: v for k, v in entry.items() if k not in ("spec", "gated", "skipped_by")}
             for name, entry in steps.items()
         }
         quick = [e for e in steps.values() if e.get("quick_look")] or list(steps.values())[:1]

@@ -1,5 +1,10 @@
 """Elastic queue: ask for pilots sized to the runnable backlog, within the site's limits; stop asking
-when the backlog empties, and withdraw queued pilots nobody needs any more."""
+when the backlog empties, and withdraw queued pilots nobody needs any more.
+
+With ``warm_pilot`` it also keeps one single-node pilot for quick looks, backlog or not: it acquires
+only jobs tagged ``quick_look: "true"`` (a workflow's quick-look step), never exits idle and warms its
+apps up, so the first quick look of a dataset waits for neither the batch queue nor a JIT compile. When
+it ends (its wall time, a kill) the next tick asks for another."""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from beambridge import packing
 from beambridge.client import Client
 from beambridge.logs import get_logger
 from beambridge.packing import Footprint
-from beambridge.schemas.batch_jobs import BatchJob, BatchJobState
+from beambridge.schemas.batch_jobs import BatchJob, BatchJobState, JobMode
 from beambridge.site.config import SiteConfig
 from beambridge.site.services.base import Service
 from beambridge.states import JobState
@@ -22,6 +27,15 @@ BACKLOG_STATES = [JobState.READY, JobState.STAGED_IN, JobState.PREPROCESSED, Job
 """Jobs that will want a pilot (READY ones are being staged in)."""
 SAMPLE = 500
 ELASTIC_MARK = "elastic_queue"
+WARM_PILOT = "warm_pilot"
+"""``status_info.created_by`` of the warm quick-look pilot (the launcher keeps it warm)."""
+QUICK_LOOK_TAGS = {"quick_look": "true"}
+"""The tags a workflow's quick-look jobs carry, and the warm pilot's filter."""
+
+
+def is_warm_pilot(pilot: BatchJob) -> bool:
+    """Whether ``pilot`` is a warm quick-look pilot: marked so, or taking quick looks only."""
+    return pilot.status_info.get("created_by") == WARM_PILOT or pilot.filter_tags == QUICK_LOOK_TAGS
 
 
 def node_demand(sample: Sequence[Footprint], total: int) -> float:
@@ -61,6 +75,10 @@ class ElasticQueue(Service):
                 state=[BatchJobState.PENDING_SUBMISSION, BatchJobState.QUEUED, BatchJobState.RUNNING],
             )
         )
+        warm = [p for p in pilots if is_warm_pilot(p)]
+        if self.settings.warm_pilot and not warm:
+            self.request_warm_pilot(sum(p.num_nodes for p in pilots))
+        pilots = [p for p in pilots if p not in warm]  # it takes quick looks only: not for the backlog
         jobs, demand = self.backlog()
         waiting = [p for p in pilots if p.state in (BatchJobState.PENDING_SUBMISSION, BatchJobState.QUEUED)]
         if jobs == 0:
@@ -82,7 +100,7 @@ class ElasticQueue(Service):
         uncovered = math.ceil(demand - 1e-9) - used
         if uncovered <= 0 or len(waiting) >= self.settings.max_queued_jobs:
             return
-        room = self.settings.max_total_nodes - used
+        room = self.settings.max_total_nodes - used - sum(p.num_nodes for p in warm)
         nodes = min(uncovered, self.settings.max_nodes, room)
         nodes = max(nodes, self.settings.min_nodes)
         if nodes > room or nodes < 1:
@@ -107,6 +125,24 @@ class ElasticQueue(Service):
             backlog_jobs=jobs,
             backlog_nodes=demand,
         )
+
+    def request_warm_pilot(self, used_nodes: int) -> None:
+        """Ask for the warm quick-look pilot (one node), if the site's node limit leaves room."""
+        if used_nodes + 1 > self.settings.max_total_nodes:
+            log.warning("warm_pilot_no_room", site_id=self.config.site_id, nodes_in_use=used_nodes)
+            return
+        pilot = self.client.batch_jobs.create(
+            self.config.site_id,
+            1,
+            self.settings.wall_time_min,
+            project=self.settings.project,
+            queue=self.settings.queue,
+            job_mode=JobMode.SERIAL,
+            filter_tags=QUICK_LOOK_TAGS,
+            optional_params=self.settings.optional_params,
+        )
+        self.client.batch_jobs.update(pilot.id, status_info={"created_by": WARM_PILOT})
+        log.info("pilot_requested", batch_job_id=pilot.id, site_id=self.config.site_id, nodes=1, warm=True)
 
     def withdraw_stale(self, waiting: list[BatchJob]) -> None:
         """Remove pilots queued longer than ``max_queue_wait_min`` (a new request follows if still needed)."""
