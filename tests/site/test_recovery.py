@@ -7,7 +7,10 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from beambridge.platform.schedulers.local import LocalScheduler
 from beambridge.schemas.batch_jobs import BatchJobState
@@ -123,8 +126,20 @@ def test_crash_between_submit_and_record_is_found_by_name(system: System) -> Non
         scheduler.cancel(first)
 
 
-def test_server_restart_agents_and_launchers_carry_on(system: System) -> None:
-    site, config = system.make_site("restart-server", launcher={"idle_timeout_s": 20})
+@pytest.fixture
+def patient_system(tmp_path: Path) -> Iterator[System]:
+    """A system whose launcher sessions outlive a slow restart: the test below is about a server coming back,
+    not about expiry (with the harness's 6 s, a loaded machine's late first heartbeat re-ran the job)."""
+    made = System(tmp_path, session_timeout_s=30)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def test_server_restart_agents_and_launchers_carry_on(patient_system: System) -> None:
+    system = patient_system
+    site, config = system.make_site("restart-server", launcher={"idle_timeout_s": 20}, session_timeout_s=30)
     shutil.copy(APPS, site.apps / "e2e.py")
     system.start_agent(site)
     apps = system.app_ids(config.site_id)
