@@ -53,8 +53,9 @@ class ElasticQueue(_Section):
     warm_pilot: bool = Field(
         default=False,
         description=(
-            "Keep one single-node pilot running for quick looks: it takes only quick-look jobs, never exits "
-            "idle, and its workers warm the apps up (imports, JIT compiles) before the first one arrives"
+            "Keep one single-node pilot running for quick looks (one node on top of max_total_nodes): it "
+            "takes only quick-look jobs, never exits idle, and its workers warm the apps up (imports, JIT "
+            "compiles) before the first one arrives"
         ),
     )
 

@@ -3,8 +3,10 @@ when the backlog empties, and withdraw queued pilots nobody needs any more.
 
 With ``warm_pilot`` it also keeps one single-node pilot for quick looks, backlog or not: it acquires
 only jobs tagged ``quick_look: "true"`` (a workflow's quick-look step), never exits idle and warms its
-apps up, so the first quick look of a dataset waits for neither the batch queue nor a JIT compile. When
-it ends (its wall time, a kill) the next tick asks for another."""
+apps up, so the first quick look of a dataset waits for neither the batch queue nor a JIT compile. It
+is one node on top of ``max_total_nodes`` (which still bounds the pilots sized to the backlog: the full
+analyses must never be starved by it). When it ends (its wall time, a kill) the next tick asks for
+another."""
 
 from __future__ import annotations
 
@@ -77,7 +79,7 @@ class ElasticQueue(Service):
         )
         warm = [p for p in pilots if is_warm_pilot(p)]
         if self.settings.warm_pilot and not warm:
-            self.request_warm_pilot(sum(p.num_nodes for p in pilots))
+            self.request_warm_pilot()
         pilots = [p for p in pilots if p not in warm]  # it takes quick looks only: not for the backlog
         jobs, demand = self.backlog()
         waiting = [p for p in pilots if p.state in (BatchJobState.PENDING_SUBMISSION, BatchJobState.QUEUED)]
@@ -100,7 +102,7 @@ class ElasticQueue(Service):
         uncovered = math.ceil(demand - 1e-9) - used
         if uncovered <= 0 or len(waiting) >= self.settings.max_queued_jobs:
             return
-        room = self.settings.max_total_nodes - used - sum(p.num_nodes for p in warm)
+        room = self.settings.max_total_nodes - used
         nodes = min(uncovered, self.settings.max_nodes, room)
         nodes = max(nodes, self.settings.min_nodes)
         if nodes > room or nodes < 1:
@@ -126,11 +128,8 @@ class ElasticQueue(Service):
             backlog_nodes=demand,
         )
 
-    def request_warm_pilot(self, used_nodes: int) -> None:
-        """Ask for the warm quick-look pilot (one node), if the site's node limit leaves room."""
-        if used_nodes + 1 > self.settings.max_total_nodes:
-            log.warning("warm_pilot_no_room", site_id=self.config.site_id, nodes_in_use=used_nodes)
-            return
+    def request_warm_pilot(self) -> None:
+        """Ask for the warm quick-look pilot (one node, on top of ``max_total_nodes``)."""
         pilot = self.client.batch_jobs.create(
             self.config.site_id,
             1,
