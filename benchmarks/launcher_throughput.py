@@ -104,7 +104,7 @@ class Bench:
 
     def _register(self) -> dict[str, int]:
         from beambridge.apps.loader import load_apps
-        from beambridge.site.agent import register_apps
+        from beambridge.site.services.apps import register_apps
 
         return register_apps(self.client, self.config.site_id, load_apps(self.site.apps))
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from beambridge.apps.loader import AppCatalog, load_apps
+from beambridge.apps.loader import AppCatalog, folder_fingerprint, load_apps
 from beambridge.schemas.jobs import Job
 
 _CATALOGS: dict[str, AppCatalog] = {}
@@ -29,9 +29,13 @@ class AppFailed(Exception):
 
 
 def catalog(apps_folder: str) -> AppCatalog:
-    """The apps of a folder, loaded once per process."""
-    if apps_folder not in _CATALOGS:
-        _CATALOGS[apps_folder] = load_apps(Path(apps_folder))
+    """The apps of a folder, loaded once per process and again whenever a file of it has been added,
+    removed or rewritten (a warm worker must run the app the launcher advertised, not the copy it saw
+    first)."""
+    loaded = _CATALOGS.get(apps_folder)
+    if loaded is not None and loaded.fingerprint == folder_fingerprint(Path(apps_folder)):
+        return loaded
+    _CATALOGS[apps_folder] = load_apps(Path(apps_folder))
     return _CATALOGS[apps_folder]
 
 

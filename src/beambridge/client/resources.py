@@ -204,8 +204,10 @@ class AppManager(Manager[App]):
         transfer_slots: Mapping[str, TransferSlot | Mapping[str, Any]] | None = None,
         hooks: Iterable[AppHook | str] = (),
         retry_on_error: bool = True,
+        version: str | None = None,
     ) -> App:
-        """Register an app on one of your sites (``retry_on_error=False``: a failed run is not retried)."""
+        """Register an app on one of your sites (``retry_on_error=False``: a failed run is not retried;
+        ``version``: which copy of its code, so that launchers with another copy do not get its jobs)."""
         body = {
             "site_id": site_id,
             "name": name,
@@ -215,10 +217,13 @@ class AppManager(Manager[App]):
             "hooks": [str(hook) for hook in hooks],
             "retry_on_error": retry_on_error,
         }
+        if version is not None:
+            body["version"] = version
         return self._post(self.path, body)
 
     def update(self, app_id: int, **fields: Any) -> App:
-        """Change an app's ``description``, ``parameters``, ``transfer_slots``, ``hooks`` or ``retry_on_error``."""
+        """Change an app's ``description``, ``parameters``, ``transfer_slots``, ``hooks``, ``retry_on_error``
+        or ``version``."""
         return self._patch(app_id, fields)
 
     def delete(self, app_id: int) -> None:

@@ -44,12 +44,15 @@ class SessionManager(Manager[Session]):
         unlimited_jobs: bool = True,
         serial_only: bool = False,
         filter_tags: Mapping[str, str] | None = None,
+        apps: Mapping[str, str | None] | None = None,
     ) -> list[Job]:
         """Runnable jobs that fit ``free_nodes`` (free fraction of each node), locked to this session.
 
         With ``wait_s`` > 0 and nothing runnable, the service holds the request until a job becomes
         runnable or the time is up (an empty list). ``time_left_min``: only jobs whose wall-time limit fits
         in it; ``unlimited_jobs`` False: none without a limit (what a launcher near its end asks for).
+        ``apps``: the apps this launcher can run, name → version of its code (None: unknown); only their
+        jobs are handed out (without it, jobs of every app).
         """
         body: dict[str, Any] = {
             "max_jobs": max_jobs,
@@ -60,6 +63,8 @@ class SessionManager(Manager[Session]):
             "serial_only": serial_only,
             "filter_tags": dict(filter_tags or {}),
         }
+        if apps is not None:
+            body["apps"] = dict(apps)
         answer = self._transport.request(
             "POST", f"{self.path}/{int(session_id)}/acquire", json=body, timeout=wait_s + 60
         )

@@ -24,9 +24,9 @@ from typing import Any
 
 from beambridge.apps.artifacts import ARTIFACT_DIR
 from beambridge.apps.base import ApplicationDefinition, ParameterError
-from beambridge.apps.loader import AppCatalog, load_apps
+from beambridge.apps.loader import AppCatalog, folder_fingerprint, load_apps
 from beambridge.client import Client
-from beambridge.client.errors import BeambridgeError, Conflict, NotFound
+from beambridge.client.errors import BeambridgeError, Conflict, NotFound, ValidationError
 from beambridge.launcher.artifacts import ArtifactUploader
 from beambridge.launcher.config import LauncherConfig
 from beambridge.launcher.jobs import (
@@ -93,6 +93,9 @@ class Launcher:
         self.local_nodes = set(self.nodes.names) if config.local_scheduler else _local_names()
         self.mpi = get_mpi_launcher(settings.mpi_launcher, settings.mpi_executable, settings.mpi_args)
         self.catalog: AppCatalog = load_apps(config.apps_dir)
+        self._apps_lock = threading.Lock()
+        self.advertise_apps = True
+        """Whether acquire names the apps this launcher can run (off against a service that predates it)."""
         self.app_names: dict[int, str] = {}
         self.serial = options.job_mode == JobMode.SERIAL
         self.started_at = time.monotonic()
@@ -199,6 +202,25 @@ class Launcher:
         for app in self.client.apps.filter(site_id=self.config.site_id):
             self.app_names[app.id] = app.name
 
+    def _refresh_apps(self) -> None:
+        """Reload the site's apps folder if a file was added, removed or rewritten since it was read: the
+        next acquire names the apps as they are now (and the workers load them afresh)."""
+        with self._apps_lock:  # the acquirer and the main loop may both ask
+            if folder_fingerprint(self.config.apps_dir) == self.catalog.fingerprint:
+                return
+            old, new = self.catalog, load_apps(self.config.apps_dir)
+            self.catalog = new
+        log.info(
+            "apps_reloaded",
+            session_id=self.session_id,
+            added=sorted(set(new.apps) - set(old.apps)),
+            changed=sorted(n for n in set(new.apps) & set(old.apps) if new.versions[n] != old.versions[n]),
+            removed=sorted(set(old.apps) - set(new.apps)),
+        )
+        for path, problem in new.errors.items():
+            if old.errors.get(path) != problem:
+                log.error("app_file_not_loaded", path=path, problem=problem)
+
     # -- threads -------------------------------------------------------------------------------------
 
     def _wake(self) -> None:
@@ -239,6 +261,7 @@ class Launcher:
     def _acquire_loop(self) -> None:
         backoff = 0.2
         while not self.stopping.is_set():
+            self._refresh_apps()
             with self.wakeup:
                 request = self._acquire_request()
                 if request is None or self.session_id is None:
@@ -250,9 +273,19 @@ class Launcher:
                     session_id,
                     wait_s=self._long_poll_s(),
                     filter_tags=self.options.filter_tags,
+                    apps=self.catalog.advertised() if self.advertise_apps else None,
                     **request,
                 )
                 backoff = 0.2
+            except ValidationError as exc:
+                if self.advertise_apps and "apps" in exc.detail:  # a service older than the app list
+                    log.warning("acquire_without_app_list", session_id=session_id, detail=exc.detail[:300])
+                    self.advertise_apps = False
+                else:
+                    log.warning("acquire_refused", session_id=session_id, detail=exc.detail)
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, 10)
+                jobs = []
             except Conflict as exc:
                 if exc.body.get("expired"):
                     self._session_lost(session_id)
@@ -434,6 +467,8 @@ class Launcher:
         if name is None:
             self._load_app_ids()
             name = self.app_names.get(job.app_id)
+        if name is not None and name not in self.catalog.apps:
+            self._refresh_apps()  # (only a service that was not told which apps this launcher has)
         if name is None or name not in self.catalog.apps:
             return None
         return self.catalog.apps[name]

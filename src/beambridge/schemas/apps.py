@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import Field, model_validator
 
@@ -82,11 +83,28 @@ class AppHook(StrEnum):
     HANDLE_TIMEOUT = "handle_timeout"
 
 
+AppVersion = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9._:+-]{1,64}$",
+        description="Which copy of the app's code: the site agent sends a digest of the app's file",
+    ),
+]
+"""A version of an app's code (1-64 letters, digits and ``._:+-``)."""
+
+
 class AppCreate(InputModel):
     """Register an app on a site."""
 
     site_id: PositiveId
     name: Name
+    version: AppVersion | None = Field(
+        default=None,
+        description=(
+            "Which copy of the app's code the site registered (the agent sends a digest of its file). "
+            "A launcher that says it has another copy is not handed the app's jobs; null: any copy."
+        ),
+    )
     description: str = Field(default="", max_length=10_000)
     parameters: dict[str, AppParameter] = Field(default_factory=dict, max_length=200)
     transfer_slots: dict[str, TransferSlot] = Field(default_factory=dict, max_length=100)
@@ -115,6 +133,7 @@ class AppUpdate(InputModel):
     transfer_slots: dict[str, TransferSlot] | None = Field(default=None, max_length=100)
     hooks: list[AppHook] | None = None
     retry_on_error: bool | None = None
+    version: AppVersion | None = None
 
 
 class App(OutputModel):
@@ -123,6 +142,7 @@ class App(OutputModel):
     id: int
     site_id: int
     name: str
+    version: str | None = None
     description: str
     parameters: dict[str, AppParameter]
     transfer_slots: dict[str, TransferSlot]

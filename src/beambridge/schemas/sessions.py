@@ -6,7 +6,8 @@ from datetime import datetime
 
 from pydantic import Field, field_validator
 
-from beambridge.schemas.common import InputModel, Int32, OutputModel, PositiveId, Tags, UtcDatetime
+from beambridge.schemas.apps import AppVersion
+from beambridge.schemas.common import InputModel, Int32, Name, OutputModel, PositiveId, Tags, UtcDatetime
 from beambridge.schemas.freejson import FreeJson, FreeJsonObject, free_json_field
 from beambridge.states import SESSION_REPORTED_STATES, JobState
 
@@ -59,6 +60,15 @@ class AcquireRequest(InputModel):
     )
     serial_only: bool = Field(default=False, description="Only single-node, single-rank jobs")
     filter_tags: Tags = Field(default_factory=dict)
+    apps: dict[Name, AppVersion | None] | None = Field(
+        default=None,
+        max_length=10_000,
+        description=(
+            "The apps this launcher can run, by name, each with the version of its code it has (null: "
+            "unknown). Only jobs of these apps are handed out, and of an app registered with a version "
+            "only if the versions agree. Null (launchers that do not say): jobs of every app."
+        ),
+    )
     wait_s: float = Field(default=0, ge=0, le=60, description="Long-poll: wait this long for work")
 
 

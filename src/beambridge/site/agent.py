@@ -9,12 +9,12 @@ import threading
 from pathlib import Path
 from typing import Any, TextIO
 
-from beambridge.apps.loader import AppCatalog, load_apps
 from beambridge.client import Client
 from beambridge.logs import get_logger
 from beambridge.platform.schedulers import Scheduler, scheduler_class
 from beambridge.platform.transfer import TransferBackend
 from beambridge.site.config import SiteConfig, SiteDir
+from beambridge.site.services.apps import AppsWatch, SiteApps
 from beambridge.site.services.base import Service
 from beambridge.site.services.elastic_queue import ElasticQueue
 from beambridge.site.services.heartbeat import Heartbeat
@@ -35,38 +35,6 @@ def site_client(site: SiteDir, config: SiteConfig, **options: Any) -> Client:
 def make_scheduler(site: SiteDir, config: SiteConfig) -> Scheduler:
     """The site's scheduler adapter."""
     return scheduler_class(config.scheduler).for_site(site.root)
-
-
-_REGISTERED = {"description", "parameters", "transfer_slots", "hooks", "retry_on_error"}
-
-
-def register_apps(client: Client, site_id: int, catalog: AppCatalog) -> dict[str, int]:
-    """Create or update the service's record of each app (metadata only); name → app id."""
-    existing = {app.name: app for app in client.apps.filter(site_id=site_id)}
-    ids: dict[str, int] = {}
-    for name, cls in catalog.apps.items():
-        meta = cls.registration(site_id)
-        current = existing.get(name)
-        if current is None:
-            created = client.apps.create(
-                site_id,
-                name,
-                description=meta.description,
-                parameters=meta.parameters,
-                transfer_slots=meta.transfer_slots,
-                hooks=meta.hooks,
-                retry_on_error=meta.retry_on_error,
-            )
-            ids[name] = created.id
-            log.info("app_registered", app=name, app_id=created.id, site_id=site_id)
-            continue
-        ids[name] = current.id
-        wanted = meta.model_dump(mode="json", include=_REGISTERED)
-        have = current.model_dump(mode="json", include=_REGISTERED)
-        if wanted != have:
-            client.apps.update(current.id, **wanted)
-            log.info("app_updated", app=name, app_id=current.id, site_id=site_id)
-    return ids
 
 
 def make_backends(site: SiteDir, config: SiteConfig) -> dict[str, TransferBackend]:
@@ -142,7 +110,7 @@ class SiteAgent:
         self.config = self.site.load()
         self.client = client or site_client(self.site, self.config)
         self.scheduler = make_scheduler(self.site, self.config)
-        self.catalog = load_apps(self.site.apps)
+        self.apps = SiteApps(self.site.apps, self.client, self.config.site_id)
         self.stop_event = threading.Event()
         self.services: list[Service] = []
 
@@ -151,19 +119,20 @@ class SiteAgent:
         return {
             "scheduler": self.config.scheduler,
             "services": {s.name: {"ticks": s.ticks, "last_error": s.last_error} for s in self.services},
-            "app_errors": {str(path.name): error[-500:] for path, error in self.catalog.errors.items()},
+            "app_errors": {
+                str(path.name): error[-500:] for path, error in self.apps.current.catalog.errors.items()
+            },
         }
 
     def build_services(self) -> list[Service]:
-        for path, problem in self.catalog.errors.items():
-            log.error("app_file_not_loaded", site_id=self.config.site_id, path=path, problem=problem)
         register_locations(self.client, self.config)  # first: jobs submitted once the apps show may name them
-        app_ids = register_apps(self.client, self.config.site_id, self.catalog)
+        self.apps.register()
         self.services = [
             Heartbeat(self.client, self.config, self.status),
             SchedulerSync(self.client, self.site, self.config, self.scheduler),
             ElasticQueue(self.client, self.config),
-            Processing(self.client, self.site, self.config, self.catalog, app_ids),
+            Processing(self.client, self.site, self.config, self.apps),
+            AppsWatch(self.config, self.apps),
             Transfers(self.client, self.site, self.config, make_backends(self.site, self.config)),
         ]
         return self.services

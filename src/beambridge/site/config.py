@@ -68,6 +68,7 @@ class Periods(_Section):
     elastic_queue: float = Field(default=5, gt=0)
     processing: float = Field(default=1, gt=0)
     transfers: float = Field(default=1, gt=0)
+    apps: float = Field(default=2, gt=0, description="Look for added or changed files in apps/")
 
 
 class TransferSettings(_Section):

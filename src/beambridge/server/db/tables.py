@@ -102,6 +102,7 @@ apps = sa.Table(
     sa.Column("hooks", JSON, nullable=False),
     sa.Column("retry_on_error", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("created_at", Time, nullable=False),
+    sa.Column("version", sa.String(64)),
     sa.UniqueConstraint("site_id", "name"),
     sqlite_autoincrement=True,
 )

@@ -15,7 +15,7 @@ from beambridge.schemas.sessions import AcquireRequest, JobReport, SessionCreate
 from beambridge.server.auth.tokens import Principal
 from beambridge.server.db.chunks import chunked, id_in
 from beambridge.server.db.conditions import column_conditions
-from beambridge.server.db.tables import batch_jobs, jobs, sessions, sites
+from beambridge.server.db.tables import apps, batch_jobs, jobs, sessions, sites
 from beambridge.server.errors import ConflictError, InvalidRequestError, NotFoundError
 from beambridge.server.jobs.lifecycle import Outcome, TransitionRequest, apply_transitions, lock_jobs
 from beambridge.server.jobs.queries import JOB_COLUMNS, tags_contain
@@ -113,6 +113,23 @@ def time_limit_conditions(request: AcquireRequest) -> list[sa.ColumnElement[bool
     return [bounded]
 
 
+def runnable_app_ids(conn: Connection, site_id: int, advertised: dict[str, str | None]) -> list[int]:
+    """The site's apps a launcher can run: those it names, with the registered version where both the
+    app and the launcher know one (a launcher with another copy of an app's file does not get its jobs)."""
+    if not advertised:
+        return []
+    rows = conn.execute(
+        sa.select(apps.c.id, apps.c.name, apps.c.version).where(
+            apps.c.site_id == site_id, apps.c.name.in_(list(advertised))
+        )
+    ).all()
+    return [
+        row.id
+        for row in rows
+        if row.version is None or advertised[row.name] is None or advertised[row.name] == row.version
+    ]
+
+
 def acquire(
     conn: Connection, principal: Principal, session_id: int, request: AcquireRequest, now: datetime
 ) -> tuple[list[dict[str, Any]], int]:
@@ -120,6 +137,7 @@ def acquire(
 
     PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so concurrent launchers skip each other's candidates.
     SQLite: the caller's write transaction (``BEGIN IMMEDIATE``) already excludes other writers.
+    A launcher that names the apps it can run (``request.apps``) gets jobs of those apps only.
     Returns the jobs and the session's site (whose wake-ups a long-polling caller waits for).
     """
     session = load_session(conn, principal, session_id, lock=True)
@@ -130,6 +148,11 @@ def acquire(
         jobs.c.session_id.is_(None),
         jobs.c.awaiting_placement.is_(False),
     )
+    if request.apps is not None:
+        app_ids = runnable_app_ids(conn, session.site_id, request.apps)
+        if not app_ids:
+            return [], int(session.site_id)
+        query = query.where(jobs.c.app_id.in_(app_ids))
     if request.filter_tags:
         query = query.where(tags_contain(request.filter_tags, conn.dialect.name))
     if request.serial_only:

@@ -11,12 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from beambridge.apps.base import ApplicationDefinition
-from beambridge.apps.loader import AppCatalog
 from beambridge.client import Client
 from beambridge.logs import get_logger
 from beambridge.schemas.apps import AppHook
 from beambridge.schemas.jobs import Job
 from beambridge.site.config import SiteConfig, SiteDir
+from beambridge.site.services.apps import SiteApps
 from beambridge.site.services.base import Service, update_jobs
 from beambridge.states import JobState
 
@@ -55,22 +55,20 @@ class Processing(Service):
 
     name = "processing"
 
-    def __init__(
-        self, client: Client, site: SiteDir, config: SiteConfig, catalog: AppCatalog, app_ids: dict[str, int]
-    ) -> None:
+    def __init__(self, client: Client, site: SiteDir, config: SiteConfig, apps: SiteApps) -> None:
         super().__init__(config.periods.processing)
         self.client = client
         self.site = site
         self.config = config
-        self.catalog = catalog
-        self.app_ids = app_ids
+        self.apps = apps
         self.pool = ThreadPoolExecutor(config.processing_threads, thread_name_prefix="hook")
 
     def tick(self) -> None:
+        current = self.apps.current  # the apps as registered now (the folder may change meanwhile)
         by_id = {
-            self.app_ids[name]: app
-            for name, app in self.catalog.apps.items()
-            if name in self.app_ids and app.overridden_hooks()
+            current.ids[name]: app
+            for name, app in current.catalog.apps.items()
+            if name in current.ids and app.overridden_hooks()
         }
         if not by_id:
             return

@@ -1,0 +1,113 @@
+"""Apps: register the site's apps with the service, and again whenever the ``apps/`` folder changes.
+
+A file added to (or rewritten in) the folder is registered within a period, with its version (a digest of
+the file), so jobs of a new app can be submitted without restarting the agent, and launchers that have
+reloaded the folder get them. A file that no longer loads keeps its apps' last registration: launchers
+do not advertise them, so their new jobs wait instead of failing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from beambridge.apps.loader import AppCatalog, folder_fingerprint, load_apps
+from beambridge.client import Client
+from beambridge.logs import get_logger
+from beambridge.site.config import SiteConfig
+from beambridge.site.services.base import Service
+
+log = get_logger(__name__)
+
+_REGISTERED = {"description", "parameters", "transfer_slots", "hooks", "retry_on_error", "version"}
+
+
+def register_apps(client: Client, site_id: int, catalog: AppCatalog) -> dict[str, int]:
+    """Create or update the service's record of each app (metadata and version, never code); name → id."""
+    existing = {app.name: app for app in client.apps.filter(site_id=site_id)}
+    ids: dict[str, int] = {}
+    for name, cls in catalog.apps.items():
+        meta = cls.registration(site_id).model_copy(update={"version": catalog.versions.get(name)})
+        current = existing.get(name)
+        if current is None:
+            created = client.apps.create(
+                site_id,
+                name,
+                description=meta.description,
+                parameters=meta.parameters,
+                transfer_slots=meta.transfer_slots,
+                hooks=meta.hooks,
+                retry_on_error=meta.retry_on_error,
+                version=meta.version,
+            )
+            ids[name] = created.id
+            log.info("app_registered", app=name, app_id=created.id, site_id=site_id, version=meta.version)
+            continue
+        ids[name] = current.id
+        wanted = meta.model_dump(mode="json", include=_REGISTERED)
+        have = current.model_dump(mode="json", include=_REGISTERED)
+        if wanted != have:
+            client.apps.update(
+                current.id, **{key: value for key, value in wanted.items() if value is not None}
+            )
+            log.info("app_updated", app=name, app_id=current.id, site_id=site_id, version=meta.version)
+    return ids
+
+
+@dataclass(frozen=True)
+class RegisteredApps:
+    """The folder's apps as last loaded, and their ids at the service."""
+
+    catalog: AppCatalog
+    ids: dict[str, int] = field(default_factory=dict)
+
+
+class SiteApps:
+    """What the agent's services read the site's apps from (``current``, replaced whole on a change)."""
+
+    def __init__(self, folder: Path, client: Client, site_id: int) -> None:
+        self.folder = folder
+        self.client = client
+        self.site_id = site_id
+        self.current = RegisteredApps(load_apps(folder))
+
+    def register(self) -> None:
+        """Register the apps as loaded now (at agent start)."""
+        catalog = self.current.catalog
+        for path, problem in catalog.errors.items():
+            log.error("app_file_not_loaded", site_id=self.site_id, path=path, problem=problem)
+        self.current = RegisteredApps(catalog, register_apps(self.client, self.site_id, catalog))
+
+    def refresh(self) -> bool:
+        """Reload and register the folder if one of its files was added, removed or rewritten."""
+        old = self.current.catalog
+        if folder_fingerprint(self.folder) == old.fingerprint:
+            return False
+        new = load_apps(self.folder)
+        for path, problem in new.errors.items():
+            if old.errors.get(path) != problem:
+                log.error("app_file_not_loaded", site_id=self.site_id, path=path, problem=problem)
+        ids = register_apps(self.client, self.site_id, new)
+        self.current = RegisteredApps(new, ids)
+        log.info(
+            "apps_reloaded",
+            site_id=self.site_id,
+            added=sorted(set(new.apps) - set(old.apps)),
+            changed=sorted(n for n in set(new.apps) & set(old.apps) if new.versions[n] != old.versions[n]),
+            removed=sorted(set(old.apps) - set(new.apps)),
+            broken=sorted(path.name for path in new.errors),
+        )
+        return True
+
+
+class AppsWatch(Service):
+    """Checks the apps folder every period (a few ``stat`` calls) and registers what changed."""
+
+    name = "apps"
+
+    def __init__(self, config: SiteConfig, apps: SiteApps) -> None:
+        super().__init__(config.periods.apps)
+        self.apps = apps
+
+    def tick(self) -> None:
+        self.apps.refresh()
