@@ -94,6 +94,7 @@ class System:
         defaults: dict[str, Any] = {
             "periods": {"heartbeat": 1, "scheduler_sync": 0.5, "elastic_queue": 0.5, "processing": 0.3},
             "session_timeout_s": 6,
+            "launcher": {"warm_xpcs": False},  # tests/xpcs/test_warmup.py warms; the others need not
         }
         config = init_site(root, name, platform, self.client, overrides=_merge(defaults, overrides))
         self.sites.append(SiteDir(root))

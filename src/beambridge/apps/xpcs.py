@@ -230,6 +230,9 @@ class XpcsMultiTau(ApplicationDefinition):
 
     def run(self, **params: Any) -> JsonValue:
         from beambridge.xpcs.pipeline import run_multitau
+        from beambridge.xpcs.warmup import announce_if_cold
+
+        announce_if_cold()
 
         summary: dict[str, JsonValue] = run_multitau(
             params["raw"], params["qmap"], params["output"], **_options(params)
@@ -248,6 +251,9 @@ class XpcsTwoTime(ApplicationDefinition):
 
     def run(self, **params: Any) -> JsonValue:
         from beambridge.xpcs.pipeline import run_twotime
+        from beambridge.xpcs.warmup import announce_if_cold
+
+        announce_if_cold()
 
         summary: dict[str, JsonValue] = run_twotime(
             params["raw"], params["qmap"], params["output"], list(params["bins"]), **_options(params)

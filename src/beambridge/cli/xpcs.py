@@ -230,3 +230,24 @@ def plot_cmd(
         _fail(str(exc))
     for path in wrote:
         typer.echo(f"wrote {path}")
+
+
+@app.command()
+def warmup(
+    force: bool = typer.Option(False, "--force", help="compile again even if this machine's cache is warm"),
+) -> None:
+    """Compile the XPCS kernels into numba's cache now, so that the first job does not (site agents and
+    pilots do this when they start; `launcher.warm_xpcs: false` in site.yml turns that off)."""
+    import time
+
+    from beambridge.cli.output import console
+    from beambridge.xpcs.warmup import cache_root, is_warm, warm_up
+
+    if is_warm() and not force:
+        typer.echo(f"the XPCS kernels are already compiled for this machine (cache: {cache_root()})")
+        return
+    started = time.perf_counter()
+    message = "compiling the XPCS kernels (up to a minute of CPU, once per machine)"
+    with console.status(message) as status:
+        warm_up(lambda step: status.update(f"{message}: {step}"), force=force)
+    typer.echo(f"compiled the XPCS kernels in {time.perf_counter() - started:.1f} s (cache: {cache_root()})")

@@ -8,6 +8,8 @@ the launcher package itself never imports ``beambridge.site`` (a test holds it t
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -42,11 +44,24 @@ class LauncherSettings(BaseModel):
         description="Take no job without a wall-time limit once less than this is left before draining",
     )
     python: str = Field(default="", description="Python on the compute nodes (default: the agent's)")
+    warm_xpcs: bool = Field(
+        default=True,
+        description=(
+            "Compile the XPCS kernels into numba's cache in the background when the agent and each pilot "
+            "start (skipped in about a second when already cached), so the first XPCS job does not"
+        ),
+    )
 
     @field_validator("mpi_launcher")
     @classmethod
     def _registered_mpi_launcher(cls, name: str) -> str:
         return MPI_LAUNCHERS.check(name)
+
+
+def xpcs_warmup_argv(python: str = "") -> list[str]:
+    """The command that compiles the XPCS kernels ahead of the first job, at low priority."""
+    nice = shutil.which("nice")
+    return [*([nice, "-n", "10"] if nice else []), python or sys.executable, "-m", "beambridge.xpcs.warmup"]
 
 
 class LauncherConfig(BaseModel):

@@ -28,7 +28,7 @@ from beambridge.apps.loader import AppCatalog, folder_fingerprint, load_apps
 from beambridge.client import Client
 from beambridge.client.errors import BeambridgeError, Conflict, NotFound, ValidationError
 from beambridge.launcher.artifacts import ArtifactUploader
-from beambridge.launcher.config import LauncherConfig
+from beambridge.launcher.config import LauncherConfig, xpcs_warmup_argv
 from beambridge.launcher.jobs import (
     RunningJob,
     command_argv,
@@ -151,6 +151,7 @@ class Launcher:
             nodes=self.nodes.names,
             mode=self.options.job_mode.value,
         )
+        warmup = self._start_xpcs_warmup()
         self.reporter.start()
         threads = [
             threading.Thread(target=self._acquire_loop, name="acquirer", daemon=True),
@@ -179,11 +180,30 @@ class Launcher:
             self._close_session()
             log.info("session_closed", session_id=self.session_id, step="stopping workers")
             self.pool.close()
+            if warmup is not None and warmup.poll() is None:
+                warmup.terminate()
+                warmup.wait(timeout=10)
             self._selector.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
         log.info("launcher_done", batch_job_id=self.options.batch_job_id, **self.counts)
         return 0
+
+    def _start_xpcs_warmup(self) -> subprocess.Popen[bytes] | None:
+        """Compile the XPCS kernels in the background (output in this pilot's log), unless switched off;
+        on a node whose cache is warm it ends in about a second."""
+        if not self.settings.warm_xpcs:
+            return None
+        argv = [*pdeathsig_prefix(), *xpcs_warmup_argv()]
+        try:
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, close_fds=True)
+        except OSError as exc:
+            log.warning("xpcs_warmup_not_started", error=exc)
+            return None
+        log.info(
+            "xpcs_warmup", pid=process.pid, note="compiling the XPCS kernels in the background if needed"
+        )
+        return process
 
     def request_stop(self, *_: Any) -> None:
         """Drain: stop taking work, end running jobs as timed out, exit (SIGTERM does this)."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any, TextIO
 
 from beambridge.client import Client
+from beambridge.launcher.config import xpcs_warmup_argv
 from beambridge.logs import get_logger
 from beambridge.platform.schedulers import Scheduler, scheduler_class
 from beambridge.platform.transfer import TransferBackend
@@ -145,6 +147,7 @@ class SiteAgent:
         pid_file.acquire()
         try:
             self.build_services()
+            warmup = self._start_xpcs_warmup()
             threads = [service.start(self.stop_event) for service in self.services]
             log.info(
                 "agent_running",
@@ -158,10 +161,28 @@ class SiteAgent:
             for service in self.services:
                 if isinstance(service, Processing | Transfers):
                     service.close()
+            if warmup is not None and warmup.poll() is None:
+                warmup.terminate()
+                warmup.wait(timeout=10)
         finally:
             pid_file.release()
             self.client.close()
         log.info("agent_stopped", site_id=self.config.site_id)
+
+    def _start_xpcs_warmup(self) -> subprocess.Popen[bytes] | None:
+        """Compile the XPCS kernels in the background (its lines go to the agent's log), so the first XPCS
+        job does not spend a minute compiling; ends in about a second when the cache is already warm."""
+        if not self.config.launcher.warm_xpcs:
+            return None
+        try:
+            process = subprocess.Popen(
+                xpcs_warmup_argv(), stdin=subprocess.DEVNULL, close_fds=True, cwd=self.site.root
+            )
+        except OSError as exc:
+            log.warning("xpcs_warmup_not_started", site_id=self.config.site_id, error=exc)
+            return None
+        log.info("xpcs_warmup", site_id=self.config.site_id, pid=process.pid)
+        return process
 
     def stop(self, *_: Any) -> None:
         self.stop_event.set()
