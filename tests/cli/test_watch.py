@@ -84,3 +84,37 @@ def test_version_whoami_and_logout(cli: RunCli, live_server: LiveServer, alice: 
     after = cli("whoami")
     assert after.code == 1 and after.err.startswith("error: not logged in")
     assert cli("logout").out.strip() == "not logged in"
+
+
+def test_summary_by_tag_value(cli: RunCli, live_server: LiveServer, alice: ApiUser) -> None:
+    """``job ls --summary --by run``: a campaign's runs, newest first, each counted by state."""
+    assert (
+        cli("login", live_server.url, "--user", alice.name, "--password-stdin", stdin=PASSWORD + "\n").code
+        == 0
+    )
+    site = alice.site("polaris")
+    app = alice.app(site["id"], "XpcsMultiTau")
+    for run, count in (("41", 2), ("42", 3)):
+        alice.jobs([{"app_id": app["id"], "workdir": "w", "tags": {"run": run, "bl": "8"}}] * count)
+    alice.jobs([{"app_id": app["id"], "workdir": "w", "tags": {"bl": "8"}}])
+    failed = alice.jobs([{"app_id": app["id"], "workdir": "w", "tags": {"run": "41", "bl": "9"}}])
+    alice.ok(alice.http.post("/jobs/cancel", json={"ids": [failed[0]["id"]]}))
+
+    table = cli("job", "ls", "--summary", "--by", "run", "--tag", "bl=8")
+    assert table.code == 0, table.err
+    rows = [line for line in table.out.splitlines() if "PREPROCESSED" in line]
+    assert [row.split()[1] for row in rows] == ["(none)", "42", "41"], table.out  # newest first
+    alone = cli("job", "ls", "--by", "run")  # --by implies --summary
+    assert "KILLED 1" in alone.out and alone.code == 0
+
+    data = json.loads(cli("job", "ls", "--summary", "--by", "run", "--json").out)
+    assert data["by_tag"] == "run" and data["total"] == 7
+    assert {g["value"]: g["counts"] for g in data["groups"]} == {
+        "41": {"PREPROCESSED": 2, "KILLED": 1},
+        "42": {"PREPROCESSED": 3},
+        None: {"PREPROCESSED": 1},
+    }
+    plain = json.loads(cli("job", "ls", "--summary", "--json").out)
+    assert plain == {"PREPROCESSED": 6, "KILLED": 1}  # without --by: as before
+    bad = cli("job", "ls", "--by", "not a key")
+    assert bad.code == 2 and "--by takes a tag key" in bad.err

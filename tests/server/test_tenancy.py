@@ -112,6 +112,7 @@ def attempts(w: dict[str, Any]) -> dict[tuple[str, str], tuple[str, Any]]:
         ("post", "/jobs"): ("/jobs", [{"app_id": app, "workdir": "x"}]),
         ("patch", "/jobs"): ("/jobs", [{"id": job, "state": "KILLED"}]),
         ("get", "/jobs/count"): ("/jobs/count", None),
+        ("get", "/jobs/summary"): ("/jobs/summary?by_tag=run", None),
         ("post", "/jobs/cancel"): ("/jobs/cancel", {"ids": [job]}),
         ("post", "/jobs/delete"): ("/jobs/delete", {"ids": [job]}),
         ("post", "/jobs/retry"): ("/jobs/retry", {"ids": [job]}),
@@ -183,6 +184,8 @@ def _check_trespass(
             assert not seen & theirs, f"{method} {url} leaked {response.text}"
         elif method == "get" and url == "/jobs/count":
             assert response.json() == {"count": 0}
+        elif method == "get" and url.startswith("/jobs/summary"):
+            assert response.json()["total"] == 0 and response.json()["groups"] == [], response.text
         elif method == "get" and url in ("/placement/sites", "/site-groups") and response.status_code == 200:
             theirs = {site["id"] for site in victim["/sites"]}
             seen = {item.get("site_id") for item in response.json()}

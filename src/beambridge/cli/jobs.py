@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Annotated, Any
 
@@ -13,6 +14,7 @@ from beambridge.cli.output import Column, JsonFlag, console, print_json, print_t
 from beambridge.cli.prompts import parse_pairs
 from beambridge.cli.watching import counts_line, ended_badly, watch
 from beambridge.schemas.events import Event
+from beambridge.schemas.jobs import JobSummary
 from beambridge.schemas.placement import PlacementDecision
 from beambridge.states import JobState
 
@@ -114,31 +116,35 @@ def list_jobs(
     ] = None,
     show_all: Annotated[bool, typer.Option("--all", help="Every matching job.")] = False,
     summary: Annotated[bool, typer.Option("--summary", help="Counts by state instead of the jobs.")] = False,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by",
+            metavar="TAG",
+            help="With --summary (which it implies): counts by state per value of this tag, newest first.",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """List jobs, newest first, with the reason for each failure; says so when it shows only some."""
     if show_all and limit is not None:
         raise typer.BadParameter("give --limit or --all, not both")
+    if by is not None and not _TAG_KEY.match(by):
+        raise typer.BadParameter(f"--by takes a tag key (1-64 letters, digits, '_', '.', '-'), not {by!r}")
     cap = None if show_all or (as_json and limit is None) else (limit or DEFAULT_LS_LIMIT)
     with open_client() as client:
         names = client.names
-        query = client.jobs.filter(
-            state=state or None,
-            site_id=names.site_id(site) if site is not None else None,
-            app_id=names.app_ids(app_ref, site) if app_ref is not None else None,
-            tags=parse_pairs(tag, "--tag"),
-            updated_after=parse_since(since) if since is not None else None,
-        )
-        if summary:
-            counts = {state.value: query.filter(state=state).count() for state in JobState}
-            counts = {state: count for state, count in counts.items() if count}
-            if as_json:
-                print_json(counts)
-            else:
-                print_table(
-                    counts.items(), [("state", lambda kv: kv[0]), ("jobs", lambda kv: kv[1])], title="Jobs"
-                )
+        filters: dict[str, Any] = {
+            "state": state or None,
+            "site_id": names.site_id(site) if site is not None else None,
+            "app_id": names.app_ids(app_ref, site) if app_ref is not None else None,
+            "tags": parse_pairs(tag, "--tag"),
+            "updated_after": parse_since(since) if since is not None else None,
+        }
+        if summary or by is not None:
+            _print_summary(client.jobs.summary(by, max_groups=10_000, **filters), as_json)
             return
+        query = client.jobs.filter(**filters)
         newest = query.newest_first().page_size(min(cap or 1000, 1000))
         jobs = list(newest.limit(cap) if cap is not None else newest)
         total = query.count() if cap is not None and len(jobs) == cap else len(jobs)
@@ -151,6 +157,36 @@ def list_jobs(
             console.print(jobs_table(jobs, names, why, title="Jobs", width=console.width))
     if total > len(jobs):
         typer.echo(f"showing the newest {len(jobs)} of {total} jobs; --limit N or --all for more", err=True)
+
+
+_TAG_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+def _print_summary(summary: JobSummary, as_json: bool) -> None:
+    """``job ls --summary [--by TAG]``: counts by state, over all the matching jobs or per tag value."""
+    by = summary.by_tag
+    if by is None:
+        counts = {str(state): n for group in summary.groups for state, n in group.counts.items()}
+        if as_json:
+            print_json(counts)
+        else:
+            print_table(
+                counts.items(), [("state", lambda kv: kv[0]), ("jobs", lambda kv: kv[1])], title="Jobs"
+            )
+        return
+    if as_json:
+        print_json(summary)
+    elif not summary.groups:
+        console.print("(no jobs)")
+    else:
+        columns: list[Column] = [
+            (by, lambda g: "(none)" if g.value is None else g.value),
+            ("jobs", lambda g: g.total),
+            ("by state", lambda g: " · ".join(f"{state} {n}" for state, n in g.counts.items())),
+        ]
+        print_table(summary.groups, columns, title=f"Jobs by {by}")
+    if summary.groups_left_out:
+        typer.echo(f"{summary.groups_left_out} more value(s) of {by} not shown", err=True)
 
 
 @app.command("show")
@@ -244,8 +280,7 @@ def job_logs(
             console.rule(
                 f"job {job_id} run {number} of {len(runs)} ({event.to_state.value} at {when}): {stream}"
             )
-            if text:
-                typer.echo(text)
+            typer.echo(text if text else "(nothing written)")
 
 
 @app.command("cancel")

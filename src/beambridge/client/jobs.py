@@ -15,7 +15,16 @@ from beambridge.client.resources import AppManager, Manager, SiteManager, StateA
 from beambridge.client.waiting import iter_completed, wait_all
 from beambridge.schemas.artifacts import Artifact, ArtifactInfo, XpcsG2, XpcsTwoTime
 from beambridge.schemas.events import Event
-from beambridge.schemas.jobs import BulkResult, Job, JobBulkUpdate, JobCreate, RetryResult, VerifiedTransfer
+from beambridge.schemas.jobs import (
+    BulkResult,
+    Job,
+    JobBulkUpdate,
+    JobCreate,
+    JobSummary,
+    JobSummaryGroup,
+    RetryResult,
+    VerifiedTransfer,
+)
 from beambridge.schemas.queries import JobQuery
 
 CREATE_CHUNK = 5000
@@ -92,6 +101,36 @@ class JobManager(Manager[Job]):
     def count(self) -> int:
         """How many jobs you have."""
         return self.all().count()
+
+    def summary(self, by_tag: str | None = None, *, max_groups: int = 1000, **filters: Any) -> JobSummary:
+        """Counts by state of the jobs matching ``filters`` (as :meth:`filter` takes them), per value of
+        the tag ``by_tag`` if given (``summary("run", tags={"beamline": "8-ID"})``), newest group first."""
+        query = self.filter(**filters)
+        if query.matches_nothing:
+            return JobSummary(by_tag=by_tag, total=0, groups=[])
+        extra = [("max_groups", max_groups), *([("by_tag", by_tag)] if by_tag is not None else [])]
+        answers = [
+            JobSummary.model_validate(
+                self._transport.request("GET", f"{self.path}/summary", params=[*params, *extra])
+            )
+            for params in query.request_params()
+        ]
+        if len(answers) == 1:
+            return answers[0]
+        merged: dict[str | None, JobSummaryGroup] = {}
+        for answer in answers:  # a very long id list was sent in parts: add their counts up
+            for group in answer.groups:
+                into = merged.setdefault(group.value, JobSummaryGroup(value=group.value, counts={}, total=0))
+                for state, count in group.counts.items():
+                    into.counts[state] = into.counts.get(state, 0) + count
+                into.total += group.total
+        groups = list(merged.values())
+        return JobSummary(
+            by_tag=by_tag,
+            total=sum(g.total for g in groups[:max_groups]),
+            groups=groups[:max_groups],
+            groups_left_out=max(0, len(groups) - max_groups) + sum(a.groups_left_out for a in answers),
+        )
 
     def create(
         self,

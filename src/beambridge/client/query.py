@@ -208,6 +208,16 @@ class Query(Generic[M]):
             parts.append((part.params(), page_size))
         return parts
 
+    @property
+    def matches_nothing(self) -> bool:
+        """Whether the query is known to match nothing without asking (an empty list of values)."""
+        return self._empty or self._limit == 0
+
+    def request_params(self) -> list[list[tuple[str, Any]]]:
+        """The query-string pairs of each request the query is sent as (several for a very long list of
+        values, matching disjoint sets of objects)."""
+        return [params for params, _ in self._parts()]
+
     def pages(self) -> Iterator[list[M]]:
         """Yield the matching objects one page at a time (a page is one request, except for a query
         sent in parts, whose merged results come in pages of the query's page size)."""

@@ -218,6 +218,26 @@ class RetryResult(OutputModel):
     skipped: list[RetrySkipped] = Field(default_factory=list)
 
 
+TAG_KEY_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
+
+
+class JobSummaryGroup(OutputModel):
+    """The jobs of one value of the tag (or all the jobs, when not grouped), counted by state."""
+
+    value: str | None = Field(description="The tag's value; null: jobs without the tag (or not grouped)")
+    counts: dict[JobState, int] = Field(description="Jobs by state (states with none left out)")
+    total: int
+
+
+class JobSummary(OutputModel):
+    """Counts by state of the jobs matching the filters, per value of one tag if asked."""
+
+    by_tag: str | None
+    total: int
+    groups: list[JobSummaryGroup] = Field(description="Newest first: by the newest job of each group")
+    groups_left_out: int = Field(default=0, description="Groups beyond max_groups (their jobs not counted)")
+
+
 class Job(OutputModel):
     """A job as the service sees it."""
 

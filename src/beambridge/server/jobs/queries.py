@@ -15,6 +15,7 @@ from beambridge.schemas.queries import JobQuery
 from beambridge.server.auth.tokens import Principal
 from beambridge.server.db.conditions import column_conditions, time_window
 from beambridge.server.db.tables import job_parents, jobs
+from beambridge.states import JobState
 
 JOB_COLUMNS = [c for c in jobs.c if c.name not in ("owner_id", "has_stage_ins", "has_stage_outs")]
 _JOB_FIELDS = [str(c.name) for c in JOB_COLUMNS]
@@ -111,6 +112,50 @@ def count_jobs(conn: Connection, principal: Principal, query: JobQuery) -> int:
     """How many jobs match."""
     where = job_conditions(query, principal, conn.dialect.name)
     return int(conn.execute(sa.select(sa.func.count()).select_from(jobs).where(*where)).scalar_one())
+
+
+def tag_value(key: str, dialect: str) -> sa.ColumnElement[Any]:
+    """A job's value of tag ``key`` as text (NULL when it has no such tag)."""
+    if dialect == "postgresql":
+        return sa.type_coerce(jobs.c.tags, JSONB)[key].astext
+    return sa.func.json_extract(jobs.c.tags, f'$."{key}"')  # keys are validated: quoting them is safe
+
+
+def summarize_jobs(
+    conn: Connection, principal: Principal, query: JobQuery, *, by_tag: str | None, max_groups: int
+) -> dict[str, Any]:
+    """Counts by state of the matching jobs, per value of tag ``by_tag`` if given: one grouped query.
+
+    Groups come newest first (by their newest job, so the latest run of a campaign leads); beyond
+    ``max_groups`` they are left out and counted in ``groups_left_out``.
+    """
+    where = job_conditions(query, principal, conn.dialect.name)
+    value = tag_value(by_tag, conn.dialect.name) if by_tag is not None else sa.literal(None, sa.String)
+    statement = (
+        sa.select(value.label("value"), jobs.c.state, sa.func.count(), sa.func.max(jobs.c.id))
+        .where(*where)
+        .group_by(value, jobs.c.state)
+    )
+    groups: dict[str | None, dict[str, Any]] = {}
+    for group_value, state, count, newest in conn.execute(statement):
+        group = groups.setdefault(group_value, {"value": group_value, "counts": {}, "total": 0, "newest": 0})
+        group["counts"][state] = int(count)
+        group["total"] += int(count)
+        group["newest"] = max(group["newest"], int(newest))
+    ordered = sorted(groups.values(), key=lambda group: -group["newest"])
+    kept = ordered[:max_groups]
+    for group in kept:
+        del group["newest"]
+        group["counts"] = dict(sorted(group["counts"].items(), key=lambda item: _STATE_ORDER[item[0]]))
+    return {
+        "by_tag": by_tag,
+        "total": sum(group["total"] for group in kept),
+        "groups": kept,
+        "groups_left_out": len(ordered) - len(kept),
+    }
+
+
+_STATE_ORDER = {state.value: index for index, state in enumerate(JobState)}
 
 
 def get_job(conn: Connection, principal: Principal, job_id: int) -> dict[str, Any] | None:

@@ -9,12 +9,14 @@ from fastapi import APIRouter, Body, Query, Response
 from beambridge.schemas.common import MAX_BULK_SIZE, Page, PositiveId
 from beambridge.schemas.events import Event
 from beambridge.schemas.jobs import (
+    TAG_KEY_PATTERN,
     BulkResult,
     Job,
     JobBulkUpdate,
     JobCreate,
     JobIds,
     JobRetry,
+    JobSummary,
     JobUpdate,
     RetryResult,
 )
@@ -33,6 +35,7 @@ from beambridge.server.jobs.queries import (
     jobs_page_response,
     jobs_response,
     list_jobs,
+    summarize_jobs,
 )
 from beambridge.server.jobs.removal import cancel_jobs, delete_jobs
 from beambridge.server.jobs.retry import retry_jobs
@@ -69,6 +72,22 @@ def count_jobs_route(ctx: Ctx, caller: Caller, filters: Filters) -> dict[str, in
     """How many jobs match the filters."""
     with ctx.db.read() as conn:
         return {"count": count_jobs(conn, caller, filters)}
+
+
+@router.get("/summary", response_model=JobSummary)
+def summarize_jobs_route(
+    ctx: Ctx,
+    caller: Caller,
+    filters: Filters,
+    by_tag: Annotated[
+        str | None,
+        Query(pattern=TAG_KEY_PATTERN, description="Count per value of this tag (jobs without it: null)"),
+    ] = None,
+    max_groups: Annotated[int, Query(ge=1, le=10_000, description="At most this many groups")] = 1000,
+) -> dict[str, Any]:
+    """Counts by state of the jobs matching the filters, per value of one tag if asked (newest first)."""
+    with ctx.db.read() as conn:
+        return summarize_jobs(conn, caller, filters, by_tag=by_tag, max_groups=max_groups)
 
 
 @router.post("", response_model=list[Job], status_code=201)
