@@ -94,7 +94,7 @@ def _case(root: Path, name: str, warm: bool, wait_for_warmup: bool) -> dict[str,
     home = root / "server"
     home.mkdir(parents=True)
     _add_user(home)
-    server = LocalServer(home)
+    server = LocalServer(home, startup_timeout_s=300)
     server.start()
     agent: subprocess.Popen[bytes] | None = None
     try:
@@ -108,6 +108,11 @@ def _case(root: Path, name: str, warm: bool, wait_for_warmup: bool) -> dict[str,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        with console.status(f"{name}: the agent registers its apps"):
+            while not list(client.apps.filter(name="XpcsMultiTau")):
+                if agent.poll() is not None:
+                    raise SystemExit(f"the agent exited:\n{log.read_text()[-3000:]}")
+                time.sleep(0.5)
         warmup_s = None
         if wait_for_warmup:
             started = time.monotonic()
