@@ -36,6 +36,7 @@ def test_a_warm_up_compiles_every_frame_kind_and_is_remembered(cache: Path) -> N
     assert set(timings) == {
         *(f"multitau {kind}" for kind in warmup.FRAME_KINDS),
         "multitau normalized",
+        "multitau sparse",
         "twotime uint16",
     }
     assert len(steps) == len(timings) and all(seconds > 0 for seconds in timings.values())

@@ -6,7 +6,8 @@ whose cache is cold the first XPCS job used to spend most of a minute compiling,
 and pilots run :func:`warm_up` in the background when they start (``python -m beambridge.xpcs.warmup``),
 saying so in their logs, and ``beambridge xpcs warmup`` does it by hand: the pipeline runs over a tiny
 simulated stack for each kind of frame a detector writes, so every kernel a job calls is compiled (or,
-when the cache is warm, loaded in about a second).
+when the cache is warm, loaded in about a second). This fills the disk cache for the machine; a warm
+quick-look pilot's workers also load the kernels into memory (``XpcsMultiTau.warm_up``).
 """
 
 from __future__ import annotations
@@ -124,6 +125,8 @@ def warm_up(step: Callable[[str], None] | None = None, *, force: bool = False) -
         for name, call in (
             ("multitau normalized", lambda: run_multitau(
                 paths["raw"], paths["qmap"], folder / "g2-norm.hdf", normalize_frames=True)),
+            ("multitau sparse", lambda: run_multitau(
+                paths["raw"], paths["qmap"], folder / "g2-sparse.hdf", mode="sparse")),
             ("twotime uint16", lambda: run_twotime(paths["raw"], paths["qmap"], folder / "tt.hdf", [1])),
         ):  # fmt: skip
             if step:
