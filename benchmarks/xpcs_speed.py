@@ -64,6 +64,28 @@ def make_stack(size: int, frames: int, photons: float):  # type: ignore[no-untyp
     return out
 
 
+def make_events(size: int, frames: int, photons: float):  # type: ignore[no-untyped-def]
+    """Photon events as a counting detector streams them (frame pointer, pixel, count): Poisson many
+    photons per frame at uniformly random pixels, i.e. Poisson counts of mean ``photons`` per pixel."""
+    import numpy as np
+
+    rng = np.random.default_rng(4321)
+    per_frame = rng.poisson(photons * size * size, frames)
+    ptr = np.concatenate([[0], np.cumsum(per_frame)]).astype(np.int64)
+    pixel = rng.integers(0, size * size, int(ptr[-1]))
+    return ptr, pixel, np.ones(pixel.size, dtype=np.uint16)
+
+
+def ring_masks(size: int):  # type: ignore[no-untyped-def]
+    """The 36 dynamic rings of :func:`ring_labels` as xpcscorr's ROI mask stack (36, size, size)."""
+    import numpy as np
+
+    yy, xx = np.indices((size, size))
+    r = np.hypot(yy - size / 2, xx - size / 2)
+    static = np.minimum((r / r.max() * 360).astype(np.int64), 359)
+    return np.stack([static // 10 == q for q in range(36)])
+
+
 def ring_labels(size: int):  # type: ignore[no-untyped-def]
     """360 static rings in 36 dynamic ones around the detector centre (an APS-like partition)."""
     import numpy as np
@@ -124,6 +146,93 @@ def worker_ours(size: int, frames: int, photons: float, repeats: int) -> dict[st
     }
 
 
+def worker_events(size: int, frames: int, photons: float, repeats: int) -> dict[str, object]:
+    """Our correlator on event data, as a photon-counting detector delivers it: blocks of frames as
+    (frame pointer, pixel, count), then g2(q) over the rings. ``mode="auto"`` picks the path."""
+    import numba
+    import numpy as np
+
+    from beambridge.xpcs.multitau import MultiTauCorrelator
+
+    ptr, pixel, value = make_events(size, frames, photons)
+    labels = ring_labels(size)
+    pixels = np.arange(size * size)
+    block = 100
+
+    def run() -> tuple[object, str]:
+        corr = MultiTauCorrelator(frames, pixels, size * size)
+        for a in range(0, frames, block):
+            b = min(block, frames - a)
+            lo, hi = int(ptr[a]), int(ptr[a + b])
+            corr.add_events(ptr[a : a + b + 1] - lo, pixel[lo:hi], value[lo:hi])
+        return corr.g2(labels), corr.mode
+
+    t0 = time.perf_counter()
+    run()  # compiles (or loads) the kernels
+    warm_seconds = time.perf_counter() - t0
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times, cpu = [], []
+    mode = ""
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        _, mode = run()
+        times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "seconds": statistics.median(times),
+        "cpu_seconds": statistics.median(cpu),
+        "mode": mode,
+        "threads": numba.get_num_threads(),
+        "events": int(ptr[-1]),
+        "extra_mb": (peak - base) / 1024,
+        "warm_seconds": warm_seconds,
+    }
+
+
+XPCSCORR_CODE = r"""
+import json, logging, resource, statistics, sys, time
+import numpy as np
+logging.disable(logging.CRITICAL)
+import xpcscorr
+kind, size, frames, photons, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+yy, xx = np.indices((size, size))
+r = np.hypot(yy - size / 2, xx - size / 2)
+static = np.minimum((r / r.max() * 360).astype(np.int64), 359)
+roimask = np.stack([static // 10 == q for q in range(36)])
+no_dask = {"dask_cluster_type": None}
+if kind == "dense":
+    rng = np.random.default_rng(1234)
+    stack = np.empty((frames, size, size), dtype=np.uint16)
+    for a in range(0, frames, 16):
+        stack[a:a + 16] = rng.poisson(photons, stack[a:a + 16].shape)
+    run = lambda: xpcscorr.correlator_dense_chunked(stack, roimask, extra_options=no_dask)
+else:
+    rng = np.random.default_rng(4321)
+    per_frame = rng.poisson(photons * size * size, frames)
+    ptr = np.concatenate([[0], np.cumsum(per_frame)]).astype(np.int64)
+    pixel = rng.integers(0, size * size, int(ptr[-1]))
+    value = np.ones(pixel.size, dtype=np.uint16)
+    if kind == "frame":
+        run = lambda: xpcscorr.correlator_sparse_frame_chunked(value, pixel, ptr, (frames, size, size), roimask, extra_options=no_dask)
+    else:  # its pixel-major (CSC) format, converted outside the timing
+        order = np.argsort(pixel, kind="stable")
+        t_index = np.repeat(np.arange(frames), per_frame)[order]
+        pptr = np.concatenate([[0], np.cumsum(np.bincount(pixel, minlength=size * size))]).astype(np.int64)
+        val_c = value[order]
+        run = lambda: xpcscorr.correlator_sparse_pixel_chunked(val_c, t_index, pptr, (frames, size, size), roimask, extra_options=no_dask)
+out = run()  # warm-up: numba compile
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+times = []
+for _ in range(repeats):
+    t0 = time.perf_counter()
+    out = run()
+    times.append(time.perf_counter() - t0)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"seconds": statistics.median(times), "extra_mb": (peak - base) / 1024,
+                  "lags": int(np.asarray(out.g2).shape[-1])}))
+"""
+
 PEER_CODE = r"""
 import json, os, resource, statistics, sys, time
 import numpy as np, torch
@@ -160,6 +269,20 @@ peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"seconds": statistics.median(times), "extra_mb": (peak - base) / 1024,
                   "queue": list(make().queue_info)}))
 """
+
+
+EVENTS_STACK_OLD = """rng = np.random.default_rng(1234)
+stack = np.empty((frames, size, size), dtype=np.uint16)
+for a in range(0, frames, 16):
+    stack[a:a + 16] = rng.poisson(photons, stack[a:a + 16].shape)
+"""
+EVENTS_STACK_NEW = """rng = np.random.default_rng(4321)
+per_frame = rng.poisson(photons * size * size, frames)
+pixel = rng.integers(0, size * size, int(per_frame.sum()))
+stack = np.zeros((frames, size * size), dtype=np.uint16)
+np.add.at(stack, (np.repeat(np.arange(frames), per_frame), pixel), 1)
+stack = stack.reshape(frames, size, size)
+"""  # boost-corr takes dense frames only: the same events (make_events) as frames
 
 
 def _write_inputs(folder: Path, size: int, frames: int, photons: float) -> tuple[Path, Path]:
@@ -251,6 +374,22 @@ def run_case(
     env.pop("OPENBLAS_CORETYPE", None)
     if kind == "ours":
         cmd = [sys.executable, __file__, "--worker", *args]
+    elif kind == "ours-events":
+        cmd = [sys.executable, __file__, "--worker-events", *args]
+    elif kind.startswith("xpcscorr-"):
+        if not PEER_PYTHON.exists():
+            return "not installed"
+        cmd = [str(PEER_PYTHON), "-c", XPCSCORR_CODE, kind.removeprefix("xpcscorr-"), *args]
+    elif kind == "boost-events":
+        if not PEER_PYTHON.exists():
+            return "not installed"
+        cmd = [
+            str(PEER_PYTHON),
+            "-c",
+            PEER_CODE.replace(EVENTS_STACK_OLD, EVENTS_STACK_NEW),
+            *args,
+            str(threads),
+        ]
     else:
         if not PEER_PYTHON.exists():
             return "not installed"
@@ -277,19 +416,31 @@ def main() -> None:
     parser.add_argument("--no-end-to-end", action="store_true", help="skip the CLI and streaming rows")
     parser.add_argument("--live-fps", type=float, default=1000.0, help="frame rate of the streaming writer")
     parser.add_argument("--live-frames", type=int, default=1000, help="frames of the streaming acquisition")
+    parser.add_argument("--frames-events", type=int, default=500, help="frames of the 1 Mpx event-data rows")
+    parser.add_argument("--no-events", action="store_true", help="skip the event-data rows")
+    parser.add_argument("--no-dense", action="store_true", help="skip the dense rows")
+    parser.add_argument("--no-xpcscorr", action="store_true", help="skip the xpcscorr columns")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-events", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--live-writer", nargs=4, help=argparse.SUPPRESS)
     ns = parser.parse_args()
     if ns.worker:
         size, frames, photons, repeats = ns.worker
         print(json.dumps(worker_ours(int(size), int(frames), float(photons), int(repeats))))
         return
+    if ns.worker_events:
+        size, frames, photons, repeats = ns.worker_events
+        print(json.dumps(worker_events(int(size), int(frames), float(photons), int(repeats))))
+        return
     if ns.live_writer:
         path, size, frames, fps = ns.live_writer
         live_writer(path, int(size), int(frames), float(fps))
         return
-    if not ns.only_end_to_end:
+    print(f"load average before the run: {os.getloadavg()[0]:.1f} (1 min) on {os.cpu_count()} cores")
+    if not ns.only_end_to_end and not ns.no_dense:
         correlator_table(ns)
+    if not ns.only_end_to_end and not ns.no_events:
+        events_table(ns)
     if not ns.no_end_to_end:
         end_to_end(ns)
 
@@ -330,6 +481,7 @@ def correlator_table(ns: argparse.Namespace) -> None:
         "boost-corr fps",
         "boost extra MB",
         "speed-up",
+        "xpcscorr dense fps",
     ):
         table.add_column(col, justify="right")
     headline = None
@@ -340,8 +492,16 @@ def correlator_table(ns: argparse.Namespace) -> None:
     for size, photons, frames in cases:
         ours = run_case("ours", size, frames, photons, ns.repeats, ns.threads)
         peer = run_case("peer", size, frames, photons, ns.repeats, ns.threads)
+        # xpcscorr's dense correlator at 256² only: at 1 Mpx its float32 chunks of the whole stack need
+        # more memory than this shared machine can give one process
+        xc = (
+            "skipped"
+            if ns.no_xpcscorr or size > 256
+            else run_case("xpcscorr-dense", size, frames, photons, ns.repeats, ns.threads)
+        )
+        xc_cell = f"{frames / float(xc['seconds']):,.0f}" if isinstance(xc, dict) else str(xc)  # type: ignore[arg-type]
         if not isinstance(ours, dict):
-            table.add_row(f"{size}x{size}", str(photons), str(frames), str(ours), "", "", "", "", "", "")
+            table.add_row(f"{size}x{size}", str(photons), str(frames), str(ours), "", "", "", "", "", "", "")
             continue
         fps = frames / float(ours["seconds"])  # type: ignore[arg-type]
         if isinstance(peer, dict):
@@ -359,6 +519,7 @@ def correlator_table(ns: argparse.Namespace) -> None:
             f"{ours['mode']}/{ours['arithmetic']}",
             f"{float(ours['extra_mb']):,.0f}",
             *peer_cols,
+            xc_cell,
         )  # type: ignore[arg-type]
         warm_notes.append(f"{size}x{size} {photons} {frames}f: {float(ours['warm_seconds']):.1f} s")  # type: ignore[arg-type]
         if size == 256 and photons == 0.5:
@@ -372,6 +533,62 @@ def correlator_table(ns: argparse.Namespace) -> None:
     if headline:
         console.print(headline)
     console.print("beambridge first run incl. JIT compile/cache load (untimed): " + "; ".join(warm_notes))
+
+
+def events_table(ns: argparse.Namespace) -> None:
+    """Event data (photon counting) at 1 Mpx and 256²: ours, xpcscorr's two sparse correlators and
+    boost-corr (dense frames only) on the same photons, same run."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="event data (photon counting), CPU, to g2(q) (median of repeats)")
+    cols = ("detector", "photons/px/frame", "frames", "events", "beambridge fps", "path", "CPU s",
+            "extra MB", "xpcscorr sparse-frame fps", "xpcscorr sparse-pixel fps", "boost-corr fps",
+            "vs best peer")  # fmt: skip
+    for col in cols:
+        table.add_column(col, justify="right")
+    cases = [(1024, 0.005, ns.frames_events), (1024, 0.0005, ns.frames_events), (256, 0.005, ns.frames)]
+    headline = []
+    for size, photons, frames in cases:
+        ours = run_case("ours-events", size, frames, photons, ns.repeats, ns.threads)
+        peers = {}
+        for kind in ("xpcscorr-frame", "xpcscorr-pixel", "boost-events"):
+            if ns.no_xpcscorr and kind.startswith("xpcscorr"):
+                peers[kind] = "skipped"
+                continue
+            peers[kind] = run_case(kind, size, frames, photons, ns.repeats, ns.threads)
+        if not isinstance(ours, dict):
+            table.add_row(f"{size}x{size}", str(photons), str(frames), str(ours))
+            continue
+        fps = frames / float(ours["seconds"])  # type: ignore[arg-type]
+        peer_fps = []
+        cells = []
+        for kind in ("xpcscorr-frame", "xpcscorr-pixel", "boost-events"):
+            got = peers[kind]
+            if isinstance(got, dict):
+                pf = frames / float(got["seconds"])  # type: ignore[arg-type]
+                peer_fps.append(pf)
+                cells.append(f"{pf:,.0f}")
+            else:
+                cells.append(str(got))
+        best = max(peer_fps) if peer_fps else None
+        table.add_row(
+            f"{size}x{size}", str(photons), str(frames), f"{int(ours['events']):,}", f"{fps:,.0f}",  # type: ignore[call-overload]
+            str(ours["mode"]), f"{float(ours['cpu_seconds']):.3f}", f"{float(ours['extra_mb']):,.0f}",  # type: ignore[arg-type]
+            *cells, f"{fps / best:.1f}x" if best else "",
+        )  # fmt: skip
+        headline.append(
+            f"{size}x{size} {photons}: {fps:,.0f} frames/s"
+            + (f" ({fps / best:.1f}x best peer)" if best else "")
+        )
+    console = Console(width=190)
+    console.print(table)
+    console.print("event data to g2(q), beambridge: " + "; ".join(headline))
+    console.print(
+        "xpcscorr 0.4.5 runs without Dask (its local cluster's start-up alone takes seconds) and gives g2 at "
+        "every linear lag; its pixel-major (CSC) input is converted outside the timing. boost-corr takes "
+        "dense frames only (the same photons, as frames)."
+    )
 
 
 if __name__ == "__main__":

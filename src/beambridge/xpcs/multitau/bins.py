@@ -2,12 +2,11 @@
 
 :func:`~beambridge.xpcs.multitau.dense.finalize` writes G2, IP and IF for every pixel and delay (three
 float64 arrays of ``n_tau × P``: 670 MB at 1 Mpx and 200 frames), which the normalisation then reads
-back: at 1 Mpx that took longer than correlating the frames. Here each pixel's G2, IP and IF are
-computed with the same expressions as ``finalize`` (so the same bits) and added at once into the sums
-of the pixel's static and dynamic bins, in one pass over the finished state (:func:`bin_sums`,
-:func:`bin_group` per group of pixels). Doing it inside the dense kernel as the last block passes, while
-the state is in cache, was measured and dropped: per strip no faster at 1 Mpx and 20 % slower at 256²,
-per tile 1 % faster at 1 Mpx.
+back: at 1 Mpx that took longer than correlating the frames. Here each pixel's sums are added at once
+into the sums of the pixel's static and dynamic bins, in one pass over the finished state
+(:func:`bin_sums`, :func:`bin_group` per group of pixels). Doing it inside the dense kernel as the last
+block passes, while the state is in cache, was measured and dropped: per strip no faster at 1 Mpx and
+20 % slower at 256², per tile 1 % faster at 1 Mpx.
 
 With ⟨·⟩_s the mean over the pixels of static bin s (XPCS-Eigen ``Corr::normalizeG2s``):
 
@@ -15,18 +14,25 @@ With ⟨·⟩_s the mean over the pixels of static bin s (XPCS-Eigen ``Corr::nor
     g2(q, τ) = unweighted mean of the finite g2_s over the static bins s of dynamic bin q
     err(q, τ) = std_p(g_p) / √n,   g_p = G2_p / (IP_p · IF_p)  over the n pixels of q with IP_p·IF_p > 0
 
-(population standard deviation). The spread is accumulated in one pass as sums of g_p − K around a
-shift K that is a value of the data itself (each chunk's first g_p of the bin), and chunks are merged
-with Chan et al.'s formula: no second pass over the state, and no cancellation.
+(population standard deviation). The bin sums behind ⟨G2⟩_s, ⟨IP⟩_s, ⟨IF⟩_s are sums of the pixels'
+integer sums (Σ_p acc_p, Σ_p (tot − last c), Σ_p (tot − first c)), scaled once at the end: exact for
+counts, so they do not depend on the order in which pixels are added, and the event-driven path
+(:mod:`beambridge.xpcs.multitau.sparse`) adds only the pixels and elements that saw photons. The
+spread is accumulated in one pass over the **non-zero** ratios g_p, as sums of g_p − K around a shift K
+that is a value of the data itself (each chunk's first such g_p of the bin); the valid pixels whose
+ratio is zero (no product at that delay) are only counted and added in at the end, and chunks are
+merged with Chan et al.'s formula: no second pass over the state, and no cancellation.
 
 Determinism: pixels are cut into a fixed number of chunks that depends only on the shapes (never on
-the thread count); each chunk adds its pixels in order into its own partial sums; chunks are merged in
-order. Dense and sparse state are cut at the same pixels. The result is the same bits for any number
-of threads, any block sizes, and either path.
+the thread count); each chunk adds its pixels' ratios in order into its own partial sums; chunks are
+merged in order. Dense and event state are cut at the same pixels and compute each ratio with the same
+expression (:func:`~beambridge.xpcs.multitau.sparse.pixel_ratio`). The result is the same bits for any
+number of threads, any block sizes, and either path.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +40,7 @@ import numpy.typing as npt
 from numba import njit, prange
 
 from beambridge.xpcs.multitau.dense import level_totals
+from beambridge.xpcs.multitau.sparse import add_ratio, pixel_ratio
 
 CHUNK_PIXELS = 1024
 """Chunks are cut at multiples of this many pixels (a multiple of the dense kernel's 256-pixel tiles)."""
@@ -89,7 +96,7 @@ class G2Result:
 
 def chunk_pixels(n_pixels: int, n_tau: int, n_static: int, n_dynamic: int, n_seg: int) -> np.ndarray:
     """First pixel of every chunk and the end, shape (n_chunks + 1,): a function of the shapes only."""
-    per_chunk = 8 * (n_tau * (3 * n_static + 4 * n_dynamic) + (1 + n_seg) * n_static)
+    per_chunk = 8 * (n_tau * (3 * n_static + 5 * n_dynamic) + (1 + n_seg) * n_static)
     n_units = max(1, -(-n_pixels // CHUNK_PIXELS))
     n = max(1, min(CHUNKS, n_units, PARTIAL_BYTES // max(per_chunk, 1)))
     units = np.linspace(0, n_units, n + 1).round().astype(np.int64)
@@ -111,12 +118,19 @@ def group_labels(static: npt.NDArray[np.int64], n_static: int, groups: int) -> n
     """Sub-bin ``s·groups + k`` of every pixel: the pixels of static bin s, in detector order, cut into
     ``groups`` runs of equal size (±1), so each group is a few compact patches of the bin."""
     n_s = np.bincount(static, minlength=n_static)
-    key = static.astype(np.uint16) if n_static <= np.iinfo(np.uint16).max else static
-    order = np.argsort(key, kind="stable")  # radix sort for 16-bit keys
-    start = np.concatenate([[0], np.cumsum(n_s)[:-1]])
-    rank = np.empty(static.size, dtype=np.int64)
-    rank[order] = np.arange(static.size, dtype=np.int64) - start[static[order]]
-    return static * groups + (rank * groups) // np.maximum(n_s[static], 1)
+    return _group_labels(static, n_s, groups)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def _group_labels(static: np.ndarray, n_s: np.ndarray, groups: int) -> np.ndarray:
+    """:func:`group_labels` in one pass: a pixel's rank in its bin is how many of the bin came before."""
+    seen = np.zeros(n_s.shape[0], dtype=np.int64)
+    out = np.empty(static.shape[0], dtype=np.int64)
+    for p in range(static.shape[0]):
+        s = static[p]
+        out[p] = s * groups + (seen[s] * groups) // max(n_s[s], 1)
+        seen[s] += 1
+    return out
 
 
 class BinPartials:
@@ -127,9 +141,26 @@ class BinPartials:
     their spread is the covariance of g2 across delays (``(K−1)/K · Σ_k (g2₍₋ₖ₎ − ḡ2)(g2₍₋ₖ₎ − ḡ2)ᵀ``),
     the honest error of the ratio of bin means that g2 is, with the correlation of neighbouring delays
     that a fit must know.
+
+    Static sums are kept in ``sum_dtype``, the correlator's (uint64 for counts: exact whatever the order,
+    which lets the event-driven path add only the pixels that saw photons); ``scale1``/``scale2`` (n_tau,)
+    turn them into Σ IP_p, Σ IF_p and Σ G2_p (``2^-l/n`` and ``4^-l/n``). They are kept in one set per
+    chunk, or in ``static_sets`` sets (one per worker) where exact integer sums make the order free.
     """
 
-    def __init__(self, labels: BinLabels, n_pixels: int, n_tau: int, n_seg: int) -> None:
+    def __init__(
+        self,
+        labels: BinLabels,
+        n_pixels: int,
+        n_tau: int,
+        n_seg: int,
+        sum_dtype: npt.DTypeLike,
+        scale1: npt.NDArray[np.float64],
+        scale2: npt.NDArray[np.float64],
+        n_frames: int,
+        seg_len: npt.NDArray[np.float64],
+        static_sets: int | None = None,
+    ) -> None:
         if labels.static.size != n_pixels or labels.dynamic.size != n_pixels:
             raise ValueError(f"{labels.static.size} bin labels for {n_pixels} analysed pixels")
         self.labels = labels
@@ -141,10 +172,14 @@ class BinPartials:
         self.dynamic = np.ascontiguousarray(labels.dynamic, dtype=np.int64)
         self.pixel_bounds = chunk_pixels(n_pixels, n_tau, n_sub, labels.n_dynamic, n_seg)
         n_chunks = self.pixel_bounds.size - 1
-        self.static_sums = np.zeros((n_chunks, 3, n_tau, n_sub))
-        self.static_intensity = np.zeros((n_chunks, 1 + n_seg, n_sub))
-        self.dynamic_sums = np.zeros((n_chunks, 4, n_tau, labels.n_dynamic))
-        self.pixel_mean = np.empty(n_pixels)
+        self.scale1, self.scale2 = scale1, scale2
+        self.n_frames, self.seg_len = n_frames, seg_len
+        sets = n_chunks if static_sets is None else static_sets
+        self.static_sums = np.zeros((sets, 3, n_tau, n_sub), dtype=sum_dtype)
+        self.static_intensity = np.zeros((sets, 1 + n_seg, n_sub), dtype=sum_dtype)
+        self.dynamic_sums = np.zeros((n_chunks, labels.n_dynamic, n_tau, 4))
+        self.valid = np.zeros((n_chunks, n_tau, labels.n_dynamic), dtype=np.int64)
+        self.pixel_mean = np.zeros(n_pixels)
 
     def group_bounds(self, lanes: int) -> np.ndarray:
         """Chunk boundaries in groups of ``lanes`` pixels."""
@@ -159,44 +194,65 @@ class BinPartials:
         intensity = self.static_intensity.sum(axis=0).reshape(-1, lab.n_static, k).sum(axis=2)
         count_group = np.bincount(self.static, minlength=lab.n_static * k).reshape(lab.n_static, k)
         count = count_group.sum(axis=1).astype(np.float64)
-        s1, n_c, s2, shift = (self.dynamic_sums[:, i] for i in range(4))
-        n = n_c.sum(axis=0)
+        scale = np.stack([self.scale2, self.scale1, self.scale1])[:, :, None]
+        per_time = np.concatenate([[float(self.n_frames)], self.seg_len])[:, None]
         with np.errstate(invalid="ignore", divide="ignore"):
-            g2s = (st[0] / count) / ((st[1] / count) * (st[2] / count))
-            mean_c = np.where(n_c > 0, shift + s1 / n_c, 0.0)
-            mean = (n_c * mean_c).sum(axis=0) / n
-            within = np.where(n_c > 0, s2 - s1 * s1 / n_c, 0.0).sum(axis=0)
-            between = (n_c * (mean_c - mean) ** 2).sum(axis=0)
-            err = np.sqrt(np.maximum(within + between, 0.0) / n) / np.sqrt(n)
-            scattering = intensity / count
+            mean = st * scale / count
+            g2s = mean[0] / (mean[1] * mean[2])
+            scattering = intensity / per_time / count
         g2 = dynamic_mean_of_static(g2s, lab)
         return G2Result(
             tau=tau.copy(),
             g2=g2,
-            g2_err=err,
+            g2_err=self._spread(),
             scattering_1d=scattering[0],
             scattering_1d_segments=scattering[1:],
             mean_intensity=self.pixel_mean,
             frame_sum=frame_sum,
-            g2_cov=self._jackknife(st, per_group, count, count_group),
+            g2_cov=self._jackknife(st, per_group, scale, count, count_group),
         )
 
+    def _spread(self) -> npt.NDArray[np.float64]:
+        """XPCS-Eigen's error bar, std_p(g_p)/√n over the valid pixels of every dynamic bin: the chunks'
+        shifted sums of the non-zero ratios, completed by the zero ratios (valid pixels without a
+        product) and merged with Chan et al.'s formula."""
+        s1, n_nz, s2, shift = (self.dynamic_sums[..., i].transpose(0, 2, 1) for i in range(4))
+        n_c = self.valid.astype(np.float64)
+        zeros = n_c - n_nz
+        s1 = s1 - zeros * shift  # each zero ratio adds (0 − K) and (0 − K)²
+        s2 = s2 + zeros * shift * shift
+        n = n_c.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_c = np.where(n_c > 0, shift + s1 / n_c, 0.0)
+            mean = (n_c * mean_c).sum(axis=0) / n
+            within = np.where(n_c > 0, s2 - s1 * s1 / n_c, 0.0).sum(axis=0)
+            between = (n_c * (mean_c - mean) ** 2).sum(axis=0)
+            return np.asarray(np.sqrt(np.maximum(within + between, 0.0) / n) / np.sqrt(n))
+
     def _jackknife(
-        self, st: np.ndarray, per_group: np.ndarray, count: np.ndarray, count_group: np.ndarray
+        self,
+        st: np.ndarray,
+        per_group: np.ndarray,
+        scale: np.ndarray,
+        count: np.ndarray,
+        count_group: np.ndarray,
     ) -> npt.NDArray[np.float64]:
         """(n_dynamic, n_tau, n_tau) covariance of g2 from the leave-one-group-out replicates."""
         lab, k = self.labels, self.groups
         c = count[None, :] - count_group.T  # (k, n_static): bin counts without group g
-        rest = st[:, None] - np.moveaxis(per_group, 3, 1)  # (3, k, n_tau, n_static)
+        rest = st[:, None] - np.moveaxis(per_group, 3, 1)  # (3, k, n_tau, n_static), exact for integers
         with np.errstate(invalid="ignore", divide="ignore"):
-            g2s = (rest[0] / c[:, None]) / ((rest[1] / c[:, None]) * (rest[2] / c[:, None]))
+            mean = rest * scale[:, None] / c[None, :, None]
+            g2s = mean[0] / (mean[1] * mean[2])
         # unweighted mean of the finite static bins of each dynamic bin, all replicates at once
         one_hot = np.zeros((lab.n_static, lab.n_dynamic))
         one_hot[np.arange(lab.n_static), lab.static_to_dynamic] = 1.0
         finite = np.isfinite(g2s)
         with np.errstate(invalid="ignore", divide="ignore"):
             reps = (np.where(finite, g2s, 0.0) @ one_hot) / (finite @ one_hot)
-        dev = reps - np.nanmean(reps, axis=0)  # (k, n_tau, n_dynamic)
+        with warnings.catch_warnings():  # a bin without any finite replicate stays NaN, quietly
+            warnings.simplefilter("ignore", RuntimeWarning)
+            dev = reps - np.nanmean(reps, axis=0)  # (k, n_tau, n_dynamic)
         dev = np.where(np.isfinite(dev), dev, 0.0)
         return (k - 1) / k * np.einsum("giq,gjq->qij", dev, dev)
 
@@ -225,9 +281,9 @@ def bin_group(
     w: int,
     level: np.ndarray,
     lag: np.ndarray,
-    n_pairs: np.ndarray,
+    scale1: np.ndarray,
+    scale2: np.ndarray,
     level_len: np.ndarray,
-    seg_len: np.ndarray,
     static: np.ndarray,
     dynamic: np.ndarray,
     c: int,
@@ -235,6 +291,7 @@ def bin_group(
     static_sums: np.ndarray,
     static_intensity: np.ndarray,
     dynamic_sums: np.ndarray,
+    valid: np.ndarray,
     tot: np.ndarray,
     first: np.ndarray,
     last: np.ndarray,
@@ -244,12 +301,16 @@ def bin_group(
     """Add the ``w`` pixels ``base …`` of group ``g`` (state ``acc[g]`` (n_tau, lanes), ``head[g]``,
     ``tail[g]`` (L, H, lanes), ``seg[g]`` (n_seg, lanes)) into chunk ``c``'s partial sums:
 
-        ``static_sums[c, 0|1|2, j, s]``   Σ G2_p | Σ IP_p | Σ IF_p over the pixels of static bin s
-        ``dynamic_sums[c, 0|1|2|3, j, d]`` Σ (g_p − K) | n | Σ (g_p − K)² | K, over the pixels of
-                                          dynamic bin d with IP_p·IF_p > 0 (K: the chunk's first g_p)
-        ``static_intensity[c, 0, s]``     Σ of the pixels' time means; ``[c, 1 + q, s]`` segment q's
-        ``pixel_mean[p]``                 the time mean of pixel p
+        ``static_sums[c, 0|1|2, j, s]``    Σ acc_p | Σ (tot − last c) | Σ (tot − first c) over the pixels
+                                           of static sub-bin s: the sums behind Σ G2_p, Σ IP_p, Σ IF_p
+        ``static_intensity[c, 0, s]``      Σ of the pixels' level-0 totals; ``[c, 1 + q, s]`` segment q's
+        ``dynamic_sums[c, d, j, 0|1|2|3]`` Σ (g_p − K) | n | Σ (g_p − K)² | K over the pixels of dynamic
+                                           bin d whose ratio g_p = G2_p/(IP_p·IF_p) is defined and not
+                                           zero (K: the chunk's first such g_p; :func:`add_ratio`)
+        ``valid[c, j, d]``                 pixels of d with IP_p·IF_p > 0 (zero ratios included)
+        ``pixel_mean[p]``                  the time mean of pixel p
 
+    Static sums are in the state's dtype (integers: exact, so any path and order give the same sums).
     ``tot`` (L, lanes), ``first``/``last`` (lanes,), ``v`` (4, lanes) are scratch. ``zero_tol``: see
     :func:`~beambridge.xpcs.multitau.dense.finalize` (0 for integer sums, which are exact).
     """
@@ -259,19 +320,14 @@ def bin_group(
     level_totals(tail, seg, g, w, level_len, tot)
     for i in range(w):
         s = static[base + i]
-        m = np.float64(tot[0, i]) / np.float64(level_len[0])
-        pixel_mean[base + i] = m
-        static_intensity[c, 0, s] += m
+        pixel_mean[base + i] = np.float64(tot[0, i]) / np.float64(level_len[0])
+        static_intensity[c, 0, s] += tot[0, i]
         for q in range(n_seg):
-            static_intensity[c, 1 + q, s] += np.float64(seg[g, q, i]) / seg_len[q]
+            static_intensity[c, 1 + q, s] += seg[g, q, i]
     run_level, run_lag = -1, 0
     for j in range(n_tau):
         lev = level[j]
         lg = lag[j]
-        inv = 1.0 / np.float64(1 << lev)  # exact (power of two)
-        n = np.float64(n_pairs[j])
-        scale1 = inv / n  # exact scaling by 2^-l, then 1/n: a multiplication, not a division, per pixel
-        scale2 = inv * inv / n
         # IP = total − last lg elements, IF = total − first lg elements; the lags of a level ascend, so
         # both sums grow one element at a time (in the order finalize adds them)
         if lev != run_level:
@@ -286,11 +342,9 @@ def bin_group(
                 first[i] += head[g, lev, run_lag - 1, i]
         # vectorised loops (no branch, no store to shared sums)
         for i in range(w):
-            v[0, i] = np.float64(acc[g, j, i]) * scale2
+            v[1, i] = np.float64(tot[lev, i] - last[i]) * scale1[j]
         for i in range(w):
-            v[1, i] = np.float64(tot[lev, i] - last[i]) * scale1
-        for i in range(w):
-            v[2, i] = np.float64(tot[lev, i] - first[i]) * scale1
+            v[2, i] = np.float64(tot[lev, i] - first[i]) * scale1[j]
         if zero_tol > 0.0:  # float sums: a window without photons is zero, not a rounding residue
             for i in range(w):
                 limit = zero_tol * abs(np.float64(tot[0, i]))
@@ -299,18 +353,13 @@ def bin_group(
                 if abs(np.float64(tot[lev, i] - first[i])) <= limit:
                     v[2, i] = 0.0
         for i in range(w):
-            v[3, i] = v[0, i] / (v[1, i] * v[2, i])  # used only where IP_p·IF_p > 0
+            v[3, i] = pixel_ratio(
+                acc[g, j, i], tot[lev, i] - last[i], tot[lev, i] - first[i], scale1[j], scale2[j]
+            )
         # neighbouring pixels mostly share their bins: a bin's sums stay in registers while its
         # pixels follow one another (the same additions in the same order, without store and reload)
         s = static[base]
         s0, s1, s2 = static_sums[c, 0, j, s], static_sums[c, 1, j, s], static_sums[c, 2, j, s]
-        d = dynamic[base]
-        d0, d1, d2, dk = (
-            dynamic_sums[c, 0, j, d],
-            dynamic_sums[c, 1, j, d],
-            dynamic_sums[c, 2, j, d],
-            dynamic_sums[c, 3, j, d],
-        )
         for i in range(w):
             sn = static[base + i]
             if sn != s:
@@ -319,36 +368,18 @@ def bin_group(
                 static_sums[c, 2, j, s] = s2
                 s = sn
                 s0, s1, s2 = static_sums[c, 0, j, s], static_sums[c, 1, j, s], static_sums[c, 2, j, s]
-            dn = dynamic[base + i]
-            if dn != d:
-                dynamic_sums[c, 0, j, d] = d0
-                dynamic_sums[c, 1, j, d] = d1
-                dynamic_sums[c, 2, j, d] = d2
-                dynamic_sums[c, 3, j, d] = dk
-                d = dn
-                d0, d1, d2, dk = (
-                    dynamic_sums[c, 0, j, d],
-                    dynamic_sums[c, 1, j, d],
-                    dynamic_sums[c, 2, j, d],
-                    dynamic_sums[c, 3, j, d],
-                )
-            s0 += v[0, i]
-            s1 += v[1, i]
-            s2 += v[2, i]
-            if v[1, i] * v[2, i] > 0:
-                if d1 == 0:
-                    dk = v[3, i]
-                dev = v[3, i] - dk
-                d0 += dev
-                d1 += 1.0
-                d2 += dev * dev
+            s0 += acc[g, j, i]
+            s1 += tot[lev, i] - last[i]
+            s2 += tot[lev, i] - first[i]
         static_sums[c, 0, j, s] = s0
         static_sums[c, 1, j, s] = s1
         static_sums[c, 2, j, s] = s2
-        dynamic_sums[c, 0, j, d] = d0
-        dynamic_sums[c, 1, j, d] = d1
-        dynamic_sums[c, 2, j, d] = d2
-        dynamic_sums[c, 3, j, d] = dk
+        for i in range(w):
+            if v[1, i] * v[2, i] > 0:
+                d = dynamic[base + i]
+                valid[c, j, d] += 1
+                if acc[g, j, i] != 0:
+                    add_ratio(dynamic_sums, c, d, j, v[3, i])
 
 
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy", boundscheck=False)
@@ -360,9 +391,9 @@ def bin_sums(
     n_pix: int,
     level: np.ndarray,
     lag: np.ndarray,
-    n_pairs: np.ndarray,
+    scale1: np.ndarray,
+    scale2: np.ndarray,
     level_len: np.ndarray,
-    seg_len: np.ndarray,
     static: np.ndarray,
     dynamic: np.ndarray,
     chunk_ptr: np.ndarray,
@@ -370,6 +401,7 @@ def bin_sums(
     static_sums: np.ndarray,
     static_intensity: np.ndarray,
     dynamic_sums: np.ndarray,
+    valid: np.ndarray,
     zero_tol: float,
 ) -> None:
     """:func:`bin_group` over a finished state grouped (n_groups, ..., lanes); chunk ``c`` is groups
@@ -384,7 +416,7 @@ def bin_sums(
         for g in range(chunk_ptr[c], chunk_ptr[c + 1]):
             base = g * lanes
             bin_group(
-                acc, head, tail, seg, g, base, min(lanes, n_pix - base), level, lag, n_pairs, level_len,
-                seg_len, static, dynamic, c, pixel_mean, static_sums, static_intensity, dynamic_sums,
-                tot, first, last, v, zero_tol,
+                acc, head, tail, seg, g, base, min(lanes, n_pix - base), level, lag, scale1, scale2,
+                level_len, static, dynamic, c, pixel_mean, static_sums, static_intensity, dynamic_sums,
+                valid, tot, first, last, v, zero_tol,
             )  # fmt: skip

@@ -40,17 +40,21 @@ from beambridge.xpcs.multitau.bins import BinLabels, BinPartials, G2Result, bin_
 from beambridge.xpcs.multitau.delays import DelaySchedule, multitau_schedule
 from beambridge.xpcs.multitau.dense import STRIP, TILE, dense_update, finalize, float_zero_tolerance
 from beambridge.xpcs.multitau.sparse import (
-    dense_to_pixel_events,
-    frame_events_to_pixel_events,
+    append_events,
+    append_frame_events,
+    count_frame_events,
+    event_bin_sums,
+    event_pixel_sums,
+    group_by_pixel,
     scatter_events,
-    sparse_flush,
-    sparse_update,
 )
 
 Mode = Literal["auto", "dense", "sparse"]
 Arithmetic = Literal["int32", "int64", "float"]
 _U64_LIMIT = float(2**64)
 _U32_LIMIT = float(2**32)
+SPARSE_DENSITY = 0.05
+"""Photons per pixel and frame up to which ``mode="auto"`` takes the event-driven path for events."""
 
 
 @dataclass
@@ -140,8 +144,10 @@ class MultiTauCorrelator:
         n_detector: number of pixels per frame (H·W).
         delays_per_level: dpl (default 4, as at APS).
         n_segments: time segments for the segment means (``scattering_1d_segments``).
-        mode: "dense", "sparse", or "auto" (= dense: the dense kernel is faster at every photon
-            density measured, on frames and on events alike; "sparse" keeps per-pixel event state).
+        mode: "dense" (every pixel, every frame, streaming), "sparse" (event-driven: only the photons
+            are kept and correlated at the end, see :mod:`beambridge.xpcs.multitau.sparse`; integer
+            counts only, float input switches to dense), or "auto": sparse for events at most
+            :data:`SPARSE_DENSITY` photons per pixel and frame (judged on the first block), else dense.
     """
 
     def __init__(
@@ -174,12 +180,21 @@ class MultiTauCorrelator:
         self._lag = sch.lag[order].astype(np.int64)
         self._tau_row = order.astype(np.int64)
         self._lag_ptr = np.searchsorted(sch.level[order], np.arange(self._n_levels + 1)).astype(np.int64)
+        self._row_of = np.full((self._n_levels, int(sch.lag.max()) + 1), -1, dtype=np.int64)
+        self._row_of[sch.level, sch.lag] = np.arange(sch.n_tau)
+        inv = 1.0 / (2.0 ** sch.level.astype(np.float64))  # exact powers of two
+        self._scale1 = inv / sch.n_pairs.astype(np.float64)
+        self._scale2 = inv * inv / sch.n_pairs.astype(np.float64)
         self._ring_size = 2 * delays_per_level + 1
         self._hist = 2 * delays_per_level
         self._max_value = 0.0
         self._tmax: np.ndarray = np.zeros(0, dtype=np.uint32)
         self._frame_sum: np.ndarray = np.zeros(n_frames, dtype=np.uint64)
         self._state_allocated = False
+        self._n_events = 0
+        self._ev_state: np.ndarray = np.empty(0, dtype=np.int32)
+        self._ev_frame: np.ndarray = np.empty(0, dtype=np.int32)
+        self._ev_value: np.ndarray = np.empty(0, dtype=np.uint32)
         self._finished = False
         self._n_threads = numba.get_num_threads()
 
@@ -208,22 +223,19 @@ class MultiTauCorrelator:
         rank = {"int32": 0, "int64": 1, "float": 2}
         if rank[target] <= rank[self.arithmetic]:
             return
+        if self.mode == "sparse" and target == "float":
+            self._events_to_dense()  # the event path is for counts: replay what it kept, go on dense
         self.arithmetic = target
         self._frame_sum = self._frame_sum.astype(self._acc_dtype)
         if not self._state_allocated:
             return
-        names: tuple[str, ...] = ("_hist_v", "_head", "_acc", "_seg", "_tmax")
         if self.mode == "sparse":
-            names = ("_ring", "_pend_val", "_total", "_head", "_acc", "_seg")
-        for name in names:
-            arr = getattr(self, name)
-            dt = (
-                self._val_dtype
-                if name in ("_hist_v", "_head", "_tmax") and self.mode == "dense"
-                else self._acc_dtype
-            )
-            setattr(self, name, arr.astype(dt))
-        if self.mode == "dense" and target == "float":
+            self._ev_value = self._ev_value.astype(self._val_dtype)
+            return
+        for name in ("_hist_v", "_head", "_acc", "_seg", "_tmax"):
+            dt = self._val_dtype if name in ("_hist_v", "_head", "_tmax") else self._acc_dtype
+            setattr(self, name, getattr(self, name).astype(dt))
+        if target == "float":
             self._tmax = self._tmax[:0]
 
     def _admit(self, integer: bool, bound: float) -> None:
@@ -231,6 +243,8 @@ class MultiTauCorrelator:
         if self.n_fed == 0 and not self._state_allocated:
             self.arithmetic = self._needed(integer, self._max_value)
             self._frame_sum = self._frame_sum.astype(self._acc_dtype)
+            if self.mode == "sparse" and self.arithmetic == "float":
+                self.mode = "dense"
         else:
             self._widen(self._needed(integer, self._max_value))
 
@@ -240,8 +254,9 @@ class MultiTauCorrelator:
         block. At 1 Mpx the state is hundreds of megabytes whose first touch (page faults) otherwise
         slows the first block by a third; call this while waiting for the detector. Optional: results
         are the same either way. A float ``dtype`` chooses float64 arithmetic; integer counts start in
-        the narrowest exact arithmetic and widen by themselves as usual."""
-        if self._state_allocated or self.mode == "sparse" or self.n_fed:
+        the narrowest exact arithmetic and widen by themselves as usual. The event-driven (sparse) path
+        has no state to prepare."""
+        if self._state_allocated or self.mode != "dense" or self.n_fed:
             return
         self.arithmetic = "float" if np.dtype(dtype).kind == "f" else "int32"
         self._frame_sum = self._frame_sum.astype(self._acc_dtype)
@@ -251,31 +266,60 @@ class MultiTauCorrelator:
 
     def _allocate(self, mode: Literal["dense", "sparse"]) -> None:
         self.mode = mode
-        nl, r, h, p = self._n_levels, self._ring_size, self._hist, self.pixels.size
-        n_tau = self.schedule.n_tau
-        acc_t, val_t = self._acc_dtype, self._val_dtype
+        nl, h, p = self._n_levels, self._hist, self.pixels.size
         if mode == "dense":
             tile = TILE
             n_tiles = -(-p // tile)
+            val_t = self._val_dtype
             self._hist_v = np.zeros((n_tiles, nl, h, tile), dtype=val_t)
             self._head = np.zeros((n_tiles, nl, h, tile), dtype=val_t)
-            self._acc = np.zeros((n_tiles, n_tau, tile), dtype=acc_t)
-            self._seg = np.zeros((n_tiles, self.n_segments, tile), dtype=acc_t)
+            self._acc = np.zeros((n_tiles, self.schedule.n_tau, tile), dtype=self._acc_dtype)
+            self._seg = np.zeros((n_tiles, self.n_segments, tile), dtype=self._acc_dtype)
             self._tile_src = _tile_sources(self.pixels, tile)
             self._strip_src = _strip_sources(self._tile_src, STRIP, tile)
             self._tmax = np.zeros(n_tiles if self.arithmetic != "float" else 0, dtype=val_t)
         else:
-            self._ring = np.zeros((p, nl, r), dtype=acc_t)
-            self._ring_idx = np.full((p, nl, r), -1, dtype=np.int64)
-            self._pend_val = np.zeros((p, nl), dtype=acc_t)
-            self._pend_idx = np.full((p, nl), -1, dtype=np.int64)
-            self._total = np.zeros((p, nl), dtype=acc_t)
-            self._head = np.zeros((p, nl, h), dtype=acc_t)
-            self._acc = np.zeros((p, n_tau), dtype=acc_t)
-            self._seg = np.zeros((p, self.n_segments), dtype=acc_t)
-            self._state_of_pixel = np.full(self.n_detector, -1, dtype=np.int64)
+            self._state_of_pixel = np.full(self.n_detector, -1, dtype=np.int32 if p < 2**31 else np.int64)
             self._state_of_pixel[self.pixels] = np.arange(p)
+            self._n_events = 0
+            self._ev_state = np.empty(0, dtype=self._state_of_pixel.dtype)
+            self._ev_frame = np.empty(0, dtype=np.int32 if self.schedule.n_frames < 2**31 else np.int64)
+            self._ev_value = np.empty(0, dtype=self._val_dtype)
         self._state_allocated = True
+
+    def _event_room(self, extra: int) -> None:
+        """Grow the event buffers (by doubling) to hold ``extra`` more events."""
+        need = self._n_events + extra
+        if need <= self._ev_state.size:
+            return
+        size = max(need, 2 * self._ev_state.size, 1 << 16)
+        for name in ("_ev_state", "_ev_frame", "_ev_value"):
+            old = getattr(self, name)
+            new = np.empty(size, dtype=old.dtype)
+            new[: self._n_events] = old[: self._n_events]
+            setattr(self, name, new)
+
+    def _events_to_dense(self) -> None:
+        """Feed the kept events to a new dense state, block by block (float input met the event path)."""
+        if not self._state_allocated or self.mode != "sparse":
+            self.mode = "dense"
+            return
+        n = self._n_events
+        state, frame, value = self._ev_state[:n], self._ev_frame[:n], self._ev_value[:n]
+        fed, self.n_fed = self.n_fed, 0
+        self._frame_sum[:] = 0
+        self._state_allocated = False
+        self._allocate("dense")
+        block = max(1, min(fed, 64))
+        for a in range(0, fed, block):
+            b = min(block, fed - a)
+            fp = np.searchsorted(frame, np.arange(a, a + b + 1))
+            lo, hi = int(fp[0]), int(fp[-1])
+            self._feed_dense(
+                _expand_events(fp - lo, self.pixels[state[lo:hi]], value[lo:hi], self.n_detector)
+            )
+        self._ev_state, self._ev_frame, self._ev_value = state[:0], frame[:0], value[:0]
+        self._n_events = 0
 
     def _segments(self, first: int, count: int) -> npt.NDArray[np.int64]:
         k = np.arange(first, first + count, dtype=np.int64)
@@ -306,41 +350,35 @@ class MultiTauCorrelator:
         arr = arr.reshape(arr.shape[0], -1) if arr.ndim >= 2 else arr.reshape(1, -1)
         if arr.shape[1] != self.n_detector:
             raise OptionError(f"frames have {arr.shape[1]} pixels, expected {self.n_detector}")
-        b = arr.shape[0]
-        if b == 0:
+        if arr.shape[0] == 0:
             return
-        self._check_room(b)
+        self._check_room(arr.shape[0])
+        if self.mode == "auto":
+            self.mode = "dense"
         self._admit(*_value_bound(arr))
         arr = self._frames_for_kernel(np.ascontiguousarray(arr))
         if not self._state_allocated:
-            self._allocate("sparse" if self.mode == "sparse" else "dense")
-        seg = self._segments(self.n_fed, b)
-        one = np.ones(1, dtype=self._acc_dtype)
+            self._allocate(self.mode)
         if self.mode == "dense":
-            part = np.zeros((self._tile_src.size, b), dtype=self._acc_dtype)
-            dense_update(
-                arr,
-                self.n_fed,
-                self.pixels,
-                self._tile_src,
-                self._strip_src,
-                self._lag,
-                self._lag_ptr,
-                self._hist_v,
-                self._head,
-                self._acc,
-                self._seg,
-                seg,
-                part,
-                self._tmax,
-                numba.get_num_threads(),
-            )
-        else:
-            n_chunks = 4 * self._n_threads
-            ptr, idx, val = dense_to_pixel_events(
-                arr, self.n_fed, self._state_of_pixel, self.pixels.size, n_chunks, one
-            )
-            part = self._sparse(ptr, idx, val, b, seg)
+            self._feed_dense(arr)
+            return
+        counts = count_frame_events(arr, self.pixels)
+        self._event_room(int(counts.sum()))
+        append_frame_events(
+            arr, self.pixels, counts, self.n_fed, self._ev_state, self._ev_frame, self._ev_value,
+            self._n_events, self._frame_sum,
+        )  # fmt: skip
+        self._n_events += int(counts.sum())
+        self.n_fed += arr.shape[0]
+
+    def _feed_dense(self, arr: np.ndarray) -> None:
+        b = arr.shape[0]
+        seg = self._segments(self.n_fed, b)
+        part = np.zeros((self._tile_src.size, b), dtype=self._acc_dtype)
+        dense_update(
+            arr, self.n_fed, self.pixels, self._tile_src, self._strip_src, self._lag, self._lag_ptr,
+            self._hist_v, self._head, self._acc, self._seg, seg, part, self._tmax, numba.get_num_threads(),
+        )  # fmt: skip
         self._frame_sum[self.n_fed : self.n_fed + b] = part.sum(axis=0)
         self.n_fed += b
 
@@ -348,9 +386,8 @@ class MultiTauCorrelator:
         """Feed sparse frames: frame t (of this block) owns ``pixel/value[frame_ptr[t]:frame_ptr[t+1]]``.
 
         ``pixel`` are flat detector indices; a pixel listed twice in one frame has its values summed.
-        Unless the correlator was made with ``mode="sparse"``, each block is expanded to dense frames
-        for the dense kernel, which is the faster of the two even on event data (1 Mpx, 0.005
-        photons/pixel/frame: 937 vs 108 frames/s).
+        In sparse mode (or auto at a low photon density) the events are kept as they are and
+        correlated by :meth:`g2`/:meth:`result`; in dense mode each block is expanded to frames.
         """
         fp = np.asarray(frame_ptr, dtype=np.int64)
         px = np.asarray(pixel, dtype=np.int64)
@@ -361,88 +398,45 @@ class MultiTauCorrelator:
         self._check_room(b)
         if px.size and (px.min() < 0 or px.max() >= self.n_detector):
             raise OptionError(f"event pixel index outside the detector (0 … {self.n_detector - 1})")
+        if self.mode == "auto":
+            density = px.size / max(b * self.pixels.size, 1)
+            self.mode = "sparse" if density <= SPARSE_DENSITY else "dense"
         if self.mode != "sparse":
             self.add_frames(_expand_events(fp, px, vals, self.n_detector))
             return
         integer, bound = _value_bound(vals)
         if integer and vals.size and vals.dtype.kind in "ub":
-            bound = float(vals.max()) * float(np.bincount(px).max())  # duplicates are summed
+            # a pixel listed twice in a frame is summed: bound it by the largest sum of a frame
+            cum = np.concatenate([[0.0], np.cumsum(vals, dtype=np.float64)])
+            bound = float((cum[fp[1:]] - cum[fp[:-1]]).max())
         self._admit(integer, bound)
+        if self.mode != "sparse":  # float values: the dense kernel takes them
+            self.add_frames(_expand_events(fp, px, vals, self.n_detector))
+            return
         if not self._state_allocated:
             self._allocate("sparse")
-        seg = self._segments(self.n_fed, b)
-        one = np.ones(1, dtype=self._acc_dtype)
-        ptr, idx, val = frame_events_to_pixel_events(
-            fp, px, vals.astype(self._acc_dtype), self.n_fed, self._state_of_pixel, self.pixels.size, one
-        )
-        part = self._sparse(ptr, idx, val, b, seg)
-        self._frame_sum[self.n_fed : self.n_fed + b] = part.sum(axis=0)
+        self._event_room(px.size)
+        self._n_events = append_events(
+            fp, px, vals.astype(self._val_dtype, copy=False), self.n_fed, self._state_of_pixel,
+            self._ev_state, self._ev_frame, self._ev_value, self._n_events, self._frame_sum,
+        )  # fmt: skip
         self.n_fed += b
 
-    def _sparse(
-        self, ptr: np.ndarray, idx: np.ndarray, val: np.ndarray, b: int, seg: np.ndarray
-    ) -> np.ndarray:
-        n_chunks = 4 * self._n_threads
-        part = np.zeros((n_chunks, b), dtype=self._acc_dtype)
-        sparse_update(
-            ptr,
-            idx,
-            val,
-            self.n_fed,
-            n_chunks,
-            self._level_len,
-            self._lag,
-            self._tau_row,
-            self._lag_ptr,
-            self._pend_val,
-            self._pend_idx,
-            self._ring,
-            self._ring_idx,
-            self._total,
-            self._head,
-            self._acc,
-            self._seg,
-            seg,
-            part,
-        )
-        return part
-
     # -- result ----------------------------------------------------------------------------------
-    def _final_state(self) -> tuple[np.ndarray, ...]:
-        """(acc, head, tail, seg) grouped (n_groups, ..., lanes) as :func:`finalize` takes them."""
-        if self.mode == "dense":
-            return self._acc, self._head, self._hist_v, self._seg
-        sparse_flush(
-            self._level_len,
-            self._lag,
-            self._tau_row,
-            self._lag_ptr,
-            self._pend_val,
-            self._pend_idx,
-            self._ring,
-            self._ring_idx,
-            self._total,
-            self._head,
-            self._acc,
+    def _grouped_events(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """The kept events grouped by pixel: (ptr, frame, value, most events of one pixel)."""
+        n = self._n_events
+        ptr, frame, value = group_by_pixel(
+            self._ev_state[:n], self._ev_frame[:n], self._ev_value[:n], self.pixels.size, self._n_threads
         )
-        nl, h, p = self._n_levels, self._hist, self.pixels.size
-        tail = np.zeros((p, nl, h), dtype=self._acc_dtype)
-        for lev in range(nl):
-            last = int(self._level_len[lev]) - 1
-            for r in range(h):
-                m = last - h + 1 + r
-                if m < 0:
-                    continue
-                slot = m % self._ring_size
-                hit = self._ring_idx[:, lev, slot] == m
-                tail[:, lev, r] = np.where(hit, self._ring[:, lev, slot], 0)
-        return self._acc[:, :, None], self._head[..., None], tail[..., None], self._seg[:, :, None]
+        most = int(np.diff(ptr).max()) if self.pixels.size else 0
+        return ptr, frame, value, max(most, 1)
 
     def finish(self) -> tuple[np.ndarray, ...]:
-        """End the feeding and return the final state ``(acc, head, tail, seg)``, grouped
+        """End the feeding and return the final dense state ``(acc, head, tail, seg)``, grouped
         (n_groups, ..., lanes) as :func:`~beambridge.xpcs.multitau.dense.finalize` and
-        :func:`~beambridge.xpcs.multitau.bins.bin_sums` take it. Call after exactly ``n_frames``
-        frames, once; :meth:`result` and :meth:`g2` call it."""
+        :func:`~beambridge.xpcs.multitau.bins.bin_sums` take it (empty for the sparse path, whose state
+        is its events). Call after exactly ``n_frames`` frames, once; :meth:`result` and :meth:`g2` call it."""
         sch = self.schedule
         if self.n_fed != sch.n_frames:
             raise OptionError(f"{self.n_fed} frames were fed but {sch.n_frames} were announced")
@@ -451,22 +445,63 @@ class MultiTauCorrelator:
         if not self._state_allocated:
             self._allocate("dense")
         self._finished = True
-        return self._final_state()
+        if self.mode == "sparse":
+            return ()
+        return self._acc, self._head, self._hist_v, self._seg
 
     def g2(self, labels: BinLabels) -> G2Result:
         """Finish and return g2(q, τ), its error bars and the bin intensities for the q bins ``labels``
-        of the analysed pixels (call after exactly ``n_frames`` frames). One pass over the state, no
-        per-pixel G2/IP/IF arrays; the same bits for any thread count, block sizes and path."""
-        partials = BinPartials(labels, self.pixels.size, self.schedule.n_tau, self.n_segments)
-        acc, head, tail, seg = self.finish()
+        of the analysed pixels (call after exactly ``n_frames`` frames). One pass over the state (or
+        over the pixels that saw photons), no per-pixel G2/IP/IF arrays; the same bits for any thread
+        count, block sizes and path."""
         sch = self.schedule
-        bin_sums(
-            acc, head, tail, seg, self.pixels.size, sch.level, sch.lag, sch.n_pairs, self._level_len,
-            self.segment_lengths, partials.static, partials.dynamic, partials.group_bounds(acc.shape[2]),
-            partials.pixel_mean, partials.static_sums, partials.static_intensity, partials.dynamic_sums,
-            self._zero_tol,
+        sparse = self.mode == "sparse"
+        partials = BinPartials(
+            labels, self.pixels.size, sch.n_tau, self.n_segments, self._acc_dtype, self._scale1,
+            self._scale2, sch.n_frames, self.segment_lengths, self._n_threads if sparse else None,
         )  # fmt: skip
+        state = self.finish()
+        if sparse:
+            self._event_g2(partials)
+        else:
+            acc, head, tail, seg = state
+            bin_sums(
+                acc, head, tail, seg, self.pixels.size, sch.level, sch.lag, self._scale1, self._scale2,
+                self._level_len, partials.static, partials.dynamic, partials.group_bounds(acc.shape[2]),
+                partials.pixel_mean, partials.static_sums, partials.static_intensity,
+                partials.dynamic_sums, partials.valid, self._zero_tol,
+            )  # fmt: skip
         return partials.reduce(sch.tau, self.frame_sum)
+
+    def _event_g2(self, partials: BinPartials) -> None:
+        """The bin sums from the kept events (see :func:`event_bin_sums`), in the dense path's layout."""
+        sch = self.schedule
+        ptr, frame, value, most = self._grouped_events()
+        ss, si = partials.static_sums, partials.static_intensity
+        workers, n_sub, nl = ss.shape[0], ss.shape[3], self._n_levels
+        acc = np.zeros((workers, n_sub, sch.n_tau), dtype=np.uint64)
+        intensity = np.zeros((workers, n_sub, si.shape[1]), dtype=np.uint64)
+        tot = np.zeros((workers, n_sub, nl), dtype=np.uint64)
+        n_edge = self._row_of.shape[1] - 1  # the largest lag
+        edge = np.zeros((workers, n_sub, nl, 2, n_edge), dtype=np.uint64)
+        n_chunks, n_dyn = partials.pixel_bounds.size - 1, partials.labels.n_dynamic
+        hist = np.zeros((n_chunks, n_dyn, nl, n_edge + 1), dtype=np.int64)
+        event_bin_sums(
+            ptr, frame, value, most, self._level_len, self._lag, self._lag_ptr, self._row_of, self._scale1,
+            self._scale2, self._segments(0, sch.n_frames), partials.static, partials.dynamic,
+            partials.pixel_bounds, workers, partials.pixel_mean, acc, intensity, tot, edge,
+            partials.dynamic_sums, hist,
+        )  # fmt: skip
+        # Σ_p (tot − last c) and Σ_p (tot − first c) from the sums of the elements near either end
+        ends = np.cumsum(edge, axis=-1)[:, :, sch.level, :, sch.lag - 1]  # (n_tau, W, n_sub, 2)
+        tot_j = tot[:, :, sch.level]  # (W, n_sub, n_tau)
+        ss[:, 0] = acc.transpose(0, 2, 1)
+        ss[:, 1] = tot_j.transpose(0, 2, 1) - ends[..., 0].transpose(1, 0, 2)
+        ss[:, 2] = tot_j.transpose(0, 2, 1) - ends[..., 1].transpose(1, 0, 2)
+        si[:] = intensity.transpose(0, 2, 1)
+        # pixels valid at lag c: threshold u >= c (cumulative from the top)
+        at_least = np.cumsum(hist[..., ::-1], axis=-1)[..., ::-1]  # (chunk, d, level, u)
+        partials.valid[:] = at_least[:, :, sch.level, sch.lag].transpose(0, 2, 1)
 
     @property
     def _zero_tol(self) -> float:
@@ -492,33 +527,28 @@ class MultiTauCorrelator:
         At 1 Mpx these are hundreds of megabytes; when only per-bin g2 is wanted,
         :meth:`g2` goes there without them."""
         sch = self.schedule
-        acc, head, tail, seg = self.finish()
+        state = self.finish()
         p = self.pixels.size
-        g2 = np.empty((sch.n_tau, p))
-        ip = np.empty((sch.n_tau, p))
-        if_ = np.empty((sch.n_tau, p))
-        mean = np.empty(p)
-        seg_mean = np.empty((self.n_segments, p))
+        g2 = np.zeros((sch.n_tau, p))
+        ip = np.zeros((sch.n_tau, p))
+        if_ = np.zeros((sch.n_tau, p))
+        mean = np.zeros(p)
+        seg_mean = np.zeros((self.n_segments, p))
         seg_len = self.segment_lengths
-        # integer sums are exact: one rounding to float64, then exact power-of-two scaling, then ÷ n
-        finalize(
-            acc,
-            head,
-            tail,
-            seg,
-            p,
-            sch.level,
-            sch.lag,
-            sch.n_pairs,
-            self._level_len,
-            seg_len,
-            g2,
-            ip,
-            if_,
-            mean,
-            seg_mean,
-            self._zero_tol,
-        )
+        if self.mode == "sparse":
+            ptr, frame, value, most = self._grouped_events()
+            event_pixel_sums(
+                ptr, frame, value, most, self._level_len, self._lag, self._lag_ptr, self._row_of,
+                sch.n_pairs, self._segments(0, sch.n_frames), seg_len, self._n_threads, g2, ip, if_, mean,
+                seg_mean,
+            )  # fmt: skip
+        else:
+            acc, head, tail, seg = state
+            # integer sums are exact: one rounding to float64, then exact power-of-two scaling, then ÷ n
+            finalize(
+                acc, head, tail, seg, p, sch.level, sch.lag, sch.n_pairs, self._level_len, seg_len, g2, ip,
+                if_, mean, seg_mean, self._zero_tol,
+            )  # fmt: skip
         return PixelSums(
             schedule=sch,
             G2=g2,

@@ -62,60 +62,45 @@ def _level(
 
     ``out[j] += buf[k] · buf[k - lag[j]]`` for the delay rows j = lag_ptr[lev] … lag_ptr[lev+1]-1
     (delays are in (level, lag) order); ``out`` is the uint64 ``acc`` or the uint32 partial sums.
-    The usual lag sets (8 consecutive lags at level 0, 4 above: dpl = 4) are written out in one lane
-    loop, so the current element is loaded once. No arrays are passed to functions inside the
-    element loop: in numba each such call costs atomic reference-count updates.
+    No arrays are passed to functions inside the element loop: in numba each such call costs atomic
+    reference-count updates.
     """
     n_hist = hist.shape[1]
     j0 = lag_ptr[lev]
     j1 = lag_ptr[lev + 1]
     n = j1 - j0
     l0 = lag[j0] if n > 0 else 0
-    # Two elements per pass: each accumulator is loaded and stored once for both (the additions stay in
-    # time order, so float sums keep their bits). The usual lag sets are written out; other lag sets,
-    # and a last odd element, take the general loop below.
+    # Two elements per pass when the level's lags are consecutive (as every multi-tau schedule's are):
+    # each accumulator is loaded and stored once for both, and the delayed partner of the second
+    # element at lag c is that of the first at lag c-1, so four lags written out in one lane loop
+    # share five partner loads (APS's dpl = 4: two such groups at level 0, one above; other lag sets
+    # finish with one lag per lane loop). The additions stay in time order, so float sums keep their
+    # bits. A last odd element, and lags that are not consecutive, take the general loop below.
     done = 0
-    if n == 8 and lag[j0 + 7] == l0 + 7:
+    if n > 0 and lag[j1 - 1] == l0 + n - 1:
+        n4 = n - n % 4
         while done + 1 < n_new:
             rc = n_hist + done
-            r = rc - l0
-            for i in range(TILE):
-                x = buf[rc, i]
-                y = buf[rc + 1, i]
-                b0 = buf[r + 1, i]
-                b1 = buf[r, i]
-                b2 = buf[r - 1, i]
-                b3 = buf[r - 2, i]
-                b4 = buf[r - 3, i]
-                b5 = buf[r - 4, i]
-                b6 = buf[r - 5, i]
-                b7 = buf[r - 6, i]
-                b8 = buf[r - 7, i]
-                out[j0, i] = (out[j0, i] + x * b1) + y * b0
-                out[j0 + 1, i] = (out[j0 + 1, i] + x * b2) + y * b1
-                out[j0 + 2, i] = (out[j0 + 2, i] + x * b3) + y * b2
-                out[j0 + 3, i] = (out[j0 + 3, i] + x * b4) + y * b3
-                out[j0 + 4, i] = (out[j0 + 4, i] + x * b5) + y * b4
-                out[j0 + 5, i] = (out[j0 + 5, i] + x * b6) + y * b5
-                out[j0 + 6, i] = (out[j0 + 6, i] + x * b7) + y * b6
-                out[j0 + 7, i] = (out[j0 + 7, i] + x * b8) + y * b7
-            done += 2
-    elif n == 4 and lag[j0 + 3] == l0 + 3:
-        while done + 1 < n_new:
-            rc = n_hist + done
-            r = rc - l0
-            for i in range(TILE):
-                x = buf[rc, i]
-                y = buf[rc + 1, i]
-                b0 = buf[r + 1, i]
-                b1 = buf[r, i]
-                b2 = buf[r - 1, i]
-                b3 = buf[r - 2, i]
-                b4 = buf[r - 3, i]
-                out[j0, i] = (out[j0, i] + x * b1) + y * b0
-                out[j0 + 1, i] = (out[j0 + 1, i] + x * b2) + y * b1
-                out[j0 + 2, i] = (out[j0 + 2, i] + x * b3) + y * b2
-                out[j0 + 3, i] = (out[j0 + 3, i] + x * b4) + y * b3
+            for q0 in range(0, n4, 4):
+                ja = j0 + q0
+                r = rc - l0 - q0
+                for i in range(TILE):
+                    x = buf[rc, i]
+                    y = buf[rc + 1, i]
+                    b0 = buf[r + 1, i]
+                    b1 = buf[r, i]
+                    b2 = buf[r - 1, i]
+                    b3 = buf[r - 2, i]
+                    b4 = buf[r - 3, i]
+                    out[ja, i] = (out[ja, i] + x * b1) + y * b0
+                    out[ja + 1, i] = (out[ja + 1, i] + x * b2) + y * b1
+                    out[ja + 2, i] = (out[ja + 2, i] + x * b3) + y * b2
+                    out[ja + 3, i] = (out[ja + 3, i] + x * b4) + y * b3
+            for q in range(n4, n):
+                jq = j0 + q
+                rq = rc - l0 - q
+                for i in range(TILE):
+                    out[jq, i] = (out[jq, i] + buf[rc, i] * buf[rq, i]) + buf[rc + 1, i] * buf[rq + 1, i]
             done += 2
     for t in range(done, n_new):
         rc = n_hist + t

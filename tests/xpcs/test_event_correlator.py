@@ -1,0 +1,206 @@
+"""The event-driven (sparse) correlator: exact against the definitions, the same bits as the dense
+path, and a cost that follows the photons: pixels that saw none hold no state."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from beambridge.xpcs.multitau import MultiTauCorrelator
+from beambridge.xpcs.multitau.bins import BinLabels
+from beambridge.xpcs.multitau.correlator import SPARSE_DENSITY
+from beambridge.xpcs.multitau.g2norm import normalize_g2
+from tests.xpcs.feeding import numba_threads
+from tests.xpcs.test_multitau_paths import reference_sums
+
+FIELDS = ("g2", "g2_err", "g2_cov", "scattering_1d", "scattering_1d_segments", "mean_intensity", "frame_sum")
+PIXEL_FIELDS = ("G2", "IP", "IF", "mean_intensity", "segment_mean", "frame_sum")
+
+
+def as_events(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    flat = frames.reshape(frames.shape[0], -1)
+    rows, pix = np.nonzero(flat)
+    return np.searchsorted(rows, np.arange(flat.shape[0] + 1)), pix, flat[rows, pix]
+
+
+def feed_events(corr: MultiTauCorrelator, frames: np.ndarray, block: int) -> MultiTauCorrelator:
+    for a in range(0, frames.shape[0], block):
+        corr.add_events(*as_events(frames[a : a + block]))
+    return corr
+
+
+def correlators(frames: np.ndarray, pixels: np.ndarray, dpl: int = 4) -> tuple[MultiTauCorrelator, ...]:
+    """The same frames through the dense kernel, and as events and as frames through the event path."""
+    n, n_det = frames.shape[0], frames[0].size
+    dense = MultiTauCorrelator(n, pixels, n_det, dpl, mode="dense")
+    for a in range(0, n, 64):
+        dense.add_frames(frames[a : a + 64])
+    events = feed_events(MultiTauCorrelator(n, pixels, n_det, dpl, mode="sparse"), frames, 29)
+    sparse_frames = MultiTauCorrelator(n, pixels, n_det, dpl, mode="sparse")
+    for a in range(0, n, 100):
+        sparse_frames.add_frames(frames[a : a + 100])
+    assert events.mode == sparse_frames.mode == "sparse"
+    return dense, events, sparse_frames
+
+
+def ring_labels(pixels: np.ndarray, width: int, n_static: int = 12, per_dynamic: int = 3) -> BinLabels:
+    y, x = np.divmod(pixels, width)
+    r = np.hypot(y - 20.0, x - 25.0)
+    static = np.minimum((r / (r.max() + 1e-9) * n_static).astype(np.int64), n_static - 1)
+    return BinLabels(
+        static, static // per_dynamic, n_static, n_static // per_dynamic, np.arange(n_static) // per_dynamic
+    )
+
+
+def same(a: object, b: object, fields: tuple[str, ...]) -> None:
+    for name in fields:
+        assert np.array_equal(getattr(a, name), getattr(b, name), equal_nan=True), name
+
+
+@pytest.mark.parametrize("photons", [0.6, 0.02, 0.003])
+def test_event_path_exact_and_bit_equal_to_dense(photons: float) -> None:
+    """Per-pixel sums against the definitions (numpy, means of 2**l frames), and g2 against the per-pixel
+    normalisation; dense, events and frames-as-events agree to the bit, masked pixels, odd N."""
+    rng = np.random.default_rng(int(photons * 1000))
+    frames = rng.poisson(photons, (333, 40, 50)).astype(np.uint16)
+    pixels = np.flatnonzero(rng.random(2000) < 0.85)
+    labels = ring_labels(pixels, 50)
+    g2, ip, if_ = reference_sums(frames, pixels)
+    runs = correlators(frames, pixels)
+    sums = [c.result() for c in runs]
+    for other in sums[1:]:
+        same(sums[0], other, PIXEL_FIELDS)
+    np.testing.assert_allclose(sums[1].G2, g2, rtol=1e-13, atol=0)
+    np.testing.assert_allclose(sums[1].IP, ip, rtol=1e-13, atol=0)
+    np.testing.assert_allclose(sums[1].IF, if_, rtol=1e-13, atol=0)
+    binned = [c.g2(labels) for c in correlators(frames, pixels)]
+    for other in binned[1:]:
+        same(binned[0], other, FIELDS)
+    want = normalize_g2(sums[0], labels)
+    for name in ("g2", "g2_err", "scattering_1d", "scattering_1d_segments", "mean_intensity"):
+        np.testing.assert_allclose(getattr(binned[1], name), getattr(want, name), rtol=1e-10, err_msg=name)
+
+
+def test_hand_made_events_at_the_edges() -> None:
+    """Photons only where the bookkeeping is delicate: in the frames a level drops (no pair), only in
+    the first or last frames (IP or IF zero: not a valid pixel for the error bar at those lags), two
+    events of one pixel in one frame (summed), zero values, pixels outside the analysis."""
+    n, n_det = 203, 12  # 203 = 2·101 + 1: every level has a trailing element without a pair
+    pixels = np.array([0, 1, 2, 3, 4, 5, 6, 7, 9, 10])
+    frames = np.zeros((n, n_det), dtype=np.uint16)
+    frames[202, 0] = 3  # only in the last frame: dropped from level 1 up
+    frames[[0, 1], 1] = 1  # only at the start: IF = 0 at lags >= 2
+    frames[[200, 201], 2] = 2  # only at the end: IP = 0 at lags >= 2
+    frames[::7, 3] = 1
+    frames[5::11, 3] += 2
+    frames[100, 4] = 5  # alone in the middle: valid everywhere, no product
+    frames[[10, 11, 12, 40], 5] = [1, 2, 1, 4]
+    frames[:, 8] = 9  # not analysed
+    frames[::3, 10] = 1
+    g2, ip, if_ = reference_sums(frames, pixels)
+    static = np.array([0, 0, 1, 1, 2, 2, 3, 3, 4, 4])
+    labels = BinLabels(static, static // 2, 5, 3, np.arange(5) // 2)
+    dense = MultiTauCorrelator(n, pixels, n_det, mode="dense")
+    dense.add_frames(frames)
+    events = MultiTauCorrelator(n, pixels, n_det, mode="sparse")
+    ptr, pix, val = as_events(frames)
+    # every frame's events again, split in two with zeros between: the same frame summed, zeros ignored
+    half = (val // 2).astype(np.uint16)
+    pix2 = np.stack([pix, pix, pix], axis=1).reshape(-1)
+    val2 = np.stack([half, np.zeros_like(half), val - half], axis=1).reshape(-1)
+    events.add_events(ptr * 3, pix2, val2)
+    got = events.result()
+    np.testing.assert_allclose(got.G2, g2, rtol=1e-13, atol=0)
+    np.testing.assert_allclose(got.IP, ip, rtol=1e-13, atol=0)
+    np.testing.assert_allclose(got.IF, if_, rtol=1e-13, atol=0)
+    same(dense.result(), got, PIXEL_FIELDS)
+    assert np.array_equal(got.frame_sum, frames[:, pixels].sum(axis=1))
+    dense = MultiTauCorrelator(n, pixels, n_det, mode="dense")
+    dense.add_frames(frames)
+    events = MultiTauCorrelator(n, pixels, n_det, mode="sparse")
+    events.add_events(ptr * 3, pix2, val2)
+    same(dense.g2(labels), events.g2(labels), FIELDS)
+
+
+@pytest.mark.parametrize("dpl", [2, 3, 8])
+def test_other_delays_per_level(dpl: int) -> None:
+    frames = np.random.default_rng(dpl).poisson(0.05, (250, 30, 20)).astype(np.uint16)
+    pixels = np.arange(600)
+    g2, ip, _ = reference_sums(frames, pixels, dpl)
+    dense, events, _ = correlators(frames, pixels, dpl)
+    got = events.result()
+    np.testing.assert_allclose(got.G2, g2, rtol=1e-13, atol=0)
+    np.testing.assert_allclose(got.IP, ip, rtol=1e-13, atol=0)
+    same(dense.result(), got, PIXEL_FIELDS)
+
+
+def test_bits_independent_of_threads_and_blocks() -> None:
+    frames = np.random.default_rng(3).poisson(0.01, (300, 40, 50)).astype(np.uint16)
+    pixels = np.arange(2000)
+    labels = ring_labels(pixels, 50)
+    out = []
+    for threads, block in ((1, 300), (2, 7), (2, 64)):
+        with numba_threads(threads):
+            corr = feed_events(MultiTauCorrelator(300, pixels, 2000, mode="sparse"), frames, block)
+            out.append(corr.g2(labels))
+    for other in out[1:]:
+        same(out[0], other, FIELDS)
+
+
+def test_large_counts_and_float_values_go_dense() -> None:
+    """Counts too large for exact integer sums, or float values (corrected data), met after some events
+    were kept: the kept events are handed to the dense kernel, and the result is the same bits as
+    feeding the dense kernel all along."""
+    rng = np.random.default_rng(8)
+    frames = rng.poisson(0.05, (200, 20, 20)).astype(np.uint32)
+    pixels = np.arange(400)
+    big = frames[100:] * np.uint32(1 << 26)
+    for later in (big, frames[100:] * 0.5):
+        dense = MultiTauCorrelator(200, pixels, 400, mode="dense")
+        dense.add_frames(frames[:100])
+        dense.add_frames(later)
+        events = MultiTauCorrelator(200, pixels, 400, mode="sparse")
+        events.add_events(*as_events(frames[:100]))
+        assert (events.mode, events.arithmetic) == ("sparse", "int32")
+        events.add_events(*as_events(later))
+        assert (events.mode, events.arithmetic) == ("dense", "float") == (dense.mode, dense.arithmetic)
+        same(dense.result(), events.result(), PIXEL_FIELDS)
+
+
+def test_auto_takes_events_at_low_density_only() -> None:
+    frames = np.random.default_rng(4).poisson(0.01, (64, 32, 32)).astype(np.uint16)
+    low = MultiTauCorrelator(64, np.arange(1024), 1024)
+    low.add_events(*as_events(frames))
+    assert low.mode == "sparse"
+    busy = np.random.default_rng(4).poisson(4 * SPARSE_DENSITY, (64, 32, 32)).astype(np.uint16)
+    high = MultiTauCorrelator(64, np.arange(1024), 1024)
+    high.add_events(*as_events(busy))
+    assert high.mode == "dense"
+    framed = MultiTauCorrelator(64, np.arange(1024), 1024)
+    framed.add_frames(frames)
+    assert framed.mode == "dense"
+
+
+def test_silent_pixels_hold_no_state() -> None:
+    """A 4 Mpx detector, 400 frames of 40 photons: feeding allocates per event, not per pixel (the dense
+    state would be ~3.5 GB), and the result is the same as for the 100 pixels that saw photons."""
+    n_det, n = 2048 * 2048, 400
+    rng = np.random.default_rng(6)
+    lit = np.sort(rng.choice(n_det, 100, replace=False))
+    small = rng.poisson(0.4, (n, 100)).astype(np.uint16)
+    big = MultiTauCorrelator(n, np.arange(n_det), n_det, mode="sparse")
+    ptr, pix, val = as_events(small)
+    big.add_events(ptr[:2], lit[pix[: ptr[1]]], val[: ptr[1]])  # allocates the pixel→state table once
+    tracemalloc.start()
+    for t in range(1, n):
+        big.add_events(ptr[t : t + 2] - ptr[t], lit[pix[ptr[t] : ptr[t + 1]]], val[ptr[t] : ptr[t + 1]])
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 4 * 1024 * 1024  # the kept events (about 16,000 of them) and their buffers' growth
+    alone = MultiTauCorrelator(n, np.arange(100), 100, mode="sparse")
+    alone.add_events(ptr, pix, val)
+    got, want = big.result(), alone.result()
+    assert np.array_equal(got.G2[:, lit], want.G2) and np.array_equal(got.IF[:, lit], want.IF)
+    assert not got.G2[:, np.setdiff1d(np.arange(0, n_det, 4096), lit)].any()
