@@ -13,31 +13,10 @@ from typing import Annotated
 
 import typer
 
-from beambridge.cli import (
-    apps,
-    demo,
-    events,
-    jobs,
-    launcher,
-    login,
-    monitor,
-    placement,
-    server,
-    site_agent,
-    sites,
-    users,
-    watch,
-    workflows,
-)
 from beambridge.cli.output import fit_to_terminal
 
-app = typer.Typer(
-    name="beambridge",
-    help="Near-real-time analysis of light-source data at whichever HPC facility finishes first.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=True,
-)
+HELP = "Near-real-time analysis of light-source data at whichever HPC facility finishes first."
+app = typer.Typer(name="beambridge", help=HELP, no_args_is_help=True, pretty_exceptions_enable=False)
 
 
 def _show_version(value: bool) -> None:
@@ -58,27 +37,63 @@ def _options(
     """Near-real-time analysis of light-source data at whichever HPC facility finishes first."""
 
 
-app.add_typer(server.app, name="server")
-app.add_typer(users.app, name="user")
-app.add_typer(sites.app, name="site")
-app.add_typer(apps.app, name="app")
-app.add_typer(jobs.app, name="job")
-app.add_typer(placement.app, name="placement")
-app.add_typer(workflows.app, name="workflow")
-app.command("submit")(workflows.submit)
-app.command("submissions")(workflows.submissions)
-app.command("watch")(watch.watch)
-app.command("monitor")(monitor.monitor)
-app.command("login")(login.login)
-app.command("logout")(login.logout)
-app.command("whoami")(login.whoami)
-app.command("events")(events.events)
-app.command("demo")(demo.demo)
-app.command("launcher")(launcher.launcher)
-site_agent.register(sites.app)
+_mounted: list[str] = []
 
 
-def _mount_xpcs() -> None:
+def _mount_all() -> None:
+    """Mount every sub-command (once). Done on first use rather than at import: ``beambridge xpcs …``
+    runs without them (:func:`_xpcs_only`), so a quick look at a file does not pay for importing the
+    client, the server's schemas and the placement code."""
+    if _mounted:
+        return
+    from beambridge.cli import (
+        apps,
+        demo,
+        events,
+        jobs,
+        launcher,
+        login,
+        monitor,
+        placement,
+        server,
+        site_agent,
+        sites,
+        users,
+        watch,
+        workflows,
+    )
+
+    app.add_typer(server.app, name="server")
+    app.add_typer(users.app, name="user")
+    app.add_typer(sites.app, name="site")
+    app.add_typer(apps.app, name="app")
+    app.add_typer(jobs.app, name="job")
+    app.add_typer(placement.app, name="placement")
+    app.add_typer(workflows.app, name="workflow")
+    app.command("submit")(workflows.submit)
+    app.command("submissions")(workflows.submissions)
+    app.command("watch")(watch.watch)
+    app.command("monitor")(monitor.monitor)
+    app.command("login")(login.login)
+    app.command("logout")(login.logout)
+    app.command("whoami")(login.whoami)
+    app.command("events")(events.events)
+    app.command("demo")(demo.demo)
+    app.command("launcher")(launcher.launcher)
+    site_agent.register(sites.app)
+    _mount_xpcs(app)
+    _mounted.append("all")
+
+
+def _xpcs_only() -> typer.Typer:
+    """The command line with only ``beambridge xpcs`` mounted (the same options and errors)."""
+    only = typer.Typer(name="beambridge", help=HELP, no_args_is_help=True, pretty_exceptions_enable=False)
+    only.callback()(_options)
+    _mount_xpcs(only)
+    return only
+
+
+def _mount_xpcs(app: typer.Typer) -> None:
     """Mount ``beambridge xpcs`` from its own module; if that cannot load, say so only when it is used."""
     try:
         from beambridge.cli.xpcs import app as xpcs_app
@@ -98,9 +113,6 @@ def _mount_xpcs() -> None:
     app.add_typer(xpcs_app, name="xpcs")
 
 
-_mount_xpcs()
-
-
 def _one_line(text: str) -> str:
     return " ".join(str(text).split()) or "failed"
 
@@ -109,10 +121,13 @@ def main(args: Sequence[str] | None = None) -> int:
     """Run the CLI on ``args`` (default: ``sys.argv[1:]``); returns the exit status."""
     debug = os.environ.get("BEAMBRIDGE_DEBUG", "") not in ("", "0")
     fit_to_terminal()
+    argv = list(args) if args is not None else sys.argv[1:]
+    completing = any(key.endswith("_COMPLETE") for key in os.environ)
+    command = _xpcs_only() if argv[:1] == ["xpcs"] and not completing else app
+    if command is app:
+        _mount_all()
     try:
-        result = app(
-            args=list(args) if args is not None else None, prog_name="beambridge", standalone_mode=False
-        )
+        result = command(args=argv, prog_name="beambridge", standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.Abort:
