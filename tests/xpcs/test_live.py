@@ -119,7 +119,8 @@ def test_the_multitau_app_follows(tmp_path: Path) -> None:
 
     thread = threading.Thread(target=detector)
     thread.start()
-    app = object.__new__(XpcsMultiTau)  # run() needs no job here
+    app = object.__new__(XpcsMultiTau)  # run() needs no job here, only a workdir for its g2 summary
+    app.workdir = tmp_path
     summary = app.run(**params)
     thread.join()
     assert isinstance(summary, dict) and summary["frames"] == 80 and "last_frame_to_result_s" in summary
