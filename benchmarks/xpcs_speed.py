@@ -420,6 +420,9 @@ def main() -> None:
     parser.add_argument("--no-events", action="store_true", help="skip the event-data rows")
     parser.add_argument("--no-dense", action="store_true", help="skip the dense rows")
     parser.add_argument("--no-xpcscorr", action="store_true", help="skip the xpcscorr columns")
+    parser.add_argument(
+        "--no-boost-events", action="store_true", help="skip boost-corr on the event rows (dense frames only)"
+    )
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--worker-events", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--live-writer", nargs=4, help=argparse.SUPPRESS)
@@ -553,7 +556,9 @@ def events_table(ns: argparse.Namespace) -> None:
         ours = run_case("ours-events", size, frames, photons, ns.repeats, ns.threads)
         peers = {}
         for kind in ("xpcscorr-frame", "xpcscorr-pixel", "boost-events"):
-            if ns.no_xpcscorr and kind.startswith("xpcscorr"):
+            if (ns.no_xpcscorr and kind.startswith("xpcscorr")) or (
+                ns.no_boost_events and kind == "boost-events"
+            ):
                 peers[kind] = "skipped"
                 continue
             peers[kind] = run_case(kind, size, frames, photons, ns.repeats, ns.threads)
