@@ -21,6 +21,7 @@ import re
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -34,7 +35,6 @@ from pathlib import Path
 
 import httpx
 import orjson
-import sqlalchemy as sa
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -44,7 +44,10 @@ from beambridge.server.app import open_database
 from beambridge.server.settings import ServerSettings
 from beambridge.server.users import add_user
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.servers import PG_ADMIN_URL, postgres_database
+
 BALSAM = {  # Balsam 0.7's own server (FastAPI + PostgreSQL), measured on this 2-core machine (issue #2)
     "bulk create jobs/s": "5,150",
     "cycle jobs/s, 1 session": "2,100–2,600 (to RUN_DONE)",
@@ -67,20 +70,6 @@ class Figures:
     """Medians per measurement, for one database."""
 
     rows: dict[str, float] = field(default_factory=dict)
-
-
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    name = f"bb_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield sa.make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 def login(home: Path, database_url: str | None, url: str) -> httpx.Client:
@@ -285,7 +274,7 @@ def contextmanager_for(kind: str) -> Iterator[str | None]:
     if kind == "sqlite":
         yield None
     else:
-        with postgres_database() as url:
+        with postgres_database(PG_ADMIN_URL, prefix="bb_bench") as url:
             yield url
 
 

@@ -4,8 +4,10 @@ Fills a fresh PostgreSQL database with ``--jobs`` jobs of one user (the worst ca
 caller's) and ten events per job (a run, an error, a retry, a second run, stage-out), generated inside
 the database (``INSERT … SELECT generate_series``, the fastest bulk path there is), then times over HTTP
 on loopback (medians of ``--repeat``): the jobs page (first page, a filtered page), the experiment
-overview, the weather plot over every run (page and PNG), the API's single-job GET (p99) and acquire, and,
-with Chromium installed, the delay from a cancel to its appearance in an open jobs page.
+overview, the weather plot over a window of about 100,000 runs (page and PNG), a job page with a result
+plot, the API's single-job GET (p99) and acquire, and, with Chromium installed, the delay from a cancel
+to its appearance in an open jobs page. The runs are also written to ``job_runs`` as the service records
+them.
 
     python benchmarks/console.py                  # 1,000,000 jobs, 10,000,000 events
     python benchmarks/console.py --jobs 100000    # a tenth, for a busy machine
@@ -14,14 +16,14 @@ with Chromium installed, the delay from a cancel to its appearance in an open jo
 from __future__ import annotations
 
 import argparse
-import contextlib
+import math
 import shutil
 import statistics
+import sys
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -34,9 +36,13 @@ from beambridge.server.app import create_app
 from beambridge.server.settings import ServerSettings
 from beambridge.server.users import add_user
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.servers import PG_ADMIN_URL, postgres_database
+
 PASSWORD = "bench-password"
 RUN_SPAN_H = 12
+WEATHER_RUNS = 100_000
 console = Console()
 
 TRANSITIONS = [
@@ -45,20 +51,6 @@ TRANSITIONS = [
     ("RUNNING", "RUN_DONE"), ("RUN_DONE", "POSTPROCESSED"), ("POSTPROCESSED", "STAGED_OUT"),
     ("STAGED_OUT", "JOB_FINISHED"),
 ]  # fmt: skip
-
-
-@contextlib.contextmanager
-def postgres_database() -> Iterator[str]:
-    name = f"bb_console_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield sa.make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 def fill(url: str, n_jobs: int) -> dict[str, int]:
@@ -93,10 +85,19 @@ def fill(url: str, n_jobs: int) -> dict[str, int]:
         conn.exec_driver_sql(f"""
             INSERT INTO events (job_id, owner_id, site_id, from_state, to_state, timestamp, data)
             SELECT j.id, j.owner_id, j.site_id, t.a, t.b, j.created_at + make_interval(secs => t.k * 2),
-              CASE WHEN t.b = 'RUNNING' THEN jsonb_build_object('node', 'nid' || lpad(mod(j.id, 16)::text, 4, '0'))
+              CASE WHEN t.b = 'RUNNING' THEN jsonb_build_object('node', 'nid' || lpad(mod(j.id, 16)::text, 4, '0'),
+                                                               'slot', mod(j.id / 16, 8))
                    ELSE '{{}}'::jsonb END
             FROM jobs j CROSS JOIN (VALUES {transitions}) AS t(k, a, b)
             ORDER BY j.id, t.k""")
+        # The runs those events describe, as the service records them with the events (jobs/lifecycle.py)
+        conn.exec_driver_sql("""
+            INSERT INTO job_runs (job_id, owner_id, site_id, app_id, node, slot, started_at, ended_at, end_state)
+            SELECT j.id, j.owner_id, j.site_id, j.app_id, 'nid' || lpad(mod(j.id, 16)::text, 4, '0'),
+              mod(j.id / 16, 8), j.created_at + make_interval(secs => r.k0 * 2),
+              j.created_at + make_interval(secs => r.k1 * 2), r.state
+            FROM jobs j CROSS JOIN (VALUES (2, 3, 'RUN_ERROR'), (5, 6, 'RUN_DONE')) AS r(k0, k1, state)
+            ORDER BY j.id, r.k0""")
         counts = {
             "jobs": conn.exec_driver_sql("SELECT count(*) FROM jobs").scalar_one(),
             "events": conn.exec_driver_sql("SELECT count(*) FROM events").scalar_one(),
@@ -106,6 +107,17 @@ def fill(url: str, n_jobs: int) -> dict[str, int]:
         conn.exec_driver_sql("VACUUM ANALYZE")
     engine.dispose()
     return counts
+
+
+def g2_artifact(n_q: int = 16, n_tau: int = 120) -> dict[str, object]:
+    """A g2 summary the size an XPCS job leaves (16 q bins, 120 delays, a fit per bin)."""
+    tau = [1e-5 * 1.1**i for i in range(n_tau)]
+    rates = [50.0 * (k + 1) ** 2 for k in range(n_q)]
+    return {
+        "kind": "xpcs.g2", "q": [0.001 * (k + 1) for k in range(n_q)], "tau_s": tau,
+        "g2": [[round(1 + 0.2 * math.exp(-2 * r * t), 6) for t in tau] for r in rates],
+        "g2_err": [[0.002] * n_tau for _ in rates], "fit": [{"beta": 0.2, "gamma": r} for r in rates],
+    }  # fmt: skip
 
 
 class Server:
@@ -187,7 +199,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     rows: list[tuple[str, str, str]] = []
-    with postgres_database() as url, tempfile.TemporaryDirectory() as home:
+    with postgres_database(PG_ADMIN_URL, prefix="bb_console") as url, tempfile.TemporaryDirectory() as home:
         app = create_app(ServerSettings(home=Path(home), database_url=url, secret_key="b" * 40))
         add_user(app.state.ctx.db, "bench", PASSWORD)
         app.state.ctx.db.dispose()
@@ -203,7 +215,13 @@ def main() -> None:
             api = httpx.Client(
                 base_url=base, headers={"Authorization": f"Bearer {token['access_token']}"}, timeout=300
             )
-            since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - (RUN_SPAN_H + 1) * 3600))
+            # a window holding about WEATHER_RUNS runs (two per job, spread over RUN_SPAN_H hours)
+            span_s = min((RUN_SPAN_H + 1) * 3600, RUN_SPAN_H * 3600 * WEATHER_RUNS / (2 * args.jobs))
+            since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - span_s))
+            job = api.get("/jobs", params={"state": "JOB_FINISHED", "limit": 1, "order": "desc"}).json()[
+                "items"
+            ][0]
+            api.put(f"/jobs/{job['id']}/artifacts/g2", json=g2_artifact()).raise_for_status()
             runs_text = web.get(f"/ui/weather?since={since}").text
             runs = runs_text.split(" runs")[0].rsplit(">", 1)[-1].strip()
             pages = {
@@ -213,6 +231,8 @@ def main() -> None:
                 "experiment overview (all jobs, 24 h)": "/ui/overview?window=24h",
                 f"weather page ({runs} runs)": f"/ui/weather?since={since}",
                 f"weather plot PNG ({runs} runs)": f"/ui/weather.png?since={since}",
+                "job page (timeline, output, results)": f"/ui/jobs/{job['id']}",
+                "result plot PNG (g2, 16 q x 120 delays, fits)": f"/ui/jobs/{job['id']}/artifacts/g2.png",
             }
             for name, path in pages.items():
                 times = timed(lambda path=path: web.get(path), args.repeat)

@@ -111,9 +111,10 @@ def postgres_admin_url() -> Iterator[str | None]:
 
 
 @contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    """A fresh, empty database on the server at ``admin_url``, dropped afterwards."""
-    name = f"bb_test_{uuid.uuid4().hex[:12]}"
+def postgres_database(admin_url: str, prefix: str = "bb_test") -> Iterator[str]:
+    """A fresh, empty database on the server at ``admin_url``, dropped afterwards (also used by the
+    benchmarks, with their own ``prefix``)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')

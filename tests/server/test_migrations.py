@@ -104,3 +104,48 @@ def test_sqlite_table_rebuilds_keep_every_row(tmp_path: Path) -> None:
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     assert counts == dict.fromkeys(counts, 1) | {"jobs": 2}
     db.dispose()
+
+
+def test_job_runs_are_carried_over_from_the_events(empty_database: str) -> None:
+    """0015 builds a run for every → RUNNING event of existing history, ended by the job's next event."""
+    engine = sa.create_engine(empty_database)
+    migrate.upgrade(engine, "0013_job_artifacts")
+    t = ["2026-12-01 10:00:00", "2026-12-01 10:00:05", "2026-12-01 10:00:09", "2026-12-01 10:00:20"]
+    rows = [
+        f"INSERT INTO users (id, name, password_hash, created_at) VALUES (1, 'maya', 'x', '{t[0]}')",
+        f"INSERT INTO sites (id, owner_id, name, status, created_at) VALUES (1, 1, 's', '{{}}', '{t[0]}')",
+        "INSERT INTO apps (id, owner_id, site_id, name, parameters, transfer_slots, hooks, created_at) "
+        f"VALUES (1, 1, 1, 'a', '{{}}', '{{}}', '[]', '{t[0]}')",
+        *(
+            "INSERT INTO jobs (id, owner_id, site_id, app_id, workdir, state, parameters, tags, data, "
+            "launch_params, num_nodes, ranks_per_node, threads_per_rank, gpus_per_rank, node_packing_count, "
+            "wall_time_limit_min, parent_ids, transfers, has_stage_ins, has_stage_outs, retry_count, retry_limit, "
+            f"priority, created_at, updated_at) VALUES ({i}, 1, 1, 1, 'w{i}', 'RUNNING', '{{}}', '{{}}', '{{}}', "
+            f"'{{}}', 1, 1, 1, 0, 1, 0, '[]', '{{}}', false, false, 0, 3, 0, '{t[0]}', '{t[0]}')"
+            for i in (1, 2)
+        ),
+        "INSERT INTO events (job_id, owner_id, site_id, from_state, to_state, timestamp, data) VALUES "
+        f"(1, 1, 1, 'PREPROCESSED', 'RUNNING', '{t[0]}', '{{\"node\": \"nid0001\"}}'), "
+        f"(2, 1, 1, 'PREPROCESSED', 'RUNNING', '{t[1]}', '{{}}'), "
+        f"(1, 1, 1, 'RUNNING', 'RUN_ERROR', '{t[1]}', '{{}}'), "
+        f"(1, 1, 1, 'RUN_ERROR', 'RESTART_READY', '{t[1]}', '{{}}'), "
+        f"(1, 1, 1, 'RESTART_READY', 'RUNNING', '{t[2]}', '{{\"node\": \"nid0002\"}}'), "
+        f"(1, 1, 1, 'RUNNING', 'RUN_DONE', '{t[3]}', '{{}}')",
+    ]
+    with engine.begin() as conn:
+        for statement in rows:
+            conn.exec_driver_sql(statement)
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        runs = conn.exec_driver_sql(
+            "SELECT job_id, node, started_at, ended_at, end_state, app_id FROM job_runs ORDER BY job_id, started_at"
+        ).all()
+    as_text = [
+        (r[0], r[1], str(r[2])[:19], None if r[3] is None else str(r[3])[:19], r[4], r[5]) for r in runs
+    ]
+    assert as_text == [
+        (1, "nid0001", t[0], t[1], "RUN_ERROR", 1),
+        (1, "nid0002", t[2], t[3], "RUN_DONE", 1),
+        (2, "", t[1], None, None, 1),
+    ]
+    engine.dispose()

@@ -266,6 +266,7 @@ def ui_attempts(w: dict[str, Any]) -> dict[tuple[str, str], tuple[str, Any]]:
         ("get", "/ui/overview"): ("/ui/overview?window=7d", None),
         ("get", "/ui/sites"): ("/ui/sites", None),
         ("get", "/ui/weather"): ("/ui/weather", None),
+        ("get", "/ui/throughput"): ("/ui/throughput?window=7d", None),
         ("get", "/ui/weather.png"): ("/ui/weather.png", None),
     }
 

@@ -587,8 +587,12 @@ class Launcher:
             return True
         self.running[job.id] = run
         self.counts["started"] += 1
-        # The node lets the console's weather plot draw the run on its row (wall time × node × slot).
-        self._report(job.id, JobState.RUNNING, state_data={"node": node_names[0]})
+        # Node and slot (the first CPU the run holds) put the run on its row of the console's weather
+        # plot (wall time × node × slot): a stuck core or an idle one shows as it is.
+        where: dict[str, Any] = {"node": node_names[0]}
+        if placement.cpu_ids:
+            where["slot"] = placement.cpu_ids[0]
+        self._report(job.id, JobState.RUNNING, state_data=where)
         return True
 
     def _task(

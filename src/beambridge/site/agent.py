@@ -15,6 +15,7 @@ from beambridge.launcher.config import xpcs_warmup_argv
 from beambridge.logs import get_logger
 from beambridge.platform.schedulers import Scheduler, scheduler_class
 from beambridge.platform.transfer import TransferBackend
+from beambridge.site import metrics as site_metrics
 from beambridge.site.config import SiteConfig, SiteDir
 from beambridge.site.services.apps import AppsWatch, SiteApps
 from beambridge.site.services.base import Service
@@ -148,6 +149,14 @@ class SiteAgent:
         try:
             self.build_services()
             warmup = self._start_xpcs_warmup()
+            metrics_server = None
+            if self.config.metrics_port is not None:
+                metrics_server = site_metrics.serve(
+                    self.config.metrics_port, self.config.metrics_address, lambda: self.services
+                )
+                log.info(
+                    "metrics_serving", address=self.config.metrics_address, port=metrics_server.server_port
+                )
             threads = [service.start(self.stop_event) for service in self.services]
             log.info(
                 "agent_running",
@@ -164,6 +173,8 @@ class SiteAgent:
             if warmup is not None and warmup.poll() is None:
                 warmup.terminate()
                 warmup.wait(timeout=10)
+            if metrics_server is not None:
+                metrics_server.shutdown()
         finally:
             pid_file.release()
             self.client.close()

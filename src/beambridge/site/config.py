@@ -109,6 +109,10 @@ class SiteConfig(_Section):
         default=60, gt=0, description="The server's session expiry (for heartbeats)"
     )
     processing_threads: int = Field(default=4, ge=1)
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Serve Prometheus /metrics on this port (none: off)"
+    )
+    metrics_address: str = Field(default="127.0.0.1", description="Address /metrics listens on")
 
     @model_validator(mode="before")
     @classmethod

@@ -204,12 +204,34 @@ def test_overview_sites_and_weather_draw(page: Any, live_server: LiveServer, ali
     page.watch.assert_clean()
 
 
+def wait_drawn(page: Any, selector: str, what: str) -> None:
+    """Wait until an image has loaded and has pixels (page.evaluate is not subject to the page's CSP)."""
+    image = page.locator(selector)
+    image.scroll_into_view_if_needed()
+    deadline = time.monotonic() + 30
+    while not image.evaluate("img => img.complete && img.naturalWidth > 0"):
+        assert time.monotonic() < deadline, f"the {what} plot never drew"
+        time.sleep(0.1)
+
+
 def test_results_and_output_draw_and_hostile_text_stays_text(
     page: Any, live_server: LiveServer, alice: ApiUser
 ) -> None:
     """A job's g2 curves and two-time map draw; its stdout/stderr tails show; a script in a tag, a tail or
     an artifact's title never runs (an alert would be a dialog; the CSP would log a violation)."""
     from tests.server.console.test_results import XSS, finished_job, g2, twotime
+
+    clean = finished_job(
+        alice, tags={"experiment": "A001"}, stdout="frames correlated: 1000 (256 x 256)\nD = 1.02e7 A^2/s",
+        stderr="warning: 12 hot pixels masked", site="aurora",
+    )  # fmt: skip
+    alice.ok(alice.http.put(f"/jobs/{clean}/artifacts/g2", json=g2(title="g2 of A001_raw.h5")))
+    alice.ok(alice.http.put(f"/jobs/{clean}/artifacts/twotime-2", json=twotime()))
+    log_in(page, live_server.url, alice, f"/ui/jobs/{clean}")
+    for name in ("g2", "twotime-2"):
+        wait_drawn(page, f"figure[data-artifact='{name}'] img", name)
+    screenshot(page, "results")
+    page.context.clear_cookies()
 
     job = finished_job(alice, tags={"experiment": XSS}, stdout="D = 1.2e7 A^2/s\n" + XSS, stderr=XSS)
     alice.ok(alice.http.put(f"/jobs/{job}/artifacts/g2", json=g2(title=XSS)))
@@ -218,16 +240,11 @@ def test_results_and_output_draw_and_hostile_text_stays_text(
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     log_in(page, live_server.url, alice, f"/ui/jobs/{job}")
     for name in ("g2", "twotime-2"):
-        image = page.locator(f"figure[data-artifact='{name}'] img")
-        image.scroll_into_view_if_needed()
-        deadline = time.monotonic() + 30
-        while not image.evaluate("img => img.complete && img.naturalWidth > 0"):
-            assert time.monotonic() < deadline, f"the {name} plot never drew"
-            time.sleep(0.1)
+        wait_drawn(page, f"figure[data-artifact='{name}'] img", name)
     expect(page.locator("#output pre[data-stream='stdout']").first).to_contain_text("D = 1.2e7")
     assert XSS in page.locator("#output pre[data-stream='stderr']").first.inner_text()
     assert page.locator("#output script, #results script, .tag img").count() == 0
-    screenshot(page, "results")
+    screenshot(page, "results-hostile")
     page.goto(live_server.url + "/ui/jobs")
     assert XSS in page.locator(f"tr[data-job-id='{job}']").inner_text()
     assert dialogs == []

@@ -87,3 +87,46 @@ def test_weather_plot_draws_runs_of_the_window(browser_for: BrowserFor, alice: A
                 "since=2020-01-01T00:00:00&until=2026-01-01T00:00:00", "batch_job_id=-3"):  # fmt: skip
         assert browser.http.get(f"/ui/weather?{bad}").status_code == 422, bad
         assert browser.http.get(f"/ui/weather.png?{bad}").status_code == 422, bad
+
+
+def test_throughput_page_counts_finished_jobs_per_site(
+    browser_for: BrowserFor, alice: ApiUser, bob: ApiUser
+) -> None:
+    _run(alice, "T1", 4, 1)
+    _run(bob, "T1", 2, 0)
+    browser = browser_for(alice)
+    page = browser.http.get("/ui/throughput?tag=experiment:T1")
+    assert page.status_code == 200, page.text
+    chart = json.loads(
+        html.unescape(re.search(r'id="throughput-data">(.*?)</script>', page.text, re.S).group(1))
+    )
+    assert sum(sum(v) for v in chart["series"].values()) == 4 and list(chart["series"]) == ["polaris"]
+    assert '<span id="finished-count">4</span>' in page.text
+    assert "run delay" in page.text
+    week = browser.http.get("/ui/throughput?window=7d")
+    assert week.status_code == 200 and '<span id="finished-count">4</span>' in week.text  # not bob's 2
+    for bad in ("window=1y", "tag=nocolon"):
+        assert browser.http.get(f"/ui/throughput?{bad}").status_code == 422, bad
+
+
+def test_weather_plot_coloured_by_app(browser_for: BrowserFor, alice: ApiUser) -> None:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    _run(alice, "W", 3, 0)
+    browser = browser_for(alice)
+    by_outcome = browser.http.get("/ui/weather.png")
+    by_app = browser.http.get("/ui/weather.png?colour=app")
+    assert by_app.status_code == 200 and by_app.content.startswith(b"\x89PNG")
+    colours = {
+        tuple(c) for c in np.asarray(Image.open(io.BytesIO(by_app.content)).convert("RGB")).reshape(-1, 3)
+    }
+    assert (0x09, 0x69, 0xDA) in colours  # the busiest app's colour
+    assert by_app.content != by_outcome.content
+    assert (
+        'value="app"' in browser.http.get("/ui/weather?colour=app").text
+        or "<option selected>app" in browser.http.get("/ui/weather?colour=app").text
+    )
+    assert browser.http.get("/ui/weather.png?colour=rainbow").status_code == 422

@@ -36,12 +36,17 @@ def twotime() -> dict[str, object]:
 
 
 def finished_job(
-    user: ApiUser, tags: dict[str, str] | None = None, *, stdout: str = "", stderr: str = ""
+    user: ApiUser,
+    tags: dict[str, str] | None = None,
+    *,
+    stdout: str = "",
+    stderr: str = "",
+    site: str = "polaris",
 ) -> int:
-    site = user.site()
-    app = user.app(site["id"])
+    made = user.site(site)
+    app = user.app(made["id"])
     [job] = user.jobs([{"app_id": app["id"], "workdir": "w", "tags": tags or {}}])
-    session = user.session(site["id"])
+    session = user.session(made["id"])
     acquire(user, session["id"], max_jobs=1)
     report(user, session["id"], [{"id": job["id"], "state": "RUNNING"}])
     logs = {"stdout": stdout, "stderr": stderr}

@@ -31,10 +31,11 @@ def _as_array(rows: list[list[float | None]]) -> np.ndarray:
     return np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=float)
 
 
-def _png(figure: Any) -> bytes:
-    figure.tight_layout()
+def _png(figure: Any, right: float = 0.98) -> bytes:
+    # Fixed margins (tight_layout draws the figure once more) and quick PNG compression.
+    figure.subplots_adjust(left=0.1, right=right, top=0.93, bottom=0.1)
     out = io.BytesIO()
-    figure.savefig(out, format="png")
+    figure.savefig(out, format="png", pil_kwargs={"compress_level": 1})
     return out.getvalue()
 
 
@@ -64,7 +65,11 @@ def render_g2(artifact: XpcsG2) -> bytes:
             axes.plot(
                 smooth, fit.baseline + fit.beta * np.exp(-2.0 * fit.gamma * smooth), "-", color=colour, lw=1
             )
+    from matplotlib.ticker import LogFormatter, NullFormatter
+
     axes.set_xscale("log")
+    axes.xaxis.set_major_formatter(LogFormatter(labelOnlyBase=True))  # plain text: no mathtext to parse
+    axes.xaxis.set_minor_formatter(NullFormatter())
     axes.set_xlabel("delay τ (s)")
     axes.set_ylabel("g2(q, τ)")
     title = artifact.title or "g2"
@@ -78,7 +83,7 @@ def render_g2(artifact: XpcsG2) -> bytes:
     axes.legend(fontsize=7, loc="upper right", ncols=2 if len(chosen) > 6 else 1)
     if artifact.fit is not None and any(f is not None for f in artifact.fit):
         axes.text(0.01, 0.01, "lines: fits g2 = b + β·exp(−2Γτ)", transform=axes.transAxes, fontsize=7)
-    axes.grid(True, which="both", alpha=0.2)
+    axes.grid(True, alpha=0.2)
     return _png(figure)
 
 
@@ -101,7 +106,7 @@ def render_twotime(artifact: XpcsTwoTime) -> bytes:
     if artifact.q is not None:
         title += f", q = {artifact.q:.4g} Å⁻¹"
     axes.set_title(title, fontsize=10)
-    return _png(figure)
+    return _png(figure, right=0.9)
 
 
 def render(content: dict[str, Any]) -> bytes:

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from beambridge.schemas.queries import JobQuery
-from beambridge.server.console import insight, weather
+from beambridge.server.console import insight, queries, weather
 from beambridge.server.console.pages import parse_job_filters
 from beambridge.server.console.web import PageError, User, context_of, render
 from beambridge.server.context import utcnow
@@ -45,6 +45,26 @@ async def overview_page(request: Request, user: User) -> Response:
     data = await run_in_threadpool(read)
     return render(
         request, "overview.html", user, 422 if error else 200, nav="overview", data=data, error=error,
+        query=query, window=window, windows=list(WINDOWS_H),
+        chart={"bucket_s": data.bucket_s, "start": data.window_start.timestamp(), "series": data.throughput},
+    )  # fmt: skip
+
+
+@router.get("/ui/throughput")
+async def throughput_page(request: Request, user: User) -> Response:
+    query, error = parse_job_filters(_params(request))
+    window = request.query_params.get("window", "1h")
+    if window not in WINDOWS_H:
+        raise PageError(422, f"window must be one of {', '.join(WINDOWS_H)}")
+    ctx = context_of(request)
+
+    def read() -> insight.Throughput:
+        with ctx.db.read() as conn:
+            return insight.throughput(conn, user.principal, query, utcnow(), WINDOWS_H[window])
+
+    data = await run_in_threadpool(read)
+    return render(
+        request, "throughput.html", user, 422 if error else 200, nav="throughput", data=data, error=error,
         query=query, window=window, windows=list(WINDOWS_H),
         chart={"bucket_s": data.bucket_s, "start": data.window_start.timestamp(), "series": data.throughput},
     )  # fmt: skip
@@ -88,9 +108,20 @@ def _window(request: Request) -> tuple[datetime, datetime, int | None]:
     return since, until, batch_job_id
 
 
+COLOURS = ("outcome", "app")
+
+
+def _colour(request: Request) -> str:
+    colour = request.query_params.get("colour") or "outcome"
+    if colour not in COLOURS:
+        raise PageError(422, f"colour must be one of {', '.join(COLOURS)}")
+    return colour
+
+
 @router.get("/ui/weather")
 async def weather_page(request: Request, user: User) -> Response:
     since, until, batch_job_id = _window(request)
+    colour = _colour(request)
     ctx = context_of(request)
 
     def read() -> dict[str, Any]:
@@ -100,18 +131,21 @@ async def weather_page(request: Request, user: User) -> Response:
     return render(
         request, "weather.html", user, nav="weather", summary=await run_in_threadpool(read), since=since,
         until=until, batch_job_id=batch_job_id, image_query=request.url.query, outcomes=weather.OUTCOMES,
+        colour=colour, colours=COLOURS,
     )  # fmt: skip
 
 
 @router.get("/ui/weather.png")
 async def weather_png(request: Request, user: User) -> Response:
     since, until, batch_job_id = _window(request)
+    by_app = _colour(request) == "app"
     ctx = context_of(request)
 
     def draw() -> bytes:
         with ctx.db.read() as conn:
             runs = weather.read_runs(conn, user.principal, since, until, batch_job_id)
+            labels = queries.names(conn, user.principal)[2] if by_app else None
         title = f"{len(runs.start):,} runs" + (f" of pilot {batch_job_id}" if batch_job_id else "")
-        return weather.render_png(runs, since, until, title)
+        return weather.render_png(runs, since, until, title, labels)
 
     return Response(await run_in_threadpool(draw), media_type="image/png")

@@ -1,9 +1,9 @@
 """The weather plot (after cctbx.xfel's): wall time across, worker slots (node × slot) down, one mark per
 run coloured by its outcome, a cross where a run never ended properly, lines between nodes.
 
-Runs are paired from the event log in SQL (a run starts at ``→ RUNNING`` and ends at the next change of
-the job); the node comes from the launcher's ``RUNNING`` report. Slots are assigned per node by packing
-runs into the fewest lanes. The drawing is aggregated on the server: each run adds to a pixel raster
+Runs come from ``job_runs`` (one row per run, written with the events: from ``→ RUNNING`` to the job's
+next change), with the node and worker slot the launcher reported; runs without a slot are packed per
+node into the fewest lanes. The drawing is aggregated on the server: each run adds to a pixel raster
 (per-outcome coverage with NumPy difference arrays), so 100,000 runs cost what 1,000 do in the browser: one
 PNG.
 """
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from beambridge.server.auth.tokens import Principal
-from beambridge.server.db.tables import events, jobs
+from beambridge.server.db.tables import job_runs
 from beambridge.states import JobState
 
 OUTCOMES = {
@@ -36,6 +36,10 @@ MAX_RUNS = 500_000
 WIDTH_PX, HEIGHT_PX = 1200, 640
 
 
+MAX_RUN_S = 86400.0
+"""Runs longer than a day that ended inside a window are left out of it (the query is bounded by it)."""
+
+
 @dataclass
 class Runs:
     """Runs of a window, as arrays."""
@@ -44,116 +48,166 @@ class Runs:
     end: np.ndarray
     outcome: np.ndarray  # index into OUTCOMES
     crossed: np.ndarray  # bool: never ended properly (lost launcher, time-out)
-    node: list[str]
+    node: np.ndarray  # node name of each run (object array)
     truncated: bool
+    slot: np.ndarray | None = None  # the launcher's worker slot (first CPU) of each run, -1 unknown
+    app: np.ndarray | None = None  # app id of each run
 
 
 def read_runs(
     conn: Connection, principal: Principal, since: datetime, until: datetime, batch_job_id: int | None = None
 ) -> Runs:
-    """The caller's runs overlapping ``[since, until)`` (of one pilot when ``batch_job_id`` is given)."""
-    node = events.c.data["node"].as_string()
-    following = sa.func.lead(events.c.timestamp, type_=events.c.timestamp.type).over(
-        partition_by=events.c.job_id, order_by=events.c.id
-    )
-    following_state = sa.func.lead(events.c.to_state).over(partition_by=events.c.job_id, order_by=events.c.id)
-    where = [events.c.owner_id == principal.user_id, events.c.timestamp < until]
-    job_events = sa.select(
-        events.c.job_id, events.c.to_state, events.c.timestamp.label("started"), node.label("node"),
-        following.label("ended"), following_state.label("end_state"),
-    ).where(*where)  # fmt: skip
-    if batch_job_id is not None:
-        job_events = job_events.where(
-            events.c.job_id.in_(
-                sa.select(jobs.c.id).where(
-                    jobs.c.batch_job_id == batch_job_id, jobs.c.owner_id == principal.user_id
-                )
-            )
-        )
-    else:
-        # Only jobs with a change inside the window (bounded by the events index on time).
-        job_events = job_events.where(
-            events.c.job_id.in_(
-                sa.select(events.c.job_id).where(*where, events.c.timestamp >= since - timedelta(days=1))
-            )
-        )
-    paired = job_events.subquery()
-    started, ended = paired.c.started, paired.c.ended
+    """The caller's runs overlapping ``[since, until)`` (of one pilot when ``batch_job_id`` is given).
+
+    Two index range scans of ``job_runs``: runs that ended in ``[since, until + MAX_RUN_S)`` and started
+    before ``until``, and runs still open that started before ``until``.
+    """
+    r = job_runs.c
     if conn.dialect.name == "postgresql":  # epoch seconds: no datetime object per row
-        started = sa.cast(sa.func.extract("epoch", started), sa.Float)  # type: ignore[assignment]
-        ended = sa.cast(sa.func.extract("epoch", ended), sa.Float)  # type: ignore[assignment]
-    statement = (
-        sa.select(started, ended, paired.c.end_state, paired.c.node)
-        .where(
-            paired.c.to_state == JobState.RUNNING.value,
-            sa.or_(paired.c.ended.is_(None), paired.c.ended >= since),
-        )
-        .order_by(paired.c.started)
-        .limit(MAX_RUNS + 1)
+        started: Any = sa.cast(sa.func.extract("epoch", r.started_at), sa.Float)
+        ended: Any = sa.cast(sa.func.extract("epoch", r.ended_at), sa.Float)
+    else:
+        started, ended = r.started_at, r.ended_at
+    columns = (started, ended, r.end_state, r.node, r.slot, r.app_id)
+    mine = [r.owner_id == principal.user_id, r.started_at < until]
+    if batch_job_id is not None:
+        mine.append(r.batch_job_id == batch_job_id)
+    finished = sa.select(*columns).where(
+        *mine, r.ended_at >= since, r.ended_at < until + timedelta(seconds=MAX_RUN_S)
     )
-    rows = conn.execute(statement).all()
+    still_open = sa.select(*columns).where(*mine, r.ended_at.is_(None))
+    rows = [*conn.execute(finished.limit(MAX_RUNS + 1)), *conn.execute(still_open.limit(MAX_RUNS + 1))]
     truncated = len(rows) > MAX_RUNS
     rows = rows[:MAX_RUNS]
     base = since.timestamp()
     span = (until - since).total_seconds()
-    start = np.fromiter((_seconds(r[0]) for r in rows), dtype=float, count=len(rows)) - base
-    end = np.fromiter(
-        (_seconds(r[1]) - base if r[1] is not None else span for r in rows), dtype=float, count=len(rows)
-    )
-    codes = {None: (3, False), JobState.RUN_DONE.value: (0, False), JobState.RUN_TIMEOUT.value: (1, True)}
-    codes[JobState.KILLED.value] = (2, False)
-    pairs = [codes.get(r[2], (1, False)) for r in rows]
-    outcome = np.fromiter((p[0] for p in pairs), dtype=np.int8, count=len(rows))
-    crossed = np.fromiter((p[1] for p in pairs), dtype=bool, count=len(rows))
-    return Runs(start, end, outcome, crossed, [r[3] or "node ?" for r in rows], truncated)
+    n = len(rows)
+    if n == 0:
+        empty = np.zeros(0)
+        return Runs(empty, empty, empty.astype(np.int8), empty.astype(bool), empty.astype(object), False,
+                    empty.astype(np.int64), empty.astype(np.int64))  # fmt: skip
+    starts, ends, states, nodes, slots, apps = zip(*rows, strict=True)  # columns, transposed in C
+    start = np.array([_seconds(v) for v in starts], dtype=float) - base
+    end = np.array([span + base if v is None else _seconds(v) for v in ends], dtype=float) - base
+    state = np.array(states, dtype=object)
+    outcome = np.full(n, 1, dtype=np.int8)  # failed, unless …
+    outcome[state == JobState.RUN_DONE.value] = 0
+    outcome[state == JobState.KILLED.value] = 2
+    outcome[state == None] = 3  # noqa: E711 - still running (elementwise comparison)
+    crossed = state == JobState.RUN_TIMEOUT.value
+    node = np.array([v or "node ?" for v in nodes], dtype=object)
+    slot = np.array([-1 if v is None else v for v in slots], dtype=np.int64)
+    app = np.array(apps, dtype=np.int64)
+    return Runs(start, end, outcome, crossed, node, truncated, slot, app)
 
 
 def _seconds(value: Any) -> float:
-    if not isinstance(value, datetime | str):  # seconds since the epoch, from PostgreSQL
+    if isinstance(value, float):  # seconds since the epoch, from PostgreSQL
+        return value
+    if not isinstance(value, datetime | str):
         return float(value)
-    if isinstance(value, str):  # SQLite hands back window-function results as text
+    if isinstance(value, str):  # SQLite may hand back times as text
         value = datetime.fromisoformat(value)
     return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).timestamp()
 
 
 def assign_slots(runs: Runs) -> tuple[np.ndarray, list[tuple[str, int, int]]]:
-    """A row for each run (node × the lowest free slot on it), and each node's (name, first row, rows)."""
-    by_node: dict[str, list[int]] = {}
-    for i, name in enumerate(runs.node):
-        by_node.setdefault(name, []).append(i)
-    row_of = np.zeros(len(runs.node), dtype=np.int64)
-    layout = []
-    first = 0
-    for name in sorted(by_node):
-        free: list[int] = []  # slot numbers released, lowest first
-        busy: list[tuple[float, int]] = []  # (end, slot)
-        slots = 0
-        for i in sorted(by_node[name], key=lambda k: runs.start[k]):
-            while busy and busy[0][0] <= runs.start[i]:
-                heapq.heappush(free, heapq.heappop(busy)[1])
-            slot = heapq.heappop(free) if free else slots
-            slots = max(slots, slot + 1)
-            heapq.heappush(busy, (runs.end[i], slot))
-            row_of[i] = first + slot
-        layout.append((name, first, slots))
-        first += slots
+    """A row for each run, and each node's (name, first row, rows).
+
+    Runs whose launcher reported a slot sit on that slot's row (a node's slots numbered in order); the
+    others (older launchers, multi-node runs) are packed greedily into the fewest extra lanes of their node.
+    """
+    n = len(runs.start)
+    row_of = np.zeros(n, dtype=np.int64)
+    if n == 0:
+        return row_of, []
+    names, node_code = np.unique(runs.node.astype(str), return_inverse=True)
+    slot = runs.slot if runs.slot is not None else np.full(n, -1, dtype=np.int64)
+    known = slot >= 0
+    # rows of the slotted runs: distinct (node, slot) pairs, in order
+    pairs = node_code[known].astype(np.int64) * (2**31) + slot[known]
+    distinct, pair_row = np.unique(pairs, return_inverse=True)
+    slots_per_node = np.bincount((distinct // (2**31)).astype(np.int64), minlength=len(names))
+    lanes_per_node = np.zeros(len(names), dtype=np.int64)
+    lane_of = np.zeros(n, dtype=np.int64)
+    for code in np.unique(node_code[~known]):
+        members = np.flatnonzero((node_code == code) & ~known)
+        lane_of[members], lanes_per_node[code] = _greedy_lanes(runs.start[members], runs.end[members])
+    rows_per_node = slots_per_node + lanes_per_node
+    first_row = np.concatenate(([0], np.cumsum(rows_per_node)[:-1]))
+    first_pair_of_node = np.concatenate(([0], np.cumsum(slots_per_node)[:-1]))
+    slotted_node = node_code[known]
+    row_of[known] = first_row[slotted_node] + (pair_row - first_pair_of_node[slotted_node])
+    unknown = ~known
+    row_of[unknown] = first_row[node_code[unknown]] + slots_per_node[node_code[unknown]] + lane_of[unknown]
+    layout = [(str(names[k]), int(first_row[k]), int(rows_per_node[k])) for k in range(len(names))]
     return row_of, layout
 
 
-def raster(runs: Runs, rows: np.ndarray, n_rows: int, span_s: float, width: int = WIDTH_PX) -> np.ndarray:
-    """Per-outcome pixel coverage, shape (outcomes, rows, width): how many runs cover each pixel."""
-    layers = np.zeros((len(OUTCOMES), max(n_rows, 1), width + 1), dtype=np.int32)
+def _greedy_lanes(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each run's lane (the lowest free one when it starts) and the number of lanes."""
+    lane = np.zeros(len(start), dtype=np.int64)
+    free: list[int] = []  # lane numbers released, lowest first
+    busy: list[tuple[float, int]] = []  # (end, lane)
+    lanes = 0
+    for i in np.argsort(start, kind="stable").tolist():
+        while busy and busy[0][0] <= start[i]:
+            heapq.heappush(free, heapq.heappop(busy)[1])
+        chosen = heapq.heappop(free) if free else lanes
+        lanes = max(lanes, chosen + 1)
+        heapq.heappush(busy, (end[i], chosen))
+        lane[i] = chosen
+    return lane, lanes
+
+
+APP_COLOURS = ("#0969da", "#2da44e", "#bf8700", "#8250df", "#1b7c83", "#e16f24", "#bf3989", "#57606a")
+"""Colours of the first apps when the plot is coloured by app (the rest share the last one)."""
+
+
+def raster(
+    runs: Runs,
+    rows: np.ndarray,
+    n_rows: int,
+    span_s: float,
+    width: int = WIDTH_PX,
+    category: np.ndarray | None = None,
+    n_categories: int = len(OUTCOMES),
+) -> np.ndarray:
+    """Per-category pixel coverage, shape (categories, rows, width): how many runs cover each pixel.
+    The category is the run's outcome unless given (the app's colour index)."""
+    layers = np.zeros((n_categories, max(n_rows, 1), width + 1), dtype=np.int32)
     if len(rows):
         scale = width / span_s
         x0 = np.clip((runs.start * scale).astype(np.int64), 0, width - 1)
         x1 = np.clip(np.ceil(runs.end * scale).astype(np.int64), x0 + 1, width)
-        np.add.at(layers, (runs.outcome, rows, x0), 1)
-        np.add.at(layers, (runs.outcome, rows, x1), -1)
+        kind = runs.outcome if category is None else category
+        np.add.at(layers, (kind, rows, x0), 1)
+        np.add.at(layers, (kind, rows, x1), -1)
     return np.cumsum(layers, axis=2)[:, :, :width]
 
 
-def render_png(runs: Runs, since: datetime, until: datetime, title: str) -> bytes:
-    """The plot as PNG."""
+def app_colours(runs: Runs, app_names: dict[int, str]) -> tuple[np.ndarray, dict[str, str]]:
+    """Each run's colour index by app (busiest apps first), and the legend (label → colour)."""
+    apps = runs.app if runs.app is not None else np.zeros(len(runs.start), dtype=np.int64)
+    ids, counts = np.unique(apps, return_counts=True)
+    busiest = [int(i) for i in ids[np.argsort(-counts, kind="stable")]]
+    index = {app_id: min(k, len(APP_COLOURS) - 1) for k, app_id in enumerate(busiest)}
+    category = np.array([index[int(a)] for a in apps], dtype=np.int64) if len(apps) else apps
+    legend: dict[str, str] = {}
+    last = len(APP_COLOURS) - 1
+    for k, app_id in enumerate(busiest):
+        if k < last or len(busiest) == len(APP_COLOURS):
+            legend[app_names.get(app_id, f"app {app_id}")] = APP_COLOURS[k]
+        else:
+            legend[f"{len(busiest) - last} other apps"] = APP_COLOURS[last]
+            break
+    return category, legend
+
+
+def render_png(
+    runs: Runs, since: datetime, until: datetime, title: str, app_names: dict[int, str] | None = None
+) -> bytes:
+    """The plot as PNG, coloured by outcome, or by app when ``app_names`` is given."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -164,10 +218,15 @@ def render_png(runs: Runs, since: datetime, until: datetime, title: str) -> byte
     span = max((until - since).total_seconds(), 1.0)
     rows, layout = assign_slots(runs)
     n_rows = sum(n for _, _, n in layout)
-    coverage = raster(runs, rows, n_rows, span)
+    if app_names is None:
+        legend = dict(OUTCOMES)
+        coverage = raster(runs, rows, n_rows, span)
+    else:
+        category, legend = app_colours(runs, app_names)
+        coverage = raster(runs, rows, n_rows, span, category=category, n_categories=len(APP_COLOURS))
+    colours = list(legend.values()) if app_names is None else list(APP_COLOURS)
     image = np.ones((max(n_rows, 1), WIDTH_PX, 4))
-    image[..., :3] = 1.0
-    for index, colour in enumerate(OUTCOMES.values()):  # later outcomes drawn over earlier ones
+    for index, colour in enumerate(colours):  # later categories drawn over earlier ones
         mask = coverage[index] > 0
         image[mask] = mcolors.to_rgba(colour)
     figure = Figure(figsize=(WIDTH_PX / 100, HEIGHT_PX / 100), dpi=100)
@@ -188,12 +247,14 @@ def render_png(runs: Runs, since: datetime, until: datetime, title: str) -> byte
             [first + count / 2 for _, first, count in layout], [name for name, _, _ in layout], fontsize=7
         )
     axes.set_title(title, fontsize=10)
-    handles = [plt.Line2D([], [], color=c, linewidth=6, label=name) for name, c in OUTCOMES.items()]
+    handles = [plt.Line2D([], [], color=c, linewidth=6, label=name) for name, c in legend.items()]
     handles.append(plt.Line2D([], [], color=NEVER_ENDED, marker="x", linestyle="", label="never ended"))
     axes.legend(handles=handles, loc="upper right", fontsize=7, framealpha=0.8)
-    figure.tight_layout()
+    # Fixed margins (tight_layout would draw the figure once more) and quick PNG compression: a third of
+    # the drawing time for a picture a few kB larger.
+    figure.subplots_adjust(left=0.1, right=0.985, top=0.95, bottom=0.08)
     out = io.BytesIO()
-    figure.savefig(out, format="png")
+    figure.savefig(out, format="png", pil_kwargs={"compress_level": 1})
     return out.getvalue()
 
 

@@ -207,6 +207,8 @@ job_parents = sa.Table(
     sa.Index(None, "parent_id"),
 )
 
+FAILED_EVENT = "to_state IN ('FAILED', 'RUN_ERROR', 'RUN_TIMEOUT')"
+
 # The event log has no foreign keys: checking two per row cost a quarter of a bulk create. Its rows are
 # removed with their jobs by the code that deletes jobs, apps and sites (see server/jobs/removal.py).
 events = sa.Table(
@@ -223,8 +225,40 @@ events = sa.Table(
     sa.Index(None, "job_id", "timestamp"),
     sa.Index(None, "owner_id", "id"),
     sa.Index(None, "site_id"),
+    # Time indexes of the two kinds of event the console counts over windows (throughput, failures,
+    # site cards); partial, so no other event pays for them.
+    sa.Index("ix_events_finished", "owner_id", "timestamp", postgresql_include=["site_id"],
+             postgresql_where=sa.text("to_state = 'JOB_FINISHED'"), sqlite_where=sa.text("to_state = 'JOB_FINISHED'")),
+    sa.Index("ix_events_failed", "owner_id", "timestamp", postgresql_where=sa.text(FAILED_EVENT),
+             sqlite_where=sa.text(FAILED_EVENT)),
     sqlite_autoincrement=True,
-)
+)  # fmt: skip
+
+# One row per run of a job (→ RUNNING until it leaves RUNNING), written with the events by
+# jobs/lifecycle.py: the weather plot reads the runs of a window here instead of pairing events.
+job_runs = sa.Table(
+    "job_runs",
+    metadata,
+    _id(),
+    _fk("job_id", "jobs.id"),
+    sa.Column("owner_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("site_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("app_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("batch_job_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite")),
+    sa.Column("node", sa.String(255), nullable=False, server_default=""),
+    sa.Column("slot", sa.Integer),
+    sa.Column("started_at", Time, nullable=False),
+    sa.Column("ended_at", Time),
+    sa.Column("end_state", sa.String(32)),
+    # Runs that ended in a window (bounded on both sides by the longest run drawn).
+    sa.Index(None, "owner_id", "ended_at"),
+    # Runs still open: by owner (the plot) and by job (closing a run).
+    sa.Index("ix_job_runs_open_owner", "owner_id", "started_at", postgresql_where=sa.text("ended_at IS NULL"),
+             sqlite_where=sa.text("ended_at IS NULL")),
+    sa.Index("ix_job_runs_open_job", "job_id", postgresql_where=sa.text("ended_at IS NULL"),
+             sqlite_where=sa.text("ended_at IS NULL")),
+    sqlite_autoincrement=True,
+)  # fmt: skip
 
 # Result artifacts (schemas/artifacts.py): small typed summaries of a job's results, one row per (job, name).
 job_artifacts = sa.Table(

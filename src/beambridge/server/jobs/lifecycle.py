@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 from beambridge.schemas.apps import AppHook
 from beambridge.server.db.bulk import bulk_insert
 from beambridge.server.db.chunks import chunked, id_in
-from beambridge.server.db.tables import apps, events, job_parents, jobs
+from beambridge.server.db.tables import apps, events, job_parents, job_runs, jobs
 from beambridge.server.errors import ConflictError, NotFoundError
 from beambridge.server.wakeups import WakeKey
 from beambridge.states import (
@@ -49,6 +49,7 @@ _LOCK_COLUMNS = (
     jobs.c.site_id,
     jobs.c.app_id,
     jobs.c.session_id,
+    jobs.c.batch_job_id,
     jobs.c.retry_count,
     jobs.c.retry_limit,
     jobs.c.has_stage_ins,
@@ -318,11 +319,51 @@ def _write(conn: Connection, work: dict[int, _Work], now: datetime) -> Outcome:
         for chunk in chunked(ids):
             conn.execute(jobs.update().where(id_in(jobs.c.id, chunk, conn.dialect.name)).values(values))
     bulk_insert(conn, events, event_rows)
+    _record_runs(conn, work)
     if finished:
         outcome.merge(_release_children(conn, finished, now))
     if failed:
         outcome.merge(_fail_children(conn, failed, now))
     return outcome
+
+
+def _run_start(row: JobRow, data: dict[str, Any], at: datetime) -> dict[str, Any]:
+    node = data.get("node")
+    slot = data.get("slot")
+    return {
+        "job_id": row.id, "owner_id": row.owner_id, "site_id": row.site_id, "app_id": row.app_id,
+        "batch_job_id": row.batch_job_id, "node": node[:255] if isinstance(node, str) else "",
+        "slot": slot if isinstance(slot, int) and not isinstance(slot, bool) and 0 <= slot < 2**31 else None,
+        "started_at": at, "ended_at": None, "end_state": None,
+    }  # fmt: skip
+
+
+def _record_runs(conn: Connection, work: dict[int, _Work]) -> None:
+    """Keep ``job_runs`` with the events: a run opens at → RUNNING (node and slot from the launcher's
+    report) and closes when the job leaves RUNNING. A run opened and closed in one batch is inserted whole."""
+    new: list[dict[str, Any]] = []
+    closing: list[dict[str, Any]] = []
+    for item in work.values():
+        current: dict[str, Any] | None = None
+        for from_state, to_state, data, at in item.steps:
+            if to_state is S.RUNNING:
+                current = _run_start(item.row, data, at)
+                new.append(current)
+            elif from_state is S.RUNNING:
+                if current is not None:
+                    current["ended_at"], current["end_state"] = at, to_state.value
+                    current = None
+                else:
+                    closing.append({"run_job": item.row.id, "run_end": at, "run_state": to_state.value})
+    if closing:
+        conn.execute(
+            job_runs.update()
+            .where(job_runs.c.job_id == sa.bindparam("run_job"), job_runs.c.ended_at.is_(None))
+            .values(ended_at=sa.bindparam("run_end"), end_state=sa.bindparam("run_state")),
+            closing,
+        )
+    if new:
+        conn.execute(job_runs.insert(), new)
 
 
 def _waiting_children(conn: Connection, parent_ids: list[int]) -> dict[int, JobRow]:

@@ -23,6 +23,7 @@ from beambridge.platform.schedulers import (
 )
 from beambridge.schemas.batch_jobs import BatchJob, BatchJobState
 from beambridge.site.config import SiteConfig, SiteDir
+from beambridge.site.metrics import measured, pilots_seen
 from beambridge.site.pilot_script import render_pilot_script
 from beambridge.site.services.base import Service
 
@@ -56,10 +57,11 @@ class SchedulerSync(Service):
         self.client = client
         self.site = site
         self.config = config
-        self.scheduler = scheduler
+        self.scheduler = measured(scheduler)  # command latency and failures go to the agent's /metrics
 
     def tick(self) -> None:
         pilots = list(self.client.batch_jobs.filter(site_id=self.config.site_id, state=ACTIVE))
+        pilots_seen((p.state.value for p in pilots), (state.value for state in ACTIVE))
         for pilot in pilots:
             if pilot.state == BatchJobState.PENDING_SUBMISSION:
                 self.submit(pilot)

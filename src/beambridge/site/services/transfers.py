@@ -25,6 +25,7 @@ from beambridge.platform.transfer import TransferBackend, TransferFile, Transfer
 from beambridge.schemas.apps import TransferDirection
 from beambridge.schemas.jobs import Job
 from beambridge.schemas.transfers import TransferItem, TransferState
+from beambridge.site import metrics as site_metrics
 from beambridge.site.config import SiteConfig, SiteDir
 from beambridge.site.services.base import Service, update_jobs
 from beambridge.states import JobState
@@ -232,6 +233,10 @@ class Transfers(Service):
             if not status.done:
                 continue
             del self.running[task_id]
+            site_metrics.transfer_ended(
+                str(run.items[0].direction.value if run.items else "?"), getattr(run.backend, "kind", "?"),
+                ok=status.failure is None, nbytes=status.bytes, files=status.files,
+            )  # fmt: skip
             figures = {
                 "task_id": task_id,
                 "bytes": status.bytes,
