@@ -143,6 +143,7 @@ def attempts(w: dict[str, Any]) -> dict[tuple[str, str], tuple[str, Any]]:
         ("get", "/transfers/{item_id}"): (f"/transfers/{item}", None),
         ("get", "/events"): ("/events", None),
         ("get", "/events/latest"): ("/events/latest", None),
+        ("get", "/audit"): ("/audit", None),
         ("get", "/workflows"): ("/workflows", None),
         ("get", "/workflows/{workflow_id}"): (f"/workflows/{workflow}", None),
         ("delete", "/workflows/{workflow_id}"): (f"/workflows/{workflow}", None),
@@ -166,7 +167,7 @@ def snapshot(alice: ApiUser) -> dict[str, Any]:
     out = {}
     for path in (
         "/sites", "/apps", "/jobs", "/batch-jobs", "/sessions", "/transfers", "/events", "/workflows",
-        "/submissions", "/beamline-events",
+        "/submissions", "/beamline-events", "/audit",
     ):  # fmt: skip
         out[path] = alice.ok(alice.http.get(f"{path}?limit=1000"))["items"]
     out["tokens"] = alice.ok(alice.http.get(f"/sites/{out['/sites'][0]['id']}/tokens"))

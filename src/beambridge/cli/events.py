@@ -19,7 +19,8 @@ def event_line(event: Event) -> str:
     """One readable line for an event."""
     data = f"  {json.dumps(event.data)}" if event.data else ""
     stamp = event.timestamp.strftime("%H:%M:%S.%f")[:-3]
-    return f"{stamp}  job {event.job_id:<6} {event.from_state:>16} → {event.to_state}{data}"
+    actor = f"  by {event.actor}" if event.actor else ""
+    return f"{stamp}  job {event.job_id:<6} {event.from_state:>16} → {event.to_state}{actor}{data}"
 
 
 def events(
@@ -28,6 +29,10 @@ def events(
         list[str], typer.Option(help="Only events of jobs with this key=value tag; repeatable.")
     ] = [],  # noqa: B006
     state: Annotated[list[JobState], typer.Option(help="Only moves into this state; repeatable.")] = [],  # noqa: B006
+    actor: Annotated[
+        str | None,
+        typer.Option(help="Only events caused by an actor starting with this ('user:alice', 'launcher:')."),
+    ] = None,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new events as they happen.")
     ] = False,
@@ -40,6 +45,7 @@ def events(
             "job_id": job,
             "tags": parse_pairs(tag, "--tag") or None,
             "to_state": state or None,
+            "actor": actor,
         }
         newest = client.events.filter(**filters).newest_first().limit(limit)
         latest = list(newest.page_size(min(limit, MAX_PAGE_SIZE)))[::-1]  # the latest, oldest first

@@ -48,6 +48,7 @@ def _mount_all() -> None:
         return
     from beambridge.cli import (
         apps,
+        audit,
         demo,
         events,
         jobs,
@@ -78,6 +79,7 @@ def _mount_all() -> None:
     app.command("logout")(login.logout)
     app.command("whoami")(login.whoami)
     app.command("events")(events.events)
+    app.command("audit")(audit.audit)
     app.command("demo")(demo.demo)
     app.command("launcher")(launcher.launcher)
     site_agent.register(sites.app)

@@ -13,6 +13,7 @@ from beambridge.client.jobs import JobManager
 from beambridge.client.names import Names
 from beambridge.client.resources import (
     AppManager,
+    AuditManager,
     BatchJobManager,
     EventManager,
     SiteGroupManager,
@@ -78,6 +79,7 @@ class Client:
         self.sessions = SessionManager(self._transport)
         self.transfers = TransferManager(self._transport)
         self.events = EventManager(self._transport)
+        self.audit = AuditManager(self._transport)
         self.workflows = WorkflowManager(self._transport)
         self.submissions = SubmissionManager(self._transport)
         self.beamline_events = BeamlineEventManager(self._transport)

@@ -17,13 +17,21 @@ from beambridge.client.errors import NotFound
 from beambridge.client.query import FilterField, Query, filter_fields
 from beambridge.client.transport import Transport
 from beambridge.schemas.apps import App, AppHook, AppParameter, TransferDirection, TransferSlot
+from beambridge.schemas.audit import AuditEntry
 from beambridge.schemas.auth import SiteToken, SiteTokenCreated
 from beambridge.schemas.batch_jobs import BatchJob, BatchJobState, JobMode
 from beambridge.schemas.common import MAX_PAGE_SIZE
 from beambridge.schemas.events import Event
 from beambridge.schemas.jobs import BulkResult
 from beambridge.schemas.placement import SiteGroup, SitePlacement
-from beambridge.schemas.queries import AppQuery, BatchJobQuery, EventQuery, SiteQuery, TransferQuery
+from beambridge.schemas.queries import (
+    AppQuery,
+    AuditQuery,
+    BatchJobQuery,
+    EventQuery,
+    SiteQuery,
+    TransferQuery,
+)
 from beambridge.schemas.sites import Site
 from beambridge.schemas.transfers import TransferItem, TransferItemUpdate, TransferState
 from beambridge.states import JobState
@@ -313,6 +321,20 @@ class TransferManager(Manager[TransferItem]):
         return BulkResult.model_validate(self._transport.request("PATCH", self.path, json=body))
 
 
+class AuditManager(Manager[AuditEntry]):
+    """The audit log of your account: tokens made, rotated and revoked, deletions, logins, an
+    administrator's actions (``client.audit``; a user's token only)."""
+
+    path, model, noun = "/audit", AuditEntry, "audit entry"
+    fields: ClassVar[Mapping[str, FilterField]] = filter_fields(AuditQuery)
+
+    def filter(
+        self, *, action: str | None = None, actor: str | None = None, since: datetime | None = None
+    ) -> Query[AuditEntry]:
+        """Entries of one action or family (``"site_token"``), by an actor (prefix), since a time."""
+        return self._query(action=action, actor=actor, since=since)
+
+
 class EventManager(Manager[Event]):
     """Job state changes, oldest first, and a long-poll to follow new ones (``client.events``)."""
 
@@ -329,8 +351,10 @@ class EventManager(Manager[Event]):
         since: datetime | None = None,
         until: datetime | None = None,
         tags: Mapping[str, str] | None = None,
+        actor: str | None = None,
     ) -> Query[Event]:
-        """Events matching every given filter, in id order (``tags``: of jobs carrying all of them)."""
+        """Events matching every given filter, in id order (``tags``: of jobs carrying all of them;
+        ``actor``: whose actor starts with it, e.g. ``"user:alice"`` or ``"launcher:"``)."""
         return self._query(
             job_id=as_list(job_id),
             site_id=site_id,
@@ -339,6 +363,7 @@ class EventManager(Manager[Event]):
             since=since,
             until=until,
             tags=tags,
+            actor=actor,
         )
 
     def latest_id(self) -> int:

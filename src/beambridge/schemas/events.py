@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import JsonValue
+from pydantic import Field, JsonValue
 
 from beambridge.schemas.common import OutputModel, UtcDatetime
 from beambridge.states import JobState
@@ -18,3 +18,8 @@ class Event(OutputModel):
     to_state: JobState
     timestamp: UtcDatetime
     data: dict[str, JsonValue]
+    actor: str = Field(
+        default="",
+        description="Who caused it: 'user:NAME', 'site:SITE (token N)', 'launcher:SITE (session N)', "
+        "'placement', 'system' (the service by its own rules), or '' for events older than the audit trail",
+    )

@@ -91,6 +91,12 @@ class EventQuery(QueryModel):
         max_length=MAX_TAG_FILTERS,
         description="'key:value' the event's job carries; every one must match",
     )
+    actor: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Events whose actor starts with this: 'user:alice', 'launcher:', 'system'",
+    )
 
     @field_validator("tag")
     @classmethod
@@ -102,6 +108,22 @@ class EventQuery(QueryModel):
     def tags(self) -> dict[str, str]:
         """The ``tag`` filters as the dict of tags the event's job must carry."""
         return dict(parse_tag_filter(item) for item in self.tag)
+
+
+class AuditQuery(QueryModel):
+    """Filters of ``GET /audit``."""
+
+    action: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[a-z_.]+$",
+        description="An action ('site_token.revoke') or a family of them ('site_token')",
+    )
+    actor: str | None = Field(
+        default=None, min_length=1, max_length=200, description="Entries whose actor starts with this"
+    )
+    since: datetime | None = None
 
 
 class SiteQuery(QueryModel):

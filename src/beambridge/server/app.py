@@ -33,6 +33,7 @@ from beambridge.server.placement.service import PLACEMENT_WAKE, CycleReport, Pla
 from beambridge.server.routes import (
     apps,
     artifacts,
+    audit,
     auth,
     batch_jobs,
     events,
@@ -144,6 +145,7 @@ def create_app(
         workflows,
         placement,
         artifacts,
+        audit,
     ):
         app.include_router(module.router)
     app.state.metrics = ServiceMetrics(db)

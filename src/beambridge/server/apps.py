@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 
 from beambridge.schemas.apps import AppCreate, AppUpdate
 from beambridge.schemas.queries import AppQuery
+from beambridge.server import audit
 from beambridge.server.auth.tokens import Principal
 from beambridge.server.db.conditions import column_conditions
 from beambridge.server.db.tables import apps, sites
@@ -57,8 +58,17 @@ def update_app(conn: Connection, principal: Principal, app_id: int, changes: App
     return get_app(conn, principal, app_id)
 
 
-def delete_app(conn: Connection, principal: Principal, app_id: int) -> None:
+def delete_app(conn: Connection, principal: Principal, app_id: int, now: datetime) -> None:
     """Delete an app with its jobs and their history."""
-    get_app(conn, principal, app_id, lock=True)
+    app = get_app(conn, principal, app_id, lock=True)
+    audit.record(
+        conn,
+        owner_id=principal.user_id,
+        actor=principal.actor,
+        action="app.delete",
+        target=f"app {app['name']} of site {app['site_id']}",
+        now=now,
+        data={"app_id": app_id},
+    )
     delete_events_of_app(conn, app_id)
     conn.execute(apps.delete().where(apps.c.id == app_id))

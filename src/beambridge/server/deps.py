@@ -9,9 +9,10 @@ import sqlalchemy as sa
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from beambridge.server.audit import site_actor, user_actor
 from beambridge.server.auth.tokens import SITE_TOKEN_PREFIX, Principal, hash_secret
 from beambridge.server.context import ServerContext
-from beambridge.server.db.tables import site_tokens
+from beambridge.server.db.tables import site_tokens, sites
 from beambridge.server.errors import AuthenticationError, ForbiddenError
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from /auth/login, or a site token")
@@ -53,12 +54,20 @@ async def get_principal(
         raise AuthenticationError(
             "invalid access token: its signature or contents do not check out"
         ) from None
-    await ctx.revocations.check(user_id, issued_at)
-    return Principal(user_id=user_id)
+    name = await ctx.revocations.check(user_id, issued_at)
+    return Principal(user_id=user_id, actor=user_actor(name))
 
 
-_SITE_TOKEN = sa.select(site_tokens.c.owner_id, site_tokens.c.site_id, site_tokens.c.revoked_at).where(
-    site_tokens.c.token_hash == sa.bindparam("token_hash")
+_SITE_TOKEN = (
+    sa.select(
+        site_tokens.c.id,
+        site_tokens.c.owner_id,
+        site_tokens.c.site_id,
+        site_tokens.c.revoked_at,
+        sites.c.name.label("site_name"),
+    )
+    .join(sites, sites.c.id == site_tokens.c.site_id)
+    .where(site_tokens.c.token_hash == sa.bindparam("token_hash"))
 )
 
 
@@ -68,7 +77,9 @@ async def _site_principal(ctx: ServerContext, token: str) -> Principal:
         raise AuthenticationError("unknown site token")
     if row["revoked_at"] is not None:
         raise AuthenticationError("site token has been revoked")
-    return Principal(user_id=row["owner_id"], site_id=row["site_id"])
+    return Principal(
+        user_id=row["owner_id"], site_id=row["site_id"], actor=site_actor(row["site_name"], row["id"])
+    )
 
 
 Caller = Annotated[Principal, Depends(get_principal)]

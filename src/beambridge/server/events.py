@@ -34,7 +34,9 @@ def events_query(
     """The statement for one page of the caller's events matching ``query``, in id order (descending if
     ``newest_first``) after ``after`` (built once, run again by a long-poll until something matches)."""
     where = _visible(principal)
-    where.extend(column_conditions(events, query, handled={"since", "until", "tag"}))
+    where.extend(column_conditions(events, query, handled={"since", "until", "tag", "actor"}))
+    if query.actor:
+        where.append(events.c.actor.startswith(query.actor, autoescape=True))
     where.extend(time_window(events.c.timestamp, query.since, query.until))
     if query.tag:
         tagged = sa.select(jobs.c.id).where(

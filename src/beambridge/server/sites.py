@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 
 from beambridge.schemas.queries import SiteQuery
 from beambridge.schemas.sites import SiteCreate, SiteUpdate
+from beambridge.server import audit
 from beambridge.server.auth.tokens import SITE_TOKEN_PREFIX, Principal, hash_secret, new_secret
 from beambridge.server.db.conditions import column_conditions
 from beambridge.server.db.tables import site_tokens, sites
@@ -42,7 +43,22 @@ def create_site(conn: Connection, principal: Principal, request: SiteCreate, now
         raise ConflictError(f"you already have a site named {request.name!r} (id {taken.id})")
     values = {**request.model_dump(), "owner_id": principal.user_id, "status": {}, "created_at": now}
     site_id = conn.execute(sites.insert().values(values).returning(sites.c.id)).scalar_one()
+    _audit(conn, principal, "site.create", f"site {request.name}", now, site_id=site_id)
     return get_site(conn, principal, site_id)
+
+
+def _audit(
+    conn: Connection, principal: Principal, action: str, target: str, now: datetime, **data: Any
+) -> None:
+    audit.record(
+        conn,
+        owner_id=principal.user_id,
+        actor=principal.actor,
+        action=action,
+        target=target,
+        now=now,
+        data=data,
+    )
 
 
 def update_site(conn: Connection, principal: Principal, site_id: int, changes: SiteUpdate) -> dict[str, Any]:
@@ -61,9 +77,10 @@ def record_heartbeat(conn: Connection, principal: Principal, site_id: int, now: 
     return get_site(conn, principal, site_id)
 
 
-def delete_site(conn: Connection, principal: Principal, site_id: int) -> None:
+def delete_site(conn: Connection, principal: Principal, site_id: int, now: datetime) -> None:
     """Delete a site with its apps, jobs, batch jobs, sessions, tokens and history."""
-    get_site(conn, principal, site_id, lock=True)
+    site = get_site(conn, principal, site_id, lock=True)
+    _audit(conn, principal, "site.delete", f"site {site['name']}", now, site_id=site_id)
     delete_events_of_site(conn, site_id)
     conn.execute(sites.delete().where(sites.c.id == site_id))
 
@@ -73,7 +90,7 @@ def create_site_token(
 ) -> dict[str, Any]:
     """A new token acting for the caller on this site only, with its secret (which is stored hashed:
     this is the only time it can be shown)."""
-    get_site(conn, principal, site_id)
+    site = get_site(conn, principal, site_id)
     secret = new_secret(SITE_TOKEN_PREFIX)
     values = {
         "site_id": site_id,
@@ -83,6 +100,7 @@ def create_site_token(
         "created_at": now,
     }
     token_id = conn.execute(site_tokens.insert().values(values).returning(site_tokens.c.id)).scalar_one()
+    _audit(conn, principal, "site_token.create", f"token {token_id} of site {site['name']}", now, name=name)
     return {**values, "id": token_id, "token": secret, "revoked_at": None}
 
 
@@ -99,7 +117,7 @@ def revoke_site_token(
     conn: Connection, principal: Principal, site_id: int, token_id: int, now: datetime
 ) -> None:
     """Revoke a site token at once; 404 if the site has no such active token."""
-    get_site(conn, principal, site_id)
+    site = get_site(conn, principal, site_id)
     done = conn.execute(
         site_tokens.update()
         .where(
@@ -111,6 +129,7 @@ def revoke_site_token(
     )
     if done.rowcount == 0:
         raise NotFoundError(f"active token {token_id} of site {site_id} not found")
+    _audit(conn, principal, "site_token.revoke", f"token {token_id} of site {site['name']}", now)
 
 
 def drain_site(
@@ -124,11 +143,14 @@ def drain_site(
             .where(sites.c.id == site_id)
             .values(drained_at=site["drained_at"] or now, drain_reason=reason)
         )
+        _audit(conn, principal, "site.drain", f"site {site['name']}", now, reason=reason)
     return get_site(conn, principal, site_id)
 
 
-def undrain_site(conn: Connection, principal: Principal, site_id: int) -> dict[str, Any]:
+def undrain_site(conn: Connection, principal: Principal, site_id: int, now: datetime) -> dict[str, Any]:
     """The site takes new work again."""
-    get_site(conn, principal, site_id, lock=True)
+    site = get_site(conn, principal, site_id, lock=True)
+    if site["drained_at"] is not None:
+        _audit(conn, principal, "site.undrain", f"site {site['name']}", now)
     conn.execute(sites.update().where(sites.c.id == site_id).values(drained_at=None, drain_reason=""))
     return get_site(conn, principal, site_id)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from beambridge.schemas.common import _check_name
+from beambridge.server import audit
 from beambridge.server.auth.passwords import hash_password, verify_password
 from beambridge.server.context import utcnow
 from beambridge.server.db.engine import Database
@@ -26,27 +28,38 @@ def add_user(db: Database, name: str, password: str, *, password_hash: str | Non
     with db.write() as conn:
         if conn.execute(sa.select(users.c.id).where(users.c.name == name)).first():
             raise ConflictError(f"user {name!r} already exists")
-        return int(
+        now = utcnow()
+        user_id = int(
             conn.execute(
                 users.insert()
-                .values(
-                    name=name, password_hash=password_hash or hash_password(password), created_at=utcnow()
-                )
+                .values(name=name, password_hash=password_hash or hash_password(password), created_at=now)
                 .returning(users.c.id)
             ).scalar_one()
         )
+        _admin_audit(conn, user_id, "user.add", name, now)
+        return user_id
+
+
+def _admin_audit(conn: Connection, user_id: int, action: str, name: str, now: datetime) -> None:
+    audit.record(conn, owner_id=user_id, actor=audit.ADMIN, action=action, target=f"user {name}", now=now)
+
+
+def _user_id(conn: Connection, name: str) -> int:
+    row = conn.execute(sa.select(users.c.id).where(users.c.name == name)).first()
+    if row is None:
+        raise InvalidRequestError(f"no user named {name!r}")
+    return int(row.id)
 
 
 def set_password(db: Database, name: str, password: str) -> None:
     """Change a user's password."""
     if len(password) < 8:
         raise InvalidRequestError("password must be at least 8 characters")
+    hashed = hash_password(password)
     with db.write() as conn:
-        done = conn.execute(
-            users.update().where(users.c.name == name).values(password_hash=hash_password(password))
-        )
-        if done.rowcount == 0:
-            raise InvalidRequestError(f"no user named {name!r}")
+        user_id = _user_id(conn, name)
+        conn.execute(users.update().where(users.c.id == user_id).values(password_hash=hashed))
+        _admin_audit(conn, user_id, "user.passwd", name, utcnow())
 
 
 def authenticate(db: Database, name: str, password: str) -> int:
@@ -73,14 +86,14 @@ def enable_user(db: Database, name: str) -> None:
     _set_disabled(db, name, None)
 
 
-def _set_disabled(db: Database, name: str, when: Any) -> None:
+def _set_disabled(db: Database, name: str, when: datetime | None) -> None:
     values: dict[str, Any] = {"disabled_at": when}
     if when is not None:
         values["tokens_valid_after"] = when
     with db.write() as conn:
-        done = conn.execute(users.update().where(users.c.name == name).values(values))
-        if done.rowcount == 0:
-            raise InvalidRequestError(f"no user named {name!r}")
+        user_id = _user_id(conn, name)
+        conn.execute(users.update().where(users.c.id == user_id).values(values))
+        _admin_audit(conn, user_id, "user.disable" if when else "user.enable", name, when or utcnow())
 
 
 def get_user(conn: Connection, user_id: int) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from beambridge.server.errors import AuthenticationError
 
 CACHE_S = 1.0
 
-_USER_STATE = sa.select(users.c.tokens_valid_after, users.c.disabled_at).where(
+_USER_STATE = sa.select(users.c.name, users.c.tokens_valid_after, users.c.disabled_at).where(
     users.c.id == sa.bindparam("user_id")
 )
 
@@ -40,11 +40,11 @@ class Revocations:
 
     def __init__(self, reader: AsyncReader) -> None:
         self.reader = reader
-        self._cache: dict[int, tuple[float, bool, float | None, bool]] = {}
+        self._cache: dict[int, tuple[float, bool, float | None, bool, str]] = {}
 
-    async def check(self, user_id: int, issued_at: float | None) -> None:
-        """Raise 401 if the user is gone or disabled, or the token (issued at ``issued_at``; None for a
-        site token) was issued before the user's tokens were revoked."""
+    async def check(self, user_id: int, issued_at: float | None) -> str:
+        """The user's name; 401 if the user is gone or disabled, or the token (issued at ``issued_at``;
+        None for a site token) was issued before the user's tokens were revoked."""
         now = time.monotonic()
         cached = self._cache.get(user_id)
         if cached is None or now - cached[0] > CACHE_S:
@@ -56,14 +56,16 @@ class Revocations:
                 row is not None,
                 None if row is None else _epoch(row["tokens_valid_after"]),
                 row is not None and row["disabled_at"] is not None,
+                "" if row is None else str(row["name"]),
             )
-        _, exists, valid_after, disabled = cached
+        _, exists, valid_after, disabled, name = cached
         if not exists:
             raise AuthenticationError("this token's user no longer exists")
         if disabled:
             raise AuthenticationError("this user is disabled")
         if issued_at is not None and valid_after is not None and issued_at < valid_after:
             raise AuthenticationError("access token has been revoked (logged out); log in again")
+        return name
 
     def forget(self, user_id: int) -> None:
         """Drop what is cached for a user whose state this process just changed."""

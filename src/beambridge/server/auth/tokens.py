@@ -26,6 +26,9 @@ class Principal:
 
     user_id: int
     site_id: int | None = None
+    actor: str = "system"
+    """Who this is in the audit trail (see :mod:`beambridge.server.audit`): ``user:alice`` or
+    ``site:polaris (token 3)``."""
 
     @property
     def is_site(self) -> bool:

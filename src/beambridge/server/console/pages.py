@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from beambridge.schemas.artifacts import check_artifact_name
 from beambridge.schemas.jobs import JobRetry
 from beambridge.schemas.queries import JobQuery
+from beambridge.server import audit
 from beambridge.server.auth.login import check_login, client_address
 from beambridge.server.console import queries, results
 from beambridge.server.console.live import latest_event_id
@@ -124,8 +125,10 @@ async def login(request: Request) -> Response:
         return response
 
     def start() -> str:
+        now = utcnow()
         with ctx.db.write() as conn:
-            return open_session(conn, user_id, utcnow(), ctx.settings.console_session_ttl_s)
+            audit.record_login(conn, user_id, name, via="console", address=client_address(request), now=now)
+            return open_session(conn, user_id, now, ctx.settings.console_session_ttl_s)
 
     secret = await run_in_threadpool(start)
     done = RedirectResponse(target, status_code=303)

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from beambridge.server.audit import user_actor
 from beambridge.server.auth.tokens import Principal, hash_secret
 from beambridge.server.db.tables import console_sessions, users
 
@@ -41,7 +42,7 @@ class ConsoleUser:
     @property
     def principal(self) -> Principal:
         """The same principal the API would see for this user's access token."""
-        return Principal(user_id=self.user_id)
+        return Principal(user_id=self.user_id, actor=user_actor(self.name))
 
 
 def csrf_token(secret_key: str, session_secret: str) -> str:

@@ -222,6 +222,9 @@ events = sa.Table(
     sa.Column("to_state", sa.String(32), nullable=False),
     sa.Column("timestamp", Time, nullable=False),
     sa.Column("data", JSON, nullable=False),
+    # Who caused it (server/audit.py): "user:alice", "launcher:polaris (session 12)", "system"…; "" only
+    # for events written before the audit trail existed.
+    sa.Column("actor", sa.String(200), nullable=False, server_default=""),
     sa.Index(None, "job_id", "timestamp"),
     sa.Index(None, "owner_id", "id"),
     sa.Index(None, "site_id"),
@@ -274,6 +277,21 @@ job_artifacts = sa.Table(
     sa.Column("created_at", Time, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
     sa.UniqueConstraint("job_id", "name"),
+    sa.Index(None, "owner_id", "id"),
+    sqlite_autoincrement=True,
+)
+
+# Actions that change access or ownership rather than a job's state (server/audit.py).
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    _id(),
+    sa.Column("owner_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(300), nullable=False),
+    sa.Column("data", JSON, nullable=False),
+    sa.Column("timestamp", Time, nullable=False),
     sa.Index(None, "owner_id", "id"),
     sqlite_autoincrement=True,
 )

@@ -12,6 +12,7 @@ from beambridge.packing import fit_in_order
 from beambridge.schemas.batch_jobs import BatchJobState
 from beambridge.schemas.queries import SessionQuery
 from beambridge.schemas.sessions import AcquireRequest, JobReport, SessionCreate
+from beambridge.server.audit import SYSTEM, launcher_actor
 from beambridge.server.auth.tokens import Principal
 from beambridge.server.db.chunks import chunked, id_in
 from beambridge.server.db.conditions import column_conditions
@@ -60,12 +61,17 @@ def open_session(
 
 
 def load_session(conn: Connection, principal: Principal, session_id: int, *, lock: bool = False) -> Any:
-    """A session the caller owns; 404 otherwise, 409 if it has expired."""
-    query = sa.select(sessions).where(sessions.c.id == session_id, sessions.c.owner_id == principal.user_id)
+    """A session the caller owns, with its site's name (``site_name``); 404 otherwise, 409 if it has
+    expired."""
+    query = (
+        sa.select(sessions, sites.c.name.label("site_name"))
+        .join(sites, sites.c.id == sessions.c.site_id)
+        .where(sessions.c.id == session_id, sessions.c.owner_id == principal.user_id)
+    )
     if principal.site_id is not None:
         query = query.where(sessions.c.site_id == principal.site_id)
     if lock and conn.dialect.name == "postgresql":
-        query = query.with_for_update()
+        query = query.with_for_update(of=sessions)
     row = conn.execute(query).first()
     if row is None:
         raise NotFoundError(f"session {session_id} not found")
@@ -234,7 +240,8 @@ def report(
         if item.error is not None:
             fields["error"] = item.error
         requests.append(TransitionRequest(item.id, item.state, dict(item.state_data), item.at, fields))
-    return apply_transitions(conn, requests, now=now, owner_id=principal.user_id, locked=rows)
+    actor = launcher_actor(session.site_name, session_id)
+    return apply_transitions(conn, requests, now=now, owner_id=principal.user_id, actor=actor, locked=rows)
 
 
 def end_sessions(
@@ -277,7 +284,7 @@ def end_sessions(
         wake |= {("site", row.site_id) for row in unreported}
     running = [row.id for row in held if row.state == S.RUNNING.value]
     requests += [TransitionRequest(job_id, S.RUN_TIMEOUT, {"reason": reason}) for job_id in running]
-    outcome.merge(apply_transitions(conn, requests, now=now, owner_id=None))
+    outcome.merge(apply_transitions(conn, requests, now=now, owner_id=None, actor=SYSTEM))
     outcome.wake_keys |= wake
     return outcome
 

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 from beambridge.schemas.apps import AppHook, AppParameter, TransferDirection, TransferSlot
 from beambridge.schemas.jobs import JobCreate, TransferValue, transfer_ref, transfer_sha256
 from beambridge.schemas.transfers import TransferState
+from beambridge.server.audit import PLACEMENT, SYSTEM
 from beambridge.server.auth.tokens import Principal
 from beambridge.server.db.bulk import bulk_insert
 from beambridge.server.db.chunks import chunked
@@ -208,6 +209,8 @@ def create_jobs(
                     "to_state": to_state.value,
                     "timestamp": now,
                     "data": payloads.get(reason) or payloads.setdefault(reason, {"auto": reason}),
+                    # the creation is the caller's; the steps the service takes at once are its own
+                    "actor": principal.actor if reason == "created" else SYSTEM,
                 }
             )
         parent_rows += [{"child_id": job_id, "parent_id": pid} for pid in spec.parent_ids]
@@ -260,6 +263,7 @@ def _placement_event(job_id: int, row: dict[str, Any], plan: Plan, now: datetime
         "to_state": state,
         "timestamp": now,
         "data": decision_event_data(plan.decision, job_id, kind),
+        "actor": PLACEMENT,
     }
 
 

@@ -8,7 +8,8 @@ Every state change in the service goes through :func:`apply_transitions`, in the
    default (no preprocess → ``PREPROCESSED``; no postprocess → ``POSTPROCESSED``; no stage-outs →
    ``JOB_FINISHED``; no ``handle_error`` → ``RESTART_READY`` while retries remain, unless the app says
    ``retry_on_error=False``, else ``FAILED``; no ``handle_timeout`` → ``RESTART_READY`` while retries remain);
-3. rows are updated and one event per transition is inserted, in bulk;
+3. rows are updated and one event per transition is inserted, in bulk, naming its actor: the one given for
+   the requested changes, ``system`` for the automatic steps (:mod:`beambridge.server.audit`);
 4. children whose last parent finished are released, and children of a failed or killed parent fail.
 """
 
@@ -23,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from beambridge.schemas.apps import AppHook
+from beambridge.server.audit import SYSTEM
 from beambridge.server.db.bulk import bulk_insert
 from beambridge.server.db.chunks import chunked, id_in
 from beambridge.server.db.tables import apps, events, job_parents, job_runs, jobs
@@ -93,7 +95,7 @@ class _Work:
     state: JobState
     retry_count: int
     fields: dict[str, Any] = field(default_factory=dict)
-    steps: list[tuple[JobState, JobState, dict[str, Any], datetime]] = field(default_factory=list)
+    steps: list[tuple[JobState, JobState, dict[str, Any], datetime, str]] = field(default_factory=list)
 
 
 def lock_jobs(
@@ -171,10 +173,14 @@ def apply_transitions(
     *,
     now: datetime,
     owner_id: int | None,
+    actor: str,
     site_id: int | None = None,
     locked: dict[int, JobRow] | None = None,
 ) -> Outcome:
     """Validate and apply ``requests`` (in order; a job may appear more than once), then cascade.
+
+    ``actor`` is who asked (recorded on the requested changes' events; the service's own steps are
+    ``system``).
 
     ``owner_id``/``site_id`` restrict which jobs may be touched (others count as missing, which the caller
     must have checked); ``locked`` passes rows the caller already read with :func:`lock_jobs`.
@@ -219,7 +225,7 @@ def apply_transitions(
             )
             continue
         at = _event_time(request.at, row.updated_at, now)
-        _step(item, request.state, request.data, at)
+        _step(item, request.state, request.data, at, actor)
         _run_automatic(item, rules.get(row.app_id, AppRules()), now)
     if refused:
         first = refused[0]
@@ -250,8 +256,8 @@ def _event_time(reported: datetime | None, last_change: datetime, now: datetime)
     return min(max(reported, last_change), now)
 
 
-def _step(item: _Work, to_state: JobState, data: dict[str, Any], at: datetime) -> None:
-    item.steps.append((item.state, to_state, data, at))
+def _step(item: _Work, to_state: JobState, data: dict[str, Any], at: datetime, actor: str) -> None:
+    item.steps.append((item.state, to_state, data, at, actor))
     if to_state is S.RESTART_READY:
         item.retry_count += 1
     elif item.state in RETRYABLE_STATES:  # a user's retry: a fresh set of automatic retries
@@ -274,7 +280,7 @@ def _run_automatic(item: _Work, rules: AppRules, now: datetime) -> None:
         data: dict[str, Any] = {"auto": nxt[1]}
         if nxt[0] is S.RESTART_READY:
             data["retry"] = f"{item.retry_count + 1} of {item.row.retry_limit}"
-        _step(item, nxt[0], data, now)
+        _step(item, nxt[0], data, now, SYSTEM)
 
 
 def _write(conn: Connection, work: dict[int, _Work], now: datetime) -> Outcome:
@@ -293,7 +299,7 @@ def _write(conn: Connection, work: dict[int, _Work], now: datetime) -> Outcome:
             # A job leaving RUNNING is no longer held by its session; KILLED stays linked so the
             # session's heartbeat can tell the launcher to stop it.
             params["session_id"] = item.row.session_id if item.state in (S.RUNNING, S.KILLED) else None
-            for from_state, to_state, data, at in item.steps:
+            for from_state, to_state, data, at, actor in item.steps:
                 event_rows.append(
                     {
                         "job_id": job_id,
@@ -303,6 +309,7 @@ def _write(conn: Connection, work: dict[int, _Work], now: datetime) -> Outcome:
                         "to_state": to_state.value,
                         "timestamp": at,
                         "data": data,
+                        "actor": actor,
                     }
                 )
             outcome.wake_keys.add(("owner", row.owner_id))
@@ -345,7 +352,7 @@ def _record_runs(conn: Connection, work: dict[int, _Work]) -> None:
     closing: list[dict[str, Any]] = []
     for item in work.values():
         current: dict[str, Any] | None = None
-        for from_state, to_state, data, at in item.steps:
+        for from_state, to_state, data, at, _actor in item.steps:
             if to_state is S.RUNNING:
                 current = _run_start(item.row, data, at)
                 new.append(current)
@@ -409,7 +416,7 @@ def _release_children(conn: Connection, finished: list[int], now: datetime) -> O
         )
         for job_id in sorted(ready)
     ]
-    outcome = apply_transitions(conn, requests, now=now, owner_id=None, locked=children)
+    outcome = apply_transitions(conn, requests, now=now, owner_id=None, actor=SYSTEM, locked=children)
     if requests:  # children the service places when they can run (late binding) wait for its next cycle
         outcome.wake_keys.add(("placement", 0))
     return outcome
@@ -425,4 +432,4 @@ def _fail_children(conn: Connection, failed: dict[int, JobState], now: datetime)
         )
         for child in children.values()
     ]
-    return apply_transitions(conn, requests, now=now, owner_id=None, locked=children)
+    return apply_transitions(conn, requests, now=now, owner_id=None, actor=SYSTEM, locked=children)

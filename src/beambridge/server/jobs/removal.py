@@ -7,6 +7,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from beambridge.server import audit
 from beambridge.server.auth.tokens import Principal
 from beambridge.server.db.chunks import chunked, id_in
 from beambridge.server.db.tables import events, job_parents, jobs
@@ -33,10 +34,12 @@ def cancel_jobs(conn: Connection, principal: Principal, ids: list[int], now: dat
         for row in rows.values()
         if row.state not in _TERMINAL
     ]
-    return apply_transitions(conn, requests, now=now, owner_id=principal.user_id, locked=rows)
+    return apply_transitions(
+        conn, requests, now=now, owner_id=principal.user_id, actor=principal.actor, locked=rows
+    )
 
 
-def delete_jobs(conn: Connection, principal: Principal, ids: list[int]) -> int:
+def delete_jobs(conn: Connection, principal: Principal, ids: list[int], now: datetime) -> int:
     """Delete jobs with their events and transfer items.
 
     Refused (409) if a job still has a child that has not ended and is not deleted with it: that child
@@ -62,6 +65,18 @@ def delete_jobs(conn: Connection, principal: Principal, ids: list[int]) -> int:
     for chunk in chunked(sorted(doomed)):
         conn.execute(events.delete().where(id_in(events.c.job_id, chunk, conn.dialect.name)))
         conn.execute(jobs.delete().where(id_in(jobs.c.id, chunk, conn.dialect.name)))
+    # their history goes with them: what is left says who deleted them
+    ordered = sorted(doomed)
+    target = f"job {ordered[0]}" if len(ordered) == 1 else f"{len(ordered)} jobs"
+    audit.record(
+        conn,
+        owner_id=principal.user_id,
+        actor=principal.actor,
+        action="job.delete",
+        target=target,
+        now=now,
+        data={"ids": ordered[:1000], "count": len(ordered)},
+    )
     return len(doomed)
 
 

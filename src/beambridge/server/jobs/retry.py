@@ -203,7 +203,9 @@ def retry_jobs(
         fields = {"error": None, "return_code": None, "result": None}
         requests.append(TransitionRequest(job_id, target, data, None, fields, retry=True))
     _reopen_transfers(conn, ids, now)
-    outcome = apply_transitions(conn, requests, now=now, owner_id=principal.user_id, locked=rows)
+    outcome = apply_transitions(
+        conn, requests, now=now, owner_id=principal.user_id, actor=principal.actor, locked=rows
+    )
     body = {
         "count": len(ids),
         "ids": ids,

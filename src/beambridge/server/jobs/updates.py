@@ -31,4 +31,6 @@ def update_jobs(
             )
         fields = changes.model_dump(exclude_unset=True, exclude={"id", "state", "state_data"})
         requests.append(TransitionRequest(job_id, changes.state, dict(changes.state_data), None, fields))
-    return apply_transitions(conn, requests, now=now, owner_id=principal.user_id, site_id=principal.site_id)
+    return apply_transitions(
+        conn, requests, now=now, owner_id=principal.user_id, actor=principal.actor, site_id=principal.site_id
+    )

@@ -31,6 +31,7 @@ from beambridge.placement import (
 )
 from beambridge.schemas.jobs import JobCreate, transfer_ref
 from beambridge.schemas.transfers import TransferState
+from beambridge.server.audit import PLACEMENT
 from beambridge.server.auth.tokens import Principal
 from beambridge.server.db.tables import events, job_placements, jobs, site_groups, transfer_items
 from beambridge.server.errors import InvalidRequestError
@@ -385,6 +386,7 @@ def bind(
             to_state=row.state,
             timestamp=now,
             data=decision_event_data(decision, row.id, kind, **extra),
+            actor=PLACEMENT,
         )
     )
     return True

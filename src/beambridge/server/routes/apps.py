@@ -57,4 +57,4 @@ def update_app(ctx: Ctx, caller: Caller, app_id: IdPath, body: AppUpdate) -> dic
 def delete_app(ctx: Ctx, caller: Caller, app_id: IdPath) -> None:
     """Delete an app and its jobs."""
     with ctx.db.write() as conn:
-        apps.delete_app(conn, caller, app_id)
+        apps.delete_app(conn, caller, app_id, utcnow())

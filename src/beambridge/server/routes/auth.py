@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from beambridge.schemas.auth import LoginRequest, RefreshRequest, TokenPair, User
+from beambridge.server import audit
 from beambridge.server.auth.login import check_login, client_address
 from beambridge.server.auth.refresh_tokens import (
     RefreshTokenReplayed,
@@ -27,11 +28,14 @@ async def login(ctx: Ctx, body: LoginRequest, request: Request) -> TokenPair:
     """Exchange a username and password for an access token and a refresh token.
 
     Failed logins back off per user name and per address (429 with ``Retry-After`` while locked out)."""
-    user_id = await check_login(ctx, body.username, body.password, client_address(request))
+    address = client_address(request)
+    user_id = await check_login(ctx, body.username, body.password, address)
 
     def issue() -> TokenPair:
+        now = utcnow()
         with ctx.db.write() as conn:
-            return issue_token_pair(conn, ctx.tokens, user_id, ctx.settings.refresh_token_ttl_s, utcnow())
+            audit.record_login(conn, user_id, body.username, via="api", address=address, now=now)
+            return issue_token_pair(conn, ctx.tokens, user_id, ctx.settings.refresh_token_ttl_s, now)
 
     return await run_in_threadpool(issue)
 
@@ -49,6 +53,15 @@ def refresh(ctx: Ctx, body: RefreshRequest) -> TokenPair:
         # token of the user), in a transaction of its own, before refusing.
         with ctx.db.write() as conn:
             revoke_all_tokens(conn, replayed.user_id, now)
+            audit.record(
+                conn,
+                owner_id=replayed.user_id,
+                actor=audit.SYSTEM,
+                action="user.tokens_revoked",
+                target=f"user {replayed.user_id}",
+                now=now,
+                data={"reason": "a spent refresh token was used again (taken as stolen)"},
+            )
         ctx.revocations.forget(replayed.user_id)
         raise
 
@@ -56,8 +69,15 @@ def refresh(ctx: Ctx, body: RefreshRequest) -> TokenPair:
 @router.post("/logout", status_code=204)
 def logout(ctx: Ctx, body: RefreshRequest) -> None:
     """Revoke a refresh token and end the access tokens its user holds (at once)."""
+    now = utcnow()
     with ctx.db.write() as conn:
-        user_id = revoke_refresh_token(conn, body.refresh_token, utcnow())
+        user_id = revoke_refresh_token(conn, body.refresh_token, now)
+        if user_id is not None:
+            name = get_user(conn, user_id)["name"]
+            actor = audit.user_actor(name)
+            audit.record(
+                conn, owner_id=user_id, actor=actor, action="user.logout", target=f"user {name}", now=now
+            )
     if user_id is not None:
         ctx.revocations.forget(user_id)
 

@@ -147,7 +147,7 @@ def retry_jobs_route(ctx: Ctx, caller: Caller, body: JobRetry) -> dict[str, Any]
 def delete_jobs_route(ctx: Ctx, caller: Caller, body: JobIds) -> dict[str, Any]:
     """Delete jobs with their history, all or none."""
     with ctx.db.write() as conn:
-        count = delete_jobs(conn, caller, body.ids)
+        count = delete_jobs(conn, caller, body.ids, utcnow())
     return {"count": count, "ids": sorted(set(body.ids))}
 
 
@@ -175,7 +175,7 @@ def update_job_route(ctx: Ctx, caller: Caller, job_id: PositiveId, body: JobUpda
 def delete_job_route(ctx: Ctx, caller: Caller, job_id: PositiveId) -> None:
     """Delete one job with its history."""
     with ctx.db.write() as conn:
-        delete_jobs(conn, caller, [job_id])
+        delete_jobs(conn, caller, [job_id], utcnow())
 
 
 @router.get("/{job_id}/events", response_model=list[Event])

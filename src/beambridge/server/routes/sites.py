@@ -76,7 +76,7 @@ def drain(ctx: Ctx, caller: UserCaller, site_id: IdPath, body: SiteDrain | None 
 def undrain(ctx: Ctx, caller: UserCaller, site_id: IdPath) -> dict[str, Any]:
     """Let the site take new work again."""
     with ctx.db.write() as conn:
-        site = sites.undrain_site(conn, caller, site_id)
+        site = sites.undrain_site(conn, caller, site_id, utcnow())
     ctx.wakeups.notify([PLACEMENT_WAKE])
     return site
 
@@ -85,7 +85,7 @@ def undrain(ctx: Ctx, caller: UserCaller, site_id: IdPath) -> dict[str, Any]:
 def delete_site(ctx: Ctx, caller: UserCaller, site_id: IdPath) -> None:
     """Delete a site with its apps, jobs, batch jobs, sessions and tokens."""
     with ctx.db.write() as conn:
-        sites.delete_site(conn, caller, site_id)
+        sites.delete_site(conn, caller, site_id, utcnow())
 
 
 @router.post("/{site_id}/tokens", response_model=SiteTokenCreated, status_code=201)
