@@ -23,13 +23,14 @@ from tests.servers import LiveServer
 
 @pytest.fixture
 def own_server(
-    database_url: str, tmp_path_factory: pytest.TempPathFactory, password_hash: str
+    own_database_url: str, tmp_path_factory: pytest.TempPathFactory, password_hash: str
 ) -> Iterator[tuple[LiveServer, FastAPI]]:
-    """A server of its own (throttling is per server, and these tests lock their address out)."""
+    """A server with a database of its own (failed logins are counted in the database, and these tests lock
+    their address out)."""
     app = create_app(
         make_settings(
             tmp_path_factory.mktemp("throttle"),
-            database_url,
+            own_database_url,
             login_free_failures_per_user=5,
             login_free_failures_per_address=12,
             login_first_lockout_s=5,

@@ -84,12 +84,12 @@ def test_real_error_answers_match_the_description(alice: ApiUser, server_app: Fa
 
 @pytest.fixture
 def small_server(
-    database_url: str, tmp_path_factory: pytest.TempPathFactory
+    own_database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[LiveServer, FastAPI]]:
     app = create_app(
         make_settings(
             tmp_path_factory.mktemp("small"),
-            database_url,
+            own_database_url,  # its failed logins lock 127.0.0.1 out
             max_body_bytes=1000,
             login_free_failures_per_user=1,
         )

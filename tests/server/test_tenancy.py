@@ -103,6 +103,8 @@ def attempts(w: dict[str, Any]) -> dict[tuple[str, str], tuple[str, Any]]:
         ("get", "/site-groups"): ("/site-groups", None),
         ("delete", "/site-groups/{group_id}"): (f"/site-groups/{w['group']['id']}", None),
         ("delete", "/sites/{site_id}/tokens/{token_id}"): (f"/sites/{site}/tokens/{token}", None),
+        ("post", "/sites/{site_id}/tokens/rotate"): (f"/sites/{site}/tokens/rotate", {"token_id": token}),
+        ("get", "/sites/{site_id}/tokens/current"): (f"/sites/{site}/tokens/current", None),
         ("get", "/apps"): ("/apps", None),
         ("post", "/apps"): ("/apps", {"site_id": site, "name": "intruder"}),
         ("get", "/apps/{app_id}"): (f"/apps/{app}", None),

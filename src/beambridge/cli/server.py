@@ -77,3 +77,38 @@ def migrate(db: DbOption = None) -> None:
     """Bring the database's schema up to date."""
     _use_database(db)
     typer.echo(f"database {_migrate()} is up to date")
+
+
+@app.command("rotate-key")
+def rotate_key(
+    grace: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Seconds the old key is still accepted (default: the access-token lifetime, so no token "
+            "it signed is refused before it would have expired anyway).",
+        ),
+    ] = None,
+) -> None:
+    """Replace the key that signs access tokens, without logging anyone out.
+
+    New tokens are signed with the new key at once (every server process sharing BEAMBRIDGE_HOME sees it
+    within a second); tokens signed with the old one work until the grace period ends, and then clients
+    renew them with their refresh tokens."""
+    from datetime import UTC, datetime
+
+    from beambridge.server.auth.keys import rotate_key as rotate
+    from beambridge.server.settings import ServerSettings
+
+    settings = ServerSettings()
+    if settings.secret_key:
+        raise typer.BadParameter(
+            "the key is set by BEAMBRIDGE_SECRET_KEY: rotate it by restarting with the new key there, the old "
+            "one in BEAMBRIDGE_PREVIOUS_SECRET_KEY and BEAMBRIDGE_PREVIOUS_SECRET_KEY_UNTIL set to when its "
+            "tokens have expired",
+            param_hint="BEAMBRIDGE_SECRET_KEY",
+        )
+    grace_s = settings.access_token_ttl_s if grace is None else grace
+    new, old, until = rotate(settings.home, grace_s)
+    when = datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    typer.echo(f"signing key {new} is in use; tokens signed with {old} are accepted until {when}")

@@ -142,12 +142,39 @@ def create(
 def token(
     site_id: Annotated[int, typer.Argument(help="The site.")],
     name: Annotated[str, typer.Option(help="A name to recognise the token by.")] = "agent",
+    days: Annotated[
+        float | None,
+        typer.Option(
+            "--expires-in-days", min=0.001, help="How long it lasts (default: the service's, 90 days)."
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Make a long-lived token for the site's agent (shown only this once)."""
+    """Make a long-lived token for the site's agent (shown only this once). A running agent rotates its
+    token before it expires."""
     with open_client() as client:
-        created = client.sites.create_token(site_id, name)
+        created = client.sites.create_token(site_id, name, expires_in_days=days)
     if as_json:
         print_json(created)
     else:
         typer.echo(created.token)
+
+
+@app.command("rotate-token")
+def rotate_token(
+    site_id: Annotated[int, typer.Argument(help="The site.")],
+    token_id: Annotated[
+        int, typer.Argument(help="The token to replace ('GET /sites/ID/tokens' lists them).")
+    ],
+    as_json: JsonFlag = False,
+) -> None:
+    """Replace a site token with a new one (printed only this once; put it in the site's token file). The
+    old one keeps working for the service's grace period, then is refused."""
+    with open_client() as client:
+        rotated = client.sites.rotate_token(site_id, token_id)
+    if as_json:
+        print_json(rotated)
+        return
+    typer.echo(rotated.token)
+    until = rotated.previous_expires_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    typer.echo(f"token {rotated.previous_id} works until {until}", err=True)

@@ -40,7 +40,9 @@ class Client:
                 print(job.id, job.state)
 
     Authentication is one of: an ``access_token`` (with a ``refresh_token`` it renews itself when it
-    expires), or a ``site_token`` (``bbs_…``, for site agents and launchers). ``retries`` is how many
+    expires), or a ``site_token`` (``bbs_…``, for site agents and launchers; with ``site_token_file``, a
+    refused site token is read again from that file, where the agent puts the token it rotated to).
+    ``retries`` is how many
     times in all a request is tried when the service cannot be reached (see :mod:`.transport`).
     """
 
@@ -57,6 +59,7 @@ class Client:
         transport: httpx.BaseTransport | None = None,
         token_file: Path | None = None,
         username: str = "",
+        site_token_file: Path | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.username = username
@@ -70,6 +73,7 @@ class Client:
             retry=RetryPolicy(tries=max(1, retries), backoff_s=backoff_s),
             on_refresh=self._tokens_refreshed,
             http_transport=transport,
+            reload_site_token=(lambda: site_token_file.read_text().strip()) if site_token_file else None,
         )
         self.sites = SiteManager(self._transport)
         self.site_groups = SiteGroupManager(self._transport)
@@ -135,6 +139,10 @@ class Client:
             self.url, self.username, self.access_token, self.refresh_token
         ).save(path or self.token_file)
         return self.token_file
+
+    def use_site_token(self, token: str) -> None:
+        """Authenticate with this site token from now on (the agent, after rotating its token)."""
+        self._transport.set_site_token(token)
 
     def _tokens_refreshed(self, pair: TokenPair) -> None:
         if self.token_file is not None:

@@ -8,6 +8,7 @@
     │   ├── NotFound           404               no such object (or not yours)
     │   ├── Conflict           409               the object's state forbids it (e.g. an illegal transition)
     │   ├── ValidationError    400, 413, 422     the request itself is wrong (bad field, too large)
+    │   ├── RateLimited        429               over a quota or the login back-off: ``retry_after_s``
     │   └── ServerError        5xx               the service failed
     ├── ConnectionFailed                         the service could not be reached, retries exhausted
     └── WaitTimeout (also a TimeoutError)        jobs did not end within the time given
@@ -59,6 +60,22 @@ class ValidationError(APIError):
     """400, 413 or 422: the request is malformed, too large, or its content does not make sense."""
 
 
+class RateLimited(APIError):
+    """429: over one of your quotas (jobs per minute, jobs in the system, open long-polls) or locked out
+    after failed logins; nothing was done. ``retry_after_s`` is when the service says to try again, and
+    ``quota`` names the quota (None for the login back-off)."""
+
+    @property
+    def retry_after_s(self) -> float | None:
+        value = self.body.get("retry_after")
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+    @property
+    def quota(self) -> str | None:
+        value = self.body.get("quota")
+        return value if isinstance(value, str) else None
+
+
 class ServerError(APIError):
     """5xx: the service (or a proxy in front of it) failed."""
 
@@ -89,6 +106,7 @@ _BY_STATUS: dict[int, type[APIError]] = {
     409: Conflict,
     413: ValidationError,
     422: ValidationError,
+    429: RateLimited,
 }
 
 

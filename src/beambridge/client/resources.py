@@ -18,7 +18,7 @@ from beambridge.client.query import FilterField, Query, filter_fields
 from beambridge.client.transport import Transport
 from beambridge.schemas.apps import App, AppHook, AppParameter, TransferDirection, TransferSlot
 from beambridge.schemas.audit import AuditEntry
-from beambridge.schemas.auth import SiteToken, SiteTokenCreated
+from beambridge.schemas.auth import SiteToken, SiteTokenCreated, SiteTokenRotated
 from beambridge.schemas.batch_jobs import BatchJob, BatchJobState, JobMode
 from beambridge.schemas.common import MAX_PAGE_SIZE
 from beambridge.schemas.events import Event
@@ -139,10 +139,30 @@ class SiteManager(Manager[Site]):
         """Tell the service the site's agent is alive."""
         return self._post(f"{self.path}/{int(site_id)}/heartbeat", None)
 
-    def create_token(self, site_id: int, name: str = "agent") -> SiteTokenCreated:
-        """A long-lived token acting for you on this site only; its ``token`` is shown only this once."""
-        body = self._transport.request("POST", f"{self.path}/{int(site_id)}/tokens", json={"name": name})
+    def create_token(
+        self, site_id: int, name: str = "agent", *, expires_in_days: float | None = None
+    ) -> SiteTokenCreated:
+        """A long-lived token acting for you on this site only; its ``token`` is shown only this once.
+        It lasts ``expires_in_days`` (default: the service's site-token lifetime, 90 days unless set)."""
+        request: dict[str, Any] = {"name": name}
+        if expires_in_days is not None:
+            request["expires_in_days"] = expires_in_days
+        body = self._transport.request("POST", f"{self.path}/{int(site_id)}/tokens", json=request)
         return SiteTokenCreated.model_validate(body)
+
+    def rotate_token(self, site_id: int, token_id: int | None = None) -> SiteTokenRotated:
+        """Replace a site token with a new one (shown only this once). With a site token: that token
+        (``token_id`` not needed); a user names the token. The old one works for the service's grace
+        period more, then is refused."""
+        body = {} if token_id is None else {"token_id": int(token_id)}
+        answer = self._transport.request("POST", f"{self.path}/{int(site_id)}/tokens/rotate", json=body)
+        return SiteTokenRotated.model_validate(answer)
+
+    def current_token(self, site_id: int) -> SiteToken:
+        """The record of the site token this client uses (when it expires); site tokens only."""
+        return SiteToken.model_validate(
+            self._transport.request("GET", f"{self.path}/{int(site_id)}/tokens/current")
+        )
 
     def tokens(self, site_id: int) -> list[SiteToken]:
         """The site's tokens, without their secrets."""

@@ -55,9 +55,13 @@ class Transport:
         retry: RetryPolicy | None = None,
         on_refresh: Callable[[TokenPair], None] | None = None,
         http_transport: httpx.BaseTransport | None = None,
+        reload_site_token: Callable[[], str] | None = None,
     ) -> None:
+        """``reload_site_token`` reads the site token again (from the site's token file): when the token
+        in use is refused, a new one found there (the agent rotated it) is used instead."""
         if site_token is not None and (access_token or refresh_token):
             raise ValueError("give either a site token or an access/refresh token pair, not both")
+        self._reload_site_token = reload_site_token if site_token is not None else None
         self.url = url.rstrip("/")
         self.access_token = site_token or access_token
         self.refresh_token = None if site_token else refresh_token
@@ -127,8 +131,7 @@ class Transport:
             if response.status_code in _RETRY_STATUSES and repeatable and attempt + 1 < self.retry.tries:
                 attempt = self._pause_or_fail(attempt, "")
                 continue
-            if response.status_code == 401 and authenticate and not refreshed and self._can_refresh(token):
-                self._refresh(token)
+            if response.status_code == 401 and authenticate and not refreshed and self._renewed(token):
                 refreshed = True
                 continue
             if response.is_error:
@@ -141,8 +144,30 @@ class Transport:
         time.sleep(self.retry.delay(attempt))
         return attempt + 1
 
-    def _can_refresh(self, used_token: str | None) -> bool:
-        return self.refresh_token is not None and used_token is not None
+    def _renewed(self, used_token: str | None) -> bool:
+        """After a 401: whether there is a new token to try (refreshed, or a rotated site token)."""
+        if used_token is None:
+            return False
+        if self.refresh_token is not None:
+            self._refresh(used_token)
+            return True
+        if self._reload_site_token is not None:
+            with self._refresh_lock:
+                if self.access_token != used_token:  # another thread has picked it up meanwhile
+                    return True
+                try:
+                    fresh = self._reload_site_token()
+                except Exception:  # an unreadable file: the 401 stands
+                    return False
+                if fresh and fresh != used_token:
+                    self.access_token = fresh
+                    return True
+        return False
+
+    def set_site_token(self, token: str) -> None:
+        """Use a new site token from now on (after rotating the old one)."""
+        with self._refresh_lock:
+            self.access_token = token
 
     def _refresh(self, used_token: str | None) -> None:
         """Swap the refresh token for a new pair, once, even if several threads saw the 401."""

@@ -37,10 +37,25 @@ class User(OutputModel):
     created_at: UtcDatetime
 
 
+MAX_SITE_TOKEN_DAYS = 3650
+
+
 class SiteTokenCreate(InputModel):
     """Ask for a long-lived token that acts only on one site (for its agent and launchers)."""
 
     name: Name = "agent"
+    expires_in_days: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_SITE_TOKEN_DAYS,
+        description="How long it lasts; default: the service's site_token_ttl_s (90 days unless set)",
+    )
+
+
+class SiteTokenRotate(InputModel):
+    """Rotate a site token: a site token rotates itself (no body needed); a user names the token."""
+
+    token_id: int | None = Field(default=None, ge=1, le=2**62, description="The token (a user's request)")
 
 
 class SiteToken(OutputModel):
@@ -51,9 +66,20 @@ class SiteToken(OutputModel):
     name: str
     created_at: UtcDatetime
     revoked_at: UtcDatetime | None = None
+    expires_at: UtcDatetime | None = Field(
+        default=None, description="When it stops working (null: a token from before tokens expired)"
+    )
+    replaced_by: int | None = Field(default=None, description="The token a rotation made in its place")
 
 
 class SiteTokenCreated(SiteToken):
     """A freshly made site token, including its secret."""
 
     token: str
+
+
+class SiteTokenRotated(SiteTokenCreated):
+    """The new token of a rotation, and until when the one it replaces still works."""
+
+    previous_id: int
+    previous_expires_at: UtcDatetime

@@ -30,6 +30,7 @@ from beambridge.server.observability import ObservabilityMiddleware
 from beambridge.server.openapi import install_openapi
 from beambridge.server.pg_notify import PgWakeupRelay
 from beambridge.server.placement.service import PLACEMENT_WAKE, CycleReport, PlacementService, run_cycle
+from beambridge.server.quotas import LongPolls
 from beambridge.server.routes import (
     apps,
     artifacts,
@@ -81,11 +82,13 @@ def create_app(
     ctx = ServerContext(
         settings=settings,
         db=db,
-        tokens=AccessTokens(settings.resolved_secret_key(), settings.access_token_ttl_s),
+        tokens=AccessTokens(settings.key_ring(), settings.access_token_ttl_s),
         wakeups=WakeupHub(),
         reader=reader,
         placement=PlacementService(settings),
         login_throttle=LoginThrottle(
+            db,
+            reader,
             settings.login_free_failures_per_user,
             settings.login_free_failures_per_address,
             first_lockout_s=settings.login_first_lockout_s,
@@ -93,6 +96,7 @@ def create_app(
         ),
         password_checks=PasswordChecks(settings.password_check_threads, settings.password_check_queue),
         revocations=Revocations(reader),
+        long_polls=LongPolls(settings.quota_event_waits),
     )
     relay = PgWakeupRelay(db, ctx.wakeups) if settings.wakeup_relay == "postgres" else None
     if relay is not None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -67,7 +68,12 @@ def record(
     name such as ``site_token.revoke``, ``target`` what it was done to (``site polaris``, ``token 3``)."""
     conn.execute(
         audit_log.insert().values(
-            owner_id=owner_id, actor=actor, action=action, target=target, data=data or {}, timestamp=now
+            owner_id=owner_id,
+            actor=actor,
+            action=action,
+            target=target,
+            data=orjson.loads(orjson.dumps(data or {})),  # times as ISO text
+            timestamp=now,
         )
     )
 
@@ -83,6 +89,20 @@ def record_login(conn: Connection, user_id: int, name: str, *, via: str, address
         now=now,
         data={"via": via, "address": address},
     )
+
+
+def list_audit(
+    conn: Connection,
+    principal: Principal,
+    query: AuditQuery,
+    *,
+    after: int | None,
+    limit: int,
+    newest_first: bool,
+) -> list[dict[str, Any]]:
+    """One page of the audit entries about the caller's account, as dicts."""
+    statement = audit_query(principal, query, after=after, limit=limit, newest_first=newest_first)
+    return [dict(row._mapping) for row in conn.execute(statement)]
 
 
 def audit_query(

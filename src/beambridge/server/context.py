@@ -11,6 +11,7 @@ from beambridge.server.auth.tokens import AccessTokens
 from beambridge.server.db.async_reads import AsyncReader
 from beambridge.server.db.engine import Database
 from beambridge.server.placement.service import PlacementService
+from beambridge.server.quotas import LongPolls
 from beambridge.server.settings import ServerSettings
 from beambridge.server.wakeups import WakeupHub
 
@@ -28,6 +29,7 @@ class ServerContext:
     login_throttle: LoginThrottle
     password_checks: PasswordChecks
     revocations: Revocations
+    long_polls: LongPolls
 
 
 def utcnow() -> datetime:

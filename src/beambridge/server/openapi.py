@@ -28,6 +28,15 @@ _WHY = {
 _PUBLIC = {"/health", "/auth/login", "/auth/refresh", "/auth/logout"}
 
 
+_QUOTA_LIMITED = {
+    ("/auth/login", "post"),  # failed-login back-off, too many logins at once
+    ("/jobs", "post"),  # jobs per minute, jobs in the system (server/quotas.py)
+    ("/submissions", "post"),
+    ("/submissions/{submission_id}/steps/{step}", "post"),
+    ("/events", "get"),  # open long-polls
+}
+
+
 def error_statuses(path: str, method: str) -> list[str]:
     """The error statuses an operation can answer."""
     if path == "/health":
@@ -39,7 +48,7 @@ def error_statuses(path: str, method: str) -> list[str]:
         statuses |= {"401"}
     if method in ("post", "put", "patch", "delete"):
         statuses |= {"409", "413"} if path not in _PUBLIC else {"413"}
-    if path == "/auth/login":
+    if (path, method) in _QUOTA_LIMITED:
         statuses.add("429")
     return sorted(statuses)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import secrets
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -11,6 +11,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from beambridge.schemas.placement import PolicyName
+from beambridge.server.auth.keys import KeyRing, ensure_current_key
 
 
 def default_home() -> Path:
@@ -27,11 +28,46 @@ class ServerSettings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default: SQLite in WAL mode under BEAMBRIDGE_HOME"
     )
-    secret_key: str | None = Field(default=None, description="Signs access tokens; default: a file in home")
+    secret_key: str | None = Field(
+        default=None,
+        description="Signs access tokens; default: a file in home, rotated by `beambridge server rotate-key`",
+    )
+    previous_secret_key: str | None = Field(
+        default=None, description="With secret_key: the key it replaced, still accepted until the time below"
+    )
+    previous_secret_key_until: datetime | None = Field(
+        default=None, description="When tokens signed with previous_secret_key stop being accepted"
+    )
     access_token_ttl_s: int = 3600
     refresh_token_ttl_s: int = 30 * 24 * 3600
     session_timeout_s: float = Field(
         default=300, description="Silence after which a launcher session expires"
+    )
+    site_token_ttl_s: float = Field(
+        default=90 * 24 * 3600,
+        gt=0,
+        description="How long a new site token lasts (agents rotate theirs before it ends)",
+    )
+    site_token_rotation_grace_s: float = Field(
+        default=3600,
+        ge=0,
+        description="How long a rotated-out site token still works (launchers pick up the new one from the "
+        "site's token file when theirs is refused)",
+    )
+    quota_jobs_per_minute: int = Field(
+        default=600_000,
+        ge=0,
+        description="Jobs one user may create per minute (all server processes together; 0: no limit)",
+    )
+    quota_jobs_in_system: int = Field(
+        default=1_000_000,
+        ge=0,
+        description="Jobs of one user that may be in the system (not ended); 0: no limit",
+    )
+    quota_event_waits: int = Field(
+        default=32,
+        ge=0,
+        description="Event long-polls one user may hold open per server process; 0: no limit",
     )
     max_body_bytes: int = 64 * 1024 * 1024
     db_pool_size: int = 20
@@ -104,16 +140,26 @@ class ServerSettings(BaseSettings):
         return f"sqlite:///{self.home / 'beambridge.db'}"
 
     def resolved_secret_key(self) -> str:
-        """The token-signing secret, created once (mode 0600) under ``home`` when not given."""
+        """The current token-signing secret, created once (mode 0600) under ``home`` when not given."""
         if self.secret_key:
             return self.secret_key
-        self.home.mkdir(parents=True, exist_ok=True)
-        path = self.home / "server-secret"
-        if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(48))
-        return path.read_text().strip()
+        return ensure_current_key(self.home)
+
+    def key_ring(self) -> KeyRing:
+        """The signing keys: the configured ones, or those kept under ``home`` (see
+        :mod:`beambridge.server.auth.keys`)."""
+        until = self.previous_secret_key_until
+        return KeyRing(
+            self.home,
+            fixed=self.secret_key,
+            previous=self.previous_secret_key,
+            previous_until=until.timestamp() if until is not None else None,
+        )
+
+    @property
+    def job_quotas(self) -> tuple[int, int]:
+        """(jobs per minute, jobs in the system) of one user; 0 is no limit."""
+        return self.quota_jobs_per_minute, self.quota_jobs_in_system
 
     @property
     def session_sweep_interval_s(self) -> float:

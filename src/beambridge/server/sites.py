@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,7 +14,7 @@ from beambridge.server import audit
 from beambridge.server.auth.tokens import SITE_TOKEN_PREFIX, Principal, hash_secret, new_secret
 from beambridge.server.db.conditions import column_conditions
 from beambridge.server.db.tables import site_tokens, sites
-from beambridge.server.errors import ConflictError, NotFoundError
+from beambridge.server.errors import ConflictError, ForbiddenError, InvalidRequestError, NotFoundError
 from beambridge.server.jobs.removal import delete_events_of_site
 from beambridge.server.ownership import get_owned, list_owned
 
@@ -86,22 +86,99 @@ def delete_site(conn: Connection, principal: Principal, site_id: int, now: datet
 
 
 def create_site_token(
-    conn: Connection, principal: Principal, site_id: int, name: str, now: datetime
+    conn: Connection, principal: Principal, site_id: int, name: str, now: datetime, ttl_s: float
 ) -> dict[str, Any]:
-    """A new token acting for the caller on this site only, with its secret (which is stored hashed:
-    this is the only time it can be shown)."""
+    """A new token acting for the caller on this site only, for ``ttl_s`` seconds, with its secret (which
+    is stored hashed: this is the only time it can be shown)."""
     site = get_site(conn, principal, site_id)
+    created = _insert_token(conn, principal.user_id, site_id, name, now, ttl_s)
+    target = f"token {created['id']} of site {site['name']}"
+    _audit(conn, principal, "site_token.create", target, now, name=name, expires_at=created["expires_at"])
+    return created
+
+
+def _insert_token(
+    conn: Connection, owner_id: int, site_id: int, name: str, now: datetime, ttl_s: float
+) -> dict[str, Any]:
     secret = new_secret(SITE_TOKEN_PREFIX)
     values = {
         "site_id": site_id,
-        "owner_id": principal.user_id,
+        "owner_id": owner_id,
         "name": name,
         "token_hash": hash_secret(secret),
         "created_at": now,
+        "expires_at": now + timedelta(seconds=ttl_s),
     }
     token_id = conn.execute(site_tokens.insert().values(values).returning(site_tokens.c.id)).scalar_one()
-    _audit(conn, principal, "site_token.create", f"token {token_id} of site {site['name']}", now, name=name)
-    return {**values, "id": token_id, "token": secret, "revoked_at": None}
+    return {**values, "id": token_id, "token": secret, "revoked_at": None, "replaced_by": None}
+
+
+def rotate_site_token(
+    conn: Connection,
+    principal: Principal,
+    site_id: int,
+    token_id: int | None,
+    now: datetime,
+    *,
+    ttl_s: float,
+    grace_s: float,
+) -> dict[str, Any]:
+    """Replace a site token with a new one (same name, a fresh lifetime); the old one keeps working for
+    ``grace_s`` seconds (never longer than it had left), so work in flight is not dropped.
+
+    A site token rotates itself only; a user rotates any active token of their site. A token already
+    rotated, revoked or expired cannot be rotated (409/404): its holder is not who the site trusts now."""
+    site = get_site(conn, principal, site_id, lock=True)
+    if principal.is_site:
+        if token_id is not None and token_id != principal.token_id:
+            raise ForbiddenError(
+                "a site token can rotate only itself; a user rotates the site's other tokens"
+            )
+        token_id = principal.token_id
+    elif token_id is None:
+        raise InvalidRequestError('name the token to rotate: {"token_id": N} (a site token rotates itself)')
+    query = sa.select(site_tokens).where(site_tokens.c.id == token_id, site_tokens.c.site_id == site_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    old = conn.execute(query).first()
+    if old is None or old.revoked_at is not None:
+        raise NotFoundError(f"active token {token_id} of site {site_id} not found")
+    if old.replaced_by is not None:
+        raise ConflictError(
+            f"token {token_id} was already rotated (replaced by token {old.replaced_by}); the new token is in "
+            "the site's token file, or make a new one with 'beambridge site token'",
+            replaced_by=old.replaced_by,
+        )
+    expires = _aware(old.expires_at, now)
+    if expires is not None and expires <= now:
+        raise ConflictError(f"token {token_id} has expired; make a new one with 'beambridge site token'")
+    new = _insert_token(conn, principal.user_id, site_id, old.name, now, ttl_s)
+    previous_end = now + timedelta(seconds=grace_s)
+    if expires is not None:
+        previous_end = min(previous_end, expires)
+    conn.execute(
+        site_tokens.update()
+        .where(site_tokens.c.id == token_id)
+        .values(replaced_by=new["id"], expires_at=previous_end)
+    )
+    target = f"token {token_id} of site {site['name']}"
+    _audit(conn, principal, "site_token.rotate", target, now, new_token=new["id"], old_until=previous_end)
+    return {**new, "previous_id": token_id, "previous_expires_at": previous_end}
+
+
+def _aware(value: datetime | None, now: datetime) -> datetime | None:
+    return value.replace(tzinfo=now.tzinfo) if value is not None and value.tzinfo is None else value
+
+
+def current_site_token(conn: Connection, principal: Principal, site_id: int) -> dict[str, Any]:
+    """The record of the site token making the request (its agent checks when to rotate it)."""
+    if not principal.is_site:
+        raise ForbiddenError(
+            "only a site token has a current token; a user lists them at GET /sites/{id}/tokens"
+        )
+    get_site(conn, principal, site_id)
+    row = conn.execute(sa.select(site_tokens).where(site_tokens.c.id == principal.token_id)).one()
+    return dict(row._mapping)
 
 
 def list_site_tokens(conn: Connection, principal: Principal, site_id: int) -> list[dict[str, Any]]:

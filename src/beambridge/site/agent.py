@@ -23,6 +23,7 @@ from beambridge.site.services.elastic_queue import ElasticQueue
 from beambridge.site.services.heartbeat import Heartbeat
 from beambridge.site.services.processing import Processing
 from beambridge.site.services.scheduler_sync import SchedulerSync
+from beambridge.site.services.token_rotation import TokenRotation
 from beambridge.site.services.transfers import Transfers
 
 log = get_logger(__name__)
@@ -32,7 +33,8 @@ def site_client(site: SiteDir, config: SiteConfig, **options: Any) -> Client:
     """A client acting with the site's token (retrying long: agents outlive server restarts)."""
     options.setdefault("retries", 8)
     options.setdefault("backoff_s", 0.5)
-    return Client(config.server, site_token=site.read_token(config), **options)
+    path = site.token_path(config)
+    return Client(config.server, site_token=site.read_token(config), site_token_file=path, **options)
 
 
 def make_scheduler(site: SiteDir, config: SiteConfig) -> Scheduler:
@@ -137,6 +139,7 @@ class SiteAgent:
             Processing(self.client, self.site, self.config, self.apps),
             AppsWatch(self.config, self.apps),
             Transfers(self.client, self.site, self.config, make_backends(self.site, self.config)),
+            TokenRotation(self.client, self.site, self.config),
         ]
         return self.services
 

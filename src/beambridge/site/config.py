@@ -69,6 +69,9 @@ class Periods(_Section):
     processing: float = Field(default=1, gt=0)
     transfers: float = Field(default=1, gt=0)
     apps: float = Field(default=2, gt=0, description="Look for added or changed files in apps/")
+    token_check: float = Field(
+        default=300, gt=0, description="How often the agent checks whether its site token is due for rotation"
+    )
 
 
 class TransferSettings(_Section):
@@ -245,10 +248,15 @@ class SiteDir:
         return token
 
     def write_token(self, config: SiteConfig, token: str) -> None:
-        """Store the site token readable by its owner only."""
+        """Store the site token readable by its owner only, replacing the file in one step (a launcher
+        reading it meanwhile sees the old token or the new one, never a part)."""
         path = self.token_path(config)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(token + "\n")
-        os.chmod(path, 0o600)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, path)

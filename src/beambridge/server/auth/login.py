@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from beambridge.server.context import ServerContext
 from beambridge.server.errors import AuthenticationError
@@ -17,11 +18,11 @@ def client_address(request: Request) -> str:
 async def check_login(ctx: ServerContext, name: str, password: str, address: str) -> int:
     """The user id for ``name`` if ``password`` is theirs: 401 if not, 429 while ``name`` or ``address``
     is locked out after too many failures (see :mod:`beambridge.server.auth.throttle`)."""
-    ctx.login_throttle.check(name, address)
+    await ctx.login_throttle.check(name, address)
     try:
         user_id = await ctx.password_checks.run(authenticate, ctx.db, name, password)
     except AuthenticationError:
-        ctx.login_throttle.failed(name, address)
+        await run_in_threadpool(ctx.login_throttle.failed, name, address)
         raise
-    ctx.login_throttle.succeeded(name)
+    await run_in_threadpool(ctx.login_throttle.succeeded, name)
     return user_id

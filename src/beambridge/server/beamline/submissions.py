@@ -276,7 +276,10 @@ def _create_ready_steps(
         spec["tags"] = {**spec["tags"], "submission": str(submission_id)}
         spec["data"] = {**spec["data"], "submission_id": submission_id}
         spec["parent_ids"] = [plan[parent]["job_id"] for parent in entry["after"]]
-        rows, step_wake = create_jobs(conn, principal, [JobCreate.model_validate(spec)], now, placement)
+        quotas = placement.settings.job_quotas if placement is not None else None
+        rows, step_wake = create_jobs(
+            conn, principal, [JobCreate.model_validate(spec)], now, placement, quotas=quotas
+        )
         entry["job_id"] = rows[0]["id"]
         wake |= step_wake
     return wake

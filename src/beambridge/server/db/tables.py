@@ -86,6 +86,9 @@ site_tokens = sa.Table(
     sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("revoked_at", Time),
+    # null: made before tokens expired (they never do); a rotated-out token ends its grace period here
+    sa.Column("expires_at", Time),
+    sa.Column("replaced_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite")),
     sqlite_autoincrement=True,
 )
 
@@ -294,6 +297,29 @@ audit_log = sa.Table(
     sa.Column("timestamp", Time, nullable=False),
     sa.Index(None, "owner_id", "id"),
     sqlite_autoincrement=True,
+)
+
+# Per-user quotas shared by every server process (server/quotas.py): jobs created per user and minute.
+quota_usage = sa.Table(
+    "quota_usage",
+    metadata,
+    sa.Column("owner_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("minute", sa.BigInteger, nullable=False),
+    sa.Column("jobs_created", sa.Integer, nullable=False),
+    sa.PrimaryKeyConstraint("owner_id", "minute"),
+)
+
+# Failed logins per user name and per client address, shared by every server process (auth/throttle.py).
+login_failures = sa.Table(
+    "login_failures",
+    metadata,
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("key", sa.String(300), nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("locked_until", sa.Float, nullable=False),
+    sa.Column("last_failure", sa.Float, nullable=False),
+    sa.PrimaryKeyConstraint("kind", "key"),
+    sa.Index(None, "last_failure"),
 )
 
 transfer_items = sa.Table(

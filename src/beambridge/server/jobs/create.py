@@ -22,6 +22,7 @@ from beambridge.server.db.tables import apps, events, job_parents, job_placement
 from beambridge.server.errors import ConflictError, InvalidRequestError, NotFoundError
 from beambridge.server.jobs.parameters import check_locations, check_transfers, resolve_parameters
 from beambridge.server.placement.service import PlacementService, Plan, Wanted, decision_event_data
+from beambridge.server.quotas import check_job_creation
 from beambridge.server.wakeups import WakeKey
 from beambridge.states import RUNNABLE_STATES, JobState, initial_state
 
@@ -98,10 +99,12 @@ def create_jobs(
     specs: list[JobCreate],
     now: datetime,
     placement: PlacementService | None = None,
+    quotas: tuple[int, int] | None = None,
 ) -> tuple[list[dict[str, Any]], set[WakeKey]]:
     """Insert ``specs`` as new jobs; returns their rows (as dicts) and the wake-ups to send after commit.
 
     Jobs naming an app by name are placed by ``placement`` (see :mod:`beambridge.server.placement`).
+    ``quotas`` (jobs per minute, jobs in the system) are checked in this transaction (429 if exceeded).
     """
     by_name = {index: spec for index, spec in enumerate(specs) if spec.app is not None}
     parent_states = _load_parent_states(conn, principal, {pid for spec in specs for pid in spec.parent_ids})
@@ -190,6 +193,8 @@ def create_jobs(
         more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
         raise InvalidRequestError("; ".join(problems[:10]) + more, errors=problems[:1000])
 
+    if quotas is not None:
+        check_job_creation(conn, principal.user_id, len(rows), now, per_minute=quotas[0], in_system=quotas[1])
     ids = _insert_jobs(conn, rows)
     wake: set[WakeKey] = set()
     event_rows: list[dict[str, Any]] = []

@@ -30,7 +30,6 @@ def list_audit(
     """Actions on your account and your objects (tokens made, rotated, revoked; sites, apps, jobs deleted;
     logins; an administrator disabling you), in id order (``order=desc``: newest first). Only a user's
     own token may read it, not a site token."""
-    statement = audit.audit_query(caller, filters, after=after, limit=limit, newest_first=order == "desc")
     with ctx.db.read() as conn:
-        rows = [dict(row._mapping) for row in conn.execute(statement)]
+        rows = audit.list_audit(conn, caller, filters, after=after, limit=limit, newest_first=order == "desc")
     return page(rows, limit)

@@ -42,14 +42,17 @@ async def list_events(
         newest_first=order == "desc",
         dialect=ctx.db.engine.dialect.name,
     )
-    deadline = time.monotonic() + wait_s
-    while True:
-        armed = ctx.wakeups.arm(("owner", caller.user_id))
-        rows = await run_in_threadpool(_read, ctx, statement)
-        remaining = deadline - time.monotonic()
-        if rows or remaining <= 0:
-            return page(rows, limit)
-        await ctx.wakeups.wait(armed, remaining)
+    if wait_s <= 0:
+        return page(await run_in_threadpool(_read, ctx, statement), limit)
+    with ctx.long_polls.hold(caller.user_id):
+        deadline = time.monotonic() + wait_s
+        while True:
+            armed = ctx.wakeups.arm(("owner", caller.user_id))
+            rows = await run_in_threadpool(_read, ctx, statement)
+            remaining = deadline - time.monotonic()
+            if rows or remaining <= 0:
+                return page(rows, limit)
+            await ctx.wakeups.wait(armed, remaining)
 
 
 @router.get("/latest")

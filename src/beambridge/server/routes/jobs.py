@@ -96,7 +96,7 @@ def create_jobs_route(
 ) -> Response:
     """Create jobs in bulk (up to 50,000 per call), all or none."""
     with ctx.db.write() as conn:
-        rows, wake = create_jobs(conn, caller, body, utcnow(), ctx.placement)
+        rows, wake = create_jobs(conn, caller, body, utcnow(), ctx.placement, quotas=ctx.settings.job_quotas)
     ctx.wakeups.notify(wake)
     # The rows were built from validated input, so they are serialised as they are: validating thousands
     # of them again as `Job` would cost more than the insert.

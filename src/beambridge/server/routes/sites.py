@@ -6,7 +6,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from beambridge.schemas.auth import SiteToken, SiteTokenCreate, SiteTokenCreated
+from beambridge.schemas.auth import (
+    SiteToken,
+    SiteTokenCreate,
+    SiteTokenCreated,
+    SiteTokenRotate,
+    SiteTokenRotated,
+)
 from beambridge.schemas.common import Page
 from beambridge.schemas.placement import SiteDrain
 from beambridge.schemas.queries import SiteQuery
@@ -92,7 +98,35 @@ def delete_site(ctx: Ctx, caller: UserCaller, site_id: IdPath) -> None:
 def create_site_token(ctx: Ctx, caller: UserCaller, site_id: IdPath, body: SiteTokenCreate) -> dict[str, Any]:
     """A long-lived token that acts for you on this site only (shown once; store it with the site)."""
     with ctx.db.write() as conn:
-        return sites.create_site_token(conn, caller, site_id, body.name, utcnow())
+        ttl_s = body.expires_in_days * 86400 if body.expires_in_days else ctx.settings.site_token_ttl_s
+        return sites.create_site_token(conn, caller, site_id, body.name, utcnow(), ttl_s)
+
+
+@router.post("/{site_id}/tokens/rotate", response_model=SiteTokenRotated, status_code=201)
+def rotate_site_token(
+    ctx: Ctx, caller: Caller, site_id: IdPath, body: SiteTokenRotate | None = None
+) -> dict[str, Any]:
+    """Replace a site token with a new one, shown once. A site token rotates itself (its agent does so
+    before it expires); a user names the token. The old token keeps working for the service's grace
+    period (``site_token_rotation_grace_s``), then gets a 401 naming its replacement."""
+    settings = ctx.settings
+    with ctx.db.write() as conn:
+        return sites.rotate_site_token(
+            conn,
+            caller,
+            site_id,
+            body.token_id if body else None,
+            utcnow(),
+            ttl_s=settings.site_token_ttl_s,
+            grace_s=settings.site_token_rotation_grace_s,
+        )
+
+
+@router.get("/{site_id}/tokens/current", response_model=SiteToken)
+def current_site_token(ctx: Ctx, caller: Caller, site_id: IdPath) -> dict[str, Any]:
+    """The record of the site token making this request: when it expires (for its agent)."""
+    with ctx.db.read() as conn:
+        return sites.current_site_token(conn, caller, site_id)
 
 
 @router.get("/{site_id}/tokens", response_model=list[SiteToken])
