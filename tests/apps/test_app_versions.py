@@ -94,3 +94,18 @@ def test_a_warm_worker_reloads_the_folder_when_it_changed(tmp_path: Path) -> Non
     assert "Scale" not in broken.apps and tmp_path / "mine.py" in broken.errors
     with pytest.raises(KeyError, match="no app 'Scale'"):
         broken.get("Scale")
+
+
+def test_an_app_the_service_would_refuse_is_reported_not_advertised(tmp_path: Path) -> None:
+    """A class name Python accepts but the service does not (``Ünïcode``, ``name = "bad name"``): one such
+    app used to make every acquire of the pilot invalid, and the agent's registration fail as a whole."""
+    (tmp_path / "odd.py").write_text(
+        "from beambridge.apps.base import ApplicationDefinition\n"
+        "class Ünïcode(ApplicationDefinition):\n    command_template = 'true'\n"
+        "class Spaced(ApplicationDefinition):\n    name = 'bad name'\n    command_template = 'true'\n"
+        "class Fine(ApplicationDefinition):\n    command_template = 'true'\n"
+    )
+    catalog = load_apps(tmp_path)
+    assert "Fine" in catalog.apps and "Ünïcode" not in catalog.apps and "bad name" not in catalog.apps
+    assert "cannot be registered" in catalog.errors[tmp_path / "odd.py"]
+    assert set(catalog.advertised()) == set(catalog.apps)

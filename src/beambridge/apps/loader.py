@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
+from pydantic import TypeAdapter, ValidationError
+
 from beambridge.apps.base import AppDefinitionError, ApplicationDefinition
+from beambridge.schemas.common import Name
 
 
 @dataclass
@@ -109,6 +112,18 @@ def apps_in_module(module: ModuleType) -> list[type[ApplicationDefinition]]:
     ]
 
 
+_NAME = TypeAdapter(Name)
+
+
+def _name_problem(name: str) -> str | None:
+    """Why the service would refuse ``name`` for an app (None: it would not)."""
+    try:
+        _NAME.validate_python(name)
+    except ValidationError as exc:
+        return str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+    return None
+
+
 def load_apps(folder: Path, builtin: bool = True) -> AppCatalog:
     """Every app in ``folder``'s ``*.py`` files (and the built-in apps unless ``builtin`` is false).
 
@@ -134,6 +149,10 @@ def load_apps(folder: Path, builtin: bool = True) -> AppCatalog:
             catalog.errors[path] = traceback.format_exc(limit=-3).strip()
             continue
         for cls in apps_in_module(module):
+            problem = _name_problem(cls.name)
+            if problem is not None:  # the service would refuse it: registering and advertising it too
+                catalog.errors[path] = f"app {cls.name!r} cannot be registered: its name {problem}"
+                continue
             if cls.name in catalog.apps and catalog.sources[cls.name] != path:
                 catalog.errors[path] = f"app {cls.name} is also defined in {catalog.sources[cls.name]}"
                 continue

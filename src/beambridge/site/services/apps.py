@@ -11,9 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import ValidationError as InvalidMetadata
+
+from beambridge.apps.base import ApplicationDefinition
 from beambridge.apps.loader import AppCatalog, folder_fingerprint, load_apps
 from beambridge.client import Client
+from beambridge.client.errors import Conflict, ValidationError
 from beambridge.logs import get_logger
+from beambridge.schemas.apps import App
 from beambridge.site.config import SiteConfig
 from beambridge.site.services.base import Service
 
@@ -23,35 +28,46 @@ _REGISTERED = {"description", "parameters", "transfer_slots", "hooks", "retry_on
 
 
 def register_apps(client: Client, site_id: int, catalog: AppCatalog) -> dict[str, int]:
-    """Create or update the service's record of each app (metadata and version, never code); name → id."""
+    """Create or update the service's record of each app (metadata and version, never code); name → id.
+
+    An app whose metadata the service refuses is logged (``app_not_registered``) and left out; the
+    others are registered all the same."""
     existing = {app.name: app for app in client.apps.filter(site_id=site_id)}
     ids: dict[str, int] = {}
     for name, cls in catalog.apps.items():
-        meta = cls.registration(site_id).model_copy(update={"version": catalog.versions.get(name)})
-        current = existing.get(name)
-        if current is None:
-            created = client.apps.create(
-                site_id,
-                name,
-                description=meta.description,
-                parameters=meta.parameters,
-                transfer_slots=meta.transfer_slots,
-                hooks=meta.hooks,
-                retry_on_error=meta.retry_on_error,
-                version=meta.version,
-            )
-            ids[name] = created.id
-            log.info("app_registered", app=name, app_id=created.id, site_id=site_id, version=meta.version)
-            continue
-        ids[name] = current.id
-        wanted = meta.model_dump(mode="json", include=_REGISTERED)
-        have = current.model_dump(mode="json", include=_REGISTERED)
-        if wanted != have:
-            client.apps.update(
-                current.id, **{key: value for key, value in wanted.items() if value is not None}
-            )
-            log.info("app_updated", app=name, app_id=current.id, site_id=site_id, version=meta.version)
+        try:
+            ids[name] = _register(client, site_id, cls, catalog.versions.get(name), existing.get(name))
+        except (ValidationError, Conflict) as exc:  # the service refused it
+            log.error("app_not_registered", app=name, site_id=site_id, detail=exc.detail[:500])
+        except InvalidMetadata as exc:  # refused before it was sent (the same models as the service's)
+            log.error("app_not_registered", app=name, site_id=site_id, detail=str(exc)[:500])
     return ids
+
+
+def _register(
+    client: Client, site_id: int, cls: type[ApplicationDefinition], version: str | None, current: App | None
+) -> int:
+    """Register one app, or update its record if it changed; its id."""
+    meta = cls.registration(site_id).model_copy(update={"version": version})
+    if current is None:
+        created = client.apps.create(
+            site_id,
+            meta.name,
+            description=meta.description,
+            parameters=meta.parameters,
+            transfer_slots=meta.transfer_slots,
+            hooks=meta.hooks,
+            retry_on_error=meta.retry_on_error,
+            version=meta.version,
+        )
+        log.info("app_registered", app=meta.name, app_id=created.id, site_id=site_id, version=version)
+        return created.id
+    wanted = meta.model_dump(mode="json", include=_REGISTERED)
+    have = current.model_dump(mode="json", include=_REGISTERED)
+    if wanted != have:
+        client.apps.update(current.id, **{key: value for key, value in wanted.items() if value is not None})
+        log.info("app_updated", app=meta.name, app_id=current.id, site_id=site_id, version=version)
+    return current.id
 
 
 @dataclass(frozen=True)
