@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 4
 
-.PHONY: demo test test-quick lint format system-deps bench clean
+.PHONY: demo test test-quick test-security lint format system-deps bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "beambridge needs Python >= 3.11"'
@@ -35,6 +35,10 @@ test: $(STAMP) system-deps lint
 ## test-quick: the server suite on SQLite only, for iterating
 test-quick: $(STAMP)
 	$(BIN)/pytest -n 2 -q -m "not postgres and not slow" tests/server
+
+## test-security: the attacker's suite (tenancy on every route, tokens, odd input, traversal, floods, quotas)
+test-security: $(STAMP)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) tests/security
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from beambridge.schemas.common import InputModel, Name, OutputModel, PositiveId, UtcDatetime
 from beambridge.schemas.freejson import FreeJson, free_json_field
@@ -68,10 +68,33 @@ class TransferSlot(InputModel):
     """A named place in a job's workdir that a transfer fills (in) or empties (out)."""
 
     direction: TransferDirection
-    local_path: str = Field(min_length=1, max_length=1024, description="Path inside the job's workdir")
+    local_path: str = Field(
+        min_length=1, max_length=1024, description="Relative path inside the job's workdir (no '..')"
+    )
     required: bool = True
     recursive: bool = Field(default=False, description="A directory rather than a file")
     description: str = Field(default="", max_length=2000)
+
+
+def local_path_problem(path: str) -> str | None:
+    """Why a slot's ``local_path`` could reach outside the job's workdir, or None if it cannot."""
+    if "\x00" in path or "\\" in path:
+        return "may not contain NUL bytes or backslashes"
+    if path.startswith("/"):
+        return "must be relative to the job's workdir, not absolute"
+    if ".." in path.split("/"):
+        return "may not contain '..' (it must stay inside the job's workdir)"
+    if not [part for part in path.split("/") if part not in ("", ".")]:
+        return "names no file"
+    return None
+
+
+def _check_slots(slots: dict[str, TransferSlot] | None) -> dict[str, TransferSlot] | None:
+    for name, slot in (slots or {}).items():
+        problem = local_path_problem(slot.local_path)
+        if problem:
+            raise ValueError(f"slot {name!r}: local_path {slot.local_path!r:.80} {problem}")
+    return slots
 
 
 class AppHook(StrEnum):
@@ -107,7 +130,9 @@ class AppCreate(InputModel):
     )
     description: str = Field(default="", max_length=10_000)
     parameters: dict[str, AppParameter] = Field(default_factory=dict, max_length=200)
-    transfer_slots: dict[str, TransferSlot] = Field(default_factory=dict, max_length=100)
+    transfer_slots: Annotated[
+        dict[str, TransferSlot], Field(default_factory=dict, max_length=100), AfterValidator(_check_slots)
+    ]
     hooks: list[AppHook] = Field(
         default_factory=list,
         description=(
@@ -130,7 +155,9 @@ class AppUpdate(InputModel):
 
     description: str | None = Field(default=None, max_length=10_000)
     parameters: dict[str, AppParameter] | None = Field(default=None, max_length=200)
-    transfer_slots: dict[str, TransferSlot] | None = Field(default=None, max_length=100)
+    transfer_slots: Annotated[
+        dict[str, TransferSlot] | None, Field(default=None, max_length=100), AfterValidator(_check_slots)
+    ]
     hooks: list[AppHook] | None = None
     retry_on_error: bool | None = None
     version: AppVersion | None = None

@@ -29,6 +29,12 @@ def _check_transfer(value: str) -> str:
     alias, sep, path = value.partition(":")
     if not sep or not alias or not path:
         raise ValueError(f"{value!r} must look like 'location:/path/on/location'")
+    if "\x00" in path:
+        raise ValueError(f"{value!r:.80}: the path contains a NUL byte")
+    if ".." in path.split("/"):
+        raise ValueError(
+            f"{value!r:.80}: the path may not contain '..' (it is relative to the location's base)"
+        )
     return value
 
 

@@ -138,6 +138,11 @@ class LongPolls:
         self._open: dict[int, int] = {}
         self._lock = threading.Lock()
 
+    def held(self, user_id: int) -> int:
+        """How many long-polls ``user_id`` has open in this process."""
+        with self._lock:
+            return self._open.get(user_id, 0)
+
     @contextmanager
     def hold(self, user_id: int) -> Iterator[None]:
         """Count one long-poll of ``user_id`` while it waits; 429 if the user already has ``limit``."""

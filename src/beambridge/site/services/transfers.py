@@ -22,7 +22,7 @@ from pathlib import Path
 from beambridge.client import Client
 from beambridge.logs import get_logger
 from beambridge.platform.transfer import TransferBackend, TransferFile, TransferHandle, TransferTask
-from beambridge.schemas.apps import TransferDirection
+from beambridge.schemas.apps import TransferDirection, local_path_problem
 from beambridge.schemas.jobs import Job
 from beambridge.schemas.transfers import TransferItem, TransferState
 from beambridge.site import metrics as site_metrics
@@ -54,6 +54,17 @@ def task_id_for(site_id: int, direction: TransferDirection, item_ids: Iterable[i
     """A stable id for a batch: the same items and attempt give the same id after a restart."""
     digest = hashlib.sha1(",".join(map(str, sorted(item_ids))).encode()).hexdigest()[:12]
     return f"bb{site_id}-{direction.value}-{digest}-a{attempt}"
+
+
+def unsafe_paths(item: TransferItem) -> str | None:
+    """Why a transfer item's paths could reach outside its job's workdir (local) or its location's base
+    (remote), or None. The service refuses such paths; this guards rows it accepted before it did."""
+    problem = local_path_problem(item.local_path)
+    if problem:
+        return f"transfer item {item.id}: local_path {item.local_path!r:.80} {problem}"
+    if "\x00" in item.remote_path or ".." in item.remote_path.split("/"):
+        return f"transfer item {item.id}: remote path {item.remote_path!r:.80} may not contain '..' or NUL"
+    return None
 
 
 class Transfers(Service):
@@ -113,7 +124,15 @@ class Transfers(Service):
         for item in sorted(items, key=lambda i: i.id):
             if item.id not in busy and self._ready(item, jobs.get(item.job_id)):
                 groups[(item.direction, item.location)].append(item)
+        for key, group in list(groups.items()):
+            unsafe = {item.id: problem for item in group if (problem := unsafe_paths(item))}
+            for item in group:
+                if item.id in unsafe:  # one job's bad paths fail that job alone, never the batch
+                    self._fail_items([item], jobs, unsafe[item.id])
+            groups[key] = [item for item in group if item.id not in unsafe]
         for (direction, location), group in groups.items():
+            if not group:
+                continue
             backend = self.backends.get(location)
             if backend is None:
                 self._fail_items(group, jobs, f"the site has no transfer location {location!r} configured")

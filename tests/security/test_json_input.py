@@ -17,7 +17,7 @@ from fastapi.routing import APIRoute
 from beambridge.schemas.freejson import FREE_JSON_MAX_BYTES, FREE_JSON_MAX_DEPTH
 from beambridge.server.json_body import JsonRoute
 from tests.conftest import ApiUser
-from tests.server.test_tenancy import _flat
+from tests.security.test_tenancy import _flat
 
 V = "@V@"
 """Where the bad value goes in a body template (raw JSON text: NaN and lone surrogates cannot be built

@@ -160,6 +160,10 @@ def test_jobs_in_the_system_quota_names_what_to_do(tmp_path: Path, password_hash
     app.state.ctx.db.dispose()
 
 
+def alice_id(app: FastAPI, user: ApiUser) -> int:
+    return int(app.state.ctx.tokens.verify(user.token))
+
+
 def test_event_long_polls_per_user(
     quota_servers: tuple[LiveServer, LiveServer, FastAPI], password_hash: str
 ) -> None:
@@ -171,14 +175,19 @@ def test_event_long_polls_per_user(
         with httpx.Client(
             base_url=first.url, headers={"Authorization": f"Bearer {alice.token}"}, timeout=60
         ) as http:
-            results.append(http.get("/events", params={"wait_s": 3}).status_code)
+            results.append(http.get("/events", params={"wait_s": 10}).status_code)
 
     threads = [threading.Thread(target=wait) for _ in range(2)]
     for thread in threads:
         thread.start()
     import time
 
-    time.sleep(1.0)
+    deadline = time.monotonic() + 30
+    while (
+        app.state.ctx.long_polls.held(alice_id(app, alice)) < 2
+    ):  # both are waiting (slow on a loaded machine)
+        assert time.monotonic() < deadline, "the two long-polls never opened"
+        time.sleep(0.05)
     third = alice.http.get("/events", params={"wait_s": 3})
     assert third.status_code == 429 and third.json()["quota"] == "event_waits", third.text
     assert alice.http.get("/events").status_code == 200  # a plain read is never limited
