@@ -16,7 +16,7 @@ sources stay sparse.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -162,24 +162,37 @@ class FrameStream:
             scale = np.where(means > 0, overall / means, 0.0)
         return scale
 
-    def blocks(self, frames_per_block: int) -> Iterator[tuple[int, npt.NDArray[np.generic] | Events]]:
-        """Yield ``(j0, block)`` for consecutive output frames; block is dense (b, H, W) or events."""
-        for j0 in range(0, self.n_frames, frames_per_block):
-            j1 = min(self.n_frames, j0 + frames_per_block)
-            if self.sparse:
-                a = self.start + j0 * self.selection.stride
-                if self.selection.stride == 1:
-                    yield j0, self.reader.read_events(a, a + (j1 - j0))
-                else:
-                    yield (
-                        j0,
-                        _strided_events(self.reader, self.selection.raw_indices(self.start, j0, j1)[:, 0]),
-                    )
-                continue
-            block = self._output_frames(j0, j1)
-            if self._frame_scale is not None:
-                block = np.asarray(block, dtype=np.float64) * self._frame_scale[j0:j1, None, None]
-            yield j0, block
+    def blocks(
+        self, frames_per_block: int, *, most: int | None = None, ready: Callable[[], int] | None = None
+    ) -> Iterator[tuple[int, npt.NDArray[np.generic] | Events]]:
+        """Yield ``(j0, block)`` for consecutive output frames; block is dense (b, H, W) or events.
+
+        With ``ready`` (raw frames on disk now, for a file still being written) a block grows past
+        ``frames_per_block`` up to ``most`` frames when that many are already there: short blocks while
+        keeping up with the detector, long ones (cheaper per frame) when catching up."""
+        j0 = 0
+        while j0 < self.n_frames:
+            size = frames_per_block
+            if ready is not None and most is not None and most > size:
+                step = self.selection.stride * self.selection.avg
+                on_disk = (ready() - self.start) // step
+                size = max(size, min(most, on_disk - j0))
+            j1 = min(self.n_frames, j0 + size)
+            yield from self._block(j0, j1)
+            j0 = j1
+
+    def _block(self, j0: int, j1: int) -> Iterator[tuple[int, npt.NDArray[np.generic] | Events]]:
+        if self.sparse:
+            a = self.start + j0 * self.selection.stride
+            if self.selection.stride == 1:
+                yield j0, self.reader.read_events(a, a + (j1 - j0))
+            else:
+                yield j0, _strided_events(self.reader, self.selection.raw_indices(self.start, j0, j1)[:, 0])
+            return
+        block = self._output_frames(j0, j1)
+        if self._frame_scale is not None:
+            block = np.asarray(block, dtype=np.float64) * self._frame_scale[j0:j1, None, None]
+        yield j0, block
 
 
 def _strided_events(reader: FrameReader, frames: npt.NDArray[np.int64]) -> Events:
