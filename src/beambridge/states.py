@@ -45,6 +45,17 @@ Retries (``POST /jobs/retry`` only)::
 
     FAILED → AWAITING_PARENTS, READY, STAGED_IN
     KILLED → AWAITING_PARENTS, READY, STAGED_IN
+
+Hedging (the service only): a job submitted with ``hedge=True`` that runs late gets a *copy*, a second job
+row on another site. The first of the two runs to reach ``RUN_DONE`` wins and the other is cancelled
+(``KILLED``, its launcher told to stop it). When the copy wins, the original *adopts* its run: it moves
+from wherever it is to ``RUN_DONE`` at the copy's site, with the copy's result, and carries on from there
+(postprocess, stage-out, ``JOB_FINISHED``) while the copy ends ``KILLED``. So the job the user submitted
+finishes exactly once, and no run of it reaches ``RUN_DONE`` after the winner did (a late report from the
+losing launcher is refused: the job is no longer held by its session). Only the hedge resolution takes
+these steps (:data:`ADOPT_TRANSITIONS`)::
+
+    READY, STAGED_IN, PREPROCESSED, RUNNING, RUN_ERROR, RUN_TIMEOUT, RESTART_READY → RUN_DONE
 """
 
 from __future__ import annotations
@@ -113,6 +124,25 @@ RETRY_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 """Where a retry sends a job: where a new job would start (see :func:`initial_state`). Only the retry
 route takes these steps, so the parents' states and the retry count are settled when they happen."""
 
+ADOPT_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    state: frozenset({S.RUN_DONE})
+    for state in (
+        S.READY,
+        S.STAGED_IN,
+        S.PREPROCESSED,
+        S.RUNNING,
+        S.RUN_ERROR,
+        S.RUN_TIMEOUT,
+        S.RESTART_READY,
+    )
+}
+"""Where an original job goes when its hedged copy's run finished first: it takes that run as its own
+(``RUN_DONE``) from any state in which its own run has not ended yet. Only the hedge resolution takes these
+steps, in the transaction that records the copy's ``RUN_DONE``."""
+
+RUN_ENDED_STATES: frozenset[JobState] = frozenset({S.RUN_DONE, S.POSTPROCESSED, S.STAGED_OUT, S.JOB_FINISHED})
+"""States of a job whose run finished (successfully): a hedged pair is decided once one of them is here."""
+
 REVERSE_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     target: frozenset(src for src, targets in ALLOWED_TRANSITIONS.items() if target in targets)
     for target in JobState
@@ -155,6 +185,12 @@ def check_transition(current: JobState, requested: JobState) -> None:
 def check_retry(current: JobState, requested: JobState) -> None:
     """Raise :class:`IllegalTransition` unless a retry may move a job from ``current`` to ``requested``."""
     if requested not in RETRY_TRANSITIONS.get(current, frozenset()):
+        raise IllegalTransition(current, requested)
+
+
+def check_adopt(current: JobState, requested: JobState) -> None:
+    """Raise :class:`IllegalTransition` unless a job may adopt its copy's run from ``current``."""
+    if requested not in ADOPT_TRANSITIONS.get(current, frozenset()):
         raise IllegalTransition(current, requested)
 
 

@@ -4,52 +4,15 @@ went down or is drained — through a real server whose health thresholds are se
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
-import pytest
-from fastapi import FastAPI
 
-from beambridge.server.app import create_app
-from tests.conftest import ApiUser, make_settings
+from tests.conftest import ApiUser
 from tests.server.helpers import acquire, run_to, states
-from tests.server.test_placement_service import PARAMS, placement_events
+from tests.server.placement_fixtures import DOWN_AFTER_S, PARAMS, TwoSites, eventually
+from tests.server.test_placement_service import placement_events
 from tests.servers import LiveServer
-
-DOWN_AFTER_S = 2.0
-
-
-@pytest.fixture
-def fast(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """A server on the same database that calls a site down after 2 s without a heartbeat and runs a
-    placement cycle every 0.2 s."""
-    app: FastAPI = create_app(
-        make_settings(
-            tmp_path_factory.mktemp("placement"),
-            database_url,
-            site_degraded_after_s=1.0,
-            site_down_after_s=DOWN_AFTER_S,
-            placement_interval_s=0.2,
-        )
-    )
-    with LiveServer(app) as server:
-        yield server
-    app.state.ctx.db.dispose()
-
-
-def client_of(user: ApiUser, server: LiveServer) -> httpx.Client:
-    return httpx.Client(base_url=server.url, headers=user.http.headers, timeout=30)
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def job(http: httpx.Client, job_id: int) -> dict[str, Any]:
@@ -57,7 +20,7 @@ def job(http: httpx.Client, job_id: int) -> dict[str, Any]:
 
 
 def test_a_waiting_job_is_bound_once_a_site_takes_work(alice: ApiUser, fast: LiveServer) -> None:
-    http = client_of(alice, fast)
+    http = httpx.Client(base_url=fast.url, headers=alice.http.headers, timeout=30)
     site = alice.site("late")
     alice.app(site["id"], "echo", parameters=PARAMS)
     [created] = alice.jobs([{"app": "echo", "workdir": "w", "parameters": {"n": 1}}])
@@ -73,13 +36,8 @@ def test_a_waiting_job_is_bound_once_a_site_takes_work(alice: ApiUser, fast: Liv
     assert [j["id"] for j in acquire(alice, session["id"], max_jobs=5)] == [created["id"]]
 
 
-def test_a_child_is_placed_when_its_parents_finish(alice: ApiUser, fast: LiveServer) -> None:
-    http = client_of(alice, fast)
-    a = alice.site("a")
-    b = alice.site("b")
-    for site in (a, b):
-        alice.app(site["id"], "echo", parameters=PARAMS)
-        http.post(f"/sites/{site['id']}/heartbeat")
+def test_a_child_is_placed_when_its_parents_finish(alice: ApiUser, two_sites: TwoSites) -> None:
+    http, a = two_sites.http, two_sites.a
     [parent] = alice.jobs([{"app": "echo", "sites": ["a"], "workdir": "p", "parameters": {"n": 1}}])
     [child] = alice.jobs(
         [
@@ -95,8 +53,7 @@ def test_a_child_is_placed_when_its_parents_finish(alice: ApiUser, fast: LiveSer
     assert child["awaiting_placement"] and child["state"] == "AWAITING_PARENTS"
     session = alice.session(a["id"])
     assert [j["id"] for j in acquire(alice, session["id"], max_jobs=5)] == [parent["id"]]
-    for site in (a, b):
-        http.post(f"/sites/{site['id']}/heartbeat")
+    two_sites.beat()
     run_to(alice, session["id"], [parent["id"]], "RUN_DONE", return_code=0)
     bound = eventually(
         lambda: (j := job(http, child["id"]))["awaiting_placement"] is False and j, "late binding"
@@ -107,14 +64,9 @@ def test_a_child_is_placed_when_its_parents_finish(alice: ApiUser, fast: LiveSer
 
 
 def test_unclaimed_jobs_leave_a_site_that_goes_down_and_claimed_ones_stay(
-    alice: ApiUser, fast: LiveServer
+    alice: ApiUser, two_sites: TwoSites
 ) -> None:
-    http = client_of(alice, fast)
-    a = alice.site("a")
-    b = alice.site("b")
-    for site in (a, b):
-        alice.app(site["id"], "echo", parameters=PARAMS)
-        http.post(f"/sites/{site['id']}/heartbeat")
+    http, a, b = two_sites.http, two_sites.a, two_sites.b
     jobs = alice.jobs(
         [
             {
@@ -158,14 +110,9 @@ def test_unclaimed_jobs_leave_a_site_that_goes_down_and_claimed_ones_stay(
 
 
 def test_a_drained_site_gets_no_new_work_and_its_unclaimed_jobs_move(
-    alice: ApiUser, fast: LiveServer
+    alice: ApiUser, two_sites: TwoSites
 ) -> None:
-    http = client_of(alice, fast)
-    a = alice.site("a")
-    b = alice.site("b")
-    for site in (a, b):
-        alice.app(site["id"], "echo", parameters=PARAMS)
-        http.post(f"/sites/{site['id']}/heartbeat")
+    http, a, b = two_sites.http, two_sites.a, two_sites.b
     pair = alice.jobs(
         [
             {"app": "echo", "workdir": f"w/{i}", "parameters": {"n": i}, "policy": "round_robin"}

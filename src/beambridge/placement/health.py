@@ -51,6 +51,8 @@ class HealthSignals:
     transfer_attempts: int = 0
     drain: bool = False
     """Set by the site's owner (e.g. ``beambridge site drain`` before planned maintenance)."""
+    scheduler_error: str = ""
+    """The last failed scheduler command's message, as the agent reported it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,10 +126,13 @@ def site_health(signals: HealthSignals, thresholds: HealthThresholds = DEFAULT_T
     elif age >= thresholds.heartbeat_degraded_s:
         degraded.append(f"last heartbeat {_duration(age)} ago")
     failures = signals.scheduler_failures
+    words = f"{failures} scheduler commands failed in a row"
+    if signals.scheduler_error:
+        words += f" (last: {signals.scheduler_error[:200]})"
     if failures >= thresholds.scheduler_failures_down:
-        down.append(f"{failures} scheduler commands failed in a row")
+        down.append(words)
     elif failures >= thresholds.scheduler_failures_degraded:
-        degraded.append(f"{failures} scheduler commands failed in a row")
+        degraded.append(words)
     attempts = signals.transfer_attempts
     if attempts >= thresholds.min_transfer_attempts:
         rate = signals.transfer_failures / attempts

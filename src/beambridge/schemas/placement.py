@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from beambridge.schemas.common import InputModel, Name, OutputModel, UtcDatetime
 
@@ -107,3 +107,59 @@ class SiteGroup(OutputModel):
     sites: list[str]
     policy: PolicyName | None
     created_at: UtcDatetime
+
+
+class TransferMeasurement(InputModel):
+    """One finished transfer task as the agent timed it."""
+
+    bytes: float = Field(ge=0, le=1e18)
+    seconds: float = Field(ge=0, le=1e7)
+    at: float = Field(description="When it ended (POSIX seconds)")
+    ok: bool = True
+
+
+class SitePriors(InputModel):
+    """What a site's configuration says to expect before there is history (``placement:`` in site.yml).
+
+    Each figure left out keeps the service's default.
+    """
+
+    run_time_s: dict[Name, float] = Field(
+        default_factory=dict, max_length=1000, description="Expected run time per app (seconds)"
+    )
+    default_run_time_s: float | None = Field(default=None, ge=0, le=1e7)
+    run_time_spread: float | None = Field(default=None, ge=1, le=100, description="p95 / median of run times")
+    queue_wait_s: float | None = Field(default=None, ge=0, le=1e7, description="Expected wait of a new pilot")
+    transfer_rate_bps: float | None = Field(default=None, gt=0, le=1e13)
+    transfer_overhead_s: float | None = Field(default=None, ge=0, le=1e5)
+    dispatch_s: float | None = Field(default=None, ge=0, le=1e5)
+
+    @field_validator("run_time_s")
+    @classmethod
+    def _times(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = sorted(app for app, seconds in value.items() if not 0 <= seconds <= 1e7)
+        if bad:
+            raise ValueError(f"run_time_s[{bad[0]!r}] must be within [0, 1e7] seconds")
+        return value
+
+
+class SiteFigures(InputModel):
+    """What a site's agent measures for placement, sent with its heartbeat status (``status.placement``).
+
+    ``scheduler_failures`` counts its scheduler commands (``sbatch``, ``squeue``…) that failed in a row
+    (0 after one succeeds); ``transfers`` holds, per location alias, its newest timed transfer tasks.
+    """
+
+    scheduler_failures: int = Field(default=0, ge=0, le=10**9)
+    scheduler_error: str = Field(default="", max_length=1000, description="The last failure's message")
+    transfers: dict[Name, list[TransferMeasurement]] = Field(default_factory=dict, max_length=1000)
+    priors: SitePriors = Field(default_factory=SitePriors)
+
+    @field_validator("transfers")
+    @classmethod
+    def _bounded(cls, value: dict[str, list[TransferMeasurement]]) -> dict[str, list[TransferMeasurement]]:
+        return {location: samples[-MAX_TRANSFER_SAMPLES:] for location, samples in value.items()}
+
+
+MAX_TRANSFER_SAMPLES = 64
+"""Newest transfer tasks per location an agent reports (older ones are dropped)."""

@@ -29,6 +29,7 @@ from beambridge.server.metrics import router as metrics_router
 from beambridge.server.observability import ObservabilityMiddleware
 from beambridge.server.openapi import install_openapi
 from beambridge.server.pg_notify import PgWakeupRelay
+from beambridge.server.placement.hedges import run_hedges
 from beambridge.server.placement.service import PLACEMENT_WAKE, CycleReport, PlacementService, run_cycle
 from beambridge.server.quotas import LongPolls
 from beambridge.server.routes import (
@@ -181,11 +182,12 @@ async def _place_periodically(ctx: ServerContext) -> None:
         try:
             report = await run_in_threadpool(_place_once, ctx)
             ctx.wakeups.notify(report.wake_keys)
-            if report.bound or report.replaced:
+            if report.bound or report.replaced or report.hedged:
                 log.info(
                     "placement_cycle",
                     bound=len(report.bound),
                     replaced=len(report.replaced),
+                    hedged=len(report.hedged),
                     deferred=report.deferred,
                 )
         except Exception:  # a database hiccup must not end the placement loop
@@ -196,7 +198,12 @@ async def _place_periodically(ctx: ServerContext) -> None:
 
 def _place_once(ctx: ServerContext) -> CycleReport:
     with ctx.db.write() as conn:
-        return run_cycle(ctx.placement, conn, utcnow())
+        now = utcnow()
+        report = run_cycle(ctx.placement, conn, now)
+        copies = run_hedges(ctx.placement, conn, now)
+        report.hedged = copies.copies
+        report.wake_keys |= copies.wake_keys
+        return report
 
 
 def _expire_once(ctx: ServerContext, up_since: datetime):  # type: ignore[no-untyped-def]

@@ -120,6 +120,11 @@ class ServerSettings(BaseSettings):
         gt=0,
         description="How often waiting jobs are bound and the jobs of down or draining sites re-placed",
     )
+    placement_hedge_max_copies: int = Field(
+        default=100,
+        ge=0,
+        description="Most hedged copies one placement cycle makes (jobs submitted with hedge=True that run late)",
+    )
     placement_history_ttl_s: float = Field(
         default=10.0, ge=0, description="How long measured run times and queue waits are reused"
     )
@@ -130,6 +135,13 @@ class ServerSettings(BaseSettings):
         default=180.0,
         gt=0,
         description="Heartbeat silence after which a site is down (its unclaimed jobs move)",
+    )
+
+    site_scheduler_failures_degraded: int = Field(
+        default=3, ge=1, description="Scheduler commands failing in a row (as the agent reports) for degraded"
+    )
+    site_scheduler_failures_down: int = Field(
+        default=10, ge=1, description="Scheduler commands failing in a row for down (its unclaimed jobs move)"
     )
 
     def resolved_database_url(self) -> str:

@@ -13,7 +13,7 @@ from beambridge.schemas.sites import SiteCreate, SiteUpdate
 from beambridge.server import audit
 from beambridge.server.auth.tokens import SITE_TOKEN_PREFIX, Principal, hash_secret, new_secret
 from beambridge.server.db.conditions import column_conditions
-from beambridge.server.db.tables import site_tokens, sites
+from beambridge.server.db.tables import run_stops, sessions, site_tokens, sites
 from beambridge.server.errors import ConflictError, ForbiddenError, InvalidRequestError, NotFoundError
 from beambridge.server.jobs.removal import delete_events_of_site
 from beambridge.server.ownership import get_owned, list_owned
@@ -82,6 +82,8 @@ def delete_site(conn: Connection, principal: Principal, site_id: int, now: datet
     site = get_site(conn, principal, site_id, lock=True)
     _audit(conn, principal, "site.delete", f"site {site['name']}", now, site_id=site_id)
     delete_events_of_site(conn, site_id)
+    own_sessions = sa.select(sessions.c.id).where(sessions.c.site_id == site_id)
+    conn.execute(run_stops.delete().where(run_stops.c.session_id.in_(own_sessions)))
     conn.execute(sites.delete().where(sites.c.id == site_id))
 
 

@@ -423,7 +423,9 @@ site_groups = sa.Table(
     sqlite_autoincrement=True,
 )
 
-# What a job placed by the service asked for, and its last decision (one row per such job).
+# What a job placed by the service asked for, and its last decision (one row per such job). A hedged pair
+# links both ways through ``hedge_job_id``: the original (``hedge`` true) names its copy, the copy (``hedge``
+# false: a copy is never hedged itself) names its original.
 job_placements = sa.Table(
     "job_placements",
     metadata,
@@ -441,4 +443,18 @@ job_placements = sa.Table(
     sa.Column("hedge_job_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite")),
     sa.PrimaryKeyConstraint("job_id"),
     sa.Index(None, "owner_id"),
+)
+
+# Runs a launcher session must stop although their job lives on (a hedged job whose copy's run finished
+# first: the job adopted that run and left this session). The session's heartbeat returns them with its
+# cancelled jobs; the rows go when the session ends. No foreign key: the check would take a share lock on
+# the session row while the jobs are locked, and a report of that session holds the session row while it
+# waits for the jobs (a deadlock the race test found).
+run_stops = sa.Table(
+    "run_stops",
+    metadata,
+    sa.Column("session_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("job_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.PrimaryKeyConstraint("session_id", "job_id"),
 )

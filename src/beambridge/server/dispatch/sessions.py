@@ -16,8 +16,9 @@ from beambridge.server.audit import SYSTEM, launcher_actor
 from beambridge.server.auth.tokens import Principal
 from beambridge.server.db.chunks import chunked, id_in
 from beambridge.server.db.conditions import column_conditions
-from beambridge.server.db.tables import apps, batch_jobs, jobs, sessions, sites
+from beambridge.server.db.tables import apps, batch_jobs, jobs, run_stops, sessions, sites
 from beambridge.server.errors import ConflictError, InvalidRequestError, NotFoundError
+from beambridge.server.jobs import hedges
 from beambridge.server.jobs.lifecycle import Outcome, TransitionRequest, apply_transitions, lock_jobs
 from beambridge.server.jobs.queries import JOB_COLUMNS, tags_contain
 from beambridge.server.ownership import get_owned, list_owned
@@ -89,9 +90,10 @@ def touch(conn: Connection, session_id: int, now: datetime) -> None:
 
 
 def killed_jobs(conn: Connection, session_id: int) -> list[int]:
-    """Jobs this session held that were cancelled: the launcher must stop them."""
+    """Jobs this session held that were cancelled, and runs of jobs that adopted a hedged copy's run:
+    the launcher must stop them."""
     query = sa.select(jobs.c.id).where(jobs.c.session_id == session_id, jobs.c.state == S.KILLED.value)
-    return list(conn.execute(query).scalars())
+    return sorted({*conn.execute(query).scalars(), *hedges.stopped_runs(conn, session_id)})
 
 
 def heartbeat(conn: Connection, principal: Principal, session_id: int, now: datetime) -> list[int]:
@@ -210,7 +212,13 @@ def report(
         return Outcome()
     if batch_id is not None:
         conn.execute(sessions.update().where(sessions.c.id == session_id).values(last_report_batch=batch_id))
-    rows = lock_jobs(conn, [r.id for r in reports], owner_id=principal.user_id, site_id=principal.site_id)
+    rows = lock_jobs(
+        conn,
+        [r.id for r in reports],
+        owner_id=principal.user_id,
+        site_id=principal.site_id,
+        with_partners=any(r.state in hedges.RESOLVING_STATES for r in reports),
+    )
     refused: list[dict[str, Any]] = []
     for item in reports:
         row = rows.get(item.id)
@@ -261,6 +269,7 @@ def end_sessions(
         return outcome
     wake: set[WakeKey] = set()
     conn.execute(sessions.update().where(sessions.c.id.in_(session_ids)).values(expired_at=now))
+    conn.execute(run_stops.delete().where(run_stops.c.session_id.in_(session_ids)))
     held = conn.execute(
         sa.select(jobs.c.id, jobs.c.site_id, jobs.c.state, jobs.c.session_id).where(
             jobs.c.session_id.in_(session_ids)

@@ -10,7 +10,9 @@ Every state change in the service goes through :func:`apply_transitions`, in the
    ``retry_on_error=False``, else ``FAILED``; no ``handle_timeout`` → ``RESTART_READY`` while retries remain);
 3. rows are updated and one event per transition is inserted, in bulk, naming its actor: the one given for
    the requested changes, ``system`` for the automatic steps (:mod:`beambridge.server.audit`);
-4. children whose last parent finished are released, and children of a failed or killed parent fail.
+4. children whose last parent finished are released, and children of a failed or killed parent fail;
+5. a hedged pair one of whose runs finished (or whose original ended) is decided in the same transaction
+   (:mod:`beambridge.server.jobs.hedges`).
 """
 
 from __future__ import annotations
@@ -29,12 +31,17 @@ from beambridge.server.db.bulk import bulk_insert
 from beambridge.server.db.chunks import chunked, id_in
 from beambridge.server.db.tables import apps, events, job_parents, job_runs, jobs
 from beambridge.server.errors import ConflictError, NotFoundError
+from beambridge.server.jobs import hedges
 from beambridge.server.wakeups import WakeKey
 from beambridge.states import (
+    ADOPT_TRANSITIONS,
     RETRYABLE_STATES,
+    RUN_ENDED_STATES,
     RUNNABLE_STATES,
+    TERMINAL_STATES,
     IllegalTransition,
     JobState,
+    check_adopt,
     check_retry,
     check_transition,
     released_state,
@@ -57,6 +64,7 @@ _LOCK_COLUMNS = (
     jobs.c.has_stage_ins,
     jobs.c.has_stage_outs,
     jobs.c.updated_at,
+    jobs.c.awaiting_placement,
 )
 
 
@@ -74,6 +82,11 @@ class TransitionRequest:
     at: datetime | None = None
     fields: dict[str, Any] = field(default_factory=dict)
     retry: bool = False
+
+    @property
+    def may_decide_a_hedge(self) -> bool:
+        """Whether this change may decide a hedged pair (see :mod:`beambridge.server.jobs.hedges`)."""
+        return self.state in hedges.RESOLVING_STATES
 
 
 @dataclass
@@ -99,22 +112,36 @@ class _Work:
 
 
 def lock_jobs(
-    conn: Connection, ids: list[int], *, owner_id: int | None, site_id: int | None
+    conn: Connection,
+    ids: list[int],
+    *,
+    owner_id: int | None,
+    site_id: int | None,
+    with_partners: bool = False,
 ) -> dict[int, JobRow]:
-    """Read jobs for changing them (row-locked, in id order, on PostgreSQL); others' jobs are absent."""
+    """Read jobs for changing them (row-locked, in id order, on PostgreSQL); others' jobs are absent.
+
+    ``with_partners`` also locks, in the same id order, the other job of each hedged pair among ``ids``
+    (not returned): a change that decides the pair then never waits for a lock while holding one that a
+    concurrent change of the other job needs (the two would deadlock).
+    """
     found: dict[int, JobRow] = {}
-    unique = sorted(set(ids))
+    wanted = set(ids)
+    unique = sorted(wanted)
+    postgres = conn.dialect.name == "postgresql"
+    if with_partners and postgres:
+        unique = sorted(wanted | set(hedges.partners(conn, unique)))
     for chunk in chunked(unique):
         query = (
             sa.select(*_LOCK_COLUMNS).where(id_in(jobs.c.id, chunk, conn.dialect.name)).order_by(jobs.c.id)
         )
         if owner_id is not None:
             query = query.where(jobs.c.owner_id == owner_id)
-        if site_id is not None:  # a site acts only on jobs bound to it
-            query = query.where(jobs.c.site_id == site_id, jobs.c.awaiting_placement.is_(False))
-        if conn.dialect.name == "postgresql":
+        if postgres:
             query = query.with_for_update()
-        found.update((row.id, row) for row in conn.execute(query))
+        found.update((row.id, row) for row in conn.execute(query) if row.id in wanted)
+    if site_id is not None:  # a site acts only on jobs bound to it
+        found = {k: row for k, row in found.items() if row.site_id == site_id and not row.awaiting_placement}
     return found
 
 
@@ -187,10 +214,17 @@ def apply_transitions(
     """
     if not requests:
         return Outcome()
+    deciding = [r.job_id for r in requests if r.may_decide_a_hedge]
     rows = (
         locked
         if locked is not None
-        else lock_jobs(conn, [r.job_id for r in requests], owner_id=owner_id, site_id=site_id)
+        else lock_jobs(
+            conn,
+            [r.job_id for r in requests],
+            owner_id=owner_id,
+            site_id=site_id,
+            with_partners=bool(deciding),
+        )
     )
     missing = sorted({r.job_id for r in requests} - rows.keys())
     if missing:
@@ -198,7 +232,13 @@ def apply_transitions(
             f"job {missing[0]} not found" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
             ids=missing[:100],
         )
-    rules = app_rules(conn, {row.app_id for row in rows.values()})
+    pairs = hedges.links(conn, deciding) if deciding else {}
+    others = (
+        lock_jobs(conn, [link.partner for link in pairs.values()], owner_id=None, site_id=None)
+        if pairs
+        else {}
+    )
+    rules = app_rules(conn, {row.app_id for row in (*rows.values(), *others.values())})
     work: dict[int, _Work] = {}
     refused: list[dict[str, Any]] = []
     for request in requests:
@@ -226,6 +266,9 @@ def apply_transitions(
             continue
         at = _event_time(request.at, row.updated_at, now)
         _step(item, request.state, request.data, at, actor)
+        link = pairs.get(request.job_id)
+        if link is not None and not link.original and item.state is S.RUN_DONE:
+            continue  # a copy's finished run: the pair is decided below, before anything else happens to it
         _run_automatic(item, rules.get(row.app_id, AppRules()), now)
     if refused:
         first = refused[0]
@@ -235,7 +278,80 @@ def apply_transitions(
             f"{', '.join(first['allowed']) or _terminal_note(first['state'])})",
             errors=refused[:100],
         )
+    if pairs:
+        _decide_pairs(conn, work, pairs, {**others, **rows}, rules, now)
     return _write(conn, work, now)
+
+
+def _decide_pairs(
+    conn: Connection,
+    work: dict[int, _Work],
+    pairs: dict[int, hedges.Link],
+    rows: dict[int, JobRow],
+    rules: dict[int, AppRules],
+    now: datetime,
+) -> None:
+    """Decide the hedged pairs the batch's changes touched (see :mod:`beambridge.server.jobs.hedges`)."""
+    seen: set[tuple[int, int]] = set()
+    for job_id, link in pairs.items():
+        original, copy = (job_id, link.partner) if link.original else (link.partner, job_id)
+        if (original, copy) in seen or original not in rows or copy not in rows:
+            continue
+        seen.add((original, copy))
+        o_item = work.get(original) or _Work(
+            rows[original], S(rows[original].state), rows[original].retry_count
+        )
+        c_item = work.get(copy) or _Work(rows[copy], S(rows[copy].state), rows[copy].retry_count)
+        copy_finished = c_item.state is S.RUN_DONE and any(step[1] is S.RUN_DONE for step in c_item.steps)
+        if copy_finished and o_item.state in ADOPT_TRANSITIONS:
+            _adopt(conn, o_item, c_item, rules, now)
+        elif copy_finished:
+            reason = f"job {original} is {o_item.state}: this copy's run is not needed"
+            _step(c_item, S.KILLED, {"hedge": "not needed", "job": original, "reason": reason}, now, SYSTEM)
+        elif c_item.state in TERMINAL_STATES:
+            continue
+        elif o_item.state in RUN_ENDED_STATES:
+            reason = f"hedge lost: job {original} finished its run first"
+            _step(c_item, S.KILLED, {"hedge": "lost", "job": original, "reason": reason}, now, SYSTEM)
+            _note_after_run(
+                o_item, {"hedge": "original won", "copy": copy, "reason": f"copy {copy} cancelled"}
+            )
+        elif o_item.state in TERMINAL_STATES:
+            reason = f"job {original} is {o_item.state}: its copy stops too"
+            _step(c_item, S.KILLED, {"hedge": "ended", "job": original, "reason": reason}, now, SYSTEM)
+        else:
+            continue
+        work.setdefault(original, o_item)
+        work.setdefault(copy, c_item)
+
+
+def _note_after_run(item: _Work, data: dict[str, Any]) -> None:
+    """An event (``RUN_DONE`` → ``RUN_DONE``) right after the job's run finished, saying what that decided."""
+    done = [i for i, step in enumerate(item.steps) if step[1] is S.RUN_DONE]
+    at = item.steps[done[-1]][3] if done else item.row.updated_at
+    item.steps.insert(done[-1] + 1 if done else len(item.steps), (S.RUN_DONE, S.RUN_DONE, data, at, SYSTEM))
+
+
+def _adopt(conn: Connection, o_item: _Work, c_item: _Work, rules: dict[int, AppRules], now: datetime) -> None:
+    """The copy's run finished first: the original takes it as its own and carries on at the copy's site."""
+    original, copy = o_item.row.id, c_item.row.id
+    adopted = hedges.adoption(conn, copy, c_item.fields)
+    hedges.move_to_copy_site(conn, original, o_item.row.session_id, adopted, now)
+    run_data = next(step[2] for step in reversed(c_item.steps) if step[1] is S.RUN_DONE)
+    check_adopt(o_item.state, S.RUN_DONE)
+    data = {
+        "hedge": "copy won",
+        "copy": copy,
+        "reason": f"the run of its hedged copy {copy} finished first; this job takes it as its own",
+        **{key: value for key, value in run_data.items() if key == "logs"},
+    }
+    if o_item.state is S.RUNNING:
+        data["stopped_run"] = f"its own run at site {o_item.row.site_id} is stopped"
+    _step(o_item, S.RUN_DONE, data, now, SYSTEM)
+    o_item.fields.update(adopted.fields)
+    killed = {"hedge": "won", "job": original, "reason": f"job {original} took this run as its own"}
+    _step(c_item, S.KILLED, killed, now, SYSTEM)
+    _run_automatic(o_item, rules.get(adopted.app_id, AppRules()), now)
 
 
 def _terminal_note(state: JobState) -> str:
@@ -304,7 +420,7 @@ def _write(conn: Connection, work: dict[int, _Work], now: datetime) -> Outcome:
                     {
                         "job_id": job_id,
                         "owner_id": row.owner_id,
-                        "site_id": row.site_id,
+                        "site_id": item.fields.get("site_id", row.site_id),
                         "from_state": from_state.value,
                         "to_state": to_state.value,
                         "timestamp": at,
@@ -314,7 +430,7 @@ def _write(conn: Connection, work: dict[int, _Work], now: datetime) -> Outcome:
                 )
             outcome.wake_keys.add(("owner", row.owner_id))
             if item.state in RUNNABLE_STATES:
-                outcome.wake_keys.add(("site", row.site_id))
+                outcome.wake_keys.add(("site", item.fields.get("site_id", row.site_id)))
             elif item.state is S.JOB_FINISHED:
                 finished.append(job_id)
             elif item.state in (S.FAILED, S.KILLED):

@@ -24,9 +24,12 @@ from beambridge.placement import (
     Decision,
     EligibilityCache,
     HealthThresholds,
+    Hedge,
     JobRequest,
     Outcome,
+    PlacedJob,
     eligibility,
+    hedges,
     place_batch,
 )
 from beambridge.schemas.jobs import JobCreate, transfer_ref
@@ -86,7 +89,10 @@ class PlacementService:
     def thresholds(self) -> HealthThresholds:
         s = self.settings
         return HealthThresholds(
-            heartbeat_degraded_s=s.site_degraded_after_s, heartbeat_down_s=s.site_down_after_s
+            heartbeat_degraded_s=s.site_degraded_after_s,
+            heartbeat_down_s=s.site_down_after_s,
+            scheduler_failures_degraded=s.site_scheduler_failures_degraded,
+            scheduler_failures_down=max(s.site_scheduler_failures_down, s.site_scheduler_failures_degraded),
         )
 
     def snapshot(
@@ -121,6 +127,17 @@ class PlacementService:
             )
             self._cursors[owner_id] = result.round_robin_cursor
         return list(result.decisions)
+
+    def hedges(self, placed: list[PlacedJob], snap: ServiceSnapshot, *, max_copies: int) -> list[Hedge]:
+        """The copies to make of ``placed``'s overdue hedge-flagged jobs (at most ``max_copies``)."""
+        with self._lock:
+            return hedges(
+                placed,
+                snap.snapshot,
+                policy=self.settings.placement_policy,
+                max_copies=max_copies,
+                cache=self.eligibility_cache,
+            )
 
     def resolve(self, conn: Connection, principal: Principal, specs: list[JobCreate]) -> list[Wanted]:
         """Each spec's eligible sites and policy (a site group's sites and policy; 422 for an unknown group)."""
@@ -219,6 +236,8 @@ class CycleReport:
 
     bound: list[int] = field(default_factory=list)
     replaced: list[int] = field(default_factory=list)
+    hedged: list[tuple[int, int]] = field(default_factory=list)
+    """(original, copy) of the hedged copies made."""
     deferred: int = 0
     wake_keys: set[WakeKey] = field(default_factory=set)
 
@@ -255,6 +274,7 @@ def _candidates(conn: Connection, owner_id: int, leaving: list[int]) -> list[Any
             job_placements.c.policy,
             job_placements.c.hedge,
             job_placements.c.parameters,
+            job_placements.c.hedge_job_id,
         )
         .join(job_placements, job_placements.c.job_id == jobs.c.id)
         .where(jobs.c.owner_id == owner_id, sa.or_(waiting, unclaimed))
@@ -314,6 +334,11 @@ def run_cycle(service: PlacementService, conn: Connection, now: datetime) -> Cyc
             for row in rows
             if not row.awaiting_placement and row.site_id in names
         }
+        for job_id, site_id in _partner_sites(
+            conn, rows
+        ).items():  # never both runs of a hedged pair at one site
+            if site_id in names:
+                avoid.setdefault(job_id, {})[names[site_id]] = "the job's hedged pair runs here"
         by_id = {row.id: row for row in rows}
         for decision in service.place(owner_id, requests, snap, avoid):
             row = by_id[cast(int, decision.job)]
@@ -324,6 +349,16 @@ def run_cycle(service: PlacementService, conn: Connection, now: datetime) -> Cyc
                 (report.bound if row.awaiting_placement else report.replaced).append(row.id)
                 report.wake_keys |= {("site", snap.site_id(decision.site)), ("owner", owner_id)}
     return report
+
+
+def _partner_sites(conn: Connection, rows: list[Any]) -> dict[int, int]:
+    """For the rows of hedged pairs: the site the other job of the pair is at."""
+    partner_of = {row.id: row.hedge_job_id for row in rows if row.hedge_job_id is not None}
+    if not partner_of:
+        return {}
+    query = sa.select(jobs.c.id, jobs.c.site_id).where(jobs.c.id.in_(sorted(set(partner_of.values()))))
+    site_of = {row.id: row.site_id for row in conn.execute(query)}
+    return {job_id: site_of[p] for job_id, p in partner_of.items() if p in site_of}
 
 
 def _why(snap: ServiceSnapshot, site: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -34,9 +34,16 @@ from beambridge.placement import (
     estimate_run_time,
     site_health,
 )
-from beambridge.placement.estimators import QueueWaitEstimate, RunTimeEstimate
+from beambridge.placement.estimators import (
+    QueueWaitEstimate,
+    RunTimeEstimate,
+    TransferEstimate,
+    TransferSample,
+    estimate_transfer,
+)
 from beambridge.schemas.apps import AppParameter, TransferSlot
 from beambridge.schemas.batch_jobs import BatchJobState
+from beambridge.schemas.placement import SiteFigures
 from beambridge.schemas.transfers import TransferState
 from beambridge.server.db.tables import apps, batch_jobs, events, jobs, sessions, sites, transfer_items
 from beambridge.states import JobState
@@ -104,6 +111,45 @@ class HistoryCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+
+
+_FIGURES = TypeAdapter(SiteFigures)
+_NO_FIGURES = SiteFigures()
+
+
+def site_figures(status: Any) -> SiteFigures:
+    """What the site's agent reported for placement (``status.placement``); nothing when it sent none or
+    something malformed (an old agent, a hand-edited status): the site then keeps the service's priors."""
+    report = status.get("placement") if isinstance(status, dict) else None
+    if not isinstance(report, dict):
+        return _NO_FIGURES
+    try:
+        return _FIGURES.validate_python(report)
+    except ValueError:
+        return _NO_FIGURES
+
+
+def site_priors(figures: SiteFigures, defaults: SitePriors) -> SitePriors:
+    """The service's priors with what the site's configuration says instead, figure by figure."""
+    given = figures.priors
+    changes = {
+        name: value for name, value in given.model_dump(exclude={"run_time_s"}).items() if value is not None
+    }
+    if not changes and not given.run_time_s:
+        return defaults
+    run_times = {**defaults.run_time_s, **given.run_time_s}
+    return replace(defaults, run_time_s=run_times, **changes)
+
+
+def measured_transfers(figures: SiteFigures, now: float, priors: SitePriors) -> dict[str, TransferEstimate]:
+    """Per location alias, the route's rate and overhead from the transfer tasks the agent timed."""
+    out = {}
+    for location, measured in figures.transfers.items():
+        samples = [TransferSample(m.bytes, m.seconds, m.at, m.ok) for m in measured]
+        out[location] = estimate_transfer(
+            samples, now, prior_rate_bps=priors.transfer_rate_bps, prior_overhead_s=priors.transfer_overhead_s
+        )
+    return out
 
 
 def _posix(value: datetime | None) -> float | None:
@@ -295,9 +341,13 @@ def build_snapshot(
             hooks[row.name] = frozenset(row.hooks)
         failed, attempts = transfer_counts.get(site.id, (0, 0))
         last = _posix(site.last_heartbeat)
+        figures = site_figures(site.status)
+        own_priors = site_priors(figures, priors)
         health = site_health(
             HealthSignals(
                 heartbeat_age_s=None if last is None else max(0.0, now - last),
+                scheduler_failures=figures.scheduler_failures,
+                scheduler_error=figures.scheduler_error,
                 transfer_failures=failed,
                 transfer_attempts=attempts,
                 drain=site.drained_at is not None,
@@ -332,7 +382,8 @@ def build_snapshot(
                 running=running.get(site.id, {}),
                 run_times=run_times,
                 queue_waits=history.queue_waits.get(site.id, {}),
-                priors=priors,
+                transfers=measured_transfers(figures, now, own_priors),
+                priors=own_priors,
             )
         )
         refs[site.name] = SiteRef(site.id, site.name, ids, hooks, params, slot_specs)

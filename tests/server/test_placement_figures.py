@@ -1,0 +1,108 @@
+"""What a site's agent reports for placement (``status.placement``: scheduler-command failures, timed
+transfer tasks, the configured priors) and how the service uses it — including reports it must ignore.
+Through the tests' shared server (sites go down after 180 s of silence, so only the reports count)."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import pytest
+
+from tests.conftest import ApiUser
+from tests.server.placement_fixtures import eventually
+from tests.server.test_placement_service import live_site, placement_events
+
+
+def set_figures(user: ApiUser, site: dict[str, Any], figures: Any) -> None:
+    user.ok(user.http.patch(f"/sites/{site['id']}", json={"status": {"placement": figures}}))
+
+
+def outlook(user: ApiUser) -> dict[str, dict[str, Any]]:
+    return {s["name"]: s for s in user.ok(user.http.get("/placement/sites"))}  # type: ignore[union-attr]
+
+
+def job(user: ApiUser, job_id: int) -> dict[str, Any]:
+    return user.ok(user.http.get(f"/jobs/{job_id}"))  # type: ignore[return-value]
+
+
+def test_failing_scheduler_commands_take_a_site_down_and_its_unclaimed_jobs_leave(alice: ApiUser) -> None:
+    a, b = live_site(alice, "a"), live_site(alice, "b")
+    error = "sbatch: error: Batch job submission failed"
+    set_figures(alice, a, {"scheduler_failures": 3, "scheduler_error": error})
+    seen = outlook(alice)["a"]
+    assert seen["health"] == "degraded" and seen["accepts_work"]
+    assert seen["reasons"] == [f"3 scheduler commands failed in a row (last: {error})"]
+    spec = {"app": "echo", "sites": ["a", "b"], "parameters": {"n": 1}, "policy": "round_robin"}
+    placed = alice.jobs([{**spec, "workdir": f"w/{i}"} for i in range(2)])
+    [moving] = [j for j in placed if j["site_id"] == a["id"]]
+    set_figures(alice, a, {"scheduler_failures": 10, "scheduler_error": "squeue: timeout"})
+    seen = outlook(alice)["a"]
+    assert seen["health"] == "down" and not seen["accepts_work"]
+    assert eventually(lambda: job(alice, moving["id"])["site_id"] == b["id"], "re-placement", 20)
+    [moved] = [d for d in placement_events(alice, moving["id"]) if d["placement"] == "re-placed"]
+    assert "scheduler commands failed" in str(moved["decision"]["estimates"])
+    [later] = alice.jobs([{**spec, "workdir": "w/later"}])
+    assert later["site_id"] == b["id"], "no new work for a site whose scheduler fails"
+    set_figures(alice, a, {"scheduler_failures": 0})  # one command succeeded: up again
+    assert outlook(alice)["a"]["health"] == "up"
+
+
+def test_configured_priors_reach_the_decision(alice: ApiUser) -> None:
+    a, b = live_site(alice, "a"), live_site(alice, "b")
+    set_figures(
+        alice, a, {"priors": {"run_time_s": {"echo": 42.0}, "queue_wait_s": 7.0, "run_time_spread": 1.0}}
+    )
+    set_figures(alice, b, {"priors": {"run_time_s": {"echo": 4200.0}}})
+    [placed] = alice.jobs([{"app": "echo", "workdir": "w", "parameters": {"n": 1}}])
+    assert placed["site_id"] == a["id"], "the site its configuration says is quicker"
+    [data] = placement_events(alice, placed["id"])
+    est = {e["site"]: e for e in data["decision"]["estimates"]}
+    assert est["a"]["run_s"] == pytest.approx(42.0) and est["a"]["run_basis"] == "prior"
+    assert est["b"]["run_s"] == pytest.approx(4200.0)
+    assert est["a"]["wait_s"] == pytest.approx(7.0 + 1.0)  # a new pilot's queue wait, then dispatch
+
+
+@pytest.mark.parametrize(
+    "figures",
+    [
+        "not an object",
+        {"scheduler_failures": -1},
+        {"scheduler_failures": "many"},
+        {"scheduler_failures": 1e30},
+        {"priors": {"run_time_s": {"echo": -5}}},
+        {"priors": {"transfer_rate_bps": 0}},
+        {"transfers": {"aps": [{"bytes": 1, "seconds": 1}]}},  # no time
+        {"transfers": {"aps": "fast"}},
+        {"unknown": 1},
+        [1, 2, 3],
+    ],
+)
+def test_malformed_agent_figures_are_ignored_never_an_error(alice: ApiUser, figures: Any) -> None:
+    a = live_site(alice, "a")
+    set_figures(alice, a, figures)
+    assert outlook(alice)["a"]["health"] == "up"
+    [placed] = alice.jobs([{"app": "echo", "sites": ["a"], "workdir": "w", "parameters": {"n": 1}}])
+    [data] = placement_events(alice, placed["id"])
+    [est] = data["decision"]["estimates"]
+    assert est["run_basis"] == "prior" and math.isfinite(est["finish_s"])
+
+
+def test_a_measured_transfer_rate_is_used_for_stage_in(alice: ApiUser) -> None:
+    """The agent's timed transfer tasks from location ``aps_dtn`` give the route's model at a (1 s per task
+    plus 1 MB/s); b, with none, keeps the prior (5 s per task, 100 MB/s). The job's size is unknown to the
+    service, so its stage-in is the per-task overhead: measured at a, configured at b."""
+    slot = {"in": {"direction": "in", "local_path": "in.dat"}}
+    a = live_site(alice, "a", app="copyin", transfer_slots=slot)  # both sites have the alias aps_dtn
+    live_site(alice, "b", app="copyin", transfer_slots=slot)
+    samples = [
+        {"bytes": n * 1e6, "seconds": 1.0 + n, "at": time.time() - 10, "ok": True} for n in (1, 2, 4, 8, 16)
+    ]
+    set_figures(alice, a, {"transfers": {"aps_dtn": samples}})
+    [placed] = alice.jobs(
+        [{"app": "copyin", "workdir": "t", "parameters": {"n": 1}, "transfers": {"in": "aps_dtn:/x.dat"}}]
+    )
+    [data] = placement_events(alice, placed["id"])
+    est = {e["site"]: e for e in data["decision"]["estimates"]}
+    assert est["a"]["stage_in_s"] == pytest.approx(1.0) and est["b"]["stage_in_s"] == pytest.approx(5.0)
