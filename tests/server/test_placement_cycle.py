@@ -172,3 +172,36 @@ def test_site_groups_choose_the_sites_and_the_policy(alice: ApiUser) -> None:
     assert [g["name"] for g in alice.ok(alice.http.get("/site-groups"))] == ["fast"]  # type: ignore[union-attr]
     alice.ok(alice.http.delete(f"/site-groups/{group['id']}"), 204)  # type: ignore[index]
     assert alice.ok(alice.http.get("/site-groups")) == []
+
+
+def test_a_job_that_cannot_be_placed_says_why_again_when_the_reasons_change(
+    alice: ApiUser, two_sites: TwoSites
+) -> None:
+    """Deferred at submission (its only site is down), then its site is drained: a new ``deferred`` event
+    names the new reason; cycles in between with nothing new add nothing."""
+    a = two_sites.a
+    [waiting] = alice.jobs([{"app": "echo", "sites": ["a"], "workdir": "w", "parameters": {"n": 1}}])
+    assert not waiting["awaiting_placement"]
+    alice.ok(alice.http.post(f"/sites/{a['id']}/drain", json={"reason": "new cooling"}))
+
+    def deferrals() -> list[dict[str, Any]] | None:
+        found = [
+            d for d in placement_events(alice, waiting["id"]) if d["placement"] in ("deferred", "not moved")
+        ]
+        return found or None
+
+    [first] = eventually(deferrals, "the first deferral")
+    assert first["placement"] == "not moved" and "new cooling" in first["decision"]["reason"]
+    time.sleep(1.0)  # five cycles with the same reasons
+    assert len(deferrals() or []) == 1
+    [late] = alice.jobs([{"app": "echo", "sites": ["a"], "workdir": "w2", "parameters": {"n": 2}}])
+    assert late["awaiting_placement"]
+    [created] = placement_events(alice, late["id"])
+    assert created["placement"] == "deferred" and "draining" in str(created["decision"]["estimates"])
+    alice.ok(alice.http.post(f"/sites/{a['id']}/undrain"))  # a falls silent: down instead of draining
+    later = eventually(
+        lambda: (d := placement_events(alice, late["id"])) and len(d) > 1 and d, "the reason changed", 20
+    )
+    assert later[-1]["placement"] in ("deferred", "placed")
+    if later[-1]["placement"] == "deferred":
+        assert "no heartbeat" in later[-1]["decision"]["reason"]

@@ -125,6 +125,12 @@ class ServerSettings(BaseSettings):
         ge=0,
         description="Most hedged copies one placement cycle makes (jobs submitted with hedge=True that run late)",
     )
+    placement_deferred_event_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="A job the placement cycle cannot place gets a 'deferred' event when the reasons change, "
+        "and at least this often while it waits",
+    )
     placement_history_ttl_s: float = Field(
         default=10.0, ge=0, description="How long measured run times and queue waits are reused"
     )

@@ -17,6 +17,7 @@ from beambridge.platform.schedulers import Scheduler, scheduler_class
 from beambridge.platform.transfer import TransferBackend
 from beambridge.site import metrics as site_metrics
 from beambridge.site.config import SiteConfig, SiteDir
+from beambridge.site.figures import CountedScheduler, PlacementFigures
 from beambridge.site.services.apps import AppsWatch, SiteApps
 from beambridge.site.services.base import Service
 from beambridge.site.services.elastic_queue import ElasticQueue
@@ -114,7 +115,8 @@ class SiteAgent:
         self.site = SiteDir(root)
         self.config = self.site.load()
         self.client = client or site_client(self.site, self.config)
-        self.scheduler = make_scheduler(self.site, self.config)
+        self.figures = PlacementFigures(self.config.placement)
+        self.scheduler: Scheduler = CountedScheduler(make_scheduler(self.site, self.config), self.figures)
         self.apps = SiteApps(self.site.apps, self.client, self.config.site_id)
         self.stop_event = threading.Event()
         self.services: list[Service] = []
@@ -127,6 +129,7 @@ class SiteAgent:
             "app_errors": {
                 str(path.name): error[-500:] for path, error in self.apps.current.catalog.errors.items()
             },
+            "placement": self.figures.report(),
         }
 
     def build_services(self) -> list[Service]:
@@ -138,7 +141,9 @@ class SiteAgent:
             ElasticQueue(self.client, self.config),
             Processing(self.client, self.site, self.config, self.apps),
             AppsWatch(self.config, self.apps),
-            Transfers(self.client, self.site, self.config, make_backends(self.site, self.config)),
+            Transfers(
+                self.client, self.site, self.config, make_backends(self.site, self.config), self.figures
+            ),
             TokenRotation(self.client, self.site, self.config),
         ]
         return self.services

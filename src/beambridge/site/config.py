@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from beambridge.launcher.config import LauncherSettings
 from beambridge.schemas.batch_jobs import JobMode
+from beambridge.schemas.placement import SitePriors
 
 SITE_FILE = "site.yml"
 
@@ -98,6 +99,11 @@ class SiteConfig(_Section):
     launcher: LauncherSettings = Field(default_factory=LauncherSettings)
     elastic_queue: ElasticQueue = Field(default_factory=ElasticQueue)
     periods: Periods = Field(default_factory=Periods)
+    placement: SitePriors = Field(
+        default_factory=SitePriors,
+        description="What placement should expect here before there is history: run_time_s per app, "
+        "queue_wait_s of a new pilot, transfer_rate_bps, transfer_overhead_s, dispatch_s",
+    )
     locations: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Transfer location aliases, each checked by its kind's backend: {kind: local, path} | "

@@ -225,6 +225,8 @@ def create_jobs(
             placement_rows.append(_placement_row(job_id, row, spec, wanted[index], plan, now))
             if plan.decision is not None:
                 event_rows.append(_placement_event(job_id, row, plan, now))
+                if plan.awaiting and placement is not None:  # the cycle repeats it only if reasons change
+                    placement.explain_deferral(job_id, plan.decision)
         if path[-1][1] in RUNNABLE_STATES and not row["awaiting_placement"]:
             wake.add(("site", row["site_id"]))
     bulk_insert(conn, events, event_rows)

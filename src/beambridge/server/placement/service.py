@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -50,6 +52,8 @@ from beambridge.server.wakeups import WakeKey
 
 log = get_logger("beambridge.placement")
 
+DeferralKey = tuple[tuple[str, str, str], ...]
+
 
 @dataclass(frozen=True, slots=True)
 class Plan:
@@ -84,6 +88,7 @@ class PlacementService:
         self.eligibility_cache = EligibilityCache()
         self._cursors: dict[int, int] = defaultdict(int)
         self._lock = threading.Lock()
+        self._deferred: dict[int, tuple[DeferralKey, float]] = {}
 
     @property
     def thresholds(self) -> HealthThresholds:
@@ -127,6 +132,34 @@ class PlacementService:
             )
             self._cursors[owner_id] = result.round_robin_cursor
         return list(result.decisions)
+
+    def explain_deferral(
+        self,
+        job_id: int,
+        decision: Decision,
+        recorded: Callable[[], tuple[DeferralKey, float] | None] | None = None,
+    ) -> bool:
+        """Whether a job the cycle could not place again gets a ``deferred`` event now: when the sites'
+        statuses behind it changed since its last one (a site went down, was drained, filled up…), and at
+        least every ``placement_deferred_event_s`` while it waits. Remembered in memory; ``recorded`` reads
+        the job's last such event when memory has nothing to say (after a restart, or another server
+        process wrote it)."""
+        key = deferral_key(decision.estimates)
+        last = self._deferred.get(job_id)
+        if last is None or last[0] != key:
+            last = recorded() if recorded is not None else None
+        fresh = last is not None and decision.at - last[1] < self.settings.placement_deferred_event_s
+        if last is not None and last[0] == key and fresh:
+            self._deferred[job_id] = last
+            return False
+        if len(self._deferred) >= 100_000:
+            self._deferred.clear()
+        self._deferred[job_id] = (key, decision.at)
+        return True
+
+    def placed(self, job_id: int) -> None:
+        """The job was bound: forget its deferrals."""
+        self._deferred.pop(job_id, None)
 
     def hedges(self, placed: list[PlacedJob], snap: ServiceSnapshot, *, max_copies: int) -> list[Hedge]:
         """The copies to make of ``placed``'s overdue hedge-flagged jobs (at most ``max_copies``)."""
@@ -224,6 +257,33 @@ def _first_eligible(decision: Decision) -> str:
         if estimate.status.value != "ineligible":
             return estimate.site
     raise AssertionError("a deferred decision has an eligible site")
+
+
+def deferral_key(estimates: Iterable[Any]) -> DeferralKey:
+    """What a deferral's reasons are, for telling whether they changed: each site's status and health."""
+    out = []
+    for e in estimates:
+        if isinstance(e, dict):
+            out.append((str(e.get("site")), str(e.get("status")), str(e.get("health"))))
+        else:
+            out.append((e.site, e.status.value, str(e.health)))
+    return tuple(out)
+
+
+def last_deferral(conn: Connection, job_id: int) -> tuple[DeferralKey, float] | None:
+    """The key and time of the job's newest ``deferred``/``not moved`` event, if its newest placement
+    event is one."""
+    query = (
+        sa.select(events.c.data)
+        .where(events.c.job_id == job_id, events.c.from_state == events.c.to_state)
+        .order_by(events.c.id.desc())
+        .limit(1)
+    )
+    data = conn.execute(query).scalar()
+    if not isinstance(data, dict) or data.get("placement") not in ("deferred", "not moved"):
+        return None
+    decision = data.get("decision") or {}
+    return deferral_key(decision.get("estimates") or ()), float(decision.get("at") or 0.0)
 
 
 PLACEMENT_WAKE: WakeKey = ("placement", 0)
@@ -344,11 +404,30 @@ def run_cycle(service: PlacementService, conn: Connection, now: datetime) -> Cyc
             row = by_id[cast(int, decision.job)]
             if decision.site is None:
                 report.deferred += 1
+                if service.explain_deferral(row.id, decision, partial(last_deferral, conn, row.id)):
+                    _deferred_event(conn, owner_id, row, decision, now)
                 continue
+            service.placed(row.id)
             if bind(conn, snap, owner_id, row, decision, now):
                 (report.bound if row.awaiting_placement else report.replaced).append(row.id)
                 report.wake_keys |= {("site", snap.site_id(decision.site)), ("owner", owner_id)}
     return report
+
+
+def _deferred_event(conn: Connection, owner_id: int, row: Any, decision: Decision, now: datetime) -> None:
+    """Why a job still is not placed (or not moved off a site that stopped taking work)."""
+    kind = "deferred" if row.awaiting_placement else "not moved"
+    conn.execute(
+        events.insert().values(
+            job_id=row.id,
+            owner_id=owner_id,
+            site_id=row.site_id,
+            from_state=row.state,
+            to_state=row.state,
+            timestamp=now,
+            data=decision_event_data(decision, row.id, kind),
+        )
+    )
 
 
 def _partner_sites(conn: Connection, rows: list[Any]) -> dict[int, int]:

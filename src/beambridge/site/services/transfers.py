@@ -27,6 +27,7 @@ from beambridge.schemas.jobs import Job
 from beambridge.schemas.transfers import TransferItem, TransferState
 from beambridge.site import metrics as site_metrics
 from beambridge.site.config import SiteConfig, SiteDir
+from beambridge.site.figures import PlacementFigures
 from beambridge.site.services.base import Service, update_jobs
 from beambridge.states import JobState
 
@@ -73,9 +74,15 @@ class Transfers(Service):
     name = "transfers"
 
     def __init__(
-        self, client: Client, site: SiteDir, config: SiteConfig, backends: dict[str, TransferBackend]
+        self,
+        client: Client,
+        site: SiteDir,
+        config: SiteConfig,
+        backends: dict[str, TransferBackend],
+        figures: PlacementFigures | None = None,
     ) -> None:
         super().__init__(config.periods.transfers)
+        self.figures = figures
         self.client = client
         self.site = site
         self.config = config
@@ -256,6 +263,9 @@ class Transfers(Service):
                 str(run.items[0].direction.value if run.items else "?"), getattr(run.backend, "kind", "?"),
                 ok=status.failure is None, nbytes=status.bytes, files=status.files,
             )  # fmt: skip
+            if self.figures is not None and run.items:  # the route's measured rate, for placement
+                ok = status.failure is None
+                self.figures.transfer_done(run.items[0].location, status.bytes, status.duration_s, ok)
             figures = {
                 "task_id": task_id,
                 "bytes": status.bytes,
