@@ -78,7 +78,7 @@ def run_config(config: str, repeats: int) -> dict[str, float]:
     samples: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="bb-bench-") as tmp, contextmanager_for(kind) as database_url:
         home = Path(tmp)
-        with LocalServer(home, database_url=database_url, workers=workers) as server:
+        with LocalServer(home, database_url=database_url, workers=workers, startup_timeout_s=180) as server:
             http = login(home, database_url, server.url)
             site_ids, app_id = setup(http)
             cases: list[tuple[str, Callable[[int], list[dict[str, object]]]]] = [

@@ -236,6 +236,10 @@ def print_decision(data: dict[str, Any]) -> None:
     """One placement event: what happened, by which policy, and every site's estimate."""
     decision = PlacementDecision.model_validate(data["decision"])
     moved = f" from {data['from_site']}" if data.get("from_site") else ""
+    if data.get("copy") is not None:
+        moved += f", copy {data['copy']}"
+    if data.get("copy_of") is not None:
+        moved += f", copy of job {data['copy_of']}"
     title = f"Placement ({data.get('placement', decision.outcome)}{moved}, policy {decision.policy}): {decision.reason}"
     print_table(decision.estimates, ESTIMATE_COLUMNS, title=title)
 
