@@ -4,8 +4,8 @@ A hedged job whose copy finished its run first adopts that run and leaves the se
 it; ``run_stops`` tells that session's launcher (through its heartbeat, with its cancelled jobs) to stop
 the run. Rows are deleted when their session ends.
 
-Revision ID: 0015_run_stops
-Revises: 0014_app_versions
+Revision ID: 0016_run_stops
+Revises: 0015_job_runs
 Create Date: 2026-12-04
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015_run_stops"
-down_revision = "0014_app_versions"
+revision = "0016_run_stops"
+down_revision = "0015_job_runs"
 branch_labels = None
 depends_on = None
 
