@@ -473,11 +473,13 @@ def _record_runs(conn: Connection, work: dict[int, _Work]) -> None:
                 current = _run_start(item.row, data, at)
                 new.append(current)
             elif from_state is S.RUNNING:
+                # a run overtaken by its hedged copy's (the job adopted that one) was stopped, not done
+                end = S.KILLED.value if data.get("hedge") == "copy won" else to_state.value
                 if current is not None:
-                    current["ended_at"], current["end_state"] = at, to_state.value
+                    current["ended_at"], current["end_state"] = at, end
                     current = None
                 else:
-                    closing.append({"run_job": item.row.id, "run_end": at, "run_state": to_state.value})
+                    closing.append({"run_job": item.row.id, "run_end": at, "run_state": end})
     if closing:
         conn.execute(
             job_runs.update()
