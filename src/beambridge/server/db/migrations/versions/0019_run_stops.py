@@ -4,8 +4,8 @@ A hedged job whose copy finished its run first adopts that run and leaves the se
 it; ``run_stops`` tells that session's launcher (through its heartbeat, with its cancelled jobs) to stop
 the run. Rows are deleted when their session ends.
 
-Revision ID: 0016_run_stops
-Revises: 0015_job_runs
+Revision ID: 0019_run_stops
+Revises: 0018_shared_limits
 Create Date: 2026-12-04
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0016_run_stops"
-down_revision = "0015_job_runs"
+revision = "0019_run_stops"
+down_revision = "0018_shared_limits"
 branch_labels = None
 depends_on = None
 
