@@ -40,7 +40,6 @@ import numpy.typing as npt
 from numba import njit, prange
 
 from beambridge.xpcs.multitau.dense import level_totals
-from beambridge.xpcs.multitau.sparse import add_ratio, pixel_ratio
 
 CHUNK_PIXELS = 1024
 """Chunks are cut at multiples of this many pixels (a multiple of the dense kernel's 256-pixel tiles)."""
@@ -353,9 +352,9 @@ def bin_group(
                 if abs(np.float64(tot[lev, i] - first[i])) <= limit:
                     v[2, i] = 0.0
         for i in range(w):
-            v[3, i] = pixel_ratio(
-                acc[g, j, i], tot[lev, i] - last[i], tot[lev, i] - first[i], scale1[j], scale2[j]
-            )
+            v[0, i] = np.float64(acc[g, j, i]) * scale2[j]
+        for i in range(w):  # pixel_ratio's expression, on the values above: the same bits
+            v[3, i] = v[0, i] / (v[1, i] * v[2, i])  # used only where IP_p·IF_p > 0
         # neighbouring pixels mostly share their bins: a bin's sums stay in registers while its
         # pixels follow one another (the same additions in the same order, without store and reload)
         s = static[base]
@@ -374,12 +373,33 @@ def bin_group(
         static_sums[c, 0, j, s] = s0
         static_sums[c, 1, j, s] = s1
         static_sums[c, 2, j, s] = s2
+        # the dynamic bin's sums stay in registers too (the steps of add_ratio, on locals)
+        d = dynamic[base]
+        d0, d1, d2, dk = (dynamic_sums[c, d, j, 0], dynamic_sums[c, d, j, 1], dynamic_sums[c, d, j, 2],
+                          dynamic_sums[c, d, j, 3])  # fmt: skip
+        dv = valid[c, j, d]
         for i in range(w):
             if v[1, i] * v[2, i] > 0:
-                d = dynamic[base + i]
-                valid[c, j, d] += 1
+                dn = dynamic[base + i]
+                if dn != d:
+                    dynamic_sums[c, d, j, 0], dynamic_sums[c, d, j, 1] = d0, d1
+                    dynamic_sums[c, d, j, 2], dynamic_sums[c, d, j, 3] = d2, dk
+                    valid[c, j, d] = dv
+                    d = dn
+                    d0, d1, d2, dk = (dynamic_sums[c, d, j, 0], dynamic_sums[c, d, j, 1],
+                                      dynamic_sums[c, d, j, 2], dynamic_sums[c, d, j, 3])  # fmt: skip
+                    dv = valid[c, j, d]
+                dv += 1
                 if acc[g, j, i] != 0:
-                    add_ratio(dynamic_sums, c, d, j, v[3, i])
+                    if d1 == 0:
+                        dk = v[3, i]
+                    dev = v[3, i] - dk
+                    d0 += dev
+                    d1 += 1.0
+                    d2 += dev * dev
+        dynamic_sums[c, d, j, 0], dynamic_sums[c, d, j, 1] = d0, d1
+        dynamic_sums[c, d, j, 2], dynamic_sums[c, d, j, 3] = d2, dk
+        valid[c, j, d] = dv
 
 
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy", boundscheck=False)
