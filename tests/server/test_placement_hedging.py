@@ -124,6 +124,8 @@ def test_the_copy_finishing_first_is_adopted_and_the_original_run_is_stopped(two
         "POSTPROCESSED",
         "JOB_FINISHED",
     ]  # its own run, then the copy's
+    [marked] = [e for e in history if e["data"].get("placement") == "hedged"]
+    assert marked["actor"] == "placement"
     [adopted] = [e for e in history if e["data"].get("hedge") == "copy won"]
     assert adopted["from_state"] == "RUNNING" and adopted["data"]["copy"] == copy_id
     assert adopted["site_id"] == other["id"]

@@ -23,6 +23,7 @@ from beambridge.logs import get_logger
 from beambridge.placement import JobRequest, PlacedJob
 from beambridge.placement.hedging import Hedge, overdue
 from beambridge.schemas.jobs import JobCreate, transfer_ref
+from beambridge.server.audit import PLACEMENT
 from beambridge.server.auth.tokens import Principal
 from beambridge.server.db.tables import events, job_placements, jobs
 from beambridge.server.errors import ServiceError
@@ -213,6 +214,7 @@ def _make_copy(
                 "data": decision_event_data(
                     hedge.decision, original_id, "hedged", copy=copy_id, overdue_s=overdue_s
                 ),
+                "actor": PLACEMENT,
             },
             {
                 "job_id": copy_id,
@@ -222,6 +224,7 @@ def _make_copy(
                 "to_state": created["state"],
                 "timestamp": now,
                 "data": decision_event_data(hedge.decision, copy_id, "placed", copy_of=original_id),
+                "actor": PLACEMENT,
             },
         ],
     )

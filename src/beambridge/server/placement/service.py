@@ -426,6 +426,7 @@ def _deferred_event(conn: Connection, owner_id: int, row: Any, decision: Decisio
             to_state=row.state,
             timestamp=now,
             data=decision_event_data(decision, row.id, kind),
+            actor=PLACEMENT,
         )
     )
 
