@@ -147,8 +147,9 @@ def worker_ours(size: int, frames: int, photons: float, repeats: int) -> dict[st
 
 
 def worker_events(size: int, frames: int, photons: float, repeats: int) -> dict[str, object]:
-    """Our correlator on event data, as a photon-counting detector delivers it: blocks of frames as
-    (frame pointer, pixel, count), then g2(q) over the rings. ``mode="auto"`` picks the path."""
+    """Our event-driven path on event data, as a photon-counting detector delivers it: blocks of frames
+    as (frame pointer, pixel, count), then g2(q) over the rings (``mode="sparse"``; ``auto`` takes it
+    only at <= SPARSE_DENSITY photons/pixel/frame, below the two paths' crossover)."""
     import numba
     import numpy as np
 
@@ -160,7 +161,7 @@ def worker_events(size: int, frames: int, photons: float, repeats: int) -> dict[
     block = 100
 
     def run() -> tuple[object, str]:
-        corr = MultiTauCorrelator(frames, pixels, size * size)
+        corr = MultiTauCorrelator(frames, pixels, size * size, mode="sparse")
         for a in range(0, frames, block):
             b = min(block, frames - a)
             lo, hi = int(ptr[a]), int(ptr[a + b])

@@ -170,7 +170,7 @@ def test_large_counts_and_float_values_go_dense() -> None:
 
 
 def test_auto_takes_events_at_low_density_only() -> None:
-    frames = np.random.default_rng(4).poisson(0.01, (64, 32, 32)).astype(np.uint16)
+    frames = np.random.default_rng(4).poisson(SPARSE_DENSITY / 2, (64, 32, 32)).astype(np.uint16)
     low = MultiTauCorrelator(64, np.arange(1024), 1024)
     low.add_events(*as_events(frames))
     assert low.mode == "sparse"
