@@ -51,7 +51,9 @@ def test_follow_a_live_acquisition(tmp_path: Path) -> None:
     thread.join()
     assert not errors, errors
     assert summary["frames"] == 300 and summary["frame_time"] == PARAMS.frame_time
-    assert 0 <= summary["last_frame_to_result_s"] < 5.0, summary
+    # the follower ends when the writer announces its last frame, not at the 60 s follow timeout; how soon
+    # is a figure of benchmarks/beamline.py (a loaded machine made a 5 s bound here fail 1 run in 10)
+    assert 0 <= summary["last_frame_to_result_s"] < 30.0, summary
     # the same frames, correlated after the fact, give the same bits
     finished = tmp_path / "after.h5"
     simulate_speckle(finished, PARAMS)
