@@ -152,6 +152,8 @@ def test_a_site_uploads_only_while_the_job_runs(alice: ApiUser, world: dict[str,
         assert response.status_code == 409 and "while the job runs" in response.text, response.text
         session = alice.session(site)
         acquire(alice, session["id"], max_jobs=1)
+        # held by a launcher whose RUNNING report may still be queued behind a quick run's upload
+        assert agent.put(f"/jobs/{job}/artifacts/g2", json=g2_body(n_q=2)).status_code == 200
         report(alice, session["id"], [{"id": job, "state": "RUNNING"}])
         assert agent.put(f"/jobs/{job}/artifacts/g2", json=g2_body()).status_code == 200
         report(alice, session["id"], [{"id": job, "state": "RUN_DONE"}])

@@ -19,11 +19,14 @@ from beambridge.schemas.artifacts import MAX_ARTIFACT_BYTES, MAX_ARTIFACTS_PER_J
 from beambridge.server.auth.tokens import Principal
 from beambridge.server.db.tables import job_artifacts, jobs
 from beambridge.server.errors import ConflictError, InvalidRequestError, NotFoundError, PayloadTooLargeError
-from beambridge.states import JobState
+from beambridge.states import RUNNABLE_STATES, JobState
 
 SITE_UPLOAD_STATES = frozenset(
     {JobState.RUNNING.value, JobState.RUN_DONE.value, JobState.POSTPROCESSED.value}
 )
+HELD_STATES = frozenset(state.value for state in RUNNABLE_STATES)
+"""Acquired by a launcher session and not yet reported RUNNING: the launcher's reports go out in batches
+off its main loop, so a quick run's upload (made just before its RUN_DONE) can overtake its RUNNING."""
 _INFO = (
     job_artifacts.c.job_id,
     job_artifacts.c.name,
@@ -35,7 +38,7 @@ _INFO = (
 
 
 def _job_for(conn: Connection, principal: Principal, job_id: int, *, lock: bool = False) -> Any:
-    query = sa.select(jobs.c.id, jobs.c.state, jobs.c.owner_id).where(
+    query = sa.select(jobs.c.id, jobs.c.state, jobs.c.owner_id, jobs.c.session_id).where(
         jobs.c.id == job_id, jobs.c.owner_id == principal.user_id
     )
     if principal.site_id is not None:
@@ -65,7 +68,8 @@ def put_artifact(
             "(reduce it: fewer q bins or delays, a binned two-time map)"
         )
     job = _job_for(conn, principal, job_id, lock=True)
-    if principal.site_id is not None and job.state not in SITE_UPLOAD_STATES:
+    held = job.state in HELD_STATES and job.session_id is not None
+    if principal.site_id is not None and not (job.state in SITE_UPLOAD_STATES or held):
         raise ConflictError(
             f"job {job_id} is {job.state}: a site uploads artifacts only while the job runs or is being "
             "post-processed"
