@@ -324,3 +324,29 @@ def test_a_folder_dataset_waits_for_its_marker_and_survives_a_corrupt_member(
         [sub] = submissions(client)
         assert sub.context["file"]["count"] == 5  # type: ignore[index, call-overload]
         assert watcher.stats.errors == 0
+
+
+def test_an_hdf5_file_still_open_for_writing_is_held(tmp_path: Path) -> None:
+    """A writer that pauses longer than settle_s has not closed its file: HDF5's lock says so."""
+    import subprocess
+    import sys
+
+    import h5py
+
+    from beambridge.beamline.watcher import held_by_a_writer
+
+    path = tmp_path / "scan.h5"
+    hold = "import h5py,sys; f=h5py.File(sys.argv[1],'w'); f['x']=[1,2,3]; f.flush(); print('open', flush=True); sys.stdin.read()"
+    writer = subprocess.Popen([sys.executable, "-c", hold, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "open"
+        assert held_by_a_writer(path)
+    finally:
+        assert writer.stdin is not None
+        writer.stdin.close()
+        writer.wait(timeout=30)
+    assert not held_by_a_writer(path)
+    h5py.File(path, "r").close()
+    (tmp_path / "corrupt.h5").write_bytes(b"not hdf5")
+    assert not held_by_a_writer(tmp_path / "corrupt.h5")
+    assert not held_by_a_writer(tmp_path / "notes.txt")

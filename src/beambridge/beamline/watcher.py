@@ -192,6 +192,22 @@ class Journal:
         self._handle.close()
 
 
+def held_by_a_writer(path: Path) -> bool:
+    """True when an HDF5 file is still open for writing: HDF5's own file lock refuses a plain reader
+    ("unable to lock file"). Other files, and HDF5 with file locking switched off, answer False."""
+    if path.suffix.lower() not in HDF5_SUFFIXES:
+        return False
+    import h5py
+
+    try:
+        h5py.File(path, "r").close()
+    except OSError as err:
+        return "unable to lock file" in str(err)
+    except Exception:  # a corrupt file is not held by anyone; it is submitted and fails alone
+        return False
+    return False
+
+
 def read_metadata(path: Path) -> dict[str, Any]:
     """Scalar attributes of an HDF5 file's root and ``/entry`` (for templates); {} for other files."""
     if path.suffix.lower() not in HDF5_SUFFIXES:
@@ -405,6 +421,8 @@ class FolderWatcher:
                     continue
             elif now_wall - stat.st_mtime < self.rule.settle_s:
                 continue
+            elif held_by_a_writer(path):
+                continue  # a pause longer than settle_s (a loaded machine) is not a closed file
             if self._submit(path, stat, cand):
                 del self._candidates[path]
 

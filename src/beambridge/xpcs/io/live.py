@@ -120,6 +120,7 @@ class FollowingHdf5Frames:
         self.timeout = timeout
         self.poll = poll
         self.last_frame_seen_at: float | None = None
+        self._written = 0
         self._file = self._open(Path(path), need_count=n_frames is None)
         try:
             ds = self._file[DATASET]
@@ -167,9 +168,25 @@ class FollowingHdf5Frames:
             time.sleep(self.poll)
 
     def available(self) -> int:
-        """Frames on disk now."""
+        """Frames on disk now: those whose chunks are written, not merely inside the dataset's extent.
+
+        A SWMR reader can see a writer's ``resize`` before the frames written into the new rows reach the
+        chunk index (the extent lives in the object header, flushed on its own); reading such rows gives
+        the fill value, zeros, which skewed a followed g2 by ~1 %. The writer's data is flushed before
+        the index entry that points to it, so an allocated chunk holds its frames.
+        """
         self._ds.refresh()
-        return int(self._ds.shape[0])
+        extent = int(self._ds.shape[0])
+        chunks = self._ds.chunks
+        if chunks is None:
+            return extent
+        rows = int(chunks[0])
+        while self._written < extent:
+            info = self._ds.id.get_chunk_info_by_coord((self._written - self._written % rows, 0, 0))
+            if info.byte_offset is None:
+                break
+            self._written = min(extent, self._written - self._written % rows + rows)
+        return self._written
 
     def wait_for(self, count: int) -> None:
         """Return once ``count`` frames are on disk; error if none arrives for ``timeout`` seconds."""
