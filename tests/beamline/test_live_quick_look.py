@@ -81,6 +81,9 @@ def test_live_quick_looks_follow_the_detector_exactly_once_across_kills(tmp_path
         assert Counter(Path(s.dataset).name for s in subs) == wanted, "missed or duplicated datasets"
         assert all(s.key.startswith("live:") and s.context["live"] is True for s in subs)
         jobs = {job.id: job for job in rig.wait_for_jobs([j for s in subs for j in s.job_ids], 240)}
+        # Read the submissions again now that their jobs are done: the list above was taken when the last
+        # file closed, possibly before a quick look had finished (its first_result_s was still None).
+        subs = list(rig.sdk.submissions.list(workflow="xpcs"))
     by_name = {Path(s.dataset).name: s for s in subs}
     bad = jobs[by_name.pop(stopped.name).steps["quick"].job_id or 0]
     assert bad.state is JobState.FAILED and "stalled: 30 of 120 frames" in (bad.error or ""), bad.error
