@@ -350,3 +350,59 @@ def test_an_hdf5_file_still_open_for_writing_is_held(tmp_path: Path) -> None:
     (tmp_path / "corrupt.h5").write_bytes(b"not hdf5")
     assert not held_by_a_writer(tmp_path / "corrupt.h5")
     assert not held_by_a_writer(tmp_path / "notes.txt")
+
+
+PAUSING_WRITER = """
+import sys, time, h5py, numpy as np
+with h5py.File(sys.argv[1], "w") as f:
+    data = f.create_dataset("frames", shape=(0, 8), maxshape=(None, 8), dtype="u2", chunks=(1, 8))
+    for i in range(4):
+        data.resize(i + 1, axis=0)
+        data[i] = i
+        f.flush()
+        print("frame", i, flush=True)
+        time.sleep(float(sys.argv[2]) if i == 1 else 0.05)  # one pause far longer than settle_s
+"""
+
+
+@pytest.mark.parametrize("grouped", [False, True], ids=["one file", "group of files"])
+def test_a_writer_pausing_longer_than_settle_s_is_submitted_once_when_it_closes(
+    client: Client, tmp_path: Path, grouped: bool
+) -> None:
+    """The demo's double submission, end to end: a writer in another process stops for 5× settle_s mid-file.
+    The watcher must not take the half-written file (nor the group it belongs to) for a closed one."""
+    import subprocess
+    import sys
+
+    import h5py
+
+    root = tmp_path / "data"
+    root.mkdir()
+    if grouped:
+        rule = CompletionRule(
+            pattern="*.h5", settle_s=0.3, group=r"^(?P<dataset>scan_\d+)_part", group_files=2
+        )
+        (root / "scan_1_part0.h5").write_bytes(os.urandom(100))
+        path = root / "scan_1_part1.h5"
+    else:
+        rule = CompletionRule(pattern="*.h5", settle_s=0.3)
+        path = root / "scan_1.h5"
+    with Running(FolderWatcher(client, root, "wf", rule, tmp_path / "j", poll_s=0.05)) as watcher:
+        writer = subprocess.Popen(
+            [sys.executable, "-c", PAUSING_WRITER, str(path), "1.5"], stdout=subprocess.PIPE, text=True
+        )
+        assert writer.stdout is not None
+        assert writer.stdout.readline().startswith("frame 0")
+        assert writer.stdout.readline().startswith("frame 1")
+        time.sleep(1.2)  # the pause: 4× settle_s with no write, the file still open
+        assert submissions(client) == [], "a paused writer's file was taken for a closed one"
+        assert writer.wait(timeout=60) == 0
+        wait_for(lambda: len(submissions(client)) == 1)
+        wait_for(lambda: watcher.stats.submitted == 1)
+        time.sleep(0.6)
+        assert len(submissions(client)) == 1 and watcher.stats.submitted == 1
+    with h5py.File(path, "r") as done:
+        assert done["frames"].shape == (4, 8)
+    [sub] = submissions(client)
+    members = sub.context["files"] if grouped else [sub.context["file"]]  # type: ignore[index]
+    assert any(m["size"] == path.stat().st_size for m in members)  # type: ignore[index, union-attr]

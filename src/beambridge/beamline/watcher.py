@@ -452,6 +452,8 @@ class FolderWatcher:
                 return False
         elif now_wall - total[1] / 1e9 < self.rule.settle_s:
             return False
+        elif any(held_by_a_writer(path) for path, _ in files):
+            return False  # a member's writer paused longer than settle_s; it has not closed the file
         return self._submit_group(dataset, files, group)
 
     def _submit_group(self, dataset: Path, files: list[tuple[Path, os.stat_result]], group: _Group) -> bool:
