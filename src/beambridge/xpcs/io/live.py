@@ -99,6 +99,29 @@ class SwmrFrameWriter:
         self.close()
 
 
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def writer_has_closed(path: str | Path) -> bool:
+    """False while a writer has the HDF5 file open (or crashed with it open), read from the superblock's
+    consistency flags (format version 2 and later: bit 0 open for writing, bit 2 SWMR writing) — HDF5's
+    own check, which an ``h5py.File`` in this process cannot make once it has the file open itself.
+    Older superblocks carry no such flags: a file this process could open is taken as closed."""
+    try:
+        with open(path, "rb") as handle:
+            offset = 0
+            while True:  # the superblock sits at 0, 512, 1024, 2048, ... (after a user block)
+                handle.seek(offset)
+                head = handle.read(12)
+                if len(head) < 12:
+                    return True
+                if head[:8] == HDF5_SIGNATURE:
+                    return head[8] < 2 or head[11] & 0b101 == 0
+                offset = 512 if offset == 0 else offset * 2
+    except OSError:
+        return True
+
+
 class FollowingHdf5Frames:
     """Dense frames of an HDF5 file that is still being written (SWMR): reads wait for their frames.
 
@@ -120,7 +143,7 @@ class FollowingHdf5Frames:
         self.timeout = timeout
         self.poll = poll
         self.last_frame_seen_at: float | None = None
-        self._written = 0
+        self._written = self._extent = 0
         self._file = self._open(Path(path), need_count=n_frames is None)
         try:
             ds = self._file[DATASET]
@@ -176,7 +199,7 @@ class FollowingHdf5Frames:
         the index entry that points to it, so an allocated chunk holds its frames.
         """
         self._ds.refresh()
-        extent = int(self._ds.shape[0])
+        extent = self._extent = int(self._ds.shape[0])
         chunks = self._ds.chunks
         if chunks is None:
             return extent
@@ -198,6 +221,10 @@ class FollowingHdf5Frames:
             if now != seen:
                 seen, last_change = now, time.monotonic()
             elif time.monotonic() - last_change > self.timeout:
+                if self._extent >= count and writer_has_closed(self.path):
+                    # A finished file whose writer never wrote some frames: their chunks hold the fill value.
+                    self._written = seen = self._extent
+                    break
                 raise InputFileError(
                     self.path,
                     f"the acquisition stalled: {seen} of {self.n_frames} frames, none new for {self.timeout:g} s",
