@@ -19,17 +19,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import sqlalchemy as sa
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -39,7 +38,9 @@ from beambridge.server.app import open_database
 from beambridge.server.settings import ServerSettings
 from beambridge.server.users import add_user
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.servers import PG_ADMIN_URL, postgres_database
+
 PASSWORD = "right-password-123"
 console = Console(width=140)
 CONFIGS = {
@@ -53,19 +54,12 @@ CONFIGS = {
 
 @contextmanager
 def database(kind: str) -> Iterator[str | None]:
+    """None for SQLite (the server makes its own file); a fresh PostgreSQL database, dropped afterwards."""
     if kind == "sqlite":
         yield None
         return
-    name = f"bb_flood_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield sa.make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with postgres_database(PG_ADMIN_URL, prefix="bb_flood") as url:
+        yield url
 
 
 def _percentile(values: list[float], q: float) -> float:
