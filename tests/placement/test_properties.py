@@ -63,3 +63,29 @@ def test_placement_respects_every_site_limit(snap: Snapshot, policy: str, count:
         [mine] = [e for e in decision.estimates if e.status is SiteStatus.CHOSEN]
         assert mine.site == decision.site and mine.finish_s is not None and mine.finish_s >= 0
         assert mine.finish_p95_s is not None and mine.finish_p95_s >= mine.finish_s
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    snapshots(),
+    st.sampled_from(sorted(POLICIES)),
+    st.lists(
+        st.tuples(st.integers(-1, 1), st.sampled_from([1e9, 2e9]), st.booleans()), min_size=1, max_size=60
+    ),
+)
+def test_groups_decide_as_each_job_alone(
+    snap: Snapshot, policy: str, shapes: list[tuple[int, float, bool]]
+) -> None:
+    """Alike jobs placed as a group (one survey of the sites, then only the filled site re-predicted)
+    get exactly the decisions each job would get surveyed on its own, exploration and ties included."""
+    jobs = [
+        job(i, priority=priority, input_bytes={"aps": size}, policy="round_robin" if other else None)
+        for i, (priority, size, other) in enumerate(shapes)
+    ]
+    jobs += [job(f"bulk{i}") for i in range(50)]  # one long run of alike jobs
+    grouped = place_batch(jobs, snap, policy)
+    each = place_batch(jobs, snap, policy, grouped=False)
+    assert grouped.decisions == each.decisions
+    assert grouped.round_robin_cursor == each.round_robin_cursor
+    assert each.groups == tuple(range(len(jobs)))
+    assert grouped.groups[-50:] == (grouped.groups[-50],) * 50  # the alike run went as one group

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 from beambridge.placement import JobRequest, place_batch
+from beambridge.schemas.placement import PlacementDecision
 from beambridge.server.context import utcnow
 from beambridge.server.db.tables import jobs
 from tests.conftest import ApiUser
@@ -36,10 +37,20 @@ def test_the_service_and_the_simulator_decide_alike_on_one_snapshot(
     requests = [JobRequest(key=i, app="echo", parameters={"n": i}) for i in range(12)]
     expected = place_batch(requests, snap.snapshot, "fastest_finish").decisions
     names = {site["id"]: name for name, site in sites.items()}
+    first = created[0]["id"]
     for job, decision in zip(created, expected, strict=True):
         [event] = placement_events(alice, job["id"])
-        recorded = {k: v for k, v in event["decision"].items() if k not in ("at", "job")}
+        # the twelve alike jobs were placed as one group: the first job's event has every site's
+        # estimate, the others the chosen site's and the runner-up's, naming the candidates left out
+        recorded = PlacementDecision.model_validate(event["decision"]).model_dump(mode="json")
+        group = recorded.pop("group")
+        assert group["jobs"] == 12 and group["first_job"] == first
         simulated = {k: v for k, v in decision.to_dict().items() if k not in ("at", "job")}
-        assert recorded == simulated
+        shown = [e for e in simulated["estimates"] if e["site"] not in group["omitted"]]
+        assert {k: v for k, v in recorded.items() if k not in ("at", "job")} == {
+            **simulated,
+            "estimates": shown,
+        }
+        assert (group["omitted"] == []) == (job["id"] == first or len(simulated["estimates"]) <= 2)
         assert names[job["site_id"]] == decision.site
     assert {d.site for d in expected} >= {"a"}  # the measured, idle site takes work

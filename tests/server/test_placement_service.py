@@ -150,3 +150,30 @@ def test_a_child_waits_unbound_for_its_parents(alice: ApiUser) -> None:
     orphan = {"app": "other", "workdir": "c", "parameters": {"n": 2}, "parent_ids": [parent["id"]]}
     response = alice.http.post("/jobs", json=[{**orphan, "sites": ["alpha"]}])
     assert response.status_code == 422 and "alpha: app 'other' is not registered" in response.text
+
+
+def test_a_bulk_of_alike_jobs_is_placed_as_one_group_and_each_job_still_says_why(alice: ApiUser) -> None:
+    """600 alike jobs by name to three sites: one survey of the sites, the jobs spread over all three as
+    each placement raises its site's predicted wait (not all to the best one), and every job's event names
+    its chosen site and the runner-up with their figures; the group's first job has every site's."""
+    sites = {name: live_site(alice, name)["id"] for name in ("alpha", "beta", "gamma")}
+    specs = [{"app": "echo", "workdir": f"g/{i}", "parameters": {"n": i}} for i in range(600)]
+    jobs = alice.jobs(specs)
+    counts = {name: sum(job["site_id"] == site_id for job in jobs) for name, site_id in sites.items()}
+    assert all(count >= 100 for count in counts.values()), counts  # water-filling spreads the group
+    first = jobs[0]["id"]
+    names = {site_id: name for name, site_id in sites.items()}
+    for job in (jobs[0], jobs[1], jobs[299], jobs[-1]):
+        [data] = placement_events(alice, job["id"])
+        decision = data["decision"]
+        assert decision["job"] == job["id"] and decision["site"] == names[job["site_id"]]
+        assert decision["group"]["jobs"] == 600 and decision["group"]["first_job"] == first
+        shown = {e["site"]: e for e in decision["estimates"]}
+        assert shown[decision["site"]]["status"] == "chosen" and shown[decision["site"]]["finish_s"] > 0
+        if job["id"] == first:
+            assert set(shown) == set(sites) and decision["group"]["omitted"] == []
+        else:  # the chosen site, the runner-up, and the other candidate named
+            assert len(shown) == 2 and set(shown) | set(decision["group"]["omitted"]) == set(sites)
+            [runner] = [e for e in shown.values() if e["status"] == "candidate"]
+            assert runner["finish_s"] >= shown[decision["site"]]["finish_s"]
+            assert f"next: '{runner['site']}'" in decision["reason"]

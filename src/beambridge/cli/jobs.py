@@ -241,6 +241,14 @@ def print_decision(data: dict[str, Any]) -> None:
     if data.get("copy_of") is not None:
         moved += f", copy of job {data['copy_of']}"
     title = f"Placement ({data.get('placement', decision.outcome)}{moved}, policy {decision.policy}): {decision.reason}"
+    group = decision.group
+    if group is not None and group.omitted:
+        title += (
+            f" [one of {group.jobs} alike jobs placed together; {', '.join(group.omitted)} left out here:"
+            f" every site's estimate is in job {group.first_job}'s placement]"
+        )
+    elif group is not None:
+        title += f" [one of {group.jobs} alike jobs placed together]"
     print_table(decision.estimates, ESTIMATE_COLUMNS, title=title)
 
 

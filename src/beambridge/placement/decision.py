@@ -88,6 +88,32 @@ class SiteEstimate(NamedTuple):
             "penalty": self.penalty,
         }
 
+    def to_compact_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the fields at their defaults (null figures, no reasons, no penalty):
+        what a job's placement event stores (the API's schema fills the defaults back in)."""
+        out: dict[str, Any] = {"site": self.site, "status": self.status.value, "health": self.health}
+        if self.reasons:
+            out["reasons"] = list(self.reasons)
+        out["backlog"] = self.backlog
+        for name, value in (
+            ("stage_in_s", self.stage_in_s),
+            ("wait_s", self.wait_s),
+            ("run_s", self.run_s),
+            ("stage_out_s", self.stage_out_s),
+            ("finish_s", self.finish_s),
+            ("finish_p95_s", self.finish_p95_s),
+        ):
+            ms = _ms(value)
+            if ms is not None:
+                out[name] = ms
+        if self.wait_basis is not None:
+            out["wait_basis"] = self.wait_basis.value
+        if self.run_basis is not None:
+            out["run_basis"] = self.run_basis
+        if self.penalty != 1.0:
+            out["penalty"] = self.penalty
+        return out
+
 
 def _ms(value: float | None) -> float | None:
     if value is None:

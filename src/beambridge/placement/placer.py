@@ -31,10 +31,13 @@ NO_CAPACITY = "no pilot is running or queued, and the site will not submit one"
 
 @dataclass(frozen=True, slots=True)
 class BatchResult:
-    """The decisions of a batch, in the order the jobs were given, and the next round-robin cursor."""
+    """The decisions of a batch, in the order the jobs were given, and the next round-robin cursor;
+    ``groups``: for each job, the index of the first job of the group it was placed with (itself when
+    placed alone), so a caller can record the group's survey once."""
 
     decisions: tuple[Decision, ...]
     round_robin_cursor: int
+    groups: tuple[int, ...] = ()
 
     def placed(self) -> dict[JobKey, str]:
         """Job → site for the jobs that were placed."""
@@ -98,7 +101,9 @@ class _Batch:
         self.cache = cache if cache is not None else EligibilityCache()
         self.context = PolicyContext(snapshot, snapshot.round_robin_cursor)
 
-    def decide(self, job: JobRequest, policy_name: str, avoid: Mapping[str, str]) -> Decision:
+    def survey(self, job: JobRequest, avoid: Mapping[str, str]) -> _Survey:
+        """Every site's part in placing ``job`` now: the fixed estimates (ineligible, unavailable) in
+        their places, and the candidates with their predictions."""
         snapshot = self.snapshot
         sites, unknown = job_sites(job, snapshot)
         estimates: list[SiteEstimate | None] = [
@@ -126,11 +131,7 @@ class _Batch:
                 )
                 continue
             predicted = predict_finish(load, job, fit.in_locations, fit.out_locations, penalty, size)
-            unavailable: tuple[str, ...] = ()
-            if site.max_backlog is not None and load.backlog >= site.max_backlog:
-                unavailable = (f"backlog cap reached ({load.backlog} of {site.max_backlog} jobs)",)
-            elif predicted.wait_s == INFINITE:
-                unavailable = (NO_CAPACITY,)
+            unavailable = _unavailable(load, predicted)
             if unavailable:
                 estimates.append(
                     _estimate(site.name, SiteStatus.UNAVAILABLE, health, unavailable, load, predicted)
@@ -140,34 +141,111 @@ class _Batch:
                 slots.append(len(estimates))
                 fits.append(fit)
                 estimates.append(None)
-        now = snapshot.now
-        if not candidates:
-            every = [e for e in estimates if e is not None]
-            eligible = [e for e in every if e.status is not SiteStatus.INELIGIBLE]
-            outcome = Outcome.DEFERRED if eligible else Outcome.REFUSED
-            lead = "no eligible site takes work now" if eligible else "no site can run this job"
-            detail = "; ".join(f"{e.site}: {', '.join(e.reasons)}" for e in (eligible or every))
-            reason = f"{lead}: {detail}" if detail else f"{lead}: the snapshot has no sites"
-            return Decision(job.key, policy_name, outcome, None, reason, now, tuple(every))
-        choice = get_policy(policy_name)(job, candidates, self.context)
-        for i, (candidate, position) in enumerate(zip(candidates, slots, strict=True)):
-            status = SiteStatus.CHOSEN if i == choice.index else SiteStatus.CANDIDATE
-            site = candidate.load.site
-            estimates[position] = _estimate(
-                site.name, status, candidate.load.health, (), candidate.load, candidate.estimate
+        return _Survey(estimates, candidates, slots, fits, size)
+
+    def unplaced(self, job: JobRequest, policy_name: str, estimates: list[SiteEstimate | None]) -> Decision:
+        """The decision for a job no site takes now (deferred) or ever (refused)."""
+        every = [e for e in estimates if e is not None]
+        eligible = [e for e in every if e.status is not SiteStatus.INELIGIBLE]
+        outcome = Outcome.DEFERRED if eligible else Outcome.REFUSED
+        lead = "no eligible site takes work now" if eligible else "no site can run this job"
+        detail = "; ".join(f"{e.site}: {', '.join(e.reasons)}" for e in (eligible or every))
+        reason = f"{lead}: {detail}" if detail else f"{lead}: the snapshot has no sites"
+        return Decision(job.key, policy_name, outcome, None, reason, self.snapshot.now, tuple(every))
+
+    def decide(self, job: JobRequest, policy_name: str, avoid: Mapping[str, str]) -> Decision:
+        return self.decide_group([job], policy_name, avoid)[0]
+
+    def decide_group(
+        self, jobs: Sequence[JobRequest], policy_name: str, avoid: Mapping[str, str]
+    ) -> list[Decision]:
+        """Decisions for jobs that are alike in everything placement looks at (app, sites, shape, sizes,
+        priority, sites to avoid), one after the other, as :meth:`decide` would make them each: the sites
+        are surveyed once, and after each placement only the chosen site's prediction is made again (the
+        others' loads did not change), so the group fills the sites by predicted finish (water-filling)."""
+        first = jobs[0]
+        survey = self.survey(first, avoid)
+        estimates = survey.estimates
+        candidates = survey.candidates
+        slots = survey.slots
+        fits = survey.fits
+        policy = get_policy(policy_name)
+        now = self.snapshot.now
+        penalty = self.snapshot.options.degraded_penalty
+        shown: list[SiteEstimate | None] = [None] * len(candidates)
+        """Each candidate's estimate as a non-chosen site, kept until its prediction changes."""
+        out: list[Decision] = []
+        for job in jobs:
+            if not candidates:
+                out.append(self.unplaced(job, policy_name, estimates))
+                continue
+            choice = policy(job, candidates, self.context)
+            index = choice.index
+            row = list(estimates)
+            for i, (candidate, position) in enumerate(zip(candidates, slots, strict=True)):
+                load = candidate.load
+                if i == index:
+                    row[position] = _estimate(
+                        load.site.name, SiteStatus.CHOSEN, load.health, (), load, candidate.estimate
+                    )
+                else:
+                    seen = shown[i]
+                    if seen is None:
+                        seen = shown[i] = _estimate(
+                            load.site.name, SiteStatus.CANDIDATE, load.health, (), load, candidate.estimate
+                        )
+                    row[position] = seen
+            chosen = candidates[index]
+            fit = fits[index]
+            load = chosen.load
+            load.add(job, chosen.estimate.run_s, fit.in_locations)
+            out.append(
+                Decision(
+                    job.key,
+                    policy_name,
+                    Outcome.PLACED,
+                    load.site.name,
+                    choice.reason,
+                    now,
+                    tuple(e for e in row if e is not None),
+                    choice.explored,
+                )
             )
-        chosen = candidates[choice.index]
-        chosen.load.add(job, chosen.estimate.run_s, fits[choice.index].in_locations)
-        return Decision(
-            job.key,
-            policy_name,
-            Outcome.PLACED,
-            chosen.name,
-            choice.reason,
-            now,
-            tuple(e for e in estimates if e is not None),
-            choice.explored,
-        )
+            if len(jobs) == 1:
+                break
+            # the chosen site's prediction for the next job of the group, with this one counted
+            predicted = predict_finish(load, job, fit.in_locations, fit.out_locations, penalty, survey.size)
+            unavailable = _unavailable(load, predicted)
+            if unavailable:
+                estimates[slots[index]] = _estimate(
+                    load.site.name, SiteStatus.UNAVAILABLE, load.health, unavailable, load, predicted
+                )
+                del candidates[index], slots[index], fits[index], shown[index]
+            else:
+                chosen.estimate = predicted
+                shown[index] = None
+        return out
+
+
+@dataclass(slots=True)
+class _Survey:
+    estimates: list[SiteEstimate | None]
+    """Fixed estimates in place; ``None`` where a candidate goes."""
+    candidates: list[Candidate]
+    slots: list[int]
+    """Each candidate's place in ``estimates``."""
+    fits: list[_Fit]
+    size: float | None
+
+
+def _unavailable(load: SiteLoad, predicted: FinishEstimate) -> tuple[str, ...]:
+    """Why a site that takes work cannot take this job now: its backlog cap, or no capacity to come."""
+    site = load.site
+    if site.max_backlog is not None and load.backlog >= site.max_backlog:
+        return (f"backlog cap reached ({load.backlog} of {site.max_backlog} jobs)",)
+    if predicted.wait_s == INFINITE:
+        return (NO_CAPACITY,)
+    return ()
 
 
 def _estimate(
@@ -204,12 +282,18 @@ def place_batch(
     *,
     avoid: Mapping[JobKey, Mapping[str, str]] | None = None,
     cache: EligibilityCache | None = None,
+    grouped: bool = True,
 ) -> BatchResult:
     """Place ``jobs`` together on ``snapshot``'s sites; each job's own ``policy`` wins over ``policy``.
 
     ``avoid`` names, per job, sites it must not go to and why (the site it is leaving, the site its
     original runs on when hedging). ``cache`` keeps eligibility checks across calls (see
     :class:`EligibilityCache`). Decisions come back in the order of ``jobs``.
+
+    Runs of alike jobs (same app, sites, policy, priority, parameter shape, sizes and sites to avoid)
+    are placed as groups: the sites are surveyed once per group and each placement re-predicts only the
+    site it filled. ``grouped=False`` surveys every site for every job; the decisions are the same (a
+    test checks it), only slower.
     """
     get_policy(policy)
     for job in jobs:
@@ -219,10 +303,44 @@ def place_batch(
     avoid = avoid or {}
     order = sorted(range(len(jobs)), key=lambda i: -jobs[i].priority)
     decisions: list[Decision | None] = [None] * len(jobs)
-    for i in order:
-        job = jobs[i]
-        decisions[i] = batch.decide(job, job.policy or policy, avoid.get(job.key, {}))
-    return BatchResult(tuple(d for d in decisions if d is not None), batch.context.cursor)
+    groups = list(range(len(jobs)))
+    if not grouped:
+        for i in order:
+            job = jobs[i]
+            decisions[i] = batch.decide(job, job.policy or policy, avoid.get(job.key, {}))
+        return BatchResult(tuple(d for d in decisions if d is not None), batch.context.cursor, tuple(groups))
+    run: list[int] = []
+    run_key: object = None
+    for i in [*order, -1]:
+        item = jobs[i] if i >= 0 else None
+        key = _group_key(item, item.policy or policy, avoid.get(item.key)) if item is not None else None
+        if run and (key is None or key != run_key):
+            lead = jobs[run[0]]
+            made = batch.decide_group(
+                [jobs[k] for k in run], lead.policy or policy, avoid.get(lead.key) or {}
+            )
+            for k, decision in zip(run, made, strict=True):
+                decisions[k] = decision
+                groups[k] = run[0]
+            run = []
+        run.append(i)
+        run_key = key
+    return BatchResult(tuple(d for d in decisions if d is not None), batch.context.cursor, tuple(groups))
+
+
+def _group_key(job: JobRequest, policy: str, avoid: Mapping[str, str] | None) -> tuple[object, ...]:
+    """What makes jobs alike for placement: consecutive jobs (in priority order) with equal keys are
+    placed as one group (:meth:`_Batch.decide_group`)."""
+    return (
+        policy,
+        job.app,
+        job.sites,
+        job.priority,
+        shape_key(job),
+        tuple(job.input_bytes.items()),
+        tuple(job.output_bytes.items()),
+        tuple(avoid.items()) if avoid else (),
+    )
 
 
 def place(job: JobRequest, snapshot: Snapshot, policy: str = DEFAULT_POLICY) -> Decision:

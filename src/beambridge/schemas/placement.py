@@ -42,6 +42,18 @@ class PlacementEstimate(OutputModel):
     penalty: float = Field(default=1.0, description="Multiplier on a degraded site's finish")
 
 
+class PlacementGroup(OutputModel):
+    """Alike jobs of one request placed together: the sites were surveyed once for the group, and the
+    group's first job's event carries every site's estimate at the start; the others' events carry
+    their chosen site, the runner-up and the sites that could not take them, naming the rest."""
+
+    jobs: int = Field(description="Jobs in the group")
+    first_job: int | str = Field(description="The job whose placement event has every site's estimate")
+    omitted: list[str] = Field(
+        default_factory=list, description="Candidate sites left out of this event (see first_job's)"
+    )
+
+
 class PlacementDecision(OutputModel):
     """Where a job was placed (or why not), by which policy, with every site's estimate."""
 
@@ -53,6 +65,9 @@ class PlacementDecision(OutputModel):
     at: float = Field(description="When the decision was made (POSIX seconds)")
     explored: bool = Field(default=False, description="Sent to a site with no history, to measure it")
     estimates: list[PlacementEstimate]
+    group: PlacementGroup | None = Field(
+        default=None, description="Set when the job was placed with alike jobs of the same request"
+    )
 
 
 class SiteAppOutlook(OutputModel):

@@ -21,7 +21,7 @@ from beambridge.server.db.ids import reserve_ids
 from beambridge.server.db.tables import apps, events, job_parents, job_placements, jobs, sites, transfer_items
 from beambridge.server.errors import ConflictError, InvalidRequestError, NotFoundError
 from beambridge.server.jobs.parameters import check_locations, check_transfers, resolve_parameters
-from beambridge.server.placement.service import PlacementService, Plan, Wanted, decision_event_data
+from beambridge.server.placement.service import DecisionEvents, PlacementService, Plan, Wanted
 from beambridge.server.quotas import check_job_creation
 from beambridge.server.wakeups import WakeKey
 from beambridge.states import RUNNABLE_STATES, JobState, initial_state
@@ -202,6 +202,8 @@ def create_jobs(
     transfer_rows: list[dict[str, Any]] = []
     payloads: dict[str, dict[str, str]] = {}  # one payload object per reason: encoded once for COPY
     placement_rows: list[dict[str, Any]] = []
+    decision_events = DecisionEvents()
+    site_lists: dict[tuple[str, ...], list[str]] = {}  # one list per set of sites: encoded once for COPY
     for index, (job_id, row, path, spec) in enumerate(zip(ids, rows, paths, specs, strict=True)):
         row["id"] = job_id
         for from_state, to_state, reason in path:
@@ -222,9 +224,13 @@ def create_jobs(
         transfer_rows += _transfer_rows(job_id, row, app_info[app_of[index]].slots, spec.transfers, now)
         plan = plans.get(index)
         if plan is not None:
-            placement_rows.append(_placement_row(job_id, row, spec, wanted[index], plan, now))
+            sites_of = site_lists.get(wanted[index].sites)
+            if sites_of is None:
+                sites_of = site_lists[wanted[index].sites] = list(wanted[index].sites)
+            placement_rows.append(_placement_row(job_id, row, spec, wanted[index], sites_of, plan, now))
             if plan.decision is not None:
-                event_rows.append(_placement_event(job_id, row, plan, now))
+                first = ids[plan.group] if plan.group is not None else None
+                event_rows.append(_placement_event(job_id, row, plan, first, now, decision_events))
                 if plan.awaiting and placement is not None:  # the cycle repeats it only if reasons change
                     placement.explain_deferral(job_id, plan.decision)
         if path[-1][1] in RUNNABLE_STATES and not row["awaiting_placement"]:
@@ -238,7 +244,13 @@ def create_jobs(
 
 
 def _placement_row(
-    job_id: int, row: dict[str, Any], spec: JobCreate, wanted: Wanted, plan: Plan, now: datetime
+    job_id: int,
+    row: dict[str, Any],
+    spec: JobCreate,
+    wanted: Wanted,
+    sites_of: list[str],
+    plan: Plan,
+    now: datetime,
 ) -> dict[str, Any]:
     chosen = plan.decision.chosen if plan.decision is not None else None
     bound = not plan.awaiting
@@ -246,7 +258,7 @@ def _placement_row(
         "job_id": job_id,
         "owner_id": row["owner_id"],
         "app_name": spec.app,
-        "sites": list(wanted.sites),
+        "sites": sites_of,
         "site_group": wanted.group,
         "policy": wanted.policy,
         "hedge": spec.hedge,
@@ -258,10 +270,18 @@ def _placement_row(
     }
 
 
-def _placement_event(job_id: int, row: dict[str, Any], plan: Plan, now: datetime) -> dict[str, Any]:
+def _placement_event(
+    job_id: int,
+    row: dict[str, Any],
+    plan: Plan,
+    first: int | None,
+    now: datetime,
+    encoder: DecisionEvents,
+) -> dict[str, Any]:
     assert plan.decision is not None
     state = row["state"]
     kind = "deferred" if plan.awaiting else "placed"
+    group = (first, plan.group_size) if first is not None else None
     return {
         "job_id": job_id,
         "owner_id": row["owner_id"],
@@ -269,7 +289,7 @@ def _placement_event(job_id: int, row: dict[str, Any], plan: Plan, now: datetime
         "from_state": state,
         "to_state": state,
         "timestamp": now,
-        "data": decision_event_data(plan.decision, job_id, kind),
+        "data": encoder.data(plan.decision, job_id, kind, group),
         "actor": PLACEMENT,
     }
 

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 
 from beambridge.logs import get_logger
 from beambridge.placement import (
+    BatchResult,
     Decision,
     EligibilityCache,
     HealthThresholds,
@@ -30,6 +31,8 @@ from beambridge.placement import (
     JobRequest,
     Outcome,
     PlacedJob,
+    SiteEstimate,
+    SiteStatus,
     eligibility,
     hedges,
     place_batch,
@@ -63,6 +66,9 @@ class Plan:
     app_id: int
     awaiting: bool
     decision: Decision | None
+    group: int | None = None
+    """The request index of the first job of the group this one was placed with (None: alone)."""
+    group_size: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +83,54 @@ class Wanted:
 def decision_event_data(decision: Decision, job_id: int, kind: str, **extra: Any) -> dict[str, Any]:
     """The data of a placement event: what happened (``placed``, ``deferred``, ``re-placed``…) and why."""
     return {"placement": kind, **extra, "decision": {**decision.to_dict(), "job": job_id}}
+
+
+class DecisionEvents:
+    """The data of the placement events of one batch, small: each site's estimate is serialised once
+    however many decisions share it (a group's non-chosen sites keep theirs until they are chosen), the
+    figures at their defaults are left out, and in a group of alike jobs only the first job's event
+    carries every site's estimate; the others carry the chosen site's, the runner-up's and those of
+    sites that could not take the job (with their reasons), and name the candidates left out."""
+
+    def __init__(self) -> None:
+        self._dicts: dict[int, tuple[SiteEstimate, dict[str, Any]]] = {}
+
+    def _estimate(self, estimate: SiteEstimate) -> dict[str, Any]:
+        entry = self._dicts.get(id(estimate))
+        if entry is None or entry[0] is not estimate:
+            entry = self._dicts[id(estimate)] = (estimate, estimate.to_compact_dict())
+        return entry[1]
+
+    def data(
+        self,
+        decision: Decision,
+        job_id: int,
+        kind: str,
+        group: tuple[int, int] | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """The event data of ``decision`` for ``job_id``; ``group``: (first job id, jobs) of its group."""
+        shown = decision.estimates
+        omitted: list[str] = []
+        if group is not None and group[0] != job_id:
+            runner = decision.runner_up
+            shown = tuple(e for e in shown if e.status is not SiteStatus.CANDIDATE or e is runner)
+            omitted = [
+                e.site for e in decision.estimates if e.status is SiteStatus.CANDIDATE and e is not runner
+            ]
+        body: dict[str, Any] = {
+            "job": job_id,
+            "policy": decision.policy,
+            "outcome": decision.outcome.value,
+            "site": decision.site,
+            "reason": decision.reason,
+            "at": decision.at,
+            "explored": decision.explored,
+            "estimates": [self._estimate(e) for e in shown],
+        }
+        if group is not None:
+            body["group"] = {"jobs": group[1], "first_job": group[0], "omitted": omitted}
+        return {"placement": kind, **extra, "decision": body}
 
 
 class PlacementService:
@@ -120,7 +174,7 @@ class PlacementService:
         jobs: list[JobRequest],
         snap: ServiceSnapshot,
         avoid: dict[Any, dict[str, str]] | None = None,
-    ) -> list[Decision]:
+    ) -> BatchResult:
         """Decisions for ``jobs`` on ``snap`` (each job's own policy, else the server default)."""
         with self._lock:
             result = place_batch(
@@ -131,7 +185,7 @@ class PlacementService:
                 cache=self.eligibility_cache,
             )
             self._cursors[owner_id] = result.round_robin_cursor
-        return list(result.decisions)
+        return result
 
     def explain_deferral(
         self,
@@ -224,18 +278,24 @@ class PlacementService:
         plans: dict[int, Plan] = {}
         problems: list[str] = []
         runnable = [requests[i] for i in specs if i not in waiting_for_parents]
-        for decision in self.place(principal.user_id, runnable, snap) if runnable else []:
+        result = self.place(principal.user_id, runnable, snap) if runnable else BatchResult((), 0, ())
+        sizes: dict[int, int] = defaultdict(int)
+        for lead in result.groups:
+            sizes[lead] += 1
+        for decision, lead in zip(result.decisions, result.groups, strict=True):
             index = cast(int, decision.job)
+            first = cast(int, runnable[lead].key)
+            group = (first, sizes[lead]) if sizes[lead] > 1 else (None, 1)
             if decision.outcome is Outcome.REFUSED:
                 problems.append(f"[{index}]: {decision.reason}")
             elif decision.outcome is Outcome.PLACED:
                 assert decision.site is not None
                 ref = snap.refs[decision.site]
-                plans[index] = Plan(ref.id, ref.app_ids[requests[index].app], False, decision)
+                plans[index] = Plan(ref.id, ref.app_ids[requests[index].app], False, decision, *group)
             else:  # deferred: held at an eligible site until one takes work
                 site = _first_eligible(decision)
                 ref = snap.refs[site]
-                plans[index] = Plan(ref.id, ref.app_ids[requests[index].app], True, decision)
+                plans[index] = Plan(ref.id, ref.app_ids[requests[index].app], True, decision, *group)
         for index in sorted(waiting_for_parents & specs.keys()):
             reasons = eligibility(requests[index], snap.snapshot)
             ok = [name for name, why in reasons.items() if not why]
@@ -400,7 +460,7 @@ def run_cycle(service: PlacementService, conn: Connection, now: datetime) -> Cyc
             if site_id in names:
                 avoid.setdefault(job_id, {})[names[site_id]] = "the job's hedged pair runs here"
         by_id = {row.id: row for row in rows}
-        for decision in service.place(owner_id, requests, snap, avoid):
+        for decision in service.place(owner_id, requests, snap, avoid).decisions:
             row = by_id[cast(int, decision.job)]
             if decision.site is None:
                 report.deferred += 1
