@@ -275,3 +275,22 @@ def test_impossible_figures_are_refused_where_they_are_made() -> None:
         site("a", slots=2, free=3)
     with pytest.raises(ValueError, match="same name"):
         snapshot(site("a"), site("a"))
+
+
+def test_each_job_ahead_costs_its_run_plus_the_sites_turnaround() -> None:
+    """A one-slot site with short runs looks quickest until each job's turnaround between runs (reports,
+    acquire, start-up: measured by the service) is counted: then the four-slot site with longer runs is."""
+    backlog = (BacklogGroup(APP, 0, 8),)
+    small = site("small-1", run_s=1.0, slots=1, free=0, backlog=backlog, running={APP: 1})
+    large = site("large-4", run_s=4.0, slots=4, free=0, backlog=backlog, running={APP: 4})
+    naive = place(job(1), snapshot(small, large))
+    assert naive.site == "small-1"
+    slow_turns = [replace(s, turnaround_s=3.0) for s in (small, large)]
+    measured = place(job(1), snapshot(*slow_turns))
+    by_site = {e.site: e for e in measured.estimates}
+    assert measured.site == "large-4"
+    # 8 jobs ahead at (1 + 3) s on one slot, plus half a run of the busy slot, then dispatch
+    assert by_site["small-1"].wait_s == pytest.approx(8 * 4.0 + 0.5 + 1.0)
+    assert by_site["large-4"].wait_s == pytest.approx((8 * 7.0 + 0.5 * 4 * 4.0) / 4 + 1.0)
+    with pytest.raises(ValueError, match="turnaround_s must be >= 0"):
+        replace(small, turnaround_s=-1.0)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ApiUser
+from tests.server.helpers import acquire, report
 from tests.server.placement_fixtures import eventually
 from tests.server.test_placement_service import live_site, placement_events
 
@@ -106,3 +107,52 @@ def test_a_measured_transfer_rate_is_used_for_stage_in(alice: ApiUser) -> None:
     [data] = placement_events(alice, placed["id"])
     est = {e["site"]: e for e in data["decision"]["estimates"]}
     assert est["a"]["stage_in_s"] == pytest.approx(1.0) and est["b"]["stage_in_s"] == pytest.approx(5.0)
+
+
+def test_a_site_at_its_pilot_limit_is_not_credited_with_a_new_pilot(alice: ApiUser) -> None:
+    """An agent says how many nodes its elastic queue may hold: a site that may submit no pilot (limit 0)
+    and has none running cannot take work; one with room is credited a new pilot's queue wait."""
+    a, b = live_site(alice, "a"), live_site(alice, "b")
+    set_figures(alice, a, {"max_total_nodes": 0, "max_pilot_nodes": 1})
+    set_figures(alice, b, {"max_total_nodes": 4, "max_pilot_nodes": 2, "priors": {"queue_wait_s": 30.0}})
+    [placed] = alice.jobs([{"app": "echo", "workdir": "w", "parameters": {"n": 1}}])
+    assert placed["site_id"] == b["id"]
+    [data] = placement_events(alice, placed["id"])
+    est = {e["site"]: e for e in data["decision"]["estimates"]}
+    assert est["a"]["status"] == "unavailable"
+    assert est["a"]["reasons"] == ["no pilot is running or queued, and the site will not submit one"]
+    assert est["b"]["wait_basis"] == "new_pilot" and est["b"]["wait_s"] == pytest.approx(31.0)
+    for bad in ({"max_total_nodes": -1}, {"max_pilot_nodes": 0}, {"max_total_nodes": "all"}):
+        set_figures(alice, a, bad)  # ignored as a whole: the site keeps the default (one more node)
+        assert outlook(alice)["a"]["health"] == "up"
+
+
+def test_the_turnaround_between_runs_and_the_transfer_routes_are_measured_and_shown(
+    alice: ApiUser,
+) -> None:
+    """Runs one after another on one slot of a pilot, each next job already waiting: the site's turnaround
+    (end of one run → start of the next) is measured and shown with its transfer routes (API and CLI)."""
+    a = live_site(alice, "a")
+    [app] = [x for x in alice.ok(alice.http.get("/apps"))["items"] if x["site_id"] == a["id"]]  # type: ignore[index]
+    body = {"site_id": a["id"], "num_nodes": 1, "wall_time_min": 30, "queue": "q", "project": "p"}
+    batch = alice.ok(alice.http.post("/batch-jobs", json=body), 201)
+    session = alice.ok(
+        alice.http.post("/sessions", json={"site_id": a["id"], "batch_job_id": batch["id"]}), 201
+    )
+    alice.jobs([{"app_id": app["id"], "workdir": f"t/{i}", "parameters": {"n": i}} for i in range(5)])
+    where = {"node": "nid001", "slot": 0}
+    for _ in range(5):
+        [got] = acquire(alice, session["id"], max_jobs=1)
+        report(alice, session["id"], [{"id": got["id"], "state": "RUNNING", "state_data": where}])
+        report(alice, session["id"], [{"id": got["id"], "state": "RUN_DONE", "return_code": 0}])
+        time.sleep(0.3)
+    samples = [{"bytes": n * 1e6, "seconds": 1.0 + n, "at": time.time() - 10} for n in (1, 2, 4, 8, 16)]
+    set_figures(alice, a, {"transfers": {"aps_dtn": samples}})
+    seen = outlook(alice)["a"]
+    assert 0.3 <= seen["turnaround_s"] < 30, seen["turnaround_s"]
+    routes = {r["location"]: r for r in seen["routes"]}
+    assert set(routes) == {"a", "aps_dtn", "dtn"}  # the aliases the site registered
+    assert routes["aps_dtn"]["basis"] == "history" and routes["aps_dtn"]["samples"] == 5
+    assert routes["aps_dtn"]["rate_bps"] == pytest.approx(1e6, rel=1e-3)
+    assert routes["aps_dtn"]["overhead_s"] == pytest.approx(1.0, abs=1e-3)
+    assert routes["dtn"]["basis"] == "prior" and routes["dtn"]["rate_bps"] == pytest.approx(100e6)

@@ -91,3 +91,11 @@ def test_site_yml_priors_are_validated_and_reported() -> None:
     for bad in ({"queue_wait_s": -1}, {"run_time_s": {"x": -3}}, {"transfer_rate_bps": 0}, {"wall": 1}):
         with pytest.raises(ValueError):
             SiteConfig.model_validate({**base, "placement": bad})
+
+
+def test_the_elastic_queue_limits_are_reported() -> None:
+    """The service counts a new pilot only where the site may still ask for one."""
+    report = SiteFigures.model_validate(PlacementFigures(max_total_nodes=4, max_pilot_nodes=2).report())
+    assert (report.max_total_nodes, report.max_pilot_nodes) == (4, 2)
+    unknown = SiteFigures.model_validate(PlacementFigures().report())  # an older agent's report
+    assert unknown.max_total_nodes is None and unknown.max_pilot_nodes is None

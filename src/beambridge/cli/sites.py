@@ -39,9 +39,20 @@ PLACEMENT_COLUMNS: list[Column] = [
     ("slots", lambda row: f"{row[1].free_slots}/{row[1].running_slots}" if row[1] else ""),
     ("done/min", lambda row: row[1].finished_per_min if row[1] else ""),
     ("typical finish", lambda row: _finish(row[1]) if row[1] else ""),
+    ("transfer routes", lambda row: _routes(row[1]) if row[1] else ""),
 ]
 """Slots are free/total in running pilots; done/min over the last 15 min; typical finish: the predicted
-finish of a job of each app placed now."""
+finish of a job of each app placed now; transfer routes: each location alias's rate and per-task
+overhead, measured (from the agent's timed tasks) or configured."""
+
+
+def _routes(outlook: SitePlacement) -> str:
+    return "; ".join(
+        f"{r.location} {r.rate_bps / 1e6:,.0f} MB/s + {r.overhead_s:.1f} s/task"
+        f" ({'measured, ' + str(r.samples) + ' tasks' if r.basis == 'history' else 'configured'}"
+        f"{f', {r.failure_rate:.0%} failed' if r.failure_rate else ''})"
+        for r in outlook.routes
+    )
 
 
 @app.command("ls")

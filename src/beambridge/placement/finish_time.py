@@ -8,7 +8,8 @@
                 (the slowest location decides; routes move data in parallel)
     wait      = an idle slot in a running pilot            → the dispatch latency
               | else the work ahead (jobs placed here with priority ≥ the job's, in slot-seconds of
-                their apps' run times, plus half a run per busy slot) drained by the capacity the site
+                their apps' run times plus the site's measured turnaround per job, plus half a run per
+                busy slot) drained by the capacity the site
                 will have: running pilots now, queued pilots when their remaining queue wait ends, and a
                 new pilot after the predicted queue wait when the queued capacity does not cover the demand
     run       = the app's run time here, scaled by the job's input size where the history allows
@@ -107,10 +108,11 @@ class SiteLoad:
         if cached is None:
             jobs = 0
             work = 0.0
+            turnaround = self.site.turnaround_s
             for group in self.site.backlog:
                 if group.priority >= priority:
                     jobs += group.jobs
-                    work += group.jobs * self.run_time(group.app).median_s
+                    work += group.jobs * (self.run_time(group.app).median_s + turnaround)
             cached = self._ahead[priority] = (jobs, work)
         return cached
 
@@ -132,7 +134,7 @@ class SiteLoad:
     def add(self, job: JobRequest, run_s: float, in_locations: tuple[str, ...]) -> None:
         """Count ``job`` (predicted to run ``run_s``) as placed here."""
         self.extra_jobs += 1
-        self.extra_work_s += run_s
+        self.extra_work_s += run_s + self.site.turnaround_s
         self.extra_by_app[job.app] = self.extra_by_app.get(job.app, 0) + 1
         for location in in_locations:
             nbytes = job.input_bytes.get(location, 0.0)

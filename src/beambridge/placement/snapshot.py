@@ -132,6 +132,9 @@ class SiteSnapshot:
     pending_transfer_bytes: Mapping[str, float] = field(default_factory=dict)
     """Bytes queued or moving between each location and this site (the route's queue)."""
     priors: SitePriors = field(default_factory=SitePriors)
+    turnaround_s: float = 0.0
+    """Measured seconds a busy slot spends between one run and the next while work waits (the launcher's
+    reports, acquire, start-up): each job ahead holds a slot for its run time plus this."""
 
     def __post_init__(self) -> None:
         if self.running_slots < 0 or not 0 <= self.free_slots <= self.running_slots:
@@ -140,6 +143,8 @@ class SiteSnapshot:
             raise ValueError(f"site {self.name!r}: new_pilot_slots must be >= 0")
         if self.max_backlog is not None and self.max_backlog < 0:
             raise ValueError(f"site {self.name!r}: max_backlog must be >= 0")
+        if not self.turnaround_s >= 0:
+            raise ValueError(f"site {self.name!r}: turnaround_s must be >= 0")
 
     @property
     def backlog_jobs(self) -> int:

@@ -81,6 +81,19 @@ class SiteAppOutlook(OutputModel):
     finish_s: float | None = Field(description="Predicted finish of a typical job placed now")
 
 
+class RouteOutlook(OutputModel):
+    """One transfer route (a location alias ↔ the site) as placement predicts it."""
+
+    location: str
+    rate_bps: float = Field(description="Bytes per second")
+    overhead_s: float = Field(description="Seconds per transfer task, whatever its size")
+    basis: Literal["history", "prior"] = Field(
+        description="Measured from the agent's timed tasks, or configured"
+    )
+    samples: int = Field(description="Timed tasks behind a measured rate")
+    failure_rate: float = Field(description="Share of the route's recent tasks that failed")
+
+
 class SitePlacement(OutputModel):
     """A site as placement sees it now: health, capacity, backlog, rates and predicted finish."""
 
@@ -97,6 +110,11 @@ class SitePlacement(OutputModel):
     backlog: int = Field(description="Jobs placed here and not running yet")
     running: int
     finished_per_min: float = Field(description="Jobs finished here over the last 15 minutes, per minute")
+    new_pilot_slots: int = Field(default=0, description="Nodes a new pilot would bring (0: none will come)")
+    turnaround_s: float = Field(
+        default=0.0, description="Measured seconds a busy slot spends between runs while work waits"
+    )
+    routes: list[RouteOutlook] = Field(default_factory=list, description="Transfer rate per location alias")
     apps: list[SiteAppOutlook]
 
 
@@ -167,6 +185,13 @@ class SiteFigures(InputModel):
 
     scheduler_failures: int = Field(default=0, ge=0, le=10**9)
     scheduler_error: str = Field(default="", max_length=1000, description="The last failure's message")
+    max_total_nodes: int | None = Field(
+        default=None,
+        ge=0,
+        le=10**7,
+        description="Nodes its elastic queue may hold, queued and running (0: it submits no pilots)",
+    )
+    max_pilot_nodes: int | None = Field(default=None, ge=1, le=10**7, description="Its largest pilot")
     transfers: dict[Name, list[TransferMeasurement]] = Field(default_factory=dict, max_length=1000)
     priors: SitePriors = Field(default_factory=SitePriors)
 

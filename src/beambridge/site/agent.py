@@ -115,7 +115,12 @@ class SiteAgent:
         self.site = SiteDir(root)
         self.config = self.site.load()
         self.client = client or site_client(self.site, self.config)
-        self.figures = PlacementFigures(self.config.placement)
+        queue = self.config.elastic_queue
+        self.figures = PlacementFigures(
+            self.config.placement,
+            max_total_nodes=queue.max_total_nodes if queue.enabled else 0,
+            max_pilot_nodes=queue.max_nodes,
+        )
         self.scheduler: Scheduler = CountedScheduler(make_scheduler(self.site, self.config), self.figures)
         self.apps = SiteApps(self.site.apps, self.client, self.config.site_id)
         self.stop_event = threading.Event()

@@ -5,7 +5,9 @@ service's placement snapshot; the shape is :class:`beambridge.schemas.placement.
   row, and the last one's message — a run of failures makes the site ``degraded``, then ``down``;
 * the newest timed transfer tasks per location alias (bytes, seconds, ok) — the service fits the route's
   rate and per-task overhead from them;
-* the priors of ``site.yml``'s ``placement:`` section — what to expect before there is any history.
+* the priors of ``site.yml``'s ``placement:`` section — what to expect before there is any history;
+* its elastic queue's limits (nodes queued and running, largest pilot), so the service counts only the
+  pilots the site can still ask for.
 """
 
 from __future__ import annotations
@@ -24,8 +26,15 @@ from beambridge.schemas.placement import MAX_TRANSFER_SAMPLES, SiteFigures, Site
 class PlacementFigures:
     """The agent's measurements, shared by its services (thread-safe)."""
 
-    def __init__(self, priors: SitePriors | None = None) -> None:
+    def __init__(
+        self,
+        priors: SitePriors | None = None,
+        max_total_nodes: int | None = None,
+        max_pilot_nodes: int | None = None,
+    ) -> None:
         self.priors = priors or SitePriors()
+        self.max_total_nodes = max_total_nodes
+        self.max_pilot_nodes = max_pilot_nodes
         self._lock = threading.Lock()
         self._failures = 0
         self._error = ""
@@ -60,6 +69,8 @@ class PlacementFigures:
                 scheduler_error=self._error,
                 transfers={location: list(samples) for location, samples in self._transfers.items()},
                 priors=self.priors,
+                max_total_nodes=self.max_total_nodes,
+                max_pilot_nodes=self.max_pilot_nodes,
             )
         return figures.model_dump(mode="json", exclude_none=True)
 

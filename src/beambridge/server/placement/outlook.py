@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from beambridge.placement import JobRequest
+from beambridge.placement.estimators import TransferEstimate
 from beambridge.placement.finish_time import INFINITE, SiteLoad, predict_finish
 from beambridge.server.auth.tokens import Principal
 from beambridge.server.db.tables import events, sites
@@ -81,10 +82,24 @@ def site_outlook(
                 "backlog": site.backlog_jobs,
                 "running": sum(site.running.values()),
                 "finished_per_min": round(finished.get(ref.id, 0) / (RATE_WINDOW_S / 60), 2),
+                "new_pilot_slots": site.new_pilot_slots,
+                "turnaround_s": round(site.turnaround_s, 3),
+                "routes": [_route(location, site.transfer(location)) for location in sorted(site.locations)],
                 "apps": outlook,
             }
         )
     return out
+
+
+def _route(location: str, estimate: TransferEstimate) -> dict[str, Any]:
+    return {
+        "location": location,
+        "rate_bps": round(estimate.rate_bps, 1),
+        "overhead_s": round(estimate.overhead_s, 3),
+        "basis": estimate.source,
+        "samples": estimate.samples,
+        "failure_rate": round(estimate.failure_rate, 4),
+    }
 
 
 def _aware(value: datetime, now: datetime) -> datetime:

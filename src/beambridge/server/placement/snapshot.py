@@ -13,6 +13,7 @@ import threading
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 import sqlalchemy as sa
@@ -45,7 +46,16 @@ from beambridge.schemas.apps import AppParameter, TransferSlot
 from beambridge.schemas.batch_jobs import BatchJobState
 from beambridge.schemas.placement import SiteFigures
 from beambridge.schemas.transfers import TransferState
-from beambridge.server.db.tables import apps, batch_jobs, events, jobs, sessions, sites, transfer_items
+from beambridge.server.db.tables import (
+    apps,
+    batch_jobs,
+    events,
+    job_runs,
+    jobs,
+    sessions,
+    sites,
+    transfer_items,
+)
 from beambridge.states import JobState
 
 S = JobState
@@ -89,6 +99,51 @@ class _History:
     at: float
     run_times: dict[int, dict[int, RunTimeEstimate]]
     queue_waits: dict[int, dict[str, QueueWaitEstimate]]
+    turnarounds: dict[int, float] = field(default_factory=dict)
+
+
+MIN_TURNAROUNDS = 3
+"""Gaps between runs a site needs before its measured turnaround is used (else 0: the dispatch prior)."""
+
+
+def _turnarounds(conn: Connection, owner_id: int, since: datetime) -> dict[int, float]:
+    """Per site, the median time a slot stood between the end of one run and the start of the next while
+    that next job was already waiting (created before the run ended): what each job costs a busy slot
+    beyond its run time — the launcher's reports, its acquire, the job's start-up. Runs are paired per
+    (pilot, node, slot), from the newest 20,000 of the window."""
+    query = (
+        sa.select(
+            job_runs.c.site_id,
+            job_runs.c.batch_job_id,
+            job_runs.c.node,
+            job_runs.c.slot,
+            job_runs.c.started_at,
+            job_runs.c.ended_at,
+            jobs.c.created_at,
+        )
+        .join(jobs, jobs.c.id == job_runs.c.job_id)
+        .where(job_runs.c.owner_id == owner_id, job_runs.c.started_at >= since)
+        .order_by(job_runs.c.id.desc())
+        .limit(20_000)
+    )
+    lanes: dict[tuple[Any, ...], list[tuple[float, float | None, float]]] = defaultdict(list)
+    for row in conn.execute(query):
+        if row.batch_job_id is None or row.slot is None:
+            continue
+        lane = (row.site_id, row.batch_job_id, row.node, row.slot)
+        ended = row.ended_at.timestamp() if row.ended_at is not None else None
+        lanes[lane].append((row.started_at.timestamp(), ended, row.created_at.timestamp()))
+    gaps: dict[int, list[float]] = defaultdict(list)
+    for (site_id, *_), runs in lanes.items():
+        runs.sort(key=lambda run: run[0])
+        for (_, ended, _), (started, _, created) in pairwise(runs):
+            if ended is not None and created <= ended <= started:
+                gaps[site_id].append(started - ended)
+    return {
+        site_id: sorted(values)[len(values) // 2]
+        for site_id, values in gaps.items()
+        if len(values) >= MIN_TURNAROUNDS
+    }
 
 
 @dataclass
@@ -222,7 +277,7 @@ def _history(
                 waits[key], now, prior_s=priors.queue_wait_s, still_queued_ages=queued_ages.get(key, ())
             )
     del site_ids
-    return _History(now, dict(run_times), dict(queue_waits))
+    return _History(now, dict(run_times), dict(queue_waits), _turnarounds(conn, owner_id, since))
 
 
 def build_snapshot(
@@ -360,6 +415,11 @@ def build_snapshot(
             )
         running_slots = slots.get(site.id, 0)
         free = max(0, running_slots - held.get(site.id, 0))
+        site_queued = tuple(queued.get(site.id, ()))
+        new_pilot_slots = 1  # an agent that does not say its limits: assume it can ask for one more node
+        if figures.max_total_nodes is not None:
+            headroom = figures.max_total_nodes - running_slots - sum(p.slots for p in site_queued)
+            new_pilot_slots = max(0, min(headroom, figures.max_pilot_nodes or headroom))
         run_times = {
             app_names[app_id]: est
             for app_id, est in history.run_times.get(site.id, {}).items()
@@ -373,8 +433,8 @@ def build_snapshot(
                 health=health,
                 running_slots=running_slots,
                 free_slots=min(free, running_slots),
-                queued_pilots=tuple(queued.get(site.id, ())),
-                new_pilot_slots=1,
+                queued_pilots=site_queued,
+                new_pilot_slots=new_pilot_slots,
                 backlog=tuple(
                     BacklogGroup(app, priority, count)
                     for (app, priority), count in backlog.get(site.id, {}).items()
@@ -384,6 +444,7 @@ def build_snapshot(
                 queue_waits=history.queue_waits.get(site.id, {}),
                 transfers=measured_transfers(figures, now, own_priors),
                 priors=own_priors,
+                turnaround_s=history.turnarounds.get(site.id, 0.0),
             )
         )
         refs[site.name] = SiteRef(site.id, site.name, ids, hooks, params, slot_specs)
