@@ -102,7 +102,8 @@ def test_the_copy_finishing_first_is_adopted_and_the_original_run_is_stopped(two
         report(alice, slow["id"], [{"id": job["id"], "state": "RUNNING"}])
         copy_id = hedged(alice, [job["id"]])[job["id"]]
         copy = two_sites.job(copy_id)
-        assert copy["site_id"] == other["id"] and copy["tags"] == {"hedge_copy_of": str(job["id"])}
+        assert copy["site_id"] == other["id"] and copy["hedge_of"] == job["id"]
+        assert copy["tags"] == {**job["tags"], "hedge_copy_of": str(job["id"])}
         assert copy["workdir"] == job["workdir"] and copy["parameters"] == job["parameters"]
         fast = alice.session(other["id"])
         assert [j["id"] for j in acquire(alice, fast["id"], max_jobs=5)] == [copy_id]
@@ -278,3 +279,84 @@ def test_both_runs_reported_at_the_same_moment_finish_the_job_exactly_once(
         assert finishes(alice, original) == 1 and finishes(alice, copy) == 0
         result = two_sites.job(original)["result"]
         assert result in (original, copy)  # the winner's result, whichever it was
+
+
+def test_a_copy_is_marked_carries_the_tags_and_listings_can_leave_copies_out(two_sites: TwoSites) -> None:
+    """A copy is a job of its own: it says whose copy it is (``hedge_of``), ``GET /jobs`` can leave copies
+    out or list only them, and it carries the original's tags, so a launcher that takes only jobs with
+    some tags takes the copy too."""
+    alice = two_sites.user
+    quick(two_sites)
+    with alive(two_sites):
+        [job, plain] = submit(two_sites, 2)
+        copy_id = hedged(alice, [job["id"]])[job["id"]]
+        copy = two_sites.job(copy_id)
+        assert copy["hedge_of"] == job["id"] and two_sites.job(job["id"])["hedge_of"] is None
+        mine = {job["id"], plain["id"], copy_id}
+
+        def listed(query: str) -> set[int]:
+            page = alice.ok(alice.http.get(f"/jobs?{query}&limit=100"))
+            return {j["id"] for j in page["items"]} & mine  # type: ignore[index]
+
+        copies = hedged(alice, [plain["id"]])  # the other job's copy too, so both kinds are listed
+        mine.add(copies[plain["id"]])
+        assert listed("copies=false") == {job["id"], plain["id"]}
+        assert listed("copies=true") == {copy_id, copies[plain["id"]]}
+        assert listed(f"hedge_of={job['id']}") == {copy_id}
+        count = alice.ok(alice.http.get(f"/jobs/count?copies=true&hedge_of={job['id']}"))
+        assert count == {"count": 1}
+        for bad in ("copies=maybe", "hedge_of=0", "hedge_of=x"):
+            response = alice.http.get(f"/jobs?{bad}")
+            assert response.status_code == 422, bad
+        # a launcher at the copy's site that takes only jobs tagged i=0 takes the copy
+        session = alice.session(copy["site_id"])
+        got = acquire(alice, session["id"], max_jobs=5, filter_tags={"i": "0"})
+        assert [j["id"] for j in got] == [copy_id]
+
+
+def test_a_failed_original_never_adopts_its_copy_and_a_retried_original_is_hedged_again(
+    two_sites: TwoSites,
+) -> None:
+    """The original's run fails for good while its copy runs: the copy is cancelled with it (a FAILED job
+    never takes a run over), and the copy's late result is refused. A copy is never retried; retrying the
+    original sends it back to run, and it can get a new copy when it is late again."""
+    alice = two_sites.user
+    quick(two_sites)
+    with alive(two_sites):
+        [job] = submit(two_sites, 1, retry_limit=0)
+        first = claim(two_sites, job["id"], job["tags"])
+        _, other = site_of(two_sites, two_sites.job(job["id"]))
+        report(alice, first, [{"id": job["id"], "state": "RUNNING"}])
+        copy_id = hedged(alice, [job["id"]])[job["id"]]
+        second = alice.session(other["id"])
+        assert [j["id"] for j in acquire(alice, second["id"], max_jobs=5)] == [copy_id]
+        report(alice, second["id"], [{"id": copy_id, "state": "RUNNING"}])
+        report(alice, first, [{"id": job["id"], "state": "RUN_ERROR", "return_code": 1}])
+        assert states(alice, [job["id"], copy_id]) == {job["id"]: "FAILED", copy_id: "KILLED"}
+        late = alice.http.post(
+            f"/sessions/{second['id']}/report", json={"reports": [{"id": copy_id, "state": "RUN_DONE"}]}
+        )
+        assert late.status_code == 409
+        assert two_sites.job(job["id"])["state"] == "FAILED" and finishes(alice, job["id"]) == 0
+        [ended] = [e for e in events(alice, copy_id) if e["to_state"] == "KILLED"]
+        assert ended["data"]["hedge"] == "ended"
+
+        refused = alice.ok(alice.http.post("/jobs/retry", json={"ids": [copy_id]}))
+        assert refused["count"] == 0  # type: ignore[index]
+        assert "a hedged copy of job" in refused["skipped"][0]["reason"]  # type: ignore[index]
+        by_tag = alice.ok(alice.http.post("/jobs/retry", json={"tags": {"hedge_copy_of": str(job["id"])}}))
+        assert by_tag["count"] == 0  # type: ignore[index]
+        assert states(alice, [copy_id]) == {copy_id: "KILLED"}
+
+        retried = alice.ok(alice.http.post("/jobs/retry", json={"ids": [job["id"]]}))
+        assert retried["ids"] == [job["id"]]  # type: ignore[index]
+
+        def second_copy() -> int | None:
+            marks = [
+                e["data"]["copy"] for e in events(alice, job["id"]) if e["data"].get("placement") == "hedged"
+            ]
+            return marks[1] if len(marks) == 2 else None
+
+        again = eventually(second_copy, "a new copy after the retry", 20)
+    assert again != copy_id and two_sites.job(again)["hedge_of"] == job["id"]
+    assert states(alice, [copy_id]) == {copy_id: "KILLED"}

@@ -115,6 +115,10 @@ def list_jobs(
         ),
     ] = None,
     show_all: Annotated[bool, typer.Option("--all", help="Every matching job.")] = False,
+    copies: Annotated[
+        bool | None,
+        typer.Option("--copies/--no-copies", help="Only hedged copies / leave them out (default: both)."),
+    ] = None,
     summary: Annotated[bool, typer.Option("--summary", help="Counts by state instead of the jobs.")] = False,
     by: Annotated[
         str | None,
@@ -140,6 +144,7 @@ def list_jobs(
             "app_id": names.app_ids(app_ref, site) if app_ref is not None else None,
             "tags": parse_pairs(tag, "--tag"),
             "updated_after": parse_since(since) if since is not None else None,
+            "copies": copies,
         }
         if summary or by is not None:
             _print_summary(client.jobs.summary(by, max_groups=10_000, **filters), as_json)

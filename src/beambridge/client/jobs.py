@@ -78,8 +78,11 @@ class JobManager(Manager[Job]):
         created_before: datetime | None = None,
         updated_after: datetime | None = None,
         updated_before: datetime | None = None,
+        hedge_of: int | None = None,
+        copies: bool | None = None,
     ) -> Query[Job]:
         """Jobs matching every given filter (a list matches any of its values; ``tags`` must all be there).
+        ``copies=False`` leaves hedged copies out, ``True`` keeps only them; ``hedge_of`` the copies of a job.
 
         Lazy: nothing is sent until the query is iterated, counted or asked for ``first()``.
         """
@@ -96,6 +99,8 @@ class JobManager(Manager[Job]):
             created_before=created_before,
             updated_after=updated_after,
             updated_before=updated_before,
+            hedge_of=hedge_of,
+            copies=copies,
         )
 
     def count(self) -> int:

@@ -277,6 +277,9 @@ class Job(OutputModel):
     awaiting_placement: bool = Field(
         default=False, description="Waiting for the service to bind it to a site (site_id is provisional)"
     )
+    hedge_of: int | None = Field(
+        default=None, description="Set on a hedged copy: the job it is a copy of (its run may be adopted)"
+    )
 
 
 class BulkResult(OutputModel):

@@ -64,6 +64,10 @@ class JobQuery(QueryModel):
     created_before: datetime | None = None
     updated_after: datetime | None = None
     updated_before: datetime | None = None
+    hedge_of: PositiveId | None = Field(default=None, description="The hedged copies of this job")
+    copies: bool | None = Field(
+        default=None, description="false: leave hedged copies out; true: only hedged copies"
+    )
 
     @field_validator("tag")
     @classmethod

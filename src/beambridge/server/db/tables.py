@@ -185,6 +185,8 @@ jobs = sa.Table(
     # Waiting for the placement service to bind it to a site (late binding, or no site takes work now):
     # its site_id is provisional, and no site sees it.
     sa.Column("awaiting_placement", sa.Boolean, nullable=False, server_default=sa.false()),
+    # A hedged copy names the job it is a copy of (placement/hedges.py); null for every other job.
+    sa.Column("hedge_of", sa.BigInteger().with_variant(sa.Integer(), "sqlite")),
     # Acquire: runnable jobs of one site, best priority first.
     sa.Index("ix_jobs_acquire", "site_id", "state", "priority", "id"),
     sa.Index(None, "owner_id", "state"),
@@ -192,6 +194,13 @@ jobs = sa.Table(
     sa.Index(None, "app_id"),
     sa.Index(None, "created_at"),
     sa.Index(None, "updated_at"),
+    # The few copies only (a bulk create of ordinary jobs adds nothing to it).
+    sa.Index(
+        "ix_jobs_hedge_of",
+        "hedge_of",
+        postgresql_where=sa.text("hedge_of IS NOT NULL"),
+        sqlite_where=sa.text("hedge_of IS NOT NULL"),
+    ),
     sa.Index(
         "ix_jobs_tags_gin",
         "tags",

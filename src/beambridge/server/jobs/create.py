@@ -100,11 +100,13 @@ def create_jobs(
     now: datetime,
     placement: PlacementService | None = None,
     quotas: tuple[int, int] | None = None,
+    hedge_of: int | None = None,
 ) -> tuple[list[dict[str, Any]], set[WakeKey]]:
     """Insert ``specs`` as new jobs; returns their rows (as dicts) and the wake-ups to send after commit.
 
     Jobs naming an app by name are placed by ``placement`` (see :mod:`beambridge.server.placement`).
     ``quotas`` (jobs per minute, jobs in the system) are checked in this transaction (429 if exceeded).
+    ``hedge_of``: the jobs are hedged copies of that job (placement's hedging makes them).
     """
     by_name = {index: spec for index, spec in enumerate(specs) if spec.app is not None}
     parent_states = _load_parent_states(conn, principal, {pid for spec in specs for pid in spec.parent_ids})
@@ -187,6 +189,7 @@ def create_jobs(
                 "created_at": now,
                 "updated_at": now,
                 "awaiting_placement": index in plans and plans[index].awaiting,
+                "hedge_of": hedge_of,
             }
         )
     if problems:

@@ -30,6 +30,7 @@ _JOB_QUERY_OWN_SQL = frozenset(
         "created_before",
         "updated_after",
         "updated_before",
+        "copies",
     }
 )
 
@@ -49,6 +50,8 @@ def job_conditions(query: JobQuery, principal: Principal, dialect: str) -> list[
         where.append(jobs.c.workdir.startswith(query.workdir_prefix, autoescape=True))
     where.extend(time_window(jobs.c.created_at, query.created_after, query.created_before))
     where.extend(time_window(jobs.c.updated_at, query.updated_after, query.updated_before))
+    if query.copies is not None:
+        where.append(jobs.c.hedge_of.is_not(None) if query.copies else jobs.c.hedge_of.is_(None))
     return where
 
 

@@ -6,6 +6,9 @@ afresh, its last error and return code are cleared, and its transfers that must 
 and inputs that failed) are pending again. Children that failed only because it failed (they were still
 waiting for it) follow it back, recursively. A job whose parent ended badly and is not being retried is
 refused with that parent named: it would wait for ever.
+
+A hedged copy is never retried (its original is: the copy's run was only ever a second try of it); a
+retried original that had a copy can be hedged again, its p95 clock starting at the retry.
 """
 
 from __future__ import annotations
@@ -21,7 +24,15 @@ from beambridge.schemas.jobs import JobRetry
 from beambridge.schemas.transfers import TransferState
 from beambridge.server.auth.tokens import Principal
 from beambridge.server.db.chunks import chunked, id_in
-from beambridge.server.db.tables import events, job_parents, jobs, sites, transfer_items, users
+from beambridge.server.db.tables import (
+    events,
+    job_parents,
+    job_placements,
+    jobs,
+    sites,
+    transfer_items,
+    users,
+)
 from beambridge.server.errors import ConflictError, InvalidRequestError, NotFoundError
 from beambridge.server.jobs.lifecycle import Outcome, TransitionRequest, apply_transitions, lock_jobs
 from beambridge.server.jobs.queries import tags_contain
@@ -49,7 +60,11 @@ def _selected(conn: Connection, principal: Principal, request: JobRetry) -> tupl
     if principal.site_id is not None:
         mine.append(jobs.c.site_id == principal.site_id)
     if not request.ids:
-        query = sa.select(jobs.c.id).where(*mine, jobs.c.state.in_(states)).order_by(jobs.c.id)
+        query = (
+            sa.select(jobs.c.id)
+            .where(*mine, jobs.c.state.in_(states), jobs.c.hedge_of.is_(None))
+            .order_by(jobs.c.id)
+        )
         if request.tags:
             query = query.where(tags_contain(request.tags, conn.dialect.name))
         ids = list(conn.execute(query.limit(MAX_RETRY + 1)).scalars())
@@ -61,7 +76,7 @@ def _selected(conn: Connection, principal: Principal, request: JobRetry) -> tupl
     wanted = sorted(set(request.ids))
     found: dict[int, Any] = {}
     for chunk in chunked(wanted):
-        query = sa.select(jobs.c.id, jobs.c.state, jobs.c.tags).where(
+        query = sa.select(jobs.c.id, jobs.c.state, jobs.c.tags, jobs.c.hedge_of).where(
             id_in(jobs.c.id, chunk, conn.dialect.name), *mine
         )
         found.update((row.id, row) for row in conn.execute(query))
@@ -73,7 +88,11 @@ def _selected(conn: Connection, principal: Principal, request: JobRetry) -> tupl
     for job_id in wanted:
         row = found[job_id]
         tags = row.tags or {}
-        if row.state in states and all(tags.get(k) == v for k, v in request.tags.items()):
+        if (
+            row.state in states
+            and row.hedge_of is None
+            and all(tags.get(k) == v for k, v in request.tags.items())
+        ):
             chosen.append(job_id)
         else:
             skipped.append(row)
@@ -81,6 +100,8 @@ def _selected(conn: Connection, principal: Principal, request: JobRetry) -> tupl
 
 
 def _skip_reason(row: Any, request: JobRetry) -> str:
+    if row.hedge_of is not None:
+        return f"a hedged copy of job {row.hedge_of}: retry that job (it may be hedged again)"
     if row.state not in _RETRYABLE:
         return f"{row.state}: only FAILED or KILLED jobs can be retried"
     if request.state and row.state not in request.state:
@@ -164,6 +185,21 @@ def _reopen_transfers(conn: Connection, job_ids: list[int], now: datetime) -> No
         )
 
 
+def _rehedge(conn: Connection, job_ids: list[int], now: datetime) -> None:
+    """Retried originals whose copy ended with them may be hedged again: the link to the old copy goes,
+    and the time their p95 is counted from is the retry."""
+    for chunk in chunked(job_ids):
+        conn.execute(
+            job_placements.update()
+            .where(
+                job_placements.c.job_id.in_(chunk),
+                job_placements.c.hedge.is_(True),
+                job_placements.c.hedge_job_id.is_not(None),
+            )
+            .values(hedge_job_id=None, decided_at=now)
+        )
+
+
 def retry_jobs(
     conn: Connection, principal: Principal, request: JobRetry, now: datetime
 ) -> tuple[dict[str, Any], Outcome]:
@@ -203,6 +239,7 @@ def retry_jobs(
         fields = {"error": None, "return_code": None, "result": None}
         requests.append(TransitionRequest(job_id, target, data, None, fields, retry=True))
     _reopen_transfers(conn, ids, now)
+    _rehedge(conn, ids, now)
     outcome = apply_transitions(
         conn, requests, now=now, owner_id=principal.user_id, actor=principal.actor, locked=rows
     )

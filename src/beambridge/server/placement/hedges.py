@@ -4,8 +4,8 @@ predicted finish gets a copy on the best other site that takes work now.
 Each placement cycle reads the owner's hedge-flagged jobs that have no copy and whose run has not ended,
 asks :func:`beambridge.placement.hedges` which are overdue and where their copies go (at most
 ``placement_hedge_max_copies`` per cycle, most overdue first), and creates each copy as a job of its own:
-the same workdir, parameters (as submitted), resources, transfers and priority, bound to the chosen site's
-app, tagged ``hedge_copy_of=<id>``. The two jobs name each other in ``job_placements.hedge_job_id``; what
+the same workdir, parameters (as submitted), resources, transfers, priority and tags, bound to the chosen
+site's app, marked ``hedge_of=<id>`` and tagged ``hedge_copy_of=<id>`` too. The two jobs name each other in ``job_placements.hedge_job_id``; what
 happens when either run finishes is :mod:`beambridge.server.jobs.hedges`. Both jobs get an event: the
 original ``hedged`` (with the copy's id and the decision), the copy ``placed`` (with ``copy_of``).
 """
@@ -39,6 +39,8 @@ HEDGEABLE = sorted(state.value for state in ADOPT_TRANSITIONS)
 """States of a job whose run has not ended: a copy can still win."""
 
 COPY_TAG = "hedge_copy_of"
+MAX_TAGS = 64
+"""A job's most tags (``schemas.common.check_tags``)."""
 
 
 @dataclass
@@ -154,12 +156,15 @@ def _make_copy(
     if row is None or placement is None or row.state not in HEDGEABLE or placement.hedge_job_id is not None:
         return None
     ref = snap.refs[hedge.site]
+    tags = dict(row.tags or {})  # the original's, so a launcher that takes only some tags takes the copy
+    if len(tags) < MAX_TAGS or COPY_TAG in tags:  # hedge_of marks the copy in any case
+        tags[COPY_TAG] = str(original_id)
     spec = JobCreate.model_validate(
         {
             "app_id": ref.app_ids[placement.app_name],
             "workdir": row.workdir,
             "parameters": placement.parameters,
-            "tags": {COPY_TAG: str(original_id)},
+            "tags": tags,
             "data": row.data,
             "launch_params": row.launch_params,
             "num_nodes": row.num_nodes,
@@ -175,7 +180,7 @@ def _make_copy(
     )
     try:
         with conn.begin_nested():
-            [created], _ = create_jobs(conn, Principal(owner_id), [spec], now)
+            [created], _ = create_jobs(conn, Principal(owner_id), [spec], now, hedge_of=original_id)
     except ServiceError as exc:  # the site changed since the snapshot: try again next cycle
         log.warning("hedge_copy_refused", job_id=original_id, site=hedge.site, error=exc)
         return None
