@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 4
 
-.PHONY: demo test test-quick test-security lint format system-deps bench clean
+.PHONY: demo test test-quick test-security lint format system-deps bench peers-xpcs clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "beambridge needs Python >= 3.11"'
@@ -49,6 +49,17 @@ bench: $(STAMP)
 	@command -v wrk >/dev/null 2>&1 || { echo "bench: installing wrk (GET latency)"; apt-get install -y -q wrk >/dev/null; }
 	$(BIN)/python benchmarks/api_throughput.py
 	$(BIN)/python benchmarks/launcher_throughput.py
+
+## peers-xpcs: the peers' virtualenv .venv-peers for benchmarks/xpcs_speed.py (boost-corr 0.1.7, CPU torch, xpcscorr 0.4.5)
+peers-xpcs: .venv-peers/.xpcs-stamp
+
+.venv-peers/.xpcs-stamp:
+	python3.11 -m venv .venv-peers
+	.venv-peers/bin/pip download --quiet --no-deps --ignore-requires-python boost-corr==0.1.7 -d .venv-peers/wheels
+	.venv-peers/bin/pip install --quiet --no-deps --ignore-requires-python .venv-peers/wheels/boost_corr-0.1.7-py3-none-any.whl
+	.venv-peers/bin/pip install --quiet numpy h5py hdf5plugin tqdm psutil scipy torch==2.13.0
+	.venv-peers/bin/pip install --quiet xpcs-correlator==0.4.5
+	@touch $@
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

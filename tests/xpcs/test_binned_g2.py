@@ -39,7 +39,7 @@ def data() -> tuple[np.ndarray, np.ndarray, BinLabels]:
 
 def binned(corr: MultiTauCorrelator, labels: BinLabels, threads: int) -> G2Result:
     with numba_threads(threads):
-        return corr.g2(labels)
+        return corr.g2(labels, pixel_spread=True)
 
 
 FIELDS = ("g2", "g2_err", "scattering_1d", "scattering_1d_segments", "mean_intensity", "frame_sum")

@@ -63,7 +63,7 @@ def _sparse_counts(seed: int = 3) -> np.ndarray:
 def _result(frames: np.ndarray, qmap: QMap) -> tuple[np.ndarray, np.ndarray]:
     pixels, labels = _labels(qmap)
     corr = fed(frames, pixels, "dense", block=64)
-    res = corr.g2(labels)
+    res = corr.g2(labels, pixel_spread=True)
     return res.g2, res.g2_err
 
 

@@ -75,9 +75,23 @@ def test_event_path_exact_and_bit_equal_to_dense(photons: float) -> None:
     np.testing.assert_allclose(sums[1].G2, g2, rtol=1e-13, atol=0)
     np.testing.assert_allclose(sums[1].IP, ip, rtol=1e-13, atol=0)
     np.testing.assert_allclose(sums[1].IF, if_, rtol=1e-13, atol=0)
-    binned = [c.g2(labels) for c in correlators(frames, pixels)]
+    binned = [c.g2(labels, pixel_spread=True) for c in correlators(frames, pixels)]
     for other in binned[1:]:
         same(binned[0], other, FIELDS)
+    # either product walk of the event path (pairs of events, or elements level by level), with and
+    # without the pixel spread: the same bits; without it, no spread and nothing else changed
+    for pair_events, spread in ((0, True), (10**9, True), (0, False), (10**9, False)):
+        _dense, events, sparse_frames = correlators(frames, pixels)
+        for corr in (events, sparse_frames):
+            corr._pair_events = pair_events
+            got = corr.g2(labels, pixel_spread=spread)
+            same(binned[0], got, tuple(f for f in FIELDS if f != "g2_err"))
+            assert (got.g2_err is None) != spread
+            if spread:
+                same(binned[0], got, ("g2_err",))
+    dense_fast = correlators(frames, pixels)[0].g2(labels)
+    same(binned[0], dense_fast, tuple(f for f in FIELDS if f != "g2_err"))
+    assert dense_fast.g2_err is None
     want = normalize_g2(sums[0], labels)
     for name in ("g2", "g2_err", "scattering_1d", "scattering_1d_segments", "mean_intensity"):
         np.testing.assert_allclose(getattr(binned[1], name), getattr(want, name), rtol=1e-10, err_msg=name)
@@ -121,7 +135,14 @@ def test_hand_made_events_at_the_edges() -> None:
     dense.add_frames(frames)
     events = MultiTauCorrelator(n, pixels, n_det, mode="sparse")
     events.add_events(ptr * 3, pix2, val2)
-    same(dense.g2(labels), events.g2(labels), FIELDS)
+    same(dense.g2(labels, pixel_spread=True), events.g2(labels, pixel_spread=True), FIELDS)
+    for pair_events in (0, 10**9):  # either product walk
+        events = MultiTauCorrelator(n, pixels, n_det, mode="sparse")
+        events._pair_events = pair_events
+        events.add_events(ptr * 3, pix2, val2)
+        dense = MultiTauCorrelator(n, pixels, n_det, mode="dense")
+        dense.add_frames(frames)
+        same(dense.g2(labels, pixel_spread=True), events.g2(labels, pixel_spread=True), FIELDS)
 
 
 @pytest.mark.parametrize("dpl", [2, 3, 8])
@@ -144,7 +165,7 @@ def test_bits_independent_of_threads_and_blocks() -> None:
     for threads, block in ((1, 300), (2, 7), (2, 64)):
         with numba_threads(threads):
             corr = feed_events(MultiTauCorrelator(300, pixels, 2000, mode="sparse"), frames, block)
-            out.append(corr.g2(labels))
+            out.append(corr.g2(labels, pixel_spread=True))
     for other in out[1:]:
         same(out[0], other, FIELDS)
 

@@ -69,7 +69,7 @@ def test_g2_and_errors_equal_reference(
 ) -> None:
     raw, qmap_path, frames, qmap = small_run
     out = tmp_path / "out.h5"
-    run_multitau(raw, qmap_path, out, mode=mode)
+    run_multitau(raw, qmap_path, out, mode=mode, pixel_spread=True)
     tau, g2_ref, err_ref = reference_g2(frames, qmap)
     with h5py.File(out, "r") as f:
         assert f["/xpcs/multitau/delay_list"][()].tolist() == tau.tolist()

@@ -83,7 +83,7 @@ def corr(
     ),
     mode: str = typer.Option(
         "auto",
-        help="correlator: auto (= dense, the faster on frames and events alike), dense, or sparse (per-pixel event state)",
+        help="correlator: auto (dense; events at <= 0.01 photons/pixel/frame: sparse), dense, or sparse (event-driven)",
     ),
     rigaku_shape: str = typer.Option("512x1024", help="detector shape of Rigaku .bin files"),
     follow: bool = typer.Option(
@@ -94,6 +94,11 @@ def corr(
     ),
     rigaku_frames: int = typer.Option(
         None, help="frames of the acquisition (Rigaku .bin stores no count: trailing empty frames are lost)"
+    ),
+    pixel_spread: bool = typer.Option(
+        False,
+        "--pixel-spread",
+        help="also write XPCS-Eigen's error bar (spread of per-pixel ratios; slower on photon-counting data)",
     ),
 ) -> None:
     """Correlate RAW over the q partition and write OUT (multi-tau, optional two-time)."""
@@ -141,6 +146,7 @@ def corr(
                 follow=follow,
                 follow_timeout=follow_timeout,
                 progress=progress,
+                pixel_spread=pixel_spread,
             )
         except XpcsError as exc:
             _fail(str(exc))

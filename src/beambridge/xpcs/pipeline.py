@@ -91,8 +91,14 @@ def correlate(
     follow_timeout: float = 30.0,
     twotime_segments: int = 5,
     progress: Progress | None = None,
+    pixel_spread: bool = False,
 ) -> dict[str, Any]:
     """Correlate ``raw`` over the q partition ``qmap`` and write ``out``; return a summary.
+
+    ``normalized_g2_err`` is the jackknife error bar (with ``normalized_g2_cov``); ``pixel_spread=True``
+    also writes XPCS-Eigen's error bar, the spread of the per-pixel ratios, as
+    ``normalized_g2_err_pixel_spread`` (a ratio per pixel and delay: on photon-counting data it costs
+    more than the rest of the pass to g2).
 
     The frame time (s) comes from the raw file's metadata when it has some (see
     :func:`resolve_frame_time`); ``frame_time`` that contradicts the file is an error unless
@@ -168,7 +174,7 @@ def correlate(
                     collector.add_dense(j0, block)
             if progress is not None:
                 progress(j0 + b, n)
-        res = corr.g2(labels) if corr is not None else None
+        res = corr.g2(labels, pixel_spread) if corr is not None else None
         t_done = time.perf_counter()
         sel_ = stream.selection
         with atomic_h5(out) as f:
@@ -196,8 +202,10 @@ def correlate(
                 g["delay_list"] = res.tau.astype(np.int64)
                 g["normalized_g2"] = as_f32(res.g2)
                 honest = res.g2_err_resampled
-                g["normalized_g2_err"] = as_f32(res.g2_err if honest is None else honest)
-                g["normalized_g2_err_pixel_spread"] = as_f32(res.g2_err)
+                assert honest is not None, "MultiTauCorrelator.g2 gives the covariance"
+                g["normalized_g2_err"] = as_f32(honest)
+                if res.g2_err is not None:
+                    g["normalized_g2_err_pixel_spread"] = as_f32(res.g2_err)
                 if res.g2_cov is not None:
                     g["normalized_g2_cov"] = res.g2_cov
                 write_config(

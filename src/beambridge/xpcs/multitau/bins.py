@@ -71,12 +71,13 @@ class G2Result:
     ``scattering_1d`` (n_static,) and ``scattering_1d_segments`` (n_seg, n_static) mean intensities;
     ``mean_intensity`` (P,) every analysed pixel's time mean; ``frame_sum`` (N,) every frame's sum.
 
-    ``g2_err`` is XPCS-Eigen's error bar (the spread of the per-pixel ratios); ``g2_cov`` the covariance
-    of the g2 actually computed (a ratio of bin means), which is what a fit should use."""
+    ``g2_err`` is XPCS-Eigen's error bar (the spread of the per-pixel ratios; None where not computed:
+    ``MultiTauCorrelator.g2(labels, pixel_spread=True)`` computes it); ``g2_cov`` the covariance of the
+    g2 actually computed (a ratio of bin means), which is what a fit should use."""
 
     tau: npt.NDArray[np.int64]
     g2: npt.NDArray[np.float64]
-    g2_err: npt.NDArray[np.float64]
+    g2_err: npt.NDArray[np.float64] | None
     scattering_1d: npt.NDArray[np.float64]
     scattering_1d_segments: npt.NDArray[np.float64]
     mean_intensity: npt.NDArray[np.float64]
@@ -184,8 +185,9 @@ class BinPartials:
         """Chunk boundaries in groups of ``lanes`` pixels."""
         return -(-self.pixel_bounds // lanes)
 
-    def reduce(self, tau: np.ndarray, frame_sum: np.ndarray) -> G2Result:
-        """Merge the chunks (in order) into g2, its errors and covariance, and the static-bin intensities."""
+    def reduce(self, tau: np.ndarray, frame_sum: np.ndarray, spread: bool = True) -> G2Result:
+        """Merge the chunks (in order) into g2, its covariance (and with ``spread`` XPCS-Eigen's error
+        bar from the dynamic sums), and the static-bin intensities."""
         lab, k = self.labels, self.groups
         n_tau = self.static_sums.shape[2]
         per_group = self.static_sums.sum(axis=0).reshape(3, n_tau, lab.n_static, k)
@@ -203,7 +205,7 @@ class BinPartials:
         return G2Result(
             tau=tau.copy(),
             g2=g2,
-            g2_err=self._spread(),
+            g2_err=self._spread() if spread else None,
             scattering_1d=scattering[0],
             scattering_1d_segments=scattering[1:],
             mean_intensity=self.pixel_mean,
@@ -296,6 +298,7 @@ def bin_group(
     last: np.ndarray,
     v: np.ndarray,
     zero_tol: float,
+    spread: bool,
 ) -> None:
     """Add the ``w`` pixels ``base …`` of group ``g`` (state ``acc[g]`` (n_tau, lanes), ``head[g]``,
     ``tail[g]`` (L, H, lanes), ``seg[g]`` (n_seg, lanes)) into chunk ``c``'s partial sums:
@@ -311,7 +314,8 @@ def bin_group(
 
     Static sums are in the state's dtype (integers: exact, so any path and order give the same sums).
     ``tot`` (L, lanes), ``first``/``last`` (lanes,), ``v`` (4, lanes) are scratch. ``zero_tol``: see
-    :func:`~beambridge.xpcs.multitau.dense.finalize` (0 for integer sums, which are exact).
+    :func:`~beambridge.xpcs.multitau.dense.finalize` (0 for integer sums, which are exact). Without
+    ``spread`` the ratios, ``dynamic_sums`` and ``valid`` are left alone.
     """
     n_tau = acc.shape[1]
     n_hist = tail.shape[2]
@@ -339,22 +343,6 @@ def bin_group(
             for i in range(w):
                 last[i] += tail[g, lev, n_hist - run_lag, i]
                 first[i] += head[g, lev, run_lag - 1, i]
-        # vectorised loops (no branch, no store to shared sums)
-        for i in range(w):
-            v[1, i] = np.float64(tot[lev, i] - last[i]) * scale1[j]
-        for i in range(w):
-            v[2, i] = np.float64(tot[lev, i] - first[i]) * scale1[j]
-        if zero_tol > 0.0:  # float sums: a window without photons is zero, not a rounding residue
-            for i in range(w):
-                limit = zero_tol * abs(np.float64(tot[0, i]))
-                if abs(np.float64(tot[lev, i] - last[i])) <= limit:
-                    v[1, i] = 0.0
-                if abs(np.float64(tot[lev, i] - first[i])) <= limit:
-                    v[2, i] = 0.0
-        for i in range(w):
-            v[0, i] = np.float64(acc[g, j, i]) * scale2[j]
-        for i in range(w):  # pixel_ratio's expression, on the values above: the same bits
-            v[3, i] = v[0, i] / (v[1, i] * v[2, i])  # used only where IP_p·IF_p > 0
         # neighbouring pixels mostly share their bins: a bin's sums stay in registers while its
         # pixels follow one another (the same additions in the same order, without store and reload)
         s = static[base]
@@ -373,6 +361,24 @@ def bin_group(
         static_sums[c, 0, j, s] = s0
         static_sums[c, 1, j, s] = s1
         static_sums[c, 2, j, s] = s2
+        if not spread:
+            continue
+        # vectorised loops (no branch, no store to shared sums)
+        for i in range(w):
+            v[1, i] = np.float64(tot[lev, i] - last[i]) * scale1[j]
+        for i in range(w):
+            v[2, i] = np.float64(tot[lev, i] - first[i]) * scale1[j]
+        if zero_tol > 0.0:  # float sums: a window without photons is zero, not a rounding residue
+            for i in range(w):
+                limit = zero_tol * abs(np.float64(tot[0, i]))
+                if abs(np.float64(tot[lev, i] - last[i])) <= limit:
+                    v[1, i] = 0.0
+                if abs(np.float64(tot[lev, i] - first[i])) <= limit:
+                    v[2, i] = 0.0
+        for i in range(w):
+            v[0, i] = np.float64(acc[g, j, i]) * scale2[j]
+        for i in range(w):  # pixel_ratio's expression, on the values above: the same bits
+            v[3, i] = v[0, i] / (v[1, i] * v[2, i])  # used only where IP_p·IF_p > 0
         # the dynamic bin's sums stay in registers too (the steps of add_ratio, on locals)
         d = dynamic[base]
         d0, d1, d2, dk = (dynamic_sums[c, d, j, 0], dynamic_sums[c, d, j, 1], dynamic_sums[c, d, j, 2],
@@ -423,6 +429,7 @@ def bin_sums(
     dynamic_sums: np.ndarray,
     valid: np.ndarray,
     zero_tol: float,
+    spread: bool,
 ) -> None:
     """:func:`bin_group` over a finished state grouped (n_groups, ..., lanes); chunk ``c`` is groups
     ``chunk_ptr[c] … chunk_ptr[c+1]-1``."""
@@ -438,5 +445,5 @@ def bin_sums(
             bin_group(
                 acc, head, tail, seg, g, base, min(lanes, n_pix - base), level, lag, scale1, scale2,
                 level_len, static, dynamic, c, pixel_mean, static_sums, static_intensity, dynamic_sums,
-                valid, tot, first, last, v, zero_tol,
+                valid, tot, first, last, v, zero_tol, spread,
             )  # fmt: skip

@@ -40,12 +40,14 @@ from beambridge.xpcs.multitau.bins import BinLabels, BinPartials, G2Result, bin_
 from beambridge.xpcs.multitau.delays import DelaySchedule, multitau_schedule
 from beambridge.xpcs.multitau.dense import STRIP, TILE, dense_update, finalize, float_zero_tolerance
 from beambridge.xpcs.multitau.sparse import (
+    PAIR_EVENTS,
     append_events,
     append_frame_events,
     count_frame_events,
     event_bin_sums,
     event_pixel_sums,
     group_by_pixel,
+    max_frame_sum,
     scatter_events,
 )
 
@@ -53,11 +55,11 @@ Mode = Literal["auto", "dense", "sparse"]
 Arithmetic = Literal["int32", "int64", "float"]
 _U64_LIMIT = float(2**64)
 _U32_LIMIT = float(2**32)
-SPARSE_DENSITY = 0.002
+SPARSE_DENSITY = 0.01
 """Photons per pixel and frame up to which ``mode="auto"`` takes the event-driven path for events. The
-event path costs ~0.3 µs of CPU an event, the dense kernel ~1.5 ns a pixel and frame plus a pass over its
-state: they cross near 0.003–0.005 (1 Mpx at 0.005: events 0.8 CPU-s, dense ~1.3; 256² at 0.005:
-events 0.19, dense ~0.13), so auto stays on the safe side."""
+two paths cross near 0.03 at 1 Mpx × 500 frames and 0.05 at 256² × 1000 frames (CPU seconds, 2026-12-04:
+the event path's cost follows the photons, the dense kernel's the pixels and frames), so auto stays on
+the safe side."""
 
 
 @dataclass
@@ -200,6 +202,7 @@ class MultiTauCorrelator:
         self._ev_value: np.ndarray = np.empty(0, dtype=np.uint32)
         self._finished = False
         self._n_threads = numba.get_num_threads()
+        self._pair_events = PAIR_EVENTS  # tests set it to 0 (element walk only) or more (pairs only)
 
     # -- arithmetic ------------------------------------------------------------------------------
     def _needed(self, integer: bool, bound: float) -> Arithmetic:
@@ -290,12 +293,16 @@ class MultiTauCorrelator:
             self._ev_value = np.empty(0, dtype=self._val_dtype)
         self._state_allocated = True
 
-    def _event_room(self, extra: int) -> None:
-        """Grow the event buffers (by doubling) to hold ``extra`` more events."""
+    def _event_room(self, extra: int, frames: int) -> None:
+        """Grow the event buffers to hold ``extra`` more events (of ``frames`` frames): to what the
+        frames still to come need at this block's rate and a tenth more (one allocation for a steady
+        stream), at least double."""
         need = self._n_events + extra
         if need <= self._ev_state.size:
             return
-        size = max(need, 2 * self._ev_state.size, 1 << 16)
+        to_come = self.schedule.n_frames - self.n_fed - frames
+        ahead = need + int(1.1 * extra / max(frames, 1) * max(to_come, 0))
+        size = max(need, ahead, 2 * self._ev_state.size, 1 << 16)
         for name in ("_ev_state", "_ev_frame", "_ev_value"):
             old = getattr(self, name)
             new = np.empty(size, dtype=old.dtype)
@@ -366,7 +373,7 @@ class MultiTauCorrelator:
             self._feed_dense(arr)
             return
         counts = count_frame_events(arr, self.pixels)
-        self._event_room(int(counts.sum()))
+        self._event_room(int(counts.sum()), arr.shape[0])
         append_frame_events(
             arr, self.pixels, counts, self.n_fed, self._ev_state, self._ev_frame, self._ev_value,
             self._n_events, self._frame_sum,
@@ -410,17 +417,17 @@ class MultiTauCorrelator:
         integer, bound = _value_bound(vals)
         if integer and vals.size and vals.dtype.kind in "ub":
             # a pixel listed twice in a frame is summed: bound it by the largest sum of a frame
-            cum = np.concatenate([[0.0], np.cumsum(vals, dtype=np.float64)])
-            bound = float((cum[fp[1:]] - cum[fp[:-1]]).max())
+            bound = max_frame_sum(fp, vals.view(np.uint8) if vals.dtype.kind == "b" else vals)
         self._admit(integer, bound)
         if self.mode != "sparse":  # float values: the dense kernel takes them
             self.add_frames(_expand_events(fp, px, vals, self.n_detector))
             return
         if not self._state_allocated:
             self._allocate("sparse")
-        self._event_room(px.size)
+        self._event_room(px.size, b)
+        unsigned = vals.dtype.kind == "u" and vals.dtype.itemsize <= self._ev_value.dtype.itemsize
         self._n_events = append_events(
-            fp, px, vals.astype(self._val_dtype, copy=False), self.n_fed, self._state_of_pixel,
+            fp, px, vals if unsigned else vals.astype(self._val_dtype), self.n_fed, self._state_of_pixel,
             self._ev_state, self._ev_frame, self._ev_value, self._n_events, self._frame_sum,
         )  # fmt: skip
         self.n_fed += b
@@ -452,11 +459,16 @@ class MultiTauCorrelator:
             return ()
         return self._acc, self._head, self._hist_v, self._seg
 
-    def g2(self, labels: BinLabels) -> G2Result:
-        """Finish and return g2(q, τ), its error bars and the bin intensities for the q bins ``labels``
-        of the analysed pixels (call after exactly ``n_frames`` frames). One pass over the state (or
-        over the pixels that saw photons), no per-pixel G2/IP/IF arrays; the same bits for any thread
-        count, block sizes and path."""
+    def g2(self, labels: BinLabels, pixel_spread: bool = False) -> G2Result:
+        """Finish and return g2(q, τ), its covariance across delays and the bin intensities for the q
+        bins ``labels`` of the analysed pixels (call after exactly ``n_frames`` frames). One pass over the
+        state (or over the pixels that saw photons), no per-pixel G2/IP/IF arrays; the same bits for any
+        thread count, block sizes and path.
+
+        The error bar is the jackknife's (``G2Result.g2_err_resampled``, from ``g2_cov``), always.
+        ``pixel_spread=True`` also gives XPCS-Eigen's error bar, the spread of the per-pixel ratios
+        G2_p/(IP_p·IF_p) (``G2Result.g2_err``; None without it): a ratio for every pixel and delay, which
+        on photon-counting data costs more than the rest of the pass to g2 together."""
         sch = self.schedule
         sparse = self.mode == "sparse"
         partials = BinPartials(
@@ -465,46 +477,64 @@ class MultiTauCorrelator:
         )  # fmt: skip
         state = self.finish()
         if sparse:
-            self._event_g2(partials)
+            self._event_g2(partials, pixel_spread)
         else:
             acc, head, tail, seg = state
             bin_sums(
                 acc, head, tail, seg, self.pixels.size, sch.level, sch.lag, self._scale1, self._scale2,
                 self._level_len, partials.static, partials.dynamic, partials.group_bounds(acc.shape[2]),
                 partials.pixel_mean, partials.static_sums, partials.static_intensity,
-                partials.dynamic_sums, partials.valid, self._zero_tol,
+                partials.dynamic_sums, partials.valid, self._zero_tol, pixel_spread,
             )  # fmt: skip
-        return partials.reduce(sch.tau, self.frame_sum)
+        return partials.reduce(sch.tau, self.frame_sum, pixel_spread)
 
-    def _event_g2(self, partials: BinPartials) -> None:
+    def _frame_intervals(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every frame boundary that IP, IF and the segment means need — each level's end, ``(M_l − c)·2^l``
+        and ``c·2^l`` for every delay, the segments' starts — sorted, and the interval of every frame."""
+        sch = self.schedule
+        n = sch.n_frames
+        lev, lag = sch.level.astype(np.int64), sch.lag.astype(np.int64)
+        level_end = self._level_len << np.arange(self._n_levels)
+        seg_start = np.searchsorted(self._segments(0, n), np.arange(self.n_segments + 1))
+        cuts = [np.array([0, n]), level_end, (self._level_len[lev] - lag) << lev, lag << lev, seg_start]
+        bounds = np.unique(np.concatenate(cuts).astype(np.int64))
+        return bounds, (np.searchsorted(bounds, np.arange(n), side="right") - 1).astype(np.int64)
+
+    def _event_g2(self, partials: BinPartials, spread: bool) -> None:
         """The bin sums from the kept events (see :func:`event_bin_sums`), in the dense path's layout."""
         sch = self.schedule
         ptr, frame, value, most = self._grouped_events()
         ss, si = partials.static_sums, partials.static_intensity
         workers, n_sub, nl = ss.shape[0], ss.shape[3], self._n_levels
+        bounds, interval = self._frame_intervals()
         acc = np.zeros((workers, n_sub, sch.n_tau), dtype=np.uint64)
-        intensity = np.zeros((workers, n_sub, si.shape[1]), dtype=np.uint64)
-        tot = np.zeros((workers, n_sub, nl), dtype=np.uint64)
-        n_edge = self._row_of.shape[1] - 1  # the largest lag
-        edge = np.zeros((workers, n_sub, nl, 2, n_edge), dtype=np.uint64)
+        per_interval = np.zeros((workers, n_sub, bounds.size - 1), dtype=np.uint64)
         n_chunks, n_dyn = partials.pixel_bounds.size - 1, partials.labels.n_dynamic
-        hist = np.zeros((n_chunks, n_dyn, nl, n_edge + 1), dtype=np.int64)
+        hist = np.zeros((n_chunks if spread else 0, n_dyn, nl, self._row_of.shape[1]), dtype=np.int64)
         event_bin_sums(
             ptr, frame, value, most, self._level_len, self._lag, self._lag_ptr, self._row_of, self._scale1,
-            self._scale2, self._segments(0, sch.n_frames), partials.static, partials.dynamic,
-            partials.pixel_bounds, workers, partials.pixel_mean, acc, intensity, tot, edge,
-            partials.dynamic_sums, hist,
+            self._scale2, interval, partials.static, partials.dynamic, partials.pixel_bounds, workers, spread,
+            self._pair_events, partials.pixel_mean, acc, per_interval, partials.dynamic_sums, hist,
         )  # fmt: skip
-        # Σ_p (tot − last c) and Σ_p (tot − first c) from the sums of the elements near either end
-        ends = np.cumsum(edge, axis=-1)[:, :, sch.level, :, sch.lag - 1]  # (n_tau, W, n_sub, 2)
-        tot_j = tot[:, :, sch.level]  # (W, n_sub, n_tau)
+        # Σ_p of the counts before every boundary: IP sums the first M_l − c elements of level l, IF the
+        # elements from c to the level's end
+        cum = np.zeros((workers, n_sub, bounds.size), dtype=np.uint64)
+        np.cumsum(per_interval, axis=2, out=cum[:, :, 1:])
+
+        def before(frames: np.ndarray) -> np.ndarray:  # (workers, len(frames), n_sub)
+            return cum[:, :, np.searchsorted(bounds, frames)].transpose(0, 2, 1)
+
+        lev, lag = sch.level.astype(np.int64), sch.lag.astype(np.int64)
+        ml = self._level_len[lev]
         ss[:, 0] = acc.transpose(0, 2, 1)
-        ss[:, 1] = tot_j.transpose(0, 2, 1) - ends[..., 0].transpose(1, 0, 2)
-        ss[:, 2] = tot_j.transpose(0, 2, 1) - ends[..., 1].transpose(1, 0, 2)
-        si[:] = intensity.transpose(0, 2, 1)
-        # pixels valid at lag c: threshold u >= c (cumulative from the top)
-        at_least = np.cumsum(hist[..., ::-1], axis=-1)[..., ::-1]  # (chunk, d, level, u)
-        partials.valid[:] = at_least[:, :, sch.level, sch.lag].transpose(0, 2, 1)
+        ss[:, 1] = before((ml - lag) << lev)
+        ss[:, 2] = before(ml << lev) - before(lag << lev)
+        seg = before(np.searchsorted(self._segments(0, sch.n_frames), np.arange(self.n_segments + 1)))
+        si[:, 0] = before(np.array([sch.n_frames]))[:, 0]
+        si[:, 1:] = seg[:, 1:] - seg[:, :-1]
+        if spread:  # pixels valid at lag c: threshold u >= c (cumulative from the top)
+            at_least = np.cumsum(hist[..., ::-1], axis=-1)[..., ::-1]  # (chunk, d, level, u)
+            partials.valid[:] = at_least[:, :, sch.level, sch.lag].transpose(0, 2, 1)
 
     @property
     def _zero_tol(self) -> float:

@@ -3,20 +3,29 @@
 Events ``(frame, pixel, count)`` are kept as they arrive (:func:`append_events`,
 :func:`append_frame_events`: only non-zero counts on analysed pixels, 4 + 4 + 4|8 bytes each) and
 correlated when the last frame is in: :func:`group_by_pixel` regroups them by pixel (a stable counting
-sort, so each pixel's events stay in time order), then every pixel that saw a photon is walked once,
-level by level (:func:`pixel_levels`): its level-``l`` elements are its events with frame ``t`` taken to
-element ``t >> l`` (the pair sums of the dense kernel; a trailing element without a pair is dropped),
-its products are the pairs of elements ``c`` apart for the lags ``c`` of the level. A pixel with a few
-photons costs a few steps per level; a pixel without photons costs nothing at all: no state, no pass.
+sort in two cache-sized steps, so each pixel's events stay in time order), then every pixel that saw a
+photon is visited once. Its level-``l`` elements are its events with frame ``t`` taken to element
+``t >> l`` (the pair sums of the dense kernel; a trailing element without a pair is dropped), its
+products at level ``l`` the pairs of elements ``c`` apart for the lags ``c`` of the level. A pixel with
+a few events sums them pair of events by pair of events (:func:`pair_products`: two events ``t_a <
+t_b`` meet at lag ``(t_b >> l) − (t_a >> l)`` of every level); one with many is walked level by level
+(:func:`merge_runs`, :func:`level_products`). A pixel without photons costs nothing at all: no state,
+no pass.
 
-Counts are integers, so every sum is exact and its order does not matter: the per-pixel sums this
-walk produces are the same integers the dense kernel accumulates, and what is computed from them
+IP and IF need no per-pixel work: Σ_p IP_p of a bin is the bin's counts before frame ``(M_l − c)·2^l``,
+Σ_p IF_p its counts from ``c·2^l`` to the level's end, so each event is added once to its bin's sum
+over the frame interval it falls in (the frames cut at every such boundary), and cumulative sums of
+those give every delay's.
+
+Counts are integers, so every sum is exact and its order does not matter: the bin sums this path
+produces are the same integers the dense kernel accumulates, and what is computed from them
 (:func:`event_bin_sums` straight to the bin sums of :mod:`beambridge.xpcs.multitau.bins`,
 :func:`event_pixel_sums` to per-pixel G2/IP/IF) uses the same floating-point expressions in the same
 pixel order: the result is bit-identical to the dense path's.
 
-What a silent pixel contributes to the bin sums is zero, except to the number of valid pixels of the
-error bars; that number is counted per level from one threshold per pixel (``u_l``: the pixel is
+XPCS-Eigen's error bar (``spread``, optional) is a statistic of every pixel's ratio G2_p/(IP_p·IF_p):
+with it, a pixel's IP and IF are formed where it has a product, and a silent pixel still counts among
+the valid pixels; that number is counted per level from one threshold per pixel (``u_l``: the pixel is
 valid at lag ``c`` iff its first element is before ``M_l - c`` and its last at or after ``c``, i.e.
 iff ``c <= u_l``), so it costs one increment per level, not one per delay.
 """
@@ -58,6 +67,18 @@ def append_events(
                 frame_sum[k] += v
                 n += 1
     return n
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def max_frame_sum(frame_ptr: np.ndarray, value: np.ndarray) -> float:
+    """The largest sum of one frame's values (frame t owns ``value[frame_ptr[t]:frame_ptr[t+1]]``)."""
+    top = 0.0
+    for t in range(frame_ptr.shape[0] - 1):
+        total = 0.0
+        for e in range(frame_ptr[t], frame_ptr[t + 1]):
+            total += value[e]
+        top = max(top, total)
+    return top
 
 
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy", boundscheck=False)
@@ -107,52 +128,88 @@ def append_frame_events(
         frame_sum[k] = fs
 
 
+GROUP_SHIFT = 10
+""":func:`group_by_pixel` sorts in two steps: by blocks of ``2**GROUP_SHIFT`` pixels, then within each."""
+
+
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy", boundscheck=False)
 def group_by_pixel(
     state: np.ndarray, frame: np.ndarray, value: np.ndarray, n_state: int, n_workers: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stable counting sort of the events by state pixel: ``(ptr (n_state+1,), frame, value)`` with pixel
-    p's events at ``ptr[p]:ptr[p+1]`` in time order. Worker w owns a range of pixels and scans every event
-    (reading is cheap; the scattered writes of each range stay with one thread)."""
+    """Stable sort of the events by state pixel: ``(ptr (n_state+1,), frame, value)`` with pixel p's
+    events at ``ptr[p]:ptr[p+1]`` in time order. Two counting sorts whose counters stay in cache: by
+    block of ``2**GROUP_SHIFT`` pixels (worker w takes the w-th range of events, its counts per block
+    placing its events after those of the workers before it), then each block by pixel on its own."""
     n = state.shape[0]
-    per = (n_state + n_workers - 1) // max(n_workers, 1)
-    counts = np.zeros(n_state + 1, dtype=np.int64)
-    for w in prange(n_workers):
-        lo, hi = w * per, min(n_state, (w + 1) * per)
-        for e in range(n):
-            s = state[e]
-            if s >= lo and s < hi:
-                counts[s + 1] += 1
-    ptr = np.cumsum(counts)
+    nw = max(n_workers, 1)
+    n_blocks = (n_state >> GROUP_SHIFT) + 1
+    per = (n + nw - 1) // nw
+    start = np.zeros((nw, n_blocks), dtype=np.int64)
+    for w in prange(nw):
+        for e in range(w * per, min(n, (w + 1) * per)):
+            start[w, state[e] >> GROUP_SHIFT] += 1
+    block_ptr = np.empty(n_blocks + 1, dtype=np.int64)
+    pos = 0
+    for b in range(n_blocks):
+        block_ptr[b] = pos
+        for w in range(nw):
+            count = start[w, b]
+            start[w, b] = pos
+            pos += count
+    block_ptr[n_blocks] = pos
+    by_state = np.empty(n, dtype=state.dtype)
+    by_frame = np.empty(n, dtype=frame.dtype)
+    by_value = np.empty(n, dtype=value.dtype)
+    for w in prange(nw):
+        for e in range(w * per, min(n, (w + 1) * per)):
+            b = state[e] >> GROUP_SHIFT
+            k = start[w, b]
+            start[w, b] = k + 1
+            by_state[k] = state[e]
+            by_frame[k] = frame[e]
+            by_value[k] = value[e]
+    ptr = np.empty(n_state + 1, dtype=np.int64)
+    ptr[n_state] = n
     out_frame = np.empty(n, dtype=frame.dtype)
     out_value = np.empty(n, dtype=value.dtype)
-    fill = ptr[:-1].copy()
-    for w in prange(n_workers):
-        lo, hi = w * per, min(n_state, (w + 1) * per)
-        for e in range(n):
-            s = state[e]
-            if s >= lo and s < hi:
-                pos = fill[s]
-                fill[s] = pos + 1
-                out_frame[pos] = frame[e]
-                out_value[pos] = value[e]
+    for b in prange(n_blocks):
+        lo = b << GROUP_SHIFT
+        width = max(0, min(n_state, lo + (1 << GROUP_SHIFT)) - lo)
+        fill = np.zeros(width, dtype=np.int64)
+        for e in range(block_ptr[b], block_ptr[b + 1]):
+            fill[by_state[e] - lo] += 1
+        k = block_ptr[b]
+        for i in range(width):  # counts -> each pixel's first position
+            count = fill[i]
+            fill[i] = k
+            ptr[lo + i] = k
+            k += count
+        for e in range(block_ptr[b], block_ptr[b + 1]):
+            i = by_state[e] - lo
+            k = fill[i]
+            fill[i] = k + 1
+            out_frame[k] = by_frame[e]
+            out_value[k] = by_value[e]
     return ptr, out_frame, out_value
 
 
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
-def pixel_elements(
-    ev_frame: np.ndarray, ev_value: np.ndarray, e0: int, e1: int, ek: np.ndarray, ev: np.ndarray
+def merge_runs(
+    key: np.ndarray, val: np.ndarray, i0: int, i1: int, shift: int, ek: np.ndarray, ev: np.ndarray
 ) -> int:
-    """Level-0 elements of one pixel (events ``e0 … e1-1``, time order) into ``ek``/``ev``; events of the
-    same frame are summed. Returns how many."""
+    """Elements ``(key >> shift, val)`` of ``i0 … i1-1`` (keys ascending) into ``ek``/``ev``, the values of
+    equal keys summed; returns how many. A pixel's level-0 elements are its events (``shift`` 0: events
+    of one frame summed); level ``l+1``'s are level ``l``'s pair sums, made in place (``key``/``val`` are
+    ``ek``/``ev``, ``shift`` 1: an element is written only where one was already read)."""
     m = 0
-    for e in range(e0, e1):
-        t = ev_frame[e]
-        if m > 0 and ek[m - 1] == t:
-            ev[m - 1] += ev_value[e]
+    for i in range(i0, i1):
+        k = key[i] >> shift
+        x = val[i]
+        if m > 0 and ek[m - 1] == k:
+            ev[m - 1] += x
         else:
-            ek[m] = t
-            ev[m] = ev_value[e]
+            ek[m] = k
+            ev[m] = x
             m += 1
     return m
 
@@ -181,21 +238,6 @@ def level_products(
 
 
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
-def next_level(ek: np.ndarray, ev: np.ndarray, m: int) -> int:
-    """Level ``l+1`` elements from level ``l``'s in place (pair sums of elements k>>1); returns how many."""
-    m2 = 0
-    for i in range(m):
-        k2 = ek[i] >> 1
-        if m2 > 0 and ek[m2 - 1] == k2:
-            ev[m2 - 1] += ev[i]
-        else:
-            ek[m2] = k2
-            ev[m2] = ev[i]
-            m2 += 1
-    return m2
-
-
-@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
 def drop_unpaired(ek: np.ndarray, ev: np.ndarray, m: int, ml: int, tot: Any) -> tuple[int, Any]:
     """Drop the trailing elements at or past ``ml`` (a level's last element without a pair); returns
     the new count and total."""
@@ -220,6 +262,50 @@ def grow_ends(
     return ia, ib, last, first
 
 
+PAIR_EVENTS = 12
+"""Default of :func:`event_bin_sums`'s ``pair_events``: a pixel with at most this many events has its
+products summed pair by pair (:func:`pair_products`), one with more is walked level by level
+(:func:`level_products`): ``n²/2`` pairs against ``2·dpl·n`` steps per level. Both give the same sums."""
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
+def pair_products(
+    ev_frame: np.ndarray,
+    ev_value: np.ndarray,
+    e0: int,
+    e1: int,
+    level_end: np.ndarray,
+    row_of: np.ndarray,
+    acc: np.ndarray,
+) -> int:
+    """``acc[j] += x_a·x_b`` for every pair of one pixel's events a < b (``e0 … e1-1``, time order) and
+    every level l at which their elements are ``c`` apart, c a lag of l (``j = row_of[l, c]``) and both
+    elements in the level (frame ``t_b < level_end[l]``): level l's product at lag c,
+    Σ_k x_l(k)·x_l(k+c), is the sum of the products of the events of element k with those of k+c.
+    Returns how many products were added."""
+    n = 0
+    width = row_of.shape[1]
+    n_levels = level_end.shape[0]
+    for a in range(e0, e1 - 1):
+        ta = ev_frame[a]
+        xa = np.uint64(ev_value[a])
+        for b in range(a + 1, e1):
+            tb = ev_frame[b]
+            x = xa * np.uint64(ev_value[b])
+            for lev in range(n_levels):
+                if tb >= level_end[lev]:
+                    break
+                c = (tb >> lev) - (ta >> lev)  # never grows from one level to the next
+                if c == 0:
+                    break
+                if c < width:
+                    j = row_of[lev, c]
+                    if j >= 0:
+                        acc[j] += x
+                        n += 1
+    return n
+
+
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy", boundscheck=False)
 def event_bin_sums(
     ptr: np.ndarray,
@@ -232,35 +318,38 @@ def event_bin_sums(
     row_of: np.ndarray,
     scale1: np.ndarray,
     scale2: np.ndarray,
-    seg_of_frame: np.ndarray,
+    interval_of_frame: np.ndarray,
     static: np.ndarray,
     dynamic: np.ndarray,
     chunk_ptr: np.ndarray,
     n_workers: int,
+    spread: bool,
+    pair_events: int,
     pixel_mean: np.ndarray,
     static_sums: np.ndarray,
-    static_intensity: np.ndarray,
-    tot_sums: np.ndarray,
-    edge_sums: np.ndarray,
+    interval_sums: np.ndarray,
     dynamic_sums: np.ndarray,
     valid_hist: np.ndarray,
 ) -> None:
     """Bin sums of :class:`~beambridge.xpcs.multitau.bins.BinPartials` from pixel-grouped events.
 
     Integer sums per worker w (uint64, any order: exact), sub-bin major so that one pixel's sums are
-    one block: ``static_sums[w, s, j]`` Σ_p acc_p(j); ``tot_sums[w, s, l]`` Σ_p of level l's elements;
-    ``edge_sums[w, s, l, 0, r]`` Σ_p of element ``M_l − 1 − r`` of level l and ``[w, s, l, 1, r]`` of
-    element r (r below the level's largest lag: the caller's cumulative sums give Σ_p of the last and
-    first c elements, so a pixel costs a step per element near an end, not one per delay);
-    ``static_intensity[w, s, 0]`` Σ_p of level 0, ``[w, s, 1 + q]`` of segment q. Per pixel chunk c
-    (pixel order, as the dense path adds them): ``dynamic_sums[c, d, j]`` the non-zero ratios
-    g_p = G2_p/(IP_p·IF_p) (:func:`add_ratio`) and ``valid_hist[c, d, l, u]`` the pixels of
-    threshold u at level l; ``pixel_mean[p]`` (zeroed) every pixel's time mean.
+    one block: ``static_sums[w, s, j]`` Σ_p acc_p(j); ``interval_sums[w, s, k]`` Σ_p of the pixel's
+    counts in frame interval k (``interval_of_frame``: the caller cuts the frames at every boundary
+    that IP, IF and the segment means need, so its cumulative sums give Σ_p IP_p, Σ_p IF_p and the
+    intensities; a pixel costs one addition per event for them). ``pixel_mean[p]`` (zeroed) every
+    pixel's time mean. A pixel with at most ``pair_events`` events has its products summed by pairs of
+    events, one with more by a walk over its elements level by level. With ``spread`` (XPCS-Eigen's error bar), per pixel chunk c (pixel order, as
+    the dense path adds them): ``dynamic_sums[c, d, j]`` the non-zero ratios g_p = G2_p/(IP_p·IF_p)
+    (:func:`add_ratio`) and ``valid_hist[c, d, l, u]`` the pixels of threshold u at level l.
     """
     n_chunks = chunk_ptr.shape[0] - 1
     n_levels = level_len.shape[0]
     n_tau = lag.shape[0]
     n0 = np.float64(level_len[0])
+    level_end = np.empty(n_levels, dtype=np.int64)
+    for lev in range(n_levels):
+        level_end[lev] = level_len[lev] << lev  # frames before it make level lev's paired elements
     for w in prange(n_workers):
         ek = np.empty(max_events, dtype=np.int64)
         ev = np.empty(max_events, dtype=static_sums.dtype)
@@ -270,50 +359,76 @@ def event_bin_sums(
                 e0, e1 = ptr[p], ptr[p + 1]
                 if e0 == e1:
                     continue
-                m = pixel_elements(ev_frame, ev_value, e0, e1, ek, ev)
                 s = static[p]
                 d = dynamic[p]
-                tot = ev[0] * 0
-                for i in range(m):
-                    tot += ev[i]
-                    static_intensity[w, s, 1 + seg_of_frame[ek[i]]] += ev[i]
-                static_intensity[w, s, 0] += tot
+                tot = acc[0] * 0
+                for e in range(e0, e1):
+                    x = ev_value[e]
+                    tot += x
+                    interval_sums[w, s, interval_of_frame[ev_frame[e]]] += x
                 pixel_mean[p] = np.float64(tot) / n0
+                if e1 - e0 <= pair_events:
+                    if not spread:
+                        pair_products(ev_frame, ev_value, e0, e1, level_end, row_of, static_sums[w, s])
+                        continue
+                    products = pair_products(ev_frame, ev_value, e0, e1, level_end, row_of, acc)
+                    f0 = ev_frame[e0]
+                    il = e1 - 1
+                    for lev in range(n_levels):
+                        ml = level_len[lev]
+                        while il >= e0 and ev_frame[il] >= level_end[lev]:
+                            tot -= ev_value[il]  # the level's last element without a pair
+                            il -= 1
+                        if il < e0:
+                            break
+                        j0, j1 = lag_ptr[lev], lag_ptr[lev + 1]
+                        u = min(ev_frame[il] >> lev, ml - 1 - (f0 >> lev))
+                        valid_hist[c, d, lev, max(0, min(u, lag[j1 - 1]))] += 1
+                        if products == 0:
+                            continue  # valid (counted above) with a zero ratio at every lag
+                        for j in range(j0, j1):
+                            a = acc[j]
+                            if a != 0:
+                                acc[j] = 0
+                                static_sums[w, s, j] += a
+                                before, after = (ml - lag[j]) << lev, lag[j] << lev
+                                last = acc[0] * 0
+                                first = acc[0] * 0
+                                for e in range(e0, il + 1):
+                                    if ev_frame[e] >= before:
+                                        last += ev_value[e]
+                                    if ev_frame[e] < after:
+                                        first += ev_value[e]
+                                g = pixel_ratio(a, tot - last, tot - first, scale1[j], scale2[j])
+                                add_ratio(dynamic_sums, c, d, j, g)
+                    continue
+                m = merge_runs(ev_frame, ev_value, e0, e1, 0, ek, ev)
                 for lev in range(n_levels):
                     ml = level_len[lev]
                     m, tot = drop_unpaired(ek, ev, m, ml, tot)
                     if m == 0:
                         break
-                    tot_sums[w, s, lev] += tot
                     j0, j1 = lag_ptr[lev], lag_ptr[lev + 1]
                     max_lag = lag[j1 - 1]
-                    u = min(ek[m - 1], ml - 1 - ek[0])
-                    valid_hist[c, d, lev, max(0, min(u, max_lag))] += 1
-                    i = m - 1
-                    while i >= 0 and ek[i] >= ml - max_lag:
-                        edge_sums[w, s, lev, 0, ml - 1 - ek[i]] += ev[i]
-                        i -= 1
-                    i = 0
-                    while i < m and ek[i] < max_lag:
-                        edge_sums[w, s, lev, 1, ek[i]] += ev[i]
-                        i += 1
-                    if level_products(ek, ev, m, lev, max_lag, row_of, acc) == 0:
-                        if lev + 1 < n_levels:
-                            m = next_level(ek, ev, m)
-                        continue
-                    ia, ib = m - 1, 0
-                    last = ev[0] * 0
-                    first = ev[0] * 0
-                    for j in range(j0, j1):
-                        ia, ib, last, first = grow_ends(ek, ev, m, ml, lag[j], ia, ib, last, first)
-                        a = acc[j]
-                        if a != 0:
-                            acc[j] = 0
-                            static_sums[w, s, j] += a
-                            g = pixel_ratio(a, tot - last, tot - first, scale1[j], scale2[j])
-                            add_ratio(dynamic_sums, c, d, j, g)
+                    if spread:
+                        u = min(ek[m - 1], ml - 1 - ek[0])
+                        valid_hist[c, d, lev, max(0, min(u, max_lag))] += 1
+                    if level_products(ek, ev, m, lev, max_lag, row_of, acc) > 0:
+                        ia, ib = m - 1, 0
+                        last = ev[0] * 0
+                        first = ev[0] * 0
+                        for j in range(j0, j1):
+                            a = acc[j]
+                            if spread:
+                                ia, ib, last, first = grow_ends(ek, ev, m, ml, lag[j], ia, ib, last, first)
+                            if a != 0:
+                                acc[j] = 0
+                                static_sums[w, s, j] += a
+                                if spread:
+                                    g = pixel_ratio(a, tot - last, tot - first, scale1[j], scale2[j])
+                                    add_ratio(dynamic_sums, c, d, j, g)
                     if lev + 1 < n_levels:
-                        m = next_level(ek, ev, m)  # pair sums keep the total
+                        m = merge_runs(ek, ev, 0, m, 1, ek, ev)  # pair sums keep the total
 
 
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
@@ -372,7 +487,7 @@ def event_pixel_sums(
             e0, e1 = ptr[p], ptr[p + 1]
             if e0 == e1:
                 continue
-            m = pixel_elements(ev_frame, ev_value, e0, e1, ek, ev)
+            m = merge_runs(ev_frame, ev_value, e0, e1, 0, ek, ev)
             tot = np.uint64(0)
             for i in range(m):
                 tot += ev[i]
@@ -400,7 +515,7 @@ def event_pixel_sums(
                     if_[j, p] = np.float64(tot - first) * inv / n
                     acc[j] = 0
                 if lev + 1 < n_levels:
-                    m = next_level(ek, ev, m)  # pair sums keep the total
+                    m = merge_runs(ek, ev, 0, m, 1, ek, ev)  # pair sums keep the total
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
