@@ -6,8 +6,8 @@ the database (``INSERT … SELECT generate_series``, the fastest bulk path there
 on loopback (medians of ``--repeat``): the jobs page (first page, a filtered page), the experiment
 overview, the weather plot over a window of about 100,000 runs (page and PNG), a job page with a result
 plot, the API's single-job GET (p99) and acquire, and, with Chromium installed, the delay from a cancel
-to its appearance in an open jobs page. The runs are also written to ``job_runs`` as the service records
-them.
+to its appearance in an open jobs page. The runs are also written to ``job_runs``, and the per-minute
+counts of state changes to ``activity_minutes``, as the service records them.
 
     python benchmarks/console.py                  # 1,000,000 jobs, 10,000,000 events
     python benchmarks/console.py --jobs 100000    # a tenth, for a busy machine
@@ -98,6 +98,14 @@ def fill(url: str, n_jobs: int) -> dict[str, int]:
               j.created_at + make_interval(secs => r.k1 * 2), r.state
             FROM jobs j CROSS JOIN (VALUES (2, 3, 'RUN_ERROR'), (5, 6, 'RUN_DONE')) AS r(k0, k1, state)
             ORDER BY j.id, r.k0""")
+        # Their per-minute counts, as the service keeps them with the events (jobs/activity.py)
+        conn.exec_driver_sql("""
+            INSERT INTO activity_minutes (owner_id, to_state, minute, site_id, app_id, experiment, count)
+            SELECT e.owner_id, e.to_state, date_trunc('minute', e.timestamp), e.site_id, j.app_id,
+              coalesce(j.tags ->> 'experiment', ''), count(*)
+            FROM events e JOIN jobs j ON j.id = e.job_id
+            WHERE e.from_state <> e.to_state
+            GROUP BY 1, 2, 3, 4, 5, 6""")
         counts = {
             "jobs": conn.exec_driver_sql("SELECT count(*) FROM jobs").scalar_one(),
             "events": conn.exec_driver_sql("SELECT count(*) FROM events").scalar_one(),

@@ -267,9 +267,11 @@ def ui_attempts(w: dict[str, Any]) -> dict[tuple[str, str], tuple[str, Any]]:
         ("post", "/ui/jobs/retry"): ("/ui/jobs/retry", {"ids": [str(job)]}),
         ("get", "/ui/live/events"): ("/ui/live/events?after=0", None),
         ("get", "/ui/overview"): ("/ui/overview?window=7d", None),
+        ("get", "/ui/overview/figures"): ("/ui/overview/figures?window=7d", None),
         ("get", "/ui/sites"): ("/ui/sites", None),
         ("get", "/ui/weather"): ("/ui/weather", None),
         ("get", "/ui/throughput"): ("/ui/throughput?window=7d", None),
+        ("get", "/ui/throughput/figures"): ("/ui/throughput/figures?window=7d", None),
         ("get", "/ui/weather.png"): ("/ui/weather.png", None),
     }
 
@@ -325,6 +327,15 @@ def test_console_shows_and_changes_nothing_of_another_user(
             continue
         if method == "get":
             response = intruder.http.get(url)
+            if response.status_code == 200 and "/figures" in url:  # JSON: counts nothing of alice's
+                figures = response.json()
+                assert (
+                    not figures["throughput"]
+                    and not figures["failures_recent" if "overview" in url else "finished"]
+                )
+                assert all(n == 0 for _name, n in figures.get("funnel", [])), url
+                assert all(stage["count"] == 0 for stage in figures["stages"]), url
+                continue
             if response.status_code == 200:
                 shown = set(re.findall(r'data-job-id="(\d+)"', response.text))
                 assert not shown & theirs, f"{url} shows alice's jobs"

@@ -3,6 +3,11 @@
 Everything is scoped to the caller (``owner_id``) and bounded: stage times look at the newest
 ``STAGE_SAMPLE`` jobs of the scope, throughput and failures at a time window, the weather plot at the runs
 of a window (aggregated to pixels on the server, see :mod:`beambridge.server.console.weather`).
+
+Throughput, failure counts and the site cards' hourly figures are sums over ``activity_minutes`` (per-minute
+counts of state changes written with the events, :mod:`beambridge.server.jobs.activity`) whenever the
+scope is one it is keyed by: all the caller's jobs, or those of some sites, apps and one experiment tag.
+Any other scope (another tag, a state, a time filter) reads the window's events of the scope's jobs.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from sqlalchemy.engine import Connection
 from beambridge.schemas.queries import JobQuery
 from beambridge.server.auth.tokens import Principal
 from beambridge.server.console.queries import reason_of
-from beambridge.server.db.tables import batch_jobs, events, jobs, sites
+from beambridge.server.db.tables import activity_minutes, batch_jobs, events, jobs, sites
+from beambridge.server.jobs.activity import EXPERIMENT_TAG, minute_of
 from beambridge.server.jobs.queries import job_conditions
 from beambridge.states import JobState
 
@@ -43,7 +49,10 @@ STAGES = [
 """Balsam's breakdown: (name, state the stage starts at, state it ends at); the first time each was
 reached counts (``CREATED`` is the job's creation)."""
 STAGE_SAMPLE = 5000
+REASON_SAMPLE = 500
+"""The failures banner's commonest reasons come from the newest this many failures of the last hour."""
 FAILED_STATES = (S.FAILED, S.RUN_ERROR, S.RUN_TIMEOUT)
+FAILED = [s.value for s in FAILED_STATES]
 HEALTHY_HEARTBEAT_S = 120
 STALE_HEARTBEAT_S = 600
 
@@ -79,15 +88,15 @@ def overview(
         conn.execute(sa.select(jobs.c.state, sa.func.count()).where(*where).group_by(jobs.c.state)).all()
     )
     funnel = [(name, sum(int(counts.get(state.value, 0)) for state in states)) for name, states in FUNNEL]
-    since = now - timedelta(hours=hours)
-    scoped = query.model_dump(exclude_defaults=True) != {}
+    since = window_start(now, hours)
+    scope = Scope(query, principal, where)
     return Overview(
         funnel=funnel,
         total=sum(n for _, n in funnel),
         stages=_stage_times(conn, where),
-        **_throughput(conn, principal, where if scoped else None, since, now),
+        **_throughput(conn, scope, since, now),
         window_start=since,
-        **_failures(conn, principal, where if scoped else None, now - timedelta(hours=1)),
+        **_failures(conn, scope, window_start(now, 1.0)),
     )
 
 
@@ -107,9 +116,8 @@ def throughput(
 ) -> Throughput:
     """Jobs finished per minute by site over the last ``hours``, and the stage latencies (median, p95)."""
     where = job_conditions(query, principal, conn.dialect.name)
-    scoped = query.model_dump(exclude_defaults=True) != {}
-    since = now - timedelta(hours=hours)
-    figures = _throughput(conn, principal, where if scoped else None, since, now)
+    since = window_start(now, hours)
+    figures = _throughput(conn, Scope(query, principal, where), since, now)
     per_minute = 60.0 / figures["bucket_s"]
     finished = round(sum(sum(v) for v in figures["throughput"].values()) / per_minute)
     return Throughput(**figures, window_start=since, stages=_stage_times(conn, where), finished=finished)
@@ -148,40 +156,75 @@ def _stage_times(conn: Connection, where: list[sa.ColumnElement[bool]]) -> list[
     return out
 
 
-def _in_scope(where: list[sa.ColumnElement[bool]] | None) -> list[sa.ColumnElement[bool]]:
-    if where is None:
-        return []
-    return [events.c.job_id.in_(sa.select(jobs.c.id).where(*where))]
+def window_start(now: datetime, hours: float) -> datetime:
+    """The start of a window of ``hours`` ending now, on a whole minute (the counts' resolution)."""
+    return minute_of(now - timedelta(hours=hours))
 
 
-def _throughput(
-    conn: Connection,
-    principal: Principal,
-    where: list[sa.ColumnElement[bool]] | None,
-    since: datetime,
-    now: datetime,
-) -> dict[str, Any]:
+class Scope:
+    """Which of the caller's jobs a figure counts: the job conditions, and the same scope as conditions
+    on ``activity_minutes`` when it is keyed by it (``activity`` is ``None`` otherwise)."""
+
+    def __init__(self, query: JobQuery, principal: Principal, where: list[sa.ColumnElement[bool]]) -> None:
+        given = set(query.model_dump(exclude_defaults=True))
+        self.everything = not given
+        self.where = where
+        self.principal = principal
+        a = activity_minutes.c
+        tags = query.tags
+        self.activity: list[sa.ColumnElement[bool]] | None = None
+        if given <= {"site_id", "app_id", "tag"} and set(tags) <= {EXPERIMENT_TAG} and all(tags.values()):
+            self.activity = [a.owner_id == principal.user_id]
+            if principal.site_id is not None:
+                self.activity.append(a.site_id == principal.site_id)
+            if query.site_id:
+                self.activity.append(a.site_id.in_(query.site_id))
+            if query.app_id:
+                self.activity.append(a.app_id.in_(query.app_id))
+            if tags:
+                self.activity.append(a.experiment == tags[EXPERIMENT_TAG])
+
+    def events(self) -> list[sa.ColumnElement[bool]]:
+        """Conditions on ``events`` for the caller's events of the scope's jobs."""
+        own = [events.c.owner_id == self.principal.user_id]
+        if self.everything:
+            return own
+        return [*own, events.c.job_id.in_(sa.select(jobs.c.id).where(*self.where))]
+
+
+def _seconds_since(conn: Connection, column: Any, since: datetime) -> Any:
+    if conn.dialect.name == "postgresql":  # date_part is double precision; extract() would be numeric
+        return sa.func.date_part("epoch", column) - since.timestamp()
+    return (sa.func.julianday(column) - sa.func.julianday(since.isoformat())) * 86400.0
+
+
+def _throughput(conn: Connection, scope: Scope, since: datetime, now: datetime) -> dict[str, Any]:
     """Jobs finished per bucket (one minute for an hour; wider for longer windows), per site."""
     span = (now - since).total_seconds()
-    bucket_s = 60 if span <= 3 * 3600 else 600 if span <= 48 * 3600 else 3600
+    bucket_s = 60 if span <= 3 * 3600 + 60 else 600 if span <= 48 * 3600 + 60 else 3600
     buckets = int(np.ceil(span / bucket_s))
-    if conn.dialect.name == "postgresql":  # date_part is double precision; extract() would be numeric
-        offset = sa.func.date_part("epoch", events.c.timestamp) - since.timestamp()
-    else:
-        offset = (sa.func.julianday(events.c.timestamp) - sa.func.julianday(since.isoformat())) * 86400.0
-    bucket = sa.cast(sa.func.floor(offset / bucket_s), sa.Integer).label("bucket")
-    statement = (
-        sa.select(events.c.site_id, bucket, sa.func.count())
-        .where(
-            events.c.owner_id == principal.user_id,
-            events.c.to_state == S.JOB_FINISHED.value,
-            events.c.timestamp >= since,
-            *_in_scope(where),
+    a = activity_minutes.c
+    statement: sa.Select[Any]
+    if scope.activity is not None:  # a few rows a minute, however many jobs finished
+        bucket = sa.cast(sa.func.floor(_seconds_since(conn, a.minute, since) / bucket_s), sa.Integer)
+        statement = (
+            sa.select(a.site_id, bucket.label("bucket"), sa.func.sum(a.count))
+            .where(*scope.activity, a.to_state == S.JOB_FINISHED.value, a.minute >= since)
+            .group_by(a.site_id, bucket)
         )
-        .group_by(events.c.site_id, bucket)
-    )  # counted per (site, bucket) in the database: a few hundred rows back, however many jobs finished
+    else:  # counted per (site, bucket) in the database: a few hundred rows back
+        bucket = sa.cast(
+            sa.func.floor(_seconds_since(conn, events.c.timestamp, since) / bucket_s), sa.Integer
+        )
+        statement = (
+            sa.select(events.c.site_id, bucket.label("bucket"), sa.func.count())
+            .where(*scope.events(), events.c.to_state == S.JOB_FINISHED.value, events.c.timestamp >= since)
+            .group_by(events.c.site_id, bucket)
+        )
     names = dict(
-        conn.execute(sa.select(sites.c.id, sites.c.name).where(sites.c.owner_id == principal.user_id)).all()
+        conn.execute(
+            sa.select(sites.c.id, sites.c.name).where(sites.c.owner_id == scope.principal.user_id)
+        ).all()
     )
     series: dict[str, np.ndarray] = {}
     for site_id, index, count in conn.execute(statement):
@@ -195,22 +238,28 @@ def _throughput(
     }
 
 
-def _failures(
-    conn: Connection, principal: Principal, where: list[sa.ColumnElement[bool]] | None, since: datetime
-) -> dict[str, Any]:
-    """Jobs that failed (or erred, or timed out) since ``since``, and their three commonest reasons (the
-    event's reason, else the last line of the job's error)."""
+def _failures(conn: Connection, scope: Scope, since: datetime) -> dict[str, Any]:
+    """How many times jobs failed (or erred, or timed out) since ``since``, and the three commonest reasons
+    (the event's reason, else the last line of the job's error) of the newest ``REASON_SAMPLE``."""
+    a = activity_minutes.c
+    if scope.activity is not None:
+        count = conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(a.count), 0)).where(
+                *scope.activity, a.to_state.in_(FAILED), a.minute >= since
+            )
+        ).scalar_one()
+    else:
+        count = conn.execute(
+            sa.select(sa.func.count()).where(
+                *scope.events(), events.c.to_state.in_(FAILED), events.c.timestamp >= since
+            )
+        ).scalar_one()
     statement = (
         sa.select(events.c.job_id, events.c.data, jobs.c.error)
         .join(jobs, jobs.c.id == events.c.job_id)
-        .where(
-            events.c.owner_id == principal.user_id,
-            events.c.to_state.in_([s.value for s in FAILED_STATES]),
-            events.c.timestamp >= since,
-            *_in_scope(where),
-        )
-        .order_by(events.c.id.desc())
-        .limit(5000)
+        .where(*scope.events(), events.c.to_state.in_(FAILED), events.c.timestamp >= since)
+        .order_by(events.c.timestamp.desc())
+        .limit(REASON_SAMPLE)
     )
     reasons: Counter[str] = Counter()
     seen: set[int] = set()
@@ -220,7 +269,7 @@ def _failures(
         seen.add(job_id)
         text = (reason_of(data) or error or "").strip()
         reasons[text.splitlines()[-1][:160] if text else "no reason given"] += 1
-    return {"failures_recent": len(seen), "top_reasons": reasons.most_common(3)}
+    return {"failures_recent": int(count), "top_reasons": reasons.most_common(3)}
 
 
 def site_cards(conn: Connection, principal: Principal, now: datetime) -> list[dict[str, Any]]:
@@ -254,29 +303,19 @@ def site_cards(conn: Connection, principal: Principal, now: datetime) -> list[di
             .group_by(jobs.c.site_id)
         ).all()
     )
-    hour_ago = now - timedelta(hours=1)
-    per_hour: dict[int, int] = dict(
-        conn.execute(
-            sa.select(events.c.site_id, sa.func.count())
-            .where(
-                events.c.owner_id == principal.user_id,
-                events.c.to_state == S.JOB_FINISHED.value,
-                events.c.timestamp >= hour_ago,
-            )
-            .group_by(events.c.site_id)
-        ).all()
-    )
-    failed_hour: dict[int, int] = dict(
-        conn.execute(
-            sa.select(events.c.site_id, sa.func.count())
-            .where(
-                events.c.owner_id == principal.user_id,
-                events.c.to_state.in_([s.value for s in FAILED_STATES]),
-                events.c.timestamp >= hour_ago,
-            )
-            .group_by(events.c.site_id)
-        ).all()
-    )
+    a = activity_minutes.c
+    per_hour: Counter[int] = Counter()
+    failed_hour: Counter[int] = Counter()
+    for site_id, state, n in conn.execute(
+        sa.select(a.site_id, a.to_state, sa.func.sum(a.count))
+        .where(
+            a.owner_id == principal.user_id,
+            a.to_state.in_([S.JOB_FINISHED.value, *FAILED]),
+            a.minute >= window_start(now, 1.0),
+        )
+        .group_by(a.site_id, a.to_state)
+    ):
+        (per_hour if state == S.JOB_FINISHED.value else failed_hour)[site_id] += int(n)
     cards = []
     for row in rows:
         beat = _utc(row.last_heartbeat)

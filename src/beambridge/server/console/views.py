@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
@@ -12,7 +15,9 @@ from starlette.concurrency import run_in_threadpool
 
 from beambridge.schemas.queries import JobQuery
 from beambridge.server.console import insight, queries, weather
+from beambridge.server.console.live import latest_event_id
 from beambridge.server.console.pages import parse_job_filters
+from beambridge.server.console.sessions import ConsoleUser
 from beambridge.server.console.web import PageError, User, context_of, render
 from beambridge.server.context import utcnow
 from beambridge.server.json_body import JsonRoute
@@ -30,44 +35,68 @@ def _params(request: Request) -> dict[str, list[str]]:
     return params
 
 
-@router.get("/ui/overview")
-async def overview_page(request: Request, user: User) -> Response:
+WINDOWED: dict[str, Callable[..., insight.Overview | insight.Throughput]] = {
+    "overview": insight.overview,
+    "throughput": insight.throughput,
+}
+
+
+def _chart(data: insight.Overview | insight.Throughput) -> dict[str, Any]:
+    return {"bucket_s": data.bucket_s, "start": data.window_start.timestamp(), "series": data.throughput}
+
+
+async def _windowed_page(
+    request: Request, user: ConsoleUser, page: str, *, figures: bool = False
+) -> Response:
+    """The overview or throughput page (``figures``: its figures as JSON, which the open page fetches when
+    the event stream says something changed): the caller's jobs in the query string's filters over the
+    ``window``."""
     query, error = parse_job_filters(_params(request))
     window = request.query_params.get("window", "1h")
     if window not in WINDOWS_H:
         raise PageError(422, f"window must be one of {', '.join(WINDOWS_H)}")
+    if figures and error:
+        raise PageError(422, error)
+    compute = WINDOWED[page]
     ctx = context_of(request)
 
-    def read() -> insight.Overview:
+    def read() -> tuple[insight.Overview | insight.Throughput, int]:
         with ctx.db.read() as conn:
-            return insight.overview(conn, user.principal, query, utcnow(), WINDOWS_H[window])
+            # The cursor first: an event committed while the figures are read makes the page read them again.
+            cursor = latest_event_id(conn, user.user_id)
+            return compute(conn, user.principal, query, utcnow(), WINDOWS_H[window]), cursor
 
-    data = await run_in_threadpool(read)
+    data, cursor = await run_in_threadpool(read)
+    if figures:
+        body = {**asdict(data), "window_start": data.window_start.isoformat(), "chart": _chart(data)}
+        return Response(
+            orjson.dumps(body), media_type="application/json", headers={"Cache-Control": "no-store"}
+        )
     return render(
-        request, "overview.html", user, 422 if error else 200, nav="overview", data=data, error=error,
-        query=query, window=window, windows=list(WINDOWS_H),
-        chart={"bucket_s": data.bucket_s, "start": data.window_start.timestamp(), "series": data.throughput},
+        request, f"{page}.html", user, 422 if error else 200, nav=page, data=data, error=error, query=query,
+        window=window, windows=list(WINDOWS_H), chart=_chart(data), live_after=cursor,
+        figures_url=f"/ui/{page}/figures" + (f"?{request.url.query}" if request.url.query else ""),
     )  # fmt: skip
+
+
+@router.get("/ui/overview")
+async def overview_page(request: Request, user: User) -> Response:
+    return await _windowed_page(request, user, "overview")
+
+
+@router.get("/ui/overview/figures")
+async def overview_figures(request: Request, user: User) -> Response:
+    return await _windowed_page(request, user, "overview", figures=True)
 
 
 @router.get("/ui/throughput")
 async def throughput_page(request: Request, user: User) -> Response:
-    query, error = parse_job_filters(_params(request))
-    window = request.query_params.get("window", "1h")
-    if window not in WINDOWS_H:
-        raise PageError(422, f"window must be one of {', '.join(WINDOWS_H)}")
-    ctx = context_of(request)
+    return await _windowed_page(request, user, "throughput")
 
-    def read() -> insight.Throughput:
-        with ctx.db.read() as conn:
-            return insight.throughput(conn, user.principal, query, utcnow(), WINDOWS_H[window])
 
-    data = await run_in_threadpool(read)
-    return render(
-        request, "throughput.html", user, 422 if error else 200, nav="throughput", data=data, error=error,
-        query=query, window=window, windows=list(WINDOWS_H),
-        chart={"bucket_s": data.bucket_s, "start": data.window_start.timestamp(), "series": data.throughput},
-    )  # fmt: skip
+@router.get("/ui/throughput/figures")
+async def throughput_figures(request: Request, user: User) -> Response:
+    return await _windowed_page(request, user, "throughput", figures=True)
 
 
 @router.get("/ui/sites")

@@ -20,6 +20,7 @@ from beambridge.server.db.chunks import chunked
 from beambridge.server.db.ids import reserve_ids
 from beambridge.server.db.tables import apps, events, job_parents, job_placements, jobs, sites, transfer_items
 from beambridge.server.errors import ConflictError, InvalidRequestError, NotFoundError
+from beambridge.server.jobs import activity
 from beambridge.server.jobs.parameters import check_locations, check_transfers, resolve_parameters
 from beambridge.server.placement.service import DecisionEvents, PlacementService, Plan, Wanted
 from beambridge.server.quotas import check_job_creation
@@ -207,9 +208,13 @@ def create_jobs(
     placement_rows: list[dict[str, Any]] = []
     decision_events = DecisionEvents()
     site_lists: dict[tuple[str, ...], list[str]] = {}  # one list per set of sites: encoded once for COPY
+    tally = activity.Tally()
     for index, (job_id, row, path, spec) in enumerate(zip(ids, rows, paths, specs, strict=True)):
         row["id"] = job_id
+        experiment = activity.experiment_of(row["tags"])
         for from_state, to_state, reason in path:
+            if from_state is not to_state:
+                tally.change(row["owner_id"], row["site_id"], row["app_id"], experiment, to_state.value, now)
             event_rows.append(
                 {
                     "job_id": job_id,
@@ -242,6 +247,7 @@ def create_jobs(
     bulk_insert(conn, job_placements, placement_rows)
     bulk_insert(conn, job_parents, parent_rows)
     bulk_insert(conn, transfer_items, transfer_rows)
+    activity.record(conn, tally)
     wake.add(("owner", principal.user_id))
     return rows, wake
 

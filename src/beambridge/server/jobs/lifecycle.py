@@ -31,7 +31,7 @@ from beambridge.server.db.bulk import bulk_insert
 from beambridge.server.db.chunks import chunked, id_in
 from beambridge.server.db.tables import apps, events, job_parents, job_runs, jobs
 from beambridge.server.errors import ConflictError, NotFoundError
-from beambridge.server.jobs import hedges
+from beambridge.server.jobs import activity, hedges
 from beambridge.server.wakeups import WakeKey
 from beambridge.states import (
     ADOPT_TRANSITIONS,
@@ -65,6 +65,7 @@ _LOCK_COLUMNS = (
     jobs.c.has_stage_outs,
     jobs.c.updated_at,
     jobs.c.awaiting_placement,
+    activity.experiment_column(),
 )
 
 
@@ -203,6 +204,7 @@ def apply_transitions(
     actor: str,
     site_id: int | None = None,
     locked: dict[int, JobRow] | None = None,
+    tally: activity.Tally | None = None,
 ) -> Outcome:
     """Validate and apply ``requests`` (in order; a job may appear more than once), then cascade.
 
@@ -210,7 +212,8 @@ def apply_transitions(
     ``system``).
 
     ``owner_id``/``site_id`` restrict which jobs may be touched (others count as missing, which the caller
-    must have checked); ``locked`` passes rows the caller already read with :func:`lock_jobs`.
+    must have checked); ``locked`` passes rows the caller already read with :func:`lock_jobs`. The state
+    changes are counted in ``activity_minutes`` once, at the end (cascaded steps pass ``tally`` down).
     """
     if not requests:
         return Outcome()
@@ -280,7 +283,7 @@ def apply_transitions(
         )
     if pairs:
         _decide_pairs(conn, work, pairs, {**others, **rows}, rules, now)
-    return _write(conn, work, now)
+    return _write(conn, work, now, tally)
 
 
 def _decide_pairs(
@@ -399,8 +402,9 @@ def _run_automatic(item: _Work, rules: AppRules, now: datetime) -> None:
         _step(item, nxt[0], data, now, SYSTEM)
 
 
-def _write(conn: Connection, work: dict[int, _Work], now: datetime) -> Outcome:
+def _write(conn: Connection, work: dict[int, _Work], now: datetime, tally: activity.Tally | None) -> Outcome:
     outcome = Outcome()
+    counts = activity.Tally() if tally is None else tally
     # Rows that get the same new values (a whole batch moving to RUNNING, say) share one UPDATE … WHERE id IN.
     updates: dict[bytes, tuple[dict[str, Any], list[int]]] = {}
     event_rows: list[dict[str, Any]] = []
@@ -416,6 +420,9 @@ def _write(conn: Connection, work: dict[int, _Work], now: datetime) -> Outcome:
             # session's heartbeat can tell the launcher to stop it.
             params["session_id"] = item.row.session_id if item.state in (S.RUNNING, S.KILLED) else None
             for from_state, to_state, data, at, actor in item.steps:
+                if from_state is not to_state:
+                    counts.change(row.owner_id, item.fields.get("site_id", row.site_id), row.app_id,
+                                  row.experiment, to_state.value, at)  # fmt: skip
                 event_rows.append(
                     {
                         "job_id": job_id,
@@ -444,9 +451,11 @@ def _write(conn: Connection, work: dict[int, _Work], now: datetime) -> Outcome:
     bulk_insert(conn, events, event_rows)
     _record_runs(conn, work)
     if finished:
-        outcome.merge(_release_children(conn, finished, now))
+        outcome.merge(_release_children(conn, finished, now, counts))
     if failed:
-        outcome.merge(_fail_children(conn, failed, now))
+        outcome.merge(_fail_children(conn, failed, now, counts))
+    if tally is None:  # the outermost write: its rows stay locked until the commit, so count last
+        activity.record(conn, counts)
     return outcome
 
 
@@ -510,7 +519,7 @@ def _waiting_children(conn: Connection, parent_ids: list[int]) -> dict[int, JobR
     return children
 
 
-def _release_children(conn: Connection, finished: list[int], now: datetime) -> Outcome:
+def _release_children(conn: Connection, finished: list[int], now: datetime, tally: activity.Tally) -> Outcome:
     children = _waiting_children(conn, finished)
     if not children:
         return Outcome()
@@ -534,13 +543,17 @@ def _release_children(conn: Connection, finished: list[int], now: datetime) -> O
         )
         for job_id in sorted(ready)
     ]
-    outcome = apply_transitions(conn, requests, now=now, owner_id=None, actor=SYSTEM, locked=children)
+    outcome = apply_transitions(
+        conn, requests, now=now, owner_id=None, actor=SYSTEM, locked=children, tally=tally
+    )
     if requests:  # children the service places when they can run (late binding) wait for its next cycle
         outcome.wake_keys.add(("placement", 0))
     return outcome
 
 
-def _fail_children(conn: Connection, failed: dict[int, JobState], now: datetime) -> Outcome:
+def _fail_children(
+    conn: Connection, failed: dict[int, JobState], now: datetime, tally: activity.Tally
+) -> Outcome:
     children = _waiting_children(conn, sorted(failed))
     requests = [
         TransitionRequest(
@@ -550,4 +563,6 @@ def _fail_children(conn: Connection, failed: dict[int, JobState], now: datetime)
         )
         for child in children.values()
     ]
-    return apply_transitions(conn, requests, now=now, owner_id=None, actor=SYSTEM, locked=children)
+    return apply_transitions(
+        conn, requests, now=now, owner_id=None, actor=SYSTEM, locked=children, tally=tally
+    )
