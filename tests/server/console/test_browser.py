@@ -249,3 +249,47 @@ def test_results_and_output_draw_and_hostile_text_stays_text(
     assert XSS in page.locator(f"tr[data-job-id='{job}']").inner_text()
     assert dialogs == []
     page.watch.assert_clean()
+
+
+def test_overview_and_throughput_follow_the_event_stream(
+    page: Any, live_server: LiveServer, alice: ApiUser
+) -> None:
+    """The figures pages fetch their figures again when the stream says something changed: the funnel,
+    the failures banner and the throughput chart move without a reload."""
+    from tests.server.helpers import acquire, report
+
+    base = live_server.url
+    site = alice.site()
+    app = alice.app(site["id"])
+    alice.jobs([{"app_id": app["id"], "workdir": f"w{i}", "tags": {"experiment": "L1"}} for i in range(3)])
+    log_in(page, base, alice, "/ui/overview?tag=experiment%3AL1")
+    wait_live(page)
+    expect(page.locator("#funnel-total")).to_have_text("3")
+    expect(page.locator('[data-stage="finished"]')).to_have_text("0")
+    assert page.is_hidden("#failures-banner") and page.is_visible("#throughput-empty")
+    session = alice.session(site["id"])
+    ids = [j["id"] for j in acquire(alice, session["id"], max_jobs=3)]
+    report(alice, session["id"], [{"id": i, "state": "RUNNING"} for i in ids])
+    expect(page.locator('[data-stage="running"]')).to_have_text("3", timeout=5000)
+    started = time.monotonic()
+    report(alice, session["id"], [{"id": i, "state": "RUN_DONE"} for i in ids[:2]])
+    report(alice, session["id"], [{"id": ids[2], "state": "RUN_ERROR", "error": "ValueError: mask is empty"}])
+    expect(page.locator('[data-stage="finished"]')).to_have_text("2", timeout=5000)
+    elapsed = time.monotonic() - started  # the figures are fetched at most once a second
+    assert elapsed < 4.0, f"the overview took {elapsed:.2f} s to follow"
+    expect(page.locator("#failures-banner")).to_be_visible(timeout=5000)
+    expect(page.locator("#failures-banner")).to_contain_text("mask is empty")
+    page.wait_for_selector("#throughput-chart canvas")  # the chart appeared with the first finished jobs
+    assert page.is_hidden("#throughput-empty")
+    screenshot(page, "overview-live")
+
+    page.goto(base + "/ui/throughput?tag=experiment%3AL1")
+    wait_live(page)
+    expect(page.locator("#finished-count")).to_have_text("2")
+    alice.jobs([{"app_id": app["id"], "workdir": "x", "tags": {"experiment": "L1"}}])
+    [job] = acquire(alice, session["id"], max_jobs=1)  # the retried one or the new one: either finishes
+    report(alice, session["id"], [{"id": job["id"], "state": "RUNNING"}])
+    report(alice, session["id"], [{"id": job["id"], "state": "RUN_DONE"}])
+    expect(page.locator("#finished-count")).to_have_text("3", timeout=5000)
+    screenshot(page, "throughput-live")
+    page.watch.assert_clean()

@@ -25,7 +25,7 @@ from beambridge.schemas.queries import JobQuery
 from beambridge.server.auth.tokens import Principal
 from beambridge.server.console.queries import reason_of
 from beambridge.server.db.tables import activity_minutes, batch_jobs, events, jobs, sites
-from beambridge.server.jobs.activity import EXPERIMENT_TAG, minute_of
+from beambridge.server.jobs.activity import EXPERIMENT_TAG, experiment_is, minute_of
 from beambridge.server.jobs.queries import job_conditions
 from beambridge.states import JobState
 
@@ -48,7 +48,7 @@ STAGES = [
 ]
 """Balsam's breakdown: (name, state the stage starts at, state it ends at); the first time each was
 reached counts (``CREATED`` is the job's creation)."""
-STAGE_SAMPLE = 5000
+STAGE_SAMPLE = 2000
 REASON_SAMPLE = 500
 """The failures banner's commonest reasons come from the newest this many failures of the last hour."""
 FAILED_STATES = (S.FAILED, S.RUN_ERROR, S.RUN_TIMEOUT)
@@ -83,17 +83,18 @@ def overview(
     conn: Connection, principal: Principal, query: JobQuery, now: datetime, hours: float
 ) -> Overview:
     """Funnel, stage times, throughput per site and recent failures of the caller's jobs in ``query``."""
-    where = job_conditions(query, principal, conn.dialect.name)
+    scope = Scope(query, principal, conn.dialect.name)
     counts: dict[str, int] = dict(
-        conn.execute(sa.select(jobs.c.state, sa.func.count()).where(*where).group_by(jobs.c.state)).all()
+        conn.execute(
+            sa.select(jobs.c.state, sa.func.count()).where(*scope.where).group_by(jobs.c.state)
+        ).all()
     )
     funnel = [(name, sum(int(counts.get(state.value, 0)) for state in states)) for name, states in FUNNEL]
     since = window_start(now, hours)
-    scope = Scope(query, principal, where)
     return Overview(
         funnel=funnel,
         total=sum(n for _, n in funnel),
-        stages=_stage_times(conn, where),
+        stages=_stage_times(conn, scope.where),
         **_throughput(conn, scope, since, now),
         window_start=since,
         **_failures(conn, scope, window_start(now, 1.0)),
@@ -115,12 +116,14 @@ def throughput(
     conn: Connection, principal: Principal, query: JobQuery, now: datetime, hours: float
 ) -> Throughput:
     """Jobs finished per minute by site over the last ``hours``, and the stage latencies (median, p95)."""
-    where = job_conditions(query, principal, conn.dialect.name)
+    scope = Scope(query, principal, conn.dialect.name)
     since = window_start(now, hours)
-    figures = _throughput(conn, Scope(query, principal, where), since, now)
+    figures = _throughput(conn, scope, since, now)
     per_minute = 60.0 / figures["bucket_s"]
     finished = round(sum(sum(v) for v in figures["throughput"].values()) / per_minute)
-    return Throughput(**figures, window_start=since, stages=_stage_times(conn, where), finished=finished)
+    return Throughput(
+        **figures, window_start=since, stages=_stage_times(conn, scope.where), finished=finished
+    )
 
 
 def _stage_times(conn: Connection, where: list[sa.ColumnElement[bool]]) -> list[dict[str, Any]]:
@@ -163,13 +166,22 @@ def window_start(now: datetime, hours: float) -> datetime:
 
 class Scope:
     """Which of the caller's jobs a figure counts: the job conditions, and the same scope as conditions
-    on ``activity_minutes`` when it is keyed by it (``activity`` is ``None`` otherwise)."""
+    on ``activity_minutes`` when it is keyed by it (``activity`` is ``None`` otherwise).
 
-    def __init__(self, query: JobQuery, principal: Principal, where: list[sa.ColumnElement[bool]]) -> None:
+    One experiment (the query's only tag is ``experiment``) is matched by the tag's value, not by tag
+    containment: an index on ``jobs (owner_id, tags ->> 'experiment', id) INCLUDE (state, created_at)``
+    then answers the funnel and the stage-time sample without reading the jobs themselves."""
+
+    def __init__(self, query: JobQuery, principal: Principal, dialect: str) -> None:
         given = set(query.model_dump(exclude_defaults=True))
         self.everything = not given
-        self.where = where
         self.principal = principal
+        experiment = query.tags.get(EXPERIMENT_TAG) if set(query.tags) == {EXPERIMENT_TAG} else None
+        if experiment:
+            self.where = job_conditions(query.model_copy(update={"tag": []}), principal, dialect)
+            self.where.append(experiment_is(experiment, dialect))
+        else:
+            self.where = job_conditions(query, principal, dialect)
         a = activity_minutes.c
         tags = query.tags
         self.activity: list[sa.ColumnElement[bool]] | None = None

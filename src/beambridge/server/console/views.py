@@ -75,6 +75,7 @@ async def _windowed_page(
     return render(
         request, f"{page}.html", user, 422 if error else 200, nav=page, data=data, error=error, query=query,
         window=window, windows=list(WINDOWS_H), chart=_chart(data), live_after=cursor,
+        stage_sample=insight.STAGE_SAMPLE,
         figures_url=f"/ui/{page}/figures" + (f"?{request.url.query}" if request.url.query else ""),
     )  # fmt: skip
 

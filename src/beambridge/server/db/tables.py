@@ -207,8 +207,22 @@ jobs = sa.Table(
         postgresql_using="gin",
         postgresql_ops={"tags": "jsonb_path_ops"},
     ).ddl_if(dialect="postgresql"),
+    # One experiment's jobs, newest first (the console's overview of an experiment; jobs/activity.py).
+    sa.Index("ix_jobs_experiment", "owner_id", sa.text("(tags ->> 'experiment')"), "id").ddl_if(
+        dialect="postgresql"
+    ),
     sqlite_autoincrement=True,
 )
+
+RUNNABLE_UNCLAIMED = (
+    "state IN ('PREPROCESSED', 'RESTART_READY') AND session_id IS NULL AND awaiting_placement IS false"
+)
+# Acquire takes a site's runnable, unclaimed jobs best priority first: this index holds them in that order,
+# so the first is one index step away however many wait (ix_jobs_acquire needs a sort of all of them).
+sa.Index(
+    "ix_jobs_runnable", jobs.c.site_id, jobs.c.priority.desc(), jobs.c.id,
+    postgresql_where=sa.text(RUNNABLE_UNCLAIMED), sqlite_where=sa.text(RUNNABLE_UNCLAIMED),
+)  # fmt: skip
 
 job_parents = sa.Table(
     "job_parents",

@@ -36,6 +36,14 @@ def experiment_column() -> sa.ColumnElement[Any]:
     return jobs.c.tags[EXPERIMENT_TAG].as_string().label("experiment")
 
 
+def experiment_is(value: str, dialect: str) -> sa.ColumnElement[bool]:
+    """Jobs whose experiment tag is ``value`` (on PostgreSQL, in the form ``ix_jobs_experiment`` indexes)."""
+    if dialect == "postgresql":
+        tag = jobs.c.tags.op("->>", return_type=sa.String)(sa.literal_column(f"'{EXPERIMENT_TAG}'"))
+        return sa.and_(tag == value)
+    return sa.and_(sa.func.json_extract(jobs.c.tags, f'$."{EXPERIMENT_TAG}"') == value)
+
+
 def experiment_of(tags: dict[str, Any] | None) -> str:
     """The experiment of a job with these tags (``""`` without one)."""
     value = (tags or {}).get(EXPERIMENT_TAG)

@@ -1,7 +1,9 @@
 // beambridge console: live updates from the service's event stream (server-sent events).
 // Messages arrive in batches (at most ten a second); each batch is applied in one animation frame, and a
 // job's many events within a frame collapse to its newest state, so a page stays responsive at
-// thousands of events per second.
+// thousands of events per second. The overview and throughput pages ("figures") do not count events
+// themselves: a batch tells them something changed, and they fetch their figures again (one fetch at a
+// time, at most one a second, and never more often than four times as long as the last one took).
 (function () {
   "use strict";
   var root = document.querySelector("[data-live]");
@@ -14,6 +16,8 @@
   var created = []; // jobs created in the pending batch
   var unseen = new Set(); // jobs created since the page was drawn (jobs page)
   var scheduled = false;
+  var figuresUrl = root.getAttribute("data-live-figures");
+  var figures = { fetching: false, dirty: false, last: 0, cost: 0, timer: null };
   var live = (window.bbLive = { applied: 0, lastEventId: Number(root.getAttribute("data-live-after")), lastAppliedAt: 0 });
 
   function setStatus(text, cls) {
@@ -79,8 +83,98 @@
     timeline = [];
   }
 
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined) return "";
+    if (seconds < 1) return (seconds * 1000).toFixed(0) + " ms";
+    if (seconds < 120) return seconds.toFixed(1) + " s";
+    if (seconds < 7200) return (seconds / 60).toFixed(1) + " min";
+    return (seconds / 3600).toFixed(1) + " h";
+  }
+
+  function text(selector, value) {
+    var el = document.querySelector(selector);
+    if (el) el.textContent = String(value);
+  }
+
+  function paintFigures(f) {
+    if (f.funnel) {
+      var most = Math.max.apply(null, f.funnel.map(function (s) { return s[1]; }).concat([1]));
+      f.funnel.forEach(function (s) {
+        var width = s[1] ? Math.round((s[1] / most) * 2500) / 10 : 0;
+        var count = root.querySelector('[data-stage="' + s[0] + '"]');
+        var bar = root.querySelector('[data-bar="' + s[0] + '"]');
+        if (count) { count.textContent = String(s[1]); count.setAttribute("x", String(100 + width)); }
+        if (bar) bar.setAttribute("width", String(width));
+      });
+      text("#funnel-total", f.total);
+    }
+    var banner = document.getElementById("failures-banner");
+    if (banner && f.failures_recent !== undefined) {
+      banner.hidden = !f.failures_recent;
+      text("#failures-count", f.failures_recent + (f.failures_recent === 1 ? " failure" : " failures") + " in the last hour");
+      var list = banner.querySelector("ul");
+      list.textContent = "";
+      f.top_reasons.forEach(function (r) {
+        var li = document.createElement("li");
+        li.textContent = r[1] + " × " + r[0];
+        list.appendChild(li);
+      });
+    }
+    if (f.finished !== undefined) text("#finished-count", f.finished);
+    var body = document.querySelector("#stage-times tbody");
+    if (body && f.stages) {
+      body.textContent = "";
+      f.stages.forEach(function (s) {
+        var tr = document.createElement("tr");
+        [s.name, duration(s.median), duration(s.p95), String(s.count)].forEach(function (value) {
+          var td = document.createElement("td");
+          td.textContent = value;
+          tr.appendChild(td);
+        });
+        body.appendChild(tr);
+      });
+    }
+    if (window.bbThroughput) window.bbThroughput.draw(f.chart);
+  }
+
+  function refreshFigures() {
+    figures.dirty = true;
+    if (figures.fetching || figures.timer) return;
+    var wait = Math.max(1000, 4 * figures.cost) - (Date.now() - figures.last);
+    if (wait > 0) {
+      figures.timer = setTimeout(function () { figures.timer = null; refreshFigures(); }, wait);
+      return;
+    }
+    figures.dirty = false;
+    figures.fetching = true;
+    figures.last = Date.now();
+    fetch(figuresUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) {
+        if (!response.ok) throw new Error("figures: " + response.status);
+        return response.json();
+      })
+      .then(function (f) {
+        figures.cost = Date.now() - figures.last;
+        requestAnimationFrame(function () {
+          paintFigures(f);
+          live.lastAppliedAt = Date.now();
+          live.applied += 1;
+        });
+      })
+      .catch(function () { setStatus("○ figures not updated", "off"); })
+      .then(function () {
+        figures.fetching = false;
+        if (figures.dirty) refreshFigures();
+      });
+  }
+
   function flush() {
     scheduled = false;
+    if (kind === "figures") {
+      latest.clear();
+      refreshFigures();
+      return;
+    }
     if (kind === "jobs") applyJobs(); else applyJob();
     latest.clear();
     live.lastAppliedAt = Date.now();
@@ -100,7 +194,7 @@
       batch.forEach(function (ev) {
         if (kind === "job" && ev.job_id !== jobId) return;
         latest.set(ev.job_id, ev);
-        if (ev.from === "CREATED") created.push(ev.job_id);
+        if (kind === "jobs" && ev.from === "CREATED") created.push(ev.job_id);
         if (kind === "job") timeline.push(ev);
       });
       live.lastEventId = batch[batch.length - 1].id;

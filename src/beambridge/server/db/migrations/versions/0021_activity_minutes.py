@@ -1,10 +1,15 @@
-"""activity minutes
+"""activity minutes, and two indexes on jobs
 
 Per-minute counts of job state changes (owner × new state × minute × site × app × the job's
 ``experiment`` tag), written in the transaction that writes the events (``jobs/activity.py``). The
 console's throughput chart, failure counts and site cards sum a few rows a minute here instead of reading
 every event of their window (at 10,000,000 events the overview's throughput and failures read ~100,000
 events an hour). The counts of existing events are carried over.
+
+``ix_jobs_experiment`` (PostgreSQL): one experiment's jobs newest first, for the overview of one experiment
+(its stage-time sample read 100,000 rows of the primary key to find 5,000 of one tag in 50).
+``ix_jobs_runnable``: a site's runnable, unclaimed jobs in acquire's order; acquire sorted all of them to
+take the first (at 1,000,000 jobs with 30,000 runnable: 490 ms on a loaded machine, 0.1 ms with it).
 
 Revision ID: 0021_activity_minutes
 Revises: 0020_hedge_of
@@ -23,6 +28,9 @@ branch_labels = None
 depends_on = None
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+RUNNABLE_UNCLAIMED = (
+    "state IN ('PREPROCESSED', 'RESTART_READY') AND session_id IS NULL AND awaiting_placement IS false"
+)
 
 
 def _fk(name: str, target: str) -> sa.Column[int]:
@@ -57,6 +65,13 @@ def upgrade() -> None:
     )
     op.create_index("ix_activity_minutes_site_id", "activity_minutes", ["site_id"])
     op.create_index("ix_activity_minutes_app_id", "activity_minutes", ["app_id"])
+    if op.get_bind().dialect.name == "postgresql":
+        op.create_index("ix_jobs_experiment", "jobs", ["owner_id", sa.text("(tags ->> 'experiment')"), "id"])
+    runnable = sa.text(RUNNABLE_UNCLAIMED)
+    op.create_index(
+        "ix_jobs_runnable", "jobs", ["site_id", sa.text("priority DESC"), "id"],
+        postgresql_where=runnable, sqlite_where=runnable,
+    )  # fmt: skip
 
 
 def _carry_over_history() -> None:
@@ -91,6 +106,9 @@ def _carry_over_history() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_jobs_runnable", table_name="jobs")
+    if op.get_bind().dialect.name == "postgresql":
+        op.drop_index("ix_jobs_experiment", table_name="jobs")
     op.drop_index("ix_activity_minutes_app_id", table_name="activity_minutes")
     op.drop_index("ix_activity_minutes_site_id", table_name="activity_minutes")
     op.drop_index("ix_activity_minutes_owner_id_experiment_to_state_minute", table_name="activity_minutes")
