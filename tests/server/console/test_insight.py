@@ -61,6 +61,28 @@ def test_overview_funnel_stage_times_and_failures(browser_for: BrowserFor, alice
     assert browser.http.get("/ui/overview?tag=bad").status_code == 422
 
 
+def test_counts_kept_with_the_events_agree_with_the_events(browser_for: BrowserFor, alice: ApiUser) -> None:
+    """The figures from activity_minutes (all jobs, one experiment) equal those read from the events (a
+    filter the counts are not keyed by, true of every job, sends the page there)."""
+    site = _run(alice, "C1", 3, 2)["site"]
+    browser = browser_for(alice)
+    every_job = "created_after=2000-01-01T00:00:00"
+    for query in ("", "tag=experiment:C1", f"tag=experiment:C1&site_id={site['id']}&window=24h"):
+        for page in ("overview", "throughput"):
+            counted = browser.http.get(f"/ui/{page}/figures?{query}")
+            read = browser.http.get(f"/ui/{page}/figures?{query}&{every_job}")
+            assert counted.status_code == read.status_code == 200, counted.text
+            fast, slow = counted.json(), read.json()
+            assert fast["throughput"] == slow["throughput"] and fast["throughput"], (page, query)
+            if page == "overview":
+                assert fast["failures_recent"] == slow["failures_recent"] > 0
+                assert fast["top_reasons"] == slow["top_reasons"] and fast["funnel"] == slow["funnel"]
+    for bad in ("window=forever", "tag=bad", "state=NOPE"):
+        for page in ("overview", "throughput"):
+            response = browser.http.get(f"/ui/{page}/figures?{bad}")
+            assert response.status_code == 422, (page, bad)
+
+
 def test_sites_board_shows_own_sites_with_backlog(
     browser_for: BrowserFor, alice: ApiUser, bob: ApiUser
 ) -> None:

@@ -218,7 +218,9 @@ def _throughput(conn: Connection, scope: Scope, since: datetime, now: datetime) 
     a = activity_minutes.c
     statement: sa.Select[Any]
     if scope.activity is not None:  # a few rows a minute, however many jobs finished
-        bucket = sa.cast(sa.func.floor(_seconds_since(conn, a.minute, since) / bucket_s), sa.Integer)
+        # minutes sit on whole multiples of 60 s from ``since``; the second keeps SQLite's julianday
+        # rounding (59.99999…) from moving a minute into the bucket before
+        bucket = sa.cast(sa.func.floor((_seconds_since(conn, a.minute, since) + 1) / bucket_s), sa.Integer)
         statement = (
             sa.select(a.site_id, bucket.label("bucket"), sa.func.sum(a.count))
             .where(*scope.activity, a.to_state == S.JOB_FINISHED.value, a.minute >= since)
