@@ -276,13 +276,17 @@ def pair_products(
     e1: int,
     level_end: np.ndarray,
     row_of: np.ndarray,
+    first_level: np.ndarray,
+    lowest_lag: np.ndarray,
     acc: np.ndarray,
 ) -> int:
     """``acc[j] += x_a·x_b`` for every pair of one pixel's events a < b (``e0 … e1-1``, time order) and
     every level l at which their elements are ``c`` apart, c a lag of l (``j = row_of[l, c]``) and both
     elements in the level (frame ``t_b < level_end[l]``): level l's product at lag c,
     Σ_k x_l(k)·x_l(k+c), is the sum of the products of the events of element k with those of k+c.
-    Returns how many products were added."""
+    Two events ``d`` frames apart are first within a lag at level ``first_level[d]`` and, as ``c``
+    never grows from one level to the next, no more once ``c`` is below ``lowest_lag`` of the level
+    and all above. Returns how many products were added."""
     n = 0
     width = row_of.shape[1]
     n_levels = level_end.shape[0]
@@ -292,11 +296,11 @@ def pair_products(
         for b in range(a + 1, e1):
             tb = ev_frame[b]
             x = xa * np.uint64(ev_value[b])
-            for lev in range(n_levels):
+            for lev in range(first_level[tb - ta], n_levels):
                 if tb >= level_end[lev]:
                     break
-                c = (tb >> lev) - (ta >> lev)  # never grows from one level to the next
-                if c == 0:
+                c = (tb >> lev) - (ta >> lev)
+                if c < lowest_lag[lev]:
                     break
                 if c < width:
                     j = row_of[lev, c]
@@ -350,6 +354,19 @@ def event_bin_sums(
     level_end = np.empty(n_levels, dtype=np.int64)
     for lev in range(n_levels):
         level_end[lev] = level_len[lev] << lev  # frames before it make level lev's paired elements
+    width = row_of.shape[1]  # the largest lag + 1
+    first_level = np.empty(level_len[0] + 1, dtype=np.int64)  # first level where d frames may be a lag
+    for dist in range(level_len[0] + 1):
+        lev = 0
+        while (dist >> lev) >= width:
+            lev += 1
+        first_level[dist] = lev
+    lowest_lag = np.empty(n_levels + 1, dtype=np.int64)  # the smallest lag of this level and those above
+    lowest_lag[n_levels] = width
+    for lev in range(n_levels - 1, -1, -1):
+        has = lag_ptr[lev] < lag_ptr[lev + 1]
+        lowest_lag[lev] = min(lowest_lag[lev + 1], lag[lag_ptr[lev]] if has else width)
+    lowest_lag[0] = max(lowest_lag[0], 1)  # a pair within one frame (c = 0) is never a product
     for w in prange(n_workers):
         ek = np.empty(max_events, dtype=np.int64)
         ev = np.empty(max_events, dtype=static_sums.dtype)
@@ -369,9 +386,21 @@ def event_bin_sums(
                 pixel_mean[p] = np.float64(tot) / n0
                 if e1 - e0 <= pair_events:
                     if not spread:
-                        pair_products(ev_frame, ev_value, e0, e1, level_end, row_of, static_sums[w, s])
+                        pair_products(
+                            ev_frame,
+                            ev_value,
+                            e0,
+                            e1,
+                            level_end,
+                            row_of,
+                            first_level,
+                            lowest_lag,
+                            static_sums[w, s],
+                        )
                         continue
-                    products = pair_products(ev_frame, ev_value, e0, e1, level_end, row_of, acc)
+                    products = pair_products(
+                        ev_frame, ev_value, e0, e1, level_end, row_of, first_level, lowest_lag, acc
+                    )
                     f0 = ev_frame[e0]
                     il = e1 - 1
                     for lev in range(n_levels):
