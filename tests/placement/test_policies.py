@@ -294,3 +294,18 @@ def test_each_job_ahead_costs_its_run_plus_the_sites_turnaround() -> None:
     assert by_site["large-4"].wait_s == pytest.approx((8 * 7.0 + 0.5 * 4 * 4.0) / 4 + 1.0)
     with pytest.raises(ValueError, match="turnaround_s must be >= 0"):
         replace(small, turnaround_s=-1.0)
+
+
+def test_a_quiet_site_counts_the_time_until_it_would_be_called_down() -> None:
+    """An agent silent past the degraded threshold may be dead: a job placed there would wait until the
+    site is called down and then move. Counting that, the next-quickest live site wins."""
+    quiet = site("quick-but-quiet", run_s=1.0, slots=1)
+    live = site("live", run_s=3.0, slots=1)
+    assert place(job(1), snapshot(quiet, live)).site == "quick-but-quiet"
+    decision = place(job(1), snapshot(replace(quiet, silent_s=4.0), live))
+    by_site = {e.site: e for e in decision.estimates}
+    assert decision.site == "live"
+    assert by_site["quick-but-quiet"].wait_s == pytest.approx(1.0 + 4.0)  # dispatch, then the silence
+    assert by_site["quick-but-quiet"].stage_in_s == pytest.approx(by_site["live"].stage_in_s + 4.0)
+    with pytest.raises(ValueError, match="silent_s must be >= 0"):
+        replace(quiet, silent_s=-1.0)

@@ -95,17 +95,19 @@ class SiteEstimate(NamedTuple):
         if self.reasons:
             out["reasons"] = list(self.reasons)
         out["backlog"] = self.backlog
-        for name, value in (
-            ("stage_in_s", self.stage_in_s),
-            ("wait_s", self.wait_s),
-            ("run_s", self.run_s),
-            ("stage_out_s", self.stage_out_s),
-            ("finish_s", self.finish_s),
-            ("finish_p95_s", self.finish_p95_s),
-        ):
-            ms = _ms(value)
-            if ms is not None:
-                out[name] = ms
+        inf = _INF
+        if self.stage_in_s is not None and self.stage_in_s != inf:
+            out["stage_in_s"] = round(self.stage_in_s, 3)
+        if self.wait_s is not None and self.wait_s != inf:
+            out["wait_s"] = round(self.wait_s, 3)
+        if self.run_s is not None and self.run_s != inf:
+            out["run_s"] = round(self.run_s, 3)
+        if self.stage_out_s is not None and self.stage_out_s != inf:
+            out["stage_out_s"] = round(self.stage_out_s, 3)
+        if self.finish_s is not None and self.finish_s != inf:
+            out["finish_s"] = round(self.finish_s, 3)
+        if self.finish_p95_s is not None and self.finish_p95_s != inf:
+            out["finish_p95_s"] = round(self.finish_p95_s, 3)
         if self.wait_basis is not None:
             out["wait_basis"] = self.wait_basis.value
         if self.run_basis is not None:
@@ -113,6 +115,9 @@ class SiteEstimate(NamedTuple):
         if self.penalty != 1.0:
             out["penalty"] = self.penalty
         return out
+
+
+_INF = float("inf")
 
 
 def _ms(value: float | None) -> float | None:

@@ -12,6 +12,8 @@
                 busy slot) drained by the capacity the site
                 will have: running pilots now, queued pilots when their remaining queue wait ends, and a
                 new pilot after the predicted queue wait when the queued capacity does not cover the demand
+              + for a site whose agent has gone quiet (it may be dead), the time until it would be
+                called down and the job moved (added to its stage-in as well: nothing moves either)
     run       = the app's run time here, scaled by the job's input size where the history allows
     stage_out = per location: overhead + bytes / rate
 
@@ -241,6 +243,12 @@ def predict_finish(
     stage_in = stage_seconds(load, in_locations, job.input_bytes, queued=True) if in_locations else 0.0
     stage_out = stage_seconds(load, out_locations, job.output_bytes, queued=False) if out_locations else 0.0
     wait, wait_p95, basis = wait_for_slot(load, job, run_s)
+    silent = load.site.silent_s
+    if silent:  # the agent has gone quiet: if it is dead, nothing starts until the site is called down
+        wait += silent
+        wait_p95 += silent
+        if stage_in:
+            stage_in += silent
     penalty = degraded_penalty if load.penalised else 1.0
     run_p95 = run_s * estimate.spread
     return FinishEstimate(

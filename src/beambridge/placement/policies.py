@@ -89,13 +89,14 @@ def fastest_finish(job: JobRequest, candidates: Sequence[Candidate], ctx: Policy
     """The smallest predicted finish; now and then a site with no history for the app, to learn it."""
     snapshot = ctx.snapshot
     share = snapshot.options.explore_share
-    if share > 0 and len(candidates) > 1 and unit_hash(snapshot.seed, job.key) < share:
+    if share > 0 and len(candidates) > 1:
         unexplored = [
             i
             for i, c in enumerate(candidates)
             if not c.load.site.has_history(job.app) and c.load.in_flight(job.app) == 0
         ]
-        if unexplored and len(unexplored) < len(candidates):
+        # the job's hash decides whether it explores: drawn only when there is a site to explore
+        if unexplored and len(unexplored) < len(candidates) and unit_hash(snapshot.seed, job.key) < share:
             index = min(unexplored, key=lambda i: unit_hash(snapshot.seed, job.key, candidates[i].name))
             return Choice(
                 index,
@@ -105,10 +106,9 @@ def fastest_finish(job: JobRequest, candidates: Sequence[Candidate], ctx: Policy
             )
     finishes = [c.estimate.finish_s for c in candidates]
     index = _best(finishes, snapshot.seed, job, candidates)
-    others = sorted(
-        (f, c.name) for i, (f, c) in enumerate(zip(finishes, candidates, strict=True)) if i != index
-    )
-    tail = f" (next: {others[0][1]!r} {others[0][0]:.1f} s)" if others else ""
+    others = [(f, c.name) for i, (f, c) in enumerate(zip(finishes, candidates, strict=True)) if i != index]
+    runner = min(others) if others else None
+    tail = f" (next: {runner[1]!r} {runner[0]:.1f} s)" if runner is not None else ""
     return Choice(index, f"fastest predicted finish: {finishes[index]:.1f} s{tail}")
 
 

@@ -135,6 +135,11 @@ class SiteSnapshot:
     turnaround_s: float = 0.0
     """Measured seconds a busy slot spends between one run and the next while work waits (the launcher's
     reports, acquire, start-up): each job ahead holds a slot for its run time plus this."""
+    silent_s: float = 0.0
+    """For a site whose agent has gone quiet past the degraded threshold (it may be dead): the seconds
+    until it would be called down and its unclaimed jobs moved — what a job placed there would lose if it
+    is dead. ``fastest_finish`` adds it to the wait, so a quiet site gets work only when it is still
+    quicker counting that loss."""
 
     def __post_init__(self) -> None:
         if self.running_slots < 0 or not 0 <= self.free_slots <= self.running_slots:
@@ -145,6 +150,8 @@ class SiteSnapshot:
             raise ValueError(f"site {self.name!r}: max_backlog must be >= 0")
         if not self.turnaround_s >= 0:
             raise ValueError(f"site {self.name!r}: turnaround_s must be >= 0")
+        if not self.silent_s >= 0:
+            raise ValueError(f"site {self.name!r}: silent_s must be >= 0")
 
     @property
     def backlog_jobs(self) -> int:

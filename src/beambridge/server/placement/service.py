@@ -85,6 +85,9 @@ def decision_event_data(decision: Decision, job_id: int, kind: str, **extra: Any
     return {"placement": kind, **extra, "decision": {**decision.to_dict(), "job": job_id}}
 
 
+_CANDIDATE = SiteStatus.CANDIDATE
+
+
 class DecisionEvents:
     """The data of the placement events of one batch, small: each site's estimate is serialised once
     however many decisions share it (a group's non-chosen sites keep theirs until they are chosen), the
@@ -113,11 +116,18 @@ class DecisionEvents:
         shown = decision.estimates
         omitted: list[str] = []
         if group is not None and group[0] != job_id:
-            runner = decision.runner_up
-            shown = tuple(e for e in shown if e.status is not SiteStatus.CANDIDATE or e is runner)
-            omitted = [
-                e.site for e in decision.estimates if e.status is SiteStatus.CANDIDATE and e is not runner
-            ]
+            runner: SiteEstimate | None = None  # the best other candidate (Decision.runner_up, inlined)
+            for e in shown:
+                better = runner is None or (e.finish_s or 0.0) < (runner.finish_s or 0.0)
+                if e.status is _CANDIDATE and e.finish_s is not None and better:
+                    runner = e
+            kept = []
+            for e in shown:
+                if e.status is not _CANDIDATE or e is runner:
+                    kept.append(e)
+                else:
+                    omitted.append(e.site)
+            shown = tuple(kept)
         body: dict[str, Any] = {
             "job": job_id,
             "policy": decision.policy,

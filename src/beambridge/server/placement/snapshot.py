@@ -409,6 +409,10 @@ def build_snapshot(
             ),
             thresholds,
         )
+        age = None if last is None else max(0.0, now - last)
+        silent = 0.0
+        if age is not None and thresholds.heartbeat_degraded_s <= age < thresholds.heartbeat_down_s:
+            silent = thresholds.heartbeat_down_s - age
         if site.drained_at is not None and site.drain_reason:
             health = type(health)(
                 health.state, (f"drained by its owner: {site.drain_reason}", *health.reasons[1:])
@@ -445,6 +449,7 @@ def build_snapshot(
                 transfers=measured_transfers(figures, now, own_priors),
                 priors=own_priors,
                 turnaround_s=history.turnarounds.get(site.id, 0.0),
+                silent_s=silent,
             )
         )
         refs[site.name] = SiteRef(site.id, site.name, ids, hooks, params, slot_specs)
