@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
-from beambridge.server.db.bulk import copy_text
-from beambridge.server.db.tables import jobs
+import sqlalchemy as sa
+
+from beambridge.server.db.bulk import bulk_insert, copy_text
+from beambridge.server.db.tables import events, jobs, metadata
 from tests.conftest import ApiUser
 
 AWKWARD = {
@@ -67,3 +70,33 @@ def test_recurring_and_distinct_values_each_encode_as_themselves() -> None:
         expected.append("\t".join([str(i), tags, result, "2026-01-02T03:04:05+00:00"]))
     assert lines == expected
     assert copy_text(jobs, ["workdir"], [{"workdir": "a"}, {"workdir": "b\tc"}]) == "a\nb\\tc\n"
+
+
+def test_sqlite_bulk_rows_are_stored_as_sqlalchemy_would_store_them(tmp_path: Path) -> None:
+    """From 50 rows SQLite's bulk insert converts values itself and calls the driver's executemany; every
+    stored value (JSON text, times, booleans, nulls, shared objects) is what SQLAlchemy's insert stores."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'b.db'}")
+    metadata.create_all(engine, tables=[events])
+    shared = {"auto": "created", "awkward": AWKWARD}
+    stamp = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    rows = [
+        {
+            "job_id": i, "owner_id": 1, "site_id": 3 + i % 2, "from_state": "CREATED",
+            "to_state": "READY", "timestamp": stamp if i % 2 else datetime(2026, 1, 2, tzinfo=UTC),
+            "data": shared if i % 3 else {"n": i, "x": [1.5, None, True]}, "actor": "user:a\tb" if i % 5 else "",
+        }
+        for i in range(120)
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        bulk_insert(conn, events, rows)  # the driver's executemany
+        conn.execute(events.insert(), [{**row, "job_id": row["job_id"] + 1000} for row in rows])
+    with engine.connect() as conn:
+        stored = conn.exec_driver_sql(
+            "SELECT job_id, owner_id, site_id, from_state, to_state, timestamp, data, actor FROM events"
+        ).all()
+        parsed = conn.execute(sa.select(events).order_by(events.c.job_id)).all()
+    ours = {row[0]: row[1:] for row in stored if row[0] < 1000}
+    theirs = {row[0] - 1000: row[1:] for row in stored if row[0] >= 1000}
+    assert ours == theirs and len(ours) == 120
+    assert parsed[1].data == shared and parsed[1].timestamp.replace(tzinfo=UTC) == stamp
+    engine.dispose()

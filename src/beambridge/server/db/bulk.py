@@ -1,4 +1,5 @@
-"""Bulk inserts: PostgreSQL ``COPY`` for many rows, a plain executemany elsewhere.
+"""Bulk inserts: PostgreSQL ``COPY`` for many rows; SQLite: the driver's executemany over values converted
+here, column by column.
 
 ``COPY … FROM STDIN`` streams rows to the server without per-row statement or parameter processing; for
 the thousands of jobs and events of a bulk request it is several times faster than any ``INSERT``. The
@@ -85,9 +86,46 @@ def copy_text(table: sa.Table, columns: list[str], rows: Sequence[dict[str, Any]
     return "\n".join(map("\t".join, zip(*encoded, strict=True))) + "\n"
 
 
+def sqlite_values(
+    conn: Connection, table: sa.Table, columns: list[str], rows: Sequence[dict[str, Any]]
+) -> list[tuple[Any, ...]]:
+    """``rows`` as tuples of driver values: each column's SQLAlchemy bind processor (JSON to text, times
+    to SQLite's format) applied once per distinct value object, as SQLAlchemy's executemany would apply
+    it per row and parameter."""
+    pick = operator.itemgetter(*columns)
+    by_column = zip(*map(pick, rows), strict=True) if len(columns) > 1 else [[pick(r) for r in rows]]
+    converted = []
+    for name, values in zip(columns, by_column, strict=True):
+        process = table.c[name].type._cached_bind_processor(conn.dialect)
+        if process is None:
+            converted.append(values)
+            continue
+        memo: dict[int, Any] = {}
+        out = []
+        for value in values:
+            key = id(value)
+            if key in memo:
+                out.append(memo[key])
+            else:
+                out.append(memo.setdefault(key, None if value is None else process(value)))
+        converted.append(out)
+    return list(zip(*converted, strict=True))
+
+
+SQLITE_THRESHOLD = 50
+"""From this many rows SQLite's inserts skip SQLAlchemy's per-row parameter processing."""
+
+
 def bulk_insert(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
     """Insert ``rows`` (dicts with the same keys) into ``table`` inside the caller's transaction."""
     if not rows:
+        return
+    if conn.dialect.name == "sqlite" and len(rows) >= SQLITE_THRESHOLD:
+        columns = list(rows[0])
+        names = ", ".join(f'"{name}"' for name in columns)
+        marks = ", ".join("?" for _ in columns)
+        sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})'
+        conn.exec_driver_sql(sql, sqlite_values(conn, table, columns, rows))
         return
     if conn.dialect.name != "postgresql" or len(rows) < COPY_THRESHOLD:
         conn.execute(table.insert(), list(rows))
