@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 from beambridge.schemas.queries import JobQuery
 from beambridge.server.auth.tokens import Principal
 from beambridge.server.console.queries import reason_of
+from beambridge.server.db.chunks import id_in
 from beambridge.server.db.tables import activity_minutes, batch_jobs, events, jobs, sites
 from beambridge.server.jobs.activity import EXPERIMENT_TAG, experiment_is, minute_of
 from beambridge.server.jobs.queries import job_conditions
@@ -50,7 +51,9 @@ STAGES = [
 reached counts (``CREATED`` is the job's creation)."""
 STAGE_SAMPLE = 2000
 REASON_SAMPLE = 500
-"""The failures banner's commonest reasons come from the newest this many failures of the last hour."""
+REASON_WINDOW = 5000
+"""The failures banner's commonest reasons come from the scope's newest ``REASON_SAMPLE`` failures among the
+newest ``REASON_WINDOW`` of the caller's failures in the last hour."""
 FAILED_STATES = (S.FAILED, S.RUN_ERROR, S.RUN_TIMEOUT)
 FAILED = [s.value for s in FAILED_STATES]
 HEALTHY_HEARTBEAT_S = 120
@@ -84,12 +87,9 @@ def overview(
 ) -> Overview:
     """Funnel, stage times, throughput per site and recent failures of the caller's jobs in ``query``."""
     scope = Scope(query, principal, conn.dialect.name)
-    counts: dict[str, int] = dict(
-        conn.execute(
-            sa.select(jobs.c.state, sa.func.count()).where(*scope.where).group_by(jobs.c.state)
-        ).all()
-    )
-    funnel = [(name, sum(int(counts.get(state.value, 0)) for state in states)) for name, states in FUNNEL]
+    by_state = sa.select(jobs.c.state, sa.func.count()).where(*scope.where).group_by(jobs.c.state)
+    counts = {state: int(n) for state, n in conn.execute(by_state)}
+    funnel = [(name, sum(counts.get(state.value, 0) for state in states)) for name, states in FUNNEL]
     since = window_start(now, hours)
     return Overview(
         funnel=funnel,
@@ -254,7 +254,7 @@ def _throughput(conn: Connection, scope: Scope, since: datetime, now: datetime) 
 
 def _failures(conn: Connection, scope: Scope, since: datetime) -> dict[str, Any]:
     """How many times jobs failed (or erred, or timed out) since ``since``, and the three commonest reasons
-    (the event's reason, else the last line of the job's error) of the newest ``REASON_SAMPLE``."""
+    (the event's reason, else the last line of the job's error) of the newest (see ``REASON_SAMPLE``)."""
     a = activity_minutes.c
     if scope.activity is not None:
         count = conn.execute(
@@ -268,20 +268,41 @@ def _failures(conn: Connection, scope: Scope, since: datetime) -> dict[str, Any]
                 *scope.events(), events.c.to_state.in_(FAILED), events.c.timestamp >= since
             )
         ).scalar_one()
-    statement = (
-        sa.select(events.c.job_id, events.c.data, jobs.c.error)
-        .join(jobs, jobs.c.id == events.c.job_id)
-        .where(*scope.events(), events.c.to_state.in_(FAILED), events.c.timestamp >= since)
-        .order_by(events.c.timestamp.desc())
-        .limit(REASON_SAMPLE)
-    )
+    # The newest failures of the hour, then those of the scope's jobs among them (looked up by id: a join
+    # on the scope's conditions could read every job of the scope), then the reasons of the newest of those.
+    newest = conn.execute(
+        sa.select(events.c.id, events.c.job_id)
+        .where(
+            events.c.owner_id == scope.principal.user_id,
+            events.c.to_state.in_(FAILED),
+            events.c.timestamp >= since,
+        )
+        .order_by(events.c.timestamp.desc(), events.c.id.desc())
+        .limit(REASON_WINDOW)
+    ).all()
+    errors: dict[int, str | None] = {}  # the scope's jobs among them, with their error text
+    picked: dict[int, int] = {}  # event id -> job id: each job's newest failure, newest first
+    taken: set[int] = set()
+    for start in range(0, len(newest), REASON_SAMPLE):  # a slice at a time: most scopes fill up early
+        part = newest[start : start + REASON_SAMPLE]
+        found = sa.select(jobs.c.id, jobs.c.error).where(
+            id_in(jobs.c.id, sorted({job_id for _, job_id in part}), conn.dialect.name), *scope.where
+        )
+        errors.update((job_id, error) for job_id, error in conn.execute(found))
+        for event_id, job_id in part:
+            if job_id in errors and job_id not in taken and len(picked) < REASON_SAMPLE:
+                picked[event_id] = job_id
+                taken.add(job_id)
+        if len(picked) >= REASON_SAMPLE:
+            break
+    data = dict(
+        conn.execute(
+            sa.select(events.c.id, events.c.data).where(id_in(events.c.id, list(picked), conn.dialect.name))
+        ).all()
+    ) if picked else {}  # fmt: skip
     reasons: Counter[str] = Counter()
-    seen: set[int] = set()
-    for job_id, data, error in conn.execute(statement):
-        if job_id in seen:
-            continue
-        seen.add(job_id)
-        text = (reason_of(data) or error or "").strip()
+    for event_id, job_id in picked.items():
+        text = (reason_of(data.get(event_id)) or errors[job_id] or "").strip()
         reasons[text.splitlines()[-1][:160] if text else "no reason given"] += 1
     return {"failures_recent": int(count), "top_reasons": reasons.most_common(3)}
 

@@ -251,7 +251,9 @@ events = sa.Table(
     # Who caused it (server/audit.py): "user:alice", "launcher:polaris (session 12)", "system"…; "" only
     # for events written before the audit trail existed.
     sa.Column("actor", sa.String(200), nullable=False, server_default=""),
-    sa.Index(None, "job_id", "timestamp"),
+    # A job's events in time order; with the new state at hand (PostgreSQL), so the console's stage times
+    # read a job's first arrival in each state from the index alone.
+    sa.Index(None, "job_id", "timestamp", postgresql_include=["to_state"]),
     sa.Index(None, "owner_id", "id"),
     sa.Index(None, "site_id"),
     # Time indexes of the two kinds of event the console counts over windows (throughput, failures,
