@@ -6,14 +6,17 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
+from beambridge.xpcs.errors import InputFileError
 from beambridge.xpcs.io.hdf5 import DATASET, FRAME_TIME
-from beambridge.xpcs.io.live import EXPECTED, FollowingHdf5Frames
+from beambridge.xpcs.io.live import EXPECTED, FollowingHdf5Frames, writer_has_closed
 
 SHAPE = (4, 5)
 
@@ -66,26 +69,35 @@ class Writer:
             self.do("close")
         assert self.proc.wait(timeout=30) == 0
 
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+@contextmanager
+def following(path: Path, timeout: float) -> Iterator[FollowingHdf5Frames]:
+    frames = FollowingHdf5Frames(path, timeout=timeout, poll=0.01)
+    try:
+        yield frames
+    finally:
+        frames.close()
+
 
 def test_a_resize_seen_before_its_frames_is_not_read_as_zeros(tmp_path: Path) -> None:
     path = tmp_path / "live.h5"
-    writer = Writer(path)
-    try:
+    with Writer(path) as writer:
         writer.do("resize 1")
         writer.do("write 0")
         writer.do("resize 3")  # room for frames 1 and 2, none of them written yet
-        frames = FollowingHdf5Frames(path, timeout=30, poll=0.01)
-        try:
+        with following(path, timeout=30) as frames:
             assert frames.available() == 1, "rows inside the extent but never written count as frames"
             writer.do("write 1")
             assert frames.available() == 2
             writer.do("write 2")
             got = frames.read_dense(0, 3)
             assert [int(frame[0, 0]) for frame in got] == [1, 2, 3]
-        finally:
-            frames.close()
-    finally:
-        writer.close()
 
 
 def test_a_finished_file_with_a_frame_never_written_is_read_after_the_timeout(tmp_path: Path) -> None:
@@ -98,56 +110,34 @@ def test_a_finished_file_with_a_frame_never_written_is_read_after_the_timeout(tm
         ds.attrs[EXPECTED] = 3
         ds[0] = 1
         ds[2] = 3
-    frames = FollowingHdf5Frames(path, timeout=0.5, poll=0.01)
-    try:
+    with following(path, timeout=0.5) as frames:
         start = time.monotonic()
         got = frames.read_dense(0, 3)
         assert 0.4 < time.monotonic() - start < 30
         assert [int(frame[0, 0]) for frame in got] == [1, 0, 3]
         np.testing.assert_array_equal(got[1], np.zeros(SHAPE))
-    finally:
-        frames.close()
 
 
-def test_a_stalled_extent_is_still_an_error(tmp_path: Path) -> None:
-    from beambridge.xpcs.errors import InputFileError
-
-    path = tmp_path / "stalled.h5"
-    writer = Writer(path)
-    try:
-        writer.do("resize 1")
+@pytest.mark.parametrize("gap", [False, True], ids=["frames not yet in the extent", "a frame skipped"])
+def test_a_live_writer_missing_frames_is_a_stall_not_zeros(tmp_path: Path, gap: bool) -> None:
+    """While the writer has the file open, frames it has not written are a stall, even inside the extent."""
+    path = tmp_path / "live.h5"
+    with Writer(path) as writer:
+        writer.do("resize 3" if gap else "resize 1")
         writer.do("write 0")
-        frames = FollowingHdf5Frames(path, timeout=0.5, poll=0.01)
-        try:
-            with pytest.raises(InputFileError, match="stalled: 1 of 3 frames"):
-                frames.read_dense(0, 3)
-        finally:
-            frames.close()
-    finally:
-        writer.close()
-
-
-def test_a_frame_missing_while_the_writer_still_has_the_file_is_a_stall_not_zeros(tmp_path: Path) -> None:
-    from beambridge.xpcs.errors import InputFileError
-    from beambridge.xpcs.io.live import writer_has_closed
-
-    path = tmp_path / "gap.h5"
-    writer = Writer(path)
-    try:
-        writer.do("resize 3")
-        writer.do("write 0")
-        writer.do("write 2")
+        if gap:
+            writer.do("write 2")
         assert not writer_has_closed(path)
-        frames = FollowingHdf5Frames(path, timeout=0.5, poll=0.01)
-        try:
+        with following(path, timeout=0.5) as frames:
             assert not writer_has_closed(path)  # this process holding the file open changes nothing
             with pytest.raises(InputFileError, match="stalled: 1 of 3 frames"):
                 frames.read_dense(0, 3)
-        finally:
-            frames.close()
-    finally:
-        writer.close()
     assert writer_has_closed(path)
+
+
+def test_writer_has_closed_on_odd_files(tmp_path: Path) -> None:
     assert writer_has_closed(tmp_path / "missing.h5")
     (tmp_path / "short.h5").write_bytes(b"\x89HDF")
     assert writer_has_closed(tmp_path / "short.h5")
+    (tmp_path / "text.h5").write_bytes(b"not hdf5 at all" * 100)
+    assert writer_has_closed(tmp_path / "text.h5")
