@@ -8,7 +8,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,16 +18,10 @@ from beambridge.cli.beamline_rig import BeamlineRig, xpcs_workflow
 from beambridge.states import JobState
 from beambridge.xpcs.io.live import SwmrFrameWriter
 from beambridge.xpcs.pipeline import run_multitau
+from tests.beamline.waiting import wait_until
 
 DATASETS = 10
 FRAMES = 120
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 @pytest.mark.slow

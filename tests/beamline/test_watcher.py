@@ -12,6 +12,7 @@ import pytest
 
 from beambridge.beamline.watcher import CompletionRule, FolderWatcher, Journal
 from beambridge.client import Client
+from tests.beamline.waiting import wait_until as wait_for
 from tests.conftest import PASSWORD, ApiUser
 from tests.servers import LiveServer
 
@@ -45,13 +46,6 @@ class Running:
     def __exit__(self, *_: object) -> None:
         self.stop.set()
         self.thread.join(10)
-
-
-def wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def datasets(client: Client) -> list[str]:

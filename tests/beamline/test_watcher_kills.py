@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,15 +14,9 @@ import pytest
 from beambridge.beamline.simulator import BeamlineRun, SimulatedBeamline
 from beambridge.cli.beamline_rig import BeamlineRig, xpcs_workflow
 from beambridge.states import JobState
+from tests.beamline.waiting import wait_until
 
 DATASETS = 12
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 @pytest.mark.slow

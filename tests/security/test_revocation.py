@@ -28,24 +28,23 @@ def _me(user: ApiUser, token: str) -> httpx.Response:
     return httpx.get(f"{user.base_url}/auth/me", headers={"Authorization": f"Bearer {token}"})
 
 
-def _refused_soon(user: ApiUser, token: str, within_s: float = 3.0) -> httpx.Response:
-    """The answer once the token is refused (revocation reaches every server process within ~1 s)."""
+def _answer_soon(user: ApiUser, token: str, status: int, within_s: float) -> httpx.Response:
+    """The answer once it has ``status`` (a revoked token, or a re-enabled user, reaches every server
+    process within ~1 s), else the last answer after ``within_s``."""
     deadline = time.monotonic() + within_s
     while True:
         response = _me(user, token)
-        if response.status_code == 401 or time.monotonic() > deadline:
+        if response.status_code == status or time.monotonic() > deadline:
             return response
         time.sleep(0.1)
+
+
+def _refused_soon(user: ApiUser, token: str, within_s: float = 3.0) -> httpx.Response:
+    return _answer_soon(user, token, 401, within_s)
 
 
 def _accepted_soon(user: ApiUser, token: str, within_s: float = 3.0) -> httpx.Response:
-    """The answer once the token is accepted (a re-enabled user also reaches every process within ~1 s)."""
-    deadline = time.monotonic() + within_s
-    while True:
-        response = _me(user, token)
-        if response.status_code == 200 or time.monotonic() > deadline:
-            return response
-        time.sleep(0.1)
+    return _answer_soon(user, token, 200, within_s)
 
 
 def test_logout_ends_the_access_token_at_once(alice: ApiUser) -> None:

@@ -3,14 +3,17 @@ without a folder watcher (for a beamline that submits from Bluesky or over HTTP)
 
 from __future__ import annotations
 
-import logging
-import signal
-import threading
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from beambridge.cli.beamline_options import (
+    FirstFeedbackLimitOption,
+    WebhookOption,
+    log_to_stderr,
+    stop_on_signals,
+)
 from beambridge.cli.connection import open_client
 
 
@@ -19,13 +22,8 @@ def monitor(
         str,
         typer.Option("--workflow", "-w", help="A workflow file (YAML), or the name of a stored workflow."),
     ],
-    webhook: Annotated[
-        list[str] | None,
-        typer.Option(help="Post alerts here (repeatable): changes, timings, failures, sites, lateness."),
-    ] = None,
-    first_feedback_limit: Annotated[
-        float, typer.Option(help="Alert when a quick look is later than this many seconds.", min=1)
-    ] = 60.0,
+    webhook: WebhookOption = None,
+    first_feedback_limit: FirstFeedbackLimitOption = 60.0,
     every: Annotated[float, typer.Option(help="Seconds between looks at the service.", min=0.1)] = 0.5,
     timings: Annotated[
         bool, typer.Option(help="Follow the quick look's queue wait, run time and latency for changes.")
@@ -49,11 +47,8 @@ def monitor(
                     param_hint="--workflow",
                 )
             spec = stored.spec
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-        logging.getLogger("httpx").setLevel(logging.WARNING)
-        stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
+        log_to_stderr()
+        stop = stop_on_signals()
         watcher = WorkflowMonitor(
             client,
             spec,

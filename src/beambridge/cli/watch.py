@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 import re
-import signal
 import threading
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from beambridge.cli.beamline_options import (
+    FirstFeedbackLimitOption,
+    WebhookOption,
+    log_to_stderr,
+    stop_on_signals,
+)
 from beambridge.cli.connection import open_client
 
 
@@ -50,13 +54,8 @@ def watch(
         Path | None, typer.Option(help="The journal of submitted files (default: under BEAMBRIDGE_HOME).")
     ] = None,
     rescan: Annotated[float, typer.Option(help="Seconds between full rescans (a safety net).", min=1)] = 30.0,
-    webhook: Annotated[
-        list[str] | None,
-        typer.Option(help="Post alerts here (repeatable): changes, failures, sites, lateness."),
-    ] = None,
-    first_feedback_limit: Annotated[
-        float, typer.Option(help="Alert when a quick look is later than this many seconds.", min=1)
-    ] = 60.0,
+    webhook: WebhookOption = None,
+    first_feedback_limit: FirstFeedbackLimitOption = 60.0,
 ) -> None:
     """Watch a folder and run a workflow on each complete dataset, once, even across restarts."""
     from beambridge.beamline.watcher import CompletionRule, FolderWatcher, default_journal
@@ -67,8 +66,7 @@ def watch(
     if marker is not None and "{name}" not in marker and "{stem}" not in marker:
         raise typer.BadParameter("--marker must contain {name} or {stem}, e.g. '{name}.done'")
     spec = load_workflow(workflow)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    log_to_stderr()
     if group is not None:
         try:
             re.compile(group)
@@ -87,9 +85,7 @@ def watch(
         group=group,
         group_files=group_files,
     )
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     with open_client() as client:
         client.workflows.put(spec)
         watcher = FolderWatcher(
