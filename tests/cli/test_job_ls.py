@@ -129,3 +129,19 @@ def test_a_waiting_job_says_what_it_waits_for(cli: RunCli, campaign: dict, alice
     assert f"waiting for pilot {pilot}, queued for" in why()
     alice.ok(alice.http.patch(f"/batch-jobs/{pilot}", json={"state": "running"}))
     assert "waiting for a free slot (1 pilot(s) running)" in why()
+    # The pilot's launcher names the apps it can run, and this job's is not among them: no free slot
+    # will ever take it there; the table says so instead of promising a slot.
+    app_id = alice.ok(alice.http.get(f"/jobs/{far}"))["app_id"]  # type: ignore[index]
+    app = alice.ok(alice.http.get(f"/apps/{app_id}"))["name"]  # type: ignore[index]
+    body = {"site_id": site_id, "batch_job_id": pilot}
+    session = alice.ok(alice.http.post("/sessions", json=body), 201)["id"]  # type: ignore[index]
+    acquire = {"max_jobs": 1, "apps": {"SomethingElse": None}}
+    assert alice.ok(alice.http.post(f"/sessions/{session}/acquire", json=acquire)) == []
+    said = why()
+    assert f"no running pilot has app {app}" in said and "waiting for a free slot" not in said, said
+    sessions = alice.ok(alice.http.get("/sessions", params={"site_id": site_id, "active": True}))
+    assert sessions["items"][0]["apps"] == ["SomethingElse"]  # type: ignore[index, call-overload]
+    # A launcher that reloads its apps folder and names the app again: a free slot is what it waits for.
+    acquire = {"max_jobs": 1, "apps": {"SomethingElse": None, app: None}, "filter_tags": {"none": "x"}}
+    assert alice.ok(alice.http.post(f"/sessions/{session}/acquire", json=acquire)) == []
+    assert "waiting for a free slot (1 pilot(s) running)" in why()

@@ -93,17 +93,19 @@ WAITING_STATES = frozenset({S.PREPROCESSED, S.RESTART_READY})
 
 def waiting_reasons(client: Client, jobs: Iterable[Job]) -> dict[int, str]:
     """Why each runnable job not yet taken by a launcher waits: no pilot yet, a pilot queued since when,
-    or pilots running but busy (one request per site)."""
+    pilots running but busy, or running pilots none of which can run its app (one request per site)."""
     waiting = [job for job in jobs if job.state in WAITING_STATES and job.session_id is None]
     live = [B.PENDING_SUBMISSION, B.QUEUED, B.RUNNING]
     now = datetime.now(UTC)
     by_site: dict[int, str] = {}
+    apps_by_site: dict[int, list[list[str] | None]] = {}
     for site_id in sorted({job.site_id for job in waiting}):
         pilots = list(client.batch_jobs.filter(site_id=site_id, state=live))
         running = [p for p in pilots if p.state == B.RUNNING]
         queued = sorted((p for p in pilots if p.state != B.RUNNING), key=lambda p: p.created_at)
         if running:
             by_site[site_id] = f"waiting for a free slot ({len(running)} pilot(s) running)"
+            apps_by_site[site_id] = [s.apps for s in client.sessions.filter(site_id=site_id, active=True)]
         elif queued:
             first = queued[0]
             by_site[site_id] = (
@@ -111,7 +113,18 @@ def waiting_reasons(client: Client, jobs: Iterable[Job]) -> dict[int, str]:
             )
         else:
             by_site[site_id] = "waiting for a pilot (none requested yet; is the site's agent running?)"
-    return {job.id: by_site[job.site_id] for job in waiting}
+    out = {}
+    for job in waiting:
+        out[job.id] = by_site[job.site_id]
+        named = apps_by_site.get(job.site_id)
+        if named and all(apps is not None for apps in named):
+            app = client.names.app_name(job.app_id)
+            if not any(app in apps for apps in named if apps is not None):
+                out[job.id] = (
+                    f"no running pilot has app {app} ({len(named)} launcher(s) without it; is its file "
+                    "in the site's apps folder? pilots load a new file there)"
+                )
+    return out
 
 
 def reasons(client: Client, jobs: Iterable[Job]) -> dict[int, str]:

@@ -28,6 +28,10 @@ class Session(OutputModel):
     created_at: UtcDatetime
     heartbeat_at: UtcDatetime
     expired_at: UtcDatetime | None
+    apps: list[str] | None = Field(
+        default=None,
+        description="The apps its launcher last said it can run (null: it named none and takes every app)",
+    )
 
 
 class Heartbeat(OutputModel):

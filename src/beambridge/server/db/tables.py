@@ -145,6 +145,7 @@ sessions = sa.Table(
     sa.Column("heartbeat_at", Time, nullable=False),
     sa.Column("expired_at", Time),
     sa.Column("last_report_batch", sa.String(64)),
+    sa.Column("apps", JSON),  # the app names its launcher last said it can run; null: every app
     sa.Index(None, "expired_at", "heartbeat_at"),
     sqlite_autoincrement=True,
 )

@@ -157,6 +157,9 @@ def acquire(
         jobs.c.awaiting_placement.is_(False),
     )
     if request.apps is not None:
+        named = sorted(request.apps)
+        if session.apps != named:  # what ``job ls`` reads to say a job's app is on no running pilot
+            conn.execute(sessions.update().where(sessions.c.id == session_id).values(apps=named))
         app_ids = runnable_app_ids(conn, session.site_id, request.apps)
         if not app_ids:
             return [], int(session.site_id)
