@@ -136,13 +136,20 @@ def run(
         first_kinds = rng.sample(KINDS, len(KINDS))
         # the kills go on past ``minutes`` until every kind has been killed once: on a loaded machine
         # a short run would otherwise end before its first draws reached all three
-        while time.monotonic() < end_kills or first_kinds:
+        give_up = end_kills + 600  # a kind owed for ten minutes more (no launcher ever up) is not coming
+        while (time.monotonic() < end_kills or first_kinds) and time.monotonic() < give_up:
             time.sleep(rng.uniform(*pause_s))
             before = _finished(system, ids)
-            if before >= jobs:
-                break
+            if before >= len(ids):
+                if not first_kinds:
+                    break
+                # Done before every kind was killed once (a quick machine, or kills slowed by load): more
+                # work, so that the kinds still to come are killed while jobs run.
+                more = [{**spec, "workdir": f"c/{len(ids) + i}"} for i, spec in enumerate(specs[: jobs // 2])]
+                ids.extend(job.id for job in system.client.jobs.bulk_create(more))
             # every kind once, in a random order, before the draws: a short run still kills each kind
             kind = first_kinds.pop() if first_kinds else rng.choice(KINDS)
+            owed = [kind] if kind not in kills else []  # a kind not killed yet stays owed if it is skipped
             if kind == "server":
                 assert system.server.process is not None
                 system.server.process.send_signal(signal.SIGKILL)
@@ -160,12 +167,14 @@ def run(
             else:
                 pids = launcher_pids(site.root)
                 if not pids:
+                    first_kinds += owed
                     continue
                 victim = rng.choice(pids)
                 with_victim = set(pids)
                 try:
                     signal_pid(victim)
                 except ProcessLookupError:
+                    first_kinds += owed
                     continue
                 killed = time.monotonic()
                 back = _wait(lambda seen=with_victim: bool(set(launcher_pids(site.root)) - seen), 60)
@@ -175,7 +184,9 @@ def run(
             resumed = _wait(lambda b=before: _finished(system, ids) > max(b, 0), 60)
             if resumed is not None:
                 recovery[kind]["resumed"].append(time.monotonic() - killed)
-            console.print(f"{time.monotonic() - started:6.1f} s  kill -9 {kind:8s}  finished {before}/{jobs}")
+            console.print(
+                f"{time.monotonic() - started:6.1f} s  kill -9 {kind:8s}  finished {before}/{len(ids)}"
+            )
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             try:
@@ -200,7 +211,7 @@ def run(
         return {
             "site_root": site.root,
             "home": system.home,
-            "jobs": jobs,
+            "jobs": len(ids),
             "kills": kills,
             "elapsed": elapsed,
             "lost": lost,
