@@ -86,6 +86,10 @@ class SessionManager(Manager[Session]):
             self._transport.request("POST", f"{self.path}/{int(session_id)}/report", json=body)
         )
 
-    def close(self, session_id: int) -> None:
-        """End the session: unstarted jobs return to the pool; running ones time out."""
-        self._delete(session_id)
+    def close(self, session_id: int, *, unreported: bool = False) -> None:
+        """End the session: unstarted jobs return to the pool; running ones time out. ``unreported``: some
+        reports never reached the service, so each job the session held may have started (its history
+        shows that possible run)."""
+        params = {"unreported": "true"} if unreported else None
+        # Safe to repeat: a close whose answer was lost is answered 409 (already ended) the second time.
+        self._transport.request("DELETE", f"{self.path}/{int(session_id)}", params=params, retry=True)

@@ -35,6 +35,9 @@ class LauncherSettings(BaseModel):
     long_poll_s: float = Field(default=10, gt=0, le=60)
     report_interval_s: float = Field(default=0.05, gt=0)
     report_batch: int = Field(default=500, ge=1)
+    report_drain_s: float = Field(
+        default=30, gt=0, description="On exit, how long to keep sending the last reports before giving up"
+    )
     drain_margin_s: float = Field(
         default=60, ge=0, description="Stop work this long before the allocation ends"
     )

@@ -174,10 +174,10 @@ class Launcher:
             self._stop_all("drain")
             log.info("stopping", session_id=self.session_id, step="sending the last reports")
             self.uploader.stop()
-            self.reporter.stop()
+            delivered = self.reporter.stop(self.settings.report_drain_s)
             for thread in threads:  # a long-poll in flight is abandoned: closing the session frees its jobs
                 thread.join(timeout=1)
-            self._close_session()
+            self._close_session(unreported=not delivered)
             log.info("session_closed", session_id=self.session_id, step="stopping workers")
             self.pool.close()
             if warmup is not None and warmup.poll() is None:
@@ -210,11 +210,16 @@ class Launcher:
         self.draining = True
         self._wake()
 
-    def _close_session(self) -> None:
+    def _close_session(self, *, unreported: bool = False) -> None:
+        """Close the session. With reports undelivered (the service was down as the launcher stopped), a job
+        may have started without the service knowing: it closes as ``unreported`` so that each job's
+        history shows the possible run instead of the job silently running again."""
         if self.session_id is None:
             return
+        if unreported:
+            log.warning("reports_undelivered", session_id=self.session_id, effect="closing as unreported")
         try:
-            self.client.sessions.close(self.session_id)
+            self.client.sessions.close(self.session_id, unreported=unreported)
         except BeambridgeError as exc:
             log.warning("session_close_failed", session_id=self.session_id, error=exc)
 

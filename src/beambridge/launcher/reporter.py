@@ -33,6 +33,7 @@ class Reporter:
         self._pending: list[tuple[int, dict[str, Any]]] = []
         self._cond = threading.Condition()
         self._stopping = False
+        self._abandoned = threading.Event()
         self._in_flight = 0
         self.sent = 0
         self.refused = 0
@@ -60,19 +61,22 @@ class Reporter:
                 self._cond.wait(min(remaining, 0.05))
         return True
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Send what is queued, then end the thread."""
-        self.drain(timeout_s)
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """Send what is queued, then end the thread; whether everything queued was sent."""
+        delivered = self.drain(timeout_s)
         with self._cond:
             self._stopping = True
+            if not delivered:  # sent no more: the caller tells the service what it could not deliver
+                self._abandoned.set()
             self._cond.notify_all()
         self._thread.join(timeout=5)
+        return delivered
 
     def _take(self) -> list[tuple[int, dict[str, Any]]]:
         with self._cond:
             while not self._pending and not self._stopping:
                 self._cond.wait()
-            if not self._pending:
+            if not self._pending or self._abandoned.is_set():
                 return []
             first_wait = time.monotonic() + self.interval_s
             while len(self._pending) < self.batch and not self._stopping:
@@ -104,7 +108,7 @@ class Reporter:
         applied twice, nor refused."""
         backoff = 0.1
         batch_id = uuid.uuid4().hex
-        while reports:
+        while reports and not self._abandoned.is_set():
             try:
                 self.client.sessions.report(session_id, reports, batch_id=batch_id)
                 self.sent += len(reports)
@@ -163,9 +167,9 @@ class Reporter:
                     self.refused += len(reports)
                     return
                 log.warning("report_failed", session_id=session_id, error=exc.detail, retry_in_s=backoff)
-                time.sleep(backoff)
+                self._abandoned.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
             except BeambridgeError as exc:
                 log.warning("report_failed", session_id=session_id, error=exc, retry_in_s=backoff)
-                time.sleep(backoff)
+                self._abandoned.wait(backoff)
                 backoff = min(backoff * 2, 5.0)

@@ -103,10 +103,14 @@ def heartbeat(conn: Connection, principal: Principal, session_id: int, now: date
     return killed_jobs(conn, session_id)
 
 
-def close_session(conn: Connection, principal: Principal, session_id: int, now: datetime) -> Outcome:
-    """End a live session as if it had expired: its unstarted jobs return to the pool, running ones time out."""
+def close_session(
+    conn: Connection, principal: Principal, session_id: int, now: datetime, *, unreported: bool = False
+) -> Outcome:
+    """End a live session: its unstarted jobs return to the pool, running ones time out. A launcher that
+    could not deliver all its reports says ``unreported``: its session ends as a lost one would."""
     load_session(conn, principal, session_id, lock=True)
-    return end_sessions(conn, [session_id], f"session {session_id} closed", now, lost=False)
+    reason = f"session {session_id} closed" + (" with reports it could not deliver" if unreported else "")
+    return end_sessions(conn, [session_id], reason, now, lost=unreported)
 
 
 def time_limit_conditions(request: AcquireRequest) -> list[sa.ColumnElement[bool]]:

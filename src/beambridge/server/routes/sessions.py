@@ -106,8 +106,19 @@ def report(ctx: Ctx, caller: Caller, session_id: IdPath, body: SessionReport) ->
 
 
 @router.delete("/{session_id}", status_code=204)
-def close_session(ctx: Ctx, caller: Caller, session_id: IdPath) -> None:
+def close_session(
+    ctx: Ctx,
+    caller: Caller,
+    session_id: IdPath,
+    unreported: Annotated[
+        bool,
+        Query(
+            description="The launcher could not deliver all its reports: a job it held may have started "
+            "unseen, so each gets a possible run in its history (as for a lost session)"
+        ),
+    ] = False,
+) -> None:
     """End the session: jobs it held but had not started return to the pool; running ones time out."""
     with ctx.db.write() as conn:
-        outcome = dispatch.close_session(conn, caller, session_id, utcnow())
+        outcome = dispatch.close_session(conn, caller, session_id, utcnow(), unreported=unreported)
     ctx.wakeups.notify(outcome.wake_keys)
