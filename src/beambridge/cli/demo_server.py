@@ -35,7 +35,7 @@ class LocalServer:
         *,
         database_url: str | None = None,
         workers: int = 1,
-        startup_timeout_s: float = 60.0,
+        startup_timeout_s: float = 180.0,  # a loaded machine took over 60 s; it returns once healthy
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.home = home
