@@ -4,8 +4,8 @@ A launcher names the apps it can run in each acquire; the session keeps the last
 can tell a job waiting for a free slot from one no running pilot can run (its app was added after the
 pilot started). Null: the launcher named none (it takes every app).
 
-Revision ID: 0020_session_apps
-Revises: 0019_run_stops
+Revision ID: 0023_session_apps
+Revises: 0022_events_by_job_with_state
 Create Date: 2026-12-04
 """
 
@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision = "0020_session_apps"
-down_revision = "0019_run_stops"
+revision = "0023_session_apps"
+down_revision = "0022_events_by_job_with_state"
 branch_labels = None
 depends_on = None
 
