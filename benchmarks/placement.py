@@ -176,7 +176,7 @@ def part_real(args: argparse.Namespace, facts: dict[str, Any]) -> None:
         console.print(
             f"real system: {policy} ({sum(len(s) for _, s in arrivals)} jobs, outage at {outage_at:.0f} s)"
         )
-        results.append(run_policy(policy, arrivals, outage_at, args.drain, args.warmup))
+        results.append(run_policy(policy, arrivals, outage_at, args.drain, args.warmup, args.hedge))
     table = Table(
         title="real system: 3 local sites (1, 2, 4 slots), fastest killed mid-run", header_style="bold"
     )
@@ -269,6 +269,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--skip-cost", action="store_true", help="Real system: skip the bulk-create cost")
     parser.add_argument("--warmup", type=int, default=3, help="Real system: pinned jobs per site first")
+    parser.add_argument("--hedge", action="store_true", help="Real system: submit every job with hedge=True")
     args = parser.parse_args()
     args.policy = args.policy or list(POLICIES)
     facts: dict[str, Any] = {}

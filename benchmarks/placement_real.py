@@ -7,6 +7,9 @@ fastest per job). One seeded arrival trace: a dataset every ``--every`` seconds,
 1–3. Midway, the fastest site dies for real: its agent and its pilots get SIGKILL. Each policy replays the
 same trace on a fresh system (server, three agents), so no policy inherits another's history.
 
+With ``--hedge`` every job of the trace is submitted with ``hedge=True`` (a copy on the next-best site
+once it passes the p95 of its predicted finish; its copies are not counted as jobs).
+
 With ``--warmup N`` each site first runs N pinned jobs (not counted), so that the policies start from a
 running deployment (pilots up, run times measured) rather than from nothing.
 
@@ -138,13 +141,18 @@ def warm_up(system: System, per_site: int) -> None:
 
 
 def run_policy(
-    policy: str, arrivals: list[tuple[float, list[int]]], outage_at_s: float, drain_s: float, warmup: int = 0
+    policy: str,
+    arrivals: list[tuple[float, list[int]]],
+    outage_at_s: float,
+    drain_s: float,
+    warmup: int = 0,
+    hedge: bool = False,
 ) -> RealResult:
     with tempfile.TemporaryDirectory(prefix="bb-place-") as tmp:
         system, parts = _system(Path(tmp))
         try:
             warm_up(system, warmup)
-            return _replay(system, parts, policy, arrivals, outage_at_s, drain_s)
+            return _replay(system, parts, policy, arrivals, outage_at_s, drain_s, hedge)
         finally:
             system.close()
 
@@ -156,6 +164,7 @@ def _replay(
     arrivals: list[tuple[float, list[int]]],
     outage_at_s: float,
     drain_s: float,
+    hedge: bool = False,
 ) -> RealResult:
     client: Client = system.client
     names = {config.site_id: name for name, config in parts["configs"].items()}
@@ -170,7 +179,13 @@ def _replay(
         if killed_at is None and time.monotonic() - start >= outage_at_s:
             killed_at = _outage(system, parts)
         specs = [
-            {"app": "Proxy", "workdir": f"d{count}/{i}", "parameters": {"size": size}, "policy": policy}
+            {
+                "app": "Proxy",
+                "workdir": f"d{count}/{i}",
+                "parameters": {"size": size},
+                "policy": policy,
+                "hedge": hedge,
+            }
             for i, size in enumerate(sizes)
         ]
         ids += [job.id for job in client.jobs.bulk_create(specs)]
