@@ -9,7 +9,12 @@ import time
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from fastapi import FastAPI
 
+from beambridge.placement import HealthState, HealthThresholds
+from beambridge.server.db.tables import users
+from beambridge.server.placement.snapshot import build_snapshot
 from tests.conftest import ApiUser
 from tests.server.helpers import acquire, report
 from tests.server.placement_fixtures import eventually
@@ -156,3 +161,22 @@ def test_the_turnaround_between_runs_and_the_transfer_routes_are_measured_and_sh
     assert routes["aps_dtn"]["rate_bps"] == pytest.approx(1e6, rel=1e-3)
     assert routes["aps_dtn"]["overhead_s"] == pytest.approx(1.0, abs=1e-3)
     assert routes["dtn"]["basis"] == "prior" and routes["dtn"]["rate_bps"] == pytest.approx(100e6)
+
+
+def test_a_quiet_site_is_seen_with_the_time_until_it_would_be_called_down(
+    alice: ApiUser, server_app: FastAPI
+) -> None:
+    """The snapshot of a site whose agent has been silent past the degraded threshold carries the seconds
+    left until it would be called down (placement adds them to its wait); a site just heard from, none."""
+    live_site(alice, "a")
+    ctx = server_app.state.ctx
+    thresholds = HealthThresholds(heartbeat_degraded_s=90.0, heartbeat_down_s=180.0)
+    with ctx.db.read() as conn:
+        owner = conn.execute(sa.select(users.c.id).where(users.c.name == alice.name)).scalar_one()
+        now = time.time()
+        quiet = build_snapshot(conn, owner, now + 100.0, thresholds=thresholds).snapshot.by_name["a"]
+        fresh = build_snapshot(conn, owner, now, thresholds=thresholds).snapshot.by_name["a"]
+        gone = build_snapshot(conn, owner, now + 200.0, thresholds=thresholds).snapshot.by_name["a"]
+    assert quiet.health.state is HealthState.DEGRADED and quiet.silent_s == pytest.approx(80.0, abs=5.0)
+    assert fresh.health.state is HealthState.UP and fresh.silent_s == 0.0
+    assert gone.health.state is HealthState.DOWN and gone.silent_s == 0.0  # down: it takes no work at all
