@@ -169,8 +169,9 @@ class Scope:
     on ``activity_minutes`` when it is keyed by it (``activity`` is ``None`` otherwise).
 
     One experiment (the query's only tag is ``experiment``) is matched by the tag's value, not by tag
-    containment: an index on ``jobs (owner_id, tags ->> 'experiment', id) INCLUDE (state, created_at)``
-    then answers the funnel and the stage-time sample without reading the jobs themselves."""
+    containment: ``ix_jobs_experiment`` (PostgreSQL: ``owner_id, tags ->> 'experiment', id``) then finds
+    its jobs newest first, so the stage-time sample reads 2,000 index entries instead of walking the
+    primary key back past every other experiment's jobs."""
 
     def __init__(self, query: JobQuery, principal: Principal, dialect: str) -> None:
         given = set(query.model_dump(exclude_defaults=True))

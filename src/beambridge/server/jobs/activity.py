@@ -8,7 +8,12 @@ exactly as committed as the events. The console's throughput chart, failure coun
 few rows a minute here instead of reading every event of their window.
 
 Each write is one ``INSERT … ON CONFLICT DO UPDATE`` of the transaction's counts in key order; the rows it
-touches stay locked until the transaction commits, so it runs as late as the transaction allows.
+touches stay locked until the transaction commits, so it runs as late as the transaction allows (a cascade
+of changes, children released by a finished parent, adds to its caller's tally instead of writing its own).
+
+Counts are history: deleting jobs leaves them (the throughput of last week stays what it was); deleting a
+site, an app or a user removes theirs (foreign keys, ``ON DELETE CASCADE``). Events whose state does not
+change (placement decisions, notes after a run) are not counted.
 """
 
 from __future__ import annotations
