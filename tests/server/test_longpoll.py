@@ -15,6 +15,9 @@ from tests.conftest import PASSWORD, ApiUser, make_settings
 from tests.server.helpers import acquire
 from tests.servers import IN_CI, LiveServer, postgres_database
 
+WOKEN_WITHIN_S = 5.0
+"""A woken long-poll answers well within this; one not woken waits its full 20 s."""
+
 
 def test_job_created_while_launcher_waits_is_returned_at_once(alice: ApiUser) -> None:
     site = alice.site()
@@ -37,7 +40,9 @@ def test_job_created_while_launcher_waits_is_returned_at_once(alice: ApiUser) ->
     waiter.join(timeout=10)
     assert [j["id"] for j in result["jobs"]] == [job["id"]]  # type: ignore[union-attr]
     latency = result["returned"] - created_at  # type: ignore[operator]
-    assert latency < 0.5, f"woken after {latency:.3f} s"
+    # Woken by the change, not by the end of its 20 s wait (there is no polling to fall back on); how soon is
+    # a figure of benchmarks/ (a loaded CI machine took 0.67 s where a quiet one takes milliseconds).
+    assert latency < WOKEN_WITHIN_S, f"woken after {latency:.3f} s"
 
 
 def test_wait_times_out_empty(alice: ApiUser) -> None:
@@ -66,7 +71,7 @@ def test_events_long_poll(alice: ApiUser) -> None:
     follower.join(timeout=10)
     items = got["page"]["items"]  # type: ignore[index]
     assert [(e["job_id"], e["to_state"]) for e in items] == [(job["id"], "PREPROCESSED")]
-    assert got["at"] - created < 0.5  # type: ignore[operator]
+    assert got["at"] - created < WOKEN_WITHIN_S  # type: ignore[operator]
 
 
 def test_latest_event_cursor(alice: ApiUser) -> None:
@@ -114,7 +119,7 @@ def test_wakeups_cross_server_processes(
             waiter.join(timeout=25)
             user.close()
             assert [j["id"] for j in result["jobs"]] == [job["id"]]  # type: ignore[union-attr]
-            assert result["at"] - created < 0.5  # type: ignore[operator]
+            assert result["at"] - created < WOKEN_WITHIN_S  # type: ignore[operator]
         for app_ in apps:
             app_.state.ctx.db.dispose()
 

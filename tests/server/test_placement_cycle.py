@@ -202,6 +202,8 @@ def test_a_job_that_cannot_be_placed_says_why_again_when_the_reasons_change(
     later = eventually(
         lambda: (d := placement_events(alice, late["id"])) and len(d) > 1 and d, "the reason changed", 20
     )
-    assert later[-1]["placement"] in ("deferred", "placed")
-    if later[-1]["placement"] == "deferred":
-        assert "no heartbeat" in later[-1]["decision"]["reason"]
+    # The next decision after the first: deferred again with the new reason, or placed while the site still
+    # looked alive (a loaded run may already show the one after it: "not moved" once the site is down).
+    assert later[1]["placement"] in ("deferred", "placed"), [d["placement"] for d in later]
+    if later[1]["placement"] == "deferred":
+        assert "no heartbeat" in later[1]["decision"]["reason"]
