@@ -2,42 +2,23 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 from beambridge.states import JobState
+from tests.launcher.pilots import launch, site_without_pilots
 from tests.site.harness import System, wait_for
-
-APPS = Path(__file__).resolve().parents[1] / "site" / "apps_e2e.py"
-
-
-def _launch(site_root: Path, wall_time_min: float) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "beambridge", "launcher", "--site-dir", str(site_root), "--nodes", "localhost",
-         "--wall-time-min", str(wall_time_min)],
-        stdout=(site_root / "launcher.log").open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
 
 
 def test_launcher_skips_jobs_too_long_for_the_allocation_and_drains_at_its_end(system: System) -> None:
-    site, config = system.make_site(
+    # this pilot takes jobs with no limit to its very end: the sleeper shows the drain
+    site, _, apps = site_without_pilots(
+        system,
         "short-allocation",
-        # this pilot takes jobs with no limit to its very end: the sleeper shows the drain
-        launcher={
-            "drain_margin_s": 50,
-            "idle_timeout_s": 60,
-            "cores_per_node": 2,
-            "unlimited_jobs_cutoff_min": 0,
-        },
-        elastic_queue={"enabled": False},
+        drain_margin_s=50,
+        idle_timeout_s=60,
+        cores_per_node=2,
+        unlimited_jobs_cutoff_min=0,
     )
-    shutil.copy(APPS, site.apps / "e2e.py")
-    agent = system.start_agent(site)  # registers the apps; no pilots (elastic queue off)
-    apps = system.app_ids(config.site_id)
-    agent.stop()
     too_long, sleeper = system.client.jobs.bulk_create(
         [
             {
@@ -50,7 +31,7 @@ def test_launcher_skips_jobs_too_long_for_the_allocation_and_drains_at_its_end(s
         ]
     )
     # an allocation of 1 minute that must stop work 50 s before its end: 10 s of work
-    launcher = _launch(site.root, wall_time_min=1)
+    launcher = launch(site.root, wall_time_min=1)
     try:
         wait_for(
             lambda: system.client.jobs.get(sleeper.id).state == JobState.RUNNING, 30, what="sleeper running"
@@ -73,15 +54,9 @@ def test_launcher_skips_jobs_too_long_for_the_allocation_and_drains_at_its_end(s
 
 def test_a_launcher_near_its_end_takes_only_jobs_whose_limit_fits(system: System) -> None:
     """Less than ``unlimited_jobs_cutoff_min`` before draining, a job with no limit is left for a later pilot."""
-    site, config = system.make_site(
-        "ending-allocation",
-        launcher={"drain_margin_s": 45, "idle_timeout_s": 60, "unlimited_jobs_cutoff_min": 5},
-        elastic_queue={"enabled": False},
+    site, _, apps = site_without_pilots(
+        system, "ending-allocation", drain_margin_s=45, idle_timeout_s=60, unlimited_jobs_cutoff_min=5
     )
-    shutil.copy(APPS, site.apps / "e2e.py")
-    agent = system.start_agent(site)
-    apps = system.app_ids(config.site_id)
-    agent.stop()
     unlimited, bounded = system.client.jobs.bulk_create(
         [
             {"app_id": apps["Hello"], "workdir": "unlimited", "parameters": {"name": "u"}, "priority": 9},
@@ -93,7 +68,7 @@ def test_a_launcher_near_its_end_takes_only_jobs_whose_limit_fits(system: System
             },
         ]
     )
-    launcher = _launch(site.root, wall_time_min=1)  # 15 s of work, far less than the 5 min cutoff
+    launcher = launch(site.root, wall_time_min=1)  # 15 s of work, far less than the 5 min cutoff
     try:
         assert launcher.wait(timeout=60) == 0
     finally:

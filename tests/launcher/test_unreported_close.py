@@ -4,40 +4,25 @@ history shows the possible run (found by a chaos run: 15 silent re-runs after a 
 
 from __future__ import annotations
 
-import shutil
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 from beambridge.states import JobState
+from tests.launcher.pilots import launch, site_without_pilots
 from tests.site.harness import System, wait_for
-
-APPS = Path(__file__).resolve().parents[1] / "site" / "apps_e2e.py"
 
 
 def test_a_job_started_while_the_service_was_down_keeps_its_run_in_history(system: System) -> None:
-    site, config = system.make_site(
-        "unreported",
-        launcher={"idle_timeout_s": 120, "cores_per_node": 1, "prefetch": 1, "report_drain_s": 1},
-        elastic_queue={"enabled": False},
+    site, _, apps = site_without_pilots(
+        system, "unreported", idle_timeout_s=120, cores_per_node=1, prefetch=1, report_drain_s=1
     )
-    shutil.copy(APPS, site.apps / "e2e.py")
-    agent = system.start_agent(site)  # registers the apps; no pilots (elastic queue off)
-    apps = system.app_ids(config.site_id)
-    agent.stop()
     first, second = system.client.jobs.bulk_create(
         [
             {"app_id": apps["Sleep"], "workdir": "first", "parameters": {"seconds": 8}, "retry_limit": 3},
             {"app_id": apps["Sleep"], "workdir": "second", "parameters": {"seconds": 300}, "retry_limit": 3},
         ]
     )
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "beambridge", "launcher", "--site-dir", str(site.root), "--nodes", "localhost",
-         "--wall-time-min", "30"],
-        stdout=(site.root / "launcher.log").open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    launcher = launch(site.root, wall_time_min=30)
     try:
         before_run = {JobState.STAGED_IN, JobState.PREPROCESSED}
         # (under load the first job's RUNNING and RUN_DONE may arrive in one batch: "at least running")
