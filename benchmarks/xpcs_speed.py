@@ -47,7 +47,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PEER_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
 INSTALL_HINT = (
-    "python3.11 -m venv .venv-peers && .venv-peers/bin/pip download --no-deps --ignore-requires-python "
+    "make peers-xpcs, or: python3.11 -m venv .venv-peers && .venv-peers/bin/pip download --no-deps --ignore-requires-python "
     "boost-corr==0.1.7 -d /tmp/bc && .venv-peers/bin/pip install --no-deps --ignore-requires-python "
     "/tmp/bc/boost_corr-0.1.7-py3-none-any.whl && .venv-peers/bin/pip install numpy h5py hdf5plugin tqdm "
     "psutil scipy torch==2.13.0 && .venv-peers/bin/pip install xpcs-correlator==0.4.5"
