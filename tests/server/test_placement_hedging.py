@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -88,6 +89,32 @@ def heartbeat(user: ApiUser, session_id: int) -> list[int]:
     return user.ok(user.http.post(f"/sessions/{session_id}/heartbeat"))["killed_job_ids"]  # type: ignore[index]
 
 
+@dataclass
+class RunningPair:
+    """A hedged job whose original and copy both run, each in a launcher session of its own site."""
+
+    job: dict[str, Any]
+    home: dict[str, Any]
+    other: dict[str, Any]
+    original_session: int
+    copy_id: int
+    copy_session: int
+
+
+def both_running(sites: TwoSites, **extra: Any) -> RunningPair:
+    """Submit one job, run it at its site, wait for its copy and run that at the other site."""
+    user = sites.user
+    [job] = submit(sites, 1, **extra)
+    original_session = claim(sites, job["id"], job["tags"])
+    home, other = site_of(sites, sites.job(job["id"]))
+    report(user, original_session, [{"id": job["id"], "state": "RUNNING"}])
+    copy_id = hedged(user, [job["id"]])[job["id"]]
+    copy_session = user.session(other["id"])["id"]
+    assert [j["id"] for j in acquire(user, copy_session, max_jobs=5)] == [copy_id]
+    report(user, copy_session, [{"id": copy_id, "state": "RUNNING"}])
+    return RunningPair(job, home, other, original_session, copy_id, copy_session)
+
+
 def finishes(user: ApiUser, job_id: int) -> int:
     return sum(1 for e in events(user, job_id) if e["to_state"] == "JOB_FINISHED")
 
@@ -96,18 +123,13 @@ def test_the_copy_finishing_first_is_adopted_and_the_original_run_is_stopped(two
     alice = two_sites.user
     quick(two_sites)
     with alive(two_sites):
-        [job] = submit(two_sites, 1)
-        slow = {"id": claim(two_sites, job["id"], job["tags"])}
-        _, other = site_of(two_sites, two_sites.job(job["id"]))
-        report(alice, slow["id"], [{"id": job["id"], "state": "RUNNING"}])
-        copy_id = hedged(alice, [job["id"]])[job["id"]]
+        pair = both_running(two_sites)
+        job, other, copy_id = pair.job, pair.other, pair.copy_id
+        slow, fast = {"id": pair.original_session}, {"id": pair.copy_session}
         copy = two_sites.job(copy_id)
         assert copy["site_id"] == other["id"] and copy["hedge_of"] == job["id"]
         assert copy["tags"] == {**job["tags"], "hedge_copy_of": str(job["id"])}
         assert copy["workdir"] == job["workdir"] and copy["parameters"] == job["parameters"]
-        fast = alice.session(other["id"])
-        assert [j["id"] for j in acquire(alice, fast["id"], max_jobs=5)] == [copy_id]
-        report(alice, fast["id"], [{"id": copy_id, "state": "RUNNING"}])
         report(
             alice, fast["id"], [{"id": copy_id, "state": "RUN_DONE", "return_code": 0, "result": {"g2": 1.5}}]
         )
@@ -145,14 +167,9 @@ def test_the_original_finishing_first_cancels_the_copy(two_sites: TwoSites) -> N
     alice = two_sites.user
     quick(two_sites)
     with alive(two_sites):
-        [job] = submit(two_sites, 1)
-        first = {"id": claim(two_sites, job["id"], job["tags"])}
-        home, other = site_of(two_sites, two_sites.job(job["id"]))
-        report(alice, first["id"], [{"id": job["id"], "state": "RUNNING"}])
-        copy_id = hedged(alice, [job["id"]])[job["id"]]
-        second = alice.session(other["id"])
-        assert [j["id"] for j in acquire(alice, second["id"], max_jobs=5)] == [copy_id]
-        report(alice, second["id"], [{"id": copy_id, "state": "RUNNING"}])
+        pair = both_running(two_sites)
+        job, home, copy_id = pair.job, pair.home, pair.copy_id
+        first, second = {"id": pair.original_session}, {"id": pair.copy_session}
         report(alice, first["id"], [{"id": job["id"], "state": "RUN_DONE", "return_code": 0}])
     assert states(alice, [job["id"], copy_id]) == {job["id"]: "JOB_FINISHED", copy_id: "KILLED"}
     assert two_sites.job(job["id"])["site_id"] == home["id"]
@@ -323,14 +340,9 @@ def test_a_failed_original_never_adopts_its_copy_and_a_retried_original_is_hedge
     alice = two_sites.user
     quick(two_sites)
     with alive(two_sites):
-        [job] = submit(two_sites, 1, retry_limit=0)
-        first = claim(two_sites, job["id"], job["tags"])
-        _, other = site_of(two_sites, two_sites.job(job["id"]))
-        report(alice, first, [{"id": job["id"], "state": "RUNNING"}])
-        copy_id = hedged(alice, [job["id"]])[job["id"]]
-        second = alice.session(other["id"])
-        assert [j["id"] for j in acquire(alice, second["id"], max_jobs=5)] == [copy_id]
-        report(alice, second["id"], [{"id": copy_id, "state": "RUNNING"}])
+        pair = both_running(two_sites, retry_limit=0)
+        job, copy_id = pair.job, pair.copy_id
+        first, second = pair.original_session, {"id": pair.copy_session}
         report(alice, first, [{"id": job["id"], "state": "RUN_ERROR", "return_code": 1}])
         assert states(alice, [job["id"], copy_id]) == {job["id"]: "FAILED", copy_id: "KILLED"}
         late = alice.http.post(

@@ -487,15 +487,22 @@ def run_cycle(service: PlacementService, conn: Connection, now: datetime) -> Cyc
 def _deferred_event(conn: Connection, owner_id: int, row: Any, decision: Decision, now: datetime) -> None:
     """Why a job still is not placed (or not moved off a site that stopped taking work)."""
     kind = "deferred" if row.awaiting_placement else "not moved"
+    _placement_event(conn, owner_id, row, row.site_id, decision_event_data(decision, row.id, kind), now)
+
+
+def _placement_event(
+    conn: Connection, owner_id: int, row: Any, site_id: int, data: dict[str, Any], now: datetime
+) -> None:
+    """A placement decision in the job's history: an event that keeps its state, by the placement actor."""
     conn.execute(
         events.insert().values(
             job_id=row.id,
             owner_id=owner_id,
-            site_id=row.site_id,
+            site_id=site_id,
             from_state=row.state,
             to_state=row.state,
             timestamp=now,
-            data=decision_event_data(decision, row.id, kind),
+            data=data,
             actor=PLACEMENT,
         )
     )
@@ -562,16 +569,5 @@ def bind(
         kind, extra = "placed", {}
     else:
         kind, extra = "re-placed", {"from_site": snap.names_by_id().get(row.site_id)}
-    conn.execute(
-        events.insert().values(
-            job_id=row.id,
-            owner_id=owner_id,
-            site_id=ref.id,
-            from_state=row.state,
-            to_state=row.state,
-            timestamp=now,
-            data=decision_event_data(decision, row.id, kind, **extra),
-            actor=PLACEMENT,
-        )
-    )
+    _placement_event(conn, owner_id, row, ref.id, decision_event_data(decision, row.id, kind, **extra), now)
     return True
