@@ -6,6 +6,7 @@ Every failure ends as exactly one line on stderr, ``error: <what went wrong>``, 
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -37,62 +38,85 @@ def _options(
     """Near-real-time analysis of light-source data at whichever HPC facility finishes first."""
 
 
+_GROUPS: dict[str, str] = {
+    "server": "server",
+    "user": "users",
+    "site": "sites",
+    "app": "apps",
+    "job": "jobs",
+    "placement": "placement",
+    "workflow": "workflows",
+}
+"""Sub-command groups: the name typed after ``beambridge`` → the module under ``beambridge.cli``
+that holds its ``app``."""
+
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "submit": ("workflows", "submit"),
+    "submissions": ("workflows", "submissions"),
+    "watch": ("watch", "watch"),
+    "monitor": ("monitor", "monitor"),
+    "login": ("login", "login"),
+    "logout": ("login", "logout"),
+    "whoami": ("login", "whoami"),
+    "events": ("events", "events"),
+    "audit": ("audit", "audit"),
+    "demo": ("demo", "demo"),
+    "launcher": ("launcher", "launcher"),
+}
+"""Single commands: name → (module under ``beambridge.cli``, function)."""
+
 _mounted: list[str] = []
+_mounted_agent: list[bool] = []
+
+
+def _mount(target: typer.Typer, name: str) -> None:
+    """Mount one group or command on ``target``, importing only its module."""
+    if name == "xpcs":
+        _mount_xpcs(target)
+    elif name in _GROUPS:
+        module = importlib.import_module(f"beambridge.cli.{_GROUPS[name]}")
+        if name == "site" and not _mounted_agent:
+            from beambridge.cli import site_agent
+
+            site_agent.register(module.app)  # on the module's app: once per process
+            _mounted_agent.append(True)
+        target.add_typer(module.app, name=name)
+    else:
+        module_name, function = _COMMANDS[name]
+        module = importlib.import_module(f"beambridge.cli.{module_name}")
+        target.command(name)(getattr(module, function))
 
 
 def _mount_all() -> None:
-    """Mount every sub-command (once). Done on first use rather than at import: ``beambridge xpcs …``
-    runs without them (:func:`_xpcs_only`), so a quick look at a file does not pay for importing the
-    client, the server's schemas and the placement code."""
+    """Mount every sub-command on :data:`app` (once): for the top-level help, completion and names the
+    command line does not know (so that the usage error lists them all)."""
     if _mounted:
         return
-    from beambridge.cli import (
-        apps,
-        audit,
-        demo,
-        events,
-        jobs,
-        launcher,
-        login,
-        monitor,
-        placement,
-        server,
-        site_agent,
-        sites,
-        users,
-        watch,
-        workflows,
-    )
-
-    app.add_typer(server.app, name="server")
-    app.add_typer(users.app, name="user")
-    app.add_typer(sites.app, name="site")
-    app.add_typer(apps.app, name="app")
-    app.add_typer(jobs.app, name="job")
-    app.add_typer(placement.app, name="placement")
-    app.add_typer(workflows.app, name="workflow")
-    app.command("submit")(workflows.submit)
-    app.command("submissions")(workflows.submissions)
-    app.command("watch")(watch.watch)
-    app.command("monitor")(monitor.monitor)
-    app.command("login")(login.login)
-    app.command("logout")(login.logout)
-    app.command("whoami")(login.whoami)
-    app.command("events")(events.events)
-    app.command("audit")(audit.audit)
-    app.command("demo")(demo.demo)
-    app.command("launcher")(launcher.launcher)
-    site_agent.register(sites.app)
-    _mount_xpcs(app)
+    for name in (*_GROUPS, *_COMMANDS, "xpcs"):
+        _mount(app, name)
     _mounted.append("all")
 
 
-def _xpcs_only() -> typer.Typer:
-    """The command line with only ``beambridge xpcs`` mounted (the same options and errors)."""
+def _only(name: str | None) -> typer.Typer:
+    """The command line with only ``name`` mounted (the same options and errors): ``beambridge job ls``
+    imports the job commands and not the server, the placement code, the demo or the XPCS kernels."""
     only = typer.Typer(name="beambridge", help=HELP, no_args_is_help=True, pretty_exceptions_enable=False)
     only.callback()(_options)
-    _mount_xpcs(only)
+    if name is not None:
+        _mount(only, name)
     return only
+
+
+def _command_for(argv: list[str]) -> typer.Typer:
+    """The smallest command line that can run ``argv``: the one sub-command it names, else all."""
+    completing = any(key.endswith("_COMPLETE") for key in os.environ)
+    name = argv[0] if argv else ""
+    if argv == ["--version"]:
+        return _only(None)
+    if completing or not (name in _GROUPS or name in _COMMANDS or name == "xpcs"):
+        _mount_all()
+        return app
+    return _only(name)
 
 
 def _mount_xpcs(app: typer.Typer) -> None:
@@ -124,10 +148,7 @@ def main(args: Sequence[str] | None = None) -> int:
     debug = os.environ.get("BEAMBRIDGE_DEBUG", "") not in ("", "0")
     fit_to_terminal()
     argv = list(args) if args is not None else sys.argv[1:]
-    completing = any(key.endswith("_COMPLETE") for key in os.environ)
-    command = _xpcs_only() if argv[:1] == ["xpcs"] and not completing else app
-    if command is app:
-        _mount_all()
+    command = _command_for(argv)
     try:
         result = command(args=argv, prog_name="beambridge", standalone_mode=False)
     except typer.Exit as exc:
