@@ -314,24 +314,90 @@ def _write_inputs(folder: Path, size: int, frames: int, photons: float) -> tuple
     return raw, qmap_path
 
 
-def bench_cli(size: int, frames: int, repeats: int, threads: int) -> dict[str, float]:
-    """Median wall time of the whole ``beambridge xpcs corr`` process, and its correlation share."""
+def _worker_cpu(runtime: Path) -> float:
+    """CPU seconds (user + system) used so far by the worker started in ``runtime`` (0 if none)."""
+    import re
+
+    total = 0.0
+    for log in runtime.glob("*.log"):
+        for pid in re.findall(r"pid=(\d+) event=xpcs_worker_started", log.read_text()):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _stop_workers(runtime: Path) -> None:
+    import re
+    import signal
+
+    for log in runtime.glob("*.log"):
+        for pid in re.findall(r"pid=(\d+) event=xpcs_worker_started", log.read_text()):
+            try:
+                os.kill(int(pid), signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+            for _ in range(200):  # until it is gone (or a zombie)
+                try:
+                    if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                        break
+                except OSError:
+                    break
+                time.sleep(0.05)
+
+
+def bench_cli(size: int, frames: int, repeats: int, threads: int) -> dict[str, dict[str, float]]:
+    """The whole ``beambridge xpcs corr`` process (exec to exit, result written), medians of at least 5:
+    in its own process (``BEAMBRIDGE_XPCS_WORKER=0``), handed to a worker it has to start first (a
+    fresh runtime directory each time: the cold first call), and to a running worker (warm). CPU seconds
+    are the command's own (its children's rusage) plus the worker's (from /proc) over the call."""
+    import shutil
     import tempfile
 
     cli = Path(sys.executable).with_name("beambridge")
-    env = {**os.environ, "NUMBA_NUM_THREADS": str(threads)}
+    repeats = max(5, repeats)
+    rows: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         raw, qmap = _write_inputs(Path(tmp), size, frames, 0.5)
         cmd = [str(cli), "xpcs", "corr", str(raw), "--qmap", str(qmap), "-o", str(Path(tmp) / "out.h5")]
-        subprocess.run(cmd, check=True, capture_output=True, env=env)  # warm: numba cache, page cache
-        walls, corr = [], []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            proc = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
-            walls.append(time.perf_counter() - t0)
-            line = proc.stdout.strip().splitlines()[-1]  # "<n> frames in <s> s: <fps> frames/s"
-            corr.append(float(line.split(" in ")[1].split(" s")[0]))
-    return {"wall": statistics.median(walls), "correlation": statistics.median(corr)}
+        base = {**os.environ, "NUMBA_NUM_THREADS": str(threads)}
+        subprocess.run(cmd, check=True, capture_output=True, env={**base, "BEAMBRIDGE_XPCS_WORKER": "0"})
+        for name in ("in process", "worker, cold first call", "worker, warm"):
+            walls, cpus, corr = [], [], []
+            runtime = Path(tempfile.mkdtemp(prefix="bbw-"))
+            env = {**base, "BEAMBRIDGE_RUNTIME_DIR": str(runtime)}
+            env["BEAMBRIDGE_XPCS_WORKER"] = "0" if name == "in process" else "1"
+            try:
+                if name == "worker, warm":
+                    subprocess.run(cmd, check=True, capture_output=True, env=env)  # starts it
+                for _ in range(repeats):
+                    if name == "worker, cold first call":  # a new directory: no worker running
+                        _stop_workers(runtime)
+                        shutil.rmtree(runtime, ignore_errors=True)
+                        runtime = Path(tempfile.mkdtemp(prefix="bbw-"))
+                        env["BEAMBRIDGE_RUNTIME_DIR"] = str(runtime)
+                    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    worker_before = _worker_cpu(runtime)
+                    t0 = time.perf_counter()
+                    proc = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+                    walls.append(time.perf_counter() - t0)
+                    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    own = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+                    cpus.append(own + _worker_cpu(runtime) - worker_before)
+                    line = proc.stdout.strip().splitlines()[-1]  # "<n> frames in <s> s: <fps> frames/s"
+                    corr.append(float(line.split(" in ")[1].split(" s")[0]))
+            finally:
+                _stop_workers(runtime)
+                shutil.rmtree(runtime, ignore_errors=True)
+            rows[name] = {
+                "wall": statistics.median(walls),
+                "cpu": statistics.median(cpus),
+                "correlation": statistics.median(corr),
+                "repeats": float(repeats),
+            }
+    return rows
 
 
 def live_writer(path: str, size: int, frames: int, fps: float) -> None:
@@ -422,6 +488,7 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=2, help="threads for both correlators")
     parser.add_argument("--only-end-to-end", action="store_true", help="only the CLI and streaming rows")
+    parser.add_argument("--no-live", action="store_true", help="skip the streaming row")
     parser.add_argument("--no-end-to-end", action="store_true", help="skip the CLI and streaming rows")
     parser.add_argument("--live-fps", type=float, default=1000.0, help="frame rate of the streaming writer")
     parser.add_argument("--live-frames", type=int, default=1000, help="frames of the streaming acquisition")
@@ -464,17 +531,29 @@ def end_to_end(ns: argparse.Namespace) -> None:
     table = Table(title="end to end, 256x256 (median of repeats)")
     for col in ("row", "frames", "figure", "of which"):
         table.add_column(col, justify="right")
+    load = os.getloadavg()[0]
     cli = bench_cli(256, ns.frames, ns.repeats, ns.threads)
-    table.add_row(
-        "whole `beambridge xpcs corr` process", str(ns.frames), f"{cli['wall']:.3f} s",
-        f"correlation {cli['correlation']:.3f} s",
-    )  # fmt: skip
-    live = bench_live(256, ns.live_frames, ns.live_fps, ns.repeats, ns.threads)
-    table.add_row(
-        f"streaming at {ns.live_fps:,.0f} frames/s: last frame -> g2 on disk", str(ns.live_frames),
-        f"{live['latency']:.3f} s", f"seen -> written {live['seen_to_written']:.3f} s",
-    )  # fmt: skip
-    Console(width=170).print(table)
+    for name, row in cli.items():
+        table.add_row(
+            f"xpcs corr process, 256²×{ns.frames} ({name})", str(ns.frames),
+            f"{row['wall']:.3f} s wall, {row['cpu']:.2f} CPU-s",
+            f"reading + correlation {row['correlation']:.3f} s (median of {row['repeats']:.0f})",
+        )  # fmt: skip
+    load_after = os.getloadavg()[0]
+    live = None if ns.no_live else bench_live(256, ns.live_frames, ns.live_fps, ns.repeats, ns.threads)
+    if live is not None:
+        table.add_row(
+            f"streaming at {ns.live_fps:,.0f} frames/s: last frame -> g2 on disk", str(ns.live_frames),
+            f"{live['latency']:.3f} s", f"seen -> written {live['seen_to_written']:.3f} s",
+        )  # fmt: skip
+    console = Console(width=170)
+    console.print(table)
+    warm = cli["worker, warm"]
+    console.print(
+        f"xpcs corr process, 256²×{ns.frames}: {warm['wall']:.3f} s warm, "
+        f"{cli['worker, cold first call']['wall']:.3f} s cold first call, {cli['in process']['wall']:.3f} s "
+        f"in process (load average {load:.1f} -> {load_after:.1f} during the CLI rows)"
+    )
 
 
 def correlator_table(ns: argparse.Namespace) -> None:

@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import typer
-from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
@@ -27,6 +26,8 @@ def fit_to_terminal() -> None:
 
 def to_jsonable(value: Any) -> Any:
     """Models and lists of models as plain JSON data."""
+    from pydantic import BaseModel  # here: `beambridge xpcs …` never needs pydantic
+
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, list | tuple):

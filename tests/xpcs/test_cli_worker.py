@@ -1,0 +1,258 @@
+"""``beambridge xpcs corr`` through the warm worker: real command processes, a real worker process,
+real signals. The worker must give what the command gives in its own process — same bits, same output,
+same errors — and stay private, interruptible and short-lived."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+CLI = Path(sys.executable).with_name("beambridge")
+LOG_PID = re.compile(r"pid=(\d+) event=xpcs_worker_started")
+
+
+@pytest.fixture
+def runtime() -> Iterator[Path]:
+    """A private runtime directory for this test's workers (short: a socket path holds 108 bytes);
+    every worker started in it is stopped afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="bbw-"))
+    folder.chmod(0o700)
+    try:
+        yield folder
+    finally:
+        for pid in worker_pids(folder):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+            wait_gone(pid)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def worker_pids(folder: Path) -> list[int]:
+    pids = []
+    for log in folder.glob("*.log"):
+        pids += [int(m) for m in LOG_PID.findall(log.read_text())]
+    return pids
+
+
+def worker_log(folder: Path) -> str:
+    return "".join(log.read_text() for log in sorted(folder.glob("*.log")))
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (our own child never: the worker is started by the command) counts as gone
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def wait_gone(pid: int, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def wait_for(condition, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def command(runtime: Path, *args: str, worker: bool = True, cwd: Path | None = None, **env: str):  # type: ignore[no-untyped-def]
+    environ = {**os.environ, "BEAMBRIDGE_RUNTIME_DIR": str(runtime), **env}
+    environ["BEAMBRIDGE_XPCS_WORKER"] = "1" if worker else "0"
+    return subprocess.run(
+        [str(CLI), "xpcs", *args], capture_output=True, text=True, env=environ, cwd=cwd, timeout=300
+    )
+
+
+def datasets(path: Path) -> dict[str, bytes]:
+    found: dict[str, bytes] = {}
+    with h5py.File(path, "r") as f:
+
+        def visit(name: str, node: object) -> None:
+            if isinstance(node, h5py.Dataset) and name != "entry/start_time":
+                value = node[()]
+                found[name] = (
+                    np.asarray(value).tobytes() + str(node.dtype).encode() + str(node.shape).encode()
+                )
+
+        f.visititems(visit)
+    return found
+
+
+def test_worker_gives_the_in_process_result_bit_for_bit(
+    small_run: tuple[Path, Path, np.ndarray, object], runtime: Path, tmp_path: Path
+) -> None:
+    raw, qmap, _, _ = small_run
+    here = command(
+        runtime, "corr", str(raw), "--qmap", str(qmap), "-o", str(tmp_path / "here.h5"), worker=False
+    )
+    assert here.returncode == 0, here.stderr
+    assert not list(runtime.glob("*.sock"))  # the worker was off
+
+    cold = command(runtime, "corr", str(raw), "--qmap", str(qmap), "-o", str(tmp_path / "cold.h5"))
+    assert cold.returncode == 0, cold.stderr
+    pids = worker_pids(runtime)
+    assert len(pids) == 1 and alive(pids[0])  # the first command started it and it stays
+    warm = command(runtime, "corr", str(raw), "--qmap", str(qmap), "-o", str(tmp_path / "warm.h5"))
+    assert warm.returncode == 0, warm.stderr
+    assert worker_pids(runtime) == pids
+    assert worker_log(runtime).count("event=xpcs_worker_job ") == 2  # both ran there
+
+    reference = datasets(tmp_path / "here.h5")
+    assert len(reference) > 20
+    for name in ("cold.h5", "warm.h5"):
+        assert datasets(tmp_path / name) == reference, name
+    first = here.stdout.splitlines()[0].replace("here.h5", "X")
+    assert cold.stdout.splitlines()[0].replace("cold.h5", "X") == first
+    assert warm.stdout.splitlines()[0].replace("warm.h5", "X") == first
+    assert "frames/s" in warm.stdout.splitlines()[-1]
+    assert warm.stderr == ""
+
+
+def test_relative_paths_errors_and_status_as_in_process(
+    small_run: tuple[Path, Path, np.ndarray, object], runtime: Path, tmp_path: Path
+) -> None:
+    raw, qmap, _, _ = small_run
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(raw, work / "raw.h5")
+    shutil.copy(qmap, work / "qmap.h5")
+    ok = command(runtime, "corr", "raw.h5", "--qmap", "qmap.h5", "-o", "out.h5", cwd=work)
+    assert ok.returncode == 0, ok.stderr
+    assert (work / "out.h5").is_file()  # in the command's directory, not the worker's
+
+    for args in (
+        ["corr", "missing.h5", "--qmap", "qmap.h5", "-o", "x.h5"],
+        ["corr", "raw.h5", "--qmap", "qmap.h5", "-o", "x.h5", "--mode", "fast"],
+        ["corr", "raw.h5", "--qmap", "qmap.h5", "-o", "x.h5", "--frame-time", "-1"],
+        ["corr", "raw.h5", "--qmap", "qmap.h5"],  # a usage error: no -o
+    ):
+        there = command(runtime, *args, cwd=work)
+        here = command(runtime, *args, cwd=work, worker=False)
+        assert (there.returncode, there.stdout, there.stderr) == (here.returncode, here.stdout, here.stderr)
+        assert (
+            there.returncode == 2 and there.stderr.startswith("error: ") and "Traceback" not in there.stderr
+        )
+    assert not (work / "x.h5").exists()
+    assert len(worker_pids(runtime)) == 1
+    assert worker_log(runtime).count("event=xpcs_worker_job ") == 5
+
+
+def test_socket_is_private_and_an_open_directory_is_not_used(
+    small_run: tuple[Path, Path, np.ndarray, object], runtime: Path, tmp_path: Path
+) -> None:
+    raw, qmap, _, _ = small_run
+    assert (
+        command(runtime, "corr", str(raw), "--qmap", str(qmap), "-o", str(tmp_path / "a.h5")).returncode == 0
+    )
+    (sock,) = runtime.glob("*.sock")
+    assert stat.S_ISSOCK(sock.lstat().st_mode) and stat.S_IMODE(sock.lstat().st_mode) == 0o600
+    assert stat.S_IMODE(runtime.stat().st_mode) == 0o700
+
+    shared = runtime / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # anyone could plant a socket here: no worker, the command runs in process
+    done = command(shared, "corr", str(raw), "--qmap", str(qmap), "-o", str(tmp_path / "b.h5"))
+    assert done.returncode == 0, done.stderr
+    assert list(shared.iterdir()) == []
+    assert datasets(tmp_path / "a.h5") == datasets(tmp_path / "b.h5")
+
+
+def test_idle_worker_leaves_and_a_dead_ones_socket_is_replaced(
+    small_run: tuple[Path, Path, np.ndarray, object], runtime: Path, tmp_path: Path
+) -> None:
+    raw, qmap, _, _ = small_run
+    args = ("corr", str(raw), "--qmap", str(qmap), "-o", str(tmp_path / "a.h5"))
+    assert command(runtime, *args, BEAMBRIDGE_XPCS_WORKER_IDLE="1").returncode == 0
+    (first,) = worker_pids(runtime)
+    assert wait_gone(first)  # a second without a job
+    assert not list(runtime.glob("*.sock"))
+    assert "event=xpcs_worker_idle_exit served=1" in worker_log(runtime)
+
+    assert command(runtime, *args).returncode == 0
+    second = worker_pids(runtime)[-1]
+    assert second != first and alive(second)
+    os.kill(second, signal.SIGKILL)  # dies without cleaning up: its socket stays behind
+    assert wait_gone(second)
+    assert list(runtime.glob("*.sock"))
+    again = command(runtime, *args)
+    assert again.returncode == 0, again.stderr
+    third = worker_pids(runtime)[-1]
+    assert third not in (first, second) and alive(third)
+
+
+def test_ctrl_c_interrupts_the_job_and_a_busy_worker_is_not_waited_for(
+    small_run: tuple[Path, Path, np.ndarray, object], runtime: Path, tmp_path: Path
+) -> None:
+    raw, qmap, _, _ = small_run
+    environ = {**os.environ, "BEAMBRIDGE_RUNTIME_DIR": str(runtime), "BEAMBRIDGE_XPCS_WORKER": "1"}
+    # a followed acquisition whose file never appears: the job waits in the worker
+    follow = subprocess.Popen(
+        [str(CLI), "xpcs", "corr", str(tmp_path / "never.h5"), "--qmap", str(qmap), "-o",
+         str(tmp_path / "never.out.h5"), "--follow", "--follow-timeout", "120"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: "event=xpcs_worker_job_started" in worker_log(runtime))
+        started = time.monotonic()
+        meanwhile = command(runtime, "corr", str(raw), "--qmap", str(qmap), "-o", str(tmp_path / "b.h5"))
+        assert meanwhile.returncode == 0, meanwhile.stderr  # ran in its own process
+        assert follow.poll() is None
+        follow.send_signal(signal.SIGINT)
+        _, stderr = follow.communicate(timeout=30)
+        assert follow.returncode == 130, stderr
+        assert time.monotonic() - started < 120
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait()
+    wait_for(lambda: "status=130" in worker_log(runtime))
+    (pid,) = worker_pids(runtime)
+    assert alive(pid)
+    assert not (tmp_path / "never.out.h5").exists()
+    after = command(runtime, "corr", str(raw), "--qmap", str(qmap), "-o", str(tmp_path / "c.h5"))
+    assert after.returncode == 0, after.stderr
+    assert worker_log(runtime).count("event=xpcs_worker_job ") == 2  # the interrupted one, then this
+    assert datasets(tmp_path / "b.h5") == datasets(tmp_path / "c.h5")
+
+
+def test_a_killed_command_takes_its_job_along(
+    small_run: tuple[Path, Path, np.ndarray, object], runtime: Path, tmp_path: Path
+) -> None:
+    _, qmap, _, _ = small_run
+    environ = {**os.environ, "BEAMBRIDGE_RUNTIME_DIR": str(runtime), "BEAMBRIDGE_XPCS_WORKER": "1"}
+    follow = subprocess.Popen(
+        [str(CLI), "xpcs", "corr", str(tmp_path / "never.h5"), "--qmap", str(qmap), "-o",
+         str(tmp_path / "never.out.h5"), "--follow", "--follow-timeout", "120"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environ,
+    )  # fmt: skip
+    wait_for(lambda: "event=xpcs_worker_job_started" in worker_log(runtime))
+    follow.kill()
+    follow.wait()
+    wait_for(lambda: "status=130" in worker_log(runtime), timeout=30)
+    (pid,) = worker_pids(runtime)
+    assert alive(pid)
