@@ -140,6 +140,29 @@ def test_site_init_start_status_stop(
     assert "agent not running" in cli("site", "status", str(laptop)).out
 
 
+def test_job_show_prints_the_decision_of_a_job_placed_in_a_bulk_group(
+    cli: RunCli, live_server: LiveServer, alice: ApiUser
+) -> None:
+    """A job of a 300-job bulk by name has no placement event of its own: job show finds its group's."""
+    _login(cli, live_server, alice)
+    for name in ("gx", "gy"):
+        site = alice.site(name)
+        alice.app(site["id"], "echo")
+        alice.ok(alice.http.post(f"/sites/{site['id']}/heartbeat"))
+    specs = [
+        {"app": "echo", "sites": ["gx", "gy"], "workdir": f"b/{i}", "policy": "shortest_backlog"}
+        for i in range(300)
+    ]
+    jobs = alice.jobs(specs)
+    job = jobs[157]
+    site = {s["id"]: s["name"] for s in alice.ok(alice.http.get("/sites"))["items"]}[job["site_id"]]  # type: ignore[index]
+    shown = cli("job", "show", str(job["id"]))
+    assert shown.code == 0, shown.err
+    assert "Placement (placed, policy shortest_backlog)" in shown.out
+    assert f"went to '{site}'" in " ".join(shown.out.split())
+    assert f"The group of 300 jobs (first job {jobs[0]['id']}) per site" in " ".join(shown.out.split())
+
+
 def test_jobs_by_app_name_on_sites_drain_groups_and_the_decision_shown(
     cli: RunCli, live_server: LiveServer, alice: ApiUser
 ) -> None:

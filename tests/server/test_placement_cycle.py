@@ -207,3 +207,56 @@ def test_a_job_that_cannot_be_placed_says_why_again_when_the_reasons_change(
     assert later[1]["placement"] in ("deferred", "placed"), [d["placement"] for d in later]
     if later[1]["placement"] == "deferred":
         assert "no heartbeat" in later[1]["decision"]["reason"]
+
+
+def test_a_big_bulk_group_moves_off_a_drained_site_and_back_each_job_explained(
+    alice: ApiUser, fast: LiveServer
+) -> None:
+    """3,000 jobs by name placed as one shared group (one placement row, one event) while the other
+    site drains; with that backlog waiting the cycle moves every unclaimed job to the other site and back
+    again: each job is re-placed exactly once per drain, keeps the parameters it was given (the second
+    site's app fills a default the first one's does not take), and its history shows the group's
+    decision and then its own re-placements."""
+    http = httpx.Client(base_url=fast.url, headers=alice.http.headers, timeout=60)
+    a, b = alice.site("a"), alice.site("b")
+    alice.app(a["id"], "echo", parameters=PARAMS)
+    alice.app(b["id"], "echo", parameters={**PARAMS, "m": {"type": "int", "required": False, "default": 3}})
+
+    def beat() -> None:
+        for site in (a, b):
+            http.post(f"/sites/{site['id']}/heartbeat").raise_for_status()
+
+    beat()
+    alice.ok(alice.http.post(f"/sites/{b['id']}/drain", json={"reason": "maintenance"}))
+    specs = [
+        {"app": "echo", "sites": ["a", "b"], "workdir": f"w/{i}", "parameters": {"n": i}} for i in range(3000)
+    ]
+    made = {j["id"]: j for j in alice.jobs(specs)}
+    ids = sorted(made)
+    assert {j["site_id"] for j in made.values()} == {a["id"]}
+    stored = alice.ok(alice.http.get("/events", params={"actor": "placement", "limit": 1000}))
+    assert [e["job_id"] for e in stored["items"]] == [ids[0]]  # type: ignore[index]
+
+    def all_at(site: dict[str, Any]) -> bool:
+        beat()
+        for start in range(0, len(ids), 500):
+            page = http.get("/jobs", params={"id": ids[start : start + 500], "limit": 500}).json()["items"]
+            if {j["site_id"] for j in page} != {site["id"]}:
+                return False
+        return True
+
+    alice.ok(alice.http.post(f"/sites/{b['id']}/undrain"))
+    alice.ok(alice.http.post(f"/sites/{a['id']}/drain", json={"reason": "maintenance"}))
+    assert eventually(lambda: all_at(b), "every job off the drained site", timeout=180)
+    assert job(http, ids[5])["parameters"] == {"n": 5, "m": 3}
+    alice.ok(alice.http.post(f"/sites/{a['id']}/undrain"))
+    alice.ok(alice.http.post(f"/sites/{b['id']}/drain", json={"reason": "maintenance"}))
+    assert eventually(lambda: all_at(a), "every job back at the first site", timeout=180)
+    for job_id in (ids[0], ids[1], ids[1777], ids[-1]):
+        # ("not moved" events may come between: this server calls a site down after 2 s of silence)
+        history = [d for d in placement_events(alice, job_id) if d["placement"] != "not moved"]
+        assert [d["placement"] for d in history] == ["placed", "re-placed", "re-placed"], history
+        assert history[0]["decision"]["job"] == job_id and history[0]["decision"]["site"] == "a"
+        assert [d["from_site"] for d in history[1:]] == ["a", "b"]
+        assert job(http, job_id)["parameters"] == made[job_id]["parameters"]  # the given ones
+    http.close()

@@ -154,8 +154,9 @@ def test_a_child_waits_unbound_for_its_parents(alice: ApiUser) -> None:
 
 def test_a_bulk_of_alike_jobs_is_placed_as_one_group_and_each_job_still_says_why(alice: ApiUser) -> None:
     """600 alike jobs by name to three sites: one survey of the sites, the jobs spread over all three as
-    each placement raises its site's predicted wait (not all to the best one), and every job's event names
-    its chosen site and the runner-up with their figures; the group's first job has every site's."""
+    each placement raises its site's predicted wait (not all to the best one); the group is written as
+    ONE placement event, and each job's history shows it as that job's decision: its site chosen, the
+    site's figures, the group's spread; the group's first job's shows every site's estimate."""
     sites = {name: live_site(alice, name)["id"] for name in ("alpha", "beta", "gamma")}
     specs = [{"app": "echo", "workdir": f"g/{i}", "parameters": {"n": i}} for i in range(600)]
     jobs = alice.jobs(specs)
@@ -163,17 +164,40 @@ def test_a_bulk_of_alike_jobs_is_placed_as_one_group_and_each_job_still_says_why
     assert all(count >= 100 for count in counts.values()), counts  # water-filling spreads the group
     first = jobs[0]["id"]
     names = {site_id: name for name, site_id in sites.items()}
-    for job in (jobs[0], jobs[1], jobs[299], jobs[-1]):
+    stored = alice.ok(alice.http.get("/events", params={"actor": "placement", "limit": 1000}))
+    assert len(stored["items"]) == 1 and stored["items"][0]["job_id"] == first  # type: ignore[index]
+    for job in jobs:
         [data] = placement_events(alice, job["id"])
         decision = data["decision"]
+        assert data["placement"] == "placed" and decision["policy"] == "fastest_finish"
         assert decision["job"] == job["id"] and decision["site"] == names[job["site_id"]]
-        assert decision["group"]["jobs"] == 600 and decision["group"]["first_job"] == first
+        group = decision["group"]
+        assert (
+            group["jobs"] == 600 and group["first_job"] == first and group["ids"] == [[first, jobs[-1]["id"]]]
+        )
+        assert {s["site"]: s["jobs"] for s in group["sites"]} == counts
         shown = {e["site"]: e for e in decision["estimates"]}
-        assert shown[decision["site"]]["status"] == "chosen" and shown[decision["site"]]["finish_s"] > 0
-        if job["id"] == first:
-            assert set(shown) == set(sites) and decision["group"]["omitted"] == []
-        else:  # the chosen site, the runner-up, and the other candidate named
-            assert len(shown) == 2 and set(shown) | set(decision["group"]["omitted"]) == set(sites)
-            [runner] = [e for e in shown.values() if e["status"] == "candidate"]
-            assert runner["finish_s"] >= shown[decision["site"]]["finish_s"]
-            assert f"next: '{runner['site']}'" in decision["reason"]
+        assert set(shown) == set(sites)  # every site's estimate, the job's own site chosen
+        assert [e["site"] for e in decision["estimates"] if e["status"] == "chosen"] == [decision["site"]]
+        assert shown[decision["site"]]["finish_s"] > 0
+        if job["id"] != first:
+            assert f"went to {decision['site']!r}" in decision["reason"]
+    at = {s["site"]: s for s in placement_events(alice, first)[0]["decision"]["group"]["sites"]}
+    for name, entry in at.items():  # each site's first and last job: the wait grew as the site filled
+        assert entry["last"]["finish_s"] >= entry["first"]["finish_s"]
+        ids = [job["id"] for job in jobs if names[job["site_id"]] == name]
+        assert sum(last - begin + 1 for begin, last in entry["ids"]) == len(ids)
+        assert entry["ids"][0][0] == ids[0] and entry["ids"][-1][1] == ids[-1]
+
+
+def test_a_job_of_a_group_keeps_its_decision_when_the_first_job_is_deleted(alice: ApiUser) -> None:
+    """The group's row and event live on its first job: deleting that job hands them to the next."""
+    live_site(alice, "alpha"), live_site(alice, "beta")
+    specs = [{"app": "echo", "workdir": f"d/{i}", "parameters": {"n": i}} for i in range(20)]
+    jobs = alice.jobs(specs)
+    alice.ok(alice.http.delete(f"/jobs/{jobs[0]['id']}"), 204)
+    for job in jobs[1:]:
+        [data] = placement_events(alice, job["id"])
+        assert data["decision"]["job"] == job["id"] and data["decision"]["group"]["jobs"] == 20
+    stored = alice.ok(alice.http.get("/events", params={"actor": "placement", "limit": 1000}))
+    assert [e["job_id"] for e in stored["items"]] == [jobs[1]["id"]]  # type: ignore[index]

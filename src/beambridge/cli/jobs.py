@@ -255,6 +255,27 @@ def print_decision(data: dict[str, Any]) -> None:
     elif group is not None:
         title += f" [one of {group.jobs} alike jobs placed together]"
     print_table(decision.estimates, ESTIMATE_COLUMNS, title=title)
+    if group is not None and group.sites:  # one event for the whole group: how it spread over the sites
+        print_table(
+            group.sites,
+            [
+                "site",
+                ("jobs", lambda s: s.jobs),
+                (
+                    "ids",
+                    lambda s: (
+                        ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in s.ids[:5])
+                        + (" …" if len(s.ids) > 5 else "")
+                    ),
+                ),
+                (
+                    "finish s, first → last",
+                    lambda s: f"{_s(s.first and s.first.finish_s)} → {_s(s.last and s.last.finish_s)}",
+                ),
+                ("explored", lambda s: len(s.explored)),
+            ],
+            title=f"The group of {group.jobs} jobs (first job {group.first_job}) per site",
+        )
 
 
 @app.command("logs")

@@ -42,15 +42,35 @@ class PlacementEstimate(OutputModel):
     penalty: float = Field(default=1.0, description="Multiplier on a degraded site's finish")
 
 
+class PlacementGroupSite(OutputModel):
+    """The jobs of a shared group one site got, and its estimates for the first and the last of them."""
+
+    site: str
+    jobs: int = Field(description="Jobs of the group placed at this site")
+    ids: list[list[int]] = Field(description="Their ids, as [first, last] runs")
+    first: PlacementEstimate | None = Field(description="The site's estimate for the first of them")
+    last: PlacementEstimate | None = Field(description="The site's estimate for the last of them")
+    explored: list[int] = Field(default_factory=list, description="Jobs sent here to measure the site")
+
+
 class PlacementGroup(OutputModel):
     """Alike jobs of one request placed together: the sites were surveyed once for the group, and the
-    group's first job's event carries every site's estimate at the start; the others' events carry
-    their chosen site, the runner-up and the sites that could not take them, naming the rest."""
+    group's first job's event carries every site's estimate at the start. Either each other job has an
+    event of its own carrying its chosen site, the runner-up and the sites that could not take it, naming
+    the rest (``omitted``); or the group shares one event (``ids`` and ``sites`` set), which a job's
+    history shows as that job's: its site chosen with the site's estimate for the group's first job
+    there, and the group's spread over the sites."""
 
     jobs: int = Field(description="Jobs in the group")
     first_job: int | str = Field(description="The job whose placement event has every site's estimate")
     omitted: list[str] = Field(
         default_factory=list, description="Candidate sites left out of this event (see first_job's)"
+    )
+    ids: list[list[int]] = Field(
+        default_factory=list, description="A shared group's jobs, as [first, last] runs"
+    )
+    sites: list[PlacementGroupSite] = Field(
+        default_factory=list, description="A shared group's jobs per site, with the site's estimates"
     )
 
 

@@ -8,11 +8,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from beambridge.schemas.queries import EventQuery
+from beambridge.server.audit import PLACEMENT
 from beambridge.server.auth.tokens import Principal
 from beambridge.server.db.conditions import column_conditions, time_window
 from beambridge.server.db.tables import events, jobs
 from beambridge.server.errors import NotFoundError
 from beambridge.server.jobs.queries import get_job, tags_contain
+from beambridge.server.placement.shared import group_events_of, is_group_event, job_view
 
 
 def _visible(principal: Principal) -> list[sa.ColumnElement[bool]]:
@@ -65,4 +67,17 @@ def job_history(conn: Connection, principal: Principal, job_id: int) -> list[dic
     if get_job(conn, principal, job_id) is None:
         raise NotFoundError(f"job {job_id} not found")
     rows = conn.execute(sa.select(events).where(events.c.job_id == job_id).order_by(events.c.id))
-    return [dict(r._mapping) for r in rows]
+    out = []
+    for row in rows:
+        event = dict(row._mapping)
+        if event["actor"] == PLACEMENT and is_group_event(event["data"]):  # a group's first job (or heir)
+            event["data"] = job_view(event["data"], job_id) or event["data"]
+        out.append(event)
+    lead = conn.execute(sa.select(jobs.c.placed_with).where(jobs.c.id == job_id)).scalar()
+    if lead is not None and lead != job_id:  # placed with a group: its decision is on the group's first job
+        for row in group_events_of(conn, lead):
+            data = job_view(row.data, job_id)
+            if data is not None:
+                out.append({**row._mapping, "job_id": job_id, "data": data})
+        out.sort(key=lambda event: event["id"])
+    return out

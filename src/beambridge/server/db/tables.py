@@ -188,6 +188,9 @@ jobs = sa.Table(
     sa.Column("awaiting_placement", sa.Boolean, nullable=False, server_default=sa.false()),
     # A hedged copy names the job it is a copy of (placement/hedges.py); null for every other job.
     sa.Column("hedge_of", sa.BigInteger().with_variant(sa.Integer(), "sqlite")),
+    # Placed at creation with alike jobs of its request: the group's first job, whose `job_placements`
+    # row and decision event are the whole group's (server/placement/shared.py); null for every other job.
+    sa.Column("placed_with", sa.BigInteger().with_variant(sa.Integer(), "sqlite")),
     # Acquire: runnable jobs of one site, best priority first.
     sa.Index("ix_jobs_acquire", "site_id", "state", "priority", "id"),
     sa.Index(None, "owner_id", "state"),
@@ -195,6 +198,13 @@ jobs = sa.Table(
     sa.Index(None, "app_id"),
     sa.Index(None, "created_at"),
     sa.Index(None, "updated_at"),
+    # The jobs waiting to be placed only: the placement cycle finds them without reading the backlog.
+    sa.Index(
+        "ix_jobs_awaiting_placement",
+        "owner_id",
+        postgresql_where=sa.text("awaiting_placement IS true"),
+        sqlite_where=sa.text("awaiting_placement IS 1"),
+    ),
     # The few copies only (a bulk create of ordinary jobs adds nothing to it).
     sa.Index(
         "ix_jobs_hedge_of",

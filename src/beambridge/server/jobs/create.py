@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from pydantic import TypeAdapter
 from sqlalchemy.engine import Connection
 
+from beambridge.placement import Decision
 from beambridge.schemas.apps import AppHook, AppParameter, TransferDirection, TransferSlot
 from beambridge.schemas.jobs import JobCreate, TransferValue, transfer_ref, transfer_sha256
 from beambridge.schemas.transfers import TransferState
@@ -23,6 +24,7 @@ from beambridge.server.errors import ConflictError, InvalidRequestError, NotFoun
 from beambridge.server.jobs import activity
 from beambridge.server.jobs.parameters import check_locations, check_transfers, resolve_parameters
 from beambridge.server.placement.service import DecisionEvents, PlacementService, Plan, Wanted
+from beambridge.server.placement.shared import group_body
 from beambridge.server.quotas import check_job_creation
 from beambridge.server.wakeups import WakeKey
 from beambridge.states import RUNNABLE_STATES, JobState, initial_state
@@ -135,6 +137,7 @@ def create_jobs(
         conn, {app_info[app_of[i]].site_id for i, spec in enumerate(specs) if spec.transfers}
     )
     problems: list[str] = []
+    given_as_stored: set[int] = set()  # jobs whose stored parameters are exactly those given
     rows: list[dict[str, Any]] = []
     paths: list[list[tuple[JobState, JobState, str]]] = []
     for index, spec in enumerate(specs):
@@ -191,15 +194,25 @@ def create_jobs(
                 "updated_at": now,
                 "awaiting_placement": index in plans and plans[index].awaiting,
                 "hedge_of": hedge_of,
+                "placed_with": None,
             }
         )
+        if index in plans and parameters == spec.parameters:
+            given_as_stored.add(index)
     if problems:
         more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
         raise InvalidRequestError("; ".join(problems[:10]) + more, errors=problems[:1000])
 
     if quotas is not None:
         check_job_creation(conn, principal.user_id, len(rows), now, per_minute=quotas[0], in_system=quotas[1])
-    ids = _insert_jobs(conn, rows)
+    ids = reserve_ids(conn, jobs, len(rows))
+    shares = _shared_groups(plans, wanted, specs, given_as_stored)
+    for index, row in enumerate(rows):
+        row["id"] = ids[index]
+        lead = shares.get(index)
+        if lead is not None:
+            row["placed_with"] = ids[lead]
+    bulk_insert(conn, jobs, rows)
     wake: set[WakeKey] = set()
     event_rows: list[dict[str, Any]] = []
     parent_rows: list[dict[str, Any]] = []
@@ -209,6 +222,8 @@ def create_jobs(
     decision_events = DecisionEvents()
     site_lists: dict[tuple[str, ...], list[str]] = {}  # one list per set of sites: encoded once for COPY
     tally = activity.Tally()
+    group_members: dict[int, list[tuple[int, Decision]]] = {}
+    group_rows: dict[int, dict[str, Any]] = {}
     for index, (job_id, row, path, spec) in enumerate(zip(ids, rows, paths, specs, strict=True)):
         row["id"] = job_id
         experiment = activity.experiment_of(row["tags"])
@@ -231,7 +246,17 @@ def create_jobs(
         parent_rows += [{"child_id": job_id, "parent_id": pid} for pid in spec.parent_ids]
         transfer_rows += _transfer_rows(job_id, row, app_info[app_of[index]].slots, spec.transfers, now)
         plan = plans.get(index)
-        if plan is not None:
+        lead = shares.get(index)
+        if lead is not None:  # one row and one event for the group, written with its first job
+            assert plan is not None and plan.decision is not None
+            members = group_members.setdefault(lead, [])
+            members.append((job_id, plan.decision))
+            if lead == index:
+                placement_rows.append(
+                    _placement_row(job_id, row, spec, wanted[index], list(wanted[index].sites), plan, now)
+                )
+                group_rows[lead] = row
+        elif plan is not None:
             sites_of = site_lists.get(wanted[index].sites)
             if sites_of is None:
                 sites_of = site_lists[wanted[index].sites] = list(wanted[index].sites)
@@ -243,6 +268,8 @@ def create_jobs(
                     placement.explain_deferral(job_id, plan.decision)
         if path[-1][1] in RUNNABLE_STATES and not row["awaiting_placement"]:
             wake.add(("site", row["site_id"]))
+    for lead, members in group_members.items():
+        event_rows.append(_group_event(group_rows[lead], members, now, decision_events))
     bulk_insert(conn, events, event_rows)
     bulk_insert(conn, job_placements, placement_rows)
     bulk_insert(conn, job_parents, parent_rows)
@@ -250,6 +277,45 @@ def create_jobs(
     activity.record(conn, tally)
     wake.add(("owner", principal.user_id))
     return rows, wake
+
+
+def _shared_groups(
+    plans: dict[int, Plan], wanted: dict[int, Wanted], specs: list[JobCreate], given_as_stored: set[int]
+) -> dict[int, int]:
+    """Request index → the index of the first job of its shared group (see
+    :mod:`beambridge.server.placement.shared`), for the jobs placed now with alike jobs that asked for
+    the same sites and policy, without hedging, whose parameters are stored as given (a re-placement
+    resolves them again from the job's row). Groups of one job are left out: they keep their own rows."""
+    members: dict[tuple[int, Wanted], list[int]] = {}
+    for index in sorted(given_as_stored):
+        plan = plans[index]
+        if plan.group is None or plan.group_size < 2 or plan.awaiting or specs[index].hedge:
+            continue
+        members.setdefault((plan.group, wanted[index]), []).append(index)
+    out: dict[int, int] = {}
+    for indexes in members.values():
+        if len(indexes) > 1:
+            out.update(dict.fromkeys(indexes, indexes[0]))
+    return out
+
+
+def _group_event(
+    row: dict[str, Any], members: list[tuple[int, Decision]], now: datetime, encoder: DecisionEvents
+) -> dict[str, Any]:
+    """The one ``placed`` event of a shared group, on its first job (``row``)."""
+    lead_id, lead_decision = members[0]
+    body = encoder.data(lead_decision, lead_id, "placed")
+    body["decision"] = group_body(body["decision"], members, encoder.estimate)
+    return {
+        "job_id": lead_id,
+        "owner_id": row["owner_id"],
+        "site_id": row["site_id"],
+        "from_state": row["state"],
+        "to_state": row["state"],
+        "timestamp": now,
+        "data": body,
+        "actor": PLACEMENT,
+    }
 
 
 def _placement_row(
@@ -308,14 +374,6 @@ def _creation_path(first: JobState, hooks: frozenset[str]) -> list[tuple[JobStat
     if first is S.STAGED_IN and AppHook.PREPROCESS not in hooks:
         path.append((S.STAGED_IN, S.PREPROCESSED, "app has no preprocess hook"))
     return path
-
-
-def _insert_jobs(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
-    ids = reserve_ids(conn, jobs, len(rows))
-    for job_id, row in zip(ids, rows, strict=True):
-        row["id"] = job_id
-    bulk_insert(conn, jobs, rows)
-    return ids
 
 
 def _transfer_rows(

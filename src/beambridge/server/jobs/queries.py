@@ -17,7 +17,9 @@ from beambridge.server.db.conditions import column_conditions, time_window
 from beambridge.server.db.tables import job_parents, jobs
 from beambridge.states import JobState
 
-JOB_COLUMNS = [c for c in jobs.c if c.name not in ("owner_id", "has_stage_ins", "has_stage_outs")]
+JOB_COLUMNS = [
+    c for c in jobs.c if c.name not in ("owner_id", "has_stage_ins", "has_stage_outs", "placed_with")
+]
 _JOB_FIELDS = [str(c.name) for c in JOB_COLUMNS]
 
 

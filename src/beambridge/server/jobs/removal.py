@@ -13,6 +13,7 @@ from beambridge.server.db.chunks import chunked, id_in
 from beambridge.server.db.tables import events, job_parents, jobs
 from beambridge.server.errors import ConflictError, NotFoundError
 from beambridge.server.jobs.lifecycle import Outcome, TransitionRequest, apply_transitions, lock_jobs
+from beambridge.server.placement.shared import hand_over
 from beambridge.states import TERMINAL_STATES, JobState
 
 _TERMINAL = {s.value for s in TERMINAL_STATES}
@@ -62,6 +63,7 @@ def delete_jobs(conn: Connection, principal: Principal, ids: list[int], now: dat
                 "cancel or delete the children first, or delete them together",
                 children=[o.id for o in orphans[:1000]],
             )
+    hand_over(conn, doomed)  # a group's shared placement row and event stay with the jobs that stay
     for chunk in chunked(sorted(doomed)):
         conn.execute(events.delete().where(id_in(events.c.job_id, chunk, conn.dialect.name)))
         conn.execute(jobs.delete().where(id_in(jobs.c.id, chunk, conn.dialect.name)))

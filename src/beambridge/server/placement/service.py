@@ -41,7 +41,7 @@ from beambridge.schemas.jobs import JobCreate, transfer_ref
 from beambridge.schemas.transfers import TransferState
 from beambridge.server.audit import PLACEMENT
 from beambridge.server.auth.tokens import Principal
-from beambridge.server.db.tables import events, job_placements, jobs, site_groups, transfer_items
+from beambridge.server.db.tables import events, job_placements, jobs, site_groups, sites, transfer_items
 from beambridge.server.errors import InvalidRequestError
 from beambridge.server.jobs.parameters import resolve_parameters
 from beambridge.server.placement.snapshot import (
@@ -98,7 +98,8 @@ class DecisionEvents:
     def __init__(self) -> None:
         self._dicts: dict[int, tuple[SiteEstimate, dict[str, Any]]] = {}
 
-    def _estimate(self, estimate: SiteEstimate) -> dict[str, Any]:
+    def estimate(self, estimate: SiteEstimate) -> dict[str, Any]:
+        """The compact JSON of ``estimate``, made once however many decisions share it."""
         entry = self._dicts.get(id(estimate))
         if entry is None or entry[0] is not estimate:
             entry = self._dicts[id(estimate)] = (estimate, estimate.to_compact_dict())
@@ -136,7 +137,7 @@ class DecisionEvents:
             "reason": decision.reason,
             "at": decision.at,
             "explored": decision.explored,
-            "estimates": [self._estimate(e) for e in shown],
+            "estimates": [self.estimate(e) for e in shown],
         }
         if group is not None:
             body["group"] = {"jobs": group[1], "first_job": group[0], "omitted": omitted}
@@ -165,9 +166,15 @@ class PlacementService:
         )
 
     def snapshot(
-        self, conn: Connection, owner_id: int, now: datetime, only_site_id: int | None = None
+        self,
+        conn: Connection,
+        owner_id: int,
+        now: datetime,
+        only_site_id: int | None = None,
+        *,
+        counts: bool = True,
     ) -> ServiceSnapshot:
-        """The owner's sites now."""
+        """The owner's sites now (``counts=False``: their health and apps only, see :func:`build_snapshot`)."""
         return build_snapshot(
             conn,
             owner_id,
@@ -176,6 +183,7 @@ class PlacementService:
             cache=self.history,
             only_site_id=only_site_id,
             round_robin_cursor=self._cursors[owner_id],
+            counts=counts,
         )
 
     def place(
@@ -376,20 +384,42 @@ _WAITING = [state.value for state in WAITING_STATES]
 _OPEN_TRANSFER = [TransferState.ACTIVE.value, TransferState.DONE.value, TransferState.ERROR.value]
 
 
-def _candidates(conn: Connection, owner_id: int, leaving: list[int]) -> list[Any]:
-    """The owner's jobs to (re-)place: those waiting to be bound that can run, and the unclaimed jobs of
-    ``leaving`` sites (no launcher holds them, no transfer of theirs has started)."""
-    started = sa.exists().where(
-        transfer_items.c.job_id == jobs.c.id, transfer_items.c.state.in_(_OPEN_TRANSFER)
-    )
-    unclaimed = sa.and_(
-        jobs.c.site_id.in_(leaving) if leaving else sa.false(),
-        jobs.c.awaiting_placement.is_(False),
-        jobs.c.session_id.is_(None),
-        jobs.c.state.in_(_WAITING),
-        ~started,
-    )
-    waiting = sa.and_(jobs.c.awaiting_placement.is_(True), jobs.c.state.in_(_WAITING))
+_OWN = job_placements.alias("own_placement")
+_GROUP = job_placements.alias("group_placement")
+
+
+def _candidates(conn: Connection, owner_id: int, leaving: list[int], awaiting: bool) -> list[Any]:
+    """The owner's jobs to (re-)place: those waiting to be bound that can run (if ``awaiting``: some
+    wait), and the unclaimed jobs of ``leaving`` sites (no launcher holds them, no transfer of theirs has
+    started). Each with what it asked placement for: its own ``job_placements`` row, else its shared
+    group's (:mod:`beambridge.server.placement.shared`; its parameters are then the job's own, stored as
+    given). Two queries, each on its own index: the partial index of waiting jobs, and the sites'
+    (site, state) index; never the backlog of placed jobs."""
+    rows: dict[int, Any] = {}
+    if awaiting:
+        waiting = _candidate_query(conn).where(
+            jobs.c.owner_id == owner_id, jobs.c.awaiting_placement.is_(True), jobs.c.state.in_(_WAITING)
+        )
+        waiting = waiting.with_hint(jobs, "INDEXED BY ix_jobs_awaiting_placement", "sqlite")
+        rows.update((row.id, row) for row in conn.execute(waiting))
+    if leaving:
+        started = sa.exists().where(
+            transfer_items.c.job_id == jobs.c.id, transfer_items.c.state.in_(_OPEN_TRANSFER)
+        )
+        unclaimed = _candidate_query(conn).where(
+            jobs.c.site_id.in_(leaving),
+            jobs.c.state.in_(_WAITING),
+            jobs.c.owner_id == owner_id,
+            jobs.c.awaiting_placement.is_(False),
+            jobs.c.session_id.is_(None),
+            ~started,
+        )
+        rows.update((row.id, row) for row in conn.execute(unclaimed))
+    return [rows[job_id] for job_id in sorted(rows)][:50_000]
+
+
+def _candidate_query(conn: Connection) -> sa.Select[Any]:
+    """Jobs with the placement request behind them (their own row, else their group's)."""
     query = (
         sa.select(
             jobs.c.id,
@@ -399,32 +429,44 @@ def _candidates(conn: Connection, owner_id: int, leaving: list[int]) -> list[Any
             jobs.c.awaiting_placement,
             jobs.c.transfers,
             jobs.c.priority,
-            job_placements.c.app_name,
-            job_placements.c.sites,
-            job_placements.c.policy,
-            job_placements.c.hedge,
-            job_placements.c.parameters,
-            job_placements.c.hedge_job_id,
+            jobs.c.placed_with,
+            (_OWN.c.job_id.is_not(None)).label("own_row"),
+            sa.func.coalesce(_OWN.c.app_name, _GROUP.c.app_name).label("app_name"),
+            sa.func.coalesce(_OWN.c.sites, _GROUP.c.sites).label("sites"),
+            sa.func.coalesce(_OWN.c.policy, _GROUP.c.policy).label("policy"),
+            sa.func.coalesce(_OWN.c.hedge, _GROUP.c.hedge).label("hedge"),
+            sa.func.coalesce(_OWN.c.parameters, jobs.c.parameters).label("parameters"),
+            sa.func.coalesce(_OWN.c.site_group, _GROUP.c.site_group).label("site_group"),
+            _OWN.c.hedge_job_id,
         )
-        .join(job_placements, job_placements.c.job_id == jobs.c.id)
-        .where(jobs.c.owner_id == owner_id, sa.or_(waiting, unclaimed))
+        .select_from(
+            jobs.outerjoin(_OWN, _OWN.c.job_id == jobs.c.id).outerjoin(
+                _GROUP, _GROUP.c.job_id == jobs.c.placed_with
+            )
+        )
+        .where(sa.or_(_OWN.c.job_id.is_not(None), _GROUP.c.job_id.is_not(None)))
         .order_by(jobs.c.id)
         .limit(50_000)
     )
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(of=jobs, skip_locked=True)
-    return list(conn.execute(query))
+    return query
 
 
-def _owners_with_work(conn: Connection) -> list[int]:
-    """Users who have jobs placed by the service that are not running yet."""
+def _has_awaiting(conn: Connection, owner_id: int) -> bool:
+    """Whether the owner has jobs waiting to be placed (read from the partial index of such jobs)."""
     query = (
-        sa.select(jobs.c.owner_id)
-        .join(job_placements, job_placements.c.job_id == jobs.c.id)
-        .where(jobs.c.state.in_(_WAITING), jobs.c.session_id.is_(None))
-        .distinct()
+        sa.select(jobs.c.id)
+        .where(jobs.c.owner_id == owner_id, jobs.c.awaiting_placement.is_(True))
+        .with_hint(jobs, "INDEXED BY ix_jobs_awaiting_placement", "sqlite")
+        .limit(1)
     )
-    return list(conn.execute(query).scalars())
+    return conn.execute(query).first() is not None
+
+
+def _owners_with_sites(conn: Connection) -> list[int]:
+    """Users who have sites (only they can have jobs to place or to move)."""
+    return list(conn.execute(sa.select(sites.c.owner_id).distinct().order_by(sites.c.owner_id)).scalars())
 
 
 def run_cycle(service: PlacementService, conn: Connection, now: datetime) -> CycleReport:
@@ -435,12 +477,17 @@ def run_cycle(service: PlacementService, conn: Connection, now: datetime) -> Cyc
     stays) or never sees it at its old site.
     """
     report = CycleReport()
-    for owner_id in _owners_with_work(conn):
-        snap = service.snapshot(conn, owner_id, now)
-        leaving = [snap.refs[site.name].id for site in snap.snapshot.sites if not site.health.accepts_work]
-        rows = _candidates(conn, owner_id, leaving)
+    for owner_id in _owners_with_sites(conn):
+        # health first (cheap: no backlog counts, no history); the full snapshot only if a job moves
+        health = service.snapshot(conn, owner_id, now, counts=False)
+        leaving = [health.refs[s.name].id for s in health.snapshot.sites if not s.health.accepts_work]
+        awaiting = _has_awaiting(conn, owner_id)
+        if not leaving and not awaiting:
+            continue
+        rows = _candidates(conn, owner_id, leaving, awaiting)
         if not rows:
             continue
+        snap = service.snapshot(conn, owner_id, now)
         names = snap.names_by_id()
         requests = [
             JobRequest(
@@ -508,6 +555,26 @@ def _placement_event(
     )
 
 
+def _own_placement(conn: Connection, row: Any, owner_id: int) -> None:
+    """A row of its own for a job of a shared group (its group's request, its own given parameters)."""
+    conn.execute(
+        job_placements.insert().values(
+            job_id=row.id,
+            owner_id=owner_id,
+            app_name=row.app_name,
+            sites=list(row.sites),
+            site_group=row.site_group,
+            policy=row.policy,
+            hedge=bool(row.hedge),
+            parameters=row.parameters,
+            decided_at=None,
+            finish_p95_s=None,
+            placements=1,
+            hedge_job_id=None,
+        )
+    )
+
+
 def _partner_sites(conn: Connection, rows: list[Any]) -> dict[int, int]:
     """For the rows of hedged pairs: the site the other job of the pair is at."""
     partner_of = {row.id: row.hedge_job_id for row in rows if row.hedge_job_id is not None}
@@ -548,6 +615,10 @@ def bind(
     ).rowcount
     if moved != 1:
         return False
+    if not row.own_row and parameters != row.parameters:
+        # placed with a group whose row keeps no parameters: the job's were stored as given, and now
+        # hold this site's defaults too; it keeps what it was given in a row of its own from now on
+        _own_placement(conn, row, owner_id)
     slots = ref.app_slots[row.app_name]
     for slot, spec in slots.items():
         conn.execute(

@@ -280,34 +280,10 @@ def _history(
     return _History(now, dict(run_times), dict(queue_waits), _turnarounds(conn, owner_id, since))
 
 
-def build_snapshot(
-    conn: Connection,
-    owner_id: int,
-    now: float,
-    *,
-    thresholds: HealthThresholds,
-    cache: HistoryCache | None = None,
-    only_site_id: int | None = None,
-    priors: SitePriors | None = None,
-    round_robin_cursor: int = 0,
-) -> ServiceSnapshot:
-    """The owner's sites at ``now`` (POSIX seconds); ``only_site_id`` limits it to one site (a site token)."""
-    priors = priors or SitePriors()
-    site_query = sa.select(sites).where(sites.c.owner_id == owner_id).order_by(sites.c.id)
-    if only_site_id is not None:
-        site_query = site_query.where(sites.c.id == only_site_id)
-    site_rows = conn.execute(site_query).all()
-    site_ids = [row.id for row in site_rows]
-    if not site_ids:
-        return ServiceSnapshot(Snapshot(now=now, sites=(), round_robin_cursor=round_robin_cursor), {})
-    app_rows = conn.execute(
-        sa.select(
-            apps.c.id, apps.c.site_id, apps.c.name, apps.c.parameters, apps.c.transfer_slots, apps.c.hooks
-        )
-        .where(apps.c.site_id.in_(site_ids))
-        .order_by(apps.c.id)
-    ).all()
-    app_names = {row.id: row.name for row in app_rows}
+def _live_counts(
+    conn: Connection, owner_id: int, app_names: dict[int, str]
+) -> tuple[dict[int, dict[tuple[str, int], int]], dict[int, dict[str, int]], dict[int, int]]:
+    """Per site: the backlog by (app, priority), the running jobs by app, and the jobs launchers hold."""
     backlog: dict[int, dict[tuple[str, int], int]] = defaultdict(dict)
     for row in conn.execute(
         sa.select(jobs.c.site_id, jobs.c.app_id, jobs.c.priority, sa.func.count())
@@ -336,7 +312,44 @@ def build_snapshot(
         if row.state == S.RUNNING.value:
             name = app_names.get(row.app_id, "?")
             running[row.site_id][name] = running[row.site_id].get(name, 0) + row[3]
+    return backlog, running, held
+
+
+def build_snapshot(
+    conn: Connection,
+    owner_id: int,
+    now: float,
+    *,
+    thresholds: HealthThresholds,
+    cache: HistoryCache | None = None,
+    only_site_id: int | None = None,
+    priors: SitePriors | None = None,
+    round_robin_cursor: int = 0,
+    counts: bool = True,
+) -> ServiceSnapshot:
+    """The owner's sites at ``now`` (POSIX seconds); ``only_site_id`` limits it to one site (a site token).
+
+    ``counts=False``: the sites' health, apps and pilots only — no backlog or running counts and no
+    history (what the placement cycle reads to learn whether any site stopped taking work)."""
+    priors = priors or SitePriors()
+    site_query = sa.select(sites).where(sites.c.owner_id == owner_id).order_by(sites.c.id)
+    if only_site_id is not None:
+        site_query = site_query.where(sites.c.id == only_site_id)
+    site_rows = conn.execute(site_query).all()
+    site_ids = [row.id for row in site_rows]
+    if not site_ids:
+        return ServiceSnapshot(Snapshot(now=now, sites=(), round_robin_cursor=round_robin_cursor), {})
+    app_rows = conn.execute(
+        sa.select(
+            apps.c.id, apps.c.site_id, apps.c.name, apps.c.parameters, apps.c.transfer_slots, apps.c.hooks
+        )
+        .where(apps.c.site_id.in_(site_ids))
+        .order_by(apps.c.id)
+    ).all()
+    app_names = {row.id: row.name for row in app_rows}
+    backlog, running, held = _live_counts(conn, owner_id, app_names) if counts else ({}, {}, {})
     slots: dict[int, int] = defaultdict(int)
+    row: Any
     for row in conn.execute(
         sa.select(sessions.c.site_id, sa.func.coalesce(batch_jobs.c.num_nodes, 1))
         .select_from(sessions.outerjoin(batch_jobs, batch_jobs.c.id == sessions.c.batch_job_id))
@@ -372,7 +385,9 @@ def build_snapshot(
         bad = row[2] if row.state == TransferState.ERROR.value else 0
         transfer_counts[row.site_id] = (failed + bad, attempts + row[2])
     history = cache.get(owner_id, now) if cache is not None else None
-    if history is None:
+    if not counts:
+        history = _History(now, {}, {})
+    elif history is None:
         history = _history(conn, owner_id, site_ids, now, priors)
         if cache is not None:
             cache.put(owner_id, history)
