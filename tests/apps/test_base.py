@@ -173,3 +173,17 @@ def test_a_subclass_of_an_app_is_an_app_of_its_own_name() -> None:
         name = "Renamed"
 
     assert (Parent.name, Child.name, Named.name) == ("Parent", "Child", "Renamed")
+
+
+def test_parameters_the_service_filled_with_their_default_validate_on_the_site() -> None:
+    """The service stores a job's parameters with every optional default filled in (``None`` too); the
+    launcher validates them again before ``run``. An XPCS job without ``frame_time`` failed there:
+    "parameter 'frame_time' must be float, not NoneType"."""
+    from beambridge.apps.xpcs import XpcsMultiTau
+    from beambridge.server.jobs.parameters import resolve_parameters
+
+    resolved, problems = resolve_parameters("XpcsMultiTau", XpcsMultiTau.parameters, {"raw": "r.h5"})
+    assert problems == [] and resolved["frame_time"] is None
+    assert XpcsMultiTau.validate_parameters(resolved)["frame_time"] is None
+    with pytest.raises(ParameterError, match="'frame_time' must be float, not str"):
+        XpcsMultiTau.validate_parameters({**resolved, "frame_time": "fast"})

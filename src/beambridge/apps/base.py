@@ -105,6 +105,10 @@ class ApplicationDefinition:
     """Shell lines run before a shell command (``module load …``, ``source env.sh``)."""
     cleanup_files: ClassVar[list[str]] = []
     """Glob patterns (relative to the workdir) removed once the job has finished successfully."""
+    mpi_capable: ClassVar[bool] = False
+    """Whether ``run`` shares one job's work among MPI ranks. A job asking for several ranks (``num_nodes``
+    × ``ranks_per_node`` > 1) is started through the site's MPI launcher (mpirun, srun, mpiexec) with
+    every rank calling ``run``; rank 0's result is the job's. Other Python apps run once per rank."""
     retry_on_error: ClassVar[bool] = True
     """Whether a failed run (non-zero exit, ``run`` raising) is run again until the job's ``retry_limit``,
     as a timed-out run is. Say ``False`` for work that must not run twice after a failure."""
@@ -208,6 +212,9 @@ class ApplicationDefinition:
                 values[name] = spec.default
                 continue
             value = given[name]
+            if value is None and not spec.required and spec.default is None:
+                values[name] = None  # the default, as the service fills it in (e.g. "frame time: the file's")
+                continue
             if not spec.type.accepts(value):
                 raise ParameterError(
                     f"app {cls.name}: parameter {name!r} must be {spec.type}, not {type(value).__name__}"

@@ -68,6 +68,12 @@ _COMMON: dict[str, AppParameter] = {
         required=False, default=30.0, type=ParameterType.FLOAT, help="With follow: s without a new frame"
     ),
     "normalize_frames": AppParameter(required=False, default=False, type=ParameterType.BOOL),
+    "mpi": AppParameter(
+        required=False,
+        default=None,
+        type=ParameterType.BOOL,
+        help="Share the pixels among the job's MPI ranks (default: when the job has several ranks)",
+    ),
     "fit": AppParameter(
         required=False, default=False, type=ParameterType.BOOL, help="Also fit g2 and add D to the result"
     ),
@@ -86,6 +92,7 @@ def _options(params: dict[str, Any]) -> dict[str, Any]:
             "normalize_frames",
             "follow",
             "follow_timeout",
+            "mpi",
         )
         if key in params
     }
@@ -223,12 +230,14 @@ class XpcsMultiTau(ApplicationDefinition):
 
     transfer_slots = _SLOTS
     parameters = _COMMON
+    mpi_capable = True
 
     @classmethod
     def warm_up(cls) -> None:
         warm_xpcs()
 
     def run(self, **params: Any) -> JsonValue:
+        from beambridge.xpcs.mpi import this_rank
         from beambridge.xpcs.pipeline import run_multitau
         from beambridge.xpcs.warmup import announce_if_cold
 
@@ -237,6 +246,8 @@ class XpcsMultiTau(ApplicationDefinition):
         summary: dict[str, JsonValue] = run_multitau(
             params["raw"], params["qmap"], params["output"], **_options(params)
         )
+        if this_rank() > 0:  # rank 0 wrote the file; it alone fits and keeps the console's summary
+            return summary
         return _finish(self, summary, params)
 
 

@@ -100,11 +100,17 @@ def corr(
         "--pixel-spread",
         help="also write XPCS-Eigen's error bar (spread of per-pixel ratios; slower on photon-counting data)",
     ),
+    mpi: bool = typer.Option(
+        None,
+        "--mpi/--no-mpi",
+        help="share the pixels among MPI ranks (default: when started by mpirun/srun with several ranks)",
+    ),
 ) -> None:
     """Correlate RAW over the q partition and write OUT (multi-tau, optional two-time)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from beambridge.xpcs.errors import XpcsError
+    from beambridge.xpcs.mpi import this_rank
     from beambridge.xpcs.pipeline import correlate
 
     try:
@@ -147,9 +153,14 @@ def corr(
                 follow_timeout=follow_timeout,
                 progress=progress,
                 pixel_spread=pixel_spread,
+                mpi=mpi,
             )
         except XpcsError as exc:
+            if this_rank() > 0:  # every rank meets the same bad input: rank 0 says it
+                raise typer.Exit(2) from None
             _fail(str(exc))
+    if this_rank() > 0:
+        return
     typer.echo(
         f"wrote {out}: {summary['frames']} frames, {summary['dynamic_bins']} q bins, "
         f"{summary['correlator_mode']} correlator"
@@ -161,6 +172,7 @@ def corr(
     typer.echo(
         f"{summary['frames']} frames in {summary['correlation_seconds']:.3f} s: "
         f"{summary['frames_per_second']:.0f} frames/s"
+        + (f" over {summary['mpi_ranks']} MPI ranks" if "mpi_ranks" in summary else "")
     )
 
 

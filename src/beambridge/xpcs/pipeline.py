@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from beambridge.xpcs.errors import EmptyBinError, OptionError
+from beambridge.xpcs.errors import EmptyBinError, OptionError, XpcsError
 from beambridge.xpcs.io import FrameReader, open_frames
 from beambridge.xpcs.multitau import Mode, MultiTauCorrelator
-from beambridge.xpcs.multitau.bins import BinLabels
+from beambridge.xpcs.multitau.bins import BinLabels, G2Result, chunk_bounds
 from beambridge.xpcs.preprocess import Corrections, FrameSelection, FrameStream
 from beambridge.xpcs.qmap import QMap, read_qmap
 from beambridge.xpcs.result_file import as_f32, atomic_h5, write_config, write_metadata, write_qmap
@@ -92,6 +92,7 @@ def correlate(
     twotime_segments: int = 5,
     progress: Progress | None = None,
     pixel_spread: bool = False,
+    mpi: bool | None = None,
 ) -> dict[str, Any]:
     """Correlate ``raw`` over the q partition ``qmap`` and write ``out``; return a summary.
 
@@ -110,11 +111,28 @@ def correlate(
     N comes from the file's ``expected_frames`` or ``follow_frames``; a writer silent for
     ``follow_timeout`` seconds is an error. The result is the same bits as correlating the finished file.
 
+    Under an MPI launcher with several ranks (or ``mpi=True``; ``mpi=False`` never uses MPI) the pixels
+    are shared out between the ranks, each reading only its detector rows, and the result is the same
+    bits as one process's (:mod:`beambridge.xpcs.mpi`); rank 0 writes ``out``, every rank returns the
+    summary. Two-time maps, ``normalize_frames`` and ``follow`` are refused there.
+
     Raises:
         XpcsError subclasses, each naming the offending file: missing/truncated inputs, shape
         mismatches, empty bins, bad options. ``out`` is never left half-written.
     """
     t_start = time.perf_counter()
+    from beambridge.xpcs import mpi as mpi_mode
+
+    comm = mpi_mode.world(mpi)
+    if comm is not None:
+        refused = [
+            name
+            for name, on in (("two-time maps", twotime_bins), ("normalize_frames", normalize_frames),
+                             ("follow", follow))
+            if on
+        ]  # fmt: skip
+        if refused:
+            raise OptionError(f"{', '.join(refused)} need whole frames: not available over MPI ranks")
     qm = qmap if isinstance(qmap, QMap) else read_qmap(qmap)
     reader: FrameReader
     if follow:
@@ -123,20 +141,36 @@ def correlate(
         reader = FollowingHdf5Frames(raw, follow_frames, timeout=follow_timeout)
     else:
         reader = open_frames(raw, rigaku_shape, rigaku_frames)
+    share: mpi_mode.Share | None = None
     try:
         qm.check_frame_shape(reader.shape, reader.path)
         frame_time, time_source = resolve_frame_time(reader, frame_time, force_frame_time)
         if count_time is None:
             count_time = reader.count_time if reader.count_time is not None else frame_time
+        selection = FrameSelection.parse(frames, avg)
+        _, n = selection.resolve(reader.n_frames)
+        pixels, labels = _labels(qm)
+        shape = reader.shape
+        n_det = shape[0] * shape[1]
+        corr = MultiTauCorrelator(n, pixels, n_det, delays_per_level, mode=mode) if multitau else None
+        if corr is not None:
+            bounds = chunk_bounds(labels, corr.schedule.n_tau, corr.n_segments)
+            if comm is not None:
+                share = mpi_mode.plan(pixels, bounds, comm.Get_size(), shape[1])[comm.Get_rank()]
+                reader = mpi_mode.RowSlab(reader, share.rows)
+                first = share.rows[0] * shape[1]
+                local = pixels[share.lo : share.hi] - first
+                corr = MultiTauCorrelator(n, local, reader.shape[0] * shape[1], delays_per_level, mode=mode)
+                bounds = bounds[share.chunks[0] : share.chunks[1] + 1] - share.lo
+                if flat is not None and flat.shape == shape:
+                    flat = flat[share.rows[0] : share.rows[1]]
+            if not (share is not None and share.idle):
+                corr.group_frame_sums(bounds)
         stream = FrameStream(
             reader,
-            FrameSelection.parse(frames, avg),
+            selection,
             Corrections(dark=dark, lld=lld, sigma=sigma, flat=flat, normalize_frames=normalize_frames),
         )
-        n = stream.n_frames
-        pixels, labels = _labels(qm)
-        n_det = reader.shape[0] * reader.shape[1]
-        corr = MultiTauCorrelator(n, pixels, n_det, delays_per_level, mode=mode) if multitau else None
         collector = None
         if twotime_bins:
             bad = [b for b in twotime_bins if not 1 <= b <= qm.n_dynamic]
@@ -148,110 +182,137 @@ def correlate(
             stat = {b: labels.static[labels.dynamic == b - 1] for b in twotime_bins}
             collector = TwoTimeCollector(n, sel, stat)
         frame_sum = np.zeros(n)
-        per_block = most = frames_per_block(n_det, n)
+        per_block = most = frames_per_block(n_det, n)  # the whole detector's: the same blocks on every rank
         ready = None
         if follow:
             per_block = min(per_block, FOLLOW_BLOCK_FRAMES)
             ready = getattr(reader, "available", None)
         t_corr = time.perf_counter()
-        for j0, block in stream.blocks(per_block, most=most, ready=ready):
-            if isinstance(block, tuple):
-                ptr, pix, val = block
-                b = ptr.size - 1
-                if corr is not None:
-                    corr.add_events(ptr, pix, val)
+        blocks = stream.blocks(per_block, most=most, ready=ready) if not (share and share.idle) else iter(())
+        if comm is not None and comm.Get_rank() > 0:
+            progress = None
+        res: G2Result | None = None
+        with mpi_mode.abort_on_error(comm):  # a rank failing mid-way ends the job, never a hang
+            for j0, block in blocks:
+                if isinstance(block, tuple):
+                    ptr, pix, val = block
+                    b = ptr.size - 1
+                    if corr is not None:
+                        corr.add_events(ptr, pix, val)
+                    else:
+                        np.add.at(frame_sum, np.repeat(np.arange(b), np.diff(ptr)) + j0, val)
+                    if collector is not None:
+                        collector.add_events(j0, ptr, pix, val)
                 else:
-                    np.add.at(frame_sum, np.repeat(np.arange(b), np.diff(ptr)) + j0, val)
-                if collector is not None:
-                    collector.add_events(j0, ptr, pix, val)
-            else:
-                b = block.shape[0]
-                if corr is not None:
-                    corr.add_frames(block)
-                else:
-                    frame_sum[j0 : j0 + b] = block.reshape(b, -1)[:, pixels].sum(axis=1)
-                if collector is not None:
-                    collector.add_dense(j0, block)
-            if progress is not None:
-                progress(j0 + b, n)
-        res = corr.g2(labels, pixel_spread) if corr is not None else None
+                    b = block.shape[0]
+                    if corr is not None:
+                        corr.add_frames(block)
+                    else:
+                        frame_sum[j0 : j0 + b] = block.reshape(b, -1)[:, pixels].sum(axis=1)
+                    if collector is not None:
+                        collector.add_dense(j0, block)
+                if progress is not None:
+                    progress(j0 + b, n)
+            if corr is not None and comm is not None and share is not None:
+                partials = (
+                    None if share.idle else corr.g2_partials(labels, pixel_spread, (share.lo, share.hi))
+                )
+                parts = None if share.idle else corr.frame_sum_parts()
+                res = mpi_mode.reduce_g2(comm, partials, parts, corr.schedule.tau, pixel_spread)
+            elif corr is not None:
+                res = corr.g2(labels, pixel_spread)
+            hosts = mpi_mode.ranks_per_host(comm) if comm is not None else None
         t_done = time.perf_counter()
         sel_ = stream.selection
-        with atomic_h5(out) as f:
-            write_metadata(
-                f,
-                energy=qm.energy,
-                frame_time=frame_time,
-                count_time=count_time,
-                start_time=start_time or datetime.now(UTC).isoformat(timespec="seconds"),
-            )
-            write_qmap(f, qm)
-            f["/xpcs/rawdata_path"] = str(raw)
-            sample = getattr(reader, "sample", None)
-            if sample:
-                f["/entry/sample/name"] = sample
-            common = {
-                "stride_frame": sel_.stride,
-                "avg_frame": sel_.avg,
-                "begin_frame": stream.start,
-                "num_frames": n,
-                "frame_time_source": time_source,
-            }
-            if res is not None:
-                g = f.create_group("/xpcs/multitau")
-                g["delay_list"] = res.tau.astype(np.int64)
-                g["normalized_g2"] = as_f32(res.g2)
-                honest = res.g2_err_resampled
-                assert honest is not None, "MultiTauCorrelator.g2 gives the covariance"
-                g["normalized_g2_err"] = as_f32(honest)
-                if res.g2_err is not None:
-                    g["normalized_g2_err_pixel_spread"] = as_f32(res.g2_err)
-                if res.g2_cov is not None:
-                    g["normalized_g2_cov"] = res.g2_cov
-                write_config(
-                    g.create_group("config"),
-                    {
-                        **common,
-                        "delays_per_level": delays_per_level,
-                        "error_bars": "jackknife over pixel groups of every static bin",
-                        "correlator_mode": corr.mode if corr else "none",
-                        "dark_frames": dark,
-                        "lld": lld,
-                        "sigma": sigma,
-                        "flat_field": flat is not None,
-                        "normalize_frames": normalize_frames,
-                    },
+        if comm is not None and comm.Get_rank() > 0:
+            from_root = comm.bcast(None, root=0)
+            assert isinstance(from_root, dict)
+            if "error" in from_root:
+                raise XpcsError(f"rank 0 could not write the result: {from_root['error']}")
+            return from_root
+        try:
+            with atomic_h5(out) as f:
+                write_metadata(
+                    f,
+                    energy=qm.energy,
+                    frame_time=frame_time,
+                    count_time=count_time,
+                    start_time=start_time or datetime.now(UTC).isoformat(timespec="seconds"),
                 )
-                img = np.zeros(n_det)
-                img[pixels] = res.mean_intensity
-                f["/xpcs/temporal_mean/scattering_2d"] = as_f32(img.reshape(1, *reader.shape))
-                f["/xpcs/temporal_mean/scattering_1d"] = as_f32(res.scattering_1d[None, :])
-                f["/xpcs/temporal_mean/scattering_1d_segments"] = as_f32(res.scattering_1d_segments)
-                frame_sum = res.frame_sum
-            f["/xpcs/spatial_mean/intensity_vs_time"] = as_f32(
-                np.stack([np.arange(n), frame_sum / max(pixels.size, 1)])
-            )
-            summary_tt: list[int] = []
-            if collector is not None:
-                g2s, segs = [], []
-                tt = f.create_group("/xpcs/twotime")
-                cmap = tt.create_group("correlation_map")
-                for k, item in enumerate(collector.results(twotime_segments), start=1):
-                    cmap.create_dataset(
-                        f"c2_{k:05d}", data=as_f32(np.triu(item.c2)), compression="gzip", compression_opts=1
+                write_qmap(f, qm)
+                f["/xpcs/rawdata_path"] = str(raw)
+                sample = getattr(reader, "sample", None)
+                if sample:
+                    f["/entry/sample/name"] = sample
+                common = {
+                    "stride_frame": sel_.stride,
+                    "avg_frame": sel_.avg,
+                    "begin_frame": stream.start,
+                    "num_frames": n,
+                    "frame_time_source": time_source,
+                }
+                if res is not None:
+                    g = f.create_group("/xpcs/multitau")
+                    g["delay_list"] = res.tau.astype(np.int64)
+                    g["normalized_g2"] = as_f32(res.g2)
+                    honest = res.g2_err_resampled
+                    assert honest is not None, "MultiTauCorrelator.g2 gives the covariance"
+                    g["normalized_g2_err"] = as_f32(honest)
+                    if res.g2_err is not None:
+                        g["normalized_g2_err_pixel_spread"] = as_f32(res.g2_err)
+                    if res.g2_cov is not None:
+                        g["normalized_g2_cov"] = res.g2_cov
+                    write_config(
+                        g.create_group("config"),
+                        {
+                            **common,
+                            "delays_per_level": delays_per_level,
+                            "error_bars": "jackknife over pixel groups of every static bin",
+                            "correlator_mode": corr.mode if corr else "none",
+                            "dark_frames": dark,
+                            "lld": lld,
+                            "sigma": sigma,
+                            "flat_field": flat is not None,
+                            "normalize_frames": normalize_frames,
+                        },
                     )
-                    g2s.append(item.g2)
-                    segs.append(item.g2_segments)
-                    summary_tt.append(item.bin)
-                tt["normalized_g2"] = as_f32(np.stack(g2s, axis=1))
-                tt["normalized_g2_segments"] = as_f32(np.stack(segs, axis=2))
-                tt["processed_bins"] = np.asarray(summary_tt, dtype=np.int64)
-                write_config(tt.create_group("config"), {**common, "smoothing": "static_bin_mean"})
-                if "/xpcs/temporal_mean/scattering_2d" not in f:
                     img = np.zeros(n_det)
-                    f["/xpcs/temporal_mean/scattering_2d"] = as_f32(img.reshape(1, *reader.shape))
-                    f["/xpcs/temporal_mean/scattering_1d"] = as_f32(np.zeros((1, qm.n_static)))
-                    f["/xpcs/temporal_mean/scattering_1d_segments"] = as_f32(np.zeros((1, qm.n_static)))
+                    img[pixels] = res.mean_intensity
+                    f["/xpcs/temporal_mean/scattering_2d"] = as_f32(img.reshape(1, *shape))
+                    f["/xpcs/temporal_mean/scattering_1d"] = as_f32(res.scattering_1d[None, :])
+                    f["/xpcs/temporal_mean/scattering_1d_segments"] = as_f32(res.scattering_1d_segments)
+                    frame_sum = res.frame_sum
+                f["/xpcs/spatial_mean/intensity_vs_time"] = as_f32(
+                    np.stack([np.arange(n), frame_sum / max(pixels.size, 1)])
+                )
+                summary_tt: list[int] = []
+                if collector is not None:
+                    g2s, segs = [], []
+                    tt = f.create_group("/xpcs/twotime")
+                    cmap = tt.create_group("correlation_map")
+                    for k, item in enumerate(collector.results(twotime_segments), start=1):
+                        cmap.create_dataset(
+                            f"c2_{k:05d}",
+                            data=as_f32(np.triu(item.c2)),
+                            compression="gzip",
+                            compression_opts=1,
+                        )
+                        g2s.append(item.g2)
+                        segs.append(item.g2_segments)
+                        summary_tt.append(item.bin)
+                    tt["normalized_g2"] = as_f32(np.stack(g2s, axis=1))
+                    tt["normalized_g2_segments"] = as_f32(np.stack(segs, axis=2))
+                    tt["processed_bins"] = np.asarray(summary_tt, dtype=np.int64)
+                    write_config(tt.create_group("config"), {**common, "smoothing": "static_bin_mean"})
+                    if "/xpcs/temporal_mean/scattering_2d" not in f:
+                        img = np.zeros(n_det)
+                        f["/xpcs/temporal_mean/scattering_2d"] = as_f32(img.reshape(1, *shape))
+                        f["/xpcs/temporal_mean/scattering_1d"] = as_f32(np.zeros((1, qm.n_static)))
+                        f["/xpcs/temporal_mean/scattering_1d_segments"] = as_f32(np.zeros((1, qm.n_static)))
+        except Exception as exc:
+            if comm is not None:  # the other ranks wait for the summary: give them the error instead
+                comm.bcast({"error": str(exc)}, root=0)
+            raise
     finally:
         reader.close()
     t_end = time.perf_counter()
@@ -273,6 +334,10 @@ def correlate(
     }
     if res is not None:
         summary["n_tau"] = int(res.tau.size)
+    if comm is not None:
+        summary["mpi_ranks"] = comm.Get_size()
+        summary["mpi_ranks_per_host"] = hosts
+        comm.bcast(summary, root=0)
     seen = getattr(reader, "last_frame_seen_at", None)
     if follow and seen is not None:
         summary["last_frame_to_result_s"] = round(t_end - seen, 4)

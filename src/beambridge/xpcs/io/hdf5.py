@@ -72,6 +72,17 @@ class Hdf5Frames:
                 raise InputFileError(self.path, f"cannot read frames {start}-{stop - 1} ({exc})") from None
         return out
 
+    def read_rows(self, start: int, stop: int, row0: int, row1: int) -> npt.NDArray[np.generic]:
+        """Rows ``row0 … row1-1`` of frames ``start … stop-1`` (an MPI rank's pixels): only that slab is
+        read, shape (stop-start, row1-row0, W)."""
+        out = np.empty((stop - start, row1 - row0, self.shape[1]), dtype=self.dtype)
+        if stop > start and row1 > row0:
+            try:
+                self._ds.read_direct(out, np.s_[start:stop, row0:row1, :])
+            except (OSError, ValueError) as exc:
+                raise InputFileError(self.path, f"cannot read frames {start}-{stop - 1} ({exc})") from None
+        return out
+
     def read_events(self, start: int, stop: int) -> Events:
         """Not available: HDF5 frames are dense."""
         raise NotImplementedError("HDF5 frames are dense")

@@ -103,6 +103,12 @@ def chunk_pixels(n_pixels: int, n_tau: int, n_static: int, n_dynamic: int, n_seg
     return np.minimum(units * CHUNK_PIXELS, n_pixels)
 
 
+def chunk_bounds(labels: BinLabels, n_tau: int, n_seg: int) -> np.ndarray:
+    """The chunks (:func:`chunk_pixels`) that :class:`BinPartials` cuts the pixels of ``labels`` into."""
+    n_sub = labels.n_static * resample_groups(labels.n_static)
+    return chunk_pixels(labels.static.size, n_tau, n_sub, labels.n_dynamic, n_seg)
+
+
 RESAMPLE_GROUPS = 32
 """Pixel groups per static bin for the jackknife covariance of g2 (fewer if the bins are very many)."""
 MAX_SUB_BINS = 8192
@@ -160,17 +166,27 @@ class BinPartials:
         n_frames: int,
         seg_len: npt.NDArray[np.float64],
         static_sets: int | None = None,
+        pixel_range: tuple[int, int] | None = None,
     ) -> None:
-        if labels.static.size != n_pixels or labels.dynamic.size != n_pixels:
+        n_all = labels.static.size
+        lo, hi = (0, n_all) if pixel_range is None else pixel_range
+        if labels.dynamic.size != n_all or hi - lo != n_pixels:
             raise ValueError(f"{labels.static.size} bin labels for {n_pixels} analysed pixels")
         self.labels = labels
         self.groups = resample_groups(labels.n_static)
         n_sub = labels.n_static * self.groups
-        self.static = np.ascontiguousarray(
-            group_labels(np.asarray(labels.static, dtype=np.int64), labels.n_static, self.groups)
-        )
-        self.dynamic = np.ascontiguousarray(labels.dynamic, dtype=np.int64)
-        self.pixel_bounds = chunk_pixels(n_pixels, n_tau, n_sub, labels.n_dynamic, n_seg)
+        static_all = group_labels(np.asarray(labels.static, dtype=np.int64), labels.n_static, self.groups)
+        self.count_group = np.bincount(static_all, minlength=n_sub).reshape(labels.n_static, self.groups)
+        bounds = chunk_bounds(labels, n_tau, n_seg)
+        c_lo, c_hi = np.searchsorted(bounds, lo), np.searchsorted(bounds, hi)
+        if bounds[c_lo] != lo or bounds[c_hi] != hi:
+            raise ValueError(f"pixels {lo}…{hi} do not start and end at chunk boundaries {bounds.tolist()}")
+        self.chunk_range = (int(c_lo), int(c_hi))
+        """The chunks (of all the analysed pixels) that these partials hold."""
+        self.pixel_range = (int(lo), int(hi))
+        self.static = np.ascontiguousarray(static_all[lo:hi])
+        self.dynamic = np.ascontiguousarray(labels.dynamic[lo:hi], dtype=np.int64)
+        self.pixel_bounds = bounds[c_lo : c_hi + 1] - lo
         n_chunks = self.pixel_bounds.size - 1
         self.scale1, self.scale2 = scale1, scale2
         self.n_frames, self.seg_len = n_frames, seg_len
@@ -185,15 +201,43 @@ class BinPartials:
         """Chunk boundaries in groups of ``lanes`` pixels."""
         return -(-self.pixel_bounds // lanes)
 
+    def folded(self, onto: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The static sums and intensities of all sets added in order, onto ``onto`` (the sums of the
+        pixels before these, as :func:`fold` gives them) when given."""
+        return (
+            fold(self.static_sums, None if onto is None else onto[0]),
+            fold(self.static_intensity, None if onto is None else onto[1]),
+        )
+
     def reduce(self, tau: np.ndarray, frame_sum: np.ndarray, spread: bool = True) -> G2Result:
         """Merge the chunks (in order) into g2, its covariance (and with ``spread`` XPCS-Eigen's error
         bar from the dynamic sums), and the static-bin intensities."""
+        static_sums, static_intensity = self.folded()
+        return self.result(
+            static_sums, static_intensity, self.dynamic_sums, self.valid, self.pixel_mean, tau, frame_sum,
+            spread,
+        )  # fmt: skip
+
+    def result(
+        self,
+        static_sums: np.ndarray,
+        static_intensity: np.ndarray,
+        dynamic_sums: np.ndarray,
+        valid: np.ndarray,
+        pixel_mean: np.ndarray,
+        tau: np.ndarray,
+        frame_sum: np.ndarray,
+        spread: bool,
+    ) -> G2Result:
+        """g2 and the rest from the folded sums of every pixel (``static_sums`` (3, n_tau, n_sub),
+        ``static_intensity`` (1 + n_seg, n_sub)) and every chunk's dynamic sums and valid counts, in
+        chunk order: the same arithmetic whichever process computed which chunk."""
         lab, k = self.labels, self.groups
-        n_tau = self.static_sums.shape[2]
-        per_group = self.static_sums.sum(axis=0).reshape(3, n_tau, lab.n_static, k)
+        n_tau = static_sums.shape[1]
+        per_group = static_sums.reshape(3, n_tau, lab.n_static, k)
         st = per_group.sum(axis=3)
-        intensity = self.static_intensity.sum(axis=0).reshape(-1, lab.n_static, k).sum(axis=2)
-        count_group = np.bincount(self.static, minlength=lab.n_static * k).reshape(lab.n_static, k)
+        intensity = static_intensity.reshape(-1, lab.n_static, k).sum(axis=2)
+        count_group = self.count_group
         count = count_group.sum(axis=1).astype(np.float64)
         scale = np.stack([self.scale2, self.scale1, self.scale1])[:, :, None]
         per_time = np.concatenate([[float(self.n_frames)], self.seg_len])[:, None]
@@ -205,30 +249,13 @@ class BinPartials:
         return G2Result(
             tau=tau.copy(),
             g2=g2,
-            g2_err=self._spread() if spread else None,
+            g2_err=_spread(dynamic_sums, valid) if spread else None,
             scattering_1d=scattering[0],
             scattering_1d_segments=scattering[1:],
-            mean_intensity=self.pixel_mean,
+            mean_intensity=pixel_mean,
             frame_sum=frame_sum,
             g2_cov=self._jackknife(st, per_group, scale, count, count_group),
         )
-
-    def _spread(self) -> npt.NDArray[np.float64]:
-        """XPCS-Eigen's error bar, std_p(g_p)/√n over the valid pixels of every dynamic bin: the chunks'
-        shifted sums of the non-zero ratios, completed by the zero ratios (valid pixels without a
-        product) and merged with Chan et al.'s formula."""
-        s1, n_nz, s2, shift = (self.dynamic_sums[..., i].transpose(0, 2, 1) for i in range(4))
-        n_c = self.valid.astype(np.float64)
-        zeros = n_c - n_nz
-        s1 = s1 - zeros * shift  # each zero ratio adds (0 − K) and (0 − K)²
-        s2 = s2 + zeros * shift * shift
-        n = n_c.sum(axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean_c = np.where(n_c > 0, shift + s1 / n_c, 0.0)
-            mean = (n_c * mean_c).sum(axis=0) / n
-            within = np.where(n_c > 0, s2 - s1 * s1 / n_c, 0.0).sum(axis=0)
-            between = (n_c * (mean_c - mean) ** 2).sum(axis=0)
-            return np.asarray(np.sqrt(np.maximum(within + between, 0.0) / n) / np.sqrt(n))
 
     def _jackknife(
         self,
@@ -256,6 +283,36 @@ class BinPartials:
             dev = reps - np.nanmean(reps, axis=0)  # (k, n_tau, n_dynamic)
         dev = np.where(np.isfinite(dev), dev, 0.0)
         return (k - 1) / k * np.einsum("giq,gjq->qij", dev, dev)
+
+
+def _spread(dynamic_sums: np.ndarray, valid: np.ndarray) -> npt.NDArray[np.float64]:
+    """XPCS-Eigen's error bar, std_p(g_p)/√n over the valid pixels of every dynamic bin: the chunks'
+    shifted sums of the non-zero ratios, completed by the zero ratios (valid pixels without a
+    product) and merged with Chan et al.'s formula."""
+    s1, n_nz, s2, shift = (dynamic_sums[..., i].transpose(0, 2, 1) for i in range(4))
+    n_c = valid.astype(np.float64)
+    zeros = n_c - n_nz
+    s1 = s1 - zeros * shift  # each zero ratio adds (0 − K) and (0 − K)²
+    s2 = s2 + zeros * shift * shift
+    n = n_c.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_c = np.where(n_c > 0, shift + s1 / n_c, 0.0)
+        mean = (n_c * mean_c).sum(axis=0) / n
+        within = np.where(n_c > 0, s2 - s1 * s1 / n_c, 0.0).sum(axis=0)
+        between = (n_c * (mean_c - mean) ** 2).sum(axis=0)
+        return np.asarray(np.sqrt(np.maximum(within + between, 0.0) / n) / np.sqrt(n))
+
+
+def fold(sets: np.ndarray, onto: np.ndarray | None = None) -> np.ndarray:
+    """``sets[0] + sets[1] + …`` added strictly in order (onto ``onto`` first when given): the one order
+    of float additions that a run split over processes can repeat exactly, each process adding its own
+    sets onto the running sum it receives (:mod:`beambridge.xpcs.mpi`). Integer sums are exact anyway."""
+    total = None if onto is None else onto.copy()
+    for part in sets:
+        total = part.copy() if total is None else total + part
+    if total is None:
+        raise ValueError("nothing to fold")
+    return total
 
 
 def dynamic_mean_of_static(g2s: npt.NDArray[np.float64], labels: BinLabels) -> npt.NDArray[np.float64]:

@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from beambridge.xpcs.errors import OptionError
-from beambridge.xpcs.multitau.bins import BinLabels, BinPartials, G2Result, bin_sums
+from beambridge.xpcs.multitau.bins import BinLabels, BinPartials, G2Result, bin_sums, fold
 from beambridge.xpcs.multitau.delays import DelaySchedule, multitau_schedule
 from beambridge.xpcs.multitau.dense import STRIP, TILE, dense_update, finalize, float_zero_tolerance
 from beambridge.xpcs.multitau.sparse import (
@@ -195,6 +195,8 @@ class MultiTauCorrelator:
         self._max_value = 0.0
         self._tmax: np.ndarray = np.zeros(0, dtype=np.uint32)
         self._frame_sum: np.ndarray = np.zeros(n_frames, dtype=np.uint64)
+        self._sum_tiles: np.ndarray | None = None
+        self._frame_sum_groups: np.ndarray = np.zeros((0, n_frames), dtype=np.uint64)
         self._state_allocated = False
         self._n_events = 0
         self._ev_state: np.ndarray = np.empty(0, dtype=np.int32)
@@ -233,6 +235,7 @@ class MultiTauCorrelator:
             self._events_to_dense()  # the event path is for counts: replay what it kept, go on dense
         self.arithmetic = target
         self._frame_sum = self._frame_sum.astype(self._acc_dtype)
+        self._frame_sum_groups = self._frame_sum_groups.astype(self._acc_dtype)
         if not self._state_allocated:
             return
         if self.mode == "sparse":
@@ -249,6 +252,7 @@ class MultiTauCorrelator:
         if self.n_fed == 0 and not self._state_allocated:
             self.arithmetic = self._needed(integer, self._max_value)
             self._frame_sum = self._frame_sum.astype(self._acc_dtype)
+            self._frame_sum_groups = self._frame_sum_groups.astype(self._acc_dtype)
             if self.mode == "sparse" and self.arithmetic == "float":
                 self.mode = "dense"
         else:
@@ -266,6 +270,7 @@ class MultiTauCorrelator:
             return
         self.arithmetic = "float" if np.dtype(dtype).kind == "f" else "int32"
         self._frame_sum = self._frame_sum.astype(self._acc_dtype)
+        self._frame_sum_groups = self._frame_sum_groups.astype(self._acc_dtype)
         self._allocate("dense")
         for state in (self._hist_v, self._head, self._acc, self._seg):
             state.fill(0)  # np.zeros maps pages lazily: fault them in here
@@ -318,6 +323,7 @@ class MultiTauCorrelator:
         state, frame, value = self._ev_state[:n], self._ev_frame[:n], self._ev_value[:n]
         fed, self.n_fed = self.n_fed, 0
         self._frame_sum[:] = 0
+        self._frame_sum_groups[:] = 0
         self._state_allocated = False
         self._allocate("dense")
         block = max(1, min(fed, 64))
@@ -352,6 +358,34 @@ class MultiTauCorrelator:
         if self._max_value < _U32_LIMIT:
             return arr.astype(np.uint32)
         return arr.astype(np.uint64)
+
+    def group_frame_sums(self, pixel_bounds: npt.ArrayLike) -> None:
+        """Sum float frames per run of pixels ``pixel_bounds[k] … pixel_bounds[k+1]-1`` (multiples of the
+        kernel's tiles), then the runs in order: the frame sums (``frame_sum``) a run split over processes
+        at those boundaries repeats bit for bit (:mod:`beambridge.xpcs.mpi`). Integer sums are exact
+        in any order and unaffected. Call before the first frame."""
+        bounds = np.asarray(pixel_bounds, dtype=np.int64)
+        if self.n_fed:
+            raise OptionError("frame sums are grouped before the first frame")
+        if (
+            bounds.size < 2
+            or bounds[0] != 0
+            or bounds[-1] != self.pixels.size
+            or np.any(np.diff(bounds) < 0)
+            or np.any(bounds[:-1] % TILE > 0)
+        ):
+            raise OptionError(
+                f"pixel groups {bounds.tolist()} must cut the {self.pixels.size} pixels at tiles"
+            )
+        self._sum_tiles = -(-bounds // TILE)
+        self._frame_sum_groups = np.zeros((bounds.size - 1, self.schedule.n_frames), dtype=self._acc_dtype)
+
+    def frame_sum_parts(self) -> np.ndarray:
+        """(groups, N) frame sums whose in-order sum is :attr:`frame_sum`: one row per pixel group (see
+        :meth:`group_frame_sums`) for float frames fed densely, else one row (exact integer sums)."""
+        if self._sum_tiles is not None and self.arithmetic == "float" and self.mode == "dense":
+            return self._frame_sum_groups
+        return self._frame_sum[None, :]
 
     # -- feeding ---------------------------------------------------------------------------------
     def add_frames(self, block: npt.ArrayLike) -> None:
@@ -390,6 +424,9 @@ class MultiTauCorrelator:
             self._hist_v, self._head, self._acc, self._seg, seg, part, self._tmax, numba.get_num_threads(),
         )  # fmt: skip
         self._frame_sum[self.n_fed : self.n_fed + b] = part.sum(axis=0)
+        if self._sum_tiles is not None:
+            for k, (a, z) in enumerate(zip(self._sum_tiles[:-1], self._sum_tiles[1:], strict=True)):
+                self._frame_sum_groups[k, self.n_fed : self.n_fed + b] = part[a:z].sum(axis=0)
         self.n_fed += b
 
     def add_events(self, frame_ptr: npt.ArrayLike, pixel: npt.ArrayLike, value: npt.ArrayLike) -> None:
@@ -469,11 +506,21 @@ class MultiTauCorrelator:
         ``pixel_spread=True`` also gives XPCS-Eigen's error bar, the spread of the per-pixel ratios
         G2_p/(IP_p·IF_p) (``G2Result.g2_err``; None without it): a ratio for every pixel and delay, which
         on photon-counting data costs more than the rest of the pass to g2 together."""
+        partials = self.g2_partials(labels, pixel_spread)
+        return partials.reduce(self.schedule.tau, self.frame_sum, pixel_spread)
+
+    def g2_partials(
+        self, labels: BinLabels, pixel_spread: bool = False, pixel_range: tuple[int, int] | None = None
+    ) -> BinPartials:
+        """Finish and return the bin partial sums that :meth:`g2` reduces. ``labels`` may cover more
+        pixels than this correlator's: ``pixel_range`` then says which of them (whole chunks) these are
+        (a process's share of an MPI run, :mod:`beambridge.xpcs.mpi`)."""
         sch = self.schedule
         sparse = self.mode == "sparse"
         partials = BinPartials(
             labels, self.pixels.size, sch.n_tau, self.n_segments, self._acc_dtype, self._scale1,
             self._scale2, sch.n_frames, self.segment_lengths, self._n_threads if sparse else None,
+            pixel_range,
         )  # fmt: skip
         state = self.finish()
         if sparse:
@@ -486,7 +533,7 @@ class MultiTauCorrelator:
                 partials.pixel_mean, partials.static_sums, partials.static_intensity,
                 partials.dynamic_sums, partials.valid, self._zero_tol, pixel_spread,
             )  # fmt: skip
-        return partials.reduce(sch.tau, self.frame_sum, pixel_spread)
+        return partials
 
     def _frame_intervals(self) -> tuple[np.ndarray, np.ndarray]:
         """Every frame boundary that IP, IF and the segment means need — each level's end, ``(M_l − c)·2^l``
@@ -552,7 +599,7 @@ class MultiTauCorrelator:
     @property
     def frame_sum(self) -> npt.NDArray[np.float64]:
         """Sum of every frame fed so far over the analysed pixels (N,)."""
-        return self._frame_sum.astype(np.float64)
+        return fold(self.frame_sum_parts()).astype(np.float64)
 
     def result(self) -> PixelSums:
         """Finish and return the per-pixel averages (call after exactly ``n_frames`` frames).
