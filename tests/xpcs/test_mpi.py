@@ -47,7 +47,8 @@ def mpi_corr(ranks: int, raw: Path, qmap: Path, out: Path, *options: str) -> sub
     env = {**os.environ, "NUMBA_NUM_THREADS": "1", "OMPI_MCA_btl": "self,tcp"}
     if os.geteuid() == 0:
         env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    argv += [sys.executable, "-m", "beambridge.cli.main", "xpcs", "corr", str(raw)]
+    # the console script, as a user types it (it must not hand a rank's job to the warm worker)
+    argv += [str(Path(sys.executable).with_name("beambridge")), "xpcs", "corr", str(raw)]
     argv += ["--qmap", str(qmap), "-o", str(out), *options]
     return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600, check=False)
 

@@ -47,6 +47,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from beambridge.xpcs.mpi_launch import launched_ranks
+
 IDLE_SECONDS = 600.0
 """A worker without a job for this long exits (``$BEAMBRIDGE_XPCS_WORKER_IDLE`` overrides)."""
 START_TIMEOUT = 30.0
@@ -71,11 +73,14 @@ def enabled(environ: dict[str, str] | os._Environ[str] = os.environ) -> bool:
 
 
 def wants_worker(argv: Sequence[str]) -> bool:
-    """Whether a command line is one the worker runs: ``xpcs corr …`` (not its ``--help``)."""
+    """Whether a command line is one the worker runs: ``xpcs corr …`` (not its ``--help``, nor one of
+    several MPI ranks)."""
     return (
         list(argv[:2]) == ["xpcs", "corr"]
         and "--help" not in argv
         and not any(key.endswith("_COMPLETE") for key in os.environ)
+        and "--mpi" not in argv  # a rank of an MPI job runs here: the worker is no rank of it
+        and launched_ranks() <= 1
         and enabled()
     )
 

@@ -42,22 +42,8 @@ import numpy.typing as npt
 from beambridge.xpcs.errors import OptionError
 from beambridge.xpcs.events import Events
 from beambridge.xpcs.io.base import FrameReader
+from beambridge.xpcs.mpi_launch import launched_ranks
 from beambridge.xpcs.multitau.bins import BinPartials, G2Result, fold
-
-SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "PALS_SIZE")
-"""Variables through which MPI launchers (Open MPI's mpirun, MPICH/Hydra, PMIx, PALS) tell a process
-how many ranks its job has, read before MPI is initialised."""
-
-
-def launched_ranks() -> int:
-    """How many ranks the launcher that started this process says the job has (1 if none)."""
-    for name in SIZE_VARIABLES:
-        value = os.environ.get(name, "")
-        if value.isdigit():
-            return int(value)
-    if ("PMIX_RANK" in os.environ or "PMI_RANK" in os.environ) and "SLURM_STEP_NUM_TASKS" in os.environ:
-        return int(os.environ["SLURM_STEP_NUM_TASKS"])  # srun --mpi=pmix
-    return 1
 
 
 def world(mpi: bool | None = None) -> Any | None:
