@@ -5,6 +5,7 @@ Through the tests' shared server (sites go down after 180 s of silence, so only 
 from __future__ import annotations
 
 import math
+import re
 import time
 from typing import Any
 
@@ -13,8 +14,8 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 from beambridge.placement import HealthState, HealthThresholds
-from beambridge.server.db.tables import users
-from beambridge.server.placement.snapshot import build_snapshot
+from beambridge.server.db.tables import BACKLOG_SQL, users
+from beambridge.server.placement.snapshot import WAITING_STATES, build_snapshot
 from tests.conftest import ApiUser
 from tests.server.helpers import acquire, report
 from tests.server.placement_fixtures import eventually
@@ -180,3 +181,15 @@ def test_a_quiet_site_is_seen_with_the_time_until_it_would_be_called_down(
     assert quiet.health.state is HealthState.DEGRADED and quiet.silent_s == pytest.approx(80.0, abs=5.0)
     assert fresh.health.state is HealthState.UP and fresh.silent_s == 0.0
     assert gone.health.state is HealthState.DOWN and gone.silent_s == 0.0  # down: it takes no work at all
+
+
+def test_the_backlog_index_holds_exactly_the_waiting_states() -> None:
+    """ix_jobs_backlog spells the backlog as SQL text (a partial index needs literals); it must name the
+    states placement calls waiting, no more and no fewer."""
+    for text in BACKLOG_SQL.values():
+        named = re.search(r"state IN \(([^)]*)\)", text)
+        assert named is not None
+        assert sorted(s.strip().strip("'") for s in named.group(1).split(",")) == sorted(
+            s.value for s in WAITING_STATES
+        )
+        assert "session_id IS NULL" in text and "awaiting_placement IS" in text

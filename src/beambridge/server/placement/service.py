@@ -397,10 +397,7 @@ def _candidates(conn: Connection, owner_id: int, leaving: list[int], awaiting: b
     (site, state) index; never the backlog of placed jobs."""
     rows: dict[int, Any] = {}
     if awaiting:
-        waiting = _candidate_query(conn).where(
-            jobs.c.owner_id == owner_id, jobs.c.awaiting_placement.is_(True), jobs.c.state.in_(_WAITING)
-        )
-        waiting = waiting.with_hint(jobs, "INDEXED BY ix_jobs_awaiting_placement", "sqlite")
+        waiting = _candidate_query(conn).where(jobs.c.id.in_(_awaiting(owner_id)), jobs.c.state.in_(_WAITING))
         rows.update((row.id, row) for row in conn.execute(waiting))
     if leaving:
         started = sa.exists().where(
@@ -453,15 +450,16 @@ def _candidate_query(conn: Connection) -> sa.Select[Any]:
     return query
 
 
+def _awaiting(owner_id: int) -> sa.Select[Any]:
+    """The ids of the owner's jobs waiting to be placed: owner and flag only, so that the partial index
+    of such jobs answers it (with the state in it too, SQLite reads the (owner, state) index instead:
+    the whole backlog)."""
+    return sa.select(jobs.c.id).where(jobs.c.owner_id == owner_id, jobs.c.awaiting_placement.is_(True))
+
+
 def _has_awaiting(conn: Connection, owner_id: int) -> bool:
-    """Whether the owner has jobs waiting to be placed (read from the partial index of such jobs)."""
-    query = (
-        sa.select(jobs.c.id)
-        .where(jobs.c.owner_id == owner_id, jobs.c.awaiting_placement.is_(True))
-        .with_hint(jobs, "INDEXED BY ix_jobs_awaiting_placement", "sqlite")
-        .limit(1)
-    )
-    return conn.execute(query).first() is not None
+    """Whether the owner has jobs waiting to be placed."""
+    return conn.execute(_awaiting(owner_id).limit(1)).first() is not None
 
 
 def _owners_with_sites(conn: Connection) -> list[int]:

@@ -47,6 +47,7 @@ from beambridge.schemas.batch_jobs import BatchJobState
 from beambridge.schemas.placement import SiteFigures
 from beambridge.schemas.transfers import TransferState
 from beambridge.server.db.tables import (
+    BACKLOG_SQL,
     apps,
     batch_jobs,
     events,
@@ -287,12 +288,7 @@ def _live_counts(
     backlog: dict[int, dict[tuple[str, int], int]] = defaultdict(dict)
     for row in conn.execute(
         sa.select(jobs.c.site_id, jobs.c.app_id, jobs.c.priority, sa.func.count())
-        .where(
-            jobs.c.owner_id == owner_id,
-            jobs.c.state.in_(_WAITING),
-            jobs.c.session_id.is_(None),
-            jobs.c.awaiting_placement.is_(False),
-        )
+        .where(jobs.c.owner_id == owner_id, sa.text(BACKLOG_SQL[conn.dialect.name]))
         .group_by(jobs.c.site_id, jobs.c.app_id, jobs.c.priority)
     ):
         key = (app_names.get(row.app_id, "?"), row.priority)
@@ -302,8 +298,9 @@ def _live_counts(
     for row in conn.execute(
         sa.select(jobs.c.site_id, jobs.c.app_id, jobs.c.state, sa.func.count())
         .where(
-            jobs.c.owner_id == owner_id,
-            jobs.c.session_id.is_not(None),
+            # by the owner's sessions: the few jobs launchers hold, read from the session index, not
+            # the owner's whole backlog of unclaimed ones from the (owner, state) index
+            jobs.c.session_id.in_(sa.select(sessions.c.id).where(sessions.c.owner_id == owner_id)),
             jobs.c.state.in_([S.RUNNING.value, *_WAITING]),
         )
         .group_by(jobs.c.site_id, jobs.c.app_id, jobs.c.state)
