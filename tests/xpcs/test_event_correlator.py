@@ -225,3 +225,66 @@ def test_silent_pixels_hold_no_state() -> None:
     got, want = big.result(), alone.result()
     assert np.array_equal(got.G2[:, lit], want.G2) and np.array_equal(got.IF[:, lit], want.IF)
     assert not got.G2[:, np.setdiff1d(np.arange(0, n_det, 4096), lit)].any()
+
+
+@pytest.mark.parametrize("spread", [False, True])
+def test_blocks_ordered_as_kept_or_regrouped_at_the_end_give_the_same_bits(spread: bool) -> None:
+    """``add_events`` keeps a large call's events ordered by block of pixels (``g2`` then sorts each
+    block where it walks it) and a small call's as they come (regrouped at the end): big calls, small
+    calls, the two mixed, and dense frames among events all give the dense path's bits, over several
+    blocks of pixels with a mask (state pixels are not detector pixels)."""
+    rng = np.random.default_rng(12)
+    frames = rng.poisson(0.005, (301, 80, 75)).astype(np.uint16)  # 6,000 pixels: 6 blocks of 1,024
+    frames[:, 40, 30:50] = rng.poisson(0.5, (301, 20))  # busy pixels: walked level by level
+    pixels = np.flatnonzero(rng.random(6000) < 0.9)
+    labels = ring_labels(pixels, 75)
+    n, n_det = frames.shape[0], 6000
+    dense = MultiTauCorrelator(n, pixels, n_det, mode="dense")
+    dense.add_frames(frames)
+    want = dense.g2(labels, pixel_spread=spread)
+
+    def run(blocks: list[int], as_frames: tuple[int, ...] = ()) -> MultiTauCorrelator:
+        corr = MultiTauCorrelator(n, pixels, n_det, mode="sparse")
+        a = 0
+        for k, b in enumerate(blocks):
+            if k in as_frames:
+                corr.add_frames(frames[a : a + b])
+            else:
+                corr.add_events(*as_events(frames[a : a + b]))
+            a += b
+        assert a == n
+        return corr
+
+    big = run([100, 100, 101])
+    assert big._block_ranges is not None and len(big._block_ranges) == 3  # every call kept by block
+    small = run([1] * n)
+    assert small._block_ranges is None  # ~40 events a call, < 8 per block: as they come
+    mixed = run([150, 1, 1, 149])
+    frames_first = run([50, 251], as_frames=(0,))
+    fields = FIELDS if spread else tuple(name for name in FIELDS if name != "g2_err")
+    for corr in (big, small, mixed, frames_first):
+        same(want, corr.g2(labels, pixel_spread=spread), fields)
+    same(dense_result(frames, pixels, n_det), run([100, 100, 101]).result(), PIXEL_FIELDS)
+
+
+def dense_result(frames: np.ndarray, pixels: np.ndarray, n_det: int) -> object:
+    dense = MultiTauCorrelator(frames.shape[0], pixels, n_det, mode="dense")
+    dense.add_frames(frames)
+    return dense.result()
+
+
+def test_float_values_after_blocked_events_replay_them_in_time_order() -> None:
+    """Float values arriving after events kept by block switch to the dense kernel: the kept events are
+    replayed in time order, and the result is that of feeding everything dense."""
+    rng = np.random.default_rng(13)
+    frames = rng.poisson(0.05, (120, 48, 64)).astype(np.uint16)
+    pixels = np.arange(48 * 64)
+    corr = MultiTauCorrelator(120, pixels, 48 * 64, mode="sparse")
+    corr.add_events(*as_events(frames[:100]))
+    assert corr._block_ranges  # kept by block
+    ptr, pix, val = as_events(frames[100:])
+    corr.add_events(ptr, pix, val.astype(np.float64))
+    assert corr.mode == "dense"
+    dense = MultiTauCorrelator(120, pixels, 48 * 64, mode="dense")
+    dense.add_frames(frames.astype(np.float64))
+    same(dense.result(), corr.result(), PIXEL_FIELDS)

@@ -40,9 +40,12 @@ from beambridge.xpcs.multitau.bins import BinLabels, BinPartials, G2Result, bin_
 from beambridge.xpcs.multitau.delays import DelaySchedule, multitau_schedule
 from beambridge.xpcs.multitau.dense import STRIP, TILE, dense_update, finalize, float_zero_tolerance
 from beambridge.xpcs.multitau.sparse import (
+    GROUP_SHIFT,
     PAIR_EVENTS,
     append_events,
+    append_events_by_block,
     append_frame_events,
+    bucket_by_block,
     count_frame_events,
     event_bin_sums,
     event_pixel_sums,
@@ -50,6 +53,13 @@ from beambridge.xpcs.multitau.sparse import (
     max_frame_sum,
     scatter_events,
 )
+
+BLOCKED_EVENTS_PER_RANGE = 8
+"""``add_events`` orders a call's events by block of pixels as it keeps them (so that ``g2`` only sorts
+each block, where it walks it) when the call brings at least this many events per block of pixels:
+each such call keeps a table of where its blocks begin (8 bytes per block, 1/12 of its events at this
+ratio), and ``g2`` reads every call's entry for every block. Fewer (a frame at a time on a large
+detector): kept as they come and regrouped from scratch at the end, as before."""
 
 Mode = Literal["auto", "dense", "sparse"]
 Arithmetic = Literal["int32", "int64", "float"]
@@ -199,6 +209,9 @@ class MultiTauCorrelator:
         self._frame_sum_groups: np.ndarray = np.zeros((0, n_frames), dtype=np.uint64)
         self._state_allocated = False
         self._n_events = 0
+        self._block_ranges: list[np.ndarray] | None = []
+        """Where each ``add_events`` call's events of each pixel block begin (they are appended ordered
+        by block); None once events were appended otherwise (dense frames in sparse mode)."""
         self._ev_state: np.ndarray = np.empty(0, dtype=np.int32)
         self._ev_frame: np.ndarray = np.empty(0, dtype=np.int32)
         self._ev_value: np.ndarray = np.empty(0, dtype=np.uint32)
@@ -293,6 +306,7 @@ class MultiTauCorrelator:
             self._state_of_pixel = np.full(self.n_detector, -1, dtype=np.int32 if p < 2**31 else np.int64)
             self._state_of_pixel[self.pixels] = np.arange(p)
             self._n_events = 0
+            self._block_ranges = []
             self._ev_state = np.empty(0, dtype=self._state_of_pixel.dtype)
             self._ev_frame = np.empty(0, dtype=np.int32 if self.schedule.n_frames < 2**31 else np.int64)
             self._ev_value = np.empty(0, dtype=self._val_dtype)
@@ -320,7 +334,8 @@ class MultiTauCorrelator:
             self.mode = "dense"
             return
         n = self._n_events
-        state, frame, value = self._ev_state[:n], self._ev_frame[:n], self._ev_value[:n]
+        order = np.argsort(self._ev_frame[:n], kind="stable")  # appended by block of pixels: to time order
+        state, frame, value = self._ev_state[:n][order], self._ev_frame[:n][order], self._ev_value[:n][order]
         fed, self.n_fed = self.n_fed, 0
         self._frame_sum[:] = 0
         self._frame_sum_groups[:] = 0
@@ -408,6 +423,7 @@ class MultiTauCorrelator:
             return
         counts = count_frame_events(arr, self.pixels)
         self._event_room(int(counts.sum()), arr.shape[0])
+        self._block_ranges = None  # appended in frame order: regroup from scratch at the end
         append_frame_events(
             arr, self.pixels, counts, self.n_fed, self._ev_state, self._ev_frame, self._ev_value,
             self._n_events, self._frame_sum,
@@ -463,10 +479,21 @@ class MultiTauCorrelator:
             self._allocate("sparse")
         self._event_room(px.size, b)
         unsigned = vals.dtype.kind == "u" and vals.dtype.itemsize <= self._ev_value.dtype.itemsize
-        self._n_events = append_events(
-            fp, px, vals if unsigned else vals.astype(self._val_dtype), self.n_fed, self._state_of_pixel,
-            self._ev_state, self._ev_frame, self._ev_value, self._n_events, self._frame_sum,
-        )  # fmt: skip
+        vals = vals if unsigned else vals.astype(self._val_dtype)
+        n_ranges = (self.pixels.size >> GROUP_SHIFT) + 2
+        if self._block_ranges is not None and px.size >= BLOCKED_EVENTS_PER_RANGE * n_ranges:
+            ranges = np.empty(n_ranges, dtype=np.int64)
+            self._n_events = append_events_by_block(
+                fp, px, vals, self.n_fed, self._state_of_pixel, self._n_threads, self._ev_state,
+                self._ev_frame, self._ev_value, self._n_events, self._frame_sum, ranges,
+            )  # fmt: skip
+            self._block_ranges.append(ranges)
+        else:  # few events for the detector's size: as they come, regrouped from scratch at the end
+            self._block_ranges = None
+            self._n_events = append_events(
+                fp, px, vals, self.n_fed, self._state_of_pixel, self._ev_state, self._ev_frame,
+                self._ev_value, self._n_events, self._frame_sum,
+            )  # fmt: skip
         self.n_fed += b
 
     # -- result ----------------------------------------------------------------------------------
@@ -550,7 +577,16 @@ class MultiTauCorrelator:
     def _event_g2(self, partials: BinPartials, spread: bool) -> None:
         """The bin sums from the kept events (see :func:`event_bin_sums`), in the dense path's layout."""
         sch = self.schedule
-        ptr, frame, value, most = self._grouped_events()
+        n = self._n_events
+        if self._block_ranges:  # appended ordered by block: each call's blocks, in time order
+            block_ptr = np.stack(self._block_ranges)
+            by_state, by_frame, by_value = self._ev_state[:n], self._ev_frame[:n], self._ev_value[:n]
+        else:
+            block_ptr, by_state, by_frame, by_value = bucket_by_block(
+                self._ev_state[:n], self._ev_frame[:n], self._ev_value[:n], self.pixels.size, self._n_threads
+            )
+            block_ptr = block_ptr[None, :]
+        most = max(int(np.diff(block_ptr, axis=1).sum(axis=0).max()), 1)
         ss, si = partials.static_sums, partials.static_intensity
         workers, n_sub, nl = ss.shape[0], ss.shape[3], self._n_levels
         bounds, interval = self._frame_intervals()
@@ -559,8 +595,8 @@ class MultiTauCorrelator:
         n_chunks, n_dyn = partials.pixel_bounds.size - 1, partials.labels.n_dynamic
         hist = np.zeros((n_chunks if spread else 0, n_dyn, nl, self._row_of.shape[1]), dtype=np.int64)
         event_bin_sums(
-            ptr, frame, value, most, self._level_len, self._lag, self._lag_ptr, self._row_of, self._scale1,
-            self._scale2, interval, partials.static, partials.dynamic, partials.pixel_bounds, workers, spread,
+            block_ptr, by_state, by_frame, by_value, most, self._level_len, self._lag, self._lag_ptr,
+            self._row_of, self._scale1, self._scale2, interval, partials.static, partials.dynamic, partials.pixel_bounds, workers, spread,
             self._pair_events, partials.pixel_mean, acc, per_interval, partials.dynamic_sums, hist,
         )  # fmt: skip
         # Σ_p of the counts before every boundary: IP sums the first M_l − c elements of level l, IF the

@@ -1,6 +1,7 @@
 """Event-driven multi-tau for photon counts: the work follows the photons, not the pixels.
 
 Events ``(frame, pixel, count)`` are kept as they arrive (:func:`append_events`,
+:func:`append_events_by_block`,
 :func:`append_frame_events`: only non-zero counts on analysed pixels, 4 + 4 + 4|8 bytes each) and
 correlated when the last frame is in: :func:`group_by_pixel` regroups them by pixel (a stable counting
 sort in two cache-sized steps, so each pixel's events stay in time order), then every pixel that saw a
@@ -69,6 +70,71 @@ def append_events(
     return n
 
 
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy", boundscheck=False)
+def append_events_by_block(
+    frame_ptr: np.ndarray,
+    pixel: np.ndarray,
+    value: np.ndarray,
+    first_index: int,
+    state_of_pixel: np.ndarray,
+    n_workers: int,
+    out_state: np.ndarray,
+    out_frame: np.ndarray,
+    out_value: np.ndarray,
+    n_out: int,
+    frame_sum: np.ndarray,
+    block_ptr: np.ndarray,
+) -> int:
+    """:func:`append_events`, with the events ordered by block of ``2**GROUP_SHIFT`` state pixels as they are appended (a stable counting sort:
+    time order within a block), so that the
+    regrouping by pixel at the end only has to sort each block (:func:`sort_block`). ``block_ptr``
+    (n_blocks+1,) receives where each block's events of this call begin (absolute positions). Worker w
+    takes the w-th range of frames; its counts per block place its events after those of the workers
+    before it. Returns the new count."""
+    n_frames = frame_ptr.shape[0] - 1
+    n_blocks = block_ptr.shape[0] - 1
+    nw = max(1, min(n_workers, n_frames))
+    per = (n_frames + nw - 1) // nw
+    counts = np.zeros((nw, n_blocks), dtype=np.int64)
+    state = np.empty(frame_ptr[n_frames] - frame_ptr[0], dtype=out_state.dtype)
+    base = frame_ptr[0]
+    for w in prange(nw):
+        for t in range(w * per, min(n_frames, (w + 1) * per)):
+            k = first_index + t
+            fs = frame_sum[k]
+            for e in range(frame_ptr[t], frame_ptr[t + 1]):
+                v = value[e]
+                st = state_of_pixel[pixel[e]]
+                if v != 0 and st >= 0:
+                    counts[w, st >> GROUP_SHIFT] += 1
+                    fs += v
+                else:
+                    st = -1
+                state[e - base] = st
+            frame_sum[k] = fs
+    pos = n_out
+    for b in range(n_blocks):
+        block_ptr[b] = pos
+        for w in range(nw):
+            count = counts[w, b]
+            counts[w, b] = pos
+            pos += count
+    block_ptr[n_blocks] = pos
+    for w in prange(nw):
+        for t in range(w * per, min(n_frames, (w + 1) * per)):
+            k = first_index + t
+            for e in range(frame_ptr[t], frame_ptr[t + 1]):
+                st = state[e - base]
+                if st >= 0:
+                    b = st >> GROUP_SHIFT
+                    i = counts[w, b]
+                    counts[w, b] = i + 1
+                    out_state[i] = st
+                    out_frame[i] = k
+                    out_value[i] = value[e]
+    return pos
+
+
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
 def max_frame_sum(frame_ptr: np.ndarray, value: np.ndarray) -> float:
     """The largest sum of one frame's values (frame t owns ``value[frame_ptr[t]:frame_ptr[t+1]]``)."""
@@ -133,13 +199,13 @@ GROUP_SHIFT = 10
 
 
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy", boundscheck=False)
-def group_by_pixel(
+def bucket_by_block(
     state: np.ndarray, frame: np.ndarray, value: np.ndarray, n_state: int, n_workers: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stable sort of the events by state pixel: ``(ptr (n_state+1,), frame, value)`` with pixel p's
-    events at ``ptr[p]:ptr[p+1]`` in time order. Two counting sorts whose counters stay in cache: by
-    block of ``2**GROUP_SHIFT`` pixels (worker w takes the w-th range of events, its counts per block
-    placing its events after those of the workers before it), then each block by pixel on its own."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Stable counting sort of the events by block of ``2**GROUP_SHIFT`` state pixels: ``(block_ptr
+    (n_blocks+1,), state, frame, value)`` with block b's events at ``block_ptr[b]:block_ptr[b+1]`` in
+    time order. Worker w takes the w-th range of events, its counts per block placing its events after
+    those of the workers before it; the counters (one per block) stay in cache."""
     n = state.shape[0]
     nw = max(n_workers, 1)
     n_blocks = (n_state >> GROUP_SHIFT) + 1
@@ -168,6 +234,62 @@ def group_by_pixel(
             by_state[k] = state[e]
             by_frame[k] = frame[e]
             by_value[k] = value[e]
+    return block_ptr, by_state, by_frame, by_value
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
+def sort_block(
+    block_ptr: np.ndarray,
+    by_state: np.ndarray,
+    by_frame: np.ndarray,
+    by_value: np.ndarray,
+    b: int,
+    width: int,
+    fill: np.ndarray,
+    ptr: np.ndarray,
+    ptr_at: int,
+    out_frame: np.ndarray,
+    out_value: np.ndarray,
+    out_at: int,
+) -> None:
+    """Stable counting sort by pixel of block b's events (``width`` pixels from ``b << GROUP_SHIFT``;
+    ``block_ptr`` (n_ranges, n_blocks+1): range r holds them at ``block_ptr[r, b]:block_ptr[r, b+1]``,
+    the ranges in time order) into ``out_frame/out_value`` from ``out_at``: pixel ``lo + i``'s events at ``ptr[ptr_at + i] :
+    ptr[ptr_at + i + 1]`` (``ptr[ptr_at + width]`` is set too). ``fill`` has room for ``width``."""
+    lo = b << GROUP_SHIFT
+    for i in range(width):
+        fill[i] = 0
+    for r in range(block_ptr.shape[0]):
+        for e in range(block_ptr[r, b], block_ptr[r, b + 1]):
+            fill[by_state[e] - lo] += 1
+    k = out_at
+    for i in range(width):  # counts -> each pixel's first position
+        count = fill[i]
+        fill[i] = k
+        ptr[ptr_at + i] = k
+        k += count
+    ptr[ptr_at + width] = k
+    for r in range(block_ptr.shape[0]):  # the ranges in time order
+        for e in range(block_ptr[r, b], block_ptr[r, b + 1]):
+            i = by_state[e] - lo
+            k = fill[i]
+            fill[i] = k + 1
+            out_frame[k] = by_frame[e]
+            out_value[k] = by_value[e]
+
+
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy", boundscheck=False)
+def group_by_pixel(
+    state: np.ndarray, frame: np.ndarray, value: np.ndarray, n_state: int, n_workers: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stable sort of the events by state pixel: ``(ptr (n_state+1,), frame, value)`` with pixel p's
+    events at ``ptr[p]:ptr[p+1]`` in time order. Two counting sorts whose counters stay in cache: by
+    block of ``2**GROUP_SHIFT`` pixels (:func:`bucket_by_block`), then each block by pixel on its own
+    (:func:`sort_block`)."""
+    block_ptr, by_state, by_frame, by_value = bucket_by_block(state, frame, value, n_state, n_workers)
+    n = state.shape[0]
+    n_blocks = block_ptr.shape[0] - 1
+    ranges = block_ptr.reshape(1, n_blocks + 1)
     ptr = np.empty(n_state + 1, dtype=np.int64)
     ptr[n_state] = n
     out_frame = np.empty(n, dtype=frame.dtype)
@@ -175,21 +297,11 @@ def group_by_pixel(
     for b in prange(n_blocks):
         lo = b << GROUP_SHIFT
         width = max(0, min(n_state, lo + (1 << GROUP_SHIFT)) - lo)
-        fill = np.zeros(width, dtype=np.int64)
-        for e in range(block_ptr[b], block_ptr[b + 1]):
-            fill[by_state[e] - lo] += 1
-        k = block_ptr[b]
-        for i in range(width):  # counts -> each pixel's first position
-            count = fill[i]
-            fill[i] = k
-            ptr[lo + i] = k
-            k += count
-        for e in range(block_ptr[b], block_ptr[b + 1]):
-            i = by_state[e] - lo
-            k = fill[i]
-            fill[i] = k + 1
-            out_frame[k] = by_frame[e]
-            out_value[k] = by_value[e]
+        fill = np.empty(width, dtype=np.int64)
+        local = np.empty(width + 1, dtype=np.int64)
+        sort_block(ranges, by_state, by_frame, by_value, b, width, fill, local, 0, out_frame, out_value,
+                   block_ptr[b])  # fmt: skip
+        ptr[lo : lo + width] = local[:width]
     return ptr, out_frame, out_value
 
 
@@ -312,9 +424,10 @@ def pair_products(
 
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy", boundscheck=False)
 def event_bin_sums(
-    ptr: np.ndarray,
-    ev_frame: np.ndarray,
-    ev_value: np.ndarray,
+    block_ptr: np.ndarray,
+    by_state: np.ndarray,
+    by_frame: np.ndarray,
+    by_value: np.ndarray,
     max_events: int,
     level_len: np.ndarray,
     lag: np.ndarray,
@@ -335,7 +448,10 @@ def event_bin_sums(
     dynamic_sums: np.ndarray,
     valid_hist: np.ndarray,
 ) -> None:
-    """Bin sums of :class:`~beambridge.xpcs.multitau.bins.BinPartials` from pixel-grouped events.
+    """Bin sums of :class:`~beambridge.xpcs.multitau.bins.BinPartials` from events bucketed by block of
+    pixels (:func:`bucket_by_block`; ``max_events`` the most events of a block): each block is sorted by
+    pixel where its pixels are walked (:func:`sort_block`, into a buffer that stays in cache), so the
+    pixel-grouped events never go to memory as a whole.
 
     Integer sums per worker w (uint64, any order: exact), sub-bin major so that one pixel's sums are
     one block: ``static_sums[w, s, j]`` Σ_p acc_p(j); ``interval_sums[w, s, k]`` Σ_p of the pixel's
@@ -367,97 +483,114 @@ def event_bin_sums(
         has = lag_ptr[lev] < lag_ptr[lev + 1]
         lowest_lag[lev] = min(lowest_lag[lev + 1], lag[lag_ptr[lev]] if has else width)
     lowest_lag[0] = max(lowest_lag[0], 1)  # a pair within one frame (c = 0) is never a product
+    n_state = static.shape[0]
+    block = 1 << GROUP_SHIFT
     for w in prange(n_workers):
         ek = np.empty(max_events, dtype=np.int64)
         ev = np.empty(max_events, dtype=static_sums.dtype)
         acc = np.zeros(n_tau, dtype=static_sums.dtype)
+        ev_frame = np.empty(max_events, dtype=by_frame.dtype)
+        ev_value = np.empty(max_events, dtype=by_value.dtype)
+        fill = np.empty(block, dtype=np.int64)
+        ptr = np.empty(block + 1, dtype=np.int64)
         for c in range(w, n_chunks, n_workers):
-            for p in range(chunk_ptr[c], chunk_ptr[c + 1]):
-                e0, e1 = ptr[p], ptr[p + 1]
-                if e0 == e1:
-                    continue
-                s = static[p]
-                d = dynamic[p]
-                tot = acc[0] * 0
-                for e in range(e0, e1):
-                    x = ev_value[e]
-                    tot += x
-                    interval_sums[w, s, interval_of_frame[ev_frame[e]]] += x
-                pixel_mean[p] = np.float64(tot) / n0
-                if e1 - e0 <= pair_events:
-                    if not spread:
-                        pair_products(
-                            ev_frame,
-                            ev_value,
-                            e0,
-                            e1,
-                            level_end,
-                            row_of,
-                            first_level,
-                            lowest_lag,
-                            static_sums[w, s],
-                        )
+            p0, p1 = chunk_ptr[c], chunk_ptr[c + 1]
+            if p0 >= p1:
+                continue
+            for b in range(p0 >> GROUP_SHIFT, ((p1 - 1) >> GROUP_SHIFT) + 1):
+                lo = b << GROUP_SHIFT
+                width = min(n_state, lo + block) - lo
+                sort_block(
+                    block_ptr, by_state, by_frame, by_value, b, width, fill, ptr, 0, ev_frame, ev_value, 0
+                )
+                for p in range(max(lo, p0), min(lo + width, p1)):
+                    e0, e1 = ptr[p - lo], ptr[p - lo + 1]
+                    if e0 == e1:
                         continue
-                    products = pair_products(
-                        ev_frame, ev_value, e0, e1, level_end, row_of, first_level, lowest_lag, acc
-                    )
-                    f0 = ev_frame[e0]
-                    il = e1 - 1
-                    for lev in range(n_levels):
-                        ml = level_len[lev]
-                        while il >= e0 and ev_frame[il] >= level_end[lev]:
-                            tot -= ev_value[il]  # the level's last element without a pair
-                            il -= 1
-                        if il < e0:
-                            break
-                        j0, j1 = lag_ptr[lev], lag_ptr[lev + 1]
-                        u = min(ev_frame[il] >> lev, ml - 1 - (f0 >> lev))
-                        valid_hist[c, d, lev, max(0, min(u, lag[j1 - 1]))] += 1
-                        if products == 0:
-                            continue  # valid (counted above) with a zero ratio at every lag
-                        for j in range(j0, j1):
-                            a = acc[j]
-                            if a != 0:
-                                acc[j] = 0
-                                static_sums[w, s, j] += a
-                                before, after = (ml - lag[j]) << lev, lag[j] << lev
-                                last = acc[0] * 0
-                                first = acc[0] * 0
-                                for e in range(e0, il + 1):
-                                    if ev_frame[e] >= before:
-                                        last += ev_value[e]
-                                    if ev_frame[e] < after:
-                                        first += ev_value[e]
-                                g = pixel_ratio(a, tot - last, tot - first, scale1[j], scale2[j])
-                                add_ratio(dynamic_sums, c, d, j, g)
-                    continue
-                m = merge_runs(ev_frame, ev_value, e0, e1, 0, ek, ev)
-                for lev in range(n_levels):
-                    ml = level_len[lev]
-                    m, tot = drop_unpaired(ek, ev, m, ml, tot)
-                    if m == 0:
-                        break
-                    j0, j1 = lag_ptr[lev], lag_ptr[lev + 1]
-                    max_lag = lag[j1 - 1]
-                    if spread:
-                        u = min(ek[m - 1], ml - 1 - ek[0])
-                        valid_hist[c, d, lev, max(0, min(u, max_lag))] += 1
-                    if level_products(ek, ev, m, lev, max_lag, row_of, acc) > 0:
-                        ia, ib = m - 1, 0
-                        last = ev[0] * 0
-                        first = ev[0] * 0
-                        for j in range(j0, j1):
-                            a = acc[j]
-                            if spread:
-                                ia, ib, last, first = grow_ends(ek, ev, m, ml, lag[j], ia, ib, last, first)
-                            if a != 0:
-                                acc[j] = 0
-                                static_sums[w, s, j] += a
-                                if spread:
+                    s = static[p]
+                    d = dynamic[p]
+                    tot = acc[0] * 0
+                    for e in range(e0, e1):
+                        x = ev_value[e]
+                        tot += x
+                        interval_sums[w, s, interval_of_frame[ev_frame[e]]] += x
+                    pixel_mean[p] = np.float64(tot) / n0
+                    if e1 - e0 <= pair_events:
+                        if not spread:
+                            pair_products(
+                                ev_frame,
+                                ev_value,
+                                e0,
+                                e1,
+                                level_end,
+                                row_of,
+                                first_level,
+                                lowest_lag,
+                                static_sums[w, s],
+                            )
+                            continue
+                        products = pair_products(
+                            ev_frame, ev_value, e0, e1, level_end, row_of, first_level, lowest_lag, acc
+                        )
+                        f0 = ev_frame[e0]
+                        il = e1 - 1
+                        for lev in range(n_levels):
+                            ml = level_len[lev]
+                            while il >= e0 and ev_frame[il] >= level_end[lev]:
+                                tot -= ev_value[il]  # the level's last element without a pair
+                                il -= 1
+                            if il < e0:
+                                break
+                            j0, j1 = lag_ptr[lev], lag_ptr[lev + 1]
+                            u = min(ev_frame[il] >> lev, ml - 1 - (f0 >> lev))
+                            valid_hist[c, d, lev, max(0, min(u, lag[j1 - 1]))] += 1
+                            if products == 0:
+                                continue  # valid (counted above) with a zero ratio at every lag
+                            for j in range(j0, j1):
+                                a = acc[j]
+                                if a != 0:
+                                    acc[j] = 0
+                                    static_sums[w, s, j] += a
+                                    before, after = (ml - lag[j]) << lev, lag[j] << lev
+                                    last = acc[0] * 0
+                                    first = acc[0] * 0
+                                    for e in range(e0, il + 1):
+                                        if ev_frame[e] >= before:
+                                            last += ev_value[e]
+                                        if ev_frame[e] < after:
+                                            first += ev_value[e]
                                     g = pixel_ratio(a, tot - last, tot - first, scale1[j], scale2[j])
                                     add_ratio(dynamic_sums, c, d, j, g)
-                    if lev + 1 < n_levels:
-                        m = merge_runs(ek, ev, 0, m, 1, ek, ev)  # pair sums keep the total
+                        continue
+                    m = merge_runs(ev_frame, ev_value, e0, e1, 0, ek, ev)
+                    for lev in range(n_levels):
+                        ml = level_len[lev]
+                        m, tot = drop_unpaired(ek, ev, m, ml, tot)
+                        if m == 0:
+                            break
+                        j0, j1 = lag_ptr[lev], lag_ptr[lev + 1]
+                        max_lag = lag[j1 - 1]
+                        if spread:
+                            u = min(ek[m - 1], ml - 1 - ek[0])
+                            valid_hist[c, d, lev, max(0, min(u, max_lag))] += 1
+                        if level_products(ek, ev, m, lev, max_lag, row_of, acc) > 0:
+                            ia, ib = m - 1, 0
+                            last = ev[0] * 0
+                            first = ev[0] * 0
+                            for j in range(j0, j1):
+                                a = acc[j]
+                                if spread:
+                                    ia, ib, last, first = grow_ends(
+                                        ek, ev, m, ml, lag[j], ia, ib, last, first
+                                    )
+                                if a != 0:
+                                    acc[j] = 0
+                                    static_sums[w, s, j] += a
+                                    if spread:
+                                        g = pixel_ratio(a, tot - last, tot - first, scale1[j], scale2[j])
+                                        add_ratio(dynamic_sums, c, d, j, g)
+                        if lev + 1 < n_levels:
+                            m = merge_runs(ek, ev, 0, m, 1, ek, ev)  # pair sums keep the total
 
 
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
