@@ -9,23 +9,25 @@ before it runs again.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from tests.conftest import ApiUser
 from tests.server.helpers import acquire, event_path, report, run_to, states
-from tests.server.test_sessions import fast_expiry_server, make_jobs
+from tests.server.test_sessions import make_jobs, start_fast_expiry_server
 from tests.servers import LiveServer
 
-__all__ = ["fast_expiry_server"]
+__all__ = ["start_fast_expiry_server"]
 
 
 def test_jobs_handed_to_a_lost_session_show_a_possible_run(
-    alice: ApiUser, fast_expiry_server: LiveServer
+    alice: ApiUser, start_fast_expiry_server: Callable[[], LiveServer]
 ) -> None:
     site, [reported, handed] = make_jobs(alice, 2)
     dying = alice.session(site["id"])
     assert len(acquire(alice, dying["id"], max_jobs=2)) == 2
     report(alice, dying["id"], [{"id": reported, "state": "RUNNING"}])
     # `handed` may have started, but its RUNNING report never left the launcher before it was killed
+    start_fast_expiry_server()
     deadline = time.monotonic() + 15
     while set(states(alice, [reported, handed]).values()) != {"RESTART_READY"}:
         assert time.monotonic() < deadline, states(alice, [reported, handed])

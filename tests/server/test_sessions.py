@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 
 import httpx
 import pytest
@@ -151,21 +152,33 @@ def test_close_session_returns_unstarted_and_times_out_running(alice: ApiUser) -
 
 
 @pytest.fixture
-def fast_expiry_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    app: FastAPI = create_app(
-        make_settings(tmp_path_factory.mktemp("fast"), database_url, session_timeout_s=1.0)
-    )
-    with LiveServer(app) as server:
-        yield server
-    app.state.ctx.db.dispose()
+def start_fast_expiry_server(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[], LiveServer]]:
+    """Starts, when called, a second server on the same database whose sweeper expires sessions silent
+    for 1 s. Started only once the session under test has done its part: started earlier, it expired
+    that session between its opening and its first acquire whenever the machine was loaded."""
+    with ExitStack() as stack:
+
+        def start() -> LiveServer:
+            app: FastAPI = create_app(
+                make_settings(tmp_path_factory.mktemp("fast"), database_url, session_timeout_s=1.0)
+            )
+            stack.callback(app.state.ctx.db.dispose)
+            return stack.enter_context(LiveServer(app))
+
+        yield start
 
 
-def test_silent_session_expires_and_job_runs_again(alice: ApiUser, fast_expiry_server: LiveServer) -> None:
+def test_silent_session_expires_and_job_runs_again(
+    alice: ApiUser, start_fast_expiry_server: Callable[[], LiveServer]
+) -> None:
     site, [job] = make_jobs(alice)
     dying = alice.session(site["id"])
     acquire(alice, dying["id"], max_jobs=1)
     report(alice, dying["id"], [{"id": job, "state": "RUNNING"}])
     # The launcher dies: no more heartbeats. The fast server's sweeper expires the session.
+    fast_expiry_server = start_fast_expiry_server()
     fast = httpx.Client(base_url=fast_expiry_server.url, headers=alice.http.headers, timeout=30)
     deadline = time.monotonic() + 15
     while states(alice, [job])[job] != "RESTART_READY":
