@@ -7,6 +7,7 @@ else a throwaway cluster; with ``CI=true`` its absence fails the run instead of 
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +23,10 @@ from beambridge.server.users import add_user
 from tests.servers import IN_CI, LiveServer, postgres_admin_url, postgres_database
 
 PASSWORD = "correct horse battery"
+
+# A `beambridge xpcs corr` that a test starts runs in its own process unless the test asks for the warm
+# worker (tests/xpcs/test_cli_worker.py does, in a runtime directory of its own): no test leaves one behind.
+os.environ.setdefault("BEAMBRIDGE_XPCS_WORKER", "0")
 
 
 @pytest.fixture(scope="session")

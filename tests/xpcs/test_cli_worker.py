@@ -256,3 +256,16 @@ def test_a_killed_command_takes_its_job_along(
     wait_for(lambda: "status=130" in worker_log(runtime), timeout=30)
     (pid,) = worker_pids(runtime)
     assert alive(pid)
+
+
+def test_a_process_an_mpi_launcher_started_runs_its_job_itself(
+    small_run: tuple[Path, Path, np.ndarray, object], runtime: Path, tmp_path: Path
+) -> None:
+    """Even as the only rank (``mpirun -n 1``): the launcher owns the process and its resources, a
+    worker outside it would not be the job's."""
+    raw, qmap, _, _ = small_run
+    done = command(
+        runtime, "corr", str(raw), "--qmap", str(qmap), "-o", str(tmp_path / "a.h5"), OMPI_COMM_WORLD_SIZE="1"
+    )
+    assert done.returncode == 0, done.stderr
+    assert list(runtime.iterdir()) == []  # no worker, no socket

@@ -47,7 +47,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from beambridge.xpcs.mpi_launch import launched_ranks
+from beambridge.xpcs.mpi_launch import SIZE_VARIABLES, launched_ranks
 
 IDLE_SECONDS = 600.0
 """A worker without a job for this long exits (``$BEAMBRIDGE_XPCS_WORKER_IDLE`` overrides)."""
@@ -81,6 +81,7 @@ def wants_worker(argv: Sequence[str]) -> bool:
         and not any(key.endswith("_COMPLETE") for key in os.environ)
         and "--mpi" not in argv  # a rank of an MPI job runs here: the worker is no rank of it
         and launched_ranks() <= 1
+        and not any(name in os.environ for name in SIZE_VARIABLES)  # one rank, but a launcher's: here
         and enabled()
     )
 
