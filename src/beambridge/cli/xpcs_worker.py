@@ -308,37 +308,46 @@ def run_via_worker(argv: Sequence[str]) -> int | None:
 
 
 def _hand_over(sock: socket.socket, argv: Sequence[str]) -> int | str | None:
-    """Send the job, wait for its status (``"retry"``: the worker went away before taking it)."""
+    """Send the job, wait for its status (``"retry"``: the worker went away before taking it). The
+    command's Ctrl-C (SIGINT, SIGTERM, SIGHUP) is caught from before the job is sent: once the worker
+    has taken the job it is forwarded (the worker interrupts the job); before that, nothing is run."""
     import signal
 
-    request = {"argv": list(argv), "cwd": os.getcwd(), "env": dict(os.environ)}
-    try:
-        sock.settimeout(ACK_TIMEOUT)
-        _send(sock, request, fds=[0, 1, 2])
-        reply, _ = _recv(sock)
-    except (OSError, ValueError):
-        return "retry"
-    if not reply.get("accepted"):
-        return None  # busy: run in process
     caught: list[int] = []
+    taken = False
 
     def forward(signum: int, _frame: object) -> None:
         caught.append(signum)
-        with contextlib.suppress(OSError):
-            _send(sock, {"signal": signum})
+        if taken:
+            with contextlib.suppress(OSError):
+                _send(sock, {"signal": signum})
 
+    def interrupted() -> int:
+        return 128 + caught[-1] if caught[-1] != signal.SIGINT else 130
+
+    request = {"argv": list(argv), "cwd": os.getcwd(), "env": dict(os.environ)}
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
+        try:
+            sock.settimeout(ACK_TIMEOUT)
+            _send(sock, request, fds=[0, 1, 2])
+            reply, _ = _recv(sock)
+        except (OSError, ValueError):
+            return interrupted() if caught else "retry"
+        if not reply.get("accepted"):
+            return interrupted() if caught else None  # busy: run in process
+        taken = True
+        if caught:  # a signal while the job was being handed over
+            with contextlib.suppress(OSError):
+                _send(sock, {"signal": caught[-1]})
         sock.settimeout(None)
-        while True:
-            try:
-                reply, _ = _recv(sock)
-                break
-            except InterruptedError:  # pragma: no cover - recv retries on EINTR itself (PEP 475)
-                continue
-            except (OSError, ValueError):
-                print("note: the XPCS worker stopped during the job; running it here", file=sys.stderr)
-                return None
+        try:
+            reply, _ = _recv(sock)
+        except (OSError, ValueError):
+            if caught:
+                return interrupted()
+            print("note: the XPCS worker stopped during the job; running it here", file=sys.stderr)
+            return None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
