@@ -417,16 +417,20 @@ def live_writer(path: str, size: int, frames: int, fps: float) -> None:
 
 
 def bench_live(size: int, frames: int, fps: float, repeats: int, threads: int) -> dict[str, float]:
-    """Median "last frame → g2 on disk" of a followed acquisition, and the in-process figure."""
+    """Median "last frame → g2 on disk" of a followed acquisition (at least 5 runs after a warm-up), the
+    in-process figure (last frame seen → result written), where that time went (medians), and the
+    load average before and after."""
     import tempfile
 
     from beambridge.xpcs.pipeline import run_multitau
 
     env = {**os.environ, "NUMBA_NUM_THREADS": str(threads)}
     latencies, inner = [], []
+    parts: dict[str, list[float]] = {}
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         _raw, qmap = _write_inputs(Path(tmp), size, 4, 0.5)
-        for k in range(repeats + 1):  # the first is a warm-up
+        for k in range(max(5, repeats) + 1):  # the first is a warm-up
             raw, out = Path(tmp) / f"live{k}.h5", Path(tmp) / f"live{k}.out.h5"
             writer = subprocess.Popen(
                 [sys.executable, __file__, "--live-writer", str(raw), str(size), str(frames), str(fps)],
@@ -438,7 +442,20 @@ def bench_live(size: int, frames: int, fps: float, repeats: int, threads: int) -
             if k:
                 latencies.append(done - json.loads(stdout.strip().splitlines()[-1])["last_flush"])
                 inner.append(float(summary["last_frame_to_result_s"]))
-    return {"latency": statistics.median(latencies), "seen_to_written": statistics.median(inner)}
+                for key, value in summary["after_last_frame_s"].items():
+                    parts.setdefault(key, []).append(float(value))
+                print(f"  streaming run {k}: last frame -> g2 on disk {latencies[-1]:.3f} s, seen -> written "
+                      f"{inner[-1]:.3f} s {summary['after_last_frame_s']}", flush=True)  # fmt: skip
+    return {
+        "latency": statistics.median(latencies),
+        "latency_min": min(latencies),
+        "latency_max": max(latencies),
+        "runs": len(latencies),
+        "seen_to_written": statistics.median(inner),
+        **{key: statistics.median(values) for key, values in parts.items()},
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
+    }
 
 
 def run_case(
@@ -489,6 +506,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="threads for both correlators")
     parser.add_argument("--only-end-to-end", action="store_true", help="only the CLI and streaming rows")
     parser.add_argument("--no-live", action="store_true", help="skip the streaming row")
+    parser.add_argument("--only-streaming", action="store_true", help="only the streaming row")
     parser.add_argument("--no-end-to-end", action="store_true", help="skip the CLI and streaming rows")
     parser.add_argument("--live-fps", type=float, default=1000.0, help="frame rate of the streaming writer")
     parser.add_argument("--live-frames", type=int, default=1000, help="frames of the streaming acquisition")
@@ -516,6 +534,16 @@ def main() -> None:
         live_writer(path, int(size), int(frames), float(fps))
         return
     print(f"load average before the run: {os.getloadavg()[0]:.1f} (1 min) on {os.cpu_count()} cores")
+    if ns.only_streaming:
+        live = bench_live(256, ns.live_frames, ns.live_fps, ns.repeats, ns.threads)
+        print(
+            f"streaming 256² at {ns.live_fps:,.0f} frames/s, {ns.live_frames} frames: last frame -> g2 on disk "
+            f"{live['latency']:.3f} s (median of {live['runs']:.0f}, {live['latency_min']:.3f}-"
+            f"{live['latency_max']:.3f}); last frame seen -> written {live['seen_to_written']:.3f} s (last blocks "
+            f"{live['last_blocks']:.3f}, g2 + error bars {live['g2_and_error_bars']:.3f}, result file "
+            f"{live['result_file']:.3f}); load average {live['load_before']:.1f} -> {live['load_after']:.1f}"
+        )
+        return
     if not ns.only_end_to_end and not ns.no_dense:
         correlator_table(ns)
     if not ns.only_end_to_end and not ns.no_events:
@@ -544,7 +572,10 @@ def end_to_end(ns: argparse.Namespace) -> None:
     if live is not None:
         table.add_row(
             f"streaming at {ns.live_fps:,.0f} frames/s: last frame -> g2 on disk", str(ns.live_frames),
-            f"{live['latency']:.3f} s", f"seen -> written {live['seen_to_written']:.3f} s",
+            f"{live['latency']:.3f} s (median of {live['runs']:.0f}: {live['latency_min']:.3f}-{live['latency_max']:.3f})",
+            f"seen -> written {live['seen_to_written']:.3f} s: last blocks {live['last_blocks']:.3f}, g2 + error "
+            f"bars {live['g2_and_error_bars']:.3f}, file {live['result_file']:.3f}; load {live['load_before']:.1f} -> "
+            f"{live['load_after']:.1f}",
         )  # fmt: skip
     console = Console(width=170)
     console.print(table)

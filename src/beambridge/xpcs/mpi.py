@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -162,36 +163,82 @@ class RowSlab:
         self._reader.close()
 
 
+POLL_MAX_S = 0.005
+"""Longest pause between two looks at a message a rank waits for (see :func:`recv`)."""
+TAG_FOLD, TAG_GATHER, TAG_SUMMARY = 1, 2, 3
+
+
+def _wait(request: Any) -> Any:
+    """Wait for a non-blocking operation by testing it with pauses: a waiting rank leaves the cores to
+    the ranks still working (MPI's own waits spin, which with more ranks than idle cores, or on a shared
+    node, takes the CPU from the very rank being waited for)."""
+    delay = 1e-4
+    while True:
+        done, value = request.test()
+        if done:
+            return value
+        time.sleep(delay)
+        delay = min(2 * delay, POLL_MAX_S)
+
+
+def send(comm: Any, obj: Any, dest: int, tag: int) -> None:
+    """``comm.send`` that waits politely (:func:`_wait`)."""
+    _wait(comm.isend(obj, dest=dest, tag=tag))
+
+
+def recv(comm: Any, source: int, tag: int) -> Any:
+    """``comm.recv`` that waits politely for the message to arrive (:func:`_wait`)."""
+    delay = 1e-4
+    while not comm.iprobe(source=source, tag=tag):
+        time.sleep(delay)
+        delay = min(2 * delay, POLL_MAX_S)
+    return comm.recv(source=source, tag=tag)
+
+
+def share_summary(comm: Any, summary: dict[str, Any] | None) -> dict[str, Any]:
+    """Rank 0's ``summary`` on every rank (rank 0 passes it, the others ``None``)."""
+    if comm.Get_rank() == 0:
+        assert summary is not None
+        for dest in range(1, comm.Get_size()):
+            send(comm, summary, dest, TAG_SUMMARY)
+        return summary
+    got: dict[str, Any] = recv(comm, 0, TAG_SUMMARY)
+    return got
+
+
 def reduce_g2(
     comm: Any,
     partials: BinPartials | None,
     frame_sum_parts: np.ndarray | None,
     tau: np.ndarray,
     spread: bool,
-) -> G2Result | None:
-    """g2 of all ranks' chunks on rank 0 (None on the others): the bin sums folded in rank order,
+) -> tuple[G2Result, dict[str, int]] | None:
+    """g2 of all ranks' chunks on rank 0, with how many ranks ran on each host (None on the others): the bin sums folded in rank order,
     the per-chunk and per-pixel rest gathered in rank order (see the module's docstring). Every rank
     calls it, an idle one with ``None``s."""
     rank, size = comm.Get_rank(), comm.Get_size()
     # the ring: 0 → 1 → … → size-1 → 0, each adding its chunks onto the running sum (one hop at a time,
     # so no send waits on a rank that is itself waiting elsewhere)
-    running = comm.recv(source=rank - 1) if rank > 0 else None
+    running = recv(comm, rank - 1, TAG_FOLD) if rank > 0 else None
     if partials is not None:
         running = partials.folded(running)
-    comm.send(running, dest=(rank + 1) % size)
-    if rank == 0:
-        running = comm.recv(source=size - 1)
+    send(comm, running, (rank + 1) % size, TAG_FOLD)
     mine = None
     if partials is not None and frame_sum_parts is not None:
         mine = (partials.dynamic_sums, partials.valid, partials.pixel_mean, frame_sum_parts)
-    gathered = comm.gather(mine, root=0)
     if rank != 0:
+        send(comm, (mine, host_name()), 0, TAG_GATHER)
         return None
+    running = recv(comm, size - 1, TAG_FOLD)
+    gathered = [(mine, host_name())] + [recv(comm, r, TAG_GATHER) for r in range(1, size)]
     assert partials is not None and running is not None, "rank 0 always holds the first chunk"
     static_sums, static_intensity = running
-    parts = [g for g in gathered if g is not None]
+    hosts: dict[str, int] = {}
+    for _, host in gathered:
+        hosts[host] = hosts.get(host, 0) + 1
+    parts = [g for g, _ in gathered if g is not None]
     frame_sum = fold(np.concatenate([g[3] for g in parts])).astype(np.float64)
-    return partials.result(
+    result = partials.result(
         static_sums,
         static_intensity,
         np.concatenate([g[0] for g in parts]),
@@ -201,6 +248,7 @@ def reduce_g2(
         frame_sum,
         spread,
     )
+    return result, hosts
 
 
 def host_name() -> str:
@@ -208,17 +256,6 @@ def host_name() -> str:
     from mpi4py import MPI
 
     return os.environ.get("SLURMD_NODENAME") or MPI.Get_processor_name()
-
-
-def ranks_per_host(comm: Any) -> dict[str, int] | None:
-    """On rank 0, how many of the ranks ran on each host (None on the others)."""
-    hosts = comm.gather(host_name(), root=0)
-    if hosts is None:
-        return None
-    counts: dict[str, int] = {}
-    for host in hosts:
-        counts[host] = counts.get(host, 0) + 1
-    return counts
 
 
 @contextmanager

@@ -142,6 +142,7 @@ def correlate(
     else:
         reader = open_frames(raw, rigaku_shape, rigaku_frames)
     share: mpi_mode.Share | None = None
+    hosts: dict[str, int] | None = None
     try:
         qm.check_frame_shape(reader.shape, reader.path)
         frame_time, time_source = resolve_frame_time(reader, frame_time, force_frame_time)
@@ -213,20 +214,23 @@ def correlate(
                         collector.add_dense(j0, block)
                 if progress is not None:
                     progress(j0 + b, n)
+                if follow and corr is not None and j0 == 0:  # the bins' sums, ready before the last frame
+                    corr.prepare_g2(labels)
+            t_fed = time.perf_counter()
             if corr is not None and comm is not None and share is not None:
                 partials = (
                     None if share.idle else corr.g2_partials(labels, pixel_spread, (share.lo, share.hi))
                 )
                 parts = None if share.idle else corr.frame_sum_parts()
-                res = mpi_mode.reduce_g2(comm, partials, parts, corr.schedule.tau, pixel_spread)
+                reduced = mpi_mode.reduce_g2(comm, partials, parts, corr.schedule.tau, pixel_spread)
+                if reduced is not None:
+                    res, hosts = reduced
             elif corr is not None:
                 res = corr.g2(labels, pixel_spread)
-            hosts = mpi_mode.ranks_per_host(comm) if comm is not None else None
         t_done = time.perf_counter()
         sel_ = stream.selection
         if comm is not None and comm.Get_rank() > 0:
-            from_root = comm.bcast(None, root=0)
-            assert isinstance(from_root, dict)
+            from_root = mpi_mode.share_summary(comm, None)
             if "error" in from_root:
                 raise XpcsError(f"rank 0 could not write the result: {from_root['error']}")
             return from_root
@@ -311,7 +315,7 @@ def correlate(
                         f["/xpcs/temporal_mean/scattering_1d_segments"] = as_f32(np.zeros((1, qm.n_static)))
         except Exception as exc:
             if comm is not None:  # the other ranks wait for the summary: give them the error instead
-                comm.bcast({"error": str(exc)}, root=0)
+                mpi_mode.share_summary(comm, {"error": str(exc)})
             raise
     finally:
         reader.close()
@@ -337,10 +341,15 @@ def correlate(
     if comm is not None:
         summary["mpi_ranks"] = comm.Get_size()
         summary["mpi_ranks_per_host"] = hosts
-        comm.bcast(summary, root=0)
+        mpi_mode.share_summary(comm, summary)
     seen = getattr(reader, "last_frame_seen_at", None)
     if follow and seen is not None:
         summary["last_frame_to_result_s"] = round(t_end - seen, 4)
+        summary["after_last_frame_s"] = {  # where the time after the last frame went
+            "last_blocks": round(t_fed - seen, 4),
+            "g2_and_error_bars": round(t_done - t_fed, 4),
+            "result_file": round(t_end - t_done, 4),
+        }
     return summary
 
 

@@ -309,7 +309,12 @@ def fold(sets: np.ndarray, onto: np.ndarray | None = None) -> np.ndarray:
     sets onto the running sum it receives (:mod:`beambridge.xpcs.mpi`). Integer sums are exact anyway."""
     total = None if onto is None else onto.copy()
     for part in sets:
-        total = part.copy() if total is None else total + part
+        if total is None:
+            total = part.copy()
+        elif total.dtype == np.result_type(total, part):
+            total += part  # in place: the same additions, no new array per set
+        else:
+            total = total + part
     if total is None:
         raise ValueError("nothing to fold")
     return total

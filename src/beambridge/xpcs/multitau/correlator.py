@@ -217,6 +217,7 @@ class MultiTauCorrelator:
         self._ev_value: np.ndarray = np.empty(0, dtype=np.uint32)
         self._finished = False
         self._n_threads = numba.get_num_threads()
+        self._prepared: dict[tuple[Any, ...], BinPartials] = {}
         self._pair_events = PAIR_EVENTS  # tests set it to 0 (element walk only) or more (pairs only)
 
     # -- arithmetic ------------------------------------------------------------------------------
@@ -543,13 +544,11 @@ class MultiTauCorrelator:
         pixels than this correlator's: ``pixel_range`` then says which of them (whole chunks) these are
         (a process's share of an MPI run, :mod:`beambridge.xpcs.mpi`)."""
         sch = self.schedule
-        sparse = self.mode == "sparse"
-        partials = BinPartials(
-            labels, self.pixels.size, sch.n_tau, self.n_segments, self._acc_dtype, self._scale1,
-            self._scale2, sch.n_frames, self.segment_lengths, self._n_threads if sparse else None,
-            pixel_range,
-        )  # fmt: skip
+        partials = self._prepared.pop((id(labels), pixel_range, self.mode, self._acc_dtype), None)
+        if partials is None:
+            partials = self._partials(labels, pixel_range)  # checks the labels before finishing
         state = self.finish()
+        sparse = self.mode == "sparse"
         if sparse:
             self._event_g2(partials, pixel_spread)
         else:
@@ -561,6 +560,26 @@ class MultiTauCorrelator:
                 partials.dynamic_sums, partials.valid, self._zero_tol, pixel_spread,
             )  # fmt: skip
         return partials
+
+    def _partials(self, labels: BinLabels, pixel_range: tuple[int, int] | None) -> BinPartials:
+        sch = self.schedule
+        return BinPartials(
+            labels, self.pixels.size, sch.n_tau, self.n_segments, self._acc_dtype, self._scale1,
+            self._scale2, sch.n_frames, self.segment_lengths, self._n_threads if self.mode == "sparse" else None,
+            pixel_range,
+        )  # fmt: skip
+
+    def prepare_g2(self, labels: BinLabels, pixel_range: tuple[int, int] | None = None) -> None:
+        """Build (and touch) the bin partial sums :meth:`g2` will fill for ``labels`` now, while frames
+        are still coming, rather than after the last one: at 256² with 360 static bins they are ~100 MB
+        whose allocation and first touch otherwise follow the last frame. Call once the first block is
+        in (its path and arithmetic decide their layout); the same bits either way."""
+        if self.n_fed == 0 or self._finished:
+            return
+        partials = self._partials(labels, pixel_range)
+        for array in (partials.static_sums, partials.static_intensity, partials.dynamic_sums, partials.valid):
+            array.fill(0)  # np.zeros maps pages lazily: fault them in here
+        self._prepared = {(id(labels), pixel_range, self.mode, self._acc_dtype): partials}
 
     def _frame_intervals(self) -> tuple[np.ndarray, np.ndarray]:
         """Every frame boundary that IP, IF and the segment means need — each level's end, ``(M_l − c)·2^l``
