@@ -620,11 +620,12 @@ class MultiTauCorrelator:
         )  # fmt: skip
         # Σ_p of the counts before every boundary: IP sums the first M_l − c elements of level l, IF the
         # elements from c to the level's end
-        cum = np.zeros((workers, n_sub, bounds.size), dtype=np.uint64)
-        np.cumsum(per_interval, axis=2, out=cum[:, :, 1:])
+        # (boundary-major, so that each boundary's sums are one contiguous row to gather)
+        cum = np.zeros((workers, bounds.size, n_sub), dtype=np.uint64)
+        np.cumsum(per_interval.transpose(0, 2, 1), axis=1, out=cum[:, 1:])
 
         def before(frames: np.ndarray) -> np.ndarray:  # (workers, len(frames), n_sub)
-            return cum[:, :, np.searchsorted(bounds, frames)].transpose(0, 2, 1)
+            return cum[:, np.searchsorted(bounds, frames)]
 
         lev, lag = sch.level.astype(np.int64), sch.lag.astype(np.int64)
         ml = self._level_len[lev]
