@@ -111,6 +111,7 @@ def corr(
 
     from beambridge.xpcs.errors import XpcsError
     from beambridge.xpcs.mpi import this_rank
+    from beambridge.xpcs.mpi_launch import launched_rank
     from beambridge.xpcs.pipeline import correlate
 
     try:
@@ -126,6 +127,7 @@ def corr(
         TextColumn("{task.completed}/{task.total} frames"),
         TimeRemainingColumn(),
         transient=True,
+        disable=launched_rank() > 0,  # the other ranks of an MPI run stay quiet
     ) as bar:
         task = bar.add_task("corr", total=None)
 

@@ -23,3 +23,17 @@ def launched_ranks(environ: Mapping[str, str] = os.environ) -> int:
     ).isdigit():
         return int(environ["SLURM_STEP_NUM_TASKS"])  # srun --mpi=pmix
     return 1
+
+
+RANK_VARIABLES = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "PALS_RANKID", "SLURM_PROCID")
+"""Variables through which MPI launchers tell a process its rank."""
+
+
+def launched_rank(environ: Mapping[str, str] = os.environ) -> int:
+    """This process's rank as its launcher says (0 if none): to keep rank 0 alone talking to a terminal
+    before MPI is even started."""
+    for name in RANK_VARIABLES:
+        value = environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 0
