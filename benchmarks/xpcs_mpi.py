@@ -107,7 +107,8 @@ def main() -> None:
     mpirun = shutil.which("mpirun")
     if mpirun is None:
         sys.exit("mpirun (Open MPI) is needed: make system-deps")
-    env = {**os.environ}
+    # ranks on one machine: shared memory between them, Open MPI's daemon traffic on loopback only
+    env = {**os.environ, "OMPI_MCA_oob_tcp_if_include": "lo", "OMPI_MCA_btl_tcp_if_include": "lo"}
     if os.geteuid() == 0:
         env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     rows = []

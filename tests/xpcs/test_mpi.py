@@ -44,7 +44,9 @@ def mpirun() -> str:
 def mpi_corr(ranks: int, raw: Path, qmap: Path, out: Path, *options: str) -> subprocess.CompletedProcess[str]:
     """``mpirun -n RANKS beambridge xpcs corr …`` (the command line, as a user starts it)."""
     argv = [mpirun(), "-n", str(ranks), "--oversubscribe", "--bind-to", "none"]
-    env = {**os.environ, "NUMBA_NUM_THREADS": "1", "OMPI_MCA_btl": "self,tcp"}
+    # ranks on one machine: shared memory between them, and Open MPI's own daemon traffic on loopback only
+    env = {**os.environ, "NUMBA_NUM_THREADS": "1", "OMPI_MCA_btl": "self,vader"}
+    env.update(OMPI_MCA_oob_tcp_if_include="lo", OMPI_MCA_btl_tcp_if_include="lo")
     if os.geteuid() == 0:
         env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     # the console script, as a user types it (it must not hand a rank's job to the warm worker)
