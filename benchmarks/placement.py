@@ -24,10 +24,12 @@ Run: ``.venv/bin/python benchmarks/placement.py`` (``--quick`` skips internet-sc
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -166,49 +168,80 @@ def part_decision(args: argparse.Namespace, facts: dict[str, Any]) -> None:
     facts["decision_us"] = costs
 
 
+def _load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"{one:.1f}/{five:.1f}"
+
+
 def part_real(args: argparse.Namespace, facts: dict[str, Any]) -> None:
-    from benchmarks.placement_real import decision_cost_us, run_policy, trace
+    from benchmarks.placement_real import RealResult, decision_cost_us, run_policy, trace
 
     arrivals = trace(args.seed, args.arrivals, args.every)
     outage_at = args.arrivals * args.every / 2
-    results = []
-    for policy in args.policy:
-        console.print(
-            f"real system: {policy} ({sum(len(s) for _, s in arrivals)} jobs, outage at {outage_at:.0f} s)"
-        )
-        results.append(run_policy(policy, arrivals, outage_at, args.drain, args.warmup, args.hedge))
-    table = Table(
-        title="real system: 3 local sites (1, 2, 4 slots), fastest killed mid-run", header_style="bold"
-    )
-    for column in ("policy", "jobs/min", "per site (jobs)", "latency p50 s", "p95 s", "re-placed", "stranded",
-                   "outage → last re-placement s"):  # fmt: skip
+    runs: dict[str, list[RealResult]] = {policy: [] for policy in args.policy}
+    loads: list[str] = []
+    for repeat in range(args.repeat):
+        # the policies take turns within each repeat, so a change in the machine's load hits them alike
+        order = args.policy[repeat % len(args.policy) :] + args.policy[: repeat % len(args.policy)]
+        for policy in order:
+            console.print(
+                f"real system, run {repeat + 1}/{args.repeat}: {policy} "
+                f"({sum(len(s) for _, s in arrivals)} jobs, outage at {outage_at:.0f} s, load {_load()})"
+            )
+            runs[policy].append(run_policy(policy, arrivals, outage_at, args.drain, args.warmup, args.hedge))
+            loads.append(_load())
+    title = "real system: 3 local sites (1, 2, 4 slots), fastest killed mid-run"
+    columns = ("run", "policy", "jobs/min", "per site (jobs)", "latency p50 s", "p95 s", "re-placed",
+               "stranded", "outage → last re-placement s", "sized decisions")  # fmt: skip
+    table = Table(title=f"{title}: each run (load average 1/5 min after each: {', '.join(loads)})")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("policy", "per site (jobs)") else "right")
-    for r in results:
-        per_site = ", ".join(
-            f"{site} {n} ({n / r.makespan_s * 60:.1f}/min)" for site, n in r.per_site.items()
-        )
-        last = "-" if r.outage_to_last_replacement_s is None else f"{r.outage_to_last_replacement_s:.1f}"
-        table.add_row(
-            r.policy, f"{r.jobs_per_min:.1f}", per_site, f"{r.latency_median_s:.1f}", f"{r.latency_p95_s:.1f}",
-            str(r.replaced), str(r.stranded), last,
-        )  # fmt: skip
+    for policy, results in runs.items():
+        for i, r in enumerate(results):
+            per_site = " / ".join(str(n) for n in r.per_site.values())
+            last = "-" if r.outage_to_last_replacement_s is None else f"{r.outage_to_last_replacement_s:.1f}"
+            table.add_row(
+                str(i + 1), policy, f"{r.jobs_per_min:.1f}", per_site, f"{r.latency_median_s:.1f}",
+                f"{r.latency_p95_s:.1f}", str(r.replaced), str(r.stranded), last, str(r.sized),
+            )  # fmt: skip
     console.print(table)
-    if args.skip_cost:
-        console.print("bulk-create cost skipped (--skip-cost; benchmarks/placement_create.py measures it)")
-        plot_jobs_per_site(results, args.plot, bin_s=10)  # type: ignore[arg-type]
-        console.print(f"plot: {args.plot}")
-        facts["real"] = results
-        return
-    cost = decision_cost_us()
-    console.print(
-        f"placement adds {cost['placement_us_per_job']:.0f} µs per job to a bulk create of 2,000 "
-        f"(by app id {cost['bulk_by_id_jobs_per_s']:,.0f} jobs/s, by app name on 3 sites "
-        f"{cost['bulk_by_name_jobs_per_s']:,.0f} jobs/s)"
-    )
-    plot_jobs_per_site(results, args.plot, bin_s=10)  # type: ignore[arg-type]
-    console.print(f"plot: {args.plot}")
-    facts["real"] = results
-    facts["real_cost"] = cost
+    medians = Table(title=f"{title}: medians of {args.repeat} runs", header_style="bold")
+    for column in columns[1:-1]:
+        medians.add_column(column, justify="left" if column in ("policy", "per site (jobs)") else "right")
+    results = []
+    for policy, policy_runs in runs.items():
+        pick = sorted(policy_runs, key=lambda r: r.latency_p95_s)[len(policy_runs) // 2]
+        results.append(pick)
+        sites = list(policy_runs[0].per_site)
+        per_site = " / ".join(f"{statistics.median(r.per_site[s] for r in policy_runs):g}" for s in sites)
+        lasts = [
+            r.outage_to_last_replacement_s for r in policy_runs if r.outage_to_last_replacement_s is not None
+        ]
+        medians.add_row(
+            policy,
+            f"{statistics.median(r.jobs_per_min for r in policy_runs):.1f}",
+            per_site,
+            f"{statistics.median(r.latency_median_s for r in policy_runs):.1f}",
+            f"{statistics.median(r.latency_p95_s for r in policy_runs):.1f}",
+            f"{statistics.median(r.replaced for r in policy_runs):g}",
+            f"{max(r.stranded for r in policy_runs)}",
+            f"{statistics.median(lasts):.1f}" if lasts else "-",
+        )
+    console.print(medians)
+    facts["real_runs"] = runs
+    facts["real"] = results  # each policy's median run by p95 (for the plot and the headline)
+    if not args.skip_cost:
+        cost = decision_cost_us()
+        console.print(
+            f"placement adds {cost['placement_us_per_job']:.0f} µs per job to a bulk create of 2,000 "
+            f"(by app id {cost['bulk_by_id_jobs_per_s']:,.0f} jobs/s, by app name on 3 sites "
+            f"{cost['bulk_by_name_jobs_per_s']:,.0f} jobs/s)"
+        )
+        facts["real_cost"] = cost
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    titled = [replace(r, scenario=f"{r.scenario} ({stamp}, load {', '.join(loads)})") for r in results]
+    plot_jobs_per_site(titled, args.plot, bin_s=10)
+    console.print(f"plot: {args.plot} (each policy's median run by p95)")
 
 
 PARTS: dict[str, Callable[[argparse.Namespace, dict[str, Any]], None]] = {
@@ -234,15 +267,18 @@ def headline(facts: dict[str, Any]) -> str:
             )
         slowest = max(r.wall_s for r in results)
         lines.append(f"{name}: simulated in at most {slowest:.1f} s per policy ({results[0].jobs:,} jobs)")
-    real: list[Any] = facts.get("real", [])
-    by_real = {r.policy: r for r in real}
-    ff, sb = by_real.get("fastest_finish"), by_real.get("shortest_backlog")
-    if ff and sb:
+    real_runs: dict[str, list[Any]] = facts.get("real_runs", {})
+    ff_runs, sb_runs = real_runs.get("fastest_finish"), real_runs.get("shortest_backlog")
+    if ff_runs and sb_runs:
+        ff_jpm = statistics.median(r.jobs_per_min for r in ff_runs)
+        sb_jpm = statistics.median(r.jobs_per_min for r in sb_runs)
+        ff_p95 = statistics.median(r.latency_p95_s for r in ff_runs)
+        sb_p95 = statistics.median(r.latency_p95_s for r in sb_runs)
         lines.append(
-            f"real system with an outage: fastest_finish vs shortest_backlog: jobs/min {ff.jobs_per_min:.1f} vs "
-            f"{sb.jobs_per_min:.1f} ({100 * (ff.jobs_per_min / sb.jobs_per_min - 1):+.0f} %), p95 latency "
-            f"{ff.latency_p95_s:.1f} vs {sb.latency_p95_s:.1f} s "
-            f"({100 * (ff.latency_p95_s / sb.latency_p95_s - 1):+.0f} %), stranded {ff.stranded} / {sb.stranded}"
+            f"real system with an outage (medians of {len(ff_runs)}): fastest_finish vs shortest_backlog: "
+            f"jobs/min {ff_jpm:.1f} vs {sb_jpm:.1f} ({100 * (ff_jpm / sb_jpm - 1):+.0f} %), p95 latency "
+            f"{ff_p95:.1f} vs {sb_p95:.1f} s ({100 * (ff_p95 / sb_p95 - 1):+.0f} %), stranded "
+            f"{max(r.stranded for r in ff_runs)} / {max(r.stranded for r in sb_runs)}"
         )
     if "real_cost" in facts:
         lines.append(
@@ -263,13 +299,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="Skip the internet-scale scenario")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "placement-real.png")
-    parser.add_argument("--arrivals", type=int, default=20, help="Real system: datasets in the trace")
-    parser.add_argument("--every", type=float, default=3.0, help="Real system: seconds between datasets")
+    parser.add_argument("--arrivals", type=int, default=30, help="Real system: datasets in the trace")
+    parser.add_argument("--every", type=float, default=1.5, help="Real system: seconds between datasets")
     parser.add_argument("--drain", type=float, default=120.0, help="Real system: seconds to wait after")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--skip-cost", action="store_true", help="Real system: skip the bulk-create cost")
     parser.add_argument("--warmup", type=int, default=3, help="Real system: pinned jobs per site first")
     parser.add_argument("--hedge", action="store_true", help="Real system: submit every job with hedge=True")
+    parser.add_argument("--repeat", type=int, default=3, help="Real system: runs of every policy (medians)")
     args = parser.parse_args()
     args.policy = args.policy or list(POLICIES)
     facts: dict[str, Any] = {}

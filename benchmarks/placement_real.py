@@ -69,6 +69,8 @@ class RealResult:
     stranded: int
     outage_to_last_replacement_s: float | None
     finish_times: dict[str, list[float]] = field(default_factory=dict)
+    sized: int = 0
+    """Placements whose chosen site's run time was scaled by the job's size (its ``size`` parameter)."""
     scenario: str = "real system, 3 local sites (1, 2, 4 slots), fastest site killed mid-run"
 
     @property
@@ -201,6 +203,7 @@ def _replay(
     latencies: list[float] = []
     finish_times: dict[str, list[float]] = {name: [] for name in SITES}
     replaced = 0
+    sized = 0
     last_replacement: float | None = None
     first_submit = min(job.created_at for job in jobs)
     last_finish = first_submit
@@ -210,6 +213,10 @@ def _replay(
             if event.data.get("placement") == "re-placed":
                 replaced += 1
                 last_replacement = max(last_replacement or 0.0, event.timestamp.timestamp())
+            decision = event.data.get("decision")
+            if isinstance(decision, dict):
+                chosen = [e for e in decision.get("estimates", []) if e.get("status") == "chosen"]
+                sized += any(e.get("run_basis") == "history_scaled" for e in chosen)
         done = [e for e in events if e.to_state == JobState.JOB_FINISHED]
         if job.state == JobState.JOB_FINISHED and done:
             site = names[job.site_id]
@@ -229,6 +236,7 @@ def _replay(
         stranded=sum(1 for job in jobs if job.state not in TERMINAL_STATES),
         outage_to_last_replacement_s=None if last_replacement is None else last_replacement - wall_kill,
         finish_times=finish_times,
+        sized=sized,
     )
 
 

@@ -193,3 +193,43 @@ def test_the_backlog_index_holds_exactly_the_waiting_states() -> None:
             s.value for s in WAITING_STATES
         )
         assert "session_id IS NULL" in text and "awaiting_placement IS" in text
+
+
+def test_dispatch_and_run_time_by_a_numeric_parameter_are_measured(
+    alice: ApiUser, server_app: FastAPI
+) -> None:
+    """Jobs that each come to an idle slot (the one before has finished) give the site's measured dispatch
+    (creation → start); their run times follow their parameter ``n``, which the run-time model takes for
+    their size, so a job's predicted run is scaled by its own ``n``."""
+    a = live_site(alice, "a")
+    [app] = [x for x in alice.ok(alice.http.get("/apps"))["items"] if x["site_id"] == a["id"]]  # type: ignore[index]
+    body = {"site_id": a["id"], "num_nodes": 1, "wall_time_min": 30, "queue": "q", "project": "p"}
+    batch = alice.ok(alice.http.post("/batch-jobs", json=body), 201)
+    session = alice.ok(
+        alice.http.post("/sessions", json={"site_id": a["id"], "batch_job_id": batch["id"]}), 201
+    )
+    where = {"node": "nid001", "slot": 0}
+    for i, n in enumerate([1, 3, 2, 1, 3, 2]):
+        alice.jobs([{"app_id": app["id"], "workdir": f"d/{i}", "parameters": {"n": n}}])
+        [got] = acquire(alice, session["id"], max_jobs=1)
+        report(alice, session["id"], [{"id": got["id"], "state": "RUNNING", "state_data": where}])
+        time.sleep(0.4 * n)
+        report(alice, session["id"], [{"id": got["id"], "state": "RUN_DONE", "return_code": 0}])
+    ctx = server_app.state.ctx
+    thresholds = HealthThresholds(heartbeat_degraded_s=90.0, heartbeat_down_s=180.0)
+    with ctx.db.read() as conn:
+        owner = conn.execute(sa.select(users.c.id).where(users.c.name == alice.name)).scalar_one()
+        seen = build_snapshot(conn, owner, time.time(), thresholds=thresholds).snapshot.by_name["a"]
+    assert seen.dispatch_s is not None and 0 < seen.dispatch_s < 10, seen.dispatch_s
+    model = seen.run_times["echo"]
+    assert model.size_parameter == "n" and model.seconds_per_byte == pytest.approx(0.4, rel=0.3)
+    [small, large] = alice.jobs(
+        [{"app": "echo", "sites": ["a"], "workdir": f"p/{n}", "parameters": {"n": n}} for n in (1, 4)]
+    )
+    runs = {}
+    for placed in (small, large):
+        [data] = placement_events(alice, placed["id"])
+        [est] = data["decision"]["estimates"]
+        assert est["run_basis"] == "history_scaled"
+        runs[placed["id"]] = est["run_s"]
+    assert runs[large["id"]] > 2.5 * runs[small["id"]]

@@ -51,6 +51,8 @@ class SiteEstimate(NamedTuple):
 
     ``finish_s = max(stage_in_s, wait_s) + run_s + stage_out_s``, times ``penalty`` for a degraded site:
     data moves while the work ahead drains, so the slower of the two decides when the job can start.
+    ``marginal_s``: the delay the job would impose on the jobs after it there (``fastest_finish`` ranks
+    by ``finish_s + marginal_s``).
     """
 
     site: str
@@ -68,6 +70,9 @@ class SiteEstimate(NamedTuple):
     finish_s: float | None = None
     finish_p95_s: float | None = None
     penalty: float = 1.0
+    marginal_s: float | None = None
+    """The delay placing the job here would impose on later jobs (``None``: none — it finds an idle
+    slot — or the site was not costed); ``fastest_finish`` ranks sites by ``finish_s + marginal_s``."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (seconds rounded to milliseconds)."""
@@ -86,6 +91,7 @@ class SiteEstimate(NamedTuple):
             "finish_s": _ms(self.finish_s),
             "finish_p95_s": _ms(self.finish_p95_s),
             "penalty": self.penalty,
+            "marginal_s": _ms(self.marginal_s),
         }
 
     def to_compact_dict(self) -> dict[str, Any]:
@@ -114,6 +120,8 @@ class SiteEstimate(NamedTuple):
             out["run_basis"] = self.run_basis
         if self.penalty != 1.0:
             out["penalty"] = self.penalty
+        if self.marginal_s is not None:
+            out["marginal_s"] = round(self.marginal_s, 3)
         return out
 
 

@@ -6,7 +6,9 @@ returns a small frozen object the placement code asks for predictions:
 
 * :func:`estimate_run_time` → :class:`RunTimeEstimate`: median run time of an app at a site, scaled by
   input size where sizes are known (Theil–Sen line ``seconds = a + b·bytes``, robust to outliers; with
-  one size only, proportional scaling), and the spread to its 95th percentile;
+  one size only, proportional scaling) — the size being the input bytes or, when the jobs move no data,
+  the numeric job parameter that explains the run times best (an app whose ``frames`` or ``size``
+  parameter sets its work) — and the spread to its 95th percentile;
 * :func:`estimate_queue_wait` → :class:`QueueWaitEstimate`: how long a new pilot waits in a batch queue,
   by Kaplan–Meier over finished waits *and* the pilots still queued (censored at their age), so a queue
   that has stopped moving looks slow at once rather than when its first stuck pilot finally starts;
@@ -21,9 +23,9 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 Source = Literal["history", "prior"]
 
@@ -41,6 +43,8 @@ class RunSample:
     at: float
     """When the run ended (snapshot clock)."""
     input_bytes: float | None = None
+    parameters: tuple[tuple[str, float], ...] = ()
+    """The job's numeric parameters (name, value): candidates for its size when it moves no data."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +130,9 @@ class RunTimeEstimate:
     seconds_per_byte: float = 0.0
     samples: int = 0
     source: Source = "prior"
+    size_parameter: str | None = None
+    """When set, the size is this numeric job parameter (``seconds_per_byte`` is then per unit of it)
+    rather than the input bytes."""
 
     @property
     def p95_s(self) -> float:
@@ -138,15 +145,68 @@ class RunTimeEstimate:
         return self.seconds_per_byte > 0
 
     def predict(self, input_bytes: float | None) -> float:
-        """The median run time of a job with ``input_bytes`` of input (``None``: size unknown)."""
+        """The median run time of a job with ``input_bytes`` of input (``None``: size unknown); with a
+        :attr:`size_parameter`, ``input_bytes`` is that parameter's value (see :meth:`job_size`)."""
         if input_bytes is None or self.seconds_per_byte <= 0:
             return self.median_s
         return max(self.intercept_s + self.seconds_per_byte * input_bytes, 0.05 * self.median_s, 1e-3)
+
+    def job_size(self, parameters: Mapping[str, Any], input_bytes: float | None) -> float | None:
+        """The size this model scales by for a job: its :attr:`size_parameter` when the model has one
+        (``None`` if the job lacks it or it is not a number), else its input bytes."""
+        if self.size_parameter is None:
+            return input_bytes
+        value = parameters.get(self.size_parameter)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            return None
+        return float(value)
 
 
 def prior_run_time(seconds: float, spread: float = 1.5) -> RunTimeEstimate:
     """A run-time estimate from configuration alone."""
     return RunTimeEstimate(median_s=seconds, spread=spread, source="prior")
+
+
+def _size_fit(sizes: Sequence[float], seconds: Sequence[float]) -> tuple[float, float]:
+    """``(intercept, per_unit)`` of run time against size: a Theil–Sen line where sizes vary by at least
+    20 %, proportional scaling where they do not; ``(0, 0)`` when the line does not rise."""
+    if max(sizes) >= 1.2 * min(sizes):
+        line = robust_line(sizes, seconds)
+        if line is not None and line[1] > 0:
+            return line
+        return 0.0, 0.0
+    return 0.0, median(seconds) / median(sizes)
+
+
+MIN_PARAMETER_GAIN = 0.3
+"""A numeric parameter becomes the size only if its line cuts the run times' median absolute deviation
+by at least this share (so a parameter unrelated to the work is never taken for its size)."""
+
+
+def _parameter_size(rows: Sequence[RunSample], mid: float) -> tuple[str, float, float] | None:
+    """The numeric parameter that explains the run times best: ``(name, intercept, per_unit)``.
+
+    Candidates are the parameters every sample has, positive and varying by at least 20 %; each gets a
+    Theil–Sen line, and the one with the smallest median absolute residual wins if that is at most
+    ``1 − MIN_PARAMETER_GAIN`` of the run times' own median absolute deviation."""
+    if len(rows) < 3:
+        return None
+    names = set(dict(rows[0].parameters))
+    for row in rows[1:]:
+        names &= set(dict(row.parameters))
+    spread = median([abs(s.seconds - mid) for s in rows])
+    best: tuple[float, str, float, float] | None = None
+    for name in sorted(names):
+        sizes = [dict(s.parameters)[name] for s in rows]
+        if min(sizes) <= 0 or max(sizes) < 1.2 * min(sizes):
+            continue
+        line = robust_line(sizes, [s.seconds for s in rows])
+        if line is None or line[1] <= 0:
+            continue
+        residual = median([abs(s.seconds - line[0] - line[1] * x) for s, x in zip(rows, sizes, strict=True)])
+        if residual <= (1 - MIN_PARAMETER_GAIN) * spread and (best is None or residual < best[0]):
+            best = (residual, name, line[0], line[1])
+    return None if best is None else (best[1], best[2], best[3])
 
 
 def estimate_run_time(
@@ -165,21 +225,25 @@ def estimate_run_time(
     seconds = [s.seconds for s in rows]
     mid = median(seconds)
     sized = [s for s in rows if s.input_bytes is not None and s.input_bytes > 0]
-    intercept, per_byte = 0.0, 0.0
+    intercept, per_unit, parameter = 0.0, 0.0, None
+    sizes: list[float] = []
     if len(sized) >= 3:
         sizes = [float(s.input_bytes or 0.0) for s in sized]
-        if max(sizes) >= 1.2 * min(sizes):
-            line = robust_line(sizes, [s.seconds for s in sized])
-            if line is not None and line[1] > 0:
-                intercept, per_byte = line
-        else:  # one size seen: assume time proportional to size
-            per_byte = median([s.seconds for s in sized]) / median(sizes)
-    if per_byte > 0:
-        ratios = [s.seconds / max(intercept + per_byte * float(s.input_bytes or 0.0), 1e-9) for s in sized]
+        intercept, per_unit = _size_fit(sizes, [s.seconds for s in sized])
+    elif not sized:
+        found = _parameter_size(rows, mid)
+        if found is not None:
+            parameter, intercept, per_unit = found
+            sized = rows
+            sizes = [dict(s.parameters)[parameter] for s in rows]
+    if per_unit > 0:
+        ratios = [s.seconds / max(intercept + per_unit * x, 1e-9) for s, x in zip(sized, sizes, strict=True)]
     else:
         ratios = [x / mid for x in seconds] if mid > 0 else [1.0]
     spread = max(1.0, quantile(ratios, 0.95) / max(median(ratios), 1e-9)) if len(rows) >= 3 else prior_spread
-    return RunTimeEstimate(mid, spread, intercept, per_byte, len(rows), "history")
+    return RunTimeEstimate(
+        mid, spread, intercept, per_unit, len(rows), "history", parameter if per_unit > 0 else None
+    )
 
 
 @dataclass(frozen=True, slots=True)

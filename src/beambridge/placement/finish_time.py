@@ -14,8 +14,26 @@
                 new pilot after the predicted queue wait when the queued capacity does not cover the demand
               + for a site whose agent has gone quiet (it may be dead), the time until it would be
                 called down and the job moved (added to its stage-in as well: nothing moves either)
-    run       = the app's run time here, scaled by the job's input size where the history allows
+    run       = the app's run time here, scaled by the job's size where the history allows (its input
+                bytes, or the numeric parameter the site's run times follow)
     stage_out = per location: overhead + bytes / rate
+
+The dispatch latency is the site's measured one (a slot's time from one job's end to the next's start
+while work waits: reports, acquire, start-up) where the service has it, else the configured prior.
+
+``fastest_finish`` ranks sites by the job's *cost*, not its finish alone::
+
+    cost = finish + marginal
+    marginal = (jobs waiting here once the job is placed: those ahead beyond the idle slots, the job
+                itself included) × run / the running slots — 0 when it finds an idle slot, and when it
+                waits for a pilot still to start (the backlog sizes the elastic queue's next pilot: the
+                job brings capacity along instead of taking it from later jobs)
+
+A job that joins a site's queue delays every job that comes after it there by its run time over the
+site's slots; with ``q`` waiting, about ``q`` more arrive behind it while it waits (a steady queue keeps
+its length), so that is the delay it imposes on others.
+Picking each job's own quickest site ignores it and keeps queues at the fast, small sites — queues
+that the jobs after it wait in, and that a site failure catches whole.
 
 Data moves while the work ahead drains, hence ``max(stage_in, wait)`` rather than their sum (a site's
 elastic queue counts jobs still staging in, so its pilots are requested while the data moves).
@@ -160,6 +178,13 @@ class FinishEstimate(NamedTuple):
     """Predicted seconds until the job finishes."""
     finish_p95_s: float
     """A 95th-percentile finish: the slow run and the slow queue."""
+    marginal_s: float = 0.0
+    """The delay placing the job here imposes on the jobs after it (see the module doc)."""
+
+    @property
+    def cost_s(self) -> float:
+        """What ``fastest_finish`` minimises: the finish plus the delay imposed on later jobs."""
+        return self.finish_s + self.marginal_s
 
 
 def stage_seconds(
@@ -186,7 +211,7 @@ def wait_for_slot(load: SiteLoad, job: JobRequest, run_s: float) -> tuple[float,
     jobs, work = load.ahead(job.priority)
     jobs += load.extra_jobs
     work += load.extra_work_s
-    dispatch = site.priors.dispatch_s
+    dispatch = site.dispatch_s if site.dispatch_s is not None else site.priors.dispatch_s
     if jobs < site.free_slots:
         return dispatch, dispatch, WaitBasis.FREE_SLOT
     need = work + load.busy_residual_s(run_s)
@@ -231,10 +256,14 @@ def predict_finish(
     out_locations: tuple[str, ...],
     degraded_penalty: float,
     size: float | None,
+    marginal_weight: float = 0.0,
 ) -> FinishEstimate:
     """The finish-time prediction of ``job`` (``size`` bytes of input, ``None``: unknown) at ``load.site``,
-    given what the batch already sent there."""
+    given what the batch already sent there; ``marginal_weight`` > 0 also prices the delay it imposes
+    on later jobs there (:func:`marginal_delay`)."""
     estimate = load.run_time(job.app)
+    if estimate.size_parameter is not None:
+        size = estimate.job_size(job.parameters, size)
     run_s = estimate.predict(size)
     if estimate.source == "prior":
         run_basis = "prior"
@@ -251,6 +280,7 @@ def predict_finish(
             stage_in += silent
     penalty = degraded_penalty if load.penalised else 1.0
     run_p95 = run_s * estimate.spread
+    marginal = marginal_delay(load, job, run_s * penalty, marginal_weight, basis)
     return FinishEstimate(
         stage_in,
         wait,
@@ -263,4 +293,23 @@ def predict_finish(
         penalty,
         ((stage_in if stage_in > wait else wait) + run_s + stage_out) * penalty,
         ((stage_in if stage_in > wait_p95 else wait_p95) + run_p95 + stage_out) * penalty,
+        marginal,
     )
+
+
+def marginal_delay(
+    load: SiteLoad, job: JobRequest, run_s: float, weight: float, basis: WaitBasis | None
+) -> float:
+    """The delay placing ``job`` (running ``run_s``) at ``load.site`` imposes on the jobs after it:
+    ``weight`` × (jobs beyond the idle slots once it is placed, itself included) × ``run_s`` / the
+    running slots. Zero when the job finds an idle slot, and when it waits for a pilot still to start
+    (``basis``: a queued or new pilot): there the backlog is what sizes the elastic queue's next pilot, so
+    the job brings capacity along rather than taking it from the jobs after it."""
+    if weight <= 0 or basis is not WaitBasis.BACKLOG:
+        return 0.0
+    site = load.site
+    jobs = load.ahead(job.priority)[0] + load.extra_jobs
+    queued = jobs + 1 - site.free_slots
+    if queued <= 0 or site.running_slots <= 0:
+        return 0.0
+    return weight * queued * run_s / site.running_slots

@@ -114,6 +114,7 @@ class _Batch:
         slots: list[int] = []
         fits: list[_Fit] = []
         penalty = snapshot.options.degraded_penalty
+        weight = snapshot.options.marginal_weight
         shape = (shape_key(job), tuple(job.input_bytes), tuple(job.output_bytes))
         cache = self.cache
         size = job.total_input_bytes
@@ -130,7 +131,7 @@ class _Batch:
                     SiteEstimate(site.name, SiteStatus.UNAVAILABLE, health, reasons, load.backlog)
                 )
                 continue
-            predicted = predict_finish(load, job, fit.in_locations, fit.out_locations, penalty, size)
+            predicted = predict_finish(load, job, fit.in_locations, fit.out_locations, penalty, size, weight)
             unavailable = _unavailable(load, predicted)
             if unavailable:
                 estimates.append(
@@ -172,6 +173,7 @@ class _Batch:
         policy = get_policy(policy_name)
         now = self.snapshot.now
         penalty = self.snapshot.options.degraded_penalty
+        weight = self.snapshot.options.marginal_weight
         shown: list[SiteEstimate | None] = [None] * len(candidates)
         """Each candidate's estimate as a non-chosen site, kept until its prediction changes."""
         out: list[Decision] = []
@@ -214,7 +216,9 @@ class _Batch:
             if len(jobs) == 1:
                 break
             # the chosen site's prediction for the next job of the group, with this one counted
-            predicted = predict_finish(load, job, fit.in_locations, fit.out_locations, penalty, survey.size)
+            predicted = predict_finish(
+                load, job, fit.in_locations, fit.out_locations, penalty, survey.size, weight
+            )
             unavailable = _unavailable(load, predicted)
             if unavailable:
                 estimates[slots[index]] = _estimate(
@@ -272,6 +276,7 @@ def _estimate(
         predicted.finish_s if finite else None,
         predicted.finish_p95_s if finite else None,
         predicted.penalty,
+        predicted.marginal_s if finite and predicted.marginal_s else None,
     )
 
 
@@ -301,6 +306,7 @@ def place_batch(
             get_policy(job.policy)
     batch = _Batch(snapshot, cache)
     avoid = avoid or {}
+    sizes = size_parameters(snapshot)
     order = sorted(range(len(jobs)), key=lambda i: -jobs[i].priority)
     decisions: list[Decision | None] = [None] * len(jobs)
     groups = list(range(len(jobs)))
@@ -313,7 +319,9 @@ def place_batch(
     run_key: object = None
     for i in [*order, -1]:
         item = jobs[i] if i >= 0 else None
-        key = _group_key(item, item.policy or policy, avoid.get(item.key)) if item is not None else None
+        key = (
+            _group_key(item, item.policy or policy, avoid.get(item.key), sizes) if item is not None else None
+        )
         if run and (key is None or key != run_key):
             lead = jobs[run[0]]
             made = batch.decide_group(
@@ -328,10 +336,24 @@ def place_batch(
     return BatchResult(tuple(d for d in decisions if d is not None), batch.context.cursor, tuple(groups))
 
 
-def _group_key(job: JobRequest, policy: str, avoid: Mapping[str, str] | None) -> tuple[object, ...]:
+def size_parameters(snapshot: Snapshot) -> tuple[str, ...]:
+    """The job parameters some site's run-time model scales by (their values set a job's run time)."""
+    names = {
+        estimate.size_parameter
+        for site in snapshot.sites
+        for estimate in site.run_times.values()
+        if estimate.size_parameter is not None
+    }
+    return tuple(sorted(names))
+
+
+def _group_key(
+    job: JobRequest, policy: str, avoid: Mapping[str, str] | None, sizes: tuple[str, ...] = ()
+) -> tuple[object, ...]:
     """What makes jobs alike for placement: consecutive jobs (in priority order) with equal keys are
-    placed as one group (:meth:`_Batch.decide_group`)."""
+    placed as one group (:meth:`_Batch.decide_group`); ``sizes``: parameters whose values count."""
     return (
+        tuple(job.parameters.get(name) for name in sizes) if sizes else (),
         policy,
         job.app,
         job.sites,

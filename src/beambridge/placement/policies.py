@@ -3,7 +3,8 @@
 * ``round_robin`` — each site in turn (the snapshot's site order; the cursor carries across batches).
 * ``shortest_backlog`` — Balsam's: the site with the fewest jobs waiting (its ``max_site_backlog`` cap
   is applied to every policy, as a site limit, before the policy sees the candidates).
-* ``fastest_finish`` — the smallest predicted finish (:mod:`~beambridge.placement.finish_time`); a small,
+* ``fastest_finish`` — the smallest predicted finish plus the delay the job would impose on the jobs
+  after it at that site (:mod:`~beambridge.placement.finish_time`: its *cost*); a small,
   seeded share of jobs goes to an eligible site with no history for the app, so a new site gets measured
   instead of judged forever on its configured priors.
 
@@ -86,7 +87,8 @@ def shortest_backlog(job: JobRequest, candidates: Sequence[Candidate], ctx: Poli
 
 
 def fastest_finish(job: JobRequest, candidates: Sequence[Candidate], ctx: PolicyContext) -> Choice:
-    """The smallest predicted finish; now and then a site with no history for the app, to learn it."""
+    """The smallest predicted finish plus imposed delay; now and then a site with no history for the
+    app, to learn it."""
     snapshot = ctx.snapshot
     share = snapshot.options.explore_share
     if share > 0 and len(candidates) > 1:
@@ -104,12 +106,14 @@ def fastest_finish(job: JobRequest, candidates: Sequence[Candidate], ctx: Policy
                 f"(a {share:.0%} share of jobs goes to sites without history)",
                 explored=True,
             )
-    finishes = [c.estimate.finish_s for c in candidates]
-    index = _best(finishes, snapshot.seed, job, candidates)
-    others = [(f, c.name) for i, (f, c) in enumerate(zip(finishes, candidates, strict=True)) if i != index]
+    costs = [c.estimate.cost_s for c in candidates]
+    index = _best(costs, snapshot.seed, job, candidates)
+    others = [(f, c.name) for i, (f, c) in enumerate(zip(costs, candidates, strict=True)) if i != index]
     runner = min(others) if others else None
+    chosen = candidates[index].estimate
+    marginal = f" + {chosen.marginal_s:.1f} s imposed on later jobs" if chosen.marginal_s else ""
     tail = f" (next: {runner[1]!r} {runner[0]:.1f} s)" if runner is not None else ""
-    return Choice(index, f"fastest predicted finish: {finishes[index]:.1f} s{tail}")
+    return Choice(index, f"fastest predicted finish: {chosen.finish_s:.1f} s{marginal}{tail}")
 
 
 POLICIES: dict[str, Policy] = {

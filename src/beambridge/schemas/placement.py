@@ -40,6 +40,11 @@ class PlacementEstimate(OutputModel):
     finish_s: float | None = None
     finish_p95_s: float | None = None
     penalty: float = Field(default=1.0, description="Multiplier on a degraded site's finish")
+    marginal_s: float | None = Field(
+        default=None,
+        description="The delay the job would impose on later jobs there (null: none, it finds an idle "
+        "slot); fastest_finish ranks by finish_s + marginal_s",
+    )
 
 
 class PlacementGroupSite(OutputModel):

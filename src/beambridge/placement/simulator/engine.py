@@ -401,7 +401,10 @@ class Simulation:
             queued = tuple(
                 QueuedPilot(p.slots, now - p.submitted) for p in site.pilots if p.state == "queued"
             )
-            new_slots = site.model.slots_per_pilot if len(site.pilots) < site.model.max_pilots else 0
+            # a dead site's agent submits nothing; until it is called down the service sees its last report
+            new_slots = (
+                site.model.slots_per_pilot if site.alive and len(site.pilots) < site.model.max_pilots else 0
+            )
             running, free = (site.running_slots, site.free_slots) if site.alive else site.reported
             sites.append(
                 SiteSnapshot(

@@ -156,6 +156,9 @@ class Scenario(_Model):
     max_hedges_per_cycle: int = Field(default=50, ge=0)
     explore_share: float = Field(default=0.05, ge=0, le=1)
     degraded_penalty: float = Field(default=1.5, ge=1)
+    marginal_weight: float = Field(
+        default=0.0, ge=0, description="fastest_finish's charge for the delay a job imposes on later jobs"
+    )
     health: HealthModel = HealthModel()
     sites: list[SiteModel] = Field(min_length=1)
     arrivals: list[Arrivals] = Field(min_length=1)
@@ -189,7 +192,11 @@ class Scenario(_Model):
 
     def options(self) -> PlacementOptions:
         """The placement options the scenario sets."""
-        return PlacementOptions(explore_share=self.explore_share, degraded_penalty=self.degraded_penalty)
+        return PlacementOptions(
+            explore_share=self.explore_share,
+            degraded_penalty=self.degraded_penalty,
+            marginal_weight=self.marginal_weight,
+        )
 
 
 class ScenarioError(ValueError):

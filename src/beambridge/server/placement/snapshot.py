@@ -9,6 +9,7 @@ the event log (run times: ``RUNNING`` → ``RUN_DONE`` per site and app) and its
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
@@ -101,17 +102,27 @@ class _History:
     run_times: dict[int, dict[int, RunTimeEstimate]]
     queue_waits: dict[int, dict[str, QueueWaitEstimate]]
     turnarounds: dict[int, float] = field(default_factory=dict)
+    dispatches: dict[int, float] = field(default_factory=dict)
 
 
 MIN_TURNAROUNDS = 3
-"""Gaps between runs a site needs before its measured turnaround is used (else 0: the dispatch prior)."""
+"""Samples a site needs before its measured turnaround (else 0) or dispatch (else the measured
+turnaround, else the prior) is used."""
 
 
-def _turnarounds(conn: Connection, owner_id: int, since: datetime) -> dict[int, float]:
-    """Per site, the median time a slot stood between the end of one run and the start of the next while
-    that next job was already waiting (created before the run ended): what each job costs a busy slot
-    beyond its run time — the launcher's reports, its acquire, the job's start-up. Runs are paired per
-    (pilot, node, slot), from the newest 20,000 of the window."""
+def _turnarounds(
+    conn: Connection, owner_id: int, since: datetime
+) -> tuple[dict[int, float], dict[int, float]]:
+    """Per site, from the newest 20,000 runs of the window paired per (pilot, node, slot):
+
+    * the *turnaround*: the median time a slot stood between the end of one run and the start of the
+      next while that next job was already waiting (created before the run ended) — what each job
+      costs a busy slot beyond its run time: the launcher's reports, its acquire, the job's start-up;
+    * the *dispatch*: the median time from a job's creation to its start on a slot that was idle when
+      it came (the previous run there had ended) — how soon a free slot takes new work: the long-poll
+      wake-up, the acquire, the start-up. Exact for jobs placed at submission with nothing to stage in;
+      a job that staged data in first makes it an overestimate.
+    """
     query = (
         sa.select(
             job_runs.c.site_id,
@@ -135,16 +146,25 @@ def _turnarounds(conn: Connection, owner_id: int, since: datetime) -> dict[int, 
         ended = row.ended_at.timestamp() if row.ended_at is not None else None
         lanes[lane].append((row.started_at.timestamp(), ended, row.created_at.timestamp()))
     gaps: dict[int, list[float]] = defaultdict(list)
+    dispatches: dict[int, list[float]] = defaultdict(list)
     for (site_id, *_), runs in lanes.items():
         runs.sort(key=lambda run: run[0])
         for (_, ended, _), (started, _, created) in pairwise(runs):
-            if ended is not None and created <= ended <= started:
+            if ended is None:
+                continue
+            if created <= ended <= started:
                 gaps[site_id].append(started - ended)
-    return {
-        site_id: sorted(values)[len(values) // 2]
-        for site_id, values in gaps.items()
-        if len(values) >= MIN_TURNAROUNDS
-    }
+            elif ended < created <= started:
+                dispatches[site_id].append(started - created)
+
+    def medians(samples: dict[int, list[float]]) -> dict[int, float]:
+        return {
+            site_id: sorted(values)[len(values) // 2]
+            for site_id, values in samples.items()
+            if len(values) >= MIN_TURNAROUNDS
+        }
+
+    return medians(gaps), medians(dispatches)
 
 
 @dataclass
@@ -208,6 +228,22 @@ def measured_transfers(figures: SiteFigures, now: float, priors: SitePriors) -> 
     return out
 
 
+MAX_SIZE_PARAMETERS = 8
+
+
+def numeric_parameters(parameters: Any) -> tuple[tuple[str, float], ...]:
+    """A job's top-level numeric parameters (at most :data:`MAX_SIZE_PARAMETERS`, by name): what the
+    run-time model may find its size in when the job moves no data."""
+    if not isinstance(parameters, dict):
+        return ()
+    found = sorted(
+        (name, float(value))
+        for name, value in parameters.items()
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    )
+    return tuple(found[:MAX_SIZE_PARAMETERS])
+
+
 def _posix(value: datetime | None) -> float | None:
     return value.timestamp() if value is not None else None
 
@@ -236,19 +272,21 @@ def _history(
         else:  # newest first: the RUNNING event that ended in the RUN_DONE is the latest one before it
             started.setdefault(event.job_id, at)
     job_apps: dict[int, int] = {}
+    job_sizes: dict[int, tuple[tuple[str, float], ...]] = {}
     done_ids = sorted({job_id for job_id, _, _ in done})
     for start in range(0, len(done_ids), 5000):
         chunk = done_ids[start : start + 5000]
-        job_apps.update(
-            (r.id, r.app_id)
-            for r in conn.execute(sa.select(jobs.c.id, jobs.c.app_id).where(jobs.c.id.in_(chunk)))
-        )
+        for r in conn.execute(
+            sa.select(jobs.c.id, jobs.c.app_id, jobs.c.parameters).where(jobs.c.id.in_(chunk))
+        ):
+            job_apps[r.id] = r.app_id
+            job_sizes[r.id] = numeric_parameters(r.parameters)
     samples: dict[tuple[int, int], list[RunSample]] = defaultdict(list)
     for job_id, site_id, at in done:
         begin = started.get(job_id)
         app_id = job_apps.get(job_id)
         if begin is not None and app_id is not None and at >= begin:
-            samples[(site_id, app_id)].append(RunSample(at - begin, at))
+            samples[(site_id, app_id)].append(RunSample(at - begin, at, parameters=job_sizes[job_id]))
     run_times: dict[int, dict[int, RunTimeEstimate]] = defaultdict(dict)
     for (site_id, app_id), rows in samples.items():
         run_times[site_id][app_id] = estimate_run_time(
@@ -278,7 +316,8 @@ def _history(
                 waits[key], now, prior_s=priors.queue_wait_s, still_queued_ages=queued_ages.get(key, ())
             )
     del site_ids
-    return _History(now, dict(run_times), dict(queue_waits), _turnarounds(conn, owner_id, since))
+    turnarounds, dispatches = _turnarounds(conn, owner_id, since)
+    return _History(now, dict(run_times), dict(queue_waits), turnarounds, dispatches)
 
 
 def _live_counts(
@@ -461,6 +500,7 @@ def build_snapshot(
                 transfers=measured_transfers(figures, now, own_priors),
                 priors=own_priors,
                 turnaround_s=history.turnarounds.get(site.id, 0.0),
+                dispatch_s=history.dispatches.get(site.id, history.turnarounds.get(site.id)),
                 silent_s=silent,
             )
         )
