@@ -142,7 +142,8 @@ def main() -> None:
                     sys.exit(
                         f"{ranks} ranks printed no summary:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
                     )
-                summary = json.loads(lines[-1].split("SUMMARY ", 1)[1])
+                # another rank's output may follow on the same line: read the one JSON object
+                summary = json.JSONDecoder().raw_decode(lines[-1].split("SUMMARY ", 1)[1])[0]
                 if k:
                     seconds.append(float(summary["correlation_seconds"]))
                     cpu.append(float(summary["process_cpu_s"]))
