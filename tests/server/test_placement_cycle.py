@@ -59,7 +59,10 @@ def test_a_child_is_placed_when_its_parents_finish(alice: ApiUser, two_sites: Tw
         lambda: (j := job(http, child["id"]))["awaiting_placement"] is False and j, "late binding"
     )
     assert bound["state"] == "PREPROCESSED"
-    [data] = placement_events(alice, child["id"])
+    # one placement; a loaded machine may first defer it (the sites' heartbeats looked too old)
+    events = placement_events(alice, child["id"])
+    assert {e["placement"] for e in events[:-1]} <= {"deferred"}, events
+    data = events[-1]
     assert data["placement"] == "placed" and data["decision"]["policy"] == "shortest_backlog"
 
 

@@ -87,7 +87,9 @@ def test_stream_wakes_on_a_change_without_polling(browser_for: BrowserFor, alice
     created = time.monotonic()
     alice.jobs([{"app_id": app["id"], "workdir": "w"}])
     reader.join(timeout=20)
-    assert arrived and arrived[0] - created < 0.5
+    # an unwoken stream waits KEEPALIVE_S (15 s) and has no polling fallback, so 5 s still proves the wake-up
+    # (0.5 s failed a run at load 20; the speed is benchmarks/console.py's event-to-screen figure)
+    assert arrived and arrived[0] - created < 5.0
 
 
 def test_stream_resumes_from_last_event_id(browser_for: BrowserFor, alice: ApiUser) -> None:
