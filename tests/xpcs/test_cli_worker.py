@@ -269,3 +269,29 @@ def test_a_process_an_mpi_launcher_started_runs_its_job_itself(
     )
     assert done.returncode == 0, done.stderr
     assert list(runtime.iterdir()) == []  # no worker, no socket
+
+
+def test_a_request_the_worker_took_at_once_is_never_sent_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by CI: a usage error ran in the worker and again in the command, printing its error twice.
+    The request went out whole with its descriptors; the worker read it, ran it (6 ms) and closed before
+    the command's empty follow-up send, which failed (EPIPE), so the command thought the worker had not
+    taken it, asked again (busy) and ran it in process."""
+    import socket
+
+    from beambridge.cli import xpcs_worker
+
+    command, worker = socket.socketpair()
+    real_send_fds = socket.send_fds
+
+    def sent_then_worker_finishes(sock: socket.socket, buffers, fds, *args):  # type: ignore[no-untyped-def]
+        sent = real_send_fds(sock, buffers, fds, *args)
+        message, received = xpcs_worker._recv(worker, with_fds=3)  # the worker reads it all ...
+        for fd in received:
+            os.close(fd)
+        assert message["argv"] == ["xpcs", "corr"]
+        worker.close()  # ... runs it and is gone
+        return sent
+
+    monkeypatch.setattr(socket, "send_fds", sent_then_worker_finishes)
+    xpcs_worker._send(command, {"argv": ["xpcs", "corr"]}, fds=[0, 1, 2])  # must not fail now
+    command.close()

@@ -184,7 +184,8 @@ def _send(sock: socket.socket, message: dict[str, Any], fds: Sequence[int] = ())
     frame = struct.pack("!I", len(data)) + data
     if fds:
         sent = socket.send_fds(sock, [frame], list(fds))
-        sock.sendall(frame[sent:])
+        if sent < len(frame):  # never an empty send: the worker may have read it all, run it and gone,
+            sock.sendall(frame[sent:])  # and a send to a closed peer fails (the job would run again)
     else:
         sock.sendall(frame)
 
