@@ -174,8 +174,9 @@ def _load() -> str:
 
 
 def part_real(args: argparse.Namespace, facts: dict[str, Any]) -> None:
-    from benchmarks.placement_real import RealResult, decision_cost_us, run_policy, trace
+    from benchmarks.placement_real import SITES, RealResult, decision_cost_us, run_policy, trace, use_sites
 
+    use_sites(args.sites)
     arrivals = trace(args.seed, args.arrivals, args.every)
     outage_at = args.arrivals * args.every / 2
     runs: dict[str, list[RealResult]] = {policy: [] for policy in args.policy}
@@ -190,7 +191,11 @@ def part_real(args: argparse.Namespace, facts: dict[str, Any]) -> None:
             )
             runs[policy].append(run_policy(policy, arrivals, outage_at, args.drain, args.warmup, args.hedge))
             loads.append(_load())
-    title = "real system: 3 local sites (1, 2, 4 slots), fastest killed mid-run"
+    speeds = ", ".join(f"{slots}×{factor:g} s" for slots, factor in SITES.values())
+    title = (
+        f"real system, {args.sites} sites (slots × run time per unit: {speeds}), every {args.every:g} s, "
+        "fastest killed mid-run"
+    )
     columns = ("run", "policy", "jobs/min", "per site (jobs)", "latency p50 s", "p95 s", "re-placed",
                "stranded", "outage → last re-placement s", "sized decisions")  # fmt: skip
     table = Table(title=f"{title}: each run (load average 1/5 min after each: {', '.join(loads)})")
@@ -307,6 +312,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="Real system: pinned jobs per site first")
     parser.add_argument("--hedge", action="store_true", help="Real system: submit every job with hedge=True")
     parser.add_argument("--repeat", type=int, default=3, help="Real system: runs of every policy (medians)")
+    parser.add_argument(
+        "--sites",
+        choices=("balanced", "uneven"),
+        default="balanced",
+        help="Real system: equal capacity per site (only per-job speed differs) or uneven capacity",
+    )
     args = parser.parse_args()
     args.policy = args.policy or list(POLICIES)
     facts: dict[str, Any] = {}

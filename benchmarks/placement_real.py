@@ -1,11 +1,13 @@
 """The real-system half of the placement benchmark: three real sites on this machine, one trace, an outage.
 
 Three sites on the local scheduler with 1, 2 and 4 job slots (pilots of 1, 2 and 4 nodes, one job per
-node), each registering the same ``Proxy`` app whose run time depends on the site (per unit of input:
-0.5 s on the 1-slot site, 1.0 s on the 2-slot site, 2.0 s on the 4-slot site: the smallest site is the
-fastest per job). One seeded arrival trace: a dataset every ``--every`` seconds, of 1–4 jobs of sizes
-1–3. Midway, the fastest site dies for real: its agent and its pilots get SIGKILL. Each policy replays the
-same trace on a fresh system (server, three agents), so no policy inherits another's history.
+node), each registering the same ``Proxy`` app whose run time depends on the site. Two site sets
+(:data:`SITE_SETS`): ``balanced`` (per unit of input 0.5 s on the 1-slot site, 1.0 s on the 2-slot site,
+2.0 s on the 4-slot site: equal capacity, the smallest site the fastest per job) and ``uneven`` (0.4,
+0.8 and 4.0 s: the 4-slot site has the most slots and 2/5 of the others' capacity). One seeded arrival
+trace: a dataset every ``--every`` seconds, of 1–4 jobs of sizes 1–3. Midway, the fastest site dies for
+real: its agent and its pilots get SIGKILL. Each policy replays the same trace on a fresh system (server,
+three agents), so no policy inherits another's history.
 
 With ``--hedge`` every job of the trace is submitted with ``hedge=True`` (a copy on the next-best site
 once it passes the p95 of its predicted finish; its copies are not counted as jobs).
@@ -38,8 +40,24 @@ from tests.site.harness import System, launcher_pids, wait_for
 from beambridge.client import Client
 from beambridge.states import TERMINAL_STATES, JobState
 
-SITES = {"fast-1": (1, 0.5), "mid-2": (2, 1.0), "slow-4": (4, 2.0)}
-"""Name → (job slots, seconds of run time per unit of input)."""
+SITE_SETS: dict[str, dict[str, tuple[int, float]]] = {
+    # every site finishes 2 units of input per second: counting jobs (shortest_backlog) is already the
+    # balanced split, and only the per-job speed differs
+    "balanced": {"fast-1": (1, 0.5), "mid-2": (2, 1.0), "slow-4": (4, 2.0)},
+    # capacities 2.5 / 2.5 / 1 units per second: the 4-slot site has the most free slots and is the
+    # slowest per job, the case a policy that counts jobs gets wrong
+    "uneven": {"fast-1": (1, 0.4), "mid-2": (2, 0.8), "slow-4": (4, 4.0)},
+}
+SITES: dict[str, tuple[int, float]] = dict(SITE_SETS["balanced"])
+"""Name → (job slots, seconds of run time per unit of input), of the set in use (:func:`use_sites`)."""
+
+
+def use_sites(name: str) -> None:
+    """Run the next systems with the site set ``name`` of :data:`SITE_SETS`."""
+    SITES.clear()
+    SITES.update(SITE_SETS[name])
+
+
 OUTAGE_SITE = "fast-1"
 DOWN_AFTER_S = 6.0
 
