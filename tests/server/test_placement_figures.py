@@ -30,6 +30,18 @@ def outlook(user: ApiUser) -> dict[str, dict[str, Any]]:
     return {s["name"]: s for s in user.ok(user.http.get("/placement/sites"))}  # type: ignore[union-attr]
 
 
+def site_with_a_pilot(user: ApiUser) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A live site ``a``, its app, and a launcher session of a one-node pilot there."""
+    a = live_site(user, "a")
+    [app] = [x for x in user.ok(user.http.get("/apps"))["items"] if x["site_id"] == a["id"]]  # type: ignore[index]
+    body = {"site_id": a["id"], "num_nodes": 1, "wall_time_min": 30, "queue": "q", "project": "p"}
+    batch = user.ok(user.http.post("/batch-jobs", json=body), 201)
+    session = user.ok(
+        user.http.post("/sessions", json={"site_id": a["id"], "batch_job_id": batch["id"]}), 201
+    )
+    return a, app, session  # type: ignore[return-value]
+
+
 def job(user: ApiUser, job_id: int) -> dict[str, Any]:
     return user.ok(user.http.get(f"/jobs/{job_id}"))  # type: ignore[return-value]
 
@@ -138,13 +150,7 @@ def test_the_turnaround_between_runs_and_the_transfer_routes_are_measured_and_sh
 ) -> None:
     """Runs one after another on one slot of a pilot, each next job already waiting: the site's turnaround
     (end of one run → start of the next) is measured and shown with its transfer routes (API and CLI)."""
-    a = live_site(alice, "a")
-    [app] = [x for x in alice.ok(alice.http.get("/apps"))["items"] if x["site_id"] == a["id"]]  # type: ignore[index]
-    body = {"site_id": a["id"], "num_nodes": 1, "wall_time_min": 30, "queue": "q", "project": "p"}
-    batch = alice.ok(alice.http.post("/batch-jobs", json=body), 201)
-    session = alice.ok(
-        alice.http.post("/sessions", json={"site_id": a["id"], "batch_job_id": batch["id"]}), 201
-    )
+    a, app, session = site_with_a_pilot(alice)
     alice.jobs([{"app_id": app["id"], "workdir": f"t/{i}", "parameters": {"n": i}} for i in range(5)])
     where = {"node": "nid001", "slot": 0}
     for _ in range(5):
@@ -201,13 +207,7 @@ def test_dispatch_and_run_time_by_a_numeric_parameter_are_measured(
     """Jobs that each come to an idle slot (the one before has finished) give the site's measured dispatch
     (creation → start); their run times follow their parameter ``n``, which the run-time model takes for
     their size, so a job's predicted run is scaled by its own ``n``."""
-    a = live_site(alice, "a")
-    [app] = [x for x in alice.ok(alice.http.get("/apps"))["items"] if x["site_id"] == a["id"]]  # type: ignore[index]
-    body = {"site_id": a["id"], "num_nodes": 1, "wall_time_min": 30, "queue": "q", "project": "p"}
-    batch = alice.ok(alice.http.post("/batch-jobs", json=body), 201)
-    session = alice.ok(
-        alice.http.post("/sessions", json={"site_id": a["id"], "batch_job_id": batch["id"]}), 201
-    )
+    _site, app, session = site_with_a_pilot(alice)
     where = {"node": "nid001", "slot": 0}
     for i, n in enumerate([1, 3, 2, 1, 3, 2]):
         alice.jobs([{"app_id": app["id"], "workdir": f"d/{i}", "parameters": {"n": n}}])

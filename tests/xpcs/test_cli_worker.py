@@ -295,3 +295,29 @@ def test_a_request_the_worker_took_at_once_is_never_sent_again(monkeypatch: pyte
     monkeypatch.setattr(socket, "send_fds", sent_then_worker_finishes)
     xpcs_worker._send(command, {"argv": ["xpcs", "corr"]}, fds=[0, 1, 2])  # must not fail now
     command.close()
+
+
+def test_a_watcher_that_outlives_its_job_never_interrupts_the_next() -> None:
+    """Read in review: each job's watcher checked the worker's shared "a job runs" flag, so a watcher
+    still waking from its job's closed connection once the next job had started (its join timed out on a
+    loaded machine) interrupted that next job. It checks its own job's flag now."""
+    import socket
+    import threading
+
+    from beambridge.cli import xpcs_worker
+
+    worker = xpcs_worker._Worker.__new__(xpcs_worker._Worker)
+    worker.active = threading.Event()
+    worker.active.set()  # the next job runs
+    worker.main_thread = threading.get_ident()
+    interrupts: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: interrupts.append(signum))
+    try:
+        conn, command = socket.socketpair()
+        command.close()  # the old job's command has its status and is gone
+        worker.watch(conn, threading.Event())  # that old job's own flag: cleared, it has ended
+        conn.close()
+        time.sleep(0.1)  # a signal sent to this thread would have run its handler by now
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert interrupts == []

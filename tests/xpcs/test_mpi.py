@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import h5py
@@ -49,10 +50,20 @@ def mpi_corr(ranks: int, raw: Path, qmap: Path, out: Path, *options: str) -> sub
     env.update(OMPI_MCA_oob_tcp_if_include="lo", OMPI_MCA_btl_tcp_if_include="lo")
     if os.geteuid() == 0:
         env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    # the console script, as a user types it (it must not hand a rank's job to the warm worker)
+    # the console script, as a user types it, with the warm worker allowed (the tests' default turns it
+    # off): a rank must never hand its job to the worker, which is no rank of the job
+    runtime = Path(tempfile.mkdtemp(prefix="bbw-mpi-"))
+    runtime.chmod(0o700)
+    env.update(BEAMBRIDGE_XPCS_WORKER="1", BEAMBRIDGE_RUNTIME_DIR=str(runtime))
     argv += [str(Path(sys.executable).with_name("beambridge")), "xpcs", "corr", str(raw)]
     argv += ["--qmap", str(qmap), "-o", str(out), *options]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600, check=False)
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600, check=False)
+        started = sorted(path.name for path in runtime.iterdir())
+        assert started == [], f"a rank started or used a warm worker: {started}"
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+    return done
 
 
 def datasets(path: Path) -> dict[str, bytes]:

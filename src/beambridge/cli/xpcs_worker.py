@@ -45,9 +45,12 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from beambridge.xpcs.mpi_launch import SIZE_VARIABLES, launched_ranks
+from beambridge.xpcs.mpi_launch import launched_by_mpi
+
+if TYPE_CHECKING:
+    import threading  # imported where used: the command's start-up stays light
 
 IDLE_SECONDS = 600.0
 """A worker without a job for this long exits (``$BEAMBRIDGE_XPCS_WORKER_IDLE`` overrides)."""
@@ -80,8 +83,7 @@ def wants_worker(argv: Sequence[str]) -> bool:
         and "--help" not in argv
         and not any(key.endswith("_COMPLETE") for key in os.environ)
         and "--mpi" not in argv  # a rank of an MPI job runs here: the worker is no rank of it
-        and launched_ranks() <= 1
-        and not any(name in os.environ for name in SIZE_VARIABLES)  # one rank, but a launcher's: here
+        and not launched_by_mpi()
         and enabled()
     )
 
@@ -441,8 +443,9 @@ class _Worker:
             raise KeyboardInterrupt
         raise SystemExit(0)
 
-    def watch(self, conn: socket.socket) -> None:
-        """While a job runs: interrupt it on the command's signal, or when the command is gone."""
+    def watch(self, conn: socket.socket, running: threading.Event) -> None:
+        """While its job runs (``running``, that job's own flag: a watcher that outlives its job must never
+        interrupt the next one): interrupt it on the command's signal, or when the command is gone."""
         import signal
 
         while True:
@@ -450,7 +453,7 @@ class _Worker:
                 message: dict[str, Any] | None = _recv(conn)[0]
             except (OSError, ValueError):
                 message = None  # the command is gone (or the job ended and closed the connection)
-            if not self.active.is_set():
+            if not running.is_set():
                 return
             signal.pthread_kill(self.main_thread, signal.SIGINT)
             if message is None:
@@ -504,7 +507,8 @@ class _Worker:
         saved_fds = [os.dup(i) for i in (0, 1, 2)]
         saved_env = dict(os.environ)
         status = 1
-        watcher = threading.Thread(target=self.watch, args=(conn,), name="watch", daemon=True)
+        running = threading.Event()
+        watcher = threading.Thread(target=self.watch, args=(conn, running), name="watch", daemon=True)
         try:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -517,6 +521,7 @@ class _Worker:
             conn.settimeout(None)
             self.log("xpcs_worker_job_started", argv=" ".join(str(a) for a in request["argv"][:2]))
             self.active.set()
+            running.set()
             watcher.start()
             status = self.main([str(arg) for arg in request["argv"]])
         except KeyboardInterrupt:
@@ -528,6 +533,7 @@ class _Worker:
                 print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
             status = 1
         finally:
+            running.clear()
             self.active.clear()
             with contextlib.suppress(Exception):
                 sys.stdout.flush()

@@ -25,6 +25,11 @@ def launched_ranks(environ: Mapping[str, str] = os.environ) -> int:
     return 1
 
 
+def launched_by_mpi(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether an MPI launcher started this process, even as the only rank of its job."""
+    return any(name in environ for name in SIZE_VARIABLES) or launched_ranks(environ) > 1
+
+
 RANK_VARIABLES = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "PALS_RANKID", "SLURM_PROCID")
 """Variables through which MPI launchers tell a process its rank."""
 

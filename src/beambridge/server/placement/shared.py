@@ -102,13 +102,12 @@ def job_view(data: dict[str, Any], job_id: int) -> dict[str, Any] | None:
     """What a shared group event says about ``job_id``: the event data with the decision made that job's
     (its site chosen, the site's estimate when the group first chose it, a reason naming the group's
     spread); the data unchanged for the group's first job; None if the job is not in the group."""
-    decision = data.get("decision")
-    group = decision.get("group") if isinstance(decision, dict) else None
-    if not isinstance(group, dict) or "sites" not in group:
+    if not is_group_event(data):
         return data if data.get("decision", {}).get("job") == job_id else None
-    if decision.get("job") == job_id:  # type: ignore[union-attr]
+    decision = data["decision"]
+    group = decision["group"]
+    if decision.get("job") == job_id:
         return data
-    assert isinstance(decision, dict)
     mine = next((s for s in group["sites"] if in_ranges(s["ids"], job_id)), None)
     if mine is None:
         return None
@@ -145,7 +144,7 @@ def is_group_event(data: Any) -> bool:
         return False
     decision = data.get("decision")
     group = decision.get("group") if isinstance(decision, dict) else None
-    return isinstance(group, dict) and "ids" in group
+    return isinstance(group, dict) and "ids" in group and "sites" in group
 
 
 def group_events_of(conn: Connection, lead_id: int) -> list[Any]:

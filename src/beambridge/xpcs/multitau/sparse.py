@@ -70,6 +70,23 @@ def append_events(
     return n
 
 
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
+def block_starts(counts: np.ndarray, block_ptr: np.ndarray, pos: int) -> int:
+    """The prefix sum of a counting sort by block over workers: ``counts`` (workers, blocks) of events
+    become, in place, where each worker's events of each block start — blocks one after another from
+    ``pos``, the workers in order within a block (so the sort is stable); ``block_ptr`` (blocks+1,)
+    receives each block's start and the end, which is returned."""
+    n_workers, n_blocks = counts.shape
+    for b in range(n_blocks):
+        block_ptr[b] = pos
+        for w in range(n_workers):
+            count = counts[w, b]
+            counts[w, b] = pos
+            pos += count
+    block_ptr[n_blocks] = pos
+    return pos
+
+
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy", boundscheck=False)
 def append_events_by_block(
     frame_ptr: np.ndarray,
@@ -112,14 +129,7 @@ def append_events_by_block(
                     st = -1
                 state[e - base] = st
             frame_sum[k] = fs
-    pos = n_out
-    for b in range(n_blocks):
-        block_ptr[b] = pos
-        for w in range(nw):
-            count = counts[w, b]
-            counts[w, b] = pos
-            pos += count
-    block_ptr[n_blocks] = pos
+    pos = block_starts(counts, block_ptr, n_out)
     for w in prange(nw):
         for t in range(w * per, min(n_frames, (w + 1) * per)):
             k = first_index + t
@@ -215,14 +225,7 @@ def bucket_by_block(
         for e in range(w * per, min(n, (w + 1) * per)):
             start[w, state[e] >> GROUP_SHIFT] += 1
     block_ptr = np.empty(n_blocks + 1, dtype=np.int64)
-    pos = 0
-    for b in range(n_blocks):
-        block_ptr[b] = pos
-        for w in range(nw):
-            count = start[w, b]
-            start[w, b] = pos
-            pos += count
-    block_ptr[n_blocks] = pos
+    block_starts(start, block_ptr, 0)
     by_state = np.empty(n, dtype=state.dtype)
     by_frame = np.empty(n, dtype=frame.dtype)
     by_value = np.empty(n, dtype=value.dtype)
