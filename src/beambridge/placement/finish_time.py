@@ -62,6 +62,7 @@ class SiteLoad:
         "_ahead",
         "_base_backlog",
         "_busy_residual",
+        "_in_flight",
         "_queues",
         "_routes",
         "_runs",
@@ -86,6 +87,7 @@ class SiteLoad:
         self._routes: dict[str, TransferEstimate] = {}
         self._ahead: dict[int, tuple[int, float]] = {}
         self._busy_residual: float | None = None
+        self._in_flight: dict[str, int] = {}
         self._base_backlog = site.backlog_jobs
         self.health = site.health.state.value
         self.accepts_work = site.health.accepts_work
@@ -119,8 +121,11 @@ class SiteLoad:
 
     def in_flight(self, app: str) -> int:
         """Jobs of ``app`` placed here and not finished (running, waiting, or placed by this batch)."""
-        waiting = sum(g.jobs for g in self.site.backlog if g.app == app)
-        return waiting + self.site.running.get(app, 0) + self.extra_by_app.get(app, 0)
+        known = self._in_flight.get(app)
+        if known is None:  # the snapshot's part, counted once per batch (every job of a group asks)
+            waiting = sum(g.jobs for g in self.site.backlog if g.app == app)
+            known = self._in_flight[app] = waiting + self.site.running.get(app, 0)
+        return known + self.extra_by_app.get(app, 0)
 
     def ahead(self, priority: int) -> tuple[int, float]:
         """Jobs and slot-seconds of work that run before a job of ``priority`` (the snapshot's part)."""
