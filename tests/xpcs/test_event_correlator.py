@@ -3,6 +3,7 @@ path, and a cost that follows the photons: pixels that saw none hold no state.""
 
 from __future__ import annotations
 
+import itertools
 import tracemalloc
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 from beambridge.xpcs.multitau import MultiTauCorrelator
 from beambridge.xpcs.multitau.bins import BinLabels
-from beambridge.xpcs.multitau.correlator import SPARSE_DENSITY
+from beambridge.xpcs.multitau.correlator import BLOCKED_EVENTS_PER_RANGE, SPARSE_DENSITY
 from beambridge.xpcs.multitau.g2norm import normalize_g2
 from tests.xpcs.feeding import numba_threads
 from tests.xpcs.test_multitau_paths import reference_sums
@@ -256,9 +257,14 @@ def test_blocks_ordered_as_kept_or_regrouped_at_the_end_give_the_same_bits(sprea
         return corr
 
     big = run([100, 100, 101])
-    assert big._block_ranges is not None and len(big._block_ranges) == 3  # every call kept by block
+    assert len(big._block_ranges) == 3  # every call ordered by block as it is kept
     small = run([1] * n)
-    assert small._block_ranges is None  # ~40 events a call, < 8 per block: as they come
+    # ~30 events a call, fewer than 8 per block: staged, then ordered by block a few calls at a time
+    large = BLOCKED_EVENTS_PER_RANGE * small._n_blocks
+    # (a call of `large` events or more is one range on its own, less its events on unanalysed pixels)
+    sizes = [int(r[-1] - r[0]) for r in small._block_ranges]
+    assert small._st_n > 0 and 1 < len(sizes) < n // 1.5
+    assert min(sizes) >= large // 2 and np.median(sizes) >= large
     mixed = run([150, 1, 1, 149])
     frames_first = run([50, 251], as_frames=(0,))
     fields = FIELDS if spread else tuple(name for name in FIELDS if name != "g2_err")
@@ -278,13 +284,94 @@ def test_float_values_after_blocked_events_replay_them_in_time_order() -> None:
     replayed in time order, and the result is that of feeding everything dense."""
     rng = np.random.default_rng(13)
     frames = rng.poisson(0.05, (120, 48, 64)).astype(np.uint16)
+    frames[100] = rng.poisson(0.003, (48, 64))  # a few photons: staged
     pixels = np.arange(48 * 64)
     corr = MultiTauCorrelator(120, pixels, 48 * 64, mode="sparse")
     corr.add_events(*as_events(frames[:100]))
     assert corr._block_ranges  # kept by block
-    ptr, pix, val = as_events(frames[100:])
+    corr.add_events(*as_events(frames[100:101]))  # and one frame staged
+    assert corr._st_n > 0
+    ptr, pix, val = as_events(frames[101:])
     corr.add_events(ptr, pix, val.astype(np.float64))
     assert corr.mode == "dense"
     dense = MultiTauCorrelator(120, pixels, 48 * 64, mode="dense")
     dense.add_frames(frames.astype(np.float64))
     same(dense.result(), corr.result(), PIXEL_FIELDS)
+
+
+def test_kept_records_at_the_edges() -> None:
+    """The kept records at their edges, against the dense path's bits: a masked detector whose
+    unanalysed pixels see photons (dropped, not in the frame sums) on both sides of a block boundary
+    (pixels 1023 | 1024), a pixel with hundreds of events (a pixel listed twice in a frame too), counts
+    up to 65,535, calls of every size around the staging threshold (one frame at a time, exactly the
+    threshold, one event short of it) and dense frames mixed in."""
+    rng = np.random.default_rng(21)
+    n, n_det = 257, 3000
+    frames = rng.poisson(0.002, (n, n_det)).astype(np.uint16)
+    frames[:, 1023] = rng.poisson(1.0, n)  # hundreds of events: walked level by level
+    frames[::2, 1024] = 1
+    frames[5, 2047] = 65535
+    frames[6, 2047] = 65534
+    frames[::3, 1500] = 7  # not analysed
+    pixels = np.setdiff1d(np.arange(n_det), [1500, 1025, 2000, 2999])
+    large = BLOCKED_EVENTS_PER_RANGE * ((n_det >> 10) + 1)
+    for a, want_events in ((40, large), (50, large - 1)):  # calls of frames a, a+1 with that many events
+        frames[a : a + 2, 100:] = 0
+        frames[a, 100 : 100 + want_events] = 1
+    labels = ring_labels(pixels, 60)
+    dense = MultiTauCorrelator(n, pixels, n_det, mode="dense")
+    dense.add_frames(frames)
+    want, want_pixels = dense.g2(labels, pixel_spread=True), dense_result(frames, pixels, n_det)
+    ptr, pix, val = as_events(frames)
+    assert ptr[42] - ptr[40] == large and ptr[52] - ptr[50] == large - 1 and ptr[1] - ptr[0] < large
+
+    def feed(cuts: list[int], as_frames: tuple[int, ...] = (), twice: bool = False) -> MultiTauCorrelator:
+        corr = MultiTauCorrelator(n, pixels, n_det, mode="sparse")
+        for k, (a, b) in enumerate(itertools.pairwise(cuts)):
+            if k in as_frames:
+                corr.add_frames(frames[a:b])
+                continue
+            lo, hi = ptr[a], ptr[b]
+            p, v = pix[lo:hi], val[lo:hi]
+            if twice:  # every event split in two events of the same pixel and frame
+                p, v = np.repeat(p, 2), np.stack([v // 2, v - v // 2], axis=1).reshape(-1)
+                corr.add_events(2 * (ptr[a : b + 1] - lo), p, v)
+            else:
+                corr.add_events(ptr[a : b + 1] - lo, p, v)
+        assert corr.n_fed == n
+        return corr
+
+    one_by_one = list(range(n + 1))
+    runs = {
+        "one frame at a time": feed(one_by_one),
+        "the threshold and one short": feed([*range(41), 42, *range(43, 51), 52, *range(53, n + 1)]),
+        "frames mixed in": feed([0, 3, 4, 100, 101, 102, 200, n], as_frames=(1, 3, 5)),
+        "pairs in one frame": feed([0, 1, 2, 130, n], twice=True),
+    }
+    for name, corr in runs.items():
+        got = corr.g2(labels, pixel_spread=True)
+        for field in FIELDS:
+            assert np.array_equal(getattr(want, field), getattr(got, field), equal_nan=True), (name, field)
+    assert np.array_equal(runs["one frame at a time"].frame_sum, frames[:, pixels].sum(axis=1))
+    same(want_pixels, feed([0, 3, 4, 100, 101, 102, 200, n], as_frames=(1, 3, 5)).result(), PIXEL_FIELDS)
+    same(want_pixels, feed(one_by_one).result(), PIXEL_FIELDS)
+
+
+def test_large_counts_in_records() -> None:
+    """Counts as large as exact integer sums allow (here up to 4·10^8, 29 bits) go into a record's
+    count field whole and give the dense path's bits."""
+    rng = np.random.default_rng(22)
+    n, n_det = 24, 2100
+    frames = (rng.poisson(0.05, (n, n_det)) > 0) * rng.integers(1, 4 * 10**8, (n, n_det))
+    frames[3, 7] = 4 * 10**8
+    pixels = np.arange(n_det)
+    dense = MultiTauCorrelator(n, pixels, n_det, mode="dense")
+    dense.add_frames(frames)
+    events = feed_events(MultiTauCorrelator(n, pixels, n_det, mode="sparse"), frames, 5)
+    assert (events.mode, dense.mode, events.arithmetic) == ("sparse", "dense", dense.arithmetic)
+    same(dense.result(), events.result(), PIXEL_FIELDS)
+    labels = ring_labels(pixels, 50)
+    dense = MultiTauCorrelator(n, pixels, n_det, mode="dense")
+    dense.add_frames(frames)
+    events = feed_events(MultiTauCorrelator(n, pixels, n_det, mode="sparse"), frames, 5)
+    same(dense.g2(labels), events.g2(labels), tuple(f for f in FIELDS if f != "g2_err"))

@@ -41,25 +41,27 @@ from beambridge.xpcs.multitau.delays import DelaySchedule, multitau_schedule
 from beambridge.xpcs.multitau.dense import STRIP, TILE, dense_update, finalize, float_zero_tolerance
 from beambridge.xpcs.multitau.sparse import (
     GROUP_SHIFT,
+    LOCAL_MASK,
     PAIR_EVENTS,
-    append_events,
-    append_events_by_block,
-    append_frame_events,
-    bucket_by_block,
+    analysed_bits,
+    append_blocked,
     count_frame_events,
     event_bin_sums,
     event_pixel_sums,
-    group_by_pixel,
+    frame_bits,
+    frame_events,
+    group_records,
     max_frame_sum,
     scatter_events,
+    stage_events,
 )
 
 BLOCKED_EVENTS_PER_RANGE = 8
-"""``add_events`` orders a call's events by block of pixels as it keeps them (so that ``g2`` only sorts
-each block, where it walks it) when the call brings at least this many events per block of pixels:
-each such call keeps a table of where its blocks begin (8 bytes per block, 1/12 of its events at this
-ratio), and ``g2`` reads every call's entry for every block. Fewer (a frame at a time on a large
-detector): kept as they come and regrouped from scratch at the end, as before."""
+"""Events are kept ordered by block of detector pixels, a range of records at a time, each with a table
+of where its blocks begin (8 bytes per block) that ``g2`` reads for every block: a call bringing at
+least this many events per block is one range (the table is 1/8 of its records' size at most); smaller
+calls (a frame at a time on a large detector) are staged as they come and ordered together once they
+hold as many."""
 
 Mode = Literal["auto", "dense", "sparse"]
 Arithmetic = Literal["int32", "int64", "float"]
@@ -209,12 +211,18 @@ class MultiTauCorrelator:
         self._frame_sum_groups: np.ndarray = np.zeros((0, n_frames), dtype=np.uint64)
         self._state_allocated = False
         self._n_events = 0
-        self._block_ranges: list[np.ndarray] | None = []
-        """Where each ``add_events`` call's events of each pixel block begin (they are appended ordered
-        by block); None once events were appended otherwise (dense frames in sparse mode)."""
-        self._ev_state: np.ndarray = np.empty(0, dtype=np.int32)
-        self._ev_frame: np.ndarray = np.empty(0, dtype=np.int32)
-        self._ev_value: np.ndarray = np.empty(0, dtype=np.uint32)
+        self._fbits = frame_bits(n_frames)
+        self._block_ranges: list[np.ndarray] = []
+        """Where each range of kept records (:func:`~beambridge.xpcs.multitau.sparse.append_blocked`)
+        begins in every block of detector pixels, and its end: (n_blocks + 1,) each, in time order."""
+        self._ev_rec: np.ndarray = np.empty(0, dtype=np.uint64)
+        self._analysed: np.ndarray = np.empty(0, dtype=np.uint8)
+        self._st_n = 0  # staged events (small calls, kept as they come until there are enough)
+        self._st_frames = 0
+        self._st_first = 0
+        self._st_ptr: np.ndarray = np.zeros(1, dtype=np.int64)
+        self._st_pixel: np.ndarray = np.empty(0, dtype=np.int64)
+        self._st_value: np.ndarray = np.empty(0, dtype=np.uint32)
         self._finished = False
         self._n_threads = numba.get_num_threads()
         self._prepared: dict[tuple[Any, ...], BinPartials] = {}
@@ -253,7 +261,7 @@ class MultiTauCorrelator:
         if not self._state_allocated:
             return
         if self.mode == "sparse":
-            self._ev_value = self._ev_value.astype(self._val_dtype)
+            self._st_value = self._st_value.astype(self._val_dtype)  # records hold any exact count
             return
         for name in ("_hist_v", "_head", "_acc", "_seg", "_tmax"):
             dt = self._val_dtype if name in ("_hist_v", "_head", "_tmax") else self._acc_dtype
@@ -304,39 +312,110 @@ class MultiTauCorrelator:
             self._strip_src = _strip_sources(self._tile_src, STRIP, tile)
             self._tmax = np.zeros(n_tiles if self.arithmetic != "float" else 0, dtype=val_t)
         else:
-            self._state_of_pixel = np.full(self.n_detector, -1, dtype=np.int32 if p < 2**31 else np.int64)
-            self._state_of_pixel[self.pixels] = np.arange(p)
+            self._analysed = analysed_bits(self.pixels, self.n_detector)
             self._n_events = 0
             self._block_ranges = []
-            self._ev_state = np.empty(0, dtype=self._state_of_pixel.dtype)
-            self._ev_frame = np.empty(0, dtype=np.int32 if self.schedule.n_frames < 2**31 else np.int64)
-            self._ev_value = np.empty(0, dtype=self._val_dtype)
+            self._ev_rec = np.empty(0, dtype=np.uint64)
+            self._st_value = np.empty(0, dtype=self._val_dtype)
         self._state_allocated = True
+
+    @property
+    def _n_blocks(self) -> int:
+        return (self.n_detector >> GROUP_SHIFT) + 1
 
     def _event_room(self, extra: int, frames: int) -> None:
         """Grow the event buffers to hold ``extra`` more events (of ``frames`` frames): to what the
         frames still to come need at this block's rate and a tenth more (one allocation for a steady
         stream), at least double."""
         need = self._n_events + extra
-        if need <= self._ev_state.size:
+        if need <= self._ev_rec.size:
             return
         to_come = self.schedule.n_frames - self.n_fed - frames
         ahead = need + int(1.1 * extra / max(frames, 1) * max(to_come, 0))
-        size = max(need, ahead, 2 * self._ev_state.size, 1 << 16)
-        for name in ("_ev_state", "_ev_frame", "_ev_value"):
-            old = getattr(self, name)
-            new = np.empty(size, dtype=old.dtype)
-            new[: self._n_events] = old[: self._n_events]
-            setattr(self, name, new)
+        size = max(need, ahead, 2 * self._ev_rec.size, 1 << 16)
+        new = np.empty(size, dtype=np.uint64)
+        new[: self._n_events] = self._ev_rec[: self._n_events]
+        self._ev_rec = new
+
+    def _keep_events(self, fp: np.ndarray, px: np.ndarray, vals: np.ndarray) -> None:
+        """Keep the events of the ``fp.size - 1`` frames from ``n_fed`` (detector pixels): a large call
+        ordered by block at once, a small one staged (and the staged calls ordered together once they
+        are as many as a large call)."""
+        b = fp.size - 1
+        large = BLOCKED_EVENTS_PER_RANGE * self._n_blocks
+        if px.size >= large:
+            self._flush_staged()
+            self._event_room(px.size, b)
+            self._append_range(fp, px, vals, self.n_fed, self._analysed, self._frame_sum)
+            return
+        if self._st_n == 0 and self._st_frames == 0:
+            self._st_first = self.n_fed
+        need = self._st_n + px.size
+        if need > self._st_pixel.size:
+            size = max(need, 2 * self._st_pixel.size, 1 << 10)
+            for name in ("_st_pixel", "_st_value"):
+                old = getattr(self, name)
+                new = np.empty(size, dtype=old.dtype)
+                new[: self._st_n] = old[: self._st_n]
+                setattr(self, name, new)
+        if self._st_frames + b + 1 > self._st_ptr.size:
+            self._st_ptr = np.concatenate([self._st_ptr, np.empty(max(b, self._st_ptr.size), dtype=np.int64)])
+        self._st_n = stage_events(
+            fp, px, vals, self.n_fed, self._analysed, self._st_ptr, self._st_frames, self._st_pixel,
+            self._st_value, self._st_n, self._frame_sum,
+        )  # fmt: skip
+        self._st_frames += b
+        if self._st_n >= large:
+            self._flush_staged()
+
+    def _flush_staged(self) -> None:
+        """Order the staged events by block (one range), their frame sums already counted."""
+        if self._st_frames == 0:
+            return
+        n, frames = self._st_n, self._st_frames
+        self._st_n = self._st_frames = 0
+        if n == 0:
+            return
+        self._event_room(n, 0)
+        none = np.zeros(0, dtype=self._frame_sum.dtype)
+        self._append_range(
+            self._st_ptr[: frames + 1], self._st_pixel[:n], self._st_value[:n], self._st_first,
+            np.zeros(0, dtype=np.uint8), none,
+        )  # fmt: skip
+
+    def _append_range(
+        self, fp: np.ndarray, px: np.ndarray, vals: np.ndarray, first: int, analysed: np.ndarray,
+        frame_sum: np.ndarray,
+    ) -> None:  # fmt: skip
+        ranges = np.empty(self._n_blocks + 1, dtype=np.int64)
+        self._n_events = append_blocked(
+            fp, px, vals, first, analysed, self._fbits, self._n_threads, self._ev_rec, self._n_events,
+            frame_sum, ranges,
+        )  # fmt: skip
+        self._block_ranges.append(ranges)
+
+    def _kept_events(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every kept event as (detector pixel, frame, value), in time order."""
+        self._flush_staged()
+        n = self._n_events
+        rec = self._ev_rec[:n]
+        block = np.zeros(n, dtype=np.int64)
+        for ranges in self._block_ranges:
+            block[ranges[0] : ranges[-1]] = np.repeat(np.arange(ranges.size - 1), np.diff(ranges))
+        fb = np.uint64(self._fbits)
+        frame = (rec & ((np.uint64(1) << fb) - np.uint64(1))).astype(np.int64)
+        pixel = (block << GROUP_SHIFT) | ((rec >> fb) & np.uint64(LOCAL_MASK)).astype(np.int64)
+        value = rec >> (fb + np.uint64(GROUP_SHIFT))
+        order = np.argsort(frame, kind="stable")  # kept by block of pixels: to time order
+        return pixel[order], frame[order], value[order]
 
     def _events_to_dense(self) -> None:
         """Feed the kept events to a new dense state, block by block (float input met the event path)."""
         if not self._state_allocated or self.mode != "sparse":
             self.mode = "dense"
             return
-        n = self._n_events
-        order = np.argsort(self._ev_frame[:n], kind="stable")  # appended by block of pixels: to time order
-        state, frame, value = self._ev_state[:n][order], self._ev_frame[:n][order], self._ev_value[:n][order]
+        pixel, frame, value = self._kept_events()
+        value = value.astype(self._val_dtype)
         fed, self.n_fed = self.n_fed, 0
         self._frame_sum[:] = 0
         self._frame_sum_groups[:] = 0
@@ -347,10 +426,8 @@ class MultiTauCorrelator:
             b = min(block, fed - a)
             fp = np.searchsorted(frame, np.arange(a, a + b + 1))
             lo, hi = int(fp[0]), int(fp[-1])
-            self._feed_dense(
-                _expand_events(fp - lo, self.pixels[state[lo:hi]], value[lo:hi], self.n_detector)
-            )
-        self._ev_state, self._ev_frame, self._ev_value = state[:0], frame[:0], value[:0]
+            self._feed_dense(_expand_events(fp - lo, pixel[lo:hi], value[lo:hi], self.n_detector))
+        self._ev_rec, self._block_ranges = self._ev_rec[:0], []
         self._n_events = 0
 
     def _segments(self, first: int, count: int) -> npt.NDArray[np.int64]:
@@ -422,14 +499,12 @@ class MultiTauCorrelator:
         if self.mode == "dense":
             self._feed_dense(arr)
             return
-        counts = count_frame_events(arr, self.pixels)
-        self._event_room(int(counts.sum()), arr.shape[0])
-        self._block_ranges = None  # appended in frame order: regroup from scratch at the end
-        append_frame_events(
-            arr, self.pixels, counts, self.n_fed, self._ev_state, self._ev_frame, self._ev_value,
-            self._n_events, self._frame_sum,
-        )  # fmt: skip
-        self._n_events += int(counts.sum())
+        fp = np.zeros(arr.shape[0] + 1, dtype=np.int64)
+        np.cumsum(count_frame_events(arr, self.pixels), out=fp[1:])
+        px = np.empty(int(fp[-1]), dtype=np.int64)
+        vals = np.empty(int(fp[-1]), dtype=arr.dtype)
+        frame_events(arr, self.pixels, fp, px, vals)
+        self._keep_events(fp, px, vals)
         self.n_fed += arr.shape[0]
 
     def _feed_dense(self, arr: np.ndarray) -> None:
@@ -478,34 +553,30 @@ class MultiTauCorrelator:
             return
         if not self._state_allocated:
             self._allocate("sparse")
-        self._event_room(px.size, b)
-        unsigned = vals.dtype.kind == "u" and vals.dtype.itemsize <= self._ev_value.dtype.itemsize
+        unsigned = vals.dtype.kind == "u" and vals.dtype.itemsize <= self._val_dtype.itemsize
         vals = vals if unsigned else vals.astype(self._val_dtype)
-        n_ranges = (self.pixels.size >> GROUP_SHIFT) + 2
-        if self._block_ranges is not None and px.size >= BLOCKED_EVENTS_PER_RANGE * n_ranges:
-            ranges = np.empty(n_ranges, dtype=np.int64)
-            self._n_events = append_events_by_block(
-                fp, px, vals, self.n_fed, self._state_of_pixel, self._n_threads, self._ev_state,
-                self._ev_frame, self._ev_value, self._n_events, self._frame_sum, ranges,
-            )  # fmt: skip
-            self._block_ranges.append(ranges)
-        else:  # few events for the detector's size: as they come, regrouped from scratch at the end
-            self._block_ranges = None
-            self._n_events = append_events(
-                fp, px, vals, self.n_fed, self._state_of_pixel, self._ev_state, self._ev_frame,
-                self._ev_value, self._n_events, self._frame_sum,
-            )  # fmt: skip
+        self._keep_events(fp, px, vals)
         self.n_fed += b
 
     # -- result ----------------------------------------------------------------------------------
     def _grouped_events(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """The kept events grouped by pixel: (ptr, frame, value, most events of one pixel)."""
-        n = self._n_events
-        ptr, frame, value = group_by_pixel(
-            self._ev_state[:n], self._ev_frame[:n], self._ev_value[:n], self.pixels.size, self._n_threads
+        block_ptr = self._block_table()
+        out_start = np.zeros(self._n_blocks + 1, dtype=np.int64)
+        np.cumsum(np.diff(block_ptr, axis=1).sum(axis=0), out=out_start[1:])
+        state_start = np.searchsorted(self.pixels, np.arange(self._n_blocks + 1) << GROUP_SHIFT)
+        ptr, frame, value = group_records(
+            block_ptr, self._ev_rec, self._fbits, self.pixels, state_start, out_start
         )
         most = int(np.diff(ptr).max()) if self.pixels.size else 0
         return ptr, frame, value, max(most, 1)
+
+    def _block_table(self) -> np.ndarray:
+        """Every range's block starts, (n_ranges, n_blocks + 1), after ordering what is staged."""
+        self._flush_staged()
+        if not self._block_ranges:
+            return np.zeros((0, self._n_blocks + 1), dtype=np.int64)
+        return np.stack(self._block_ranges)
 
     def finish(self) -> tuple[np.ndarray, ...]:
         """End the feeding and return the final dense state ``(acc, head, tail, seg)``, grouped
@@ -596,25 +667,18 @@ class MultiTauCorrelator:
     def _event_g2(self, partials: BinPartials, spread: bool) -> None:
         """The bin sums from the kept events (see :func:`event_bin_sums`), in the dense path's layout."""
         sch = self.schedule
-        n = self._n_events
-        if self._block_ranges:  # appended ordered by block: each call's blocks, in time order
-            block_ptr = np.stack(self._block_ranges)
-            by_state, by_frame, by_value = self._ev_state[:n], self._ev_frame[:n], self._ev_value[:n]
-        else:
-            block_ptr, by_state, by_frame, by_value = bucket_by_block(
-                self._ev_state[:n], self._ev_frame[:n], self._ev_value[:n], self.pixels.size, self._n_threads
-            )
-            block_ptr = block_ptr[None, :]
-        most = max(int(np.diff(block_ptr, axis=1).sum(axis=0).max()), 1)
+        block_ptr = self._block_table()
+        most = max(int(np.diff(block_ptr, axis=1).sum(axis=0).max(initial=0)), 1)
+        identity = self.pixels.size == self.n_detector  # state pixel p is detector pixel p
         ss, si = partials.static_sums, partials.static_intensity
         workers, n_sub, nl = ss.shape[0], ss.shape[3], self._n_levels
         bounds, interval = self._frame_intervals()
-        acc = np.zeros((workers, n_sub, sch.n_tau), dtype=np.uint64)
+        acc = np.zeros((workers, n_sub, sch.n_tau + 1), dtype=np.uint64)  # a spare slot: see pair_products
         per_interval = np.zeros((workers, n_sub, bounds.size - 1), dtype=np.uint64)
         n_chunks, n_dyn = partials.pixel_bounds.size - 1, partials.labels.n_dynamic
         hist = np.zeros((n_chunks if spread else 0, n_dyn, nl, self._row_of.shape[1]), dtype=np.int64)
         event_bin_sums(
-            block_ptr, by_state, by_frame, by_value, most, self._level_len, self._lag, self._lag_ptr,
+            block_ptr, self._ev_rec, self._fbits, self.pixels[:0] if identity else self.pixels, most, self._level_len, self._lag, self._lag_ptr,
             self._row_of, self._scale1, self._scale2, interval, partials.static, partials.dynamic, partials.pixel_bounds, workers, spread,
             self._pair_events, partials.pixel_mean, acc, per_interval, partials.dynamic_sums, hist,
         )  # fmt: skip
@@ -629,7 +693,7 @@ class MultiTauCorrelator:
 
         lev, lag = sch.level.astype(np.int64), sch.lag.astype(np.int64)
         ml = self._level_len[lev]
-        ss[:, 0] = acc.transpose(0, 2, 1)
+        ss[:, 0] = acc[:, :, : sch.n_tau].transpose(0, 2, 1)
         ss[:, 1] = before((ml - lag) << lev)
         ss[:, 2] = before(ml << lev) - before(lag << lev)
         seg = before(np.searchsorted(self._segments(0, sch.n_frames), np.arange(self.n_segments + 1)))

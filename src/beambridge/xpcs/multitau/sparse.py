@@ -1,17 +1,18 @@
 """Event-driven multi-tau for photon counts: the work follows the photons, not the pixels.
 
-Events ``(frame, pixel, count)`` are kept as they arrive (:func:`append_events`,
-:func:`append_events_by_block`,
-:func:`append_frame_events`: only non-zero counts on analysed pixels, 4 + 4 + 4|8 bytes each) and
-correlated when the last frame is in: :func:`group_by_pixel` regroups them by pixel (a stable counting
-sort in two cache-sized steps, so each pixel's events stay in time order), then every pixel that saw a
-photon is visited once. Its level-``l`` elements are its events with frame ``t`` taken to element
-``t >> l`` (the pair sums of the dense kernel; a trailing element without a pair is dropped), its
-products at level ``l`` the pairs of elements ``c`` apart for the lags ``c`` of the level. A pixel with
-a few events sums them pair of events by pair of events (:func:`pair_products`: two events ``t_a <
-t_b`` meet at lag ``(t_b >> l) − (t_a >> l)`` of every level); one with many is walked level by level
-(:func:`merge_runs`, :func:`level_products`). A pixel without photons costs nothing at all: no state,
-no pass.
+Events ``(frame, pixel, count)`` are kept as they arrive, only non-zero counts on analysed pixels, as
+one 64-bit **record** each (:func:`pack`: the frame, the pixel within its block of ``2**GROUP_SHIFT``
+detector pixels, the count), ordered by block as they are kept (:func:`append_blocked`: a stable
+counting sort over a call's frames, so a block's records stay in time order; a call too small for
+that is staged first, :func:`stage_events`, and the staged calls are ordered together). When the last
+frame is in, each block is sorted by pixel where it is walked (:func:`sort_block`, into a buffer that
+stays in cache), then every pixel that saw a photon is visited once. Its level-``l`` elements are its
+events with frame ``t`` taken to element ``t >> l`` (the pair sums of the dense kernel; a trailing
+element without a pair is dropped), its products at level ``l`` the pairs of elements ``c`` apart for
+the lags ``c`` of the level. A pixel with a few events sums them pair of events by pair of events
+(:func:`pair_products`: two events ``t_a < t_b`` meet at lag ``(t_b >> l) − (t_a >> l)`` of every
+level); one with many is walked level by level (:func:`merge_runs`, :func:`level_products`). A pixel
+without photons costs nothing at all: no state, no pass.
 
 IP and IF need no per-pixel work: Σ_p IP_p of a bin is the bin's counts before frame ``(M_l − c)·2^l``,
 Σ_p IF_p its counts from ``c·2^l`` to the level's end, so each event is added once to its bin's sum
@@ -38,36 +39,48 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
+GROUP_SHIFT = 10
+"""Events are kept ordered by block of ``2**GROUP_SHIFT`` detector pixels (a record holds the pixel
+within its block); ``g2`` sorts each block by pixel where it walks it."""
+LOCAL_MASK = (1 << GROUP_SHIFT) - 1
 
-@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
-def append_events(
-    frame_ptr: np.ndarray,
-    pixel: np.ndarray,
-    value: np.ndarray,
-    first_index: int,
-    state_of_pixel: np.ndarray,
-    out_state: np.ndarray,
-    out_frame: np.ndarray,
-    out_value: np.ndarray,
-    n_out: int,
-    frame_sum: np.ndarray,
-) -> int:
-    """Append the non-zero events on analysed pixels of one block (frame t owns
-    ``pixel/value[frame_ptr[t]:frame_ptr[t+1]]``) at ``n_out`` as (state pixel, global frame, value);
-    add them into ``frame_sum``. The ``out_*`` arrays have room for every event. Returns the new count."""
-    n = n_out
-    for t in range(frame_ptr.shape[0] - 1):
-        k = first_index + t
-        for e in range(frame_ptr[t], frame_ptr[t + 1]):
-            v = value[e]
-            s = state_of_pixel[pixel[e]]
-            if v != 0 and s >= 0:
-                out_state[n] = s
-                out_frame[n] = k
-                out_value[n] = v
-                frame_sum[k] += v
-                n += 1
-    return n
+
+def frame_bits(n_frames: int) -> int:
+    """Bits of a record's frame field for ``n_frames`` frames; the count has the other
+    ``64 − frame_bits − GROUP_SHIFT``. The event path takes counts below 2^32 / 2^(L−1) only (wider
+    ones go to the dense kernel in float), and with L − 1 ≥ log2(N) − log2(dpl) − 3 levels above the
+    first that is at most 36 + log2(dpl) bits for frame and count together."""
+    return max(1, (int(n_frames) - 1).bit_length())
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
+def pack(frame: int, local: int, value: Any, fbits: np.uint64) -> np.uint64:
+    """A record: ``frame | local << fbits | value << (fbits + GROUP_SHIFT)``."""
+    return (
+        np.uint64(frame)
+        | (np.uint64(local) << fbits)
+        | (np.uint64(value) << (fbits + np.uint64(GROUP_SHIFT)))
+    )
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
+def is_kept(q: int, v: Any, analysed: np.ndarray, masked: bool) -> bool:
+    """Whether the event (detector pixel q, value v) is kept: a non-zero count on an analysed pixel
+    (``analysed``: one bit per detector pixel; ``masked`` False: every pixel is)."""
+    if v == 0:
+        return False
+    if not masked:
+        return True
+    return ((analysed[q >> 3] >> (q & 7)) & 1) != 0
+
+
+def analysed_bits(pixels: np.ndarray, n_detector: int) -> np.ndarray:
+    """One bit per detector pixel, set for the analysed ``pixels`` (empty if every pixel is)."""
+    if pixels.size == n_detector:
+        return np.zeros(0, dtype=np.uint8)
+    flags = np.zeros(n_detector, dtype=bool)
+    flags[pixels] = True
+    return np.packbits(flags, bitorder="little")
 
 
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
@@ -88,61 +101,92 @@ def block_starts(counts: np.ndarray, block_ptr: np.ndarray, pos: int) -> int:
 
 
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy", boundscheck=False)
-def append_events_by_block(
+def append_blocked(
     frame_ptr: np.ndarray,
     pixel: np.ndarray,
     value: np.ndarray,
     first_index: int,
-    state_of_pixel: np.ndarray,
+    analysed: np.ndarray,
+    fbits: int,
     n_workers: int,
-    out_state: np.ndarray,
-    out_frame: np.ndarray,
-    out_value: np.ndarray,
+    out: np.ndarray,
     n_out: int,
     frame_sum: np.ndarray,
     block_ptr: np.ndarray,
 ) -> int:
-    """:func:`append_events`, with the events ordered by block of ``2**GROUP_SHIFT`` state pixels as they are appended (a stable counting sort:
-    time order within a block), so that the
-    regrouping by pixel at the end only has to sort each block (:func:`sort_block`). ``block_ptr``
-    (n_blocks+1,) receives where each block's events of this call begin (absolute positions). Worker w
-    takes the w-th range of frames; its counts per block place its events after those of the workers
-    before it. Returns the new count."""
+    """Append the kept events (:func:`is_kept`) of frames ``first_index …`` (frame t owns
+    ``pixel/value[frame_ptr[t]:frame_ptr[t+1]]``, detector pixels) at ``n_out`` as records
+    (:func:`pack`), ordered by block of ``2**GROUP_SHIFT`` detector pixels: a stable counting sort,
+    so a block's records are in time order. ``block_ptr`` (n_blocks+1,) receives where each block's
+    records begin (absolute positions) and the end; ``frame_sum`` (unless empty) gets every frame's
+    sum. Worker w takes the w-th range of frames, its counts per block placing its records after those
+    of the workers before it. ``out`` has room for every event. Returns the new count."""
     n_frames = frame_ptr.shape[0] - 1
     n_blocks = block_ptr.shape[0] - 1
     nw = max(1, min(n_workers, n_frames))
     per = (n_frames + nw - 1) // nw
+    masked = analysed.shape[0] > 0
+    sums = frame_sum.shape[0] > 0
     counts = np.zeros((nw, n_blocks), dtype=np.int64)
-    state = np.empty(frame_ptr[n_frames] - frame_ptr[0], dtype=out_state.dtype)
-    base = frame_ptr[0]
     for w in prange(nw):
         for t in range(w * per, min(n_frames, (w + 1) * per)):
-            k = first_index + t
-            fs = frame_sum[k]
+            fs = np.uint64(0)
             for e in range(frame_ptr[t], frame_ptr[t + 1]):
+                q = pixel[e]
                 v = value[e]
-                st = state_of_pixel[pixel[e]]
-                if v != 0 and st >= 0:
-                    counts[w, st >> GROUP_SHIFT] += 1
-                    fs += v
-                else:
-                    st = -1
-                state[e - base] = st
-            frame_sum[k] = fs
+                if is_kept(q, v, analysed, masked):
+                    counts[w, q >> GROUP_SHIFT] += 1
+                    fs += np.uint64(v)
+            if sums:
+                frame_sum[first_index + t] += fs
     pos = block_starts(counts, block_ptr, n_out)
+    fb = np.uint64(fbits)
     for w in prange(nw):
         for t in range(w * per, min(n_frames, (w + 1) * per)):
             k = first_index + t
             for e in range(frame_ptr[t], frame_ptr[t + 1]):
-                st = state[e - base]
-                if st >= 0:
-                    b = st >> GROUP_SHIFT
+                q = pixel[e]
+                v = value[e]
+                if is_kept(q, v, analysed, masked):
+                    b = q >> GROUP_SHIFT
                     i = counts[w, b]
                     counts[w, b] = i + 1
-                    out_state[i] = st
-                    out_frame[i] = k
-                    out_value[i] = value[e]
+                    out[i] = pack(k, q & LOCAL_MASK, v, fb)
     return pos
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def stage_events(
+    frame_ptr: np.ndarray,
+    pixel: np.ndarray,
+    value: np.ndarray,
+    first_index: int,
+    analysed: np.ndarray,
+    st_ptr: np.ndarray,
+    st_frames: int,
+    st_pixel: np.ndarray,
+    st_value: np.ndarray,
+    n: int,
+    frame_sum: np.ndarray,
+) -> int:
+    """Stage a small call's kept events (:func:`is_kept`) as they come, at ``n`` of ``st_pixel`` /
+    ``st_value`` (room for all), its frames after the ``st_frames`` staged ones (``st_ptr[st_frames +
+    t + 1]``: where staged frame ``st_frames + t`` ends); add them into ``frame_sum``. Returns the new
+    count. The staged calls are later ordered by block together (:func:`append_blocked`)."""
+    masked = analysed.shape[0] > 0
+    for t in range(frame_ptr.shape[0] - 1):
+        fs = np.uint64(0)
+        for e in range(frame_ptr[t], frame_ptr[t + 1]):
+            q = pixel[e]
+            v = value[e]
+            if is_kept(q, v, analysed, masked):
+                st_pixel[n] = q
+                st_value[n] = v
+                fs += np.uint64(v)
+                n += 1
+        frame_sum[first_index + t] += fs
+        st_ptr[st_frames + t + 1] = n
+    return n
 
 
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
@@ -171,140 +215,93 @@ def count_frame_events(frames: np.ndarray, pixels: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy", boundscheck=False)
-def append_frame_events(
-    frames: np.ndarray,
-    pixels: np.ndarray,
-    counts: np.ndarray,
-    first_index: int,
-    out_state: np.ndarray,
-    out_frame: np.ndarray,
-    out_value: np.ndarray,
-    n_out: int,
-    frame_sum: np.ndarray,
-) -> None:
-    """Append the non-zero values of dense ``frames`` on ``pixels`` (state pixel i is detector pixel
-    ``pixels[i]``) at ``n_out``, frame by frame (``counts`` from :func:`count_frame_events`)."""
-    start = np.empty(frames.shape[0], dtype=np.int64)
-    acc = n_out
-    for t in range(frames.shape[0]):
-        start[t] = acc
-        acc += counts[t]
+def frame_events(frames: np.ndarray, pixels: np.ndarray, frame_ptr: np.ndarray, pixel: np.ndarray,
+                 value: np.ndarray) -> None:  # fmt: skip
+    """The non-zero values of dense ``frames`` (B, n_detector) on ``pixels`` as events: frame t's at
+    ``frame_ptr[t]:frame_ptr[t+1]`` (from :func:`count_frame_events`) of ``pixel`` (detector pixels,
+    ascending) and ``value``."""
     for t in prange(frames.shape[0]):
-        n = start[t]
-        k = first_index + t
-        fs = frame_sum[k]
+        n = frame_ptr[t]
         for i in range(pixels.shape[0]):
             v = frames[t, pixels[i]]
             if v != 0:
-                out_state[n] = i
-                out_frame[n] = k
-                out_value[n] = v
-                fs += v
+                pixel[n] = pixels[i]
+                value[n] = v
                 n += 1
-        frame_sum[k] = fs
-
-
-GROUP_SHIFT = 10
-""":func:`group_by_pixel` sorts in two steps: by blocks of ``2**GROUP_SHIFT`` pixels, then within each."""
-
-
-@njit(cache=True, parallel=True, nogil=True, error_model="numpy", boundscheck=False)
-def bucket_by_block(
-    state: np.ndarray, frame: np.ndarray, value: np.ndarray, n_state: int, n_workers: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Stable counting sort of the events by block of ``2**GROUP_SHIFT`` state pixels: ``(block_ptr
-    (n_blocks+1,), state, frame, value)`` with block b's events at ``block_ptr[b]:block_ptr[b+1]`` in
-    time order. Worker w takes the w-th range of events, its counts per block placing its events after
-    those of the workers before it; the counters (one per block) stay in cache."""
-    n = state.shape[0]
-    nw = max(n_workers, 1)
-    n_blocks = (n_state >> GROUP_SHIFT) + 1
-    per = (n + nw - 1) // nw
-    start = np.zeros((nw, n_blocks), dtype=np.int64)
-    for w in prange(nw):
-        for e in range(w * per, min(n, (w + 1) * per)):
-            start[w, state[e] >> GROUP_SHIFT] += 1
-    block_ptr = np.empty(n_blocks + 1, dtype=np.int64)
-    block_starts(start, block_ptr, 0)
-    by_state = np.empty(n, dtype=state.dtype)
-    by_frame = np.empty(n, dtype=frame.dtype)
-    by_value = np.empty(n, dtype=value.dtype)
-    for w in prange(nw):
-        for e in range(w * per, min(n, (w + 1) * per)):
-            b = state[e] >> GROUP_SHIFT
-            k = start[w, b]
-            start[w, b] = k + 1
-            by_state[k] = state[e]
-            by_frame[k] = frame[e]
-            by_value[k] = value[e]
-    return block_ptr, by_state, by_frame, by_value
 
 
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
 def sort_block(
     block_ptr: np.ndarray,
-    by_state: np.ndarray,
-    by_frame: np.ndarray,
-    by_value: np.ndarray,
+    rec: np.ndarray,
+    fbits: int,
     b: int,
-    width: int,
     fill: np.ndarray,
     ptr: np.ndarray,
-    ptr_at: int,
     out_frame: np.ndarray,
     out_value: np.ndarray,
     out_at: int,
 ) -> None:
-    """Stable counting sort by pixel of block b's events (``width`` pixels from ``b << GROUP_SHIFT``;
-    ``block_ptr`` (n_ranges, n_blocks+1): range r holds them at ``block_ptr[r, b]:block_ptr[r, b+1]``,
-    the ranges in time order) into ``out_frame/out_value`` from ``out_at``: pixel ``lo + i``'s events at ``ptr[ptr_at + i] :
-    ptr[ptr_at + i + 1]`` (``ptr[ptr_at + width]`` is set too). ``fill`` has room for ``width``."""
-    lo = b << GROUP_SHIFT
+    """Stable counting sort by pixel of block b's records (``block_ptr`` (n_ranges, n_blocks+1): range
+    r holds them at ``block_ptr[r, b]:block_ptr[r, b+1]``, the ranges in time order), unpacked into
+    ``out_frame``/``out_value`` from ``out_at``: the block's pixel i has its events at ``ptr[i] :
+    ptr[i + 1]`` in time order. ``fill`` and ``ptr`` have room for ``2**GROUP_SHIFT`` (+1)."""
+    width = 1 << GROUP_SHIFT
+    fb = np.uint64(fbits)
+    vb = fb + np.uint64(GROUP_SHIFT)
+    fmask = (np.uint64(1) << fb) - np.uint64(1)
+    lmask = np.uint64(LOCAL_MASK)
     for i in range(width):
         fill[i] = 0
     for r in range(block_ptr.shape[0]):
         for e in range(block_ptr[r, b], block_ptr[r, b + 1]):
-            fill[by_state[e] - lo] += 1
+            fill[(rec[e] >> fb) & lmask] += 1
     k = out_at
     for i in range(width):  # counts -> each pixel's first position
         count = fill[i]
         fill[i] = k
-        ptr[ptr_at + i] = k
+        ptr[i] = k
         k += count
-    ptr[ptr_at + width] = k
+    ptr[width] = k
     for r in range(block_ptr.shape[0]):  # the ranges in time order
         for e in range(block_ptr[r, b], block_ptr[r, b + 1]):
-            i = by_state[e] - lo
+            x = rec[e]
+            i = (x >> fb) & lmask
             k = fill[i]
             fill[i] = k + 1
-            out_frame[k] = by_frame[e]
-            out_value[k] = by_value[e]
+            out_frame[k] = x & fmask
+            out_value[k] = x >> vb
 
 
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy", boundscheck=False)
-def group_by_pixel(
-    state: np.ndarray, frame: np.ndarray, value: np.ndarray, n_state: int, n_workers: int
+def group_records(
+    block_ptr: np.ndarray,
+    rec: np.ndarray,
+    fbits: int,
+    pixels: np.ndarray,
+    state_start: np.ndarray,
+    out_start: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stable sort of the events by state pixel: ``(ptr (n_state+1,), frame, value)`` with pixel p's
-    events at ``ptr[p]:ptr[p+1]`` in time order. Two counting sorts whose counters stay in cache: by
-    block of ``2**GROUP_SHIFT`` pixels (:func:`bucket_by_block`), then each block by pixel on its own
-    (:func:`sort_block`)."""
-    block_ptr, by_state, by_frame, by_value = bucket_by_block(state, frame, value, n_state, n_workers)
-    n = state.shape[0]
-    n_blocks = block_ptr.shape[0] - 1
-    ranges = block_ptr.reshape(1, n_blocks + 1)
+    """Every analysed pixel's events in time order: ``(ptr (P+1,), frame, value)``, state pixel p's at
+    ``ptr[p]:ptr[p+1]`` (``pixels`` (P,): their detector pixels, ascending). Detector block b holds the
+    state pixels ``state_start[b] … state_start[b+1]-1`` and its events go to ``out_start[b] …`` (the
+    blocks' event counts summed before it); each block is sorted on its own (:func:`sort_block`)."""
+    n_blocks = out_start.shape[0] - 1
+    n = out_start[n_blocks]
+    n_state = pixels.shape[0]
     ptr = np.empty(n_state + 1, dtype=np.int64)
     ptr[n_state] = n
-    out_frame = np.empty(n, dtype=frame.dtype)
-    out_value = np.empty(n, dtype=value.dtype)
+    out_frame = np.empty(n, dtype=np.int64)
+    out_value = np.empty(n, dtype=np.uint64)
     for b in prange(n_blocks):
+        if state_start[b] == state_start[b + 1]:
+            continue
+        fill = np.empty(1 << GROUP_SHIFT, dtype=np.int64)
+        local = np.empty((1 << GROUP_SHIFT) + 1, dtype=np.int64)
+        sort_block(block_ptr, rec, fbits, b, fill, local, out_frame, out_value, out_start[b])
         lo = b << GROUP_SHIFT
-        width = max(0, min(n_state, lo + (1 << GROUP_SHIFT)) - lo)
-        fill = np.empty(width, dtype=np.int64)
-        local = np.empty(width + 1, dtype=np.int64)
-        sort_block(ranges, by_state, by_frame, by_value, b, width, fill, local, 0, out_frame, out_value,
-                   block_ptr[b])  # fmt: skip
-        ptr[lo : lo + width] = local[:width]
+        for p in range(state_start[b], state_start[b + 1]):
+            ptr[p] = local[pixels[p] - lo]
     return ptr, out_frame, out_value
 
 
@@ -389,48 +386,83 @@ def pair_products(
     ev_value: np.ndarray,
     e0: int,
     e1: int,
-    level_end: np.ndarray,
-    row_of: np.ndarray,
     first_level: np.ndarray,
-    lowest_lag: np.ndarray,
+    pair_row: np.ndarray,
+    pair_end: np.ndarray,
+    span: int,
     acc: np.ndarray,
 ) -> int:
     """``acc[j] += x_a·x_b`` for every pair of one pixel's events a < b (``e0 … e1-1``, time order) and
-    every level l at which their elements are ``c`` apart, c a lag of l (``j = row_of[l, c]``) and both
-    elements in the level (frame ``t_b < level_end[l]``): level l's product at lag c,
-    Σ_k x_l(k)·x_l(k+c), is the sum of the products of the events of element k with those of k+c.
-    Two events ``d`` frames apart are first within a lag at level ``first_level[d]`` and, as ``c``
-    never grows from one level to the next, no more once ``c`` is below ``lowest_lag`` of the level
-    and all above. Returns how many products were added."""
+    every level l at which their elements are ``c`` apart, c a lag of l, and both elements in the
+    level: level l's product at lag c, Σ_k x_l(k)·x_l(k+c), is the sum of the products of the events
+    of element k with those of k+c. Two events ``d`` frames apart are first within a lag at level
+    ``l0 = first_level[d]`` and can be a lag at ``span`` levels from there at most (:func:`pair_tables`);
+    each of those is added without a branch, ``j = pair_row[l, c]`` being ``acc``'s spare last slot
+    where c is no lag of level l and where ``t_b >= pair_end[l]`` (the element is past the level's
+    end). Returns how many products were added (not counting the spare slot's)."""
     n = 0
-    width = row_of.shape[1]
-    n_levels = level_end.shape[0]
+    spare = acc.shape[0] - 1
     for a in range(e0, e1 - 1):
         ta = ev_frame[a]
         xa = np.uint64(ev_value[a])
         for b in range(a + 1, e1):
             tb = ev_frame[b]
             x = xa * np.uint64(ev_value[b])
-            for lev in range(first_level[tb - ta], n_levels):
-                if tb >= level_end[lev]:
-                    break
-                c = (tb >> lev) - (ta >> lev)
-                if c < lowest_lag[lev]:
-                    break
-                if c < width:
-                    j = row_of[lev, c]
-                    if j >= 0:
-                        acc[j] += x
-                        n += 1
+            l0 = first_level[tb - ta]
+            for lev in range(l0, l0 + span):
+                j = pair_row[lev, (tb >> lev) - (ta >> lev)]
+                if tb >= pair_end[lev]:
+                    j = spare
+                acc[j] += x
+                n += 1 if j != spare else 0
     return n
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def pair_tables(
+    level_len: np.ndarray, lag: np.ndarray, lag_ptr: np.ndarray, row_of: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The tables of :func:`pair_products`: ``(first_level, pair_row, pair_end, span)``.
+    ``first_level[d]``: the first level l where ``d >> l`` is below ``width`` (the largest lag + 1),
+    so where two events d frames apart may be a lag apart. From there, at level ``l0 + k`` they are at
+    most ``((width − 1) >> k) + 1`` apart, a lag only if that reaches the smallest lag of the levels
+    from k up: ``span`` is the first k where it does not (every k after fails too). ``pair_row[l, c]``
+    (l up to the last level a pair can reach, c up to ``width``): the delay row, or the spare slot
+    ``n_tau`` where c is no lag of l; ``pair_end[l]``: the first frame past level l's paired elements
+    (``M_l·2^l``; 0 past the last level)."""
+    n_levels = level_len.shape[0]
+    n_tau = lag.shape[0]
+    width = row_of.shape[1]
+    first_level = np.empty(level_len[0] + 1, dtype=np.int64)
+    for dist in range(level_len[0] + 1):
+        lev = 0
+        while (dist >> lev) >= width:
+            lev += 1
+        first_level[dist] = lev
+    lowest = np.full(n_levels + 1, width, dtype=np.int64)  # the smallest lag of this level and above
+    for lev in range(n_levels - 1, -1, -1):
+        has = lag_ptr[lev] < lag_ptr[lev + 1]
+        lowest[lev] = min(lowest[lev + 1], lag[lag_ptr[lev]] if has else width)
+    span = 1
+    while ((width - 1) >> span) + 1 >= lowest[min(span, n_levels)]:
+        span += 1
+    rows = first_level[level_len[0]] + span
+    pair_row = np.full((rows, width + 1), n_tau, dtype=np.int64)
+    pair_end = np.zeros(rows, dtype=np.int64)
+    for lev in range(min(rows, n_levels)):
+        pair_end[lev] = level_len[lev] << lev
+        for c in range(1, width):  # c = 0 (one element) is never a product
+            if row_of[lev, c] >= 0:
+                pair_row[lev, c] = row_of[lev, c]
+    return first_level, pair_row, pair_end, span
 
 
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy", boundscheck=False)
 def event_bin_sums(
     block_ptr: np.ndarray,
-    by_state: np.ndarray,
-    by_frame: np.ndarray,
-    by_value: np.ndarray,
+    rec: np.ndarray,
+    fbits: int,
+    pixels: np.ndarray,
     max_events: int,
     level_len: np.ndarray,
     lag: np.ndarray,
@@ -451,13 +483,16 @@ def event_bin_sums(
     dynamic_sums: np.ndarray,
     valid_hist: np.ndarray,
 ) -> None:
-    """Bin sums of :class:`~beambridge.xpcs.multitau.bins.BinPartials` from events bucketed by block of
-    pixels (:func:`bucket_by_block`; ``max_events`` the most events of a block): each block is sorted by
-    pixel where its pixels are walked (:func:`sort_block`, into a buffer that stays in cache), so the
-    pixel-grouped events never go to memory as a whole.
+    """Bin sums of :class:`~beambridge.xpcs.multitau.bins.BinPartials` from the records kept by block of
+    detector pixels (:func:`append_blocked`; ``block_ptr`` (n_ranges, n_blocks+1) where each range's
+    blocks begin, ``max_events`` the most events of a block): each block is sorted by pixel where its
+    pixels are walked (:func:`sort_block`, into a buffer that stays in cache), so the pixel-grouped
+    events never go to memory as a whole. ``pixels`` (P,): the detector pixel of every state pixel
+    (empty: the same).
 
     Integer sums per worker w (uint64, any order: exact), sub-bin major so that one pixel's sums are
-    one block: ``static_sums[w, s, j]`` Σ_p acc_p(j); ``interval_sums[w, s, k]`` Σ_p of the pixel's
+    one block: ``static_sums[w, s, j]`` Σ_p acc_p(j) (j < n_tau; a spare last slot takes what
+    :func:`pair_products` adds for pairs that are no product); ``interval_sums[w, s, k]`` Σ_p of the pixel's
     counts in frame interval k (``interval_of_frame``: the caller cuts the frames at every boundary
     that IP, IF and the segment means need, so its cumulative sums give Σ_p IP_p, Σ_p IF_p and the
     intensities; a pixel costs one addition per event for them). ``pixel_mean[p]`` (zeroed) every
@@ -473,127 +508,109 @@ def event_bin_sums(
     level_end = np.empty(n_levels, dtype=np.int64)
     for lev in range(n_levels):
         level_end[lev] = level_len[lev] << lev  # frames before it make level lev's paired elements
-    width = row_of.shape[1]  # the largest lag + 1
-    first_level = np.empty(level_len[0] + 1, dtype=np.int64)  # first level where d frames may be a lag
-    for dist in range(level_len[0] + 1):
-        lev = 0
-        while (dist >> lev) >= width:
-            lev += 1
-        first_level[dist] = lev
-    lowest_lag = np.empty(n_levels + 1, dtype=np.int64)  # the smallest lag of this level and those above
-    lowest_lag[n_levels] = width
-    for lev in range(n_levels - 1, -1, -1):
-        has = lag_ptr[lev] < lag_ptr[lev + 1]
-        lowest_lag[lev] = min(lowest_lag[lev + 1], lag[lag_ptr[lev]] if has else width)
-    lowest_lag[0] = max(lowest_lag[0], 1)  # a pair within one frame (c = 0) is never a product
-    n_state = static.shape[0]
+    first_level, pair_row, pair_end, span = pair_tables(level_len, lag, lag_ptr, row_of)
+    mapped = pixels.shape[0] > 0
     block = 1 << GROUP_SHIFT
     for w in prange(n_workers):
         ek = np.empty(max_events, dtype=np.int64)
         ev = np.empty(max_events, dtype=static_sums.dtype)
-        acc = np.zeros(n_tau, dtype=static_sums.dtype)
-        ev_frame = np.empty(max_events, dtype=by_frame.dtype)
-        ev_value = np.empty(max_events, dtype=by_value.dtype)
+        acc = np.zeros(n_tau + 1, dtype=static_sums.dtype)  # a spare slot (pair_products)
+        ev_frame = np.empty(max_events, dtype=np.int64)
+        ev_value = np.empty(max_events, dtype=static_sums.dtype)
         fill = np.empty(block, dtype=np.int64)
         ptr = np.empty(block + 1, dtype=np.int64)
         for c in range(w, n_chunks, n_workers):
-            p0, p1 = chunk_ptr[c], chunk_ptr[c + 1]
-            if p0 >= p1:
-                continue
-            for b in range(p0 >> GROUP_SHIFT, ((p1 - 1) >> GROUP_SHIFT) + 1):
-                lo = b << GROUP_SHIFT
-                width = min(n_state, lo + block) - lo
-                sort_block(
-                    block_ptr, by_state, by_frame, by_value, b, width, fill, ptr, 0, ev_frame, ev_value, 0
-                )
-                for p in range(max(lo, p0), min(lo + width, p1)):
-                    e0, e1 = ptr[p - lo], ptr[p - lo + 1]
-                    if e0 == e1:
-                        continue
-                    s = static[p]
-                    d = dynamic[p]
-                    tot = acc[0] * 0
-                    for e in range(e0, e1):
-                        x = ev_value[e]
-                        tot += x
-                        interval_sums[w, s, interval_of_frame[ev_frame[e]]] += x
-                    pixel_mean[p] = np.float64(tot) / n0
-                    if e1 - e0 <= pair_events:
-                        if not spread:
-                            pair_products(
-                                ev_frame,
-                                ev_value,
-                                e0,
-                                e1,
-                                level_end,
-                                row_of,
-                                first_level,
-                                lowest_lag,
-                                static_sums[w, s],
-                            )
-                            continue
-                        products = pair_products(
-                            ev_frame, ev_value, e0, e1, level_end, row_of, first_level, lowest_lag, acc
+            sorted_block = -1
+            for p in range(chunk_ptr[c], chunk_ptr[c + 1]):
+                q = pixels[p] if mapped else p
+                if q >> GROUP_SHIFT != sorted_block:
+                    sorted_block = q >> GROUP_SHIFT
+                    sort_block(block_ptr, rec, fbits, sorted_block, fill, ptr, ev_frame, ev_value, 0)
+                e0, e1 = ptr[q & LOCAL_MASK], ptr[(q & LOCAL_MASK) + 1]
+                if e0 == e1:
+                    continue
+                s = static[p]
+                d = dynamic[p]
+                tot = acc[0] * 0
+                for e in range(e0, e1):
+                    x = ev_value[e]
+                    tot += x
+                    interval_sums[w, s, interval_of_frame[ev_frame[e]]] += x
+                pixel_mean[p] = np.float64(tot) / n0
+                if e1 - e0 <= pair_events:
+                    if not spread:
+                        pair_products(
+                            ev_frame,
+                            ev_value,
+                            e0,
+                            e1,
+                            first_level,
+                            pair_row,
+                            pair_end,
+                            span,
+                            static_sums[w, s],
                         )
-                        f0 = ev_frame[e0]
-                        il = e1 - 1
-                        for lev in range(n_levels):
-                            ml = level_len[lev]
-                            while il >= e0 and ev_frame[il] >= level_end[lev]:
-                                tot -= ev_value[il]  # the level's last element without a pair
-                                il -= 1
-                            if il < e0:
-                                break
-                            j0, j1 = lag_ptr[lev], lag_ptr[lev + 1]
-                            u = min(ev_frame[il] >> lev, ml - 1 - (f0 >> lev))
-                            valid_hist[c, d, lev, max(0, min(u, lag[j1 - 1]))] += 1
-                            if products == 0:
-                                continue  # valid (counted above) with a zero ratio at every lag
-                            for j in range(j0, j1):
-                                a = acc[j]
-                                if a != 0:
-                                    acc[j] = 0
-                                    static_sums[w, s, j] += a
-                                    before, after = (ml - lag[j]) << lev, lag[j] << lev
-                                    last = acc[0] * 0
-                                    first = acc[0] * 0
-                                    for e in range(e0, il + 1):
-                                        if ev_frame[e] >= before:
-                                            last += ev_value[e]
-                                        if ev_frame[e] < after:
-                                            first += ev_value[e]
-                                    g = pixel_ratio(a, tot - last, tot - first, scale1[j], scale2[j])
-                                    add_ratio(dynamic_sums, c, d, j, g)
                         continue
-                    m = merge_runs(ev_frame, ev_value, e0, e1, 0, ek, ev)
+                    products = pair_products(
+                        ev_frame, ev_value, e0, e1, first_level, pair_row, pair_end, span, acc
+                    )
+                    f0 = ev_frame[e0]
+                    il = e1 - 1
                     for lev in range(n_levels):
                         ml = level_len[lev]
-                        m, tot = drop_unpaired(ek, ev, m, ml, tot)
-                        if m == 0:
+                        while il >= e0 and ev_frame[il] >= level_end[lev]:
+                            tot -= ev_value[il]  # the level's last element without a pair
+                            il -= 1
+                        if il < e0:
                             break
                         j0, j1 = lag_ptr[lev], lag_ptr[lev + 1]
-                        max_lag = lag[j1 - 1]
-                        if spread:
-                            u = min(ek[m - 1], ml - 1 - ek[0])
-                            valid_hist[c, d, lev, max(0, min(u, max_lag))] += 1
-                        if level_products(ek, ev, m, lev, max_lag, row_of, acc) > 0:
-                            ia, ib = m - 1, 0
-                            last = ev[0] * 0
-                            first = ev[0] * 0
-                            for j in range(j0, j1):
-                                a = acc[j]
+                        u = min(ev_frame[il] >> lev, ml - 1 - (f0 >> lev))
+                        valid_hist[c, d, lev, max(0, min(u, lag[j1 - 1]))] += 1
+                        if products == 0:
+                            continue  # valid (counted above) with a zero ratio at every lag
+                        for j in range(j0, j1):
+                            a = acc[j]
+                            if a != 0:
+                                acc[j] = 0
+                                static_sums[w, s, j] += a
+                                before, after = (ml - lag[j]) << lev, lag[j] << lev
+                                last = acc[0] * 0
+                                first = acc[0] * 0
+                                for e in range(e0, il + 1):
+                                    if ev_frame[e] >= before:
+                                        last += ev_value[e]
+                                    if ev_frame[e] < after:
+                                        first += ev_value[e]
+                                g = pixel_ratio(a, tot - last, tot - first, scale1[j], scale2[j])
+                                add_ratio(dynamic_sums, c, d, j, g)
+                    continue
+                m = merge_runs(ev_frame, ev_value, e0, e1, 0, ek, ev)
+                for lev in range(n_levels):
+                    ml = level_len[lev]
+                    m, tot = drop_unpaired(ek, ev, m, ml, tot)
+                    if m == 0:
+                        break
+                    j0, j1 = lag_ptr[lev], lag_ptr[lev + 1]
+                    max_lag = lag[j1 - 1]
+                    if spread:
+                        u = min(ek[m - 1], ml - 1 - ek[0])
+                        valid_hist[c, d, lev, max(0, min(u, max_lag))] += 1
+                    if level_products(ek, ev, m, lev, max_lag, row_of, acc) > 0:
+                        ia, ib = m - 1, 0
+                        last = ev[0] * 0
+                        first = ev[0] * 0
+                        for j in range(j0, j1):
+                            a = acc[j]
+                            if spread:
+                                ia, ib, last, first = grow_ends(ek, ev, m, ml, lag[j], ia, ib, last, first)
+                            if a != 0:
+                                acc[j] = 0
+                                static_sums[w, s, j] += a
                                 if spread:
-                                    ia, ib, last, first = grow_ends(
-                                        ek, ev, m, ml, lag[j], ia, ib, last, first
-                                    )
-                                if a != 0:
-                                    acc[j] = 0
-                                    static_sums[w, s, j] += a
-                                    if spread:
-                                        g = pixel_ratio(a, tot - last, tot - first, scale1[j], scale2[j])
-                                        add_ratio(dynamic_sums, c, d, j, g)
-                        if lev + 1 < n_levels:
-                            m = merge_runs(ek, ev, 0, m, 1, ek, ev)  # pair sums keep the total
+                                    g = pixel_ratio(a, tot - last, tot - first, scale1[j], scale2[j])
+                                    add_ratio(dynamic_sums, c, d, j, g)
+                    if lev + 1 < n_levels:
+                        m = merge_runs(ek, ev, 0, m, 1, ek, ev)  # pair sums keep the total
 
 
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
