@@ -56,7 +56,17 @@ class AgentProcess:
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.process.poll() is None:
             self.process.send_signal(sig)
-            self.process.wait(timeout=60)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                # say where it is stuck (SIGUSR1: every thread's stack to the log), then end it
+                self.process.send_signal(signal.SIGUSR1)
+                time.sleep(1)
+                self.process.kill()
+                self.process.wait(timeout=10)
+                raise AssertionError(
+                    f"the agent did not stop within 60 s of signal {sig}:\n{self.log()[-8000:]}"
+                ) from None
 
     def stop(self) -> None:
         self.kill(signal.SIGTERM)

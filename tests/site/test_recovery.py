@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -161,3 +162,57 @@ def test_server_restart_agents_and_launchers_carry_on(patient_system: System) ->
     assert sorted(j.result for j in done if j.workdir.startswith("after")) == [1, 2, 3]
     history = [(e.to_state, e.data) for e in system.client.jobs.events(first[0].id)]
     assert (site.data / "before/starts.txt").read_text().count("start") == 1, (history, system.logs())
+
+
+HANGING_HOOK = '''
+from beambridge.apps.base import ApplicationDefinition
+from beambridge.states import JobState
+
+
+class Hangs(ApplicationDefinition):
+    """Its first postprocess never ends (a hung file system, say); the next one, after a restart, does."""
+
+    command_template = "true"
+
+    def postprocess(self) -> JobState:
+        marker = self.workdir / "hook-started.txt"
+        if not marker.exists():
+            marker.write_text("1")
+            import time
+
+            time.sleep(3600)
+        return JobState.POSTPROCESSED
+'''
+
+
+def test_sigterm_with_a_hung_hook_stops_the_agent_within_its_grace(system: System) -> None:
+    """SIGTERM while a hook hangs: the agent waits ``shutdown_grace_s``, logs which service was busy and
+    where (its stack), and exits; the job keeps its state and its hook runs again under the next agent,
+    exactly once to the end. (Before: the agent waited for the hook for ever, and the harness's SIGTERM
+    timed out.)"""
+    site, config = system.make_site("hung-hook", shutdown_grace_s=2, launcher={"idle_timeout_s": 3})
+    (site.apps / "hangs.py").write_text(HANGING_HOOK)
+    agent = system.start_agent(site)
+
+    def app_id() -> int | None:
+        ids = [a.id for a in system.client.apps.filter(site_id=config.site_id) if a.name == "Hangs"]
+        return ids[0] if ids else None
+
+    hangs = wait_for(app_id, 60, what="the app registered")
+    [job] = system.client.jobs.bulk_create([{"app_id": hangs, "workdir": "h"}])
+    wait_for(lambda: (site.data / "h/hook-started.txt").exists(), 90, what="the hook started")
+    stopped = time.monotonic()
+    agent.process.send_signal(signal.SIGTERM)
+    agent.process.wait(timeout=30)
+    took = time.monotonic() - stopped
+    log = agent.log()
+    assert took < 20, (took, log[-3000:])
+    assert "stop_overdue" in log and "processing" in log, log[-3000:]
+    assert re.search(r'hangs\.py", line \d+ in postprocess', log), log[-3000:]  # where it hung
+    assert system.client.jobs.get(job.id).state == JobState.RUN_DONE
+
+    system.start_agent(site)
+    [final] = system.wait_all([job.id], timeout_s=90)
+    assert final.state == JobState.JOB_FINISHED, system.logs()
+    states = [e.to_state for e in system.client.jobs.events(job.id)]
+    assert states.count(JobState.POSTPROCESSED) == 1 and states.count(JobState.JOB_FINISHED) == 1, states

@@ -55,6 +55,12 @@ def run_agent(directory: SiteDirArg) -> None:
     agent = SiteAgent(directory)
     agent.install_signal_handlers()
     agent.run()
+    if agent.overdue:
+        # Threads still inside a step (a hung scheduler command, a long hook) would hold the interpreter's
+        # exit (the hook pool's threads are joined at exit): leave now, as the log says.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def start(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import faulthandler
 import fcntl
 import os
 import signal
 import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -125,6 +128,8 @@ class SiteAgent:
         self.apps = SiteApps(self.site.apps, self.client, self.config.site_id)
         self.stop_event = threading.Event()
         self.services: list[Service] = []
+        self.overdue: list[str] = []
+        """Services still busy when the agent stopped (their threads are abandoned: see ``run_agent``)."""
 
     def status(self) -> dict[str, Any]:
         """What the heartbeat reports: services' health and apps that failed to load."""
@@ -178,10 +183,11 @@ class SiteAgent:
                 services=[s.name for s in self.services],
             )
             self.stop_event.wait()
-            for thread in threads:
-                thread.join(timeout=60)
+            self.overdue = self._join(threads)
             for service in self.services:
-                if isinstance(service, Processing | Transfers):
+                if isinstance(service, Processing):
+                    service.close(wait=not self.overdue)
+                elif isinstance(service, Transfers):
                     service.close()
             if warmup is not None and warmup.poll() is None:
                 warmup.terminate()
@@ -192,6 +198,19 @@ class SiteAgent:
             pid_file.release()
             self.client.close()
         log.info("agent_stopped", site_id=self.config.site_id)
+
+    def _join(self, threads: list[threading.Thread]) -> list[str]:
+        """Wait for the services to finish their current step, all within ``shutdown_grace_s``; the names
+        of those still busy (their threads' stacks go to stderr, the agent's log, to say where)."""
+        grace = self.config.shutdown_grace_s
+        deadline = time.monotonic() + grace
+        for thread in threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        busy = [thread.name for thread in threads if thread.is_alive()]
+        if busy:
+            log.warning("stop_overdue", site_id=self.config.site_id, services=busy, grace_s=grace)
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        return busy
 
     def _start_xpcs_warmup(self) -> subprocess.Popen[bytes] | None:
         """Compile the XPCS kernels in the background (its lines go to the agent's log), so the first XPCS
@@ -212,5 +231,8 @@ class SiteAgent:
         self.stop_event.set()
 
     def install_signal_handlers(self) -> None:
+        """SIGTERM / SIGINT stop the agent; SIGUSR1 writes every thread's stack to stderr (the log) and
+        carries on, to see what a busy agent is doing."""
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
+        faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True, chain=False)

@@ -118,6 +118,13 @@ class SiteConfig(_Section):
         default=60, gt=0, description="The server's session expiry (for heartbeats)"
     )
     processing_threads: int = Field(default=4, ge=1)
+    shutdown_grace_s: float = Field(
+        default=30,
+        gt=0,
+        description="On SIGTERM/SIGINT, how long the services may take to finish their current step; "
+        "after that the agent logs what each busy one is doing and exits (its work is then picked up as "
+        "after a crash)",
+    )
     metrics_port: int | None = Field(
         default=None, ge=0, le=65535, description="Serve Prometheus /metrics on this port (none: off)"
     )

@@ -92,5 +92,7 @@ class Processing(Service):
         updates = list(self.pool.map(lambda job: run_hook(by_id[job.app_id], job, self.site), jobs))
         update_jobs(self.client, "hook outcome", updates)
 
-    def close(self) -> None:
-        self.pool.shutdown(wait=True)
+    def close(self, wait: bool = True) -> None:
+        """Stop the hook threads; ``wait=False`` leaves running hooks to the process's end (their jobs
+        keep their state, and the hook runs again when the agent is back, as after a crash)."""
+        self.pool.shutdown(wait=wait, cancel_futures=not wait)
