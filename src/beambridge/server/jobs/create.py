@@ -225,7 +225,6 @@ def create_jobs(
     group_members: dict[int, list[tuple[int, Decision]]] = {}
     group_rows: dict[int, dict[str, Any]] = {}
     for index, (job_id, row, path, spec) in enumerate(zip(ids, rows, paths, specs, strict=True)):
-        row["id"] = job_id
         experiment = activity.experiment_of(row["tags"])
         for from_state, to_state, reason in path:
             if from_state is not to_state:
@@ -306,16 +305,7 @@ def _group_event(
     lead_id, lead_decision = members[0]
     body = encoder.data(lead_decision, lead_id, "placed")
     body["decision"] = group_body(body["decision"], members, encoder.estimate)
-    return {
-        "job_id": lead_id,
-        "owner_id": row["owner_id"],
-        "site_id": row["site_id"],
-        "from_state": row["state"],
-        "to_state": row["state"],
-        "timestamp": now,
-        "data": body,
-        "actor": PLACEMENT,
-    }
+    return _placement_event_row(lead_id, row, now, body)
 
 
 def _placement_row(
@@ -354,17 +344,23 @@ def _placement_event(
     encoder: DecisionEvents,
 ) -> dict[str, Any]:
     assert plan.decision is not None
-    state = row["state"]
     kind = "deferred" if plan.awaiting else "placed"
     group = (first, plan.group_size) if first is not None else None
+    return _placement_event_row(job_id, row, now, encoder.data(plan.decision, job_id, kind, group))
+
+
+def _placement_event_row(
+    job_id: int, row: dict[str, Any], now: datetime, data: dict[str, Any]
+) -> dict[str, Any]:
+    """A placement event of a job being created: the service's, no state change (``row`` is the job's)."""
     return {
         "job_id": job_id,
         "owner_id": row["owner_id"],
         "site_id": row["site_id"],
-        "from_state": state,
-        "to_state": state,
+        "from_state": row["state"],
+        "to_state": row["state"],
         "timestamp": now,
-        "data": encoder.data(plan.decision, job_id, kind, group),
+        "data": data,
         "actor": PLACEMENT,
     }
 
