@@ -54,6 +54,7 @@ from beambridge.xpcs.multitau.sparse import (
     max_frame_sum,
     scatter_events,
     stage_events,
+    static_totals,
 )
 
 BLOCKED_EVENTS_PER_RANGE = 8
@@ -636,7 +637,7 @@ class MultiTauCorrelator:
         sch = self.schedule
         return BinPartials(
             labels, self.pixels.size, sch.n_tau, self.n_segments, self._acc_dtype, self._scale1,
-            self._scale2, sch.n_frames, self.segment_lengths, self._n_threads if self.mode == "sparse" else None,
+            self._scale2, sch.n_frames, self.segment_lengths, 1 if self.mode == "sparse" else None,
             pixel_range,
         )  # fmt: skip
 
@@ -671,7 +672,7 @@ class MultiTauCorrelator:
         most = max(int(np.diff(block_ptr, axis=1).sum(axis=0).max(initial=0)), 1)
         identity = self.pixels.size == self.n_detector  # state pixel p is detector pixel p
         ss, si = partials.static_sums, partials.static_intensity
-        workers, n_sub, nl = ss.shape[0], ss.shape[3], self._n_levels
+        workers, n_sub, nl = self._n_threads, ss.shape[3], self._n_levels
         bounds, interval = self._frame_intervals()
         acc = np.zeros((workers, n_sub, sch.n_tau + 1), dtype=np.uint64)  # a spare slot: see pair_products
         per_interval = np.zeros((workers, n_sub, bounds.size - 1), dtype=np.uint64)
@@ -684,21 +685,13 @@ class MultiTauCorrelator:
         )  # fmt: skip
         # Σ_p of the counts before every boundary: IP sums the first M_l − c elements of level l, IF the
         # elements from c to the level's end
-        # (boundary-major, so that each boundary's sums are one contiguous row to gather)
-        cum = np.zeros((workers, bounds.size, n_sub), dtype=np.uint64)
-        np.cumsum(per_interval.transpose(0, 2, 1), axis=1, out=cum[:, 1:])
-
-        def before(frames: np.ndarray) -> np.ndarray:  # (workers, len(frames), n_sub)
-            return cum[:, np.searchsorted(bounds, frames)]
-
         lev, lag = sch.level.astype(np.int64), sch.lag.astype(np.int64)
         ml = self._level_len[lev]
-        ss[:, 0] = acc[:, :, : sch.n_tau].transpose(0, 2, 1)
-        ss[:, 1] = before((ml - lag) << lev)
-        ss[:, 2] = before(ml << lev) - before(lag << lev)
-        seg = before(np.searchsorted(self._segments(0, sch.n_frames), np.arange(self.n_segments + 1)))
-        si[:, 0] = before(np.array([sch.n_frames]))[:, 0]
-        si[:, 1:] = seg[:, 1:] - seg[:, :-1]
+        seg_start = np.searchsorted(self._segments(0, sch.n_frames), np.arange(self.n_segments + 1))
+        static_totals(
+            acc, per_interval, np.searchsorted(bounds, (ml - lag) << lev), np.searchsorted(bounds, lag << lev),
+            np.searchsorted(bounds, ml << lev), np.searchsorted(bounds, seg_start), ss, si,
+        )  # fmt: skip
         if spread:  # pixels valid at lag c: threshold u >= c (cumulative from the top)
             at_least = np.cumsum(hist[..., ::-1], axis=-1)[..., ::-1]  # (chunk, d, level, u)
             partials.valid[:] = at_least[:, :, sch.level, sch.lag].transpose(0, 2, 1)

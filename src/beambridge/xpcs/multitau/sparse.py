@@ -191,14 +191,14 @@ def stage_events(
 
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
 def max_frame_sum(frame_ptr: np.ndarray, value: np.ndarray) -> float:
-    """The largest sum of one frame's values (frame t owns ``value[frame_ptr[t]:frame_ptr[t+1]]``)."""
-    top = 0.0
+    """The largest sum of one frame's unsigned values (frame t owns ``value[frame_ptr[t]:frame_ptr[t+1]]``)."""
+    top = np.uint64(0)
     for t in range(frame_ptr.shape[0] - 1):
-        total = 0.0
+        total = np.uint64(0)  # unsigned counts: exact (and vectorised) below 2^64
         for e in range(frame_ptr[t], frame_ptr[t + 1]):
-            total += value[e]
+            total += np.uint64(value[e])
         top = max(top, total)
-    return top
+    return float(top)
 
 
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy", boundscheck=False)
@@ -707,3 +707,44 @@ def scatter_events(frame_ptr: np.ndarray, pixel: np.ndarray, value: np.ndarray, 
     for t in range(frame_ptr.shape[0] - 1):
         for e in range(frame_ptr[t], frame_ptr[t + 1]):
             out[t, pixel[e]] += value[e]
+
+
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy", boundscheck=False)
+def static_totals(
+    acc: np.ndarray,
+    per_interval: np.ndarray,
+    ip_end: np.ndarray,
+    if_start: np.ndarray,
+    if_end: np.ndarray,
+    seg_bounds: np.ndarray,
+    static_sums: np.ndarray,
+    static_intensity: np.ndarray,
+) -> None:
+    """The static-bin sums of :class:`~beambridge.xpcs.multitau.bins.BinPartials` (one set:
+    ``static_sums`` (1, 3, n_tau, n_sub), ``static_intensity`` (1, 1 + n_seg, n_sub)) from the workers'
+    sums of :func:`event_bin_sums` (``acc`` (W, n_sub, n_tau + 1), ``per_interval`` (W, n_sub, K)),
+    added over the workers (exact integers). Per sub-bin, the cumulative sum of its interval sums up to
+    boundary i (``cum[i]``: its counts before the i-th boundary) gives Σ IP = ``cum[ip_end[j]]``,
+    Σ IF = ``cum[if_end[j]] − cum[if_start[j]]`` and the segments' intensities from ``seg_bounds``
+    (the first at 0, the last at the total)."""
+    n_workers, n_sub, n_int = per_interval.shape
+    n_tau = static_sums.shape[2]
+    n_seg = seg_bounds.shape[0] - 1
+    for s in prange(n_sub):
+        cum = np.empty(n_int + 1, dtype=np.uint64)
+        run = np.uint64(0)
+        cum[0] = run
+        for k in range(n_int):
+            for w in range(n_workers):
+                run += per_interval[w, s, k]
+            cum[k + 1] = run
+        for j in range(n_tau):
+            total = np.uint64(0)
+            for w in range(n_workers):
+                total += acc[w, s, j]
+            static_sums[0, 0, j, s] = total
+            static_sums[0, 1, j, s] = cum[ip_end[j]]
+            static_sums[0, 2, j, s] = cum[if_end[j]] - cum[if_start[j]]
+        static_intensity[0, 0, s] = cum[seg_bounds[n_seg]] - cum[seg_bounds[0]]
+        for q in range(n_seg):
+            static_intensity[0, 1 + q, s] = cum[seg_bounds[q + 1]] - cum[seg_bounds[q]]
