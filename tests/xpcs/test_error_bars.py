@@ -18,7 +18,12 @@ import numpy as np
 import pytest
 
 from beambridge.xpcs.fitting import fit_diffusion_exact
-from beambridge.xpcs.multitau.bins import dynamic_mean_of_static, group_labels, resample_groups
+from beambridge.xpcs.multitau.bins import (
+    dynamic_mean_of_static,
+    group_labels,
+    group_labels_and_counts,
+    resample_groups,
+)
 from beambridge.xpcs.pipeline import _labels, run_multitau
 from beambridge.xpcs.result_file import MultitauFile, read_multitau
 from beambridge.xpcs.simulate import SpeckleParameters, simulate_speckle
@@ -101,3 +106,24 @@ def test_jackknife_covariance_matches_a_direct_computation() -> None:
     assert got.g2_cov is not None and got.g2_cov.shape == want.shape
     np.testing.assert_allclose(got.g2_cov, want, rtol=1e-9, atol=1e-15)
     assert np.all(np.bincount(group) >= labels.static.size // k - labels.n_static)  # groups of equal size
+
+
+def test_group_labels_counted_in_parts_match_one_pass() -> None:
+    """The pixel groups, counted in parts of the pixels, are those of one pass in pixel order (a pixel's
+    rank in its bin cut into equal runs), and their sizes the counts of the labels; bins without
+    pixels, with fewer pixels than groups, and more pixels than parts included."""
+    rng = np.random.default_rng(9)
+    n_static, groups = 50, 7
+    static = rng.integers(0, n_static - 5, 3001)  # the last 5 bins empty
+    static[:3] = n_static - 5  # a bin of 3 pixels, fewer than the groups
+    static[3:] = np.where(static[3:] == n_static - 5, 0, static[3:])
+    got, counts = group_labels_and_counts(static, n_static, groups)
+    n_s = np.bincount(static, minlength=n_static)
+    seen = np.zeros(n_static, dtype=np.int64)
+    want = np.empty_like(static)
+    for p, b in enumerate(static):
+        want[p] = b * groups + seen[b] * groups // max(n_s[b], 1)
+        seen[b] += 1
+    assert np.array_equal(got, want)
+    assert np.array_equal(counts, np.bincount(want, minlength=n_static * groups).reshape(n_static, groups))
+    assert counts[-1].sum() == 0 and counts[n_static - 5].sum() == 3

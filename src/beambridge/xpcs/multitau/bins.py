@@ -32,7 +32,6 @@ number of threads, any block sizes, and either path.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,20 +122,45 @@ def resample_groups(n_static: int) -> int:
 def group_labels(static: npt.NDArray[np.int64], n_static: int, groups: int) -> npt.NDArray[np.int64]:
     """Sub-bin ``s·groups + k`` of every pixel: the pixels of static bin s, in detector order, cut into
     ``groups`` runs of equal size (±1), so each group is a few compact patches of the bin."""
-    n_s = np.bincount(static, minlength=n_static)
-    return _group_labels(static, n_s, groups)
+    labels: np.ndarray = group_labels_and_counts(np.asarray(static, dtype=np.int64), n_static, groups)[0]
+    return labels
 
 
-@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
-def _group_labels(static: np.ndarray, n_s: np.ndarray, groups: int) -> np.ndarray:
-    """:func:`group_labels` in one pass: a pixel's rank in its bin is how many of the bin came before."""
-    seen = np.zeros(n_s.shape[0], dtype=np.int64)
-    out = np.empty(static.shape[0], dtype=np.int64)
-    for p in range(static.shape[0]):
-        s = static[p]
-        out[p] = s * groups + (seen[s] * groups) // max(n_s[s], 1)
-        seen[s] += 1
-    return out
+GROUP_PARTS = 8
+""":func:`group_labels_and_counts` counts the pixels of every bin in this many parts of the pixels at
+once (the labels do not depend on it)."""
+
+
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy", boundscheck=False)
+def group_labels_and_counts(static: np.ndarray, n_static: int, groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`group_labels` and the number of pixels of every sub-bin, (n_static, groups). A pixel's
+    rank in its bin is how many of the bin came before it: the bins are counted in parts of the pixels
+    (in parallel), then each part numbers its pixels on from the counts of the parts before it. Group k
+    of a bin of n pixels holds the ranks r with ``floor(r·groups/n) = k``: ``ceil((k+1)·n/groups) −
+    ceil(k·n/groups)`` of them."""
+    n = static.shape[0]
+    per = (n + GROUP_PARTS - 1) // GROUP_PARTS
+    seen = np.zeros((GROUP_PARTS, n_static), dtype=np.int64)
+    for t in prange(GROUP_PARTS):
+        for p in range(t * per, min(n, (t + 1) * per)):
+            seen[t, static[p]] += 1
+    n_s = np.zeros(n_static, dtype=np.int64)
+    for s in range(n_static):
+        for t in range(GROUP_PARTS):
+            count = seen[t, s]
+            seen[t, s] = n_s[s]
+            n_s[s] += count
+    out = np.empty(n, dtype=np.int64)
+    for t in prange(GROUP_PARTS):
+        for p in range(t * per, min(n, (t + 1) * per)):
+            s = static[p]
+            out[p] = s * groups + (seen[t, s] * groups) // max(n_s[s], 1)
+            seen[t, s] += 1
+    counts = np.empty((n_static, groups), dtype=np.int64)
+    for s in range(n_static):
+        for k in range(groups):
+            counts[s, k] = ((k + 1) * n_s[s] + groups - 1) // groups - (k * n_s[s] + groups - 1) // groups
+    return out, counts
 
 
 class BinPartials:
@@ -175,8 +199,9 @@ class BinPartials:
         self.labels = labels
         self.groups = resample_groups(labels.n_static)
         n_sub = labels.n_static * self.groups
-        static_all = group_labels(np.asarray(labels.static, dtype=np.int64), labels.n_static, self.groups)
-        self.count_group = np.bincount(static_all, minlength=n_sub).reshape(labels.n_static, self.groups)
+        static_all, self.count_group = group_labels_and_counts(
+            np.asarray(labels.static, dtype=np.int64), labels.n_static, self.groups
+        )
         bounds = chunk_bounds(labels, n_tau, n_seg)
         c_lo, c_hi = np.searchsorted(bounds, lo), np.searchsorted(bounds, hi)
         if bounds[c_lo] != lo or bounds[c_hi] != hi:
@@ -266,23 +291,72 @@ class BinPartials:
         count_group: np.ndarray,
     ) -> npt.NDArray[np.float64]:
         """(n_dynamic, n_tau, n_tau) covariance of g2 from the leave-one-group-out replicates."""
-        lab, k = self.labels, self.groups
-        c = count[None, :] - count_group.T  # (k, n_static): bin counts without group g
-        rest = st[:, None] - np.moveaxis(per_group, 3, 1)  # (3, k, n_tau, n_static), exact for integers
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = rest * scale[:, None] / c[None, :, None]
-            g2s = mean[0] / (mean[1] * mean[2])
-        # unweighted mean of the finite static bins of each dynamic bin, all replicates at once
-        one_hot = np.zeros((lab.n_static, lab.n_dynamic))
-        one_hot[np.arange(lab.n_static), lab.static_to_dynamic] = 1.0
-        finite = np.isfinite(g2s)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            reps = (np.where(finite, g2s, 0.0) @ one_hot) / (finite @ one_hot)
-        with warnings.catch_warnings():  # a bin without any finite replicate stays NaN, quietly
-            warnings.simplefilter("ignore", RuntimeWarning)
-            dev = reps - np.nanmean(reps, axis=0)  # (k, n_tau, n_dynamic)
-        dev = np.where(np.isfinite(dev), dev, 0.0)
-        return (k - 1) / k * np.einsum("giq,gjq->qij", dev, dev)
+        lab = self.labels
+        return jackknife_cov(
+            st, per_group, scale[:, :, 0], count, count_group, np.asarray(lab.static_to_dynamic, dtype=np.int64),
+            lab.n_dynamic,
+        )  # fmt: skip
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def jackknife_cov(
+    st: np.ndarray,
+    per_group: np.ndarray,
+    scale: np.ndarray,
+    count: np.ndarray,
+    count_group: np.ndarray,
+    static_to_dynamic: np.ndarray,
+    n_dynamic: int,
+) -> np.ndarray:
+    """(n_dynamic, n_tau, n_tau) covariance of g2 from its leave-one-group-out replicates, in one pass
+    (it was ~15 numpy passes over (3, k, n_tau, n_static) arrays: 4.8 ms of the 6 ms reduction at 1 Mpx).
+    Replicate g of static bin s is g2 from the bin's sums ``st`` (3, n_tau, n_static) less group g's
+    (``per_group`` (3, n_tau, n_static, k)) over its pixels less the group's (``count`` (n_static,),
+    ``count_group`` (n_static, k)): ⟨G2⟩/(⟨IP⟩·⟨IF⟩) with ``scale`` (3, n_tau). A replicate of dynamic
+    bin q is the unweighted mean of its static bins' finite replicates; the covariance is
+    ``(k−1)/k · Σ_g (r_g − r̄)(r_g − r̄)ᵀ`` around the mean of the finite replicates (a deviation that is
+    not finite counts as zero)."""
+    n_tau, n_static = st.shape[1], st.shape[2]
+    k = per_group.shape[3]
+    total = np.zeros((k, n_tau, n_dynamic))
+    finite = np.zeros((k, n_tau, n_dynamic))
+    for s in range(n_static):
+        q = static_to_dynamic[s]
+        for j in range(n_tau):
+            for g in range(k):
+                c = count[s] - count_group[s, g]
+                m0 = (st[0, j, s] - per_group[0, j, s, g]) * scale[0, j] / c
+                m1 = (st[1, j, s] - per_group[1, j, s, g]) * scale[1, j] / c
+                m2 = (st[2, j, s] - per_group[2, j, s, g]) * scale[2, j] / c
+                r = m0 / (m1 * m2)
+                if np.isfinite(r):
+                    total[g, j, q] += r
+                    finite[g, j, q] += 1.0
+    reps = total / finite  # NaN where a bin has no finite replicate
+    dev = np.zeros((k, n_tau, n_dynamic))
+    for j in range(n_tau):
+        for q in range(n_dynamic):
+            acc = 0.0
+            n = 0
+            for g in range(k):
+                if not np.isnan(reps[g, j, q]):
+                    acc += reps[g, j, q]
+                    n += 1
+            mean = acc / n if n else np.nan
+            for g in range(k):
+                d = reps[g, j, q] - mean
+                dev[g, j, q] = d if np.isfinite(d) else 0.0
+    cov = np.zeros((n_dynamic, n_tau, n_tau))
+    factor = (k - 1) / k
+    for q in range(n_dynamic):
+        for i in range(n_tau):
+            for j in range(i, n_tau):
+                acc = 0.0
+                for g in range(k):
+                    acc += dev[g, i, q] * dev[g, j, q]
+                cov[q, i, j] = factor * acc
+                cov[q, j, i] = factor * acc
+    return cov
 
 
 def _spread(dynamic_sums: np.ndarray, valid: np.ndarray) -> npt.NDArray[np.float64]:
