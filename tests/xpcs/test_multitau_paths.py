@@ -200,3 +200,22 @@ def test_frames_per_block_bounds_memory_and_amortises_state() -> None:
     assert frames_per_block(1024 * 1024, 1000) == BLOCK_FRAMES  # 1 Mpx: 128 frames (256 MB)
     assert frames_per_block(4096 * 4096, 1000) * 4096 * 4096 * 2 <= LARGE_BLOCK_BYTES  # 16 Mpx: 8 frames
     assert frames_per_block(10**9, 10) == 1
+
+
+def test_four_elements_per_pass_and_remainders_exact(counts: np.ndarray) -> None:
+    """The kernel takes four elements per pass, then two, then one: every remainder of a block (1 … 7
+    frames) and 16-bit values too large for uint32 products (which then go to the uint64 sums
+    directly, while frame and segment sums stay exact) give the definitions' sums, the same bits as
+    one block."""
+    pixels = np.arange(counts[0].size)
+    big = np.minimum(counts, 7).astype(np.uint16) * np.uint16(9000)  # up to 63,000
+    for frames in (counts, big):
+        g2, ip, if_ = reference_sums(frames, pixels)
+        whole, arith = correlate(frames, pixels, threads=1, block=300)
+        assert arith == "int32"
+        for block in (1, 2, 3, 5, 7):
+            same_bits(correlate(frames, pixels, threads=2, block=block)[0], whole)
+        np.testing.assert_allclose(whole.G2, g2, rtol=1e-13, atol=0)
+        np.testing.assert_allclose(whole.IP, ip, rtol=1e-13, atol=0)
+        np.testing.assert_allclose(whole.IF, if_, rtol=1e-13, atol=0)
+        assert np.array_equal(whole.frame_sum, frames.reshape(300, -1).sum(axis=1, dtype=np.uint64))
