@@ -375,3 +375,28 @@ def test_large_counts_in_records() -> None:
     dense.add_frames(frames)
     events = feed_events(MultiTauCorrelator(n, pixels, n_det, mode="sparse"), frames, 5)
     same(dense.g2(labels), events.g2(labels), tuple(f for f in FIELDS if f != "g2_err"))
+
+
+def test_claimed_work_items_are_each_taken_once() -> None:
+    """Workers taking work items with ``claim`` (an atomic counter) get every item exactly once, on
+    any number of threads."""
+    from numba import njit, prange
+
+    from beambridge.xpcs.multitau.sparse import claim
+
+    @njit(parallel=True)
+    def take(n_items: int, n_workers: int) -> np.ndarray:
+        taken = np.zeros(n_items, dtype=np.int64)
+        counter = np.zeros(1, dtype=np.int64)
+        for _ in prange(n_workers):
+            item = claim(counter)
+            while item < n_items:
+                taken[item] += 1
+                for _spin in range(item % 7 * 100):  # items of uneven size
+                    taken[item] += 0
+                item = claim(counter)
+        return taken
+
+    for threads in (1, 2):
+        with numba_threads(threads):
+            assert np.array_equal(take(10_000, 4), np.ones(10_000, dtype=np.int64))

@@ -34,10 +34,38 @@ iff ``c <= u_l``), so it costs one increment per level, not one per delay.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+
+@intrinsic
+def _claim(typingctx: Any, counter: Any) -> tuple[Any, Any]:
+    """The next work item: ``counter[0]``, incremented atomically (numba has no atomics of its own).
+    Workers that take items this way share them out as they run, so a worker the system holds back
+    (a shared machine) leaves its items to the others instead of making them wait at the end."""
+    sig = types.int64(counter)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        array_type = signature.args[0]
+        array = context.make_array(array_type)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(
+            context, builder, array_type, array, [context.get_constant(types.intp, 0)]
+        )
+        return builder.atomic_rmw("add", ptr, context.get_constant(types.int64, 1), "monotonic")
+
+    return sig, codegen
+
+
+claim = cast("Callable[[np.ndarray], int]", _claim)
+
+
+PARTS_PER_WORKER = 4
+""":func:`append_blocked` cuts a call's frames into this many parts per worker, taken as they come."""
 
 GROUP_SHIFT = 10
 """Events are kept ordered by block of ``2**GROUP_SHIFT`` detector pixels (a record holds the pixel
@@ -119,39 +147,48 @@ def append_blocked(
     (:func:`pack`), ordered by block of ``2**GROUP_SHIFT`` detector pixels: a stable counting sort,
     so a block's records are in time order. ``block_ptr`` (n_blocks+1,) receives where each block's
     records begin (absolute positions) and the end; ``frame_sum`` (unless empty) gets every frame's
-    sum. Worker w takes the w-th range of frames, its counts per block placing its records after those
-    of the workers before it. ``out`` has room for every event. Returns the new count."""
+    sum. The frames are cut into parts (:data:`PARTS_PER_WORKER` per worker) that the workers take as they
+    come (:func:`claim`); a part's counts per block place its records after those of the parts before
+    it. ``out`` has room for every event. Returns the new count."""
     n_frames = frame_ptr.shape[0] - 1
     n_blocks = block_ptr.shape[0] - 1
     nw = max(1, min(n_workers, n_frames))
-    per = (n_frames + nw - 1) // nw
+    per = max(1, -(-n_frames // (nw * PARTS_PER_WORKER)))
+    n_parts = -(-n_frames // per)
     masked = analysed.shape[0] > 0
     sums = frame_sum.shape[0] > 0
-    counts = np.zeros((nw, n_blocks), dtype=np.int64)
-    for w in prange(nw):
-        for t in range(w * per, min(n_frames, (w + 1) * per)):
-            fs = np.uint64(0)
-            for e in range(frame_ptr[t], frame_ptr[t + 1]):
-                q = pixel[e]
-                v = value[e]
-                if is_kept(q, v, analysed, masked):
-                    counts[w, q >> GROUP_SHIFT] += 1
-                    fs += np.uint64(v)
-            if sums:
-                frame_sum[first_index + t] += fs
+    counts = np.zeros((n_parts, n_blocks), dtype=np.int64)
+    next_part = np.zeros(2, dtype=np.int64)
+    for _ in prange(nw):
+        part = claim(next_part)
+        while part < n_parts:
+            for t in range(part * per, min(n_frames, (part + 1) * per)):
+                fs = np.uint64(0)
+                for e in range(frame_ptr[t], frame_ptr[t + 1]):
+                    q = pixel[e]
+                    v = value[e]
+                    if is_kept(q, v, analysed, masked):
+                        counts[part, q >> GROUP_SHIFT] += 1
+                        fs += np.uint64(v)
+                if sums:
+                    frame_sum[first_index + t] += fs
+            part = claim(next_part)
     pos = block_starts(counts, block_ptr, n_out)
     fb = np.uint64(fbits)
-    for w in prange(nw):
-        for t in range(w * per, min(n_frames, (w + 1) * per)):
-            k = first_index + t
-            for e in range(frame_ptr[t], frame_ptr[t + 1]):
-                q = pixel[e]
-                v = value[e]
-                if is_kept(q, v, analysed, masked):
-                    b = q >> GROUP_SHIFT
-                    i = counts[w, b]
-                    counts[w, b] = i + 1
-                    out[i] = pack(k, q & LOCAL_MASK, v, fb)
+    for _ in prange(nw):
+        part = claim(next_part[1:])
+        while part < n_parts:
+            for t in range(part * per, min(n_frames, (part + 1) * per)):
+                k = first_index + t
+                for e in range(frame_ptr[t], frame_ptr[t + 1]):
+                    q = pixel[e]
+                    v = value[e]
+                    if is_kept(q, v, analysed, masked):
+                        b = q >> GROUP_SHIFT
+                        i = counts[part, b]
+                        counts[part, b] = i + 1
+                        out[i] = pack(k, q & LOCAL_MASK, v, fb)
+            part = claim(next_part[1:])
     return pos
 
 
@@ -490,7 +527,8 @@ def event_bin_sums(
     events never go to memory as a whole. ``pixels`` (P,): the detector pixel of every state pixel
     (empty: the same).
 
-    Integer sums per worker w (uint64, any order: exact), sub-bin major so that one pixel's sums are
+    The workers take the pixel chunks as they come (:func:`claim`). Integer sums per worker w (uint64,
+    any order: exact, whichever worker took which chunk), sub-bin major so that one pixel's sums are
     one block: ``static_sums[w, s, j]`` Σ_p acc_p(j) (j < n_tau; a spare last slot takes what
     :func:`pair_products` adds for pairs that are no product); ``interval_sums[w, s, k]`` Σ_p of the pixel's
     counts in frame interval k (``interval_of_frame``: the caller cuts the frames at every boundary
@@ -510,6 +548,7 @@ def event_bin_sums(
         level_end[lev] = level_len[lev] << lev  # frames before it make level lev's paired elements
     first_level, pair_row, pair_end, span = pair_tables(level_len, lag, lag_ptr, row_of)
     mapped = pixels.shape[0] > 0
+    next_chunk = np.zeros(1, dtype=np.int64)  # chunks are taken as they come (claim)
     block = 1 << GROUP_SHIFT
     for w in prange(n_workers):
         ek = np.empty(max_events, dtype=np.int64)
@@ -519,7 +558,8 @@ def event_bin_sums(
         ev_value = np.empty(max_events, dtype=static_sums.dtype)
         fill = np.empty(block, dtype=np.int64)
         ptr = np.empty(block + 1, dtype=np.int64)
-        for c in range(w, n_chunks, n_workers):
+        c = claim(next_chunk)
+        while c < n_chunks:
             sorted_block = -1
             for p in range(chunk_ptr[c], chunk_ptr[c + 1]):
                 q = pixels[p] if mapped else p
@@ -611,6 +651,7 @@ def event_bin_sums(
                                     add_ratio(dynamic_sums, c, d, j, g)
                     if lev + 1 < n_levels:
                         m = merge_runs(ek, ev, 0, m, 1, ek, ev)  # pair sums keep the total
+            c = claim(next_chunk)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
