@@ -3,8 +3,10 @@ two live sites (each with the ``echo`` app, each just heard from) on it."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +58,26 @@ class TwoSites:
 
     def job(self, job_id: int) -> dict[str, Any]:
         return self.http.get(f"/jobs/{job_id}").json()  # type: ignore[no-any-return]
+
+    @contextmanager
+    def beating(self, site: dict[str, Any], period_s: float = 0.3) -> Iterator[None]:
+        """``site`` sends a heartbeat every ``period_s`` from its own thread while the block runs, as its
+        agent would: a test's own steps, slow on a loaded machine, must not make a live site look down."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            with httpx.Client(base_url=self.http.base_url, headers=self.http.headers, timeout=30) as own:
+                while not stop.is_set():
+                    own.post(f"/sites/{site['id']}/heartbeat").raise_for_status()
+                    stop.wait(period_s)
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{site['name']}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=30)
 
 
 @pytest.fixture

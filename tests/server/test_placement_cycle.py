@@ -86,21 +86,23 @@ def test_unclaimed_jobs_leave_a_site_that_goes_down_and_claimed_ones_stay(
     assert len(at_a) == 3
     session = alice.session(a["id"])
     [claimed] = acquire(alice, session["id"], max_jobs=1)
-    # a keeps silent; b keeps beating
-    deadline = time.monotonic() + DOWN_AFTER_S + 5
-    while time.monotonic() < deadline:
-        http.post(f"/sites/{b['id']}/heartbeat")
-        now = states(alice, at_a)
+    # a keeps silent; b keeps beating (a loaded machine may take longer than the health period to move them)
+    deadline = time.monotonic() + DOWN_AFTER_S + 30
+    with two_sites.beating(b):
+        while time.monotonic() < deadline:
+            now = states(alice, at_a)
+            sites = {j: job(http, j)["site_id"] for j in at_a}
+            if sum(1 for s in sites.values() if s == b["id"]) == 2:
+                break
+            time.sleep(0.2)
         sites = {j: job(http, j)["site_id"] for j in at_a}
-        if sum(1 for s in sites.values() if s == b["id"]) == 2:
-            break
-        time.sleep(0.2)
-    sites = {j: job(http, j)["site_id"] for j in at_a}
     assert sites[claimed["id"]] == a["id"], "a claimed job never moves"
-    assert all(sites[j] == b["id"] for j in at_a if j != claimed["id"])
+    assert all(sites[j] == b["id"] for j in at_a if j != claimed["id"]), sites
     for moved in (j for j in at_a if j != claimed["id"]):
         kinds = [(d["placement"], d.get("from_site")) for d in placement_events(alice, moved)]
-        assert kinds == [("placed", None), ("re-placed", "a")]
+        # placed, then re-placed from a once; a cycle that saw no site to take it first says "not moved"
+        assert kinds[0] == ("placed", None) and kinds[-1] == ("re-placed", "a"), kinds
+        assert set(kinds[1:-1]) <= {("not moved", None)}, kinds
         last = placement_events(alice, moved)[-1]["decision"]
         assert any(e["site"] == "a" and e["status"] == "unavailable" for e in last["estimates"])
     # every job still runs exactly once, at b

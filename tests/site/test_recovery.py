@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
@@ -216,3 +217,20 @@ def test_sigterm_with_a_hung_hook_stops_the_agent_within_its_grace(system: Syste
     assert final.state == JobState.JOB_FINISHED, system.logs()
     states = [e.to_state for e in system.client.jobs.events(job.id)]
     assert states.count(JobState.POSTPROCESSED) == 1 and states.count(JobState.JOB_FINISHED) == 1, states
+
+
+def test_sigterm_delivered_to_a_service_thread_stops_the_agent(system: System) -> None:
+    """The kernel may hand a process's SIGTERM to any of its threads; Python runs the handler in the main
+    thread, which must notice. Sent here to one service thread (tgkill). Before: the main thread waited on
+    its stop event without a timeout, never ran the handler, and the agent ran on (a loaded full run saw
+    `site stop` time out this way, the agent's stacks showing the main thread still waiting)."""
+    site, _config = system.make_site("thread-signal")
+    agent = system.start_agent(site)
+    wait_for(lambda: "agent_running" in agent.log(), 60, what="the agent's services running")
+    pid = agent.process.pid
+    threads = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir() if int(t.name) != pid]
+    assert threads, "the agent runs its services on threads"
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.tgkill(pid, threads[0], signal.SIGTERM) == 0, os.strerror(ctypes.get_errno())
+    agent.process.wait(timeout=20)
+    assert "agent_stopped" in agent.log()

@@ -182,7 +182,10 @@ class SiteAgent:
                 site_id=self.config.site_id,
                 services=[s.name for s in self.services],
             )
-            self.stop_event.wait()
+            # Waits in steps: a signal the kernel hands to a service thread only sets a flag that the main
+            # thread (where Python runs handlers) reads when it next runs, and an untimed wait never does.
+            while not self.stop_event.wait(timeout=0.5):
+                pass
             self.overdue = self._join(threads)
             for service in self.services:
                 if isinstance(service, Processing):
