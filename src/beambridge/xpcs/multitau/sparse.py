@@ -424,19 +424,20 @@ def pair_products(
     e0: int,
     e1: int,
     first_level: np.ndarray,
+    reach: np.ndarray,
     pair_row: np.ndarray,
     pair_end: np.ndarray,
-    span: int,
     acc: np.ndarray,
 ) -> int:
     """``acc[j] += x_a·x_b`` for every pair of one pixel's events a < b (``e0 … e1-1``, time order) and
     every level l at which their elements are ``c`` apart, c a lag of l, and both elements in the
     level: level l's product at lag c, Σ_k x_l(k)·x_l(k+c), is the sum of the products of the events
     of element k with those of k+c. Two events ``d`` frames apart are first within a lag at level
-    ``l0 = first_level[d]`` and can be a lag at ``span`` levels from there at most (:func:`pair_tables`);
-    each of those is added without a branch, ``j = pair_row[l, c]`` being ``acc``'s spare last slot
-    where c is no lag of level l and where ``t_b >= pair_end[l]`` (the element is past the level's
-    end). Returns how many products were added (not counting the spare slot's)."""
+    ``l0 = first_level[d]`` and can be a lag at ``reach[d]`` levels from there at most (1 for most
+    distances, 2 for the others: :func:`pair_tables`); each of those is added without a branch,
+    ``j = pair_row[l, c]`` being ``acc``'s spare last slot where c is no lag of level l and where
+    ``t_b >= pair_end[l]`` (the element is past the level's end). Returns how many products were added
+    (not counting the spare slot's)."""
     n = 0
     spare = acc.shape[0] - 1
     for a in range(e0, e1 - 1):
@@ -445,8 +446,14 @@ def pair_products(
         for b in range(a + 1, e1):
             tb = ev_frame[b]
             x = xa * np.uint64(ev_value[b])
-            l0 = first_level[tb - ta]
-            for lev in range(l0, l0 + span):
+            d = tb - ta
+            l0 = first_level[d]
+            j = pair_row[l0, (tb >> l0) - (ta >> l0)]
+            if tb >= pair_end[l0]:
+                j = spare
+            acc[j] += x
+            n += 1 if j != spare else 0
+            for lev in range(l0 + 1, l0 + reach[d]):  # mostly none
                 j = pair_row[lev, (tb >> lev) - (ta >> lev)]
                 if tb >= pair_end[lev]:
                     j = spare
@@ -458,12 +465,14 @@ def pair_products(
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
 def pair_tables(
     level_len: np.ndarray, lag: np.ndarray, lag_ptr: np.ndarray, row_of: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """The tables of :func:`pair_products`: ``(first_level, pair_row, pair_end, span)``.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The tables of :func:`pair_products`: ``(first_level, reach, pair_row, pair_end)``.
     ``first_level[d]``: the first level l where ``d >> l`` is below ``width`` (the largest lag + 1),
     so where two events d frames apart may be a lag apart. From there, at level ``l0 + k`` they are at
-    most ``((width − 1) >> k) + 1`` apart, a lag only if that reaches the smallest lag of the levels
-    from k up: ``span`` is the first k where it does not (every k after fails too). ``pair_row[l, c]``
+    most ``(d >> (l0 + k)) + 1`` apart, a lag only if that reaches the smallest lag of the levels from
+    ``l0 + k`` up: ``reach[d]`` is the first k ≥ 1 where it does not (every k after fails too; 2 at most
+    for the XPCS-Eigen schedule, and 1 for most distances). For any d, ``((width − 1) >> k) + 1`` bounds
+    that distance: ``span`` levels from any l0 cover every pair. ``pair_row[l, c]``
     (l up to the last level a pair can reach, c up to ``width``): the delay row, or the spare slot
     ``n_tau`` where c is no lag of l; ``pair_end[l]``: the first frame past level l's paired elements
     (``M_l·2^l``; 0 past the last level)."""
@@ -483,6 +492,12 @@ def pair_tables(
     span = 1
     while ((width - 1) >> span) + 1 >= lowest[min(span, n_levels)]:
         span += 1
+    reach = np.ones(level_len[0] + 1, dtype=np.int64)
+    for dist in range(level_len[0] + 1):
+        lev = first_level[dist] + 1
+        while lev < n_levels and (dist >> lev) + 1 >= lowest[lev]:
+            lev += 1
+        reach[dist] = lev - first_level[dist]
     rows = first_level[level_len[0]] + span
     pair_row = np.full((rows, width + 1), n_tau, dtype=np.int64)
     pair_end = np.zeros(rows, dtype=np.int64)
@@ -491,7 +506,7 @@ def pair_tables(
         for c in range(1, width):  # c = 0 (one element) is never a product
             if row_of[lev, c] >= 0:
                 pair_row[lev, c] = row_of[lev, c]
-    return first_level, pair_row, pair_end, span
+    return first_level, reach, pair_row, pair_end
 
 
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy", boundscheck=False)
@@ -546,7 +561,7 @@ def event_bin_sums(
     level_end = np.empty(n_levels, dtype=np.int64)
     for lev in range(n_levels):
         level_end[lev] = level_len[lev] << lev  # frames before it make level lev's paired elements
-    first_level, pair_row, pair_end, span = pair_tables(level_len, lag, lag_ptr, row_of)
+    first_level, reach, pair_row, pair_end = pair_tables(level_len, lag, lag_ptr, row_of)
     mapped = pixels.shape[0] > 0
     next_chunk = np.zeros(1, dtype=np.int64)  # chunks are taken as they come (claim)
     block = 1 << GROUP_SHIFT
@@ -585,14 +600,14 @@ def event_bin_sums(
                             e0,
                             e1,
                             first_level,
+                            reach,
                             pair_row,
                             pair_end,
-                            span,
                             static_sums[w, s],
                         )
                         continue
                     products = pair_products(
-                        ev_frame, ev_value, e0, e1, first_level, pair_row, pair_end, span, acc
+                        ev_frame, ev_value, e0, e1, first_level, reach, pair_row, pair_end, acc
                     )
                     f0 = ev_frame[e0]
                     il = e1 - 1
