@@ -248,18 +248,24 @@ def report_together(user: ApiUser, runs: list[tuple[int, int]]) -> dict[int, int
     answer's status per job."""
     barrier = threading.Barrier(len(runs))
     codes: dict[int, int] = {}
+    errors: dict[int, str] = {}
 
     def finish(session_id: int, job_id: int) -> None:
-        with httpx.Client(base_url=str(user.http.base_url), headers=user.http.headers) as http:
+        # httpx's default 5 s is too short for 8 writers released together on a loaded machine
+        with httpx.Client(base_url=str(user.http.base_url), headers=user.http.headers, timeout=60) as http:
             barrier.wait()
             body = {"reports": [{"id": job_id, "state": "RUN_DONE", "return_code": 0, "result": job_id}]}
-            codes[job_id] = http.post(f"/sessions/{session_id}/report", json=body).status_code
+            try:
+                codes[job_id] = http.post(f"/sessions/{session_id}/report", json=body).status_code
+            except httpx.HTTPError as exc:
+                errors[job_id] = repr(exc)
 
     threads = [threading.Thread(target=finish, args=run) for run in runs]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    assert not errors, errors
     return codes
 
 
