@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -149,13 +150,15 @@ class System:
         return "\n".join(parts)
 
     def close(self) -> None:
-        """Stop the agents, cancel every pilot still alive (no process outlives the test), stop the server."""
-        for agent in self.agents:
-            agent.stop()
-        for site in self.sites:
-            cancel_local_pilots(site)
-        self.client.close()
-        self.server.stop()
+        """Stop the agents, cancel every pilot still alive (no process outlives the test), stop the server —
+        all of it even when one step fails (an agent that will not stop must not leave the server running)."""
+        with contextlib.ExitStack() as cleanup:  # run last to first, each despite the others' errors
+            cleanup.callback(self.server.stop)
+            cleanup.callback(self.client.close)
+            for site in self.sites:
+                cleanup.callback(cancel_local_pilots, site)
+            for agent in reversed(self.agents):
+                cleanup.callback(agent.stop)
 
 
 def cancel_local_pilots(site: SiteDir) -> None:
