@@ -547,13 +547,7 @@ class _Worker:
             os.chdir("/")
             os.environ.clear()
             os.environ.update(saved_env)
-        with contextlib.suppress(OSError):
-            _send(conn, {"status": status})
-        with contextlib.suppress(OSError):
-            conn.shutdown(socket.SHUT_RDWR)
-        conn.close()
-        if watcher.is_alive():
-            watcher.join(timeout=5)
+        # logged before the command is answered: once it has returned, its job is in the worker's log
         self.served += 1
         self.log(
             "xpcs_worker_job",
@@ -563,6 +557,13 @@ class _Worker:
             cpu_s=round(time.process_time() - cpu, 4),
             served=self.served,
         )
+        with contextlib.suppress(OSError):
+            _send(conn, {"status": status})
+        with contextlib.suppress(OSError):
+            conn.shutdown(socket.SHUT_RDWR)
+        conn.close()
+        if watcher.is_alive():
+            watcher.join(timeout=5)
 
 
 def _load_registries() -> None:
