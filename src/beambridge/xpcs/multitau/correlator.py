@@ -38,7 +38,14 @@ import numpy.typing as npt
 from beambridge.xpcs.errors import OptionError
 from beambridge.xpcs.multitau.bins import BinLabels, BinPartials, G2Result, bin_sums, fold
 from beambridge.xpcs.multitau.delays import DelaySchedule, multitau_schedule
-from beambridge.xpcs.multitau.dense import STRIP, TILE, dense_update, finalize, float_zero_tolerance
+from beambridge.xpcs.multitau.dense import (
+    STRIP,
+    TILE,
+    dense_update,
+    finalize,
+    float_zero_tolerance,
+    register_schedule,
+)
 from beambridge.xpcs.multitau.sparse import (
     GROUP_SHIFT,
     LOCAL_MASK,
@@ -228,6 +235,8 @@ class MultiTauCorrelator:
         self._n_threads = numba.get_num_threads()
         self._prepared: dict[tuple[Any, ...], BinPartials] = {}
         self._pair_events = PAIR_EVENTS  # tests set it to 0 (element walk only) or more (pairs only)
+        self._register_path = register_schedule(self._lag, self._lag_ptr, self._hist)
+        """Integer tiles take the dense kernel's register path (tests turn it off to compare)."""
 
     # -- arithmetic ------------------------------------------------------------------------------
     def _needed(self, integer: bool, bound: float) -> Arithmetic:
@@ -515,6 +524,7 @@ class MultiTauCorrelator:
         dense_update(
             arr, self.n_fed, self.pixels, self._tile_src, self._strip_src, self._lag, self._lag_ptr,
             self._hist_v, self._head, self._acc, self._seg, seg, part, self._tmax, numba.get_num_threads(),
+            self._register_path,
         )  # fmt: skip
         self._frame_sum[self.n_fed : self.n_fed + b] = part.sum(axis=0)
         if self._sum_tiles is not None:

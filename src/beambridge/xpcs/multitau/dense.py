@@ -27,12 +27,25 @@ the start of a level are zeros in ``hist``, so their products add nothing. With 
 small enough values (checked per tile and sub-block from ``tmax``), products and segment sums are
 first accumulated in uint32 (8 SIMD lanes instead of 4) and added to the uint64 sums once per
 sub-block.
+
+**The register path.** Integer counts whose every level element stays below :data:`VEC_LIMIT` (the
+photon-counting case: a tile's largest value times 2**(L-1) below 4096) take another route through the
+same state, with the same sums to the bit: 16 pixels at a time, one level after the other, each level's
+last eight elements and its product sums held in registers across all the sub-block's frames
+(:mod:`beambridge.xpcs.multitau.simd`: 16 float32 lanes as one value; float32 holds these integers,
+their products and the partial sums exactly, and the partial sums go to the uint64 sums before they
+could reach 2**24). The lane loops above load and store every accumulator and history row for every
+few products; here a frame costs one load of 16 pixels, eight fused multiply-adds and a few additions.
+The staging copy of a strip also takes each tile's maximum, and the frame sums come from the same
+registers. Float input, larger counts and delay schedules other than APS's dpl = 4 take the lane loops.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
+
+from beambridge.xpcs.multitau.simd import LANES, vadd, vadd_into, vfma, vload, vstore, vzero
 
 TILE = 256
 """Pixels per tile (SIMD lanes of the inner loops; a multiple of 8)."""
@@ -281,6 +294,323 @@ def _tile_sub_block(
                 acc32[j, i] = 0
 
 
+VEC_LIMIT = 4096
+"""Integer inputs whose every multi-tau element (a level-l element is at most 2**l times the tile's
+largest value) stays below this take the register path: their products are below 2**24, exact in
+float32 (:mod:`beambridge.xpcs.multitau.simd`)."""
+_F32_EXACT = (1 << 24) - 1
+
+
+def register_schedule(lag: np.ndarray, lag_ptr: np.ndarray, n_hist: int) -> bool:
+    """Whether the delay schedule is the one the register path is written for: APS's dpl = 4, i.e.
+    lags 1 … 8 at level 0 and 5 … 8 (the last level possibly fewer) above, history 8."""
+    if n_hist != 8 or lag_ptr.shape[0] < 2 or lag_ptr[1] - lag_ptr[0] != 8:
+        return False
+    if not np.array_equal(lag[lag_ptr[0] : lag_ptr[1]], np.arange(1, 9)):
+        return False
+    for lev in range(1, lag_ptr.shape[0] - 1):
+        n = int(lag_ptr[lev + 1] - lag_ptr[lev])
+        if not 1 <= n <= 4 or not np.array_equal(lag[lag_ptr[lev] : lag_ptr[lev + 1]], np.arange(5, 5 + n)):
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
+def _every(m: int, lev: int) -> int:
+    """Elements of level ``lev`` whose products (each at most (m·2**lev)**2) sum below 2**24."""
+    top = m << lev
+    return _F32_EXACT // (top * top) if top > 0 else 1 << 30
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
+def _vec_level0(
+    rows: np.ndarray,
+    stride: int,
+    rcol: int,
+    col: int,
+    nb: int,
+    k: int,
+    seg_of_frame: np.ndarray,
+    s0: int,
+    hist_r: np.ndarray,
+    head_r: np.ndarray,
+    acc_r: np.ndarray,
+    seg_r: np.ndarray,
+    fsv: np.ndarray,
+    dst: np.ndarray,
+    every: int,
+) -> int:
+    """Level 0 of the state's 16 lanes ``col …`` for frames ``rows[t·stride + rcol …]``, t < nb (k …):
+    the eight lags' products, the segment sums, the head, the history, the frame sums' lanes (added
+    into ``fsv[t·16 …]``) and the pair sums (level 1's new elements) into ``dst``; return how many
+    pairs. Every carried value is a register."""
+    h8 = vload(hist_r, 0 * TILE + col)
+    h7 = vload(hist_r, 1 * TILE + col)
+    h6 = vload(hist_r, 2 * TILE + col)
+    h5 = vload(hist_r, 3 * TILE + col)
+    h4 = vload(hist_r, 4 * TILE + col)
+    h3 = vload(hist_r, 5 * TILE + col)
+    h2 = vload(hist_r, 6 * TILE + col)
+    h1 = vload(hist_r, 7 * TILE + col)
+    a1 = vzero()
+    a2 = vzero()
+    a3 = vzero()
+    a4 = vzero()
+    a5 = vzero()
+    a6 = vzero()
+    a7 = vzero()
+    a8 = vzero()
+    sacc = vzero()
+    sg_open = seg_of_frame[s0]
+    n_par = 0
+    cnt = 0
+    for t in range(nb):
+        sg = seg_of_frame[s0 + t]
+        if sg != sg_open:
+            vadd_into(seg_r, sg_open * TILE + col, sacc)
+            sacc = vzero()
+            sg_open = sg
+        x = vload(rows, t * stride + rcol)
+        sacc = vadd(sacc, x)
+        vstore(fsv, t * LANES, vadd(vload(fsv, t * LANES), x))
+        a1 = vfma(x, h1, a1)
+        a2 = vfma(x, h2, a2)
+        a3 = vfma(x, h3, a3)
+        a4 = vfma(x, h4, a4)
+        a5 = vfma(x, h5, a5)
+        a6 = vfma(x, h6, a6)
+        a7 = vfma(x, h7, a7)
+        a8 = vfma(x, h8, a8)
+        if k & 1:
+            vstore(dst, n_par * LANES, vadd(h1, x))
+            n_par += 1
+        if k < 8:
+            vstore(head_r, k * TILE + col, x)
+        h8 = h7
+        h7 = h6
+        h6 = h5
+        h5 = h4
+        h4 = h3
+        h3 = h2
+        h2 = h1
+        h1 = x
+        k += 1
+        cnt += 1
+        if cnt == every:
+            vadd_into(acc_r, 0 * TILE + col, a1)
+            vadd_into(acc_r, 1 * TILE + col, a2)
+            vadd_into(acc_r, 2 * TILE + col, a3)
+            vadd_into(acc_r, 3 * TILE + col, a4)
+            vadd_into(acc_r, 4 * TILE + col, a5)
+            vadd_into(acc_r, 5 * TILE + col, a6)
+            vadd_into(acc_r, 6 * TILE + col, a7)
+            vadd_into(acc_r, 7 * TILE + col, a8)
+            a1 = vzero()
+            a2 = vzero()
+            a3 = vzero()
+            a4 = vzero()
+            a5 = vzero()
+            a6 = vzero()
+            a7 = vzero()
+            a8 = vzero()
+            cnt = 0
+    vadd_into(acc_r, 0 * TILE + col, a1)
+    vadd_into(acc_r, 1 * TILE + col, a2)
+    vadd_into(acc_r, 2 * TILE + col, a3)
+    vadd_into(acc_r, 3 * TILE + col, a4)
+    vadd_into(acc_r, 4 * TILE + col, a5)
+    vadd_into(acc_r, 5 * TILE + col, a6)
+    vadd_into(acc_r, 6 * TILE + col, a7)
+    vadd_into(acc_r, 7 * TILE + col, a8)
+    vadd_into(seg_r, sg_open * TILE + col, sacc)
+    vstore(hist_r, 0 * TILE + col, h8)
+    vstore(hist_r, 1 * TILE + col, h7)
+    vstore(hist_r, 2 * TILE + col, h6)
+    vstore(hist_r, 3 * TILE + col, h5)
+    vstore(hist_r, 4 * TILE + col, h4)
+    vstore(hist_r, 5 * TILE + col, h3)
+    vstore(hist_r, 6 * TILE + col, h2)
+    vstore(hist_r, 7 * TILE + col, h1)
+    return n_par
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
+def _vec_level(
+    src: np.ndarray,
+    n_new: int,
+    k: int,
+    lev: int,
+    col: int,
+    hist_r: np.ndarray,
+    head_r: np.ndarray,
+    acc_r: np.ndarray,
+    j0: int,
+    n_lags: int,
+    dst: np.ndarray,
+    every: int,
+) -> int:
+    """Level ``lev`` ≥ 1 of the 16 lanes ``col …``: its ``n_new`` new elements ``src[q·16 …]`` (index
+    k …), the products at lags 5 … 4 + n_lags (delay rows j0 …), head, history, and the pair sums
+    into ``dst`` (return how many)."""
+    hb = lev * 8 * TILE + col
+    h8 = vload(hist_r, hb + 0 * TILE)
+    h7 = vload(hist_r, hb + 1 * TILE)
+    h6 = vload(hist_r, hb + 2 * TILE)
+    h5 = vload(hist_r, hb + 3 * TILE)
+    h4 = vload(hist_r, hb + 4 * TILE)
+    h3 = vload(hist_r, hb + 5 * TILE)
+    h2 = vload(hist_r, hb + 6 * TILE)
+    h1 = vload(hist_r, hb + 7 * TILE)
+    a5 = vzero()
+    a6 = vzero()
+    a7 = vzero()
+    a8 = vzero()
+    n_par = 0
+    cnt = 0
+    ab = j0 * TILE + col
+    for q in range(n_new):
+        x = vload(src, q * LANES)
+        a5 = vfma(x, h5, a5)
+        a6 = vfma(x, h6, a6)
+        a7 = vfma(x, h7, a7)
+        a8 = vfma(x, h8, a8)
+        if k & 1:
+            vstore(dst, n_par * LANES, vadd(h1, x))
+            n_par += 1
+        if k < 8:
+            vstore(head_r, hb + k * TILE, x)
+        h8 = h7
+        h7 = h6
+        h6 = h5
+        h5 = h4
+        h4 = h3
+        h3 = h2
+        h2 = h1
+        h1 = x
+        k += 1
+        cnt += 1
+        if cnt == every or q == n_new - 1:
+            vadd_into(acc_r, ab, a5)
+            if n_lags > 1:
+                vadd_into(acc_r, ab + TILE, a6)
+            if n_lags > 2:
+                vadd_into(acc_r, ab + 2 * TILE, a7)
+            if n_lags > 3:
+                vadd_into(acc_r, ab + 3 * TILE, a8)
+            a5 = vzero()
+            a6 = vzero()
+            a7 = vzero()
+            a8 = vzero()
+            cnt = 0
+    vstore(hist_r, hb + 0 * TILE, h8)
+    vstore(hist_r, hb + 1 * TILE, h7)
+    vstore(hist_r, hb + 2 * TILE, h6)
+    vstore(hist_r, hb + 3 * TILE, h5)
+    vstore(hist_r, hb + 4 * TILE, h4)
+    vstore(hist_r, hb + 5 * TILE, h3)
+    vstore(hist_r, hb + 6 * TILE, h2)
+    vstore(hist_r, hb + 7 * TILE, h1)
+    return n_par
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def _stage_tiles(
+    frames: np.ndarray,
+    s0: int,
+    nb: int,
+    src: int,
+    n_t: int,
+    stage: np.ndarray,
+    frame_sum_part: np.ndarray,
+    tmax: np.ndarray,
+    r0: int,
+) -> None:
+    """Copy ``frames[s0 : s0 + nb, src : src + n_t·TILE]`` (tiles r0 …, contiguous on the detector) into
+    ``stage`` in the same pass as each tile's frame sums and running maximum (register path: integer
+    values; a tile whose maximum turns out too large for it is summed again by the lane loops). Frame
+    by frame, so each frame is one contiguous run for the hardware prefetcher."""
+    mxs = np.zeros(n_t, dtype=tmax.dtype)
+    for q in range(n_t):
+        mxs[q] = tmax[r0 + q]
+    s = np.uint64(src)
+    for t in range(nb):
+        for q in range(n_t):
+            c0 = np.uint64(q * TILE)
+            mx = frames[s0 + t, s + c0] * 0  # the frames' own type: the maximum is one SIMD instruction
+            for i in range(TILE):
+                v = frames[s0 + t, s + c0 + np.uint64(i)]
+                stage[t, c0 + np.uint64(i)] = v
+                mx = v if v > mx else mx
+            if mx > mxs[q]:
+                mxs[q] = mx
+    for q in range(n_t):
+        tmax[r0 + q] = mxs[q]
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def _tile_max(rows: np.ndarray, nb: int, mx: int) -> int:
+    """Running maximum of ``rows[:nb, :TILE]`` (a gathered tile), from ``mx``."""
+    for t in range(nb):
+        for i in range(TILE):
+            v = rows[t, i]
+            mx = v if v > mx else mx
+    return mx
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def _tile_sub_block_vec(
+    rows: np.ndarray,
+    col: int,
+    nb: int,
+    k0: int,
+    s0: int,
+    m: int,
+    lag_ptr: np.ndarray,
+    hist_r: np.ndarray,
+    head_r: np.ndarray,
+    acc_r: np.ndarray,
+    seg_r: np.ndarray,
+    seg_of_frame: np.ndarray,
+    lvl: np.ndarray,
+    fsv: np.ndarray,
+    fs_part: np.ndarray,
+) -> None:
+    """One tile's sub-block on the register path (see :func:`_vec_level0`): 16 lanes at a time, all
+    levels of those lanes before the next 16. ``m`` bounds the tile's values (m·2**(L-1) < VEC_LIMIT);
+    ``lvl`` (2, SUB_BLOCK // 2 + 1, 16) float32 scratch holds one level's new elements for the next;
+    ``fsv`` (SUB_BLOCK·16,) float32 the frame sums by lane, added up into ``fs_part[s0 + t]`` at the end
+    (exact: at most TILE·VEC_LIMIT)."""
+    n_levels = hist_r.shape[0]
+    stride = rows.shape[1]
+    flat = rows.reshape(-1)
+    for q in range(nb * LANES):
+        fsv[q] = 0
+    for v in range(TILE // LANES):
+        c = v * LANES
+        n_new = _vec_level0(
+            flat, stride, col + c, c, nb, k0, seg_of_frame, s0, hist_r, head_r, acc_r, seg_r, fsv, lvl[0],
+            _every(m, 0),
+        )  # fmt: skip
+        k = (k0 | 1) >> 1
+        cur = 0
+        for lev in range(1, n_levels):
+            if n_new == 0:
+                break
+            j0 = lag_ptr[lev]
+            n_par = _vec_level(
+                lvl[cur], n_new, k, lev, c, hist_r, head_r, acc_r, j0, lag_ptr[lev + 1] - j0, lvl[1 - cur],
+                _every(m, lev),
+            )  # fmt: skip
+            k = (k | 1) >> 1
+            n_new = n_par if lev + 1 < n_levels else 0
+            cur = 1 - cur
+    for t in range(nb):
+        fs = np.float32(0)
+        for i in range(LANES):
+            fs += fsv[t * LANES + i]
+        fs_part[s0 + t] = np.uint64(fs)
+
+
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy", boundscheck=False)
 def dense_update(
     frames: np.ndarray,
@@ -298,6 +628,7 @@ def dense_update(
     frame_sum_part: np.ndarray,
     tmax: np.ndarray,
     n_workers: int,
+    vec: bool = False,
 ) -> None:
     """Feed ``frames`` (B, n_detector_pixels), the level-0 elements ``first_index … first_index+B-1``.
 
@@ -309,7 +640,9 @@ def dense_update(
     ``frame_sum_part[r, t]`` receives the sum of frame t over tile r; ``seg_of_frame[t]`` is frame
     t's time segment. Products of uint32 values are uint64 (numba widens integer arithmetic).
     ``tmax`` (n_tiles,) is each tile's running maximum (integer input; empty for float input).
-    ``n_workers`` parallel work items (the thread count) each own one scratch set.
+    ``n_workers`` parallel work items (the thread count) each own one scratch set. ``vec``: the
+    schedule is :func:`register_schedule`'s, so integer tiles whose values allow it take the register
+    path (:func:`_tile_sub_block_vec`); the others, and float input, the lane loops (same sums).
     """
     rows = hist.shape[2] + SUB_BLOCK + 1  # hist.shape[3] == TILE
     # one scratch set per worker, allocated once per call (allocating ~1 MB per strip made the
@@ -321,12 +654,17 @@ def dense_update(
     all_acc32 = np.zeros((n_workers, acc.shape[1] if tmax.shape[0] > 0 else 0, TILE), dtype=np.uint32)
     all_seg32 = np.zeros((n_workers, TILE), dtype=np.uint32)
     all_stage = np.empty((n_workers, SUB_BLOCK, STRIP * TILE), dtype=frames.dtype)
+    all_lvl = np.empty((n_workers, 2, SUB_BLOCK // 2 + 1, LANES), dtype=np.float32)
+    all_fsv = np.empty((n_workers, SUB_BLOCK * LANES), dtype=np.float32)
+    vec = vec and tmax.shape[0] > 0
     for ch in prange(n_workers):
         buf_a = all_a[ch]
         buf_b = all_b[ch]
         acc32 = all_acc32[ch]
         seg32 = all_seg32[ch]
         stage = all_stage[ch]
+        lvl = all_lvl[ch]
+        fsv = all_fsv[ch]
         for st in range(ch, strip_src.shape[0], n_workers):
             _strip(
                 st,
@@ -349,6 +687,9 @@ def dense_update(
                 acc32,
                 seg32,
                 stage,
+                lvl,
+                fsv,
+                vec,
             )
 
 
@@ -374,6 +715,9 @@ def _strip(
     acc32: np.ndarray,
     seg32: np.ndarray,
     stage: np.ndarray,
+    lvl: np.ndarray,
+    fsv: np.ndarray,
+    vec: bool,
 ) -> None:
     """All frames of the block for strip ``st`` (detector index ``ssrc`` if contiguous, else -1)."""
     n_tiles = hist.shape[0]
@@ -383,13 +727,33 @@ def _strip(
     r1 = min(n_tiles, r0 + STRIP)
     for s0 in range(0, n_b, SUB_BLOCK):
         nb = min(SUB_BLOCK, n_b - s0)
-        if ssrc >= 0:
+        if ssrc >= 0 and vec:
+            _stage_tiles(frames, s0, nb, ssrc, r1 - r0, stage, frame_sum_part, tmax, r0)
+        elif ssrc >= 0:
             for t in range(nb):
                 for i in range(STRIP * TILE):
                     stage[t, i] = frames[s0 + t, ssrc + i]
         for r in range(r0, r1):
             p0 = r * TILE
             w = min(TILE, n_pix - p0)
+            if vec:
+                if ssrc >= 0:
+                    col = (r - r0) * TILE
+                else:  # gather the tile into the stage's first TILE columns
+                    col = 0
+                    for t in range(nb):
+                        for i in range(w):
+                            stage[t, i] = frames[s0 + t, pixels[p0 + i]]
+                        for i in range(w, TILE):
+                            stage[t, i] = 0
+                    tmax[r] = _tile_max(stage, nb, tmax[r])
+                m = tmax[r]
+                if (np.int64(m) << (hist.shape[1] - 1)) < VEC_LIMIT:
+                    _tile_sub_block_vec(
+                        stage, col, nb, first_index + s0, s0, int(m), lag_ptr, hist[r], head[r], acc[r],
+                        seg[r], seg_of_frame, lvl, fsv, frame_sum_part[r],
+                    )  # fmt: skip
+                    continue
             if ssrc >= 0:
                 rows_src, col = stage, (r - r0) * TILE
             else:
