@@ -296,9 +296,10 @@ class MultiTauCorrelator:
         block. At 1 Mpx the state is hundreds of megabytes whose first touch (page faults) otherwise
         slows the first block by a third; call this while waiting for the detector. Optional: results
         are the same either way. A float ``dtype`` chooses float64 arithmetic; integer counts start in
-        the narrowest exact arithmetic and widen by themselves as usual. The event-driven (sparse) path
-        has no state to prepare."""
-        if self._state_allocated or self.mode != "dense" or self.n_fed:
+        the narrowest exact arithmetic and widen by themselves as usual. In ``auto`` mode this commits
+        to the dense path (frames always take it; events fed later are then correlated densely too).
+        The event-driven (sparse) path has no state to prepare."""
+        if self._state_allocated or self.mode == "sparse" or self.n_fed:
             return
         self.arithmetic = "float" if np.dtype(dtype).kind == "f" else "int32"
         self._frame_sum = self._frame_sum.astype(self._acc_dtype)
