@@ -54,8 +54,7 @@ def run_agent(directory: SiteDirArg) -> None:
     configure_logging()
     agent = SiteAgent(directory)
     agent.install_signal_handlers()
-    agent.run()
-    if agent.overdue:
+    if agent.run():
         # Threads still inside a step (a hung scheduler command, a long hook) would hold the interpreter's
         # exit (the hook pool's threads are joined at exit): leave now, as the log says.
         sys.stdout.flush()

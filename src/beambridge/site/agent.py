@@ -128,8 +128,6 @@ class SiteAgent:
         self.apps = SiteApps(self.site.apps, self.client, self.config.site_id)
         self.stop_event = threading.Event()
         self.services: list[Service] = []
-        self.overdue: list[str] = []
-        """Services still busy when the agent stopped (their threads are abandoned: see ``run_agent``)."""
 
     def status(self) -> dict[str, Any]:
         """What the heartbeat reports: services' health and apps that failed to load."""
@@ -158,8 +156,10 @@ class SiteAgent:
         ]
         return self.services
 
-    def run(self) -> None:
-        """Run every service on its own thread until :meth:`stop` (or SIGTERM / SIGINT)."""
+    def run(self) -> list[str]:
+        """Run every service on its own thread until :meth:`stop` (or SIGTERM / SIGINT); return the names
+        of the services still busy when the grace ran out (their threads are abandoned: see
+        ``run_agent``)."""
         for folder in (self.site.data, self.site.pilots, self.site.log):
             folder.mkdir(parents=True, exist_ok=True)
         pid_file = PidFile(self.site.pid_file)
@@ -186,10 +186,10 @@ class SiteAgent:
             # thread (where Python runs handlers) reads when it next runs, and an untimed wait never does.
             while not self.stop_event.wait(timeout=0.5):
                 pass
-            self.overdue = self._join(threads)
+            overdue = self._join(threads)
             for service in self.services:
                 if isinstance(service, Processing):
-                    service.close(wait=not self.overdue)
+                    service.close(wait=not overdue)
                 elif isinstance(service, Transfers):
                     service.close()
             if warmup is not None and warmup.poll() is None:
@@ -201,6 +201,7 @@ class SiteAgent:
             pid_file.release()
             self.client.close()
         log.info("agent_stopped", site_id=self.config.site_id)
+        return overdue
 
     def _join(self, threads: list[threading.Thread]) -> list[str]:
         """Wait for the services to finish their current step, all within ``shutdown_grace_s``; the names
