@@ -16,7 +16,7 @@ from beambridge.xpcs.multitau.dense import (
     _every,
     register_schedule,
 )
-from beambridge.xpcs.multitau.simd import vadd, vadd_into, vfma, vload, vstore, vzero
+from beambridge.xpcs.multitau.simd import prefetch, vadd, vadd_into, vfma, vload, vstore, vzero
 from tests.xpcs.feeding import numba_threads
 from tests.xpcs.test_multitau_paths import reference_sums
 
@@ -117,6 +117,7 @@ def test_short_stacks_and_few_levels() -> None:
 
 @njit(cache=False)
 def _round_trip(src: np.ndarray, dst: np.ndarray, acc: np.ndarray) -> None:
+    prefetch(src, 3)  # a hint: changes nothing
     x = vload(src, 3)
     vstore(dst, 0, vfma(x, x, vadd(x, vzero())))  # x² + x
     vadd_into(acc, 16, x)

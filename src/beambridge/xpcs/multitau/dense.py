@@ -45,7 +45,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from beambridge.xpcs.multitau.simd import LANES, vadd, vadd_into, vfma, vload, vstore, vzero
+from beambridge.xpcs.multitau.simd import LANES, prefetch, vadd, vadd_into, vfma, vload, vstore, vzero
 
 TILE = 256
 """Pixels per tile (SIMD lanes of the inner loops; a multiple of 8)."""
@@ -299,6 +299,9 @@ VEC_LIMIT = 4096
 largest value) stays below this take the register path: their products are below 2**24, exact in
 float32 (:mod:`beambridge.xpcs.multitau.simd`)."""
 _F32_EXACT = (1 << 24) - 1
+AHEAD = 4
+"""Frames ahead whose strip run the staging copy asks the caches for (software prefetch): 6-9 % less
+CPU for the register path at 256² and 1 Mpx, measured against none; 8 and 16 ahead gained less."""
 
 
 def register_schedule(lag: np.ndarray, lag_ptr: np.ndarray, n_hist: int) -> bool:
@@ -533,7 +536,13 @@ def _stage_tiles(
     for q in range(n_t):
         mxs[q] = tmax[r0 + q]
     s = np.uint64(src)
+    flat = frames.reshape(-1)
+    width = frames.shape[1]
     for t in range(nb):
+        if t + AHEAD < nb:  # the run of frame t + AHEAD: 2 kB on another page, where the hardware
+            row = (s0 + t + AHEAD) * width + src  # prefetcher does not follow by itself
+            for b in range(0, n_t * TILE, 64 // frames.itemsize):  # one per cache line
+                prefetch(flat, row + b)
         for q in range(n_t):
             c0 = np.uint64(q * TILE)
             mx = frames[s0 + t, s + c0] * 0  # the frames' own type: the maximum is one SIMD instruction

@@ -183,3 +183,25 @@ vadd_into = cast("Callable[[np.ndarray, int, Lanes], None]", _vadd_into)
 vzero = cast("Callable[[], Lanes]", _vzero)
 vadd = cast("Callable[[Lanes, Lanes], Lanes]", _vadd)
 vfma = cast("Callable[[Lanes, Lanes, Lanes], Lanes]", _vfma)
+
+
+@intrinsic
+def _prefetch(typingctx: Any, arr: Any, off: Any) -> Any:
+    """Ask for the cache line of ``arr.flat[off]`` ahead of its use (``llvm.prefetch``: read, into all
+    cache levels); a hint only, never a fault."""
+    if not isinstance(arr, types.Array) or arr.layout != "C" or not isinstance(off, types.Integer):
+        return None
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+        builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(arr, off), codegen
+
+
+prefetch = cast("Callable[[np.ndarray, int], None]", _prefetch)
