@@ -8,7 +8,7 @@ import pytest
 
 from beambridge.xpcs.errors import OptionError
 from beambridge.xpcs.multitau import MultiTauCorrelator
-from beambridge.xpcs.multitau.bins import CHUNK_PIXELS, CHUNKS, chunk_pixels
+from beambridge.xpcs.multitau.bins import CHUNK_PIXELS, CHUNKS, BinPartials, bin_sums, chunk_pixels
 from beambridge.xpcs.multitau.g2norm import BinLabels, G2Result, normalize_g2
 from tests.xpcs.feeding import fed, numba_threads
 
@@ -74,6 +74,43 @@ def test_binned_bits_independent_of_threads_blocks_and_path(data: tuple) -> None
     for other in runs[1:]:
         for name in FIELDS:
             assert np.array_equal(getattr(runs[0], name), getattr(other, name), equal_nan=True), name
+
+
+@pytest.mark.parametrize("wide", [False, True])
+@pytest.mark.parametrize("spread", [False, True])
+def test_exact_sums_equal_the_per_pixel_sums(data: tuple, spread: bool, wide: bool) -> None:
+    """Integer state: the exact path (each pixel's state added to its sub-bin's row, IP and IF formed
+    per sub-bin) gives the integers of the per-chunk path (IP and IF per pixel and delay), and the same
+    pixel means and ratios, on any number of threads; with 64-bit level values too (``wide``)."""
+    frames, pixels, labels = data
+    corr = fed(frames, pixels, "dense", 64)
+    acc, head, tail, seg = corr.finish()
+    if wide:
+        head, tail = head.astype(np.uint64), tail.astype(np.uint64)
+    sch = corr.schedule
+
+    def run(sets: int | None, threads: int) -> BinPartials:
+        p = BinPartials(
+            labels, pixels.size, sch.n_tau, corr.n_segments, np.uint64, corr._scale1, corr._scale2,
+            sch.n_frames, corr.segment_lengths, sets,
+        )  # fmt: skip
+        with numba_threads(min(threads, 2)):
+            bin_sums(
+                acc, head, tail, seg, pixels.size, sch.level, sch.lag, corr._scale1, corr._scale2,
+                corr._level_len, p, 0.0, spread, threads,
+            )  # fmt: skip
+        return p
+
+    want = run(None, 2)
+    assert want.static_sums.shape[0] > 1  # the per-chunk path
+    for threads in (1, 2, 3):
+        got = run(1, threads)
+        for a, b in zip(got.folded(), want.folded(), strict=True):
+            assert a.dtype == b.dtype == np.uint64 and np.array_equal(a, b)
+        assert np.array_equal(got.pixel_mean, want.pixel_mean)
+        assert np.array_equal(got.dynamic_sums, want.dynamic_sums)
+        assert np.array_equal(got.valid, want.valid)
+        assert np.any(got.valid) == spread
 
 
 def test_binned_float_path(data: tuple) -> None:

@@ -4,9 +4,17 @@
 float64 arrays of ``n_tau × P``: 670 MB at 1 Mpx and 200 frames), which the normalisation then reads
 back: at 1 Mpx that took longer than correlating the frames. Here each pixel's sums are added at once
 into the sums of the pixel's static and dynamic bins, in one pass over the finished state
-(:func:`bin_sums`, :func:`bin_group` per group of pixels). Doing it inside the dense kernel as the last
-block passes, while the state is in cache, was measured and dropped: per strip no faster at 1 Mpx and
-20 % slower at 256², per tile 1 % faster at 1 Mpx.
+(:func:`bin_sums`). Doing it inside the dense kernel as the last block passes, while the state is in
+cache, was measured and dropped: per strip no faster at 1 Mpx and 20 % slower at 256², per tile 1 %
+faster at 1 Mpx.
+
+Integer state (counts) takes :func:`exact_bin_sums`: Σ_p IP_p and Σ_p IF_p over a bin are linear in the
+pixels' state (a level's total less the sum of its last or first c elements), so each pixel's state is
+added as it is to its sub-bin's row (8 × 8 transposes of pixel lanes into rows, :mod:`.transpose`) and
+IP and IF are formed once per sub-bin (:func:`exact_totals`), not once per pixel and delay; integer sums
+are exact, so the workers take the chunks in any order, each into its own rows. Float state (dark or
+flat corrected) takes :func:`chunk_bin_sums` (:func:`bin_group` per group of pixels), whose float sums
+keep one order: per chunk, pixel by pixel.
 
 With ⟨·⟩_s the mean over the pixels of static bin s (XPCS-Eigen ``Corr::normalizeG2s``):
 
@@ -39,6 +47,8 @@ import numpy.typing as npt
 from numba import njit, prange
 
 from beambridge.xpcs.multitau.dense import level_totals
+from beambridge.xpcs.multitau.sparse import claim
+from beambridge.xpcs.multitau.transpose import prefetch, transpose_add8
 
 CHUNK_PIXELS = 1024
 """Chunks are cut at multiples of this many pixels (a multiple of the dense kernel's 256-pixel tiles)."""
@@ -408,6 +418,75 @@ def dynamic_mean_of_static(g2s: npt.NDArray[np.float64], labels: BinLabels) -> n
 
 
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
+def add_ratios(
+    acc: np.ndarray,
+    g: int,
+    j: int,
+    lev: int,
+    base: int,
+    w: int,
+    scale1: np.ndarray,
+    scale2: np.ndarray,
+    dynamic: np.ndarray,
+    c: int,
+    dynamic_sums: np.ndarray,
+    valid: np.ndarray,
+    tot: np.ndarray,
+    first: np.ndarray,
+    last: np.ndarray,
+    v: np.ndarray,
+    zero_tol: float,
+) -> None:
+    """Delay ``j`` (level ``lev``) of the ``w`` pixels ``base …`` of group ``g`` into chunk ``c``'s
+    ``dynamic_sums`` and ``valid`` (see :func:`bin_group`): each pixel's ratio g_p = G2_p/(IP_p·IF_p)
+    from its sums ``acc[g, j]``, ``tot[lev] − last`` and ``tot[lev] − first`` (``first``/``last``: the
+    sums of the level's first and last ``lag[j]`` elements). ``v`` (4, lanes) is scratch."""
+    # vectorised loops (no branch, no store to shared sums)
+    for i in range(w):
+        v[1, i] = np.float64(tot[lev, i] - last[i]) * scale1[j]
+    for i in range(w):
+        v[2, i] = np.float64(tot[lev, i] - first[i]) * scale1[j]
+    if zero_tol > 0.0:  # float sums: a window without photons is zero, not a rounding residue
+        for i in range(w):
+            limit = zero_tol * abs(np.float64(tot[0, i]))
+            if abs(np.float64(tot[lev, i] - last[i])) <= limit:
+                v[1, i] = 0.0
+            if abs(np.float64(tot[lev, i] - first[i])) <= limit:
+                v[2, i] = 0.0
+    for i in range(w):
+        v[0, i] = np.float64(acc[g, j, i]) * scale2[j]
+    for i in range(w):  # pixel_ratio's expression, on the values above: the same bits
+        v[3, i] = v[0, i] / (v[1, i] * v[2, i])  # used only where IP_p·IF_p > 0
+    # the dynamic bin's sums stay in registers too (the steps of add_ratio, on locals)
+    d = dynamic[base]
+    d0, d1, d2, dk = (dynamic_sums[c, d, j, 0], dynamic_sums[c, d, j, 1], dynamic_sums[c, d, j, 2],
+                      dynamic_sums[c, d, j, 3])  # fmt: skip
+    dv = valid[c, j, d]
+    for i in range(w):
+        if v[1, i] * v[2, i] > 0:
+            dn = dynamic[base + i]
+            if dn != d:
+                dynamic_sums[c, d, j, 0], dynamic_sums[c, d, j, 1] = d0, d1
+                dynamic_sums[c, d, j, 2], dynamic_sums[c, d, j, 3] = d2, dk
+                valid[c, j, d] = dv
+                d = dn
+                d0, d1, d2, dk = (dynamic_sums[c, d, j, 0], dynamic_sums[c, d, j, 1],
+                                  dynamic_sums[c, d, j, 2], dynamic_sums[c, d, j, 3])  # fmt: skip
+                dv = valid[c, j, d]
+            dv += 1
+            if acc[g, j, i] != 0:
+                if d1 == 0:
+                    dk = v[3, i]
+                dev = v[3, i] - dk
+                d0 += dev
+                d1 += 1.0
+                d2 += dev * dev
+    dynamic_sums[c, d, j, 0], dynamic_sums[c, d, j, 1] = d0, d1
+    dynamic_sums[c, d, j, 2], dynamic_sums[c, d, j, 3] = d2, dk
+    valid[c, j, d] = dv
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
 def bin_group(
     acc: np.ndarray,
     head: np.ndarray,
@@ -497,55 +576,13 @@ def bin_group(
         static_sums[c, 0, j, s] = s0
         static_sums[c, 1, j, s] = s1
         static_sums[c, 2, j, s] = s2
-        if not spread:
-            continue
-        # vectorised loops (no branch, no store to shared sums)
-        for i in range(w):
-            v[1, i] = np.float64(tot[lev, i] - last[i]) * scale1[j]
-        for i in range(w):
-            v[2, i] = np.float64(tot[lev, i] - first[i]) * scale1[j]
-        if zero_tol > 0.0:  # float sums: a window without photons is zero, not a rounding residue
-            for i in range(w):
-                limit = zero_tol * abs(np.float64(tot[0, i]))
-                if abs(np.float64(tot[lev, i] - last[i])) <= limit:
-                    v[1, i] = 0.0
-                if abs(np.float64(tot[lev, i] - first[i])) <= limit:
-                    v[2, i] = 0.0
-        for i in range(w):
-            v[0, i] = np.float64(acc[g, j, i]) * scale2[j]
-        for i in range(w):  # pixel_ratio's expression, on the values above: the same bits
-            v[3, i] = v[0, i] / (v[1, i] * v[2, i])  # used only where IP_p·IF_p > 0
-        # the dynamic bin's sums stay in registers too (the steps of add_ratio, on locals)
-        d = dynamic[base]
-        d0, d1, d2, dk = (dynamic_sums[c, d, j, 0], dynamic_sums[c, d, j, 1], dynamic_sums[c, d, j, 2],
-                          dynamic_sums[c, d, j, 3])  # fmt: skip
-        dv = valid[c, j, d]
-        for i in range(w):
-            if v[1, i] * v[2, i] > 0:
-                dn = dynamic[base + i]
-                if dn != d:
-                    dynamic_sums[c, d, j, 0], dynamic_sums[c, d, j, 1] = d0, d1
-                    dynamic_sums[c, d, j, 2], dynamic_sums[c, d, j, 3] = d2, dk
-                    valid[c, j, d] = dv
-                    d = dn
-                    d0, d1, d2, dk = (dynamic_sums[c, d, j, 0], dynamic_sums[c, d, j, 1],
-                                      dynamic_sums[c, d, j, 2], dynamic_sums[c, d, j, 3])  # fmt: skip
-                    dv = valid[c, j, d]
-                dv += 1
-                if acc[g, j, i] != 0:
-                    if d1 == 0:
-                        dk = v[3, i]
-                    dev = v[3, i] - dk
-                    d0 += dev
-                    d1 += 1.0
-                    d2 += dev * dev
-        dynamic_sums[c, d, j, 0], dynamic_sums[c, d, j, 1] = d0, d1
-        dynamic_sums[c, d, j, 2], dynamic_sums[c, d, j, 3] = d2, dk
-        valid[c, j, d] = dv
+        if spread:
+            add_ratios(acc, g, j, lev, base, w, scale1, scale2, dynamic, c, dynamic_sums, valid, tot, first, last, v,
+                       zero_tol)  # fmt: skip
 
 
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy", boundscheck=False)
-def bin_sums(
+def chunk_bin_sums(
     acc: np.ndarray,
     head: np.ndarray,
     tail: np.ndarray,
@@ -568,7 +605,8 @@ def bin_sums(
     spread: bool,
 ) -> None:
     """:func:`bin_group` over a finished state grouped (n_groups, ..., lanes); chunk ``c`` is groups
-    ``chunk_ptr[c] … chunk_ptr[c+1]-1``."""
+    ``chunk_ptr[c] … chunk_ptr[c+1]-1``, into its own set of static sums. Any state; :func:`bin_sums`
+    sends float state here."""
     lanes = acc.shape[2]
     n_levels = tail.shape[1]
     for c in prange(chunk_ptr.shape[0] - 1):
@@ -583,3 +621,237 @@ def bin_sums(
                 level_len, static, dynamic, c, pixel_mean, static_sums, static_intensity, dynamic_sums,
                 valid, tot, first, last, v, zero_tol, spread,
             )  # fmt: skip
+
+
+def _pad8(n: int) -> int:
+    return -(-n // 8) * 8
+
+
+def exact_columns(n_tau: int, n_levels: int, n_hist: int, n_seg: int) -> tuple[int, int, int, int]:
+    """Where a sub-bin's sums start in a row of :func:`exact_bin_sums`: (head, tail, segments, width).
+    Products first (``n_tau``), then the level heads and tails (``n_levels × n_hist`` each), then the
+    segments; each part padded to a multiple of 8 columns (the transpose takes 8 rows at a time)."""
+    nh = n_levels * n_hist
+    head = _pad8(n_tau)
+    tail = head + _pad8(nh)
+    seg = tail + _pad8(nh)
+    return head, tail, seg, seg + _pad8(n_seg)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
+def _add_rows(
+    out: np.ndarray, col: int, static: np.ndarray, base: int, src: np.ndarray, src_next: np.ndarray
+) -> None:
+    """Add the ``lanes`` pixels ``base …`` of the rows ``src`` (rows, lanes) to their sub-bins' rows of
+    ``out`` from column ``col`` (8 rows × 8 pixels at a time), prefetching the same rows of the next
+    group (``src_next``) as these are read: one group ahead, spread over the work."""
+    n_rows, lanes = src.shape
+    per_line = max(1, 64 // src.itemsize)  # lanes per cache line
+    for rb in range(0, n_rows, 8):
+        nr = min(8, n_rows - rb)
+        for i0 in range(0, lanes, 8):
+            if i0 % per_line == 0:
+                for r in range(nr):
+                    prefetch(src_next, (rb + r) * lanes + i0)
+            transpose_add8(out, col + rb, static, base, src, rb, nr, i0)
+
+
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy", boundscheck=False)
+def exact_bin_sums(
+    acc: np.ndarray,
+    head: np.ndarray,
+    tail: np.ndarray,
+    seg: np.ndarray,
+    n_pix: int,
+    level: np.ndarray,
+    lag: np.ndarray,
+    scale1: np.ndarray,
+    scale2: np.ndarray,
+    level_len: np.ndarray,
+    static: np.ndarray,
+    dynamic: np.ndarray,
+    chunk_ptr: np.ndarray,
+    n_workers: int,
+    pixel_mean: np.ndarray,
+    rows: np.ndarray,
+    dynamic_sums: np.ndarray,
+    valid: np.ndarray,
+    spread: bool,
+) -> None:
+    """:func:`chunk_bin_sums` for integer state (exact sums, so any order): instead of IP and IF per pixel
+    and delay, every pixel's **state** is added to its sub-bin's row of ``rows[w]`` (n_workers, n_sub,
+    width; :func:`exact_columns`), the products, the levels' first and last H elements and the segment
+    sums, as they are (8 rows × 8 pixels per vector transpose, :func:`~.transpose.transpose_add8`). Σ IP_p
+    and Σ IF_p of a sub-bin are linear in those (the level total less the sum of its last or first c
+    elements), so :func:`exact_totals` forms them once per sub-bin instead of once per pixel: no work
+    per pixel and delay but one vector addition, no branch on the bin.
+
+    Workers take the chunks as they come (:func:`~.sparse.claim`), each into its own ``rows[w]``.
+    ``pixel_mean`` as in :func:`bin_group`; with ``spread`` the pixel ratios (:func:`add_ratios`) into
+    chunk c's ``dynamic_sums``/``valid``, each chunk by one worker in pixel order as there."""
+    lanes = acc.shape[2]
+    n_groups = acc.shape[0]
+    n_levels, n_hist = tail.shape[1], tail.shape[2]
+    nh = n_levels * n_hist
+    n_tau, n_seg = acc.shape[1], seg.shape[1]
+    c_head = (n_tau + 7) // 8 * 8
+    c_tail = c_head + (nh + 7) // 8 * 8
+    c_seg = c_tail + (nh + 7) // 8 * 8
+    head2 = head.reshape((n_groups, nh, lanes))
+    tail2 = tail.reshape((n_groups, nh, lanes))
+    n_chunks = chunk_ptr.shape[0] - 1
+    next_chunk = np.zeros(1, dtype=np.int64)
+    for wk in prange(n_workers):
+        out = rows[wk]
+        tot = np.zeros((n_levels, lanes), dtype=acc.dtype)
+        first = np.zeros(lanes, dtype=acc.dtype)
+        last = np.zeros(lanes, dtype=acc.dtype)
+        v = np.empty((4, lanes))
+        c = claim(next_chunk)
+        while c < n_chunks:
+            for g in range(chunk_ptr[c], chunk_ptr[c + 1]):
+                base = g * lanes
+                w = min(lanes, n_pix - base)
+                if spread:
+                    level_totals(tail, seg, g, w, level_len, tot)
+                else:  # level 0 only, as level_totals adds it
+                    for i in range(w):
+                        tot[0, i] = 0
+                    for q in range(n_seg):
+                        for i in range(w):
+                            tot[0, i] += seg[g, q, i]
+                for i in range(w):
+                    pixel_mean[base + i] = np.float64(tot[0, i]) / np.float64(level_len[0])
+                if w == lanes and lanes % 8 == 0:
+                    gn = min(g + 1, n_groups - 1)
+                    _add_rows(out, 0, static, base, acc[g], acc[gn])
+                    _add_rows(out, c_head, static, base, head2[g], head2[gn])
+                    _add_rows(out, c_tail, static, base, tail2[g], tail2[gn])
+                    _add_rows(out, c_seg, static, base, seg[g], seg[gn])
+                else:
+                    for i in range(w):
+                        s = static[base + i]
+                        for r in range(n_tau):
+                            out[s, r] += acc[g, r, i]
+                        for r in range(nh):
+                            out[s, c_head + r] += head2[g, r, i]
+                        for r in range(nh):
+                            out[s, c_tail + r] += tail2[g, r, i]
+                        for q in range(n_seg):
+                            out[s, c_seg + q] += seg[g, q, i]
+                if not spread:
+                    continue
+                run_level, run_lag = -1, 0
+                for j in range(n_tau):  # the running sums of bin_group, for the ratios only
+                    lev = level[j]
+                    lg = lag[j]
+                    if lev != run_level:
+                        run_level, run_lag = lev, 0
+                        for i in range(w):
+                            first[i] = 0
+                            last[i] = 0
+                    while run_lag < lg:
+                        run_lag += 1
+                        for i in range(w):
+                            last[i] += tail[g, lev, n_hist - run_lag, i]
+                            first[i] += head[g, lev, run_lag - 1, i]
+                    add_ratios(acc, g, j, lev, base, w, scale1, scale2, dynamic, c, dynamic_sums, valid, tot, first,
+                               last, v, 0.0)  # fmt: skip
+            c = claim(next_chunk)
+
+
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy", boundscheck=False)
+def exact_totals(
+    rows: np.ndarray,
+    level: np.ndarray,
+    lag: np.ndarray,
+    level_len: np.ndarray,
+    n_levels: int,
+    n_hist: int,
+    n_seg: int,
+    static_sums: np.ndarray,
+    static_intensity: np.ndarray,
+) -> None:
+    """The sums of :class:`BinPartials` (one set: ``static_sums`` (1, 3, n_tau, n_sub),
+    ``static_intensity`` (1, 1 + n_seg, n_sub)) from the workers' rows of :func:`exact_bin_sums`: per
+    sub-bin, the level totals as :func:`~.dense.level_totals` forms them per pixel (level 0 the sum of
+    the segments, level l+1 level l less its unpaired last element), then Σ IP = total − Σ of the last
+    c elements and Σ IF = total − Σ of the first c, in the same unsigned arithmetic as per pixel:
+    the same integers. The workers' rows are added into ``rows[0]``."""
+    n_w, n_sub, width = rows.shape
+    n_tau = level.shape[0]
+    nh = n_levels * n_hist
+    c_head = (n_tau + 7) // 8 * 8
+    c_tail = c_head + (nh + 7) // 8 * 8
+    c_seg = c_tail + (nh + 7) // 8 * 8
+    for s in prange(n_sub):
+        row = rows[0, s]
+        for w in range(1, n_w):  # the workers' rows, added into the first one's
+            for k in range(width):
+                row[k] += rows[w, s, k]
+        total = row[c_seg] * 0
+        for q in range(n_seg):
+            total += row[c_seg + q]
+            static_intensity[0, 1 + q, s] = row[c_seg + q]
+        static_intensity[0, 0, s] = total
+        at, run_lag = 0, 0  # the level that ``total`` is of (the delays come level by level, lags ascending)
+        last = row[c_seg] * 0
+        first = row[c_seg] * 0
+        for j in range(n_tau):
+            lev = level[j]
+            if lev != at:
+                while at < lev:
+                    if level_len[at] & 1:
+                        total -= row[c_tail + at * n_hist + n_hist - 1]
+                    at += 1
+                run_lag = 0
+                last = row[c_seg] * 0
+                first = row[c_seg] * 0
+            while run_lag < lag[j]:
+                last += row[c_tail + lev * n_hist + n_hist - 1 - run_lag]
+                first += row[c_head + lev * n_hist + run_lag]
+                run_lag += 1
+            static_sums[0, 0, j, s] = row[j]
+            static_sums[0, 1, j, s] = total - last
+            static_sums[0, 2, j, s] = total - first
+
+
+def bin_sums(
+    acc: np.ndarray,
+    head: np.ndarray,
+    tail: np.ndarray,
+    seg: np.ndarray,
+    n_pix: int,
+    level: np.ndarray,
+    lag: np.ndarray,
+    scale1: np.ndarray,
+    scale2: np.ndarray,
+    level_len: np.ndarray,
+    partials: BinPartials,
+    zero_tol: float,
+    spread: bool,
+    n_workers: int,
+) -> None:
+    """Fill ``partials`` from a finished dense state (n_groups, ..., lanes): integer state with one set of
+    static sums by :func:`exact_bin_sums` on ``n_workers`` threads (any number: the sums are exact),
+    float state (one set per chunk, each added in pixel order) by :func:`chunk_bin_sums`."""
+    p = partials
+    chunk_ptr = p.group_bounds(acc.shape[2])
+    n_chunks = chunk_ptr.size - 1
+    if acc.dtype.kind == "f" or p.static_sums.shape[0] != 1:
+        if p.static_sums.shape[0] != n_chunks:
+            raise ValueError(f"{p.static_sums.shape[0]} sets of static sums for {n_chunks} chunks")
+        chunk_bin_sums(
+            acc, head, tail, seg, n_pix, level, lag, scale1, scale2, level_len, p.static, p.dynamic, chunk_ptr,
+            p.pixel_mean, p.static_sums, p.static_intensity, p.dynamic_sums, p.valid, zero_tol, spread,
+        )  # fmt: skip
+        return
+    n_levels, n_hist, n_seg = tail.shape[1], tail.shape[2], seg.shape[1]
+    workers = max(1, min(n_workers, n_chunks))
+    width = exact_columns(acc.shape[1], n_levels, n_hist, n_seg)[3]
+    rows = np.zeros((workers, p.static_sums.shape[3], width), dtype=np.uint64)
+    exact_bin_sums(
+        acc, head, tail, seg, n_pix, level, lag, scale1, scale2, level_len, p.static, p.dynamic, chunk_ptr, workers,
+        p.pixel_mean, rows, p.dynamic_sums, p.valid, spread,
+    )  # fmt: skip
+    exact_totals(rows, level, lag, level_len, n_levels, n_hist, n_seg, p.static_sums, p.static_intensity)

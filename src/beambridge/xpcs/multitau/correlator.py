@@ -638,9 +638,7 @@ class MultiTauCorrelator:
             acc, head, tail, seg = state
             bin_sums(
                 acc, head, tail, seg, self.pixels.size, sch.level, sch.lag, self._scale1, self._scale2,
-                self._level_len, partials.static, partials.dynamic, partials.group_bounds(acc.shape[2]),
-                partials.pixel_mean, partials.static_sums, partials.static_intensity,
-                partials.dynamic_sums, partials.valid, self._zero_tol, pixel_spread,
+                self._level_len, partials, self._zero_tol, pixel_spread, numba.get_num_threads(),
             )  # fmt: skip
         return partials
 
@@ -648,7 +646,7 @@ class MultiTauCorrelator:
         sch = self.schedule
         return BinPartials(
             labels, self.pixels.size, sch.n_tau, self.n_segments, self._acc_dtype, self._scale1,
-            self._scale2, sch.n_frames, self.segment_lengths, 1 if self.mode == "sparse" else None,
+            self._scale2, sch.n_frames, self.segment_lengths, None if self._acc_dtype.kind == "f" else 1,
             pixel_range,
         )  # fmt: skip
 
