@@ -47,8 +47,9 @@ import numpy.typing as npt
 from numba import njit, prange
 
 from beambridge.xpcs.multitau.dense import level_totals
+from beambridge.xpcs.multitau.simd import prefetch_l2
 from beambridge.xpcs.multitau.sparse import claim
-from beambridge.xpcs.multitau.transpose import prefetch, transpose_add8
+from beambridge.xpcs.multitau.transpose import transpose_add8
 
 CHUNK_PIXELS = 1024
 """Chunks are cut at multiples of this many pixels (a multiple of the dense kernel's 256-pixel tiles)."""
@@ -652,7 +653,7 @@ def _add_rows(
         for i0 in range(0, lanes, 8):
             if i0 % per_line == 0:
                 for r in range(nr):
-                    prefetch(src_next, (rb + r) * lanes + i0)
+                    prefetch_l2(src_next, (rb + r) * lanes + i0)
             transpose_add8(out, col + rb, static, base, src, rb, nr, i0)
 
 

@@ -185,23 +185,30 @@ vadd = cast("Callable[[Lanes, Lanes], Lanes]", _vadd)
 vfma = cast("Callable[[Lanes, Lanes, Lanes], Lanes]", _vfma)
 
 
-@intrinsic
-def _prefetch(typingctx: Any, arr: Any, off: Any) -> Any:
-    """Ask for the cache line of ``arr.flat[off]`` ahead of its use (``llvm.prefetch``: read, into all
-    cache levels); a hint only, never a fault."""
-    if not isinstance(arr, types.Array) or arr.layout != "C" or not isinstance(off, types.Integer):
-        return None
+def _prefetch_intrinsic(locality: int) -> Any:
+    """An ``llvm.prefetch`` of the cache line of ``arr.flat[off]`` (read, data; ``locality`` 3: into all
+    cache levels, 2: L2 and below). A hint only: never a fault, no bounds checked."""
 
-    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        ary = context.make_array(sig.args[0])(context, builder, args[0])
-        ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), ir.IntType(8).as_pointer())
-        i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
-        builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
-        return context.get_dummy_value()
+    def typer(typingctx: Any, arr: Any, off: Any) -> Any:
+        if not isinstance(arr, types.Array) or arr.layout != "C" or not isinstance(off, types.Integer):
+            return None
 
-    return types.void(arr, off), codegen
+        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+            ary = context.make_array(sig.args[0])(context, builder, args[0])
+            i8p = ir.IntType(8).as_pointer()
+            i32 = ir.IntType(32)
+            fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch." + i8p.intrinsic_name)
+            ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), i8p)
+            builder.call(fn, [ptr, i32(0), i32(locality), i32(1)])
+            return context.get_dummy_value()
+
+        return types.void(arr, off), codegen
+
+    return intrinsic(typer)
 
 
-prefetch = cast("Callable[[np.ndarray, int], None]", _prefetch)
+prefetch = cast("Callable[[np.ndarray, int], None]", _prefetch_intrinsic(3))
+"""Ask for the line of ``arr.flat[off]`` in every cache level, ahead of its use."""
+prefetch_l2 = cast("Callable[[np.ndarray, int], None]", _prefetch_intrinsic(2))
+"""The same into L2 and below (for data read after what is in hand)."""

@@ -1,11 +1,11 @@
-"""Two LLVM intrinsics for the pass from the dense state to the bin sums (:mod:`.bins`).
+"""An LLVM transpose for the pass from the dense state to the bin sums (:mod:`.bins`).
 
 numba vectorises loops, not blocks of statements (its SLP vectoriser is off), so an 8×8 transpose of
 pixel lanes into per-pixel rows, which the bin sums need, stays scalar when written as numba loops.
 :func:`transpose_add8` writes it as LLVM vector operations (eight vector loads, 24 two-input
 shuffles, eight vector additions); LLVM lowers them to whatever the CPU has (one zmm register per
-row with AVX-512, two ymm with AVX2, four xmm with SSE2). :func:`prefetch` asks for a cache line
-that will be read soon (``llvm.prefetch``, a hint: no effect on results).
+row with AVX-512, two ymm with AVX2, four xmm with SSE2). Prefetches are
+:func:`beambridge.xpcs.multitau.simd.prefetch_l2`.
 """
 
 from __future__ import annotations
@@ -107,26 +107,4 @@ def _transpose_add8(
     return sig, codegen
 
 
-@intrinsic
-def _prefetch(typingctx: Any, array: Any, index: Any) -> tuple[Any, Any]:
-    """Prefetch the cache line of flat element ``index`` of the C-contiguous ``array`` into the
-    outer caches (L2 and below: it is read after the pixels in hand). A hint; no bounds are checked,
-    and a line past the end is harmless (prefetches do not fault)."""
-    sig = types.void(array, index)
-
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        a = context.make_array(signature.args[0])(context, builder, args[0])
-        i8p = ir.IntType(8).as_pointer()
-        i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch." + i8p.intrinsic_name)
-        ptr = builder.bitcast(builder.gep(a.data, [args[1]]), i8p)
-        # read, locality 2 (keep in L2 and L3), data cache
-        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 2), ir.Constant(i32, 1)])
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
 transpose_add8 = cast("Callable[..., None]", _transpose_add8)
-prefetch = cast("Callable[[Any, int], None]", _prefetch)
