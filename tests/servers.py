@@ -146,5 +146,9 @@ class LiveServer:
         return self
 
     def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop serving (and any background task of the app's, such as its sweeper); idempotent."""
         self.server.should_exit = True
         self.thread.join(timeout=20)

@@ -190,13 +190,14 @@ def test_silent_session_expires_and_job_runs_again(
     # a late report from the dead session is refused: the job finishes exactly once
     late = fast.post(f"/sessions/{dying['id']}/report", json={"reports": [{"id": job, "state": "RUN_DONE"}]})
     assert late.status_code == 409
+    fast.close()
+    fast_expiry_server.stop()  # or its 1 s sweeper may expire the next session before its first acquire
     second = alice.session(site["id"])
     assert [j["id"] for j in acquire(alice, second["id"], max_jobs=1)] == [job]
     run_to(alice, second["id"], [job], "RUN_DONE", return_code=0)
     assert states(alice, [job])[job] == "JOB_FINISHED"
     finished = [e for e in alice.ok(alice.http.get(f"/jobs/{job}/events")) if e["to_state"] == "JOB_FINISHED"]
     assert len(finished) == 1
-    fast.close()
 
 
 def test_batch_job_lifecycle(alice: ApiUser) -> None:
