@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from beambridge.schemas.batch_jobs import BatchJobState
+from beambridge.site.config import SiteDir
 from beambridge.site.services.elastic_queue import QUICK_LOOK_TAGS
 from beambridge.states import JobState
 from tests.site.harness import System, launcher_pids, wait_for
@@ -32,6 +33,16 @@ class Warmable(ApplicationDefinition):
 '''
 
 
+def worker_warm_lines(site: SiteDir) -> list[str]:
+    """The pilots' log lines of workers that finished warming every app up."""
+    return [
+        line
+        for out in site.pilots.rglob("*.out")
+        for line in out.read_text(errors="replace").splitlines()
+        if "event=worker_warm " in line
+    ]
+
+
 def test_a_warm_pilot_is_kept_for_quick_looks_only(system: System) -> None:
     site, config = system.make_site(
         "beamline",
@@ -56,6 +67,10 @@ def test_a_warm_pilot_is_kept_for_quick_looks_only(system: System) -> None:
     wait_for(lambda: [p for p in warm_pilots() if p.state is BatchJobState.RUNNING], 90, what="a warm pilot")
     wait_for(lambda: marks.is_dir() and len(list(marks.iterdir())) == 2, 90, what="two warmed workers")
     pilot = warm_pilots()[0]
+    # Each worker goes on to warm the built-in XPCS apps (their whole pipeline; numba compiles where the
+    # cache is cold, which in a fresh clone at CI load took over two minutes): a job sent meanwhile waits
+    # in the worker's pipe. The quick look is timed from when both say they are warm.
+    wait_for(lambda: len(worker_warm_lines(site)) == 2, 420, what="both workers warm")
     time.sleep(5)  # well past the launcher's idle timeout
     assert [p.state for p in warm_pilots()] == [BatchJobState.RUNNING], "the warm pilot exited idle"
     assert len(launcher_pids(site.root, [pilot.id])) == 1

@@ -77,6 +77,41 @@ def test_two_warm_ups_at_once_compile_once(cache: Path) -> None:
     assert result == [{}]
 
 
+def _lock_is_free(cache: Path) -> bool:
+    with (cache / ".beambridge-warmup.lock").open("a") as other:
+        try:
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(other, fcntl.LOCK_UN)
+        return True
+
+
+def test_workers_warming_at_once_wait_for_the_one_compiling_then_load_together(cache: Path) -> None:
+    """A warm pilot's workers on a cold node: the first compiles holding the lock; the others wait for it,
+    then run unlocked (loading what it compiled), not one after the other."""
+    with warmup.compiling_once():  # nobody compiling: this one holds the lock while it runs
+        assert not _lock_is_free(cache)
+    assert _lock_is_free(cache)
+
+    lock = (cache / ".beambridge-warmup.lock").open("a")
+    fcntl.flock(lock, fcntl.LOCK_EX)  # another worker compiling
+    entered: list[bool] = []
+
+    def worker() -> None:
+        with warmup.compiling_once():
+            entered.append(_lock_is_free(cache))
+
+    waiting = threading.Thread(target=worker)
+    waiting.start()
+    time.sleep(0.5)
+    assert waiting.is_alive() and not entered, "did not wait for the worker compiling"
+    fcntl.flock(lock, fcntl.LOCK_UN)
+    lock.close()
+    waiting.join(timeout=30)
+    assert entered == [True]  # ran after it, without holding the lock
+
+
 def test_a_read_only_cache_still_warms(cache: Path) -> None:
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text("a file where the cache folder should be")  # nothing can be written there

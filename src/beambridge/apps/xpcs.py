@@ -207,8 +207,9 @@ def warm_xpcs() -> None:
     from beambridge.apps.quicklook import features
     from beambridge.xpcs.pipeline import run_multitau
     from beambridge.xpcs.simulate import SpeckleParameters, simulate_speckle
+    from beambridge.xpcs.warmup import compiling_once
 
-    with tempfile.TemporaryDirectory(prefix="bb-warm-") as tmp:
+    with compiling_once(), tempfile.TemporaryDirectory(prefix="bb-warm-") as tmp:
         params = SpeckleParameters(
             shape=(16, 16), n_frames=64, photons_per_pixel=0.5, beam_center=(8, 8), r_min=2, r_max=7, seed=0
         )

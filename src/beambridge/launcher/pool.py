@@ -106,6 +106,7 @@ def warm_apps(apps_folder: str, names: list[str]) -> dict[str, float | str]:
     log = get_logger(__name__)
     done: dict[str, float | str] = {}
     called: set[object] = set()
+    started = time.perf_counter()
     for name in names:
         start = time.perf_counter()
         try:
@@ -120,6 +121,8 @@ def warm_apps(apps_folder: str, names: list[str]) -> dict[str, float | str]:
         else:
             done[name] = round(time.perf_counter() - start, 3)
             log.info("app_warmed", app=name, pid=os.getpid(), seconds=done[name])
+    # The line that says this worker takes jobs without delay now (a job sent before waits in its pipe).
+    log.info("worker_warm", pid=os.getpid(), apps=len(done), seconds=round(time.perf_counter() - started, 3))
     return done
 
 

@@ -62,6 +62,19 @@ def is_warm() -> bool:
         return False
 
 
+@contextlib.contextmanager
+def compiling_once() -> Iterator[None]:
+    """Around code that may compile kernels into the cache: while another process holds the warm-up lock
+    (compiling), wait for it and then run unlocked, loading what it compiled. Many workers of a warm pilot
+    starting on a cold node so compile once, one after the other only while nothing is cached yet,
+    instead of each compiling everything at once."""
+    with _exclusive(cache_root()) as waited:
+        if not waited:
+            yield
+            return
+    yield
+
+
 def announce_if_cold(say: Callable[[str], None] = print) -> bool:
     """Before a job's correlation: say so when the kernels will be compiled first (a job's stdout is
     what ``beambridge job logs`` shows); whether they are cold."""
