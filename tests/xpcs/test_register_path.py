@@ -12,6 +12,8 @@ from numba.core.errors import TypingError
 
 from beambridge.xpcs.multitau import MultiTauCorrelator
 from beambridge.xpcs.multitau.dense import (
+    SUB_BLOCK,
+    TILE,
     VEC_LIMIT,
     _every,
     register_schedule,
@@ -38,10 +40,21 @@ def state_bytes(corr: MultiTauCorrelator) -> bytes:
     return b"".join(np.ascontiguousarray(p).tobytes() for p in parts)
 
 
-def assert_same(frames: np.ndarray, pixels: np.ndarray, block: int) -> None:
-    """Register path on and off: the same state and result, to the bit, and the definitions' sums."""
+def pieces(n_frames: int, n_pixels: int, block: int) -> int:
+    """(tile, sub-block) pieces of a run: what the register path takes when every tile qualifies."""
+    per_block = [-(-min(block, n_frames - a) // SUB_BLOCK) for a in range(0, n_frames, block)]
+    return -(-n_pixels // TILE) * sum(per_block)
+
+
+def assert_same(
+    frames: np.ndarray, pixels: np.ndarray, block: int, register_pieces: int | None = None
+) -> None:
+    """Register path on and off: the same state and result, to the bit, and the definitions' sums. The
+    register path did run: on every piece (``register_pieces``: on that many), and off on none."""
     on = fed(frames, pixels, block, register=True)
     off = fed(frames, pixels, block, register=False, threads=1)
+    expected = pieces(frames.shape[0], pixels.size, block) if register_pieces is None else register_pieces
+    assert (on._register_pieces, off._register_pieces) == (expected, 0)
     assert state_bytes(on) == state_bytes(off)
     res = on.result()
     assert pickle.dumps(res) == pickle.dumps(off.result())
@@ -84,10 +97,21 @@ def test_values_at_the_limit_and_a_tile_that_outgrows_it() -> None:
     assert_same(below, np.arange(side * side), 50)
     at = below.copy()
     at[:, 0, 0] = 128
-    assert_same(at, np.arange(side * side), 50)
+    assert_same(at, np.arange(side * side), 50, register_pieces=3 * 4)  # tile 0 never, 3 others always
     grows = below.copy()
     grows[120:, 0, :8] = 3000  # tile 0 only, from the third block of 50 on
-    assert_same(grows, np.arange(side * side), 50)
+    assert_same(grows, np.arange(side * side), 50, register_pieces=4 * 4 - 2)
+
+
+def test_float_input_and_other_schedules_take_the_lane_loops() -> None:
+    frames = np.random.default_rng(5).poisson(1.0, (100, 16, 16))
+    for dtype, dpl in ((np.float32, 4), (np.uint16, 8)):
+        corr = MultiTauCorrelator(100, np.arange(256), 256, delays_per_level=dpl, mode="dense")
+        corr.add_frames(frames.astype(dtype))
+        assert corr._register_pieces == 0, (dtype, dpl)
+    corr = MultiTauCorrelator(100, np.arange(256), 256, mode="dense")
+    corr.add_frames(frames.astype(np.uint16))
+    assert corr._register_pieces == 1
 
 
 def test_schedules_the_register_path_is_written_for() -> None:

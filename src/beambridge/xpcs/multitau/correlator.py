@@ -237,6 +237,8 @@ class MultiTauCorrelator:
         self._pair_events = PAIR_EVENTS  # tests set it to 0 (element walk only) or more (pairs only)
         self._register_path = register_schedule(self._lag, self._lag_ptr, self._hist)
         """Integer tiles take the dense kernel's register path (tests turn it off to compare)."""
+        self._register_pieces = 0
+        """(tile, sub-block) pieces the dense kernel ran on the register path so far."""
 
     # -- arithmetic ------------------------------------------------------------------------------
     def _needed(self, integer: bool, bound: float) -> Arithmetic:
@@ -522,7 +524,7 @@ class MultiTauCorrelator:
         b = arr.shape[0]
         seg = self._segments(self.n_fed, b)
         part = np.zeros((self._tile_src.size, b), dtype=self._acc_dtype)
-        dense_update(
+        self._register_pieces += dense_update(
             arr, self.n_fed, self.pixels, self._tile_src, self._strip_src, self._lag, self._lag_ptr,
             self._hist_v, self._head, self._acc, self._seg, seg, part, self._tmax, numba.get_num_threads(),
             self._register_path,

@@ -45,7 +45,17 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from beambridge.xpcs.multitau.simd import LANES, prefetch, vadd, vadd_into, vfma, vload, vstore, vzero
+from beambridge.xpcs.multitau.simd import (
+    LANES,
+    Lanes,
+    prefetch,
+    vadd,
+    vadd_into,
+    vfma,
+    vload,
+    vstore,
+    vzero,
+)
 
 TILE = 256
 """Pixels per tile (SIMD lanes of the inner loops; a multiple of 8)."""
@@ -326,6 +336,51 @@ def _every(m: int, lev: int) -> int:
 
 
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
+def _hist_load(hist_r: np.ndarray, base: int) -> tuple[Lanes, ...]:
+    """A level's last eight elements of 16 lanes, oldest first (``h8 … h1``), from history rows
+    ``base``, ``base + TILE`` … (the state keeps them oldest first)."""
+    return (
+        vload(hist_r, base + 0 * TILE),
+        vload(hist_r, base + 1 * TILE),
+        vload(hist_r, base + 2 * TILE),
+        vload(hist_r, base + 3 * TILE),
+        vload(hist_r, base + 4 * TILE),
+        vload(hist_r, base + 5 * TILE),
+        vload(hist_r, base + 6 * TILE),
+        vload(hist_r, base + 7 * TILE),
+    )
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
+def _hist_store(
+    hist_r: np.ndarray, base: int, h8: Lanes, h7: Lanes, h6: Lanes, h5: Lanes, h4: Lanes, h3: Lanes, h2: Lanes,
+    h1: Lanes,
+) -> None:  # fmt: skip
+    """The inverse of :func:`_hist_load`."""
+    vstore(hist_r, base + 0 * TILE, h8)
+    vstore(hist_r, base + 1 * TILE, h7)
+    vstore(hist_r, base + 2 * TILE, h6)
+    vstore(hist_r, base + 3 * TILE, h5)
+    vstore(hist_r, base + 4 * TILE, h4)
+    vstore(hist_r, base + 5 * TILE, h3)
+    vstore(hist_r, base + 6 * TILE, h2)
+    vstore(hist_r, base + 7 * TILE, h1)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
+def _flush4(acc_r: np.ndarray, base: int, n: int, a: Lanes, b: Lanes, c: Lanes, d: Lanes) -> None:
+    """Add the float32 product sums of ``n`` ≤ 4 consecutive delays into their uint64 rows ``base``,
+    ``base + TILE`` … (exact: the caller flushes before a sum could reach 2**24)."""
+    vadd_into(acc_r, base, a)
+    if n > 1:
+        vadd_into(acc_r, base + TILE, b)
+    if n > 2:
+        vadd_into(acc_r, base + 2 * TILE, c)
+    if n > 3:
+        vadd_into(acc_r, base + 3 * TILE, d)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
 def _vec_level0(
     rows: np.ndarray,
     stride: int,
@@ -347,14 +402,7 @@ def _vec_level0(
     the eight lags' products, the segment sums, the head, the history, the frame sums' lanes (added
     into ``fsv[t·16 …]``) and the pair sums (level 1's new elements) into ``dst``; return how many
     pairs. Every carried value is a register."""
-    h8 = vload(hist_r, 0 * TILE + col)
-    h7 = vload(hist_r, 1 * TILE + col)
-    h6 = vload(hist_r, 2 * TILE + col)
-    h5 = vload(hist_r, 3 * TILE + col)
-    h4 = vload(hist_r, 4 * TILE + col)
-    h3 = vload(hist_r, 5 * TILE + col)
-    h2 = vload(hist_r, 6 * TILE + col)
-    h1 = vload(hist_r, 7 * TILE + col)
+    h8, h7, h6, h5, h4, h3, h2, h1 = _hist_load(hist_r, col)
     a1 = vzero()
     a2 = vzero()
     a3 = vzero()
@@ -368,7 +416,7 @@ def _vec_level0(
     n_par = 0
     cnt = 0
     for t in range(nb):
-        sg = seg_of_frame[s0 + t]
+        sg = seg_of_frame[s0 + t]  # (an L1 hit; comparing t with the next switch measured 5-11 % slower)
         if sg != sg_open:
             vadd_into(seg_r, sg_open * TILE + col, sacc)
             sacc = vzero()
@@ -400,14 +448,8 @@ def _vec_level0(
         k += 1
         cnt += 1
         if cnt == every:
-            vadd_into(acc_r, 0 * TILE + col, a1)
-            vadd_into(acc_r, 1 * TILE + col, a2)
-            vadd_into(acc_r, 2 * TILE + col, a3)
-            vadd_into(acc_r, 3 * TILE + col, a4)
-            vadd_into(acc_r, 4 * TILE + col, a5)
-            vadd_into(acc_r, 5 * TILE + col, a6)
-            vadd_into(acc_r, 6 * TILE + col, a7)
-            vadd_into(acc_r, 7 * TILE + col, a8)
+            _flush4(acc_r, col, 4, a1, a2, a3, a4)
+            _flush4(acc_r, 4 * TILE + col, 4, a5, a6, a7, a8)
             a1 = vzero()
             a2 = vzero()
             a3 = vzero()
@@ -417,23 +459,10 @@ def _vec_level0(
             a7 = vzero()
             a8 = vzero()
             cnt = 0
-    vadd_into(acc_r, 0 * TILE + col, a1)
-    vadd_into(acc_r, 1 * TILE + col, a2)
-    vadd_into(acc_r, 2 * TILE + col, a3)
-    vadd_into(acc_r, 3 * TILE + col, a4)
-    vadd_into(acc_r, 4 * TILE + col, a5)
-    vadd_into(acc_r, 5 * TILE + col, a6)
-    vadd_into(acc_r, 6 * TILE + col, a7)
-    vadd_into(acc_r, 7 * TILE + col, a8)
+    _flush4(acc_r, col, 4, a1, a2, a3, a4)
+    _flush4(acc_r, 4 * TILE + col, 4, a5, a6, a7, a8)
     vadd_into(seg_r, sg_open * TILE + col, sacc)
-    vstore(hist_r, 0 * TILE + col, h8)
-    vstore(hist_r, 1 * TILE + col, h7)
-    vstore(hist_r, 2 * TILE + col, h6)
-    vstore(hist_r, 3 * TILE + col, h5)
-    vstore(hist_r, 4 * TILE + col, h4)
-    vstore(hist_r, 5 * TILE + col, h3)
-    vstore(hist_r, 6 * TILE + col, h2)
-    vstore(hist_r, 7 * TILE + col, h1)
+    _hist_store(hist_r, col, h8, h7, h6, h5, h4, h3, h2, h1)
     return n_par
 
 
@@ -456,14 +485,7 @@ def _vec_level(
     k …), the products at lags 5 … 4 + n_lags (delay rows j0 …), head, history, and the pair sums
     into ``dst`` (return how many)."""
     hb = lev * 8 * TILE + col
-    h8 = vload(hist_r, hb + 0 * TILE)
-    h7 = vload(hist_r, hb + 1 * TILE)
-    h6 = vload(hist_r, hb + 2 * TILE)
-    h5 = vload(hist_r, hb + 3 * TILE)
-    h4 = vload(hist_r, hb + 4 * TILE)
-    h3 = vload(hist_r, hb + 5 * TILE)
-    h2 = vload(hist_r, hb + 6 * TILE)
-    h1 = vload(hist_r, hb + 7 * TILE)
+    h8, h7, h6, h5, h4, h3, h2, h1 = _hist_load(hist_r, hb)
     a5 = vzero()
     a6 = vzero()
     a7 = vzero()
@@ -493,26 +515,13 @@ def _vec_level(
         k += 1
         cnt += 1
         if cnt == every or q == n_new - 1:
-            vadd_into(acc_r, ab, a5)
-            if n_lags > 1:
-                vadd_into(acc_r, ab + TILE, a6)
-            if n_lags > 2:
-                vadd_into(acc_r, ab + 2 * TILE, a7)
-            if n_lags > 3:
-                vadd_into(acc_r, ab + 3 * TILE, a8)
+            _flush4(acc_r, ab, n_lags, a5, a6, a7, a8)
             a5 = vzero()
             a6 = vzero()
             a7 = vzero()
             a8 = vzero()
             cnt = 0
-    vstore(hist_r, hb + 0 * TILE, h8)
-    vstore(hist_r, hb + 1 * TILE, h7)
-    vstore(hist_r, hb + 2 * TILE, h6)
-    vstore(hist_r, hb + 3 * TILE, h5)
-    vstore(hist_r, hb + 4 * TILE, h4)
-    vstore(hist_r, hb + 5 * TILE, h3)
-    vstore(hist_r, hb + 6 * TILE, h2)
-    vstore(hist_r, hb + 7 * TILE, h1)
+    _hist_store(hist_r, hb, h8, h7, h6, h5, h4, h3, h2, h1)
     return n_par
 
 
@@ -638,8 +647,9 @@ def dense_update(
     tmax: np.ndarray,
     n_workers: int,
     vec: bool = False,
-) -> None:
-    """Feed ``frames`` (B, n_detector_pixels), the level-0 elements ``first_index … first_index+B-1``.
+) -> int:
+    """Feed ``frames`` (B, n_detector_pixels), the level-0 elements ``first_index … first_index+B-1``;
+    return how many (tile, sub-block) pieces took the register path.
 
     Tile r holds the analysed pixels ``pixels[r·TILE : (r+1)·TILE]``; ``tile_src[r]`` is the detector
     index of its first pixel when they are consecutive (else -1: gather). Strips of ``STRIP`` tiles
@@ -666,6 +676,7 @@ def dense_update(
     all_lvl = np.empty((n_workers, 2, SUB_BLOCK // 2 + 1, LANES), dtype=np.float32)
     all_fsv = np.empty((n_workers, SUB_BLOCK * LANES), dtype=np.float32)
     vec = vec and tmax.shape[0] > 0
+    n_vec = 0
     for ch in prange(n_workers):
         buf_a = all_a[ch]
         buf_b = all_b[ch]
@@ -675,7 +686,7 @@ def dense_update(
         lvl = all_lvl[ch]
         fsv = all_fsv[ch]
         for st in range(ch, strip_src.shape[0], n_workers):
-            _strip(
+            n_vec += _strip(
                 st,
                 strip_src[st],
                 frames,
@@ -700,6 +711,7 @@ def dense_update(
                 fsv,
                 vec,
             )
+    return n_vec
 
 
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
@@ -727,8 +739,10 @@ def _strip(
     lvl: np.ndarray,
     fsv: np.ndarray,
     vec: bool,
-) -> None:
-    """All frames of the block for strip ``st`` (detector index ``ssrc`` if contiguous, else -1)."""
+) -> int:
+    """All frames of the block for strip ``st`` (detector index ``ssrc`` if contiguous, else -1); how
+    many (tile, sub-block) pieces took the register path."""
+    n_vec = 0
     n_tiles = hist.shape[0]
     n_b = frames.shape[0]
     n_pix = pixels.shape[0]
@@ -762,6 +776,7 @@ def _strip(
                         stage, col, nb, first_index + s0, s0, int(m), lag_ptr, hist[r], head[r], acc[r],
                         seg[r], seg_of_frame, lvl, fsv, frame_sum_part[r],
                     )  # fmt: skip
+                    n_vec += 1
                     continue
             if ssrc >= 0:
                 rows_src, col = stage, (r - r0) * TILE
@@ -792,6 +807,7 @@ def _strip(
                 tmax,
                 r,
             )
+    return n_vec
 
 
 def float_zero_tolerance(n_frames: int, n_hist: int) -> float:
