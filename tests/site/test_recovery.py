@@ -187,10 +187,10 @@ class Hangs(ApplicationDefinition):
 
 
 def test_sigterm_with_a_hung_hook_stops_the_agent_within_its_grace(system: System) -> None:
-    """SIGTERM while a hook hangs: the agent waits ``shutdown_grace_s``, logs which service was busy and
-    where (its stack), and exits; the job keeps its state and its hook runs again under the next agent,
-    exactly once to the end. (Before: the agent waited for the hook for ever, and the harness's SIGTERM
-    timed out.)"""
+    """SIGTERM while a hook hangs: the agent waits ``shutdown_grace_s``, logs which hook was still running
+    and where (its stack), and exits; the job keeps its state and its hook runs again under the next
+    agent, exactly once to the end. (Before: the agent waited for the hook for ever, and the harness's
+    SIGTERM timed out.)"""
     site, config = system.make_site("hung-hook", shutdown_grace_s=2, launcher={"idle_timeout_s": 3})
     (site.apps / "hangs.py").write_text(HANGING_HOOK)
     agent = system.start_agent(site)
@@ -208,7 +208,7 @@ def test_sigterm_with_a_hung_hook_stops_the_agent_within_its_grace(system: Syste
     took = time.monotonic() - stopped
     log = agent.log()
     assert took < 20, (took, log[-3000:])
-    assert "stop_overdue" in log and "processing" in log, log[-3000:]
+    assert f"event=hooks_still_running job_ids={job.id} " in log, log[-3000:]
     assert re.search(r'hangs\.py", line \d+ in postprocess', log), log[-3000:]  # where it hung
     assert system.client.jobs.get(job.id).state == JobState.RUN_DONE
 
@@ -217,6 +217,55 @@ def test_sigterm_with_a_hung_hook_stops_the_agent_within_its_grace(system: Syste
     assert final.state == JobState.JOB_FINISHED, system.logs()
     states = [e.to_state for e in system.client.jobs.events(job.id)]
     assert states.count(JobState.POSTPROCESSED) == 1 and states.count(JobState.JOB_FINISHED) == 1, states
+
+
+HANGS_IN_ONE_WORKDIR = '''
+import time
+
+from beambridge.apps.base import ApplicationDefinition
+from beambridge.states import JobState
+
+
+class HangsInOne(ApplicationDefinition):
+    """Its postprocess never ends in the work directory "hang" (a hung file system, say)."""
+
+    command_template = "true"
+
+    def postprocess(self) -> JobState:
+        if self.workdir.name == "hang":
+            (self.workdir / "hook-started.txt").write_text("1")
+            time.sleep(3600)
+        return JobState.POSTPROCESSED
+'''
+
+
+def test_a_hook_past_its_time_limit_fails_its_job_and_the_others_go_on(system: System) -> None:
+    """One processing thread, and its hook hangs: once it has run ``hook_timeout_s`` its job fails with
+    that reason, a new thread takes the hung one's place, and the jobs queued behind it finish. (Before:
+    the processing service waited for every hook of its batch, so one hung hook stopped every hook of the
+    site for good.)"""
+    site, config = system.make_site(
+        "hook-limit", processing_threads=1, hook_timeout_s=5, launcher={"idle_timeout_s": 60}
+    )
+    (site.apps / "hangs_in_one.py").write_text(HANGS_IN_ONE_WORKDIR)
+    system.start_agent(site)
+
+    def app_id() -> int | None:
+        ids = [a.id for a in system.client.apps.filter(site_id=config.site_id) if a.name == "HangsInOne"]
+        return ids[0] if ids else None
+
+    app = wait_for(app_id, 60, what="the app registered")
+    [hung] = system.client.jobs.bulk_create([{"app_id": app, "workdir": "hang"}])
+    wait_for(lambda: (site.data / "hang/hook-started.txt").exists(), 90, what="the hook started")
+    others = system.client.jobs.bulk_create([{"app_id": app, "workdir": f"ok/{i}"} for i in range(3)])
+    done = system.wait_all([hung.id, *(j.id for j in others)], timeout_s=90)
+    states = {j.id: j.state for j in done}
+    assert states == {hung.id: JobState.FAILED, **{j.id: JobState.JOB_FINISHED for j in others}}, (
+        system.logs()
+    )
+    failure = [e for e in system.client.jobs.events(hung.id) if e.to_state == JobState.FAILED]
+    assert failure[0].data["reason"] == "postprocess did not finish within 5 s (hook_timeout_s)"
+    assert "event=hook_timed_out" in system.agents[0].log()
 
 
 def test_sigterm_delivered_to_a_service_thread_stops_the_agent(system: System) -> None:

@@ -118,6 +118,12 @@ class SiteConfig(_Section):
         default=60, gt=0, description="The server's session expiry (for heartbeats)"
     )
     processing_threads: int = Field(default=4, ge=1)
+    hook_timeout_s: float = Field(
+        default=600,
+        gt=0,
+        description="How long one app hook (preprocess, postprocess, handle_error, handle_timeout) may run; "
+        "a hook still running then fails its job with that reason, and the others go on",
+    )
     shutdown_grace_s: float = Field(
         default=30,
         gt=0,
