@@ -10,11 +10,11 @@ faster at 1 Mpx.
 
 Integer state (counts) takes :func:`exact_bin_sums`: Σ_p IP_p and Σ_p IF_p over a bin are linear in the
 pixels' state (a level's total less the sum of its last or first c elements), so each pixel's state is
-added as it is to its sub-bin's row (8 × 8 transposes of pixel lanes into rows, :mod:`.transpose`) and
-IP and IF are formed once per sub-bin (:func:`exact_totals`), not once per pixel and delay; integer sums
-are exact, so the workers take the chunks in any order, each into its own rows. Float state (dark or
-flat corrected) takes :func:`chunk_bin_sums` (:func:`bin_group` per group of pixels), whose float sums
-keep one order: per chunk, pixel by pixel.
+added as it is to its sub-bin's row (8 × 8 transposes of pixel lanes into rows,
+:func:`~.simd.transpose_add8`) and IP and IF are formed once per sub-bin (:func:`exact_totals`), not
+once per pixel and delay; integer sums are exact, so the workers take the chunks in any order, each into
+its own rows. Float state (dark or flat corrected) takes :func:`chunk_bin_sums` (:func:`bin_group` per
+group of pixels), whose float sums keep one order: per chunk, pixel by pixel.
 
 With ⟨·⟩_s the mean over the pixels of static bin s (XPCS-Eigen ``Corr::normalizeG2s``):
 
@@ -47,9 +47,8 @@ import numpy.typing as npt
 from numba import njit, prange
 
 from beambridge.xpcs.multitau.dense import level_totals
-from beambridge.xpcs.multitau.simd import prefetch_l2
+from beambridge.xpcs.multitau.simd import prefetch_l2, transpose_add8
 from beambridge.xpcs.multitau.sparse import claim
-from beambridge.xpcs.multitau.transpose import transpose_add8
 
 CHUNK_PIXELS = 1024
 """Chunks are cut at multiples of this many pixels (a multiple of the dense kernel's 256-pixel tiles)."""
@@ -682,7 +681,7 @@ def exact_bin_sums(
     """:func:`chunk_bin_sums` for integer state (exact sums, so any order): instead of IP and IF per pixel
     and delay, every pixel's **state** is added to its sub-bin's row of ``rows[w]`` (n_workers, n_sub,
     width; :func:`exact_columns`), the products, the levels' first and last H elements and the segment
-    sums, as they are (8 rows × 8 pixels per vector transpose, :func:`~.transpose.transpose_add8`). Σ IP_p
+    sums, as they are (8 rows × 8 pixels per vector transpose, :func:`~.simd.transpose_add8`). Σ IP_p
     and Σ IF_p of a sub-bin are linear in those (the level total less the sum of its last or first c
     elements), so :func:`exact_totals` forms them once per sub-bin instead of once per pixel: no work
     per pixel and delay but one vector addition, no branch on the bin.
