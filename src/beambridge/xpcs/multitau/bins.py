@@ -41,6 +41,7 @@ number of threads, any block sizes, and either path.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -581,21 +582,35 @@ def bin_group(
                        zero_tol)  # fmt: skip
 
 
+class BinPass(NamedTuple):
+    """What both passes from a finished dense state to the bin sums read (:func:`chunk_bin_sums`,
+    :func:`exact_bin_sums`), built once by :func:`bin_sums`: one argument instead of thirteen (numba takes
+    it as a heterogeneous tuple; the kernels unpack it before their parallel loops).
+
+    ``acc`` (n_groups, n_tau, lanes), ``head``/``tail`` (n_groups, L, H, lanes), ``seg`` (n_groups, n_seg,
+    lanes): the state; ``n_pix`` its pixels; ``level``, ``lag``, ``scale1``, ``scale2`` (n_tau,): the
+    schedule and the scales of Σ IP, Σ IF and Σ G2; ``level_len`` (L,) elements per level; ``static``,
+    ``dynamic`` (P,): every pixel's sub-bin and dynamic bin (:class:`BinPartials`); ``chunk_ptr``: the
+    chunks' first groups and the end (:meth:`BinPartials.group_bounds`)."""
+
+    acc: np.ndarray
+    head: np.ndarray
+    tail: np.ndarray
+    seg: np.ndarray
+    n_pix: int
+    level: np.ndarray
+    lag: np.ndarray
+    scale1: np.ndarray
+    scale2: np.ndarray
+    level_len: np.ndarray
+    static: np.ndarray
+    dynamic: np.ndarray
+    chunk_ptr: np.ndarray
+
+
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy", boundscheck=False)
 def chunk_bin_sums(
-    acc: np.ndarray,
-    head: np.ndarray,
-    tail: np.ndarray,
-    seg: np.ndarray,
-    n_pix: int,
-    level: np.ndarray,
-    lag: np.ndarray,
-    scale1: np.ndarray,
-    scale2: np.ndarray,
-    level_len: np.ndarray,
-    static: np.ndarray,
-    dynamic: np.ndarray,
-    chunk_ptr: np.ndarray,
+    inp: BinPass,
     pixel_mean: np.ndarray,
     static_sums: np.ndarray,
     static_intensity: np.ndarray,
@@ -604,9 +619,10 @@ def chunk_bin_sums(
     zero_tol: float,
     spread: bool,
 ) -> None:
-    """:func:`bin_group` over a finished state grouped (n_groups, ..., lanes); chunk ``c`` is groups
-    ``chunk_ptr[c] … chunk_ptr[c+1]-1``, into its own set of static sums. Any state; :func:`bin_sums`
-    sends float state here."""
+    """:func:`bin_group` over a finished state grouped (n_groups, ..., lanes) (``inp``, :class:`BinPass`);
+    chunk ``c`` is groups ``chunk_ptr[c] … chunk_ptr[c+1]-1``, into its own set of static sums. Any
+    state; :func:`bin_sums` sends float state here."""
+    acc, head, tail, seg, n_pix, level, lag, scale1, scale2, level_len, static, dynamic, chunk_ptr = inp
     lanes = acc.shape[2]
     n_levels = tail.shape[1]
     for c in prange(chunk_ptr.shape[0] - 1):
@@ -658,19 +674,7 @@ def _add_rows(
 
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy", boundscheck=False)
 def exact_bin_sums(
-    acc: np.ndarray,
-    head: np.ndarray,
-    tail: np.ndarray,
-    seg: np.ndarray,
-    n_pix: int,
-    level: np.ndarray,
-    lag: np.ndarray,
-    scale1: np.ndarray,
-    scale2: np.ndarray,
-    level_len: np.ndarray,
-    static: np.ndarray,
-    dynamic: np.ndarray,
-    chunk_ptr: np.ndarray,
+    inp: BinPass,
     n_workers: int,
     pixel_mean: np.ndarray,
     rows: np.ndarray,
@@ -689,6 +693,7 @@ def exact_bin_sums(
     Workers take the chunks as they come (:func:`~.sparse.claim`), each into its own ``rows[w]``.
     ``pixel_mean`` as in :func:`bin_group`; with ``spread`` the pixel ratios (:func:`add_ratios`) into
     chunk c's ``dynamic_sums``/``valid``, each chunk by one worker in pixel order as there."""
+    acc, head, tail, seg, n_pix, level, lag, scale1, scale2, level_len, static, dynamic, chunk_ptr = inp
     lanes = acc.shape[2]
     n_groups = acc.shape[0]
     n_levels, n_hist = tail.shape[1], tail.shape[2]
@@ -838,20 +843,19 @@ def bin_sums(
     p = partials
     chunk_ptr = p.group_bounds(acc.shape[2])
     n_chunks = chunk_ptr.size - 1
+    inp = BinPass(
+        acc, head, tail, seg, n_pix, level, lag, scale1, scale2, level_len, p.static, p.dynamic, chunk_ptr
+    )
     if acc.dtype.kind == "f" or p.static_sums.shape[0] != 1:
         if p.static_sums.shape[0] != n_chunks:
             raise ValueError(f"{p.static_sums.shape[0]} sets of static sums for {n_chunks} chunks")
         chunk_bin_sums(
-            acc, head, tail, seg, n_pix, level, lag, scale1, scale2, level_len, p.static, p.dynamic, chunk_ptr,
-            p.pixel_mean, p.static_sums, p.static_intensity, p.dynamic_sums, p.valid, zero_tol, spread,
-        )  # fmt: skip
+            inp, p.pixel_mean, p.static_sums, p.static_intensity, p.dynamic_sums, p.valid, zero_tol, spread
+        )
         return
     n_levels, n_hist, n_seg = tail.shape[1], tail.shape[2], seg.shape[1]
     workers = max(1, min(n_workers, n_chunks))
     width = exact_columns(acc.shape[1], n_levels, n_hist, n_seg)[3]
     rows = np.zeros((workers, p.static_sums.shape[3], width), dtype=np.uint64)
-    exact_bin_sums(
-        acc, head, tail, seg, n_pix, level, lag, scale1, scale2, level_len, p.static, p.dynamic, chunk_ptr, workers,
-        p.pixel_mean, rows, p.dynamic_sums, p.valid, spread,
-    )  # fmt: skip
+    exact_bin_sums(inp, workers, p.pixel_mean, rows, p.dynamic_sums, p.valid, spread)
     exact_totals(rows, level, lag, level_len, n_levels, n_hist, n_seg, p.static_sums, p.static_intensity)
