@@ -297,6 +297,42 @@ def test_a_request_the_worker_took_at_once_is_never_sent_again(monkeypatch: pyte
     command.close()
 
 
+def test_ctrl_c_returns_promptly_while_the_worker_cannot_stop_its_job_yet() -> None:
+    """Found by a loaded run with cold caches: Ctrl-C was forwarded, but the worker's job sat in a long C
+    call (LLVM compiling a kernel) where Python cannot raise the interrupt, and the command waited for
+    the worker's answer for over 30 s. It now gives the worker ``INTERRUPT_GRACE_S`` to answer, then
+    exits 130 by itself (the worker ends the job when it can, and logs it)."""
+    import socket
+    import threading
+
+    from beambridge.cli import xpcs_worker
+
+    command, worker = socket.socketpair()
+    got: list[dict[str, object]] = []
+
+    def stuck_worker() -> None:  # takes the job, reads the forwarded signal, never answers
+        _message, fds = xpcs_worker._recv(worker, with_fds=3)
+        for fd in fds:
+            os.close(fd)
+        xpcs_worker._send(worker, {"accepted": True})
+        got.append(xpcs_worker._recv(worker)[0])
+
+    thread = threading.Thread(target=stuck_worker, daemon=True)
+    thread.start()
+    main = threading.get_ident()
+    threading.Timer(0.5, signal.pthread_kill, (main, signal.SIGINT)).start()
+    started = time.monotonic()
+    try:
+        status = xpcs_worker._hand_over(command, ["xpcs", "corr"])
+        took = time.monotonic() - started
+    finally:
+        command.close()
+        worker.close()
+    assert status == 130
+    assert got == [{"signal": signal.SIGINT}]  # the worker was told
+    assert xpcs_worker.INTERRUPT_GRACE_S <= took < xpcs_worker.INTERRUPT_GRACE_S + 5, took
+
+
 def test_a_watcher_that_outlives_its_job_never_interrupts_the_next() -> None:
     """Read in review: each job's watcher checked the worker's shared "a job runs" flag, so a watcher
     still waking from its job's closed connection once the next job had started (its join timed out on a

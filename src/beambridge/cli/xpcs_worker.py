@@ -58,6 +58,10 @@ START_TIMEOUT = 30.0
 """How long a command waits for a worker it started to open its socket before running in process."""
 ACK_TIMEOUT = 30.0
 """How long a command waits for the worker to take (or decline) its job."""
+INTERRUPT_GRACE_S = 5.0
+"""After forwarding Ctrl-C, how long a command waits for the worker to say its job stopped before it
+exits 130 by itself: a job in a long C call (LLVM compiling a kernel, a read) takes the interrupt only
+when the call returns, and the worker then ends it and logs it."""
 MAX_MESSAGE = 4 << 20
 """Largest request accepted (arguments and environment)."""
 KEY_ENV_PREFIXES = ("NUMBA_", "OMP_", "GOMP_", "KMP_", "MKL_", "OPENBLAS_", "PYTHON", "HDF5_", "LD_", "LC_")
@@ -315,15 +319,23 @@ def _hand_over(sock: socket.socket, argv: Sequence[str]) -> int | str | None:
     command's Ctrl-C (SIGINT, SIGTERM, SIGHUP) is caught from before the job is sent: once the worker
     has taken the job it is forwarded (the worker interrupts the job); before that, nothing is run."""
     import signal
+    import threading
 
     caught: list[int] = []
     taken = False
+
+    def stop_waiting() -> None:  # wakes the blocked read below with end-of-file
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RD)
 
     def forward(signum: int, _frame: object) -> None:
         caught.append(signum)
         if taken:
             with contextlib.suppress(OSError):
                 _send(sock, {"signal": signum})
+            timer = threading.Timer(INTERRUPT_GRACE_S, stop_waiting)
+            timer.daemon = True
+            timer.start()
 
     def interrupted() -> int:
         return 128 + caught[-1] if caught[-1] != signal.SIGINT else 130
@@ -341,8 +353,7 @@ def _hand_over(sock: socket.socket, argv: Sequence[str]) -> int | str | None:
             return interrupted() if caught else None  # busy: run in process
         taken = True
         if caught:  # a signal while the job was being handed over
-            with contextlib.suppress(OSError):
-                _send(sock, {"signal": caught[-1]})
+            forward(caught.pop(), None)
         sock.settimeout(None)
         try:
             reply, _ = _recv(sock)
