@@ -110,6 +110,8 @@ class Processing(Service):
             if hook is None:
                 return
             with self._lock:
+                if hook.abandoned:  # dropped by close() while queued: its job keeps its state
+                    continue
                 hook.started = time.monotonic()
             try:
                 hook.outcome = run_hook(hook.app, hook.job, self.site)
