@@ -131,6 +131,15 @@ class System:
                 raise AssertionError(f"jobs not finished after {timeout_s} s: {states}\n{self.logs()}")
             time.sleep(poll_s)
 
+    def app_id(self, site_id: int, name: str, timeout_s: float = 60) -> int:
+        """The id of the site's app ``name``, once the agent has registered it."""
+
+        def registered() -> int | None:
+            return next((a.id for a in self.client.apps.filter(site_id=site_id) if a.name == name), None)
+
+        found: int = wait_for(registered, timeout_s, what=f"the app {name} registered")
+        return found
+
     def app_ids(self, site_id: int, timeout_s: float = 60) -> dict[str, int]:
         """Name → id of the site's apps, once the agent has registered all of ``apps_e2e.py``'s."""
 

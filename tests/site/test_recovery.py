@@ -194,12 +194,7 @@ def test_sigterm_with_a_hung_hook_stops_the_agent_within_its_grace(system: Syste
     site, config = system.make_site("hung-hook", shutdown_grace_s=2, launcher={"idle_timeout_s": 3})
     (site.apps / "hangs.py").write_text(HANGING_HOOK)
     agent = system.start_agent(site)
-
-    def app_id() -> int | None:
-        ids = [a.id for a in system.client.apps.filter(site_id=config.site_id) if a.name == "Hangs"]
-        return ids[0] if ids else None
-
-    hangs = wait_for(app_id, 60, what="the app registered")
+    hangs = system.app_id(config.site_id, "Hangs")
     [job] = system.client.jobs.bulk_create([{"app_id": hangs, "workdir": "h"}])
     wait_for(lambda: (site.data / "h/hook-started.txt").exists(), 90, what="the hook started")
     stopped = time.monotonic()
@@ -249,12 +244,7 @@ def test_a_hook_past_its_time_limit_fails_its_job_and_the_others_go_on(system: S
     )
     (site.apps / "hangs_in_one.py").write_text(HANGS_IN_ONE_WORKDIR)
     system.start_agent(site)
-
-    def app_id() -> int | None:
-        ids = [a.id for a in system.client.apps.filter(site_id=config.site_id) if a.name == "HangsInOne"]
-        return ids[0] if ids else None
-
-    app = wait_for(app_id, 60, what="the app registered")
+    app = system.app_id(config.site_id, "HangsInOne")
     [hung] = system.client.jobs.bulk_create([{"app_id": app, "workdir": "hang"}])
     wait_for(lambda: (site.data / "hang/hook-started.txt").exists(), 90, what="the hook started")
     others = system.client.jobs.bulk_create([{"app_id": app, "workdir": f"ok/{i}"} for i in range(3)])

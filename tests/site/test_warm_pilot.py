@@ -53,8 +53,7 @@ def test_a_warm_pilot_is_kept_for_quick_looks_only(system: System) -> None:
     (site.apps / "warmable.py").write_text(APPS)
     marks = site.apps / "warm-marks"
     system.start_agent(site)
-    wait_for(lambda: any(a.name == "Warmable" for a in system.client.apps.filter(site_id=config.site_id)), 60)
-    app_id = next(a.id for a in system.client.apps.filter(site_id=config.site_id) if a.name == "Warmable")
+    app_id = system.app_id(config.site_id, "Warmable")
 
     def warm_pilots() -> list:  # type: ignore[type-arg]
         return [

@@ -91,8 +91,6 @@ class Processing(Service):
         self.apps = apps
         self.hooks: dict[int, _Hook] = {}
         """The jobs whose hooks are queued or running, by id (the service still lists them as waiting)."""
-        self.abandoned = 0
-        """Hooks given up at their time limit (their threads may still be running)."""
         self._queue: queue.SimpleQueue[_Hook | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._workers = 0
@@ -188,7 +186,6 @@ class Processing(Service):
             name = HOOK_FOR_STATE[hook.job.state].value
             log.warning("hook_timed_out", job_id=job_id, hook=name, app=hook.app.name, limit_s=limit)
             updates.append(failed(hook.job, f"{name} did not finish within {limit:g} s (hook_timeout_s)"))
-            self.abandoned += 1
             self._add_worker()  # the hung one keeps its thread
         return updates
 
