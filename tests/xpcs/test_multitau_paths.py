@@ -201,13 +201,24 @@ def test_memory_bounded_by_state_not_frames(n_frames: int) -> None:
 
 
 def test_frames_per_block_bounds_memory_and_amortises_state() -> None:
-    from beambridge.xpcs.pipeline import BLOCK_FRAMES, LARGE_BLOCK_BYTES, frames_per_block
+    from beambridge.xpcs.pipeline import (
+        BLOCK_FRAMES,
+        IN_PLACE_BLOCK_BYTES,
+        IN_PLACE_BLOCK_FRAMES,
+        LARGE_BLOCK_BYTES,
+        frames_per_block,
+    )
 
     assert frames_per_block(256 * 256, 1000) == 512  # small detector: 64 MB of frames
     assert frames_per_block(256 * 256, 100) == 100  # never more than the stack
     assert frames_per_block(1024 * 1024, 1000) == BLOCK_FRAMES  # 1 Mpx: 128 frames (256 MB)
     assert frames_per_block(4096 * 4096, 1000) * 4096 * 4096 * 2 <= LARGE_BLOCK_BYTES  # 16 Mpx: 8 frames
     assert frames_per_block(10**9, 10) == 1
+    # read into one reused buffer: 512 frames, at most 1 GiB of them
+    assert frames_per_block(1024 * 1024, 1000, in_place=True) == IN_PLACE_BLOCK_FRAMES == 512
+    assert frames_per_block(1024 * 1024, 200, in_place=True) == 200
+    assert frames_per_block(256 * 256, 1000, in_place=True) == 512
+    assert frames_per_block(4096 * 4096, 1000, in_place=True) * 4096 * 4096 * 2 == IN_PLACE_BLOCK_BYTES
 
 
 def test_four_elements_per_pass_and_remainders_exact(counts: np.ndarray) -> None:

@@ -89,3 +89,63 @@ def test_all_formats_give_the_same_g2(tmp_path: Path, frames: np.ndarray) -> Non
             g2[name] = f["/xpcs/multitau/normalized_g2"][()]
     for name in ("imm", "immc", "bin"):
         np.testing.assert_array_equal(g2[name], g2["h5"])
+
+
+def test_hdf5_blocks_are_read_in_place_into_one_buffer(tmp_path: Path, frames: np.ndarray) -> None:
+    from beambridge.xpcs.preprocess import Corrections, FrameSelection, FrameStream
+
+    reader = open_frames(write_raw(tmp_path / "raw.h5", frames))
+    stream = FrameStream(reader, FrameSelection(), Corrections())
+    assert stream.reads_in_place
+    seen, bases = [], set()
+    for j0, block in stream.blocks(16, reuse=True):
+        assert isinstance(block, np.ndarray)
+        np.testing.assert_array_equal(block, frames[j0 : j0 + block.shape[0]])
+        seen.append(block.shape[0])
+        bases.add(block.__array_interface__["data"][0])  # every block starts the same buffer
+    assert seen == [16, 16, 16, 12] and len(bases) == 1
+    # a selection, an average or a correction needs fresh arrays: never in place
+    for selection, corrections in (
+        (FrameSelection(stride=2), Corrections()),
+        (FrameSelection(avg=2), Corrections()),
+        (FrameSelection(), Corrections(dark=(0, 5))),
+        (FrameSelection(), Corrections(normalize_frames=True)),
+    ):
+        assert not FrameStream(reader, selection, corrections).reads_in_place
+    with pytest.raises(ValueError, match="a buffer for frames"):
+        reader.read_dense_into(0, np.empty((4, 24, 32), dtype=np.float32))  # type: ignore[attr-defined]
+    reader.close()
+
+
+def test_in_place_blocks_give_the_same_result_as_fresh_ones(
+    tmp_path: Path, frames: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several blocks of one reused buffer (multi-tau and a two-time map, which keeps its own copy of
+    the frames) against the IMM route, whose blocks are fresh arrays: the same bits."""
+    from beambridge.xpcs import pipeline
+
+    qmap_path = write_qmap_file(tmp_path / "q.h5", small_qmap())
+    sources = {
+        "h5": write_raw(tmp_path / "raw.h5", frames),
+        "imm": write_imm(tmp_path / "raw.imm", frames, False),
+    }
+    sizes: list[bool] = []
+    real = pipeline.frames_per_block
+
+    def small_blocks(n_detector: int, n_frames: int, *, in_place: bool = False) -> int:
+        sizes.append(in_place)
+        return min(real(n_detector, n_frames, in_place=in_place), 16 if in_place else 7)
+
+    monkeypatch.setattr(pipeline, "frames_per_block", small_blocks)
+    out = {}
+    for name, src in sources.items():
+        pipeline.run_twotime(src, qmap_path, tmp_path / f"{name}.out.h5", [1, 2])
+        with h5py.File(tmp_path / f"{name}.out.h5", "r") as f:
+            out[name] = {
+                key: f[key][()]
+                for key in ("/xpcs/multitau/normalized_g2", "/xpcs/multitau/normalized_g2_err",
+                            "/xpcs/twotime/correlation_map/c2_00001", "/xpcs/twotime/normalized_g2")
+            }  # fmt: skip
+    assert sizes == [True, False]
+    for key, value in out["h5"].items():
+        np.testing.assert_array_equal(value, out["imm"][key], err_msg=key)

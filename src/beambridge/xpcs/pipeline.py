@@ -34,11 +34,16 @@ LARGE_BLOCK_BYTES = 256 << 20
 BLOCK_FRAMES = 128
 """Frames per block worth reaching: the correlator loads and stores its whole state (hundreds of bytes
 per pixel) once per block, so at 1 Mpx 32-frame blocks spent more time on that than on the frames
-(200 frames of 1 Mpx: 470 ms in 32-frame blocks, 370 ms in 128-frame ones, on two cores). Fed from
-memory, bigger blocks are cheaper still (1 Mpx × 1000 frames, two threads, CPU s to add the frames:
-128-frame blocks 1.36-1.63, 512-frame ones 1.05-1.11, 2026-12-06), but the whole `xpcs corr` on a 2 GB
-file took 4.6-4.8 s in 512-frame blocks against 2.7-2.9 s in 128-frame ones (3.5 s of system time
-reading 1 GiB blocks, against 0.8), and 1.96 GB of memory against 1.16."""
+(200 frames of 1 Mpx: 470 ms in 32-frame blocks, 370 ms in 128-frame ones, on two cores)."""
+IN_PLACE_BLOCK_FRAMES = 512
+"""Frames per block when the reader fills one reused buffer (raw HDF5 frames, no correction), up to
+:data:`IN_PLACE_BLOCK_BYTES`. Fed from memory, bigger blocks are cheaper (1 Mpx × 1000 frames, two
+threads, CPU s to add the frames: 128-frame blocks 1.36-1.63, 512-frame ones 1.05-1.11, 2026-12-06);
+read into fresh arrays they were not: the whole `xpcs corr` on a 2 GB file took 4.6-4.8 s in fresh
+512-frame blocks against 2.7-2.9 s in 128-frame ones (3.5 s of system time faulting in 1 GiB blocks,
+against 0.8). One buffer for every block pays its page faults once."""
+IN_PLACE_BLOCK_BYTES = 1 << 30
+"""… and at most this many bytes of frames (1 Mpx of uint16: 512 frames)."""
 
 
 FOLLOW_BLOCK_FRAMES = 32
@@ -47,11 +52,13 @@ a block grows up to the usual size when more frames are already on disk (catchin
 per frame as correlating a finished file: at 128×128, 32-frame blocks cost 3× as much)."""
 
 
-def frames_per_block(n_detector: int, n_frames: int) -> int:
+def frames_per_block(n_detector: int, n_frames: int, *, in_place: bool = False) -> int:
     """How many frames to read and feed at a time: memory bounded, and long enough to amortise the
-    correlator's per-block state traffic."""
+    correlator's per-block state traffic; longer ``in_place`` (one buffer reused for every block)."""
     frame_bytes = max(1, n_detector * 2)
     wanted = max(BLOCK_BYTES // frame_bytes, min(BLOCK_FRAMES, LARGE_BLOCK_BYTES // frame_bytes))
+    if in_place:
+        wanted = max(wanted, min(IN_PLACE_BLOCK_FRAMES, IN_PLACE_BLOCK_BYTES // frame_bytes))
     return max(1, min(n_frames, wanted))
 
 
@@ -187,13 +194,19 @@ def correlate(
             stat = {b: labels.static[labels.dynamic == b - 1] for b in twotime_bins}
             collector = TwoTimeCollector(n, sel, stat)
         frame_sum = np.zeros(n)
-        per_block = most = frames_per_block(n_det, n)  # the whole detector's: the same blocks on every rank
+        # one reused buffer for raw HDF5 frames in one process (ranks: the same blocks on every rank)
+        in_place = comm is None and not follow and stream.reads_in_place
+        per_block = most = frames_per_block(n_det, n, in_place=in_place)
         ready = None
         if follow:
             per_block = min(per_block, FOLLOW_BLOCK_FRAMES)
             ready = getattr(reader, "available", None)
         t_corr = time.perf_counter()
-        blocks = stream.blocks(per_block, most=most, ready=ready) if not (share and share.idle) else iter(())
+        blocks = (
+            stream.blocks(per_block, most=most, ready=ready, reuse=in_place)
+            if not (share and share.idle)
+            else iter(())
+        )
         if comm is not None and comm.Get_rank() > 0:
             progress = None
         res: G2Result | None = None
@@ -216,7 +229,7 @@ def correlate(
                         frame_sum[j0 : j0 + b] = block.reshape(b, -1)[:, pixels].sum(axis=1)
                     if collector is not None:
                         collector.add_dense(j0, block)
-                del block  # before the next is read: one block in memory at a time
+                del block  # before the next is read: one block in memory at a time (or the one buffer)
                 if progress is not None:
                     progress(j0 + b, n)
                 if follow and corr is not None and j0 == 0:  # the bins' sums, ready before the last frame

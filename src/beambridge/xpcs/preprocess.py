@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from beambridge.xpcs.errors import OptionError, ShapeMismatchError
 from beambridge.xpcs.events import Events
-from beambridge.xpcs.io.base import FrameReader
+from beambridge.xpcs.io.base import FrameReader, InPlaceReader
 
 
 @dataclass(frozen=True)
@@ -162,14 +162,38 @@ class FrameStream:
             scale = np.where(means > 0, overall / means, 0.0)
         return scale
 
+    @property
+    def reads_in_place(self) -> bool:
+        """Whether blocks can be read straight into one reused buffer (see :meth:`blocks`): raw dense
+        frames, every one of them, no correction, and a reader that reads into a given buffer."""
+        sel = self.selection
+        return (
+            not self.sparse
+            and not self.corr.any
+            and sel.stride == 1
+            and sel.avg == 1
+            and isinstance(self.reader, InPlaceReader)
+        )
+
     def blocks(
-        self, frames_per_block: int, *, most: int | None = None, ready: Callable[[], int] | None = None
+        self,
+        frames_per_block: int,
+        *,
+        most: int | None = None,
+        ready: Callable[[], int] | None = None,
+        reuse: bool = False,
     ) -> Iterator[tuple[int, npt.NDArray[np.generic] | Events]]:
         """Yield ``(j0, block)`` for consecutive output frames; block is dense (b, H, W) or events.
 
         With ``ready`` (raw frames on disk now, for a file still being written) a block grows past
         ``frames_per_block`` up to ``most`` frames when that many are already there: short blocks while
-        keeping up with the detector, long ones (cheaper per frame) when catching up."""
+        keeping up with the detector, long ones (cheaper per frame) when catching up.
+
+        ``reuse`` (with :attr:`reads_in_place`, without ``ready``): every block is a view of one buffer
+        the reader fills, so **each block must be used before the next is asked for**."""
+        if reuse and self.reads_in_place and ready is None:
+            yield from self._blocks_in_place(frames_per_block)
+            return
         j0 = 0
         while j0 < self.n_frames:
             size = frames_per_block
@@ -180,6 +204,15 @@ class FrameStream:
             j1 = min(self.n_frames, j0 + size)
             yield from self._block(j0, j1)
             j0 = j1
+
+    def _blocks_in_place(self, frames_per_block: int) -> Iterator[tuple[int, npt.NDArray[np.generic]]]:
+        reader = self.reader
+        assert isinstance(reader, InPlaceReader)
+        size = max(1, min(frames_per_block, self.n_frames))
+        buffer = np.empty((size, *self.shape), dtype=reader.dtype)
+        for j0 in range(0, self.n_frames, size):
+            j1 = min(self.n_frames, j0 + size)
+            yield j0, reader.read_dense_into(self.start + j0, buffer[: j1 - j0])
 
     def _block(self, j0: int, j1: int) -> Iterator[tuple[int, npt.NDArray[np.generic] | Events]]:
         if self.sparse:

@@ -8,7 +8,7 @@ expanded on the fly).
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -38,4 +38,16 @@ class FrameReader(Protocol):
 
     def close(self) -> None:
         """Release the file."""
+        ...
+
+
+@runtime_checkable
+class InPlaceReader(Protocol):
+    """A reader that can also read dense frames into a buffer it is given (one buffer for every block:
+    no page faults per block)."""
+
+    dtype: np.dtype[np.generic]
+
+    def read_dense_into(self, start: int, out: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
+        """Frames ``start … start + len(out) - 1`` into ``out`` (b, H, W); return ``out``."""
         ...

@@ -64,7 +64,16 @@ class Hdf5Frames:
 
     def read_dense(self, start: int, stop: int) -> npt.NDArray[np.generic]:
         """Frames ``start … stop-1``, shape (stop-start, H, W), the file's dtype."""
-        out = np.empty((stop - start, *self.shape), dtype=self.dtype)
+        return self.read_dense_into(start, np.empty((stop - start, *self.shape), dtype=self.dtype))
+
+    def read_dense_into(self, start: int, out: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
+        """Frames ``start …`` into ``out`` (b, H, W) of the file's dtype, C-contiguous; return ``out``.
+
+        A buffer used again for every block costs no page faults: at 1 Mpx, fresh 128-frame blocks
+        spent 0.8 s of system time per 1000 frames, fresh 512-frame ones 3.5 s."""
+        stop = start + out.shape[0]
+        if out.shape[1:] != self.shape or out.dtype != self.dtype or not out.flags.c_contiguous:
+            raise ValueError(f"a buffer for frames of {self.shape} {self.dtype}, got {out.shape} {out.dtype}")
         if stop > start:
             try:
                 self._ds.read_direct(out, np.s_[start:stop])

@@ -49,6 +49,7 @@ from beambridge.xpcs.multitau.simd import (
     LANES,
     Lanes,
     prefetch,
+    prefetch_l2,
     vadd,
     vadd_into,
     vfma,
@@ -575,6 +576,19 @@ def _tile_max(rows: np.ndarray, nb: int, mx: int) -> int:
     return mx
 
 
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
+def _prefetch_lanes(hist_r: np.ndarray, acc_r: np.ndarray, seg_r: np.ndarray, c: int) -> None:
+    """Ask for the state lines of the 16 lanes ``c …`` (history, product sums, segment sums)."""
+    for row in range(hist_r.shape[0] * hist_r.shape[1]):
+        prefetch_l2(hist_r, row * TILE + c)
+    for row in range(acc_r.shape[0]):
+        prefetch_l2(acc_r, row * TILE + c)
+        prefetch_l2(acc_r, row * TILE + c + 8)
+    for row in range(seg_r.shape[0]):
+        prefetch_l2(seg_r, row * TILE + c)
+        prefetch_l2(seg_r, row * TILE + c + 8)
+
+
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
 def _tile_sub_block_vec(
     rows: np.ndarray,
@@ -592,6 +606,9 @@ def _tile_sub_block_vec(
     lvl: np.ndarray,
     fsv: np.ndarray,
     fs_part: np.ndarray,
+    hist_n: np.ndarray,
+    acc_n: np.ndarray,
+    seg_n: np.ndarray,
 ) -> None:
     """One tile's sub-block on the register path (see :func:`_vec_level0`): 16 lanes at a time, all
     levels of those lanes before the next 16. ``m`` bounds the tile's values (m·2**(L-1) < VEC_LIMIT);
@@ -605,6 +622,10 @@ def _tile_sub_block_vec(
         fsv[q] = 0
     for v in range(TILE // LANES):
         c = v * LANES
+        if v + 1 < TILE // LANES:
+            _prefetch_lanes(hist_r, acc_r, seg_r, c + LANES)
+        else:
+            _prefetch_lanes(hist_n, acc_n, seg_n, 0)
         n_new = _vec_level0(
             flat, stride, col + c, c, nb, k0, seg_of_frame, s0, hist_r, head_r, acc_r, seg_r, fsv, lvl[0],
             _every(m, 0),
@@ -772,9 +793,10 @@ def _strip(
                     tmax[r] = _tile_max(stage, nb, tmax[r])
                 m = tmax[r]
                 if (np.int64(m) << (hist.shape[1] - 1)) < VEC_LIMIT:
+                    nr = r + 1 if r + 1 < r1 else r0  # the next tile of this strip (or its first again)
                     _tile_sub_block_vec(
                         stage, col, nb, first_index + s0, s0, int(m), lag_ptr, hist[r], head[r], acc[r],
-                        seg[r], seg_of_frame, lvl, fsv, frame_sum_part[r],
+                        seg[r], seg_of_frame, lvl, fsv, frame_sum_part[r], hist[nr], acc[nr], seg[nr],
                     )  # fmt: skip
                     n_vec += 1
                     continue
