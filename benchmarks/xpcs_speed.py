@@ -2,7 +2,9 @@
 
 Each case runs in its own process (so peak memory is that case's alone): a Poisson stack is made in
 memory (uint16, fixed seed), then correlated ``--repeats`` times; we report the median frames/s and
-the process's peak RSS minus the stack itself. Both sides use ``--threads`` threads (numba
+the process's peak RSS minus the stack itself. Our dense rows run in ``--processes`` processes (3) and
+report the median of their medians with the range: on a shared virtual machine one process's memory
+can run at half the speed of the next one's, for its whole life. Both sides use ``--threads`` threads (numba
 ``NUMBA_NUM_THREADS`` / ``torch.set_num_threads``) and are warmed up first: our JIT compile time
 (from numba's on-disk cache when warm) and boost-corr's construction are reported or excluded, not
 timed. Our rows say which arithmetic ran ("int32"/"int64": exact integer sums of the uint16 counts,
@@ -462,6 +464,28 @@ def bench_live(size: int, frames: int, fps: float, repeats: int, threads: int) -
     }
 
 
+def run_ours(
+    size: int, frames: int, photons: float, repeats: int, threads: int, processes: int
+) -> dict[str, object] | str:
+    """Our dense rows in ``processes`` separate processes: the median of their medians, and the range.
+
+    On this shared virtual machine the same correlation runs at two speeds, fixed per process (up to
+    2× apart at 1 Mpx: where the process's memory lands, not what it computes), so one process is a
+    draw from two modes; the median over processes is the figure to compare."""
+    runs = [run_case("ours", size, frames, photons, repeats, threads) for _ in range(max(1, processes))]
+    done = [r for r in runs if isinstance(r, dict)]
+    if len(done) < len(runs):
+        return next(r for r in runs if not isinstance(r, dict))  # type: ignore[return-value]
+    merged = dict(done[0])
+    for key in ("seconds", "seconds_pixels", "cpu_seconds", "extra_mb"):
+        merged[key] = statistics.median(float(r[key]) for r in done)  # type: ignore[arg-type]
+    merged["seconds_range"] = (min(float(r["seconds"]) for r in done), max(float(r["seconds"]) for r in done))  # type: ignore[arg-type]
+    merged["processes"] = len(done)
+    if len({r["digest"] for r in done}) != 1:
+        raise SystemExit(f"{size}² {frames} frames: processes disagree on g2")
+    return merged
+
+
 def run_case(
     kind: str, size: int, frames: int, photons: float, repeats: int, threads: int
 ) -> dict[str, object] | str:
@@ -508,6 +532,9 @@ def main() -> None:
         help="frame counts for 1024x1024, comma-separated (a short stack shows the fixed costs)",
     )
     parser.add_argument("--threads", type=int, default=2, help="threads for both correlators")
+    parser.add_argument(
+        "--processes", type=int, default=3, help="processes per dense row of ours (median of their medians)"
+    )
     parser.add_argument("--only-end-to-end", action="store_true", help="only the CLI and streaming rows")
     parser.add_argument("--no-live", action="store_true", help="skip the streaming row")
     parser.add_argument("--only-streaming", action="store_true", help="only the streaming row")
@@ -600,7 +627,7 @@ def correlator_table(ns: argparse.Namespace) -> None:
         "detector",
         "photons/px/frame",
         "frames",
-        "beambridge fps to g2(q) (CPU s, both threads)",
+        "beambridge fps to g2(q) (range over processes; CPU s, both threads)",
         "beambridge fps to per-pixel",
         "path",
         "extra MB",
@@ -616,7 +643,7 @@ def correlator_table(ns: argparse.Namespace) -> None:
     cases = [(256, 0.5, ns.frames), (256, 0.02, ns.frames)]
     cases += [(1024, ph, int(n)) for n in ns.frames_1m.split(",") for ph in (0.5, 0.02)]
     for size, photons, frames in cases:
-        ours = run_case("ours", size, frames, photons, ns.repeats, ns.threads)
+        ours = run_ours(size, frames, photons, ns.repeats, ns.threads, ns.processes)
         peer = run_case("peer", size, frames, photons, ns.repeats, ns.threads)
         # xpcscorr's dense correlator at 256² only: at 1 Mpx its float32 chunks of the whole stack need
         # more memory than this shared machine can give one process
@@ -636,11 +663,12 @@ def correlator_table(ns: argparse.Namespace) -> None:
         else:
             peer_missing = peer == "not installed"
             peer_cols = [f"boost-corr: {peer}", "", ""]
+        slow, fast = ours["seconds_range"]  # type: ignore[misc]
         table.add_row(
             f"{size}x{size}",
             str(photons),
             str(frames),
-            f"{fps:,.0f} ({float(ours['cpu_seconds']):.3f} CPU-s)",  # type: ignore[arg-type]
+            f"{fps:,.0f} ({frames / slow:,.0f}-{frames / fast:,.0f}; {float(ours['cpu_seconds']):.3f} CPU-s)",  # type: ignore[arg-type]
             f"{frames / float(ours['seconds_pixels']):,.0f}",  # type: ignore[arg-type]
             f"{ours['mode']}/{ours['arithmetic']}",
             f"{float(ours['extra_mb']):,.0f}",
