@@ -37,6 +37,7 @@ writer's last flush to the result file being in place (median of repeats).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -136,7 +137,7 @@ def worker_ours(size: int, frames: int, photons: float, repeats: int) -> dict[st
                 cpu.append(time.process_time() - c0)
             mode, arithmetic = corr.mode, corr.arithmetic
             if finish == "g2":
-                digest = str(hash(out.g2.tobytes()))  # type: ignore[union-attr]
+                digest = hashlib.sha256(out.g2.tobytes()).hexdigest()[:16]  # type: ignore[union-attr]
             del out, corr
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
