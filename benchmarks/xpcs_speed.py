@@ -664,7 +664,7 @@ def correlator_table(ns: argparse.Namespace) -> None:
         else:
             peer_missing = peer == "not installed"
             peer_cols = [f"boost-corr: {peer}", "", ""]
-        slow, fast = ours["seconds_range"]  # type: ignore[misc]
+        fast, slow = ours["seconds_range"]  # type: ignore[misc]  # (fewest, most seconds)
         table.add_row(
             f"{size}x{size}",
             str(photons),
