@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from beambridge.xpcs.errors import EmptyBinError, OptionError, XpcsError
 from beambridge.xpcs.io import FrameReader, open_frames
@@ -52,14 +53,24 @@ a block grows up to the usual size when more frames are already on disk (catchin
 per frame as correlating a finished file: at 128×128, 32-frame blocks cost 3× as much)."""
 
 
-def frames_per_block(n_detector: int, n_frames: int, *, in_place: bool = False) -> int:
+def frames_per_block(n_detector: int, n_frames: int, *, in_place: bool = False, itemsize: int = 2) -> int:
     """How many frames to read and feed at a time: memory bounded, and long enough to amortise the
-    correlator's per-block state traffic; longer ``in_place`` (one buffer reused for every block)."""
+    correlator's per-block state traffic; longer ``in_place`` (one buffer reused for every block), as
+    long as such a block of ``itemsize``-byte values stays within :data:`IN_PLACE_BLOCK_BYTES`."""
     frame_bytes = max(1, n_detector * 2)
     wanted = max(BLOCK_BYTES // frame_bytes, min(BLOCK_FRAMES, LARGE_BLOCK_BYTES // frame_bytes))
     if in_place:
-        wanted = max(wanted, min(IN_PLACE_BLOCK_FRAMES, IN_PLACE_BLOCK_BYTES // frame_bytes))
+        wanted = max(
+            wanted, min(IN_PLACE_BLOCK_FRAMES, IN_PLACE_BLOCK_BYTES // max(1, n_detector * itemsize))
+        )
     return max(1, min(n_frames, wanted))
+
+
+def kernel_itemsize(dtype: npt.DTypeLike) -> int:
+    """Bytes per value of a block of ``dtype`` frames as the correlator holds it: float frames become
+    float64, 8-bit counts uint16, other integers stay as they are."""
+    dt = np.dtype(dtype)
+    return 8 if dt.kind == "f" else max(2, dt.itemsize)
 
 
 def _labels(qmap: QMap) -> tuple[np.ndarray, BinLabels]:
@@ -196,7 +207,8 @@ def correlate(
         frame_sum = np.zeros(n)
         # one reused buffer for raw HDF5 frames in one process (ranks: the same blocks on every rank)
         in_place = comm is None and not follow and stream.reads_in_place
-        per_block = most = frames_per_block(n_det, n, in_place=in_place)
+        itemsize = kernel_itemsize(getattr(reader, "dtype", np.uint16))
+        per_block = most = frames_per_block(n_det, n, in_place=in_place, itemsize=itemsize)
         ready = None
         if follow:
             per_block = min(per_block, FOLLOW_BLOCK_FRAMES)
