@@ -127,3 +127,25 @@ def test_the_multitau_app_follows(tmp_path: Path) -> None:
     thread.join()
     assert isinstance(summary, dict) and summary["frames"] == 80 and "last_frame_to_result_s" in summary
     assert summary["frame_time"] == 0.005 and out.exists()
+
+
+def test_a_file_without_its_frame_count_is_named_even_when_the_deadline_passes_mid_look(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deadline passing between two looks at the file (a loaded machine) must not turn "the file
+    does not announce its frame count" into "no file appeared": each look decides once."""
+    from beambridge.xpcs.io import live
+
+    raw = write_raw(tmp_path / "plain.h5", np.ones((20, 24, 32), dtype=np.uint16))
+    clock = iter(range(0, 10_000, 3))  # every reading of the clock is 3 s later than the last
+
+    class SlowClock:
+        @staticmethod
+        def monotonic() -> float:
+            return float(next(clock))
+
+        sleep = staticmethod(time.sleep)
+
+    monkeypatch.setattr(live, "time", SlowClock)
+    with pytest.raises(InputFileError, match="must announce its frame count"):
+        live.FollowingHdf5Frames(raw, timeout=7, poll=0.0)

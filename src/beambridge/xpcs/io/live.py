@@ -174,17 +174,16 @@ class FollowingHdf5Frames:
         none: a writer caught between creating the dataset and setting the attribute is not ready yet)."""
         deadline = time.monotonic() + self.timeout
         while True:
+            late = time.monotonic() > deadline  # one verdict per look: a file seen at the last look is used
             for swmr in (True, False):  # a finished file not written in SWMR mode opens plainly
                 try:
                     f = h5py.File(path, "r", libver="latest", swmr=swmr)
                 except OSError:
                     continue
-                if DATASET in f and (not need_count or EXPECTED in f[DATASET].attrs):
-                    return f
-                if DATASET in f and time.monotonic() > deadline:
-                    return f  # the caller names what is missing
+                if DATASET in f and (late or not need_count or EXPECTED in f[DATASET].attrs):
+                    return f  # when late, the caller names what is missing
                 f.close()
-            if time.monotonic() > deadline:
+            if late:
                 raise InputFileError(
                     path, f"no growing HDF5 file with {DATASET} appeared in {self.timeout:g} s"
                 )
