@@ -55,12 +55,14 @@ def datasets(client: Client) -> list[str]:
 def test_settle_time_pattern_recursion_and_restart(client: Client, tmp_path: Path) -> None:
     root = tmp_path / "data"
     (root / "sub").mkdir(parents=True)
-    rule = CompletionRule(pattern="scan_*.h5", settle_s=0.4)
+    # settle_s well above the writer's pauses: each pause is 0.1 s plus one request to the service, and
+    # at CI load that request took long enough for a 0.4 s settle time to pass mid-file
+    rule = CompletionRule(pattern="scan_*.h5", settle_s=1.5)
     journal = tmp_path / "journal.jsonl"
     with Running(FolderWatcher(client, root, "wf", rule, journal, poll_s=0.05)) as watcher:
         growing = root / "scan_1.h5"
         with growing.open("wb") as handle:
-            for _ in range(6):  # written over 0.6 s: never submitted half-written
+            for _ in range(6):  # written over 0.6 s or more: never submitted half-written
                 handle.write(b"x" * 1000)
                 handle.flush()
                 time.sleep(0.1)
@@ -81,7 +83,7 @@ def test_settle_time_pattern_recursion_and_restart(client: Client, tmp_path: Pat
     with Running(FolderWatcher(client, root, "wf", rule, journal, poll_s=0.05)) as watcher:
         wait_for(lambda: len(datasets(client)) == 4)
         wait_for(lambda: watcher.stats.submitted == 2)
-        time.sleep(0.6)
+        time.sleep(rule.settle_s + 0.2)
         assert datasets(client) == ["scan_1.h5", "scan_1.h5", "scan_2.h5", "scan_3.h5"]
         assert watcher.stats.submitted == 2 and watcher.stats.repeated == 0
 

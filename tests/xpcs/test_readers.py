@@ -132,9 +132,9 @@ def test_in_place_blocks_give_the_same_result_as_fresh_ones(
     sizes: list[bool] = []
     real = pipeline.frames_per_block
 
-    def small_blocks(n_detector: int, n_frames: int, *, in_place: bool = False) -> int:
+    def small_blocks(n_detector: int, n_frames: int, *, in_place: bool = False, itemsize: int = 2) -> int:
         sizes.append(in_place)
-        return min(real(n_detector, n_frames, in_place=in_place), 16 if in_place else 7)
+        return min(real(n_detector, n_frames, in_place=in_place, itemsize=itemsize), 16 if in_place else 7)
 
     monkeypatch.setattr(pipeline, "frames_per_block", small_blocks)
     out = {}
