@@ -477,13 +477,13 @@ def run_ours(
     done = [r for r in runs if isinstance(r, dict)]
     if len(done) < len(runs):
         return next(r for r in runs if not isinstance(r, dict))  # type: ignore[return-value]
+    if len({r["digest"] for r in done}) != 1:
+        raise SystemExit(f"{size}² {frames} frames: processes disagree on g2")
     merged = dict(done[0])
     for key in ("seconds", "seconds_pixels", "cpu_seconds", "extra_mb"):
         merged[key] = statistics.median(float(r[key]) for r in done)  # type: ignore[arg-type]
-    merged["seconds_range"] = (min(float(r["seconds"]) for r in done), max(float(r["seconds"]) for r in done))  # type: ignore[arg-type]
-    merged["processes"] = len(done)
-    if len({r["digest"] for r in done}) != 1:
-        raise SystemExit(f"{size}² {frames} frames: processes disagree on g2")
+    seconds = [float(r["seconds"]) for r in done]  # type: ignore[arg-type]
+    merged["seconds_range"] = (min(seconds), max(seconds))
     return merged
 
 

@@ -207,7 +207,6 @@ def test_frames_per_block_bounds_memory_and_amortises_state() -> None:
         IN_PLACE_BLOCK_FRAMES,
         LARGE_BLOCK_BYTES,
         frames_per_block,
-        kernel_itemsize,
     )
 
     assert frames_per_block(256 * 256, 1000) == 512  # small detector: 64 MB of frames
@@ -220,10 +219,13 @@ def test_frames_per_block_bounds_memory_and_amortises_state() -> None:
     assert frames_per_block(1024 * 1024, 200, in_place=True) == 200
     assert frames_per_block(256 * 256, 1000, in_place=True) == 512
     assert frames_per_block(4096 * 4096, 1000, in_place=True) * 4096 * 4096 * 2 == IN_PLACE_BLOCK_BYTES
+    from beambridge.xpcs.multitau.correlator import held_itemsize
+
     # float frames become float64 in the correlator: 1 GiB of those is 128 frames at 1 Mpx
-    assert frames_per_block(1024 * 1024, 1000, in_place=True, itemsize=kernel_itemsize(np.float32)) == 128
-    assert frames_per_block(1024 * 1024, 1000, in_place=True, itemsize=kernel_itemsize(np.uint32)) == 256
-    assert kernel_itemsize(np.uint8) == kernel_itemsize(">u2") == 2
+    assert frames_per_block(1024 * 1024, 1000, in_place=True, itemsize=held_itemsize(np.float32)) == 128
+    assert frames_per_block(1024 * 1024, 1000, in_place=True, itemsize=held_itemsize(np.uint32)) == 256
+    assert held_itemsize(np.uint8) == held_itemsize(">u2") == 2
+    assert held_itemsize(np.int16) == 8  # a negative count goes to the float path
 
 
 def test_four_elements_per_pass_and_remainders_exact(counts: np.ndarray) -> None:

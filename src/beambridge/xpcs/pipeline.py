@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from beambridge.xpcs.errors import EmptyBinError, OptionError, XpcsError
 from beambridge.xpcs.io import FrameReader, open_frames
 from beambridge.xpcs.multitau import Mode, MultiTauCorrelator
 from beambridge.xpcs.multitau.bins import BinLabels, G2Result, chunk_bounds
+from beambridge.xpcs.multitau.correlator import held_itemsize
 from beambridge.xpcs.preprocess import Corrections, FrameSelection, FrameStream
 from beambridge.xpcs.qmap import QMap, read_qmap
 from beambridge.xpcs.result_file import as_f32, atomic_h5, write_config, write_metadata, write_qmap
@@ -64,13 +64,6 @@ def frames_per_block(n_detector: int, n_frames: int, *, in_place: bool = False, 
             wanted, min(IN_PLACE_BLOCK_FRAMES, IN_PLACE_BLOCK_BYTES // max(1, n_detector * itemsize))
         )
     return max(1, min(n_frames, wanted))
-
-
-def kernel_itemsize(dtype: npt.DTypeLike) -> int:
-    """Bytes per value of a block of ``dtype`` frames as the correlator holds it: float frames become
-    float64, 8-bit counts uint16, other integers stay as they are."""
-    dt = np.dtype(dtype)
-    return 8 if dt.kind == "f" else max(2, dt.itemsize)
 
 
 def _labels(qmap: QMap) -> tuple[np.ndarray, BinLabels]:
@@ -207,7 +200,7 @@ def correlate(
         frame_sum = np.zeros(n)
         # one reused buffer for raw HDF5 frames in one process (ranks: the same blocks on every rank)
         in_place = comm is None and not follow and stream.reads_in_place
-        itemsize = kernel_itemsize(getattr(reader, "dtype", np.uint16))
+        itemsize = held_itemsize(getattr(reader, "dtype", np.uint16))
         per_block = most = frames_per_block(n_det, n, in_place=in_place, itemsize=itemsize)
         ready = None
         if follow:

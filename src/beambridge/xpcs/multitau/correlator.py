@@ -139,6 +139,15 @@ def _expand_events(fp: np.ndarray, px: np.ndarray, vals: np.ndarray, n_detector:
     return dense
 
 
+def held_itemsize(dtype: npt.DTypeLike) -> int:
+    """The most bytes per value a block of ``dtype`` frames can take once the correlator holds it
+    (:meth:`MultiTauCorrelator._frames_for_kernel`): unsigned counts of up to 16 bits as uint16, wider
+    ones as they are; signed integers (a negative value sends them to the float path) and floats as
+    float64."""
+    dt = np.dtype(dtype)
+    return max(2, dt.itemsize) if dt.kind in "ub" else 8
+
+
 def _value_bound(block: np.ndarray) -> tuple[bool, float]:
     """(integer?, an upper bound of the values) of a block; signed or float data with negatives: float."""
     kind, size = block.dtype.kind, block.dtype.itemsize
