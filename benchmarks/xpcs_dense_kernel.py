@@ -47,7 +47,8 @@ def measure(side: int, n_frames: int, block: int, photons: float, rounds: int) -
         corr, part = states[register]
         dense_update(
             frames, 0, corr.pixels, corr._tile_src, corr._strip_src, corr._lag, corr._lag_ptr, corr._hist_v,
-            corr._head, corr._acc, corr._seg, seg, part, corr._tmax, 1, register,
+            corr._head, corr._acc, corr._seg, seg, part, corr._tmax, 1, register, -1,
+            np.zeros(corr._strip_src.size, dtype=np.int64),
         )  # fmt: skip
 
     for register in (False, True):  # compile (or load) and check: one call each, the same state after

@@ -64,7 +64,7 @@ def test_integer_path_exact_and_thread_independent(counts: np.ndarray, subset: s
     g2, ip, if_ = reference_sums(counts, pixels)
     one, arith = correlate(counts, pixels, threads=1, block=300)
     two, _ = correlate(counts, pixels, threads=2, block=37)
-    assert arith == "int32"
+    assert arith == "int16"  # photon counts: uint16 level values, uint32 sums
     same_bits(one, two)
     np.testing.assert_allclose(one.G2, g2, rtol=1e-13, atol=0)
     np.testing.assert_allclose(one.IP, ip, rtol=1e-13, atol=0)
@@ -101,7 +101,7 @@ def test_large_counts_widen(counts: np.ndarray) -> None:
     # a later block with larger values widens a running correlator
     corr = MultiTauCorrelator(300, pixels, big[0].size)
     corr.add_frames(counts[:100])
-    assert corr.arithmetic == "int32"
+    assert corr.arithmetic == "int16"
     corr.add_frames(big[100:])
     assert corr.arithmetic == "float"
     mixed = np.concatenate([counts[:100].astype(np.uint32), big[100:]])
@@ -133,7 +133,7 @@ def test_prepared_state_gives_the_same_bits(counts: np.ndarray) -> None:
         [counts[:150].astype(np.uint32), counts[150:].astype(np.uint32) * np.uint32(1 << 26)]
     )
     floats = counts * np.random.default_rng(2).uniform(0.5, 1.5, counts.shape[1:])
-    for frames, arithmetic in ((counts, "int32"), (big, "float"), (floats, "float")):
+    for frames, arithmetic in ((counts, "int16"), (big, "float"), (floats, "float")):
         lazy, lazy_arith = correlate(frames, pixels, threads=2, block=64)
         early, early_arith = correlate(frames, pixels, threads=2, block=64, prepare=True)
         assert lazy_arith == early_arith == arithmetic
@@ -195,7 +195,8 @@ def test_memory_bounded_by_state_not_frames(n_frames: int) -> None:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     state = sum(getattr(corr, name).nbytes for name in ("_hist_v", "_head", "_acc", "_seg"))
-    assert state < 1200 * n_pix  # about 0.9 kB per pixel at these N
+    assert corr.arithmetic == "int16"
+    assert state < 600 * n_pix  # about 0.45 kB per pixel at these N (twice that for larger counts)
     # per-call scratch only (~1.1 MB per thread: two level buffers and a staged strip), whatever N is
     assert peak < 4 * 1024 * 1024
 
@@ -238,10 +239,110 @@ def test_four_elements_per_pass_and_remainders_exact(counts: np.ndarray) -> None
     for frames in (counts, big):
         g2, ip, if_ = reference_sums(frames, pixels)
         whole, arith = correlate(frames, pixels, threads=1, block=300)
-        assert arith == "int32"
+        assert arith == ("int16" if frames is counts else "int32")
         for block in (1, 2, 3, 5, 7):
             same_bits(correlate(frames, pixels, threads=2, block=block)[0], whole)
         np.testing.assert_allclose(whole.G2, g2, rtol=1e-13, atol=0)
         np.testing.assert_allclose(whole.IP, ip, rtol=1e-13, atol=0)
         np.testing.assert_allclose(whole.IF, if_, rtol=1e-13, atol=0)
         assert np.array_equal(whole.frame_sum, frames.reshape(300, -1).sum(axis=1, dtype=np.uint64))
+
+
+def _int16_case(n_frames: int, seed: int) -> tuple[np.ndarray, int]:
+    """Photon counts on 40 x 70 pixels (full strips, a partial strip and tile) and the largest count
+    an "int16" state of ``n_frames`` frames holds."""
+    frames = np.random.default_rng(seed).poisson(0.6, (n_frames, 40, 70)).astype(np.uint16)
+    limit = MultiTauCorrelator(n_frames, np.arange(2800), 2800, mode="dense")._int16_limit()
+    return frames, limit
+
+
+@pytest.mark.parametrize("n_frames", [300, 1000])
+def test_int16_state_holds_counts_up_to_its_limit(n_frames: int) -> None:
+    """The narrow state (uint16 values, uint32 sums) is chosen for counts whose every level element and
+    sum it holds; counts at exactly that limit, in the pixels and frames that make the largest sums,
+    give the definitions' sums, and one more would not fit: the bound is the tight one."""
+    frames, limit = _int16_case(n_frames, 7)
+    corr = MultiTauCorrelator(n_frames, np.arange(2800), 2800, mode="dense")
+    top = 2.0 ** (corr._n_levels - 1)
+    assert limit * top < 2**16 and n_frames * limit**2 * top < 2**32  # it fits …
+    assert (limit + 1) * top >= 2**16 or n_frames * (limit + 1) ** 2 * top >= 2**32  # … and no more
+    frames[:, :3, :] = limit  # constant at the limit: the largest product sums there can be
+    pixels = np.arange(2800)
+    one, arith = correlate(frames, pixels, threads=2, block=n_frames)
+    assert arith == "int16"
+    assert one.G2[0, 0] * 1 == float(limit) ** 2  # level 0, lag 1 of a pixel at the limit
+    wide, wide_arith = correlate(frames.astype(np.uint32), pixels, threads=1, block=n_frames // 3)
+    assert wide_arith == "int16"  # uint32 frames: their maximum is read, and it fits
+    same_bits(one, wide)
+    g2, ip, if_ = reference_sums(frames, pixels)
+    np.testing.assert_allclose(one.G2, g2, rtol=1e-13, atol=0)
+    np.testing.assert_allclose(one.IP, ip, rtol=1e-13, atol=0)
+    np.testing.assert_allclose(one.IF, if_, rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("subset", "dpl", "threads"),
+    [("all", 4, 2), ("all", 4, 1), ("masked", 4, 2), ("all", 2, 2), ("masked", 2, 1)],
+)
+def test_int16_state_widens_where_a_count_does_not_fit(subset: str, dpl: int, threads: int) -> None:
+    """uint16 frames are not read for their maximum before the kernel: it checks each strip's frames
+    before they enter the narrow state, stops where one is too large, and the correlator widens the
+    state and goes on from there. Whatever the path (register and lane loops, contiguous and gathered
+    pixels, one or two threads) and wherever in the block the count is, the result is that of the
+    uint32 frames, whose maximum is read up front (wide state from the start), and the definitions'."""
+    frames, limit = _int16_case(600, 11)
+    rng = np.random.default_rng(3)
+    pixels = np.arange(2800) if subset == "all" else np.flatnonzero(rng.random(2800) < 0.85)
+    late = pixels[pixels.size * 4 // 5]  # an analysed pixel of a late strip
+    frames.reshape(600, -1)[400, late] = limit + 1  # in the second sub-block of the second block
+    frames.reshape(600, -1)[401, np.setdiff1d(np.arange(2800), pixels)] = 60_000  # not analysed: no matter
+    with numba_threads(threads):
+        corr = MultiTauCorrelator(600, pixels, 2800, delays_per_level=dpl, mode="dense")
+        corr.add_frames(frames[:300])
+        assert corr.arithmetic == "int16"
+        corr.add_frames(frames[300:])
+        assert corr.arithmetic == "int32"
+        wide = MultiTauCorrelator(600, pixels, 2800, delays_per_level=dpl, mode="dense")
+        wide.add_frames(frames.astype(np.uint32))
+        assert wide.arithmetic == "int32"
+    got = corr.result()
+    same_bits(got, wide.result())
+    assert np.array_equal(got.frame_sum, frames.reshape(600, -1)[:, pixels].sum(axis=1))
+    g2, ip, if_ = reference_sums(frames, pixels, dpl)
+    np.testing.assert_allclose(got.G2, g2, rtol=1e-13, atol=0)
+    np.testing.assert_allclose(got.IP, ip, rtol=1e-13, atol=0)
+    np.testing.assert_allclose(got.IF, if_, rtol=1e-13, atol=0)
+
+
+def test_an_unchecked_int16_state_would_be_wrong(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check has teeth: counts of 2**15 in a narrow state that took them unchecked wrap (the test
+    above would then fail), and checked they give the definitions' sums."""
+    frames, _ = _int16_case(300, 5)
+    frames[:, 0, :] = 1 << 15
+    pixels = np.arange(2800)
+    g2 = reference_sums(frames, pixels)[0]
+    checked, arith = correlate(frames, pixels, threads=2, block=300)
+    assert arith == "int32"
+    np.testing.assert_allclose(checked.G2, g2, rtol=1e-13, atol=0)
+    monkeypatch.setattr(MultiTauCorrelator, "_int16_limit", lambda self: 1 << 16)
+    unchecked, arith = correlate(frames, pixels, threads=2, block=300)
+    assert arith == "int16"
+    assert not np.allclose(unchecked.G2, g2, rtol=1e-6)
+
+
+def test_a_prepared_int16_state_widens_on_its_first_block() -> None:
+    """``prepare`` starts integer counts in the narrow state; a first block with larger counts widens it
+    before it is fed (the same bits as without ``prepare``), and a series too long for the narrow state
+    starts wide."""
+    frames, limit = _int16_case(300, 9)
+    frames[0, 0, 0] = limit + 1
+    pixels = np.arange(2800)
+    prepared = MultiTauCorrelator(300, pixels, 2800)
+    prepared.prepare(np.uint16)
+    assert prepared.arithmetic == "int16" and prepared._hist_v.dtype == np.uint16
+    prepared.add_frames(frames)
+    assert prepared.arithmetic == "int32" and prepared._acc.dtype == np.uint64
+    same_bits(prepared.result(), correlate(frames, pixels, threads=2, block=300)[0])
+    long = MultiTauCorrelator(200_000, pixels, 2800)
+    long.prepare(np.uint16)
+    assert long.arithmetic == "int32"  # N·2**(L-1) >= 2**32: not even counts of 1 fit

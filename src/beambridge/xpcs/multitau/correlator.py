@@ -8,8 +8,9 @@ elements, each the mean of 2**l consecutive frames, built by pair averages) and 
     IF_p(tau) = (1/n) Σ_{t=c}^{M_l-1} x_p(t)          (future)
 
 Frames are fed in blocks (dense arrays or sparse events) and never held: memory is the per-pixel
-state (dense: ``8·(n_tau + n_seg) + 4·2·n_levels·2·dpl`` bytes per analysed pixel, about 860 B for
-N = 1000), independent of the number of frames. Level elements are kept as pair **sums** (scaled by
+state (dense: ``s·(n_tau + n_seg) + v·2·n_levels·2·dpl`` bytes per analysed pixel, with s = 8, v = 4
+(about 860 B for N = 1000), or s = 4, v = 2 for photon counts small enough (``arithmetic`` "int16":
+about 430 B), independent of the number of frames. Level elements are kept as pair **sums** (scaled by
 2^-l, 4^-l at the end). Integer counts are summed exactly in integers, so the result is the same for
 any order of the additions (threads, tiles, blocks); float input is summed in float64, each pixel in
 time order. Either way results are bit-for-bit identical across thread counts, block sizes and the
@@ -72,9 +73,14 @@ calls (a frame at a time on a large detector) are staged as they come and ordere
 hold as many."""
 
 Mode = Literal["auto", "dense", "sparse"]
-Arithmetic = Literal["int32", "int64", "float"]
+Arithmetic = Literal["int16", "int32", "int64", "float"]
+"""How the state holds integer counts exactly, narrowest first: "int16" (uint16 level values, uint32
+sums: half the memory, so half the traffic of a pass over it), "int32" (uint32 values, uint64 sums),
+"int64" (uint64 both); "float": float64 for float input or counts too large for uint64 sums."""
+_RANK: dict[str, int] = {"int16": 0, "int32": 1, "int64": 2, "float": 3}
 _U64_LIMIT = float(2**64)
 _U32_LIMIT = float(2**32)
+_U16_LIMIT = float(2**16)
 SPARSE_DENSITY = 0.01
 """Photons per pixel and frame up to which ``mode="auto"`` takes the event-driven path for events. The
 two paths cross near 0.03 at 1 Mpx × 500 frames and 0.05 at 256² × 1000 frames (CPU seconds, 2026-12-04:
@@ -148,29 +154,33 @@ def held_itemsize(dtype: npt.DTypeLike) -> int:
     return max(2, dt.itemsize) if dt.kind in "ub" else 8
 
 
-def _value_bound(block: np.ndarray) -> tuple[bool, float]:
-    """(integer?, an upper bound of the values) of a block; signed or float data with negatives: float."""
+def _value_bound(block: np.ndarray) -> tuple[bool, float, bool]:
+    """(integer?, an upper bound of the values, is it their maximum?) of a block; signed or float data
+    with negatives: float. Counts of up to 16 bits are bounded by their type, without a pass over them
+    (the dense kernel checks them where it reads them anyway: :meth:`MultiTauCorrelator._feed_dense`)."""
     kind, size = block.dtype.kind, block.dtype.itemsize
     if kind == "b":
-        return True, 1.0
+        return True, 1.0, False
     if kind == "u" and size <= 2:
-        return True, float(np.iinfo(block.dtype).max)
+        return True, float(np.iinfo(block.dtype).max), False
     if kind in "ui":
         if block.size == 0:
-            return True, 0.0
+            return True, 0.0, True
         if kind == "i" and block.min() < 0:
-            return False, 0.0
-        return True, float(block.max())
-    return False, 0.0
+            return False, 0.0, True
+        return True, float(block.max()), True
+    return False, 0.0, True
 
 
 class MultiTauCorrelator:
     """Streaming multi-tau correlator over a fixed set of pixels.
 
-    Integer counts are accumulated exactly (level values ``uint32`` — ``uint64`` if they could
+    Integer counts are accumulated exactly (level values ``uint16`` and sums ``uint32`` while the
+    largest value seen allows it on the dense path, else ``uint32`` values — ``uint64`` if they could
     overflow — and ``uint64`` sums; see :mod:`beambridge.xpcs.multitau.dense`), float input in
-    float64. ``arithmetic`` tells which ("int32", "int64", "float"); it widens by itself if a later
-    block has larger values than the current one can hold exactly.
+    float64. ``arithmetic`` tells which (:data:`Arithmetic`); it widens by itself if a later block has
+    larger values than the current one can hold exactly. The result is the same to the bit whichever
+    it is.
 
     Args:
         n_frames: N, the number of frames that will be fed (after stride/averaging).
@@ -222,6 +232,11 @@ class MultiTauCorrelator:
         self._ring_size = 2 * delays_per_level + 1
         self._hist = 2 * delays_per_level
         self._max_value = 0.0
+        """The largest value known (integer input: blocks of up to 16-bit counts are not looked at)."""
+        self._block_bound = 0.0
+        self._value_limit = -1
+        """The largest value the dense kernel may take into the state without widening it first, or -1:
+        any (see :meth:`_admit`)."""
         self._tmax: np.ndarray = np.zeros(0, dtype=np.uint32)
         self._frame_sum: np.ndarray = np.zeros(n_frames, dtype=np.uint64)
         self._sum_tiles: np.ndarray | None = None
@@ -250,8 +265,18 @@ class MultiTauCorrelator:
         """(tile, sub-block) pieces the dense kernel ran on the register path so far."""
 
     # -- arithmetic ------------------------------------------------------------------------------
+    def _fits16(self, bound: float) -> bool:
+        """Whether counts up to ``bound`` keep every level element below 2**16 and every sum of the
+        dense state below 2**32 (the "int16" arithmetic). Products: Σ_t x_l(t)·x_l(t+c) <= M_l·(m·2^l)²
+        = N·m²·2^l; segment sums and level totals <= N·m, below that for m >= 1. The frame sums are
+        kept in uint64 whatever the arithmetic (they add up every pixel)."""
+        top = float(2 ** (self._n_levels - 1))
+        n = float(self.schedule.n_frames)
+        return bound * top < _U16_LIMIT and n * max(bound, 1.0) ** 2 * top < _U32_LIMIT
+
     def _needed(self, integer: bool, bound: float) -> Arithmetic:
-        """Narrowest exact arithmetic for values up to ``bound`` (running maximum of all blocks)."""
+        """Narrowest exact arithmetic for values up to ``bound`` (running maximum of all blocks). The
+        event-driven path keeps its values in records, not in a state: "int32" at the least there."""
         if not integer:
             return "float"
         top = float(2 ** (self._n_levels - 1))
@@ -259,26 +284,38 @@ class MultiTauCorrelator:
         # Σ_t x_l(t)·x_l(t+c) <= M_l·(m·2^l)^2 = N·m²·2^l; frame sums <= P·m; totals <= N·m
         if n * bound * bound * top >= _U64_LIMIT or self.pixels.size * bound >= _U64_LIMIT:
             return "float"
+        if self.mode != "sparse" and self._fits16(bound):
+            return "int16"
         return "int32" if bound * top < _U32_LIMIT else "int64"
 
     @property
     def _acc_dtype(self) -> np.dtype[Any]:
+        """The dense state's sums (products, segments)."""
+        return np.dtype({"int16": np.uint32, "int32": np.uint64, "int64": np.uint64, "float": np.float64}[
+            self.arithmetic
+        ])  # fmt: skip
+
+    @property
+    def _sum_dtype(self) -> np.dtype[Any]:
+        """Frame sums and bin sums, which add up many pixels: uint64 for any integer arithmetic."""
         return np.dtype(np.float64 if self.arithmetic == "float" else np.uint64)
 
     @property
     def _val_dtype(self) -> np.dtype[Any]:
-        return np.dtype({"int32": np.uint32, "int64": np.uint64, "float": np.float64}[self.arithmetic])
+        """Level values (history, head) and the tiles' maxima."""
+        return np.dtype({"int16": np.uint16, "int32": np.uint32, "int64": np.uint64, "float": np.float64}[
+            self.arithmetic
+        ])  # fmt: skip
 
     def _widen(self, target: Arithmetic) -> None:
         """Switch the state to a wider arithmetic (exact up to the float64 rounding of large sums)."""
-        rank = {"int32": 0, "int64": 1, "float": 2}
-        if rank[target] <= rank[self.arithmetic]:
+        if _RANK[target] <= _RANK[self.arithmetic]:
             return
         if self.mode == "sparse" and target == "float":
             self._events_to_dense()  # the event path is for counts: replay what it kept, go on dense
         self.arithmetic = target
-        self._frame_sum = self._frame_sum.astype(self._acc_dtype)
-        self._frame_sum_groups = self._frame_sum_groups.astype(self._acc_dtype)
+        self._frame_sum = self._frame_sum.astype(self._sum_dtype)
+        self._frame_sum_groups = self._frame_sum_groups.astype(self._sum_dtype)
         if not self._state_allocated:
             return
         if self.mode == "sparse":
@@ -290,16 +327,41 @@ class MultiTauCorrelator:
         if target == "float":
             self._tmax = self._tmax[:0]
 
-    def _admit(self, integer: bool, bound: float) -> None:
-        self._max_value = max(self._max_value, bound)
-        if self.n_fed == 0 and not self._state_allocated:
-            self.arithmetic = self._needed(integer, self._max_value)
-            self._frame_sum = self._frame_sum.astype(self._acc_dtype)
-            self._frame_sum_groups = self._frame_sum_groups.astype(self._acc_dtype)
+    def _admit(self, integer: bool, bound: float, exact: bool = True) -> None:
+        """Choose or widen the arithmetic for a block whose values are at most ``bound`` (their maximum
+        if ``exact``, else a bound from their type). A block of small-typed counts whose maximum is not
+        known may still go to an "int16" dense state: the kernel then checks its values against
+        :meth:`_int16_limit` (``_value_limit``) and :meth:`_feed_dense` widens if one is above."""
+        if exact:
+            self._max_value = max(self._max_value, bound)
+        self._block_bound = max(self._max_value, bound)
+        target = self._needed(integer, self._block_bound)
+        first = self.n_fed == 0 and not self._state_allocated
+        if (
+            target != "float"
+            and self.mode != "sparse"
+            and (first or self.arithmetic == "int16")
+            and self._needed(integer, self._max_value) == "int16"
+        ):
+            target = "int16"  # the values not known to fit are checked by the kernel
+        if first:
+            self.arithmetic = target
+            self._frame_sum = self._frame_sum.astype(self._sum_dtype)
+            self._frame_sum_groups = self._frame_sum_groups.astype(self._sum_dtype)
             if self.mode == "sparse" and self.arithmetic == "float":
                 self.mode = "dense"
         else:
-            self._widen(self._needed(integer, self._max_value))
+            self._widen(target)
+        checked = self.arithmetic == "int16" and not self._fits16(self._block_bound)
+        self._value_limit = self._int16_limit() if checked else -1
+
+    def _int16_limit(self) -> int:
+        """The largest count the "int16" state holds exactly (:meth:`_fits16`)."""
+        top = 1 << (self._n_levels - 1)
+        m = min((1 << 16) // top, int((2**32 / (self.schedule.n_frames * top)) ** 0.5)) + 1
+        while m > 0 and not self._fits16(float(m)):
+            m -= 1
+        return m
 
     # -- state -----------------------------------------------------------------------------------
     def prepare(self, dtype: npt.DTypeLike) -> None:
@@ -307,14 +369,17 @@ class MultiTauCorrelator:
         block. At 1 Mpx the state is hundreds of megabytes whose first touch (page faults) otherwise
         slows the first block by a third; call this while waiting for the detector. Optional: results
         are the same either way. A float ``dtype`` chooses float64 arithmetic; integer counts start in
-        the narrowest exact arithmetic and widen by themselves as usual. In ``auto`` mode this commits
+        the narrowest arithmetic that holds counts of 1 ("int16" unless the series is too long for it)
+        and widen by themselves as usual on the first block whose values need it (one conversion of
+        the state). In ``auto`` mode this commits
         to the dense path (frames always take it; events fed later are then correlated densely too).
         The event-driven (sparse) path has no state to prepare."""
         if self._state_allocated or self.mode == "sparse" or self.n_fed:
             return
-        self.arithmetic = "float" if np.dtype(dtype).kind == "f" else "int32"
-        self._frame_sum = self._frame_sum.astype(self._acc_dtype)
-        self._frame_sum_groups = self._frame_sum_groups.astype(self._acc_dtype)
+        self.mode = "dense"
+        self.arithmetic = "float" if np.dtype(dtype).kind == "f" else self._needed(True, 1.0)
+        self._frame_sum = self._frame_sum.astype(self._sum_dtype)
+        self._frame_sum_groups = self._frame_sum_groups.astype(self._sum_dtype)
         self._allocate("dense")
         for state in (self._hist_v, self._head, self._acc, self._seg):
             state.fill(0)  # np.zeros maps pages lazily: fault them in here
@@ -493,7 +558,7 @@ class MultiTauCorrelator:
                 f"pixel groups {bounds.tolist()} must cut the {self.pixels.size} pixels at tiles"
             )
         self._sum_tiles = -(-bounds // TILE)
-        self._frame_sum_groups = np.zeros((bounds.size - 1, self.schedule.n_frames), dtype=self._acc_dtype)
+        self._frame_sum_groups = np.zeros((bounds.size - 1, self.schedule.n_frames), dtype=self._sum_dtype)
 
     def frame_sum_parts(self) -> np.ndarray:
         """(groups, N) frame sums whose in-order sum is :attr:`frame_sum`: one row per pixel group (see
@@ -532,12 +597,22 @@ class MultiTauCorrelator:
     def _feed_dense(self, arr: np.ndarray) -> None:
         b = arr.shape[0]
         seg = self._segments(self.n_fed, b)
-        part = np.zeros((self._tile_src.size, b), dtype=self._acc_dtype)
-        self._register_pieces += dense_update(
-            arr, self.n_fed, self.pixels, self._tile_src, self._strip_src, self._lag, self._lag_ptr,
-            self._hist_v, self._head, self._acc, self._seg, seg, part, self._tmax, numba.get_num_threads(),
-            self._register_path,
-        )  # fmt: skip
+        part = np.zeros((self._tile_src.size, b), dtype=self._sum_dtype)
+        resume = np.zeros(self._strip_src.size, dtype=np.int64)
+        limit = self._value_limit if self.arithmetic == "int16" else -1
+        while True:
+            self._register_pieces += dense_update(
+                arr, self.n_fed, self.pixels, self._tile_src, self._strip_src, self._lag, self._lag_ptr,
+                self._hist_v, self._head, self._acc, self._seg, seg, part, self._tmax, numba.get_num_threads(),
+                self._register_path, limit, resume,
+            )  # fmt: skip
+            if limit < 0 or not np.any(resume < b):
+                break
+            # a value above what the "int16" state holds: widen it, and let the strips that stopped
+            # at it go on from there (what they took before is in the state, exactly)
+            self._max_value = max(self._max_value, self._block_bound)
+            self._widen(self._needed(True, self._max_value))
+            limit = -1
         self._frame_sum[self.n_fed : self.n_fed + b] = part.sum(axis=0)
         if self._sum_tiles is not None:
             for k, (a, z) in enumerate(zip(self._sum_tiles[:-1], self._sum_tiles[1:], strict=True)):
@@ -566,11 +641,11 @@ class MultiTauCorrelator:
         if self.mode != "sparse":
             self.add_frames(_expand_events(fp, px, vals, self.n_detector))
             return
-        integer, bound = _value_bound(vals)
+        integer, bound, exact = _value_bound(vals)
         if integer and vals.size and vals.dtype.kind in "ub":
             # a pixel listed twice in a frame is summed: bound it by the largest sum of a frame
-            bound = max_frame_sum(fp, vals.view(np.uint8) if vals.dtype.kind == "b" else vals)
-        self._admit(integer, bound)
+            bound, exact = max_frame_sum(fp, vals.view(np.uint8) if vals.dtype.kind == "b" else vals), True
+        self._admit(integer, bound, exact)
         if self.mode != "sparse":  # float values: the dense kernel takes them
             self.add_frames(_expand_events(fp, px, vals, self.n_detector))
             return
@@ -638,7 +713,7 @@ class MultiTauCorrelator:
         pixels than this correlator's: ``pixel_range`` then says which of them (whole chunks) these are
         (a process's share of an MPI run, :mod:`beambridge.xpcs.mpi`)."""
         sch = self.schedule
-        partials = self._prepared.pop((id(labels), pixel_range, self.mode, self._acc_dtype), None)
+        partials = self._prepared.pop((id(labels), pixel_range, self.mode, self._sum_dtype), None)
         if partials is None:
             partials = self._partials(labels, pixel_range)  # checks the labels before finishing
         state = self.finish()
@@ -656,8 +731,8 @@ class MultiTauCorrelator:
     def _partials(self, labels: BinLabels, pixel_range: tuple[int, int] | None) -> BinPartials:
         sch = self.schedule
         return BinPartials(
-            labels, self.pixels.size, sch.n_tau, self.n_segments, self._acc_dtype, self._scale1,
-            self._scale2, sch.n_frames, self.segment_lengths, None if self._acc_dtype.kind == "f" else 1,
+            labels, self.pixels.size, sch.n_tau, self.n_segments, self._sum_dtype, self._scale1,
+            self._scale2, sch.n_frames, self.segment_lengths, None if self._sum_dtype.kind == "f" else 1,
             pixel_range,
         )  # fmt: skip
 
@@ -671,7 +746,7 @@ class MultiTauCorrelator:
         partials = self._partials(labels, pixel_range)
         for array in (partials.static_sums, partials.static_intensity, partials.dynamic_sums, partials.valid):
             array.fill(0)  # np.zeros maps pages lazily: fault them in here
-        self._prepared = {(id(labels), pixel_range, self.mode, self._acc_dtype): partials}
+        self._prepared = {(id(labels), pixel_range, self.mode, self._sum_dtype): partials}
 
     def _frame_intervals(self) -> tuple[np.ndarray, np.ndarray]:
         """Every frame boundary that IP, IF and the segment means need — each level's end, ``(M_l − c)·2^l``

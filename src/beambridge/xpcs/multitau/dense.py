@@ -2,8 +2,10 @@
 
 Level ``l`` holds **sums** of ``2**l`` frames (pair sums, not averages); the caller divides by the
 right power of two at the end. With integer input every value, product and sum is then an exact
-integer (``uint32`` level values, ``uint64`` sums), so the result does not depend on the order of
-the additions: pixels, frames and levels can be processed in any blocking, on any number of threads.
+integer (``uint32`` level values and ``uint64`` sums, or ``uint16`` and ``uint32`` when the caller has
+bounded the counts so that they fit: half the state, so half the memory traffic of every pass over it;
+the kernels take either), so the result does not depend on the order of the additions: pixels, frames
+and levels can be processed in any blocking, on any number of threads.
 Float input (dark-subtracted, flat-fielded, normalised) runs the same code with float64 values; each
 pixel lane is then summed in time order (no partial sums), which is also reproducible.
 
@@ -25,7 +27,7 @@ partners, then forms the next level's elements by pair sums into a second buffer
 levels; only the last H elements of each level are carried to the next sub-block. Elements before
 the start of a level are zeros in ``hist``, so their products add nothing. With integer input and
 small enough values (checked per tile and sub-block from ``tmax``), products and segment sums are
-first accumulated in uint32 (8 SIMD lanes instead of 4) and added to the uint64 sums once per
+first accumulated in uint32 (8 SIMD lanes instead of 4) and added to the integer sums once per
 sub-block.
 
 **The register path.** Integer counts whose every level element stays below :data:`VEC_LIMIT` (the
@@ -33,7 +35,7 @@ photon-counting case: a tile's largest value times 2**(L-1) below 4096) take ano
 same state, with the same sums to the bit: 16 pixels at a time, one level after the other, each level's
 last eight elements and its product sums held in registers across all the sub-block's frames
 (:mod:`beambridge.xpcs.multitau.simd`: 16 float32 lanes as one value; float32 holds these integers,
-their products and the partial sums exactly, and the partial sums go to the uint64 sums before they
+their products and the partial sums exactly, and the partial sums go to the integer sums before they
 could reach 2**24). The lane loops above load and store every accumulator and history row for every
 few products; here a frame costs one load of 16 pixels, eight fused multiply-adds and a few additions.
 The staging copy of a strip also takes each tile's maximum, and the frame sums come from the same
@@ -370,7 +372,7 @@ def _hist_store(
 
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
 def _flush4(acc_r: np.ndarray, base: int, n: int, a: Lanes, b: Lanes, c: Lanes, d: Lanes) -> None:
-    """Add the float32 product sums of ``n`` ≤ 4 consecutive delays into their uint64 rows ``base``,
+    """Add the float32 product sums of ``n`` ≤ 4 consecutive delays into their integer rows ``base``,
     ``base + TILE`` … (exact: the caller flushes before a sum could reach 2**24)."""
     vadd_into(acc_r, base, a)
     if n > 1:
@@ -534,15 +536,16 @@ def _stage_tiles(
     src: int,
     n_t: int,
     stage: np.ndarray,
-    frame_sum_part: np.ndarray,
     tmax: np.ndarray,
     r0: int,
-) -> None:
+    limit: int,
+) -> bool:
     """Copy ``frames[s0 : s0 + nb, src : src + n_t·TILE]`` (tiles r0 …, contiguous on the detector) into
-    ``stage`` in the same pass as each tile's frame sums and running maximum (register path: integer
-    values; a tile whose maximum turns out too large for it is summed again by the lane loops). Frame
-    by frame, so each frame is one contiguous run for the hardware prefetcher."""
-    mxs = np.zeros(n_t, dtype=tmax.dtype)
+    ``stage`` in the same pass as each tile's running maximum (register path: integer values; a tile
+    whose maximum turns out too large for it is summed by the lane loops). Frame by frame, so each frame
+    is one contiguous run for the hardware prefetcher. With ``limit`` >= 0, a value above it leaves
+    ``tmax`` as it was and returns False (the caller then leaves the state alone)."""
+    mxs = np.zeros(n_t, dtype=frames.dtype)
     for q in range(n_t):
         mxs[q] = tmax[r0 + q]
     s = np.uint64(src)
@@ -562,8 +565,32 @@ def _stage_tiles(
                 mx = v if v > mx else mx
             if mx > mxs[q]:
                 mxs[q] = mx
+    if limit >= 0:
+        for q in range(n_t):
+            if np.int64(mxs[q]) > limit:
+                return False
     for q in range(n_t):
         tmax[r0 + q] = mxs[q]
+    return True
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def _exceeds(
+    frames: np.ndarray, s0: int, nb: int, ssrc: int, pixels: np.ndarray, p0: int, p1: int, limit: int
+) -> bool:
+    """Whether a value of the analysed pixels ``pixels[p0:p1]`` (from detector index ``ssrc`` on when
+    they are consecutive, ``ssrc`` >= 0) in frames ``s0 … s0 + nb − 1`` is above ``limit``."""
+    mx = frames[s0, 0] * 0  # the frames' own type: the maximum is one SIMD instruction
+    for t in range(nb):
+        if ssrc >= 0:
+            for i in range(p1 - p0):
+                v = frames[s0 + t, ssrc + i]
+                mx = v if v > mx else mx
+        else:
+            for i in range(p0, p1):
+                v = frames[s0 + t, pixels[i]]
+                mx = v if v > mx else mx
+    return bool(np.int64(mx) > limit)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
@@ -667,10 +694,20 @@ def dense_update(
     frame_sum_part: np.ndarray,
     tmax: np.ndarray,
     n_workers: int,
-    vec: bool = False,
+    vec: bool,
+    limit: int,
+    resume: np.ndarray,
 ) -> int:
     """Feed ``frames`` (B, n_detector_pixels), the level-0 elements ``first_index … first_index+B-1``;
     return how many (tile, sub-block) pieces took the register path.
+
+    ``limit`` >= 0 (integer input): the state's types hold values up to ``limit`` only (the caller did
+    not know the block's maximum, and the check is cheaper here, where the frames pass anyway). Each
+    strip then checks every sub-block before any of its tiles takes it, and stops at the first with a
+    larger value. ``resume`` (n_strips,): on entry the frame of the block each strip starts from (0, or
+    where it stopped in a previous call: a multiple of ``SUB_BLOCK``); on return B for the strips that
+    took every frame, else the sub-block where they stopped. The caller widens the state and calls
+    again with the same ``resume`` and ``frame_sum_part``: the same sums as one call.
 
     Tile r holds the analysed pixels ``pixels[r·TILE : (r+1)·TILE]``; ``tile_src[r]`` is the detector
     index of its first pixel when they are consecutive (else -1: gather). Strips of ``STRIP`` tiles
@@ -707,6 +744,8 @@ def dense_update(
         lvl = all_lvl[ch]
         fsv = all_fsv[ch]
         for st in range(ch, strip_src.shape[0], n_workers):
+            if resume[st] >= frames.shape[0]:
+                continue
             n_vec += _strip(
                 st,
                 strip_src[st],
@@ -731,6 +770,8 @@ def dense_update(
                 lvl,
                 fsv,
                 vec,
+                limit,
+                resume,
             )
     return n_vec
 
@@ -760,8 +801,11 @@ def _strip(
     lvl: np.ndarray,
     fsv: np.ndarray,
     vec: bool,
+    limit: int,
+    resume: np.ndarray,
 ) -> int:
-    """All frames of the block for strip ``st`` (detector index ``ssrc`` if contiguous, else -1); how
+    """The frames of the block from ``resume[st]`` on for strip ``st`` (detector index ``ssrc`` if
+    contiguous, else -1), up to a sub-block with a value above ``limit`` (see :func:`dense_update`); how
     many (tile, sub-block) pieces took the register path."""
     n_vec = 0
     n_tiles = hist.shape[0]
@@ -769,11 +813,16 @@ def _strip(
     n_pix = pixels.shape[0]
     r0 = st * STRIP
     r1 = min(n_tiles, r0 + STRIP)
-    for s0 in range(0, n_b, SUB_BLOCK):
+    for s0 in range(resume[st], n_b, SUB_BLOCK):
         nb = min(SUB_BLOCK, n_b - s0)
         if ssrc >= 0 and vec:
-            _stage_tiles(frames, s0, nb, ssrc, r1 - r0, stage, frame_sum_part, tmax, r0)
-        elif ssrc >= 0:
+            if not _stage_tiles(frames, s0, nb, ssrc, r1 - r0, stage, tmax, r0, limit):
+                resume[st] = s0
+                return n_vec
+        elif limit >= 0 and _exceeds(frames, s0, nb, ssrc, pixels, r0 * TILE, min(n_pix, r1 * TILE), limit):
+            resume[st] = s0
+            return n_vec
+        if ssrc >= 0 and not vec:
             for t in range(nb):
                 for i in range(STRIP * TILE):
                     stage[t, i] = frames[s0 + t, ssrc + i]
@@ -829,6 +878,7 @@ def _strip(
                 tmax,
                 r,
             )
+    resume[st] = n_b
     return n_vec
 
 
