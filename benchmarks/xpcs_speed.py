@@ -7,8 +7,9 @@ report the median of their medians with the range: on a shared virtual machine o
 can run at half the speed of the next one's, for its whole life. Both sides use ``--threads`` threads (numba
 ``NUMBA_NUM_THREADS`` / ``torch.set_num_threads``) and are warmed up first: our JIT compile time
 (from numba's on-disk cache when warm) and boost-corr's construction are reported or excluded, not
-timed. Our rows say which arithmetic ran ("int32"/"int64": exact integer sums of the uint16 counts,
-"float": float64 path for corrected data).
+timed. Our rows say which arithmetic ran ("int16"/"int32"/"int64": exact integer sums of the uint16
+counts, in a state of uint16 values and uint32 sums for "int16"; "float": float64 path for corrected
+data).
 
 Our correlator is constructed and ``prepare()``d (its state allocated and zeroed) outside the timing,
 as boost-corr's correlator and buffers are. Two timings: feeding every frame and then ``g2(labels)``,
