@@ -357,3 +357,61 @@ def test_a_watcher_that_outlives_its_job_never_interrupts_the_next() -> None:
     finally:
         signal.signal(signal.SIGINT, previous)
     assert interrupts == []
+
+
+def test_an_interrupt_the_job_swallowed_is_sent_again() -> None:
+    """Found by a full run at load: `test_a_killed_command_takes_its_job_along` once waited in vain for
+    status 130. The watcher sent one SIGINT when the command went away; a KeyboardInterrupt that lands in
+    a ``__del__`` or a callback is printed and dropped, and the job then ran to its own timeout. While
+    the command is gone and the job runs, the watcher now sends it again (``REINTERRUPT_S``), and stops
+    once the job has ended."""
+    import socket
+    import threading
+
+    from beambridge.cli import xpcs_worker
+
+    worker = xpcs_worker._Worker.__new__(xpcs_worker._Worker)
+    worker.active = threading.Event()
+    worker.active.set()
+    worker.main_thread = threading.get_ident()
+    running = threading.Event()
+    running.set()
+    swallowed, status = 0, None
+    previous = signal.signal(signal.SIGINT, worker.interrupt)
+    try:
+        conn, command = socketpair = socket.socketpair()
+        command.close()  # the command was killed
+        job_waits = threading.Event()
+
+        def watch() -> None:
+            job_waits.wait()
+            worker.watch(conn, running)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        deadline = time.monotonic() + 20
+        try:
+            try:
+                while True:  # the job, waiting for a file that never comes
+                    try:
+                        if time.monotonic() > deadline:
+                            break
+                        job_waits.set()
+                        time.sleep(0.01)
+                    except KeyboardInterrupt:
+                        if swallowed == 0:  # as a __del__ would: dropped
+                            swallowed += 1
+                            continue
+                        raise
+            finally:
+                worker._quiet(running)
+        except KeyboardInterrupt:
+            status = 130
+        watcher.join(timeout=5)
+        time.sleep(0.1)  # a signal still on its way is handled by the worker's handler, which ignores it
+        for end in socketpair:
+            end.close()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert (swallowed, status) == (1, 130)
+    assert not watcher.is_alive()

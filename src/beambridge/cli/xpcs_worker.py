@@ -62,6 +62,10 @@ INTERRUPT_GRACE_S = 5.0
 """After forwarding Ctrl-C, how long a command waits for the worker to say its job stopped before it
 exits 130 by itself: a job in a long C call (LLVM compiling a kernel, a read) takes the interrupt only
 when the call returns, and the worker then ends it and logs it."""
+REINTERRUPT_S = 0.5
+"""While a job runs whose command is gone, the worker interrupts it again this often: a KeyboardInterrupt
+that lands in a ``__del__`` or a callback is printed and dropped by Python, and the job would then run on
+to its own timeout."""
 MAX_MESSAGE = 4 << 20
 """Largest request accepted (arguments and environment)."""
 KEY_ENV_PREFIXES = ("NUMBA_", "OMP_", "GOMP_", "KMP_", "MKL_", "OPENBLAS_", "PYTHON", "HDF5_", "LD_", "LC_")
@@ -456,7 +460,8 @@ class _Worker:
 
     def watch(self, conn: socket.socket, running: threading.Event) -> None:
         """While its job runs (``running``, that job's own flag: a watcher that outlives its job must never
-        interrupt the next one): interrupt it on the command's signal, or when the command is gone."""
+        interrupt the next one): interrupt it on the command's signal, or when the command is gone, then
+        again every ``REINTERRUPT_S`` until the job has ended (:meth:`_quiet`)."""
         import signal
 
         while True:
@@ -468,7 +473,20 @@ class _Worker:
                 return
             signal.pthread_kill(self.main_thread, signal.SIGINT)
             if message is None:
+                while not _cleared(running, REINTERRUPT_S):
+                    signal.pthread_kill(self.main_thread, signal.SIGINT)
                 return
+
+    def _quiet(self, running: threading.Event) -> None:
+        """End the job's interrupts: once ``active`` is clear the handler raises none, and once
+        ``running`` is its watcher sends none. An interrupt already on its way may land in here: again."""
+        while True:
+            try:
+                running.clear()
+                self.active.clear()
+                return
+            except KeyboardInterrupt:
+                continue
 
     def serve(self) -> None:
         import queue
@@ -495,6 +513,10 @@ class _Worker:
                 continue
             try:
                 self.run(conn, request, fds)
+            except KeyboardInterrupt:  # re-sent, and landed in the job's own exception handlers
+                self.log("xpcs_worker_job_interrupted", status=130)
+                with contextlib.suppress(OSError):
+                    conn.close()
             finally:
                 self.busy.release()
             if self.leaving:
@@ -544,8 +566,10 @@ class _Worker:
                 print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
             status = 1
         finally:
-            running.clear()
-            self.active.clear()
+            try:  # an interrupt re-sent by the watcher may land before the first call begins: twice
+                self._quiet(running)
+            finally:
+                self._quiet(running)
             with contextlib.suppress(Exception):
                 sys.stdout.flush()
                 sys.stderr.flush()
@@ -632,3 +656,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _cleared(flag: threading.Event, timeout: float) -> bool:
+    """Whether ``flag`` is clear, waiting up to ``timeout`` for it to be (an Event waits only to be set)."""
+    end = time.monotonic() + timeout
+    while flag.is_set() and time.monotonic() < end:
+        time.sleep(min(0.05, timeout))
+    return not flag.is_set()
