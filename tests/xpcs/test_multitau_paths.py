@@ -318,7 +318,7 @@ def test_an_unchecked_int16_state_would_be_wrong(monkeypatch: pytest.MonkeyPatch
     """The check has teeth: counts of 2**15 in a narrow state that took them unchecked wrap (the test
     above would then fail), and checked they give the definitions' sums."""
     frames, _ = _int16_case(300, 5)
-    frames[:, 0, :] = 1 << 15
+    frames[1:, 0, :] = 1 << 15  # not in the first frame, which the correlator looks at
     pixels = np.arange(2800)
     g2 = reference_sums(frames, pixels)[0]
     checked, arith = correlate(frames, pixels, threads=2, block=300)
@@ -346,3 +346,29 @@ def test_a_prepared_int16_state_widens_on_its_first_block() -> None:
     long = MultiTauCorrelator(200_000, pixels, 2800)
     long.prepare(np.uint16)
     assert long.arithmetic == "int32"  # N·2**(L-1) >= 2**32: not even counts of 1 fit
+
+
+def test_counts_too_large_in_a_blocks_first_frame_start_the_state_wide(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Integrating detectors write uint16 counts in the thousands. The analysed pixels of the first frame
+    are looked at (0.1 ms at 1 Mpx): a count too large for the narrow state sends the run to the wide one
+    at once, instead of allocating the narrow state, stopping every strip at it and converting the state.
+    One kernel call, the bits of uint32 frames. A large count in a pixel that is not analysed (a gap, a
+    hot pixel under the mask) changes nothing."""
+    from beambridge.xpcs.multitau import correlator as module
+
+    frames, limit = _int16_case(300, 13)
+    frames[0, 5, 5] = limit + 1
+    calls: list[int] = []
+    kernel = module.dense_update
+    monkeypatch.setattr(module, "dense_update", lambda *args: (calls.append(1), kernel(*args))[1])
+    pixels = np.arange(2800)
+    corr = MultiTauCorrelator(300, pixels, 2800)
+    corr.add_frames(frames)
+    assert (corr.arithmetic, len(calls)) == ("int32", 1)
+    same_bits(corr.result(), correlate(frames.astype(np.uint32), pixels, threads=2, block=300)[0])
+    masked = np.flatnonzero(np.arange(2800) != 5 * 70 + 5)
+    corr = MultiTauCorrelator(300, masked, 2800)
+    corr.add_frames(frames)
+    assert corr.arithmetic == "int16"
