@@ -371,9 +371,9 @@ class MultiTauCorrelator:
         are the same either way. A float ``dtype`` chooses float64 arithmetic; integer counts start in
         the narrowest arithmetic that holds counts of 1 ("int16" unless the series is too long for it)
         and widen by themselves as usual on the first block whose values need it (one conversion of
-        the state). In ``auto`` mode this commits
-        to the dense path (frames always take it; events fed later are then correlated densely too).
-        The event-driven (sparse) path has no state to prepare."""
+        the state). In ``auto`` mode this commits to the dense path (frames always take it; events fed
+        later are then correlated densely too). The event-driven (sparse) path has no state to
+        prepare."""
         if self._state_allocated or self.mode == "sparse" or self.n_fed:
             return
         self.mode = "dense"
