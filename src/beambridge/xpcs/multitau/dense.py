@@ -575,6 +575,53 @@ def _stage_tiles(
 
 
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def _gather_tiles(
+    frames: np.ndarray,
+    s0: int,
+    nb: int,
+    pixels: np.ndarray,
+    p0: int,
+    n_t: int,
+    stage: np.ndarray,
+    tmax: np.ndarray,
+    r0: int,
+    limit: int,
+) -> bool:
+    """:func:`_stage_tiles` for a strip whose pixels are not consecutive on the detector: gather the
+    analysed pixels ``pixels[p0 …]`` of tiles r0 … r0 + n_t − 1 into ``stage`` (tile q at columns
+    q·TILE …, lanes past the last pixel zero), with each tile's running maximum, frame by frame. With
+    ``limit`` >= 0, a value above it leaves ``tmax`` as it was and returns False."""
+    n_pix = pixels.shape[0]
+    mxs = np.zeros(n_t, dtype=frames.dtype)
+    for q in range(n_t):
+        mxs[q] = tmax[r0 + q]
+    for t in range(nb):
+        for q in range(n_t):
+            a = p0 + q * TILE
+            w = min(TILE, n_pix - a)
+            c0 = q * TILE
+            for i in range(w):
+                stage[t, c0 + i] = frames[s0 + t, pixels[a + i]]
+            for i in range(w, TILE):
+                stage[t, c0 + i] = 0
+    for q in range(n_t):  # apart from the gather, which stays scalar: this loop is SIMD
+        c0 = q * TILE
+        mx = mxs[q]
+        for t in range(nb):
+            for i in range(TILE):
+                v = stage[t, c0 + i]
+                mx = v if v > mx else mx
+        mxs[q] = mx
+    if limit >= 0:
+        for q in range(n_t):
+            if np.int64(mxs[q]) > limit:
+                return False
+    for q in range(n_t):
+        tmax[r0 + q] = mxs[q]
+    return True
+
+
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
 def _exceeds(
     frames: np.ndarray, s0: int, nb: int, ssrc: int, pixels: np.ndarray, p0: int, p1: int, limit: int
 ) -> bool:
@@ -591,16 +638,6 @@ def _exceeds(
                 v = frames[s0 + t, pixels[i]]
                 mx = v if v > mx else mx
     return bool(np.int64(mx) > limit)
-
-
-@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
-def _tile_max(rows: np.ndarray, nb: int, mx: int) -> int:
-    """Running maximum of ``rows[:nb, :TILE]`` (a gathered tile), from ``mx``."""
-    for t in range(nb):
-        for i in range(TILE):
-            v = rows[t, i]
-            mx = v if v > mx else mx
-    return mx
 
 
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
@@ -819,6 +856,10 @@ def _strip(
             if not _stage_tiles(frames, s0, nb, ssrc, r1 - r0, stage, tmax, r0, limit):
                 resume[st] = s0
                 return n_vec
+        elif vec:  # each pixel gathered once, all the strip's tiles before any of them runs
+            if not _gather_tiles(frames, s0, nb, pixels, r0 * TILE, r1 - r0, stage, tmax, r0, limit):
+                resume[st] = s0
+                return n_vec
         elif limit >= 0 and _exceeds(frames, s0, nb, ssrc, pixels, r0 * TILE, min(n_pix, r1 * TILE), limit):
             resume[st] = s0
             return n_vec
@@ -830,16 +871,7 @@ def _strip(
             p0 = r * TILE
             w = min(TILE, n_pix - p0)
             if vec:
-                if ssrc >= 0:
-                    col = (r - r0) * TILE
-                else:  # gather the tile into the stage's first TILE columns
-                    col = 0
-                    for t in range(nb):
-                        for i in range(w):
-                            stage[t, i] = frames[s0 + t, pixels[p0 + i]]
-                        for i in range(w, TILE):
-                            stage[t, i] = 0
-                    tmax[r] = _tile_max(stage, nb, tmax[r])
+                col = (r - r0) * TILE  # staged or gathered above
                 m = tmax[r]
                 if (np.int64(m) << (hist.shape[1] - 1)) < VEC_LIMIT:
                     nr = r + 1 if r + 1 < r1 else r0  # the next tile of this strip (or its first again)
