@@ -270,7 +270,7 @@ def test_int16_state_holds_counts_up_to_its_limit(n_frames: int) -> None:
     pixels = np.arange(2800)
     one, arith = correlate(frames, pixels, threads=2, block=n_frames)
     assert arith == "int16"
-    assert one.G2[0, 0] * 1 == float(limit) ** 2  # level 0, lag 1 of a pixel at the limit
+    assert one.G2[0, 0] == float(limit) ** 2  # level 0, lag 1 of a pixel at the limit
     wide, wide_arith = correlate(frames.astype(np.uint32), pixels, threads=1, block=n_frames // 3)
     assert wide_arith == "int16"  # uint32 frames: their maximum is read, and it fits
     same_bits(one, wide)

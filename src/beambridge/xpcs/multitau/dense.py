@@ -528,6 +528,19 @@ def _vec_level(
     return n_par
 
 
+@njit(cache=True, nogil=True, error_model="numpy", boundscheck=False, inline="always")
+def _keep_maxima(mxs: np.ndarray, tmax: np.ndarray, r0: int, limit: int) -> bool:
+    """Store the strip's tile maxima ``mxs`` into ``tmax[r0 …]``, unless ``limit`` >= 0 and one is
+    above it: then leave ``tmax`` as it was and return False."""
+    if limit >= 0:
+        for q in range(mxs.shape[0]):
+            if np.int64(mxs[q]) > limit:
+                return False
+    for q in range(mxs.shape[0]):
+        tmax[r0 + q] = mxs[q]
+    return True
+
+
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
 def _stage_tiles(
     frames: np.ndarray,
@@ -565,13 +578,7 @@ def _stage_tiles(
                 mx = v if v > mx else mx
             if mx > mxs[q]:
                 mxs[q] = mx
-    if limit >= 0:
-        for q in range(n_t):
-            if np.int64(mxs[q]) > limit:
-                return False
-    for q in range(n_t):
-        tmax[r0 + q] = mxs[q]
-    return True
+    return _keep_maxima(mxs, tmax, r0, limit)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
@@ -612,31 +619,18 @@ def _gather_tiles(
                 v = stage[t, c0 + i]
                 mx = v if v > mx else mx
         mxs[q] = mx
-    if limit >= 0:
-        for q in range(n_t):
-            if np.int64(mxs[q]) > limit:
-                return False
-    for q in range(n_t):
-        tmax[r0 + q] = mxs[q]
-    return True
+    return _keep_maxima(mxs, tmax, r0, limit)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
-def _exceeds(
-    frames: np.ndarray, s0: int, nb: int, ssrc: int, pixels: np.ndarray, p0: int, p1: int, limit: int
-) -> bool:
-    """Whether a value of the analysed pixels ``pixels[p0:p1]`` (from detector index ``ssrc`` on when
-    they are consecutive, ``ssrc`` >= 0) in frames ``s0 … s0 + nb − 1`` is above ``limit``."""
-    mx = frames[s0, 0] * 0  # the frames' own type: the maximum is one SIMD instruction
+def _exceeds(frames: np.ndarray, s0: int, nb: int, pixels: np.ndarray, p0: int, p1: int, limit: int) -> bool:
+    """Whether a value of the analysed pixels ``pixels[p0:p1]`` in frames ``s0 … s0 + nb − 1`` is above
+    ``limit`` (the lane loops gather such a strip tile by tile themselves)."""
+    mx = frames[s0, 0] * 0
     for t in range(nb):
-        if ssrc >= 0:
-            for i in range(p1 - p0):
-                v = frames[s0 + t, ssrc + i]
-                mx = v if v > mx else mx
-        else:
-            for i in range(p0, p1):
-                v = frames[s0 + t, pixels[i]]
-                mx = v if v > mx else mx
+        for i in range(p0, p1):
+            v = frames[s0 + t, pixels[i]]
+            mx = v if v > mx else mx
     return bool(np.int64(mx) > limit)
 
 
@@ -852,21 +846,22 @@ def _strip(
     r1 = min(n_tiles, r0 + STRIP)
     for s0 in range(resume[st], n_b, SUB_BLOCK):
         nb = min(SUB_BLOCK, n_b - s0)
-        if ssrc >= 0 and vec:
-            if not _stage_tiles(frames, s0, nb, ssrc, r1 - r0, stage, tmax, r0, limit):
-                resume[st] = s0
-                return n_vec
-        elif vec:  # each pixel gathered once, all the strip's tiles before any of them runs
-            if not _gather_tiles(frames, s0, nb, pixels, r0 * TILE, r1 - r0, stage, tmax, r0, limit):
-                resume[st] = s0
-                return n_vec
-        elif limit >= 0 and _exceeds(frames, s0, nb, ssrc, pixels, r0 * TILE, min(n_pix, r1 * TILE), limit):
-            resume[st] = s0
-            return n_vec
-        if ssrc >= 0 and not vec:
+        # the strip's frames staged (or gathered, for the register path) with its tiles' maxima, which
+        # must fit ``limit`` before any tile takes the sub-block
+        if ssrc >= 0 and tmax.shape[0] > 0:
+            fits = _stage_tiles(frames, s0, nb, ssrc, r1 - r0, stage, tmax, r0, limit)
+        elif ssrc >= 0:  # float frames
             for t in range(nb):
                 for i in range(STRIP * TILE):
                     stage[t, i] = frames[s0 + t, ssrc + i]
+            fits = True
+        elif vec:  # each pixel gathered once, all the strip's tiles before any of them runs
+            fits = _gather_tiles(frames, s0, nb, pixels, r0 * TILE, r1 - r0, stage, tmax, r0, limit)
+        else:
+            fits = limit < 0 or not _exceeds(frames, s0, nb, pixels, r0 * TILE, min(n_pix, r1 * TILE), limit)
+        if not fits:
+            resume[st] = s0
+            return n_vec
         for r in range(r0, r1):
             p0 = r * TILE
             w = min(TILE, n_pix - p0)
